@@ -1,0 +1,69 @@
+"""The admin surface under /_trent/ (health, status, clock). Needs the cluster's admin token, never KMS credentials."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from cluster.durations import parse_duration
+
+TOKEN_HEADER = "X-Trent-Admin-Token"
+
+
+class AdminApi:
+    def __init__(
+        self,
+        token: str,
+        status: Callable[[], dict[str, Any]],
+        clock_state: Callable[[], dict[str, Any]],
+        advance_clock: Callable[[float], dict[str, Any]],
+    ) -> None:
+        self._token = token
+        self._status = status
+        self._clock_state = clock_state
+        self._advance = advance_clock
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/_trent/health", self._health),
+            web.get("/_trent/status", self._guard(self._get_status)),
+            web.get("/_trent/clock", self._guard(self._get_clock)),
+            web.post("/_trent/clock", self._guard(self._post_clock)),
+        ]
+
+    def _guard(self, fn: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
+        async def guarded(request: web.Request) -> web.Response:
+            given = request.headers.get(TOKEN_HEADER, "")
+            if not hmac.compare_digest(given.encode(), self._token.encode()):
+                return _json({"error": "admin token required"}, 403)
+            result: web.Response = await fn(request)
+            return result
+        return guarded
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def _get_status(self, request: web.Request) -> web.Response:
+        return _json(self._status())
+
+    async def _get_clock(self, request: web.Request) -> web.Response:
+        return _json(self._clock_state())
+
+    async def _post_clock(self, request: web.Request) -> web.Response:
+        try:
+            doc = json.loads(await request.read() or b"{}")
+            advance = doc.get("advance")
+            seconds = parse_duration(str(advance)) if advance is not None else 0.0
+            if seconds < 0:
+                raise ValueError("the clock only moves forward")
+        except (ValueError, AttributeError) as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json(self._advance(seconds))
+
+
+def _json(doc: dict[str, Any], status: int = 200) -> web.Response:
+    return web.json_response(doc, status=status)

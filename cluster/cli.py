@@ -1,0 +1,145 @@
+"""`trent`: run a cluster (`trent up`) and drive a running one (`trent clock ...`, `trent status`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from cluster.admin import TOKEN_HEADER
+from cluster.durations import parse_duration
+from cluster.launcher import Cluster
+from node.config import ConfigError, load_config
+
+BANNER = """Trent is up: {n} regions, account {account}, credentials {ak}/{sk}
+  gateway         {gateway}   (routes by the region your client signs for)
+{regions}
+  data            {data}
+
+Try:
+  aws --endpoint-url {gateway} --region {first} kms create-key
+  python -c "import boto3; print(boto3.client('kms', endpoint_url='{gateway}', region_name='{first}', \\
+aws_access_key_id='{ak}', aws_secret_access_key='{sk}').list_keys())"
+Ctrl-C stops the cluster."""
+
+
+def _up(args: argparse.Namespace) -> int:
+    overrides = {"data_dir": args.data_dir, "host": args.host, "port": args.port, "regions": args.regions,
+                 "auth": args.auth}
+    try:
+        config = load_config(Path(args.config) if args.config else None, overrides)
+    except ConfigError as exc:
+        print(f"trent: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: Any) -> int:
+    cluster = Cluster(config)
+    try:
+        await cluster.start()
+    except OSError as exc:
+        print(f"trent: cannot start: {exc}", file=sys.stderr)
+        await cluster.stop()
+        return 1
+    principal = config.effective_principals()[0]
+    regions = "\n".join(f"  {name:<16}{cluster.url(r.port)}" for name, r in cluster.regions.items())
+    print(BANNER.format(n=len(cluster.regions), account=config.account, ak=principal.access_key,
+                        sk=principal.secret_key, gateway=cluster.gateway_url, regions=regions,
+                        data=config.data_dir, first=config.regions[0]), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await cluster.stop()
+    print("Trent stopped.", flush=True)
+    return 0
+
+
+def _admin_call(data_dir: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    root = Path(data_dir)
+    try:
+        cluster = json.loads((root / "cluster.json").read_text())
+        token = (root / "admin.token").read_text().strip()
+    except OSError as exc:
+        raise SystemExit(f"trent: no running cluster found under {root} ({exc.strerror})") from exc
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(cluster["gateway"] + path, data=data, method="POST" if data else "GET",
+                                     headers={TOKEN_HEADER: token, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            result: dict[str, Any] = json.loads(response.read())
+            return result
+    except urllib.error.HTTPError as exc:
+        raise SystemExit(f"trent: {exc.code} {exc.read().decode(errors='replace')}") from exc
+    except urllib.error.URLError as exc:
+        raise SystemExit(f"trent: cluster at {cluster['gateway']} not reachable: {exc.reason}") from exc
+
+
+def _clock(args: argparse.Namespace) -> int:
+    if args.action == "advance":
+        try:
+            seconds = parse_duration(args.duration)
+        except ValueError as exc:
+            print(f"trent: {exc}", file=sys.stderr)
+            return 2
+        state = _admin_call(args.data_dir, "/_trent/clock", {"advance": seconds})
+    else:
+        state = _admin_call(args.data_dir, "/_trent/clock")
+    print(json.dumps(state, indent=2))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = _admin_call(args.data_dir, "/_trent/status")
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"gateway {status['gateway']}")
+    for name, region in status["regions"].items():
+        print(f"  {name:<16} {'up' if region['up'] else 'DOWN':<5} {region['url']:<24} keys={region['keys']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trent", description="AWS-KMS-compatible multi-region key cluster")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the cluster in the foreground")
+    up.add_argument("--config", help="TOML config file (every flag has a key of the same name)")
+    up.add_argument("--data-dir", dest="data_dir", help="data directory (default ./.trent)")
+    up.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    up.add_argument("--port", type=int, help="gateway port (default 4599); regions use the next ports")
+    up.add_argument("--regions", help="comma-separated regions (default us-east-1,eu-west-1,ap-northeast-2)")
+    up.add_argument("--auth", choices=["verify", "off"], help="SigV4 verification (default verify)")
+    up.add_argument("-v", "--verbose", action="store_true", help="log region activity")
+    up.set_defaults(func=_up)
+    clock = sub.add_parser("clock", help="show or move the cluster's clock")
+    clock.add_argument("action", choices=["show", "advance"])
+    clock.add_argument("duration", nargs="?", default="0", help="e.g. 8d, 12h, 90m")
+    clock.add_argument("--data-dir", dest="data_dir", default=".trent")
+    clock.set_defaults(func=_clock)
+    status = sub.add_parser("status", help="regions and keys of a running cluster")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--data-dir", dest="data_dir", default=".trent")
+    status.set_defaults(func=_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

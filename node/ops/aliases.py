@@ -1,0 +1,93 @@
+"""Aliases: CreateAlias, UpdateAlias, DeleteAlias, ListAliases."""
+
+from __future__ import annotations
+
+from node.model.errors import KmsError, not_found, validation
+from node.model.ids import check_alias_name, check_alias_not_reserved
+from node.model.key import AliasRecord, KeyRecord
+from node.model.states import OpClass, check_state
+from node.ops.common import key_for
+from node.ops.paging import check_limit, page_response, paginate
+from node.ops.registry import Params, Registry, RequestContext, Response
+from node.service import Region
+
+MAX_ALIASES_PER_KEY = 50
+
+
+def _target(region: Region, params: Params) -> KeyRecord:
+    target = params["TargetKeyId"]
+    if target.startswith("alias/") or (target.startswith("arn:") and ":alias/" in target):
+        raise validation("Aliases must refer to keys. Not aliases")
+    return region.resolve(target, allow_alias=False)
+
+
+def _key_class(key: KeyRecord) -> tuple[str, str]:
+    kind = "SYMMETRIC" if key.key_spec == "SYMMETRIC_DEFAULT" else key.key_spec.split("_")[0]
+    return kind, key.key_usage
+
+
+def create_alias(region: Region, params: Params, ctx: RequestContext) -> Response:
+    name = params["AliasName"]
+    check_alias_name(name)
+    check_alias_not_reserved(name)
+    key = _target(region, params)
+    check_state(OpClass.METADATA, key.state, key.arn)
+    if name in region.aliases:
+        raise KmsError("AlreadyExistsException", f"An alias with the name {region.alias_arn(name)} already exists")
+    if len(region.aliases_of(key.key_id)) >= MAX_ALIASES_PER_KEY:
+        raise KmsError("LimitExceededException", f"A key can have at most {MAX_ALIASES_PER_KEY} aliases.")
+    now = region.now()
+    region.commit(aliases=[AliasRecord(name, key.key_id, now, now)])
+    return {}
+
+
+def update_alias(region: Region, params: Params, ctx: RequestContext) -> Response:
+    name = params["AliasName"]
+    check_alias_name(name)
+    check_alias_not_reserved(name)
+    alias = region.aliases.get(name)
+    if alias is None:
+        raise not_found(f"Alias {region.alias_arn(name)} is not found.")
+    key = _target(region, params)
+    check_state(OpClass.METADATA, key.state, key.arn)
+    old = region.keys.get(alias.key_id)
+    if old is not None and _key_class(old) != _key_class(key):
+        raise validation(f"{key.arn} has a key type or key usage different from the alias's current key "
+                         f"{old.arn}; an alias can only move to a key of the same type and usage.")
+    if len(region.aliases_of(key.key_id)) >= MAX_ALIASES_PER_KEY and alias.key_id != key.key_id:
+        raise KmsError("LimitExceededException", f"A key can have at most {MAX_ALIASES_PER_KEY} aliases.")
+    region.commit(aliases=[AliasRecord(name, key.key_id, alias.created, region.now())])
+    return {}
+
+
+def delete_alias(region: Region, params: Params, ctx: RequestContext) -> Response:
+    name = params["AliasName"]
+    check_alias_name(name)
+    check_alias_not_reserved(name)
+    if name not in region.aliases:
+        raise not_found(f"Alias {region.alias_arn(name)} is not found.")
+    region.commit(delete_aliases=[name])
+    return {}
+
+
+def list_aliases(region: Region, params: Params, ctx: RequestContext) -> Response:
+    check_limit(params.get("Limit"), 100)
+    if params.get("KeyId") is not None:
+        key = key_for(region, params, OpClass.ANY, allow_alias=False)
+        aliases = region.aliases_of(key.key_id)
+    else:
+        aliases = sorted(region.aliases.values(), key=lambda a: a.name)
+    page, marker = paginate(aliases, lambda a: a.name, params.get("Limit"), params.get("Marker"), default=50)
+    entries: list[object] = [
+        {"AliasName": a.name, "AliasArn": region.alias_arn(a.name), "TargetKeyId": a.key_id,
+         "CreationDate": a.created, "LastUpdatedDate": a.updated}
+        for a in page
+    ]
+    return page_response("Aliases", entries, marker)
+
+
+def register(registry: Registry) -> None:
+    registry.add("CreateAlias", create_alias)
+    registry.add("UpdateAlias", update_alias)
+    registry.add("DeleteAlias", delete_alias)
+    registry.add("ListAliases", list_aliases, read_only=True)

@@ -1,0 +1,159 @@
+"""Symmetric cryptography: Encrypt, Decrypt, ReEncrypt, GenerateDataKey(+WithoutPlaintext), GenerateRandom."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from node.crypto.blob import BlobHeader, open_blob, parse_header, seal
+from node.model.errors import KmsError, invalid_ciphertext, validation
+from node.model.key import KeyRecord, MaterialVersion
+from node.model.states import OpClass, check_state
+from node.ops.common import (
+    finish_dry_run,
+    key_for,
+    reject_recipient,
+    require_symmetric_algorithm,
+    require_symmetric_encryption,
+)
+from node.ops.registry import Params, Registry, RequestContext, Response
+from node.service import Region
+
+DATA_KEY_BYTES = {"AES_128": 16, "AES_256": 32}
+FOREIGN_BLOB_MESSAGE = (
+    "The ciphertext refers to a customer master key that does not exist, does not exist in this region, "
+    "or you are not allowed to access."
+)
+
+
+def _encryption_key(region: Region, params: Params, operation: str, field: str = "KeyId") -> KeyRecord:
+    key = key_for(region, params, OpClass.CRYPTO, allow_alias=True, field=field)
+    require_symmetric_encryption(key, operation)
+    return key
+
+
+def _ignore_ciphertext(params: Params) -> bool:
+    return "IGNORE_CIPHERTEXT" in (params.get("DryRunModifiers") or ())
+
+
+def _open_source(
+    region: Region, params: Params, operation: str, *, key_field: str, ec_field: str, alg_field: str
+) -> tuple[KeyRecord, bytes, MaterialVersion | None, str]:
+    """Decrypt half shared by Decrypt and ReEncrypt: header → key → state → usage → material → AEAD open."""
+    blob: bytes = params.get("CiphertextBlob") or b""
+    ignore = bool(params.get("DryRun")) and _ignore_ciphertext(params)
+    if ignore and params.get(key_field) is None:
+        raise validation(f"{key_field} is required when DryRunModifiers includes IGNORE_CIPHERTEXT.")
+    if "CiphertextBlob" not in params and not ignore:
+        raise validation("1 validation error detected: Value null at 'ciphertextBlob' failed to satisfy "
+                         "constraint: Member must not be null")
+    header: BlobHeader | None = None if ignore else parse_header(blob)
+    if params.get(key_field) is not None:
+        key = region.resolve(params[key_field], allow_alias=True)
+        if header is not None and key.key_id != header.key_id:
+            raise KmsError("IncorrectKeyException", "The key ID in the request does not identify a CMK that can "
+                           "perform this operation.")
+    else:
+        assert header is not None
+        found = region.keys.get(header.key_id)
+        if found is None:
+            raise KmsError("AccessDeniedException", FOREIGN_BLOB_MESSAGE)
+        key = found
+    check_state(OpClass.CRYPTO, key.state, key.arn)
+    require_symmetric_encryption(key, operation)
+    algorithm = require_symmetric_algorithm(key, params.get(alg_field))
+    if header is None:
+        return key, b"", None, algorithm
+    version = key.material(header.material_id)
+    if version is None:
+        raise invalid_ciphertext()
+    if params.get("DryRun"):
+        return key, b"", version, algorithm
+    return key, open_blob(blob, version.material, params.get(ec_field)), version, algorithm
+
+
+def encrypt(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key = _encryption_key(region, params, "Encrypt")
+    algorithm = require_symmetric_algorithm(key, params.get("EncryptionAlgorithm"))
+    finish_dry_run(params)
+    version = key.current_material()
+    blob = seal(key.key_id, version.material, params["Plaintext"], params.get("EncryptionContext"))
+    return {"CiphertextBlob": blob, "KeyId": key.arn, "EncryptionAlgorithm": algorithm}
+
+
+def decrypt(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key, plaintext, version, algorithm = _open_source(
+        region, params, "Decrypt", key_field="KeyId", ec_field="EncryptionContext", alg_field="EncryptionAlgorithm"
+    )
+    reject_recipient(params)
+    finish_dry_run(params)
+    assert version is not None
+    return {"KeyId": key.arn, "Plaintext": plaintext, "EncryptionAlgorithm": algorithm,
+            "KeyMaterialId": version.material_id.hex()}
+
+
+def re_encrypt(region: Region, params: Params, ctx: RequestContext) -> Response:
+    source, plaintext, source_version, source_alg = _open_source(
+        region, params, "ReEncrypt", key_field="SourceKeyId", ec_field="SourceEncryptionContext",
+        alg_field="SourceEncryptionAlgorithm",
+    )
+    dest = _encryption_key(region, params, "ReEncrypt", field="DestinationKeyId")
+    dest_alg = require_symmetric_algorithm(dest, params.get("DestinationEncryptionAlgorithm"))
+    finish_dry_run(params)
+    assert source_version is not None
+    dest_version = dest.current_material()
+    blob = seal(dest.key_id, dest_version.material, plaintext, params.get("DestinationEncryptionContext"))
+    return {
+        "CiphertextBlob": blob, "SourceKeyId": source.arn, "KeyId": dest.arn,
+        "SourceEncryptionAlgorithm": source_alg, "DestinationEncryptionAlgorithm": dest_alg,
+        "SourceKeyMaterialId": source_version.material_id.hex(),
+        "DestinationKeyMaterialId": dest_version.material_id.hex(),
+    }
+
+
+def _data_key_length(params: Params) -> int:
+    spec, size = params.get("KeySpec"), params.get("NumberOfBytes")
+    if (spec is None) == (size is None):
+        raise validation("Please specify either number of bytes or key spec.")
+    return DATA_KEY_BYTES[spec] if spec is not None else int(size or 0)
+
+
+def _generate_data_key(region: Region, params: Params, operation: str) -> tuple[KeyRecord, bytes, dict[str, Any]]:
+    key = _encryption_key(region, params, operation)
+    length = _data_key_length(params)
+    reject_recipient(params)
+    finish_dry_run(params)
+    version = key.current_material()
+    plaintext = os.urandom(length)
+    blob = seal(key.key_id, version.material, plaintext, params.get("EncryptionContext"))
+    return key, plaintext, {"CiphertextBlob": blob, "KeyId": key.arn, "KeyMaterialId": version.material_id.hex()}
+
+
+def generate_data_key(region: Region, params: Params, ctx: RequestContext) -> Response:
+    _, plaintext, out = _generate_data_key(region, params, "GenerateDataKey")
+    out["Plaintext"] = plaintext
+    return out
+
+
+def generate_data_key_without_plaintext(region: Region, params: Params, ctx: RequestContext) -> Response:
+    return _generate_data_key(region, params, "GenerateDataKeyWithoutPlaintext")[2]
+
+
+def generate_random(region: Region, params: Params, ctx: RequestContext) -> Response:
+    size = params.get("NumberOfBytes")
+    if size is None:
+        raise validation("1 validation error detected: Value null at 'numberOfBytes' failed to satisfy "
+                         "constraint: Member must not be null")
+    if params.get("CustomKeyStoreId") is not None:
+        raise KmsError("CustomKeyStoreNotFoundException", "Custom key stores are not supported by this cluster.")
+    reject_recipient(params)
+    return {"Plaintext": os.urandom(size)}
+
+
+def register(registry: Registry) -> None:
+    registry.add("Encrypt", encrypt, read_only=True)
+    registry.add("Decrypt", decrypt, read_only=True)
+    registry.add("ReEncrypt", re_encrypt, read_only=True)
+    registry.add("GenerateDataKey", generate_data_key, read_only=True)
+    registry.add("GenerateDataKeyWithoutPlaintext", generate_data_key_without_plaintext, read_only=True)
+    registry.add("GenerateRandom", generate_random, read_only=True)

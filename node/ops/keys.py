@@ -1,0 +1,160 @@
+"""Key lifecycle: CreateKey, DescribeKey, ListKeys, UpdateKeyDescription, Enable/DisableKey, deletion."""
+
+from __future__ import annotations
+
+import json
+
+from node.crypto.handles import new_material
+from node.model.errors import KmsError, unsupported, validation
+from node.model.ids import new_key_id
+from node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord, MaterialVersion
+from node.model.rotation import on_reenable
+from node.model.states import KeyState, OpClass
+from node.ops.common import key_for, key_metadata
+from node.ops.paging import page_response, paginate
+from node.ops.registry import Params, Registry, RequestContext, Response
+from node.ops.tags import validate_new_tags
+from node.service import Region
+
+DAY = 86400.0
+# Specs that later releases of the cluster bring; until then they are refused with a clear reason.
+NOT_YET_SPECS = frozenset({
+    "RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1",
+    "ECC_NIST_EDWARDS25519", "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512", "ML_DSA_44", "ML_DSA_65",
+    "ML_DSA_87", "ML_KEM_512", "ML_KEM_768", "ML_KEM_1024", "SM2",
+})
+MAX_POLICY_BYTES = 32768
+
+
+def default_policy(account: str) -> str:
+    # The exact text (and pretty-printing) AWS attaches when CreateKey is called without a Policy.
+    return (
+        '{\n  "Version" : "2012-10-17",\n  "Id" : "key-default-1",\n  "Statement" : [ {\n'
+        '    "Sid" : "Enable IAM User Permissions",\n    "Effect" : "Allow",\n    "Principal" : {\n'
+        f'      "AWS" : "arn:aws:iam::{account}:root"\n    }},\n    "Action" : "kms:*",\n'
+        '    "Resource" : "*"\n  } ]\n}'
+    )
+
+
+def check_policy_document(policy: str) -> None:
+    if len(policy.encode("utf-8")) > MAX_POLICY_BYTES:
+        raise KmsError("LimitExceededException", f"Policy exceeds the maximum size of {MAX_POLICY_BYTES} bytes.")
+    try:
+        doc = json.loads(policy)
+    except ValueError as exc:
+        raise KmsError("MalformedPolicyDocumentException", "The policy is not valid JSON.") from exc
+    if not isinstance(doc, dict) or "Statement" not in doc:
+        raise KmsError("MalformedPolicyDocumentException", "The policy must be a JSON object with a Statement.")
+
+
+def _spec_and_usage(params: Params) -> tuple[str, str]:
+    spec = params.get("KeySpec")
+    legacy = params.get("CustomerMasterKeySpec")
+    if spec is not None and legacy is not None:
+        raise validation("You cannot specify KeySpec and CustomerMasterKeySpec in the same request. "
+                         "CustomerMasterKeySpec is deprecated.")
+    spec = spec or legacy or SYMMETRIC_DEFAULT
+    if spec in NOT_YET_SPECS:
+        raise unsupported(f"KeySpec {spec} is not supported by this cluster yet; only SYMMETRIC_DEFAULT is.")
+    usage = params.get("KeyUsage") or ENCRYPT_DECRYPT
+    if usage != ENCRYPT_DECRYPT:
+        raise validation(f"KeyUsage {usage} is not compatible with KeySpec {spec}")
+    return spec, usage
+
+
+def create_key(region: Region, params: Params, ctx: RequestContext) -> Response:
+    spec, usage = _spec_and_usage(params)
+    if params.get("CustomKeyStoreId") is not None or params.get("XksKeyId") is not None:
+        raise KmsError("CustomKeyStoreNotFoundException", "Custom key stores are not supported by this cluster.")
+    origin = params.get("Origin") or "AWS_KMS"
+    if origin in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"):
+        raise KmsError("CustomKeyStoreNotFoundException", f"Origin {origin} requires a custom key store, "
+                       "which this cluster does not support.")
+    if origin != "AWS_KMS":
+        raise unsupported(f"Origin {origin} (imported key material) is not supported by this cluster yet.")
+    if params.get("MultiRegion"):
+        raise unsupported("Multi-Region keys are not supported by this cluster yet.")
+    tags = validate_new_tags(params.get("Tags") or [], existing=())
+    policy = params.get("Policy")
+    if policy is not None:
+        check_policy_document(policy)
+    now = region.now()
+    key_id = new_key_id(multi_region=False)
+    material = MaterialVersion(new_material(key_id), now)
+    key = KeyRecord(
+        key_id=key_id, region=region.name, account=region.account, created=now, state=KeyState.ENABLED,
+        description=params.get("Description") or "", key_usage=usage, key_spec=spec, origin=origin,
+        policy=policy if policy is not None else default_policy(region.account), tags=tags,
+        materials=(material,), current_material_id=material.material_id,
+    )
+    region.commit(keys=[key])
+    return {"KeyMetadata": key_metadata(region, key)}
+
+
+def describe_key(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key = key_for(region, params, OpClass.ANY, allow_alias=True)
+    return {"KeyMetadata": key_metadata(region, key)}
+
+
+def list_keys(region: Region, params: Params, ctx: RequestContext) -> Response:
+    keys = sorted(region.keys)
+    page, marker = paginate(keys, str, params.get("Limit"), params.get("Marker"), default=100)
+    entries: list[object] = [{"KeyId": k, "KeyArn": region.key_arn(k)} for k in page]
+    return page_response("Keys", entries, marker)
+
+
+def update_key_description(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key = key_for(region, params, OpClass.METADATA, allow_alias=False)
+    region.commit(keys=[key.with_changes(description=params["Description"])])
+    return {}
+
+
+def _set_enabled(region: Region, params: Params, enabled: bool) -> Response:
+    key = key_for(region, params, OpClass.ENABLE_DISABLE, allow_alias=False)
+    state = KeyState.ENABLED if enabled else KeyState.DISABLED
+    if key.state is not state:
+        updated = key.with_changes(state=state)
+        region.commit(keys=[on_reenable(updated, region.now()) if enabled else updated])
+    return {}
+
+
+def enable_key(region: Region, params: Params, ctx: RequestContext) -> Response:
+    return _set_enabled(region, params, True)
+
+
+def disable_key(region: Region, params: Params, ctx: RequestContext) -> Response:
+    return _set_enabled(region, params, False)
+
+
+def schedule_key_deletion(region: Region, params: Params, ctx: RequestContext) -> Response:
+    days = params.get("PendingWindowInDays")
+    days = 30 if days is None else days
+    if not 7 <= days <= 30:
+        bound = "greater than or equal to 7" if days < 7 else "less than or equal to 30"
+        raise validation(f"1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to "
+                         f"satisfy constraint: Member must have value {bound}")
+    key = key_for(region, params, OpClass.SCHEDULE_DELETION, allow_alias=False)
+    deletion_date = region.now() + days * DAY
+    updated = key.with_changes(state=KeyState.PENDING_DELETION, deletion_date=deletion_date,
+                               pending_window_days=days)
+    region.commit(keys=[updated])
+    return {"KeyId": key.arn, "DeletionDate": deletion_date, "KeyState": updated.state.value,
+            "PendingWindowInDays": days}
+
+
+def cancel_key_deletion(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key = key_for(region, params, OpClass.CANCEL_DELETION, allow_alias=False)
+    # AWS never returns a key straight to Enabled from a cancelled deletion.
+    region.commit(keys=[key.with_changes(state=KeyState.DISABLED, deletion_date=None, pending_window_days=None)])
+    return {"KeyId": key.arn}
+
+
+def register(registry: Registry) -> None:
+    registry.add("CreateKey", create_key)
+    registry.add("DescribeKey", describe_key, read_only=True)
+    registry.add("ListKeys", list_keys, read_only=True)
+    registry.add("UpdateKeyDescription", update_key_description)
+    registry.add("EnableKey", enable_key)
+    registry.add("DisableKey", disable_key)
+    registry.add("ScheduleKeyDeletion", schedule_key_deletion)
+    registry.add("CancelKeyDeletion", cancel_key_deletion)

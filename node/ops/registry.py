@@ -1,0 +1,48 @@
+"""The explicit operation registry: operation name → handler. No lookup by attribute name anywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from node.auth.principals import Principal
+from node.service import Region
+
+Params = dict[str, Any]
+Response = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str
+    operation: str
+    principal: Principal
+    source_ip: str
+    user_agent: str
+
+
+Handler = Callable[[Region, Params, RequestContext], Response]
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    handler: Handler
+    read_only: bool
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._ops: dict[str, Operation] = {}
+
+    def add(self, name: str, handler: Handler, *, read_only: bool = False) -> None:
+        if name in self._ops:
+            raise ValueError(f"operation {name} registered twice")
+        self._ops[name] = Operation(name, handler, read_only)
+
+    def get(self, name: str) -> Operation | None:
+        return self._ops.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._ops)

@@ -1,0 +1,102 @@
+"""Rotation: Enable/DisableKeyRotation, GetKeyRotationStatus, RotateKeyOnDemand, ListKeyRotations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from node.model.errors import KmsError
+from node.model.key import KeyRecord, MaterialVersion
+from node.model.rotation import (
+    MAX_ON_DEMAND_ROTATIONS,
+    ON_DEMAND,
+    ON_DEMAND_CONFLICT_WINDOW,
+    disable_rotation,
+    enable_rotation,
+    rotate,
+)
+from node.model.states import OpClass
+from node.ops.common import key_for, require_rotatable
+from node.ops.paging import page_response, paginate
+from node.ops.registry import Params, Registry, RequestContext, Response
+from node.service import Region
+
+DEFAULT_PERIOD_DAYS = 365
+
+
+def enable_key_rotation(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key = key_for(region, params, OpClass.ROTATION_SETTINGS, allow_alias=False)
+    require_rotatable(key)
+    period = params.get("RotationPeriodInDays") or DEFAULT_PERIOD_DAYS
+    settings = enable_rotation(key.rotation, period, region.now())
+    if settings != key.rotation:
+        region.commit(keys=[key.with_changes(rotation=settings)])
+    return {}
+
+
+def disable_key_rotation(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key = key_for(region, params, OpClass.ROTATION_SETTINGS, allow_alias=False)
+    require_rotatable(key)
+    if key.rotation.enabled:
+        region.commit(keys=[key.with_changes(rotation=disable_rotation(key.rotation))])
+    return {}
+
+
+def get_key_rotation_status(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key = key_for(region, params, OpClass.ROTATION_STATUS, allow_alias=False)
+    require_rotatable(key)
+    # While deletion is pending AWS reports rotation off; the setting comes back on cancel.
+    enabled = key.rotation.enabled and not key.pending_deletion
+    out: dict[str, Any] = {"KeyRotationEnabled": enabled, "KeyId": key.arn}
+    if enabled:
+        out["RotationPeriodInDays"] = key.rotation.period_days
+        if key.rotation.next_rotation is not None:
+            out["NextRotationDate"] = key.rotation.next_rotation
+    return out
+
+
+def rotate_key_on_demand(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key = key_for(region, params, OpClass.ROTATE_ON_DEMAND, allow_alias=False)
+    require_rotatable(key)
+    if key.rotation.on_demand_count >= MAX_ON_DEMAND_ROTATIONS:
+        raise KmsError("LimitExceededException", f"{key.arn} has reached the limit of "
+                       f"{MAX_ON_DEMAND_ROTATIONS} on-demand rotations.")
+    now = region.now()
+    due = key.rotation.next_rotation
+    if key.rotation.enabled and due is not None and due - now <= ON_DEMAND_CONFLICT_WINDOW:
+        raise KmsError("ConflictException", f"An automatic rotation of {key.arn} is in progress or due "
+                       "within 20 minutes; try again later.", 409)
+    rotated = rotate(key, now, ON_DEMAND)
+    counted = rotated.rotation.__class__(**{**rotated.rotation.__dict__,
+                                            "on_demand_count": key.rotation.on_demand_count + 1})
+    region.commit(keys=[rotated.with_changes(rotation=counted)])
+    return {"KeyId": key.arn}
+
+
+def _rotation_entry(key: KeyRecord, version: MaterialVersion) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "KeyId": key.key_id,
+        "KeyMaterialId": version.material_id.hex(),
+        "KeyMaterialState": "CURRENT" if version.material_id == key.current_material_id else "NON_CURRENT",
+    }
+    if version.rotation_type is not None:
+        entry["RotationDate"] = version.created
+        entry["RotationType"] = version.rotation_type
+    return entry
+
+
+def list_key_rotations(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key = key_for(region, params, OpClass.ANY, allow_alias=False)
+    require_rotatable(key)
+    include_all = params.get("IncludeKeyMaterial") == "ALL_KEY_MATERIAL"
+    # Positions are zero-padded indexes: versions are append-only, so a position never moves.
+    versions = [(f"{i:08d}", v) for i, v in enumerate(key.materials) if include_all or v.rotation_type is not None]
+    page, marker = paginate(versions, lambda p: p[0], params.get("Limit"), params.get("Marker"), default=100)
+    return page_response("Rotations", [_rotation_entry(key, v) for _, v in page], marker)
+
+
+def register(registry: Registry) -> None:
+    registry.add("EnableKeyRotation", enable_key_rotation)
+    registry.add("DisableKeyRotation", disable_key_rotation)
+    registry.add("GetKeyRotationStatus", get_key_rotation_status, read_only=True)
+    registry.add("RotateKeyOnDemand", rotate_key_on_demand)
+    registry.add("ListKeyRotations", list_key_rotations, read_only=True)

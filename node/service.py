@@ -1,0 +1,137 @@
+"""One region's state: the in-memory view of its keys and aliases, and the one way to change them.
+
+Every change goes through ``commit``: the store commits first, then the in-memory view is swapped, so a failed
+write leaves the region exactly as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from node.clock import Clock
+from node.crypto.rootkey import RootKey
+from node.model.errors import not_found
+from node.model.ids import RefKind, alias_arn, key_arn, parse_key_ref
+from node.model.key import AliasRecord, KeyRecord
+from node.store.base import Batch, Store
+from node.store.codec import RecordCodec
+
+log = logging.getLogger("trent.region")
+
+
+@dataclass(frozen=True)
+class RegionIdentity:
+    name: str
+    account: str
+
+
+class Region:
+    def __init__(self, identity: RegionIdentity, store: Store, root_key: RootKey, clock: Clock) -> None:
+        self.identity = identity
+        self.store = store
+        self.clock = clock
+        self.codec = RecordCodec(root_key)
+        self.keys: dict[str, KeyRecord] = {}
+        self.aliases: dict[str, AliasRecord] = {}
+        self._aliases_by_key: dict[str, set[str]] = {}
+        self._load()
+
+    @property
+    def name(self) -> str:
+        return self.identity.name
+
+    @property
+    def account(self) -> str:
+        return self.identity.account
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def _load(self) -> None:
+        for _, raw in self.store.scan("keys"):
+            key = self.codec.decode_key(raw)
+            self.keys[key.key_id] = key
+        for _, raw in self.store.scan("aliases"):
+            alias = self.codec.decode_alias(raw)
+            self._index_alias(alias)
+        log.info("region %s loaded %d keys, %d aliases", self.name, len(self.keys), len(self.aliases))
+
+    # -- lookups ---------------------------------------------------------------------------------------
+
+    def key_arn(self, key_id: str) -> str:
+        return key_arn(self.name, self.account, key_id)
+
+    def alias_arn(self, name: str) -> str:
+        return alias_arn(self.name, self.account, name)
+
+    def resolve(self, value: str, *, allow_alias: bool) -> KeyRecord:
+        """Find the key a KeyId parameter names in this region, with AWS's NotFound messages."""
+        ref = parse_key_ref(value, allow_alias=allow_alias)
+        if ref.kind in (RefKind.KEY_ARN, RefKind.ALIAS_ARN) and (
+            ref.region != self.name or ref.account != self.account
+        ):
+            if ref.kind is RefKind.KEY_ARN:
+                raise not_found(f"Key '{value}' does not exist")
+            raise not_found(f"Alias {value} is not found.")
+        if ref.alias_name is not None:
+            alias = self.aliases.get(ref.alias_name)
+            key = None if alias is None else self.keys.get(alias.key_id)
+            if key is None:
+                raise not_found(f"Alias {self.alias_arn(ref.alias_name)} is not found.")
+            return key
+        assert ref.key_id is not None
+        key = self.keys.get(ref.key_id)
+        if key is None:
+            raise not_found(f"Key '{self.key_arn(ref.key_id)}' does not exist")
+        return key
+
+    def aliases_of(self, key_id: str) -> list[AliasRecord]:
+        return sorted((self.aliases[n] for n in self._aliases_by_key.get(key_id, ())), key=lambda a: a.name)
+
+    # -- the one write path ----------------------------------------------------------------------------
+
+    def commit(
+        self,
+        *,
+        keys: Iterable[KeyRecord] = (),
+        delete_keys: Iterable[str] = (),
+        aliases: Iterable[AliasRecord] = (),
+        delete_aliases: Iterable[str] = (),
+        batch: Batch | None = None,
+    ) -> None:
+        keys, delete_keys = list(keys), list(delete_keys)
+        aliases, delete_aliases = list(aliases), list(delete_aliases)
+        batch = batch if batch is not None else Batch()
+        for key in keys:
+            batch.put("keys", key.key_id, self.codec.encode_key(key))
+        for key_id in delete_keys:
+            batch.delete("keys", key_id)
+        for alias in aliases:
+            batch.put("aliases", alias.name, self.codec.encode_alias(alias))
+        for name in delete_aliases:
+            batch.delete("aliases", name)
+        self.store.commit(batch)  # raises StoreError with nothing written; memory stays as it was
+        for key in keys:
+            self.keys[key.key_id] = key
+        for key_id in delete_keys:
+            self.keys.pop(key_id, None)
+        for name in delete_aliases:
+            self._unindex_alias(name)
+        for alias in aliases:
+            self._unindex_alias(alias.name)
+            self._index_alias(alias)
+
+    def _index_alias(self, alias: AliasRecord) -> None:
+        self.aliases[alias.name] = alias
+        self._aliases_by_key.setdefault(alias.key_id, set()).add(alias.name)
+
+    def _unindex_alias(self, name: str) -> None:
+        old = self.aliases.pop(name, None)
+        if old is not None:
+            names = self._aliases_by_key.get(old.key_id)
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del self._aliases_by_key[old.key_id]

@@ -1,0 +1,50 @@
+"""AWS JSON 1.1: request bodies in, responses out, and the one place a KmsError becomes {"__type", "message"}."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from node.model.errors import KmsError, serialization
+
+CONTENT_TYPE = "application/x-amz-json-1.1"
+TARGET_PREFIX = "TrentService."
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def parse_target(target: str | None) -> str:
+    if not target or not target.startswith(TARGET_PREFIX):
+        raise KmsError("UnknownOperationException")
+    return target[len(TARGET_PREFIX):]
+
+
+def parse_body(body: bytes) -> Any:
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise serialization("Start of structure or map found where not expected.") from exc
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def encode_response(payload: dict[str, Any]) -> bytes:
+    # Absent optional members are omitted, never sent as null.
+    return json.dumps(_jsonable(payload), separators=(",", ":")).encode("utf-8")
+
+
+def encode_error(error: KmsError) -> bytes:
+    doc: dict[str, str] = {"__type": error.code}
+    if error.message is not None:
+        doc["message"] = error.message
+    return json.dumps(doc, separators=(",", ":")).encode("utf-8")

@@ -1,0 +1,427 @@
+"""AWS Signature Version 4 verification (Authorization-header form), as AWS KMS performs it.
+
+The canonicalisation mirrors botocore's signer (``botocore.auth.SigV4Auth``) byte for byte, since
+boto3 / the AWS CLI are the clients that must verify. Error codes, statuses and messages follow AWS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote, unquote
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from node.auth.principals import Principal, PrincipalDirectory
+from node.clock import Clock
+from node.model.errors import KmsError
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+SERVICE = "kms"
+TERMINATOR = "aws4_request"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+_AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+_PREFIX = ALGORITHM + " "
+
+# Header-name token characters (RFC 9110), lowercase only: SigV4 signs lowercased names.
+_NAME = r"[a-z0-9!#$%&'*+.^_`|~-]+"
+_SIGNED_HEADERS_RE = re.compile(rf"(?:{_NAME};)*{_NAME}")
+# Hot path: the exact shape botocore emits, parsed in one match; anything else goes to the slow
+# parser, which exists to produce a precise error message.
+_AUTH_RE = re.compile(
+    r"AWS4-HMAC-SHA256 +Credential=([^/\s,]+)/(\d{8})/([^/\s,]+)/([^/\s,]+)/aws4_request"
+    rf" *, *SignedHeaders=((?:{_NAME};)*{_NAME}) *, *Signature=([0-9a-f]{{64}}) *"
+)
+_SCOPE_RE = re.compile(r"Credential=([^/\s,]+)/(\d{8})/([^/\s,]+)/([^/\s,]+)/aws4_request(?=[\s,]|$)")
+_SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
+_DATE8_RE = re.compile(r"\d{8}")
+_AMZ_DATE_RE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
+
+_EMPTY: tuple[str, ...] = ()
+
+_MSG_MISSING = "Missing Authentication Token"
+_MSG_UNRECOGNIZED = "The security token included in the request is invalid."
+_MSG_WRONG_SERVICE = f"Credential should be scoped to correct service: '{SERVICE}'."
+_MSG_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialScope:
+    access_key: str
+    date: str  # yyyymmdd
+    region: str
+    service: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedCaller:
+    principal: Principal
+    region: str
+    access_key: str
+
+
+def _incomplete(message: str) -> KmsError:
+    return KmsError("IncompleteSignatureException", message, 400)
+
+
+def _invalid(message: str) -> KmsError:
+    return KmsError("InvalidSignatureException", message, 403)
+
+
+def _unrecognized() -> KmsError:
+    return KmsError("UnrecognizedClientException", _MSG_UNRECOGNIZED, 400)
+
+
+def _missing() -> KmsError:
+    return KmsError("MissingAuthenticationTokenException", _MSG_MISSING, 403)
+
+
+def parse_scope(authorization: str | None) -> CredentialScope | None:
+    """Cheap parse of the Authorization header's Credential=... part, for routing by region.
+
+    None if absent/unparsable. Nothing is verified here.
+    """
+    if not authorization or not authorization.startswith(_PREFIX):
+        return None
+    m = _SCOPE_RE.search(authorization, len(_PREFIX))
+    if m is None:
+        return None
+    return CredentialScope(m[1], m[2], m[3], m[4])
+
+
+def _parse_authorization(authorization: str) -> tuple[CredentialScope, str, str]:
+    """(scope, SignedHeaders string, signature), or IncompleteSignatureException."""
+    m = _AUTH_RE.fullmatch(authorization)
+    if m is not None:
+        return CredentialScope(m[1], m[2], m[3], m[4]), m[5], m[6]
+    return _parse_authorization_slow(authorization)
+
+
+def _parse_authorization_slow(authorization: str) -> tuple[CredentialScope, str, str]:
+    # Messages never echo the header: it carries the signature.
+    algorithm, _, rest = authorization.strip().partition(" ")
+    if algorithm != ALGORITHM:
+        raise _incomplete(f"Unsupported authorization type; only {ALGORITHM} is accepted.")
+    params: dict[str, str] = {}
+    for part in rest.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if not eq:
+            raise _incomplete("Authorization header parameters must be of the form name=value.")
+        if name not in ("Credential", "SignedHeaders", "Signature"):
+            raise _incomplete(f"Unexpected parameter '{name[:64]}' in the Authorization header.")
+        if name in params:
+            raise _incomplete(f"Duplicate parameter '{name}' in the Authorization header.")
+        params[name] = value.strip()
+    missing = [
+        f"Authorization header requires '{name}' parameter."
+        for name in ("Credential", "Signature", "SignedHeaders")
+        if not params.get(name)
+    ]
+    if missing:
+        raise _incomplete(" ".join(missing))
+    credential, signed, signature = params["Credential"], params["SignedHeaders"], params["Signature"]
+    elements = credential.split("/")
+    if len(elements) != 5 or not all(elements):
+        raise _incomplete(
+            "Credential must have exactly 5 slash-delimited elements, "
+            f"e.g. keyid/date/region/service/term, got '{credential}'"
+        )
+    access_key, date, region, service, terminator = elements
+    if terminator != TERMINATOR:
+        raise _incomplete(
+            f"Credential should be scoped with a valid terminator: '{TERMINATOR}', not '{terminator}'."
+        )
+    if _DATE8_RE.fullmatch(date) is None:
+        raise _incomplete(f"Credential date must be in yyyyMMdd format, not '{date}'.")
+    if _SIGNED_HEADERS_RE.fullmatch(signed) is None:
+        raise _incomplete("SignedHeaders must be a ';'-separated list of lowercase header names.")
+    if _SIGNATURE_RE.fullmatch(signature) is None:
+        raise _incomplete("Signature must be 64 lowercase hexadecimal characters.")
+    return CredentialScope(access_key, date, region, service), signed, signature
+
+
+def _header_lookup(headers: Mapping[str, str]) -> Callable[[str], Sequence[str]]:
+    """A getter of every value of a (lowercase) header name, case-insensitively."""
+    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        # aiohttp's request headers: already case-insensitive and multi-valued, no copy needed.
+        getall = headers.getall
+        return lambda name: getall(name, _EMPTY)
+    lowered: dict[str, list[str]] = {}
+    for key, value in headers.items():
+        lowered.setdefault(key.lower(), []).append(value)
+    return lambda name: lowered.get(name, _EMPTY)
+
+
+def _trim(value: str) -> str:
+    # SigV4 "Trimall", exactly as botocore applies it.
+    return " ".join(value.split())
+
+
+def _remove_dot_segments(path: str) -> str:
+    # RFC 3986 5.2.4 plus collapsing of empty segments, as botocore does for non-S3 services.
+    out: list[str] = []
+    for seg in path.split("/"):
+        if seg and seg != ".":
+            if seg == "..":
+                if out:
+                    out.pop()
+            else:
+                out.append(seg)
+    first = "/" if path.startswith("/") else ""
+    last = "/" if path.endswith("/") and out else ""
+    return first + "/".join(out) + last
+
+
+def _canonical_uri(path: str) -> str:
+    """``path`` is the raw request path as sent (still percent-encoded); non-S3 SigV4 encodes it again."""
+    if not path or path == "/":
+        return "/"
+    return quote(_remove_dot_segments(path), safe="/~") or "/"
+
+
+def _canonical_query(query: str) -> str:
+    """``query`` is the raw query string without '?'."""
+    if not query:
+        return ""
+    pairs: list[tuple[str, str]] = []
+    for part in query.split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        # Decode then re-encode so any client percent-encoding normalises to SigV4's form.
+        pairs.append((quote(unquote(key), safe="-_.~"), quote(unquote(value), safe="-_.~")))
+    pairs.sort()
+    return "&".join([f"{k}={v}" for k, v in pairs])
+
+
+def _parse_amz_date(value: str) -> float | None:
+    m = _AMZ_DATE_RE.fullmatch(value)
+    if m is None:
+        return None
+    try:
+        # datetime() validates field ranges (month 13, Feb 30, ...).
+        return datetime(
+            int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6]), tzinfo=UTC
+        ).timestamp()
+    except ValueError:
+        return None
+
+
+def _parse_http_date(value: str) -> datetime | None:
+    try:
+        dt = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _format_amz(epoch: float) -> str:
+    return time.strftime(_AMZ_DATE_FORMAT, time.gmtime(epoch))
+
+
+def _hmac(key: bytes, msg: str) -> bytes:
+    return hmac.new(key, msg.encode("utf-8"), hashlib.sha256).digest()
+
+
+def _derive_signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
+    k = _hmac(f"AWS4{secret_key}".encode(), date)
+    k = _hmac(k, region)
+    k = _hmac(k, service)
+    return _hmac(k, TERMINATOR)
+
+
+def _encode(value: str) -> bytes:
+    # aiohttp decodes header bytes with surrogateescape; this restores the bytes the client signed.
+    return value.encode("utf-8", "surrogateescape")
+
+
+class SigV4Verifier:
+    """Verifies SigV4-signed KMS requests against a principal directory. Thread-safe."""
+
+    def __init__(
+        self,
+        principals: PrincipalDirectory,
+        clock: Clock,
+        max_skew_seconds: float = 300.0,
+        cache_size: int = 1024,
+    ) -> None:
+        if max_skew_seconds < 0:
+            raise ValueError("max_skew_seconds must be >= 0")
+        if cache_size < 0:
+            raise ValueError("cache_size must be >= 0")
+        self._principals = principals
+        self._clock = clock
+        self._max_skew = max_skew_seconds
+        self._skew_label = f"{max_skew_seconds / 60:g} min."
+        self._cache_size = cache_size
+        # (access_key, date, region) -> (secret it was derived from, signing key). The secret is kept so
+        # a rotated secret under the same access key never reuses a stale key.
+        self._keys: OrderedDict[tuple[str, str, str], tuple[str, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def scope_only(self, headers: Mapping[str, str]) -> CredentialScope:
+        """For --auth=off: the credential scope (for routing), without checking the signature."""
+        values = _header_lookup(headers)("authorization")
+        if not values:
+            raise _missing()
+        return _parse_authorization(values[0])[0]
+
+    def verify(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        expected_region: str | None = None,
+    ) -> VerifiedCaller:
+        """Check the request's SigV4 signature; raise KmsError (AWS code/status/message) on failure.
+
+        ``path`` is the raw percent-encoded path, ``query`` the raw query string without '?'.
+        ``headers`` may be a case-insensitive multidict (aiohttp) or a plain dict of any key case.
+        """
+        get = _header_lookup(headers)
+        auth_values = get("authorization")
+        if not auth_values:
+            raise _missing()
+        scope, signed_headers, signature = _parse_authorization(auth_values[0])
+        if scope.service != SERVICE:
+            raise _invalid(_MSG_WRONG_SERVICE)
+
+        names = signed_headers.split(";")
+        if "host" not in names:
+            raise _incomplete("'Host' must be a 'SignedHeader' in the AWS Authorization.")
+
+        # Timestamp: X-Amz-Date, else the Date header; whichever is used must be signed.
+        amz_values = get("x-amz-date")
+        if amz_values:
+            amz_date = amz_values[0].strip()
+            if "x-amz-date" not in names:
+                raise _incomplete("'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.")
+            request_time = _parse_amz_date(amz_date)
+            if request_time is None:
+                raise _incomplete("X-Amz-Date must be in ISO-8601 basic format (yyyyMMddTHHmmssZ).")
+        else:
+            date_values = get("date")
+            if not date_values:
+                raise _incomplete(
+                    "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
+                )
+            if "date" not in names:
+                raise _incomplete("'Date' must be a 'SignedHeader' in the AWS Authorization.")
+            http_date = _parse_http_date(date_values[0])
+            if http_date is None:
+                raise _incomplete("Date header must be an RFC 1123 date.")
+            request_time = http_date.timestamp()
+            amz_date = http_date.strftime(_AMZ_DATE_FORMAT)
+
+        # Canonical headers, in SignedHeaders order; each line ends in '\n'.
+        lines: list[str] = []
+        for name in names:
+            values = get(name)
+            if not values:
+                raise _incomplete(f"Signed header '{name}' is not present in the request.")
+            if len(values) == 1:
+                lines.append(f"{name}:{_trim(values[0])}\n")
+            else:
+                lines.append(f"{name}:{','.join([_trim(v) for v in values])}\n")
+
+        if expected_region is not None and scope.region != expected_region:
+            raise _invalid(f"Credential should be scoped to a valid region, not '{scope.region}'.")
+
+        principal = self._principals.lookup(scope.access_key)
+        if principal is None:
+            raise _unrecognized()
+        self._check_session_token(principal, get("x-amz-security-token"), names)
+
+        date = amz_date[:8]
+        if scope.date != date:
+            raise _invalid(
+                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
+                f"'{scope.date}' != '{date}', from '{amz_date}'."
+            )
+        now = self._clock.now()
+        if now - request_time > self._max_skew:
+            raise _invalid(
+                f"Signature expired: {amz_date} is now earlier than {_format_amz(now - self._max_skew)} "
+                f"({_format_amz(now)} - {self._skew_label})"
+            )
+        if request_time - now > self._max_skew:
+            raise _invalid(
+                f"Signature not yet current: {amz_date} is still later than "
+                f"{_format_amz(now + self._max_skew)} ({_format_amz(now)} + {self._skew_label})"
+            )
+
+        payload_hash = hashlib.sha256(body).hexdigest()
+        declared = get("x-amz-content-sha256")
+        if declared:
+            if declared[0] == UNSIGNED_PAYLOAD:
+                raise _invalid("UNSIGNED-PAYLOAD is not supported; the payload must be signed.")
+            if declared[0] != payload_hash:
+                raise _invalid("The provided 'x-amz-content-sha256' header does not match what was computed.")
+
+        canonical_request = "\n".join(
+            (
+                method.upper(),
+                _canonical_uri(path),
+                _canonical_query(query),
+                "".join(lines),
+                signed_headers,
+                payload_hash,
+            )
+        )
+        string_to_sign = (
+            f"{ALGORITHM}\n{amz_date}\n{date}/{scope.region}/{SERVICE}/{TERMINATOR}\n"
+            f"{hashlib.sha256(_encode(canonical_request)).hexdigest()}"
+        )
+        key = self._signing_key(principal, date, scope.region)
+        expected = hmac.new(key, _encode(string_to_sign), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature):
+            raise _invalid(_MSG_MISMATCH)
+        return VerifiedCaller(principal, scope.region, scope.access_key)
+
+    @staticmethod
+    def _check_session_token(principal: Principal, sent: Sequence[str], names: list[str]) -> None:
+        if principal.session_token is None:
+            if sent:
+                raise _unrecognized()
+            return
+        if (
+            len(sent) != 1
+            or "x-amz-security-token" not in names
+            or not hmac.compare_digest(_encode(sent[0]), _encode(principal.session_token))
+        ):
+            raise _unrecognized()
+
+    def _signing_key(self, principal: Principal, date: str, region: str) -> bytes:
+        cache_key = (principal.access_key, date, region)
+        secret = principal.secret_key
+        with self._lock:
+            hit = self._keys.get(cache_key)
+            if hit is not None and hit[0] == secret:
+                self._keys.move_to_end(cache_key)
+                return hit[1]
+        # Derive outside the lock: four HMACs need not serialise other requests.
+        key = _derive_signing_key(secret, date, region, SERVICE)
+        if self._cache_size:
+            with self._lock:
+                self._keys[cache_key] = (secret, key)
+                self._keys.move_to_end(cache_key)
+                while len(self._keys) > self._cache_size:
+                    self._keys.popitem(last=False)
+        return key
