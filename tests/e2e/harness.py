@@ -1,0 +1,151 @@
+"""Runs a real `trent up` process on free loopback ports and hands out real clients for it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-2")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ports_free(base: int, count: int) -> bool:
+    for port in range(base, base + count):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_port_block(count: int) -> int:
+    """A base port such that base .. base+count-1 are all free right now."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + count < 65000 and _ports_free(base, count):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+def poll(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Wait (bounded) until predicate() is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+@dataclass
+class RunningCluster:
+    data_dir: Path
+    port: int
+    regions: tuple[str, ...] = REGIONS
+    extra_args: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+
+    # -- process control -----------------------------------------------------------------------------
+
+    def start(self) -> RunningCluster:
+        args = [sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(self.data_dir), "--port",
+                str(self.port), "--regions", ",".join(self.regions), "-v", *self.extra_args]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        poll(self._healthy, timeout=30)
+        return self
+
+    def _healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"trent exited with {self.proc.returncode}; see {self.log_path}")
+        try:
+            with urllib.request.urlopen(self.gateway_url + "/_trent/health", timeout=1) as r:
+                return bool(r.status == 200) and (self.data_dir / "cluster.json").exists()
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=20)
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=20)
+        self.proc = None
+
+    def restart(self) -> RunningCluster:
+        if self.proc is not None:
+            self.stop()
+        return self.start()
+
+    # -- addresses and clients -------------------------------------------------------------------------
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def region_url(self, region: str) -> str:
+        return f"http://127.0.0.1:{self.port + 1 + self.regions.index(region)}"
+
+    def client(self, region: str = "us-east-1", *, via: str = "gateway", access_key: str = "test",
+               secret_key: str = "test", session_token: str | None = None, retries: int = 1) -> Any:
+        url = self.gateway_url if via == "gateway" else self.region_url(region)
+        return boto3.client(
+            "kms", endpoint_url=url, region_name=region, aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key, aws_session_token=session_token,
+            config=Config(retries={"max_attempts": retries, "mode": "standard"}),
+        )
+
+    # -- admin -----------------------------------------------------------------------------------------
+
+    def admin(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        token = (self.data_dir / "admin.token").read_text().strip()
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.gateway_url + path, data=data, method="POST" if data else "GET",
+                                     headers={"X-Trent-Admin-Token": token})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    def advance_clock(self, duration: str) -> Any:
+        return self.admin("/_trent/clock", {"advance": duration})
+
+    def trent(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the `trent` command line against this cluster."""
+        return subprocess.run([sys.executable, "-m", "cluster.cli", *args, "--data-dir", str(self.data_dir)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60, check=check)
+
+    def aws(self, region: str, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run the AWS CLI (the one installed with the test extras) against the gateway."""
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+               "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+               "AWS_MAX_ATTEMPTS": "1", "AWS_PAGER": ""}
+        env.pop("AWS_PROFILE", None)
+        aws = str(Path(sys.executable).parent / "aws")
+        return subprocess.run([aws, "--endpoint-url", self.gateway_url, "--region", region, "--output", "json",
+                               *args], capture_output=True, text=True, timeout=60, env=env, check=check)
