@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -44,22 +45,28 @@ def _up(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: Any) -> int:
-    cluster = Cluster(config)
+    # Signals are handled from the very start: a SIGTERM that arrives while the cluster is still starting
+    # stops it cleanly as soon as it is up, instead of killing it half-way.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    cluster: Cluster | None = None
     try:
+        cluster = Cluster(config)
         await cluster.start()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
+        # Ports in use, an unreadable data directory, a root key of the wrong size or that unwraps nothing.
         print(f"trent: cannot start: {exc}", file=sys.stderr)
-        await cluster.stop()
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                await cluster.stop()
         return 1
     principal = config.effective_principals()[0]
     regions = "\n".join(f"  {name:<16}{cluster.url(r.port)}" for name, r in cluster.regions.items())
     print(BANNER.format(n=len(cluster.regions), account=config.account, ak=principal.access_key,
                         sk=principal.secret_key, gateway=cluster.gateway_url, regions=regions,
                         data=config.data_dir, first=config.regions[0]), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await cluster.stop()
     print("Trent stopped.", flush=True)

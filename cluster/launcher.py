@@ -48,6 +48,12 @@ def write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (0700) if missing; an existing directory the user chose keeps its mode."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def _fixed(endpoint: KmsEndpoint) -> Callable[[web.Request], KmsEndpoint]:
     def route(_request: web.Request) -> KmsEndpoint:
         return endpoint
@@ -78,7 +84,7 @@ class Cluster:
         os.replace(tmp, self.data_dir / "clock.json")
 
     def _load_or_create_token(self) -> str:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.data_dir)
         path = self.data_dir / "admin.token"
         if path.exists():
             return path.read_text().strip()
@@ -93,25 +99,29 @@ class Cluster:
         decoder = RequestDecoder(model)
         registry = build_registry(decoder.operation_names())
         principals = self.config.effective_principals()
-        verifier = SigV4Verifier(PrincipalDirectory(principals), self.clock, self.config.max_skew_seconds)
+        directory = PrincipalDirectory(principals)
+        # Clients sign with the real time, so signatures are checked against the wall clock: moving the
+        # cluster's clock (to drive deletion windows and rotations) must not make every signature expire.
+        verifier = SigV4Verifier(directory, AdjustableClock(), self.config.max_skew_seconds)
         for name in self.config.regions:
             region_dir = self.data_dir / name
-            region_dir.mkdir(parents=True, exist_ok=True)
-            os.chmod(region_dir, 0o700)
+            region_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(region_dir, 0o700)  # also when it already existed: it holds the root key
             root_hex = self.config.root_key_hex(name)
             root = RootKey.from_bytes(bytes.fromhex(root_hex)) if root_hex else RootKey.load_or_create(
                 region_dir / "root.key")
             region = Region(RegionIdentity(name, self.config.account), SqliteStore(region_dir / "kms.db"),
-                            root, self.clock)
+                            root, self.clock, cluster_regions=self.config.regions)
             endpoint = KmsEndpoint(region, registry, decoder, verifier,
-                                   verify_signatures=self.config.verify_signatures, anonymous=principals[0])
+                                   verify_signatures=self.config.verify_signatures, anonymous=principals[0],
+                                   principals=directory)
             self.regions[name] = RegionRuntime(region, endpoint, Scheduler(region), self.config.port_of(name))
 
     def admin(self) -> AdminApi:
         return AdminApi(self.admin_token, self.status, self.clock_state, self.advance_clock)
 
     async def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.data_dir)
         self._build_regions()
         for runtime in self.regions.values():
             runtime.scheduler.run_due()  # work that fell due while the cluster was stopped

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from node.endpoint import KmsEndpoint, WireRequest, WireResponse
-from node.model.errors import KmsError
-from node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES, encode_error
+from node.endpoint import KmsEndpoint, WireRequest, WireResponse, error_response
+from node.model.errors import KmsError, internal
+from node.wire.protocol import MAX_BODY_BYTES
 
 EndpointFor = Callable[[web.Request], KmsEndpoint | WireResponse]
 
-
-def error_response(error: KmsError) -> web.Response:
-    return web.Response(status=error.status, body=encode_error(error), headers={"Content-Type": CONTENT_TYPE})
+log = logging.getLogger("trent.http")
 
 
-async def read_wire_request(request: web.Request) -> WireRequest | web.Response:
+def too_large() -> KmsError:
+    return KmsError("ValidationException", f"Request body exceeds {MAX_BODY_BYTES} bytes.", 413)
+
+
+async def read_wire_request(request: web.Request) -> WireRequest | WireResponse:
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return error_response(KmsError("ValidationException", f"Request body exceeds {MAX_BODY_BYTES} bytes.", 413))
+        return error_response(too_large())
     raw_path = request.raw_path.split("?", 1)[0]
     return WireRequest(
         method=request.method, path=raw_path, query=request.query_string, headers=request.headers, body=body,
@@ -33,24 +36,32 @@ def to_http(response: WireResponse) -> web.Response:
     return web.Response(status=response.status, body=response.body, headers=response.headers)
 
 
-def kms_handler(endpoint_for: EndpointFor) -> Callable[[web.Request], object]:
+def kms_handler(endpoint_for: EndpointFor) -> Callable[[web.Request], Awaitable[web.Response]]:
     """An aiohttp handler that picks an endpoint per request (the gateway routes; a region port has one)."""
 
     async def handle(request: web.Request) -> web.Response:
-        wire = await read_wire_request(request)
-        if isinstance(wire, web.Response):
-            return wire
-        target = endpoint_for(request)
-        if isinstance(target, WireResponse):
-            return to_http(target)
-        return to_http(target.handle(wire))
+        try:
+            wire = await read_wire_request(request)
+            if isinstance(wire, WireResponse):
+                return to_http(wire)
+            target = endpoint_for(request)
+            if isinstance(target, WireResponse):
+                return to_http(target)
+            return to_http(target.handle(wire))
+        except (web.HTTPException, ConnectionError):
+            raise  # aiohttp's own answers, and clients that went away
+        except Exception:
+            # Never aiohttp's text/plain 500: clients parse a KMS error, and retry it.
+            log.exception("internal error routing %s %s", request.method, request.path)
+            return to_http(error_response(internal()))
 
     return handle
 
 
-def make_app(handler: Callable[[web.Request], object], admin_routes: list[web.RouteDef]) -> web.Application:
+def make_app(handler: Callable[[web.Request], Awaitable[web.Response]], admin_routes: list[web.RouteDef]
+             ) -> web.Application:
     # A little above the KMS limit, so an oversize body reaches the endpoint and gets a KMS-shaped error.
     app = web.Application(client_max_size=MAX_BODY_BYTES + 1)
     app.add_routes(admin_routes)
-    app.router.add_route("*", "/{tail:.*}", handler)  # type: ignore[arg-type]
+    app.router.add_route("*", "/{tail:.*}", handler)
     return app

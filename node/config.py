@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,8 +34,8 @@ class ClusterConfig:
     max_skew_seconds: float = 300.0
     scheduler_interval: float = 1.0
     # Hex root keys per region; a region without one gets a 0600 file in its data directory.
-    root_keys: Mapping[str, str] = field(default_factory=dict)
-    admin_token: str | None = None
+    root_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
+    admin_token: str | None = field(default=None, repr=False)  # secrets: never in a repr that may be logged
 
     def port_of(self, region: str) -> int:
         if region in self.region_ports:
@@ -50,19 +52,71 @@ class ClusterConfig:
         return env or self.root_keys.get(region)
 
 
-def _principals(items: list[Mapping[str, Any]], account: str) -> tuple[Principal, ...]:
-    out = []
-    for item in items:
-        try:
-            arn = item.get("arn") or f"arn:aws:iam::{account}:root"
-            out.append(Principal(
-                access_key=str(item["access_key"]), secret_key=str(item["secret_key"]), arn=str(arn),
-                account=str(item.get("account") or arn.split(":")[4] or account),
-                session_token=item.get("session_token"),
-            ))
-        except (KeyError, IndexError) as exc:
-            raise ConfigError(f"principal entry {dict(item)!r} needs access_key, secret_key and arn") from exc
+_REGION_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_HEX_KEY_RE = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _convert(name: str, value: Any, conv: Callable[[Any], Any]) -> Any:
+    """``value`` as a str, int or float; TOML gives native types, flags and the environment give strings."""
+    wrong = ConfigError(f"{name} has the wrong type: {value!r}")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise wrong
+    if conv is str:
+        if not isinstance(value, str):
+            raise wrong
+        return value
+    if conv is int and isinstance(value, float):
+        raise wrong
+    try:
+        return conv(value)
+    except ValueError:
+        raise wrong from None
+
+
+def _principals(items: Any, account: str) -> tuple[Principal, ...]:
+    if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
+        raise ConfigError("principals must be a list of tables ([[principals]] in TOML)")
+    out: list[Principal] = []
+    for number, item in enumerate(items, 1):
+        access_key, secret_key = item.get("access_key"), item.get("secret_key")
+        if not isinstance(access_key, str) or not access_key or not isinstance(secret_key, str) or not secret_key:
+            # Never echo the entry: it holds a secret.
+            raise ConfigError(f"principal #{number} needs access_key and secret_key (non-empty strings)")
+        arn = item.get("arn") or f"arn:aws:iam::{account}:root"
+        parts = arn.split(":") if isinstance(arn, str) else []
+        if len(parts) < 6 or parts[0] != "arn":
+            raise ConfigError(f"principal {access_key}: arn {arn!r} is not an ARN")
+        token = item.get("session_token")
+        if token is not None and (not isinstance(token, str) or not token):
+            raise ConfigError(f"principal {access_key}: session_token must be a non-empty string")
+        if any(p.access_key == access_key for p in out):
+            raise ConfigError(f"principal {access_key} is configured twice")
+        out.append(Principal(access_key=access_key, secret_key=secret_key, arn=arn,
+                             account=str(item.get("account") or parts[4] or account), session_token=token))
     return tuple(out)
+
+
+def _regions(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(r, str) for r in items):
+        raise ConfigError("regions must be a list of names or a comma-separated string")
+    regions = tuple(r.strip() for r in items if r.strip())
+    if not regions:
+        raise ConfigError("at least one region is required")
+    for region in regions:
+        # Region names become directory names: nothing but lowercase letters, digits and inner dashes.
+        if _REGION_RE.fullmatch(region) is None:
+            raise ConfigError(f"{region!r} is not a region name (like us-east-1)")
+    if len(set(regions)) != len(regions):
+        raise ConfigError("a region is listed twice")
+    return regions
+
+
+def _port(name: str, value: Any) -> int:
+    port: int = _convert(name, value, int)
+    if not 0 < port < 65536:
+        raise ConfigError(f"{name} must be between 1 and 65535")
+    return port
 
 
 def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> ClusterConfig:
@@ -71,29 +125,39 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     if path is not None:
         try:
             raw = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     config = ClusterConfig()
-    simple = {"host": str, "port": int, "account": str, "max_skew_seconds": float,
-              "scheduler_interval": float, "admin_token": str}
-    changes: dict[str, Any] = {k: conv(raw[k]) for k, conv in simple.items() if k in raw}
+    simple: dict[str, Callable[[Any], Any]] = {"host": str, "account": str, "max_skew_seconds": float,
+                                               "scheduler_interval": float, "admin_token": str}
+    changes: dict[str, Any] = {k: _convert(k, raw[k], conv) for k, conv in simple.items() if k in raw}
+    if "port" in raw:
+        changes["port"] = _port("port", raw["port"])
     if "data_dir" in raw:
-        changes["data_dir"] = Path(raw["data_dir"])
+        changes["data_dir"] = Path(_convert("data_dir", raw["data_dir"], str))
     if "regions" in raw:
-        regions = raw["regions"]
-        changes["regions"] = tuple(r.strip() for r in (regions.split(",") if isinstance(regions, str) else regions)
-                                   if r.strip())
-        if not changes["regions"]:
-            raise ConfigError("at least one region is required")
+        changes["regions"] = _regions(raw["regions"])
     if "region_ports" in raw:
-        changes["region_ports"] = {str(k): int(v) for k, v in raw["region_ports"].items()}
+        if not isinstance(raw["region_ports"], Mapping):
+            raise ConfigError("region_ports must be a table of region = port")
+        changes["region_ports"] = {str(k): _port(f"region_ports.{k}", v) for k, v in raw["region_ports"].items()}
     if "auth" in raw:
         if raw["auth"] not in ("verify", "off"):
             raise ConfigError("auth must be 'verify' or 'off'")
         changes["verify_signatures"] = raw["auth"] == "verify"
     if "root_keys" in raw:
+        if not isinstance(raw["root_keys"], Mapping):
+            raise ConfigError("root_keys must be a table of region = hex key")
         changes["root_keys"] = {str(k): str(v) for k, v in raw["root_keys"].items()}
+        for region, value in changes["root_keys"].items():
+            if _HEX_KEY_RE.fullmatch(value) is None:
+                raise ConfigError(f"root_keys.{region} must be 64 hexadecimal digits (32 bytes)")
+    skew, interval = changes.get("max_skew_seconds", 0.0), changes.get("scheduler_interval", 1.0)
+    if not (math.isfinite(skew) and skew >= 0):
+        raise ConfigError("max_skew_seconds must be a non-negative number")
+    if not (math.isfinite(interval) and interval > 0):
+        raise ConfigError("scheduler_interval must be a positive number")
     account = str(changes.get("account", config.account))
     if not (len(account) == 12 and account.isdigit()):
         raise ConfigError("account must be 12 digits")

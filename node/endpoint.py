@@ -11,12 +11,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from node.auth.principals import Principal
+from node.auth.principals import Principal, PrincipalDirectory
 from node.model.errors import KmsError, internal
 from node.ops.registry import Registry, RequestContext
 from node.service import Region
+from node.store.base import StoreError
 from node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES, encode_error, encode_response, parse_body, parse_target
-from node.wire.sigv4 import SigV4Verifier
+from node.wire.sigv4 import SigV4Verifier, parse_scope
 from node.wire.validation import RequestDecoder
 
 log = logging.getLogger("trent.endpoint")
@@ -39,6 +40,16 @@ class WireResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def error_response(error: KmsError, request_id: str | None = None) -> WireResponse:
+    """A KMS error as the wire carries it; every response names its request."""
+    headers = {"x-amzn-RequestId": request_id or new_request_id(), "Content-Type": CONTENT_TYPE}
+    return WireResponse(error.status, encode_error(error), headers)
+
+
 class KmsEndpoint:
     def __init__(
         self,
@@ -49,26 +60,33 @@ class KmsEndpoint:
         *,
         verify_signatures: bool = True,
         anonymous: Principal | None = None,
+        principals: PrincipalDirectory | None = None,
     ) -> None:
+        if not verify_signatures and anonymous is None:
+            raise ValueError("an endpoint without signature checks needs a principal to act as")
         self.region = region
         self.registry = registry
         self.decoder = decoder
         self.verifier = verifier
         self.verify_signatures = verify_signatures
         self._anonymous = anonymous
+        self._principals = principals
 
     def handle(self, request: WireRequest) -> WireResponse:
-        request_id = str(uuid.uuid4())
-        headers = {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE}
+        request_id = new_request_id()
         try:
             body = self._dispatch(request, request_id)
-            return WireResponse(200, body, headers)
+            return WireResponse(200, body, {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE})
         except KmsError as error:
-            return WireResponse(error.status, encode_error(error), headers)
+            return error_response(error, request_id)
+        except StoreError as exc:
+            # Nothing was written (the store's contract); the client may retry the 500.
+            log.warning("region %s: store failure (request %s): %s", self.region.name, request_id, exc)
+            return error_response(internal(), request_id)
         except Exception:
             # A bug: logged with its traceback (never the request body), answered as a retryable 500.
             log.exception("internal error in region %s (request %s)", self.region.name, request_id)
-            return WireResponse(500, encode_error(internal()), headers)
+            return error_response(internal(), request_id)
 
     def _dispatch(self, request: WireRequest, request_id: str) -> bytes:
         if len(request.body) > MAX_BODY_BYTES:
@@ -91,15 +109,34 @@ class KmsEndpoint:
         return encode_response(operation.handler(self.region, params, context))
 
     def _authenticate(self, request: WireRequest) -> Principal:
-        if self.verify_signatures:
-            caller = self.verifier.verify(
-                request.method, request.path, request.query, request.headers, request.body,
-                expected_region=self.region.name,
-            )
-            return caller.principal
-        scope = self.verifier.scope_only(request.headers)
+        if not self.verify_signatures:
+            return self._unverified_caller(request.headers)
+        authorization = request.headers.get("Authorization", request.headers.get("authorization"))
+        if authorization is not None and not authorization.strip():
+            # An empty header is no credential at all, as the gateway (and AWS) treat it.
+            raise KmsError("MissingAuthenticationTokenException", "Missing Authentication Token", 403)
+        caller = self.verifier.verify(
+            request.method, request.path, request.query, request.headers, request.body,
+            expected_region=self.region.name,
+        )
+        return caller.principal
+
+    def _unverified_caller(self, headers: Mapping[str, str]) -> Principal:
+        """--auth off: no signature is checked, but a credential scope still has to name this region.
+
+        An unsigned request (no Authorization at all, e.g. curl at a region port) acts as the default principal;
+        a request whose scope names a known access key acts as that principal, so later policy checks see the
+        caller the client claims to be.
+        """
+        assert self._anonymous is not None
+        authorization = headers.get("Authorization") or headers.get("authorization")
+        if not authorization or not authorization.strip():
+            return self._anonymous
+        scope = parse_scope(authorization)
+        if scope is None:
+            scope = self.verifier.scope_only(headers)  # raises IncompleteSignatureException with the reason
         if scope.region != self.region.name:
             raise KmsError("InvalidSignatureException",
                            f"Credential should be scoped to a valid region, not '{scope.region}'.", 403)
-        assert self._anonymous is not None
-        return self._anonymous
+        known = self._principals.lookup(scope.access_key) if self._principals is not None else None
+        return known or self._anonymous

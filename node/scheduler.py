@@ -32,6 +32,9 @@ class Scheduler:
             except StoreError:
                 # Nothing was written; the work is still due and the next tick retries it.
                 log.warning("region %s: background work on %s deferred (store error)", self.region.name, key.key_id)
+            except Exception:
+                # A bug in one key's work must not starve every other key (nor kill the background task).
+                log.exception("region %s: background work on %s failed", self.region.name, key.key_id)
         return changed
 
     def _run_key(self, key: KeyRecord, now: float) -> int:
@@ -52,4 +55,8 @@ class Scheduler:
     async def run_forever(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            self.run_due()
+            try:
+                self.run_due()
+            except Exception:
+                # Keep ticking: an escaped error would end this task silently and stop all background work.
+                log.exception("region %s: scheduler tick failed", self.region.name)

@@ -9,16 +9,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from node.clock import Clock
 from node.crypto.rootkey import RootKey
 from node.model.errors import not_found
 from node.model.ids import RefKind, alias_arn, key_arn, parse_key_ref
 from node.model.key import AliasRecord, KeyRecord
+from node.model.mrk import Command
 from node.store.base import Batch, Store
 from node.store.codec import RecordCodec
 
 log = logging.getLogger("trent.region")
+
+
+class ChangeLog(Protocol):
+    """Where a region's multi-Region changes go (cluster/replication's outbox): records are staged into the
+    same batch as the change they describe, so both commit or neither does."""
+
+    def append(self, batch: Batch, command: Command) -> None: ...
+
+    def committed(self) -> None: ...
+
+    def rolled_back(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -28,10 +41,18 @@ class RegionIdentity:
 
 
 class Region:
-    def __init__(self, identity: RegionIdentity, store: Store, root_key: RootKey, clock: Clock) -> None:
+    def __init__(
+        self, identity: RegionIdentity, store: Store, root_key: RootKey, clock: Clock,
+        change_log: ChangeLog | None = None,
+        cluster_regions: Iterable[str] = (),
+    ) -> None:
         self.identity = identity
+        # Every region of the cluster (this one included): where multi-Region keys may have replicas.
+        self.cluster_regions: tuple[str, ...] = tuple(cluster_regions) or (identity.name,)
         self.store = store
         self.clock = clock
+        # None: a region with no peers; replication commands then have no one to go to and are dropped.
+        self.change_log = change_log
         self.codec = RecordCodec(root_key)
         self.keys: dict[str, KeyRecord] = {}
         self.aliases: dict[str, AliasRecord] = {}
@@ -62,6 +83,10 @@ class Region:
 
     def key_arn(self, key_id: str) -> str:
         return key_arn(self.name, self.account, key_id)
+
+    def key_arn_in(self, region: str, key_id: str) -> str:
+        """The ARN of ``key_id`` in another region of this account (a multi-Region key's relatives)."""
+        return key_arn(region, self.account, key_id)
 
     def alias_arn(self, name: str) -> str:
         return alias_arn(self.name, self.account, name)
@@ -99,8 +124,11 @@ class Region:
         delete_keys: Iterable[str] = (),
         aliases: Iterable[AliasRecord] = (),
         delete_aliases: Iterable[str] = (),
+        commands: Iterable[Command] = (),
         batch: Batch | None = None,
     ) -> None:
+        """Durably apply the changes (and stage ``commands`` in the change log, in the same transaction), then
+        update the in-memory view. On any failure nothing is written and memory is unchanged."""
         keys, delete_keys = list(keys), list(delete_keys)
         aliases, delete_aliases = list(aliases), list(delete_aliases)
         batch = batch if batch is not None else Batch()
@@ -112,7 +140,18 @@ class Region:
             batch.put("aliases", alias.name, self.codec.encode_alias(alias))
         for name in delete_aliases:
             batch.delete("aliases", name)
-        self.store.commit(batch)  # raises StoreError with nothing written; memory stays as it was
+        change_log = self.change_log
+        staged = False
+        if change_log is not None:
+            for command in commands:
+                change_log.append(batch, command)
+                staged = True
+        try:
+            self.store.commit(batch)  # raises StoreError with nothing written; memory stays as it was
+        except BaseException:
+            if staged and change_log is not None:
+                change_log.rolled_back()
+            raise
         for key in keys:
             self.keys[key.key_id] = key
         for key_id in delete_keys:
@@ -122,6 +161,8 @@ class Region:
         for alias in aliases:
             self._unindex_alias(alias.name)
             self._index_alias(alias)
+        if staged and change_log is not None:
+            change_log.committed()
 
     def _index_alias(self, alias: AliasRecord) -> None:
         self.aliases[alias.name] = alias

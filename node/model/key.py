@@ -7,6 +7,7 @@ from typing import Any
 
 from node.crypto.handles import Material
 from node.model.ids import key_arn
+from node.model.mrk import MultiRegionState
 from node.model.states import PENDING_DELETION_STATES, KeyState
 
 SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
@@ -54,6 +55,11 @@ class KeyRecord:
     pending_window_days: int | None = None
     rotation: RotationSettings = field(default_factory=RotationSettings)
     multi_region: bool = False
+    # Shared multi-Region state as this region last applied it (None for single-Region keys).
+    mrk: MultiRegionState | None = None
+    # The state to return to when a transient state (Creating, Updating) ends, and when Creating ends.
+    resume_state: KeyState | None = None
+    ready_at: float | None = None
     # Free-form extras later features persist with the key (kept through encode/decode).
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 

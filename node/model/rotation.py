@@ -25,9 +25,11 @@ def rotate(key: KeyRecord, at: float, rotation_type: str) -> KeyRecord:
 
 def enable_rotation(settings: RotationSettings, period_days: int, now: float) -> RotationSettings:
     if settings.enabled and settings.next_rotation is not None:
-        # Changing the period keeps the schedule's anchor (the last rotation or the enabling).
+        # Changing the period keeps the schedule's anchor (the last rotation or the enabling). A shorter period
+        # that has already elapsed since the anchor makes the rotation due now: never a rotation dated in the past
+        # (before the change was even made), and never several at once.
         anchor = settings.next_rotation - settings.period_days * DAY
-        return replace(settings, period_days=period_days, next_rotation=anchor + period_days * DAY)
+        return replace(settings, period_days=period_days, next_rotation=max(anchor + period_days * DAY, now))
     return replace(settings, enabled=True, period_days=period_days, next_rotation=now + period_days * DAY)
 
 

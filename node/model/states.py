@@ -33,7 +33,8 @@ class OpClass(Enum):
     ROTATION_SETTINGS = "rotation-settings"  # EnableKeyRotation, DisableKeyRotation
     ROTATION_STATUS = "rotation-status"      # GetKeyRotationStatus, ListKeyRotations
     ROTATE_ON_DEMAND = "rotate-on-demand"
-    REPLICATE = "replicate"            # ReplicateKey, UpdatePrimaryRegion
+    REPLICATE = "replicate"            # ReplicateKey
+    UPDATE_PRIMARY = "update-primary"  # UpdatePrimaryRegion (unlike ReplicateKey, allowed while Updating)
 
 
 def _disabled(arn: str) -> KmsError:
@@ -54,6 +55,11 @@ def _state_error(state: KeyState, arn: str) -> KmsError:
     return invalid_state(f"{arn} is {words[state]}.")
 
 
+def _external_only(arn: str) -> KmsError:
+    # A key in PendingImport has EXTERNAL origin: rotation settings and status do not apply to it.
+    return unsupported(f"{arn} origin is EXTERNAL which is not valid for this operation.")
+
+
 def check_state(op: OpClass, state: KeyState, arn: str) -> None:
     """Raise the error AWS gives for ``op`` on a key in ``state``; return if allowed."""
     if op is OpClass.ANY:
@@ -62,20 +68,23 @@ def check_state(op: OpClass, state: KeyState, arn: str) -> None:
         if state not in PENDING_DELETION_STATES:
             raise invalid_state(f"{arn} is not pending deletion.")
         return
+    if op is OpClass.ROTATION_STATUS:
+        # Allowed in every state (a key pending deletion reports rotation off), except for imported material.
+        if state is KeyState.PENDING_IMPORT:
+            raise _external_only(arn)
+        return
     if state in PENDING_DELETION_STATES:
         raise _state_error(state, arn)
     if op is OpClass.METADATA or (op is OpClass.SCHEDULE_DELETION and state is not KeyState.UPDATING):
         return
     if op is OpClass.SCHEDULE_DELETION:
         raise _state_error(state, arn)
-    if op is OpClass.ROTATION_STATUS:
-        if state is KeyState.PENDING_IMPORT:
-            raise unsupported(f"{arn} origin is EXTERNAL which is not valid for this operation.")
-        return
     if state is KeyState.DISABLED:
         if op is OpClass.ENABLE_DISABLE:
             return
         raise _disabled(arn)
+    if op is OpClass.ROTATION_SETTINGS and state is KeyState.PENDING_IMPORT:
+        raise _external_only(arn)
     if state in (KeyState.PENDING_IMPORT, KeyState.CREATING, KeyState.UNAVAILABLE):
         raise _state_error(state, arn)
     if state is KeyState.UPDATING and op in (OpClass.ENABLE_DISABLE, OpClass.ROTATE_ON_DEMAND, OpClass.REPLICATE):

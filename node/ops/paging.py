@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -22,15 +23,34 @@ def check_limit(limit: int | None, maximum: int, field: str = "limit") -> None:
         )
 
 
+# A marker is base64url of a tag plus the sort position of the last item returned. The tag and the strict,
+# canonical decoding make a marker we did not issue (a typo, another service's token) InvalidMarkerException
+# instead of silently restarting or skipping the listing.
+_MARKER_TAG = "trent1:"
+_MARKER_RE = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+
+
+def _invalid_marker() -> KmsError:
+    return KmsError("InvalidMarkerException", "Invalid marker.")
+
+
 def _decode_marker(marker: str) -> str:
+    if len(marker) % 4 or not _MARKER_RE.fullmatch(marker):
+        raise _invalid_marker()
     try:
-        return base64.urlsafe_b64decode(marker.encode("ascii")).decode("utf-8")
+        raw = base64.urlsafe_b64decode(marker.encode("ascii")).decode("utf-8")
     except (binascii.Error, UnicodeError, ValueError) as exc:
-        raise KmsError("InvalidMarkerException", "Invalid marker.") from exc
+        raise _invalid_marker() from exc
+    if not raw.startswith(_MARKER_TAG):
+        raise _invalid_marker()
+    position = raw[len(_MARKER_TAG):]
+    if encode_marker(position) != marker:  # non-canonical padding bits: not one of ours
+        raise _invalid_marker()
+    return position
 
 
 def encode_marker(position: str) -> str:
-    return base64.urlsafe_b64encode(position.encode("utf-8")).decode("ascii")
+    return base64.urlsafe_b64encode((_MARKER_TAG + position).encode("utf-8")).decode("ascii")
 
 
 def paginate(

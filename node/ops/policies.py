@@ -5,6 +5,7 @@ from __future__ import annotations
 from node.model.errors import not_found
 from node.model.states import OpClass
 from node.ops.common import key_for
+from node.ops.paging import page_response, paginate
 from node.ops.registry import Params, Registry, RequestContext, Response
 from node.service import Region
 
@@ -21,7 +22,9 @@ def get_key_policy(region: Region, params: Params, ctx: RequestContext) -> Respo
 
 def list_key_policies(region: Region, params: Params, ctx: RequestContext) -> Response:
     key_for(region, params, OpClass.ANY, allow_alias=False)
-    return {"PolicyNames": [POLICY_NAME], "Truncated": False}
+    # One policy per key, but Limit/Marker still behave as on every other list: a foreign marker is refused.
+    page, marker = paginate([POLICY_NAME], str, params.get("Limit"), params.get("Marker"), default=100)
+    return page_response("PolicyNames", list(page), marker)
 
 
 def register(registry: Registry) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from node.model.errors import KmsError
@@ -66,8 +67,7 @@ def rotate_key_on_demand(region: Region, params: Params, ctx: RequestContext) ->
         raise KmsError("ConflictException", f"An automatic rotation of {key.arn} is in progress or due "
                        "within 20 minutes; try again later.", 409)
     rotated = rotate(key, now, ON_DEMAND)
-    counted = rotated.rotation.__class__(**{**rotated.rotation.__dict__,
-                                            "on_demand_count": key.rotation.on_demand_count + 1})
+    counted = replace(rotated.rotation, on_demand_count=key.rotation.on_demand_count + 1)
     region.commit(keys=[rotated.with_changes(rotation=counted)])
     return {"KeyId": key.arn}
 

@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-TABLES = ("keys", "aliases", "meta")
+# keys/aliases: the region's state; outbox: its replication log (ids are zero-padded sequence numbers, so id
+# order is log order); cursors: how far it has applied each peer's log; meta: anything else.
+TABLES = ("keys", "aliases", "meta", "outbox", "cursors")
 
 
 @dataclass
@@ -38,6 +40,14 @@ class Store(Protocol):
     def scan(self, table: str) -> Iterator[tuple[str, bytes]]: ...
 
     def get(self, table: str, ident: str) -> bytes | None: ...
+
+    def last_id(self, table: str) -> str | None:
+        """The greatest id in ``table`` (string order), or None if it is empty."""
+        ...
+
+    def scan_after(self, table: str, after: str, limit: int) -> list[tuple[str, bytes]]:
+        """Up to ``limit`` rows whose id sorts after ``after``, in id order."""
+        ...
 
     def commit(self, batch: Batch) -> None:
         """Durably apply the batch (committed before returning) or raise StoreError having written nothing."""

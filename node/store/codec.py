@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import msgpack
@@ -9,9 +10,26 @@ import msgpack
 from node.crypto.handles import Material
 from node.crypto.rootkey import RootKey, material_aad
 from node.model.key import AliasRecord, KeyRecord, MaterialVersion, RotationSettings
+from node.model.mrk import MultiRegionState
 from node.model.states import KeyState
 
 FORMAT_VERSION = 1
+_MRK_FIELDS = frozenset(f.name for f in fields(MultiRegionState))
+
+
+def _encode_mrk(state: MultiRegionState | None) -> dict[str, Any] | None:
+    # Field by field, so a field added to MultiRegionState is persisted without touching this codec.
+    if state is None:
+        return None
+    return {f.name: getattr(state, f.name) for f in fields(state)}
+
+
+def _decode_mrk(doc: dict[str, Any] | None) -> MultiRegionState | None:
+    if doc is None:
+        return None
+    # msgpack gives lists back for tuples; unknown names (written by a newer release) are ignored.
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in doc.items() if k in _MRK_FIELDS}
+    return MultiRegionState(**values)
 
 
 class RecordCodec:
@@ -39,6 +57,9 @@ class RecordCodec:
             "rotation": [key.rotation.enabled, key.rotation.period_days, key.rotation.next_rotation,
                          key.rotation.on_demand_count],
             "mrk": key.multi_region,
+            "mrs": _encode_mrk(key.mrk),
+            "resume": None if key.resume_state is None else key.resume_state.value,
+            "ready": key.ready_at,
             "extra": key.extra,
         }
         return bytes(msgpack.packb(doc, use_bin_type=True))
@@ -67,6 +88,9 @@ class RecordCodec:
             pending_window_days=doc["pending_window"],
             rotation=RotationSettings(enabled, period, next_rotation, on_demand),
             multi_region=doc["mrk"],
+            mrk=_decode_mrk(doc.get("mrs")),
+            resume_state=None if doc.get("resume") is None else KeyState(doc["resume"]),
+            ready_at=doc.get("ready"),
             extra=doc.get("extra") or {},
         )
 
@@ -89,4 +113,6 @@ class RecordCodec:
     @staticmethod
     def decode_alias(raw: bytes) -> AliasRecord:
         doc = msgpack.unpackb(raw, raw=False)
+        if doc.get("v") != FORMAT_VERSION:
+            raise ValueError(f"unsupported alias record version {doc.get('v')!r}")
         return AliasRecord(doc["name"], doc["key"], doc["created"], doc["updated"])

@@ -19,7 +19,16 @@ class MemoryStore:
     def get(self, table: str, ident: str) -> bytes | None:
         return self.tables[table].get(ident)
 
+    def last_id(self, table: str) -> str | None:
+        return max(self.tables[table], default=None)
+
+    def scan_after(self, table: str, after: str, limit: int) -> list[tuple[str, bytes]]:
+        return sorted((i, d) for i, d in self.tables[table].items() if i > after)[:max(limit, 0)]
+
     def commit(self, batch: Batch) -> None:
+        for table in (*batch.puts, *batch.deletes):
+            if table not in self.tables:
+                raise ValueError(f"unknown table {table}")
         if self.fail_commits > 0:
             self.fail_commits -= 1
             raise StoreError("injected failure")

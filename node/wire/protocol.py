@@ -24,7 +24,8 @@ def parse_body(body: bytes) -> Any:
         return {}
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad UTF-8 and bad JSON; RecursionError a body of ten thousand nested brackets.
         raise serialization("Start of structure or map found where not expected.") from exc
 
 

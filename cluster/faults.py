@@ -1,0 +1,106 @@
+"""Faults injected on purpose for DR drills: a region down, a partition between two regions, added latency,
+a share of 5xx answers, a request-rate limit. One object per cluster, consulted by the HTTP adapters and the
+replication pullers."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.model.errors import KmsError
+
+
+@dataclass
+class TokenBucket:
+    rate: float
+    tokens: float
+    stamp: float
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass
+class Faults:
+    monotonic: Callable[[], float]
+    rng: random.Random = field(default_factory=random.Random)
+    down: set[str] = field(default_factory=set)
+    partitions: set[frozenset[str]] = field(default_factory=set)
+    latency: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, float] = field(default_factory=dict)
+    throttle: dict[str, TokenBucket] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def is_down(self, region: str) -> bool:
+        return region in self.down
+
+    def can_replicate(self, source: str, target: str) -> bool:
+        return (source not in self.down and target not in self.down
+                and frozenset((source, target)) not in self.partitions)
+
+    def delay_for(self, region: str) -> float:
+        return self.latency.get(region, 0.0)
+
+    def request_error(self, region: str) -> KmsError | None:
+        """The injected error (if any) this request to ``region`` gets."""
+        bucket = self.throttle.get(region)
+        if bucket is not None:
+            with self._lock:
+                allowed = bucket.take(self.monotonic())
+            if not allowed:
+                return KmsError("ThrottlingException", "Rate exceeded")
+        share = self.errors.get(region, 0.0)
+        if share > 0 and self.rng.random() < share:
+            if self.rng.random() < 0.5:
+                return KmsError("KMSInternalException", "Injected internal error.", 500)
+            return KmsError("KeyUnavailableException", "Injected: the key is unavailable.", 500)
+        return None
+
+    def set(self, kind: str, regions: list[str], value: float | None = None) -> None:
+        if kind == "down":
+            self.down.update(regions)
+        elif kind == "up":
+            self.down.difference_update(regions)
+        elif kind == "partition":
+            if len(regions) != 2 or regions[0] == regions[1]:
+                raise ValueError("a partition names two different regions")
+            self.partitions.add(frozenset(regions))
+        elif kind == "heal":
+            self.partitions.discard(frozenset(regions))
+        elif kind == "latency":
+            self.latency[regions[0]] = float(value or 0.0)
+        elif kind == "errors":
+            if not 0.0 <= float(value or 0.0) <= 1.0:
+                raise ValueError("an error share is between 0% and 100%")
+            self.errors[regions[0]] = float(value or 0.0)
+        elif kind == "throttle":
+            rate = float(value or 0.0)
+            if rate <= 0:
+                raise ValueError("a throttle rate is a positive number of requests per second")
+            self.throttle[regions[0]] = TokenBucket(rate, rate, self.monotonic())
+        else:
+            raise ValueError(f"unknown fault {kind!r}")
+
+    def clear(self) -> None:
+        self.down.clear()
+        self.partitions.clear()
+        self.latency.clear()
+        self.errors.clear()
+        self.throttle.clear()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "down": sorted(self.down),
+            "partitions": sorted(sorted(p) for p in self.partitions),
+            "latency_ms": {r: s * 1000 for r, s in self.latency.items()},
+            "errors_percent": {r: s * 100 for r, s in self.errors.items()},
+            "throttle_per_second": {r: b.rate for r, b in self.throttle.items()},
+        }

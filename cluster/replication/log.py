@@ -1,0 +1,84 @@
+"""A region's outbox: its multi-Region changes as numbered records, written in the same transaction as the
+change they describe, and the cursors recording how far it has applied each peer's outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+
+from cluster.replication.commands import CommandCodec
+from node.clock import Clock
+from node.model.mrk import Command
+from node.store.base import Batch, Store
+
+SEQ_WIDTH = 16
+
+
+def seq_id(seq: int) -> str:
+    return f"{seq:0{SEQ_WIDTH}d}"
+
+
+class Outbox:
+    """Implements the region's change log (node.service.ChangeLog) over the region's own store."""
+
+    def __init__(self, region: str, store: Store, codec: CommandCodec, clock: Clock) -> None:
+        self.region = region
+        self.store = store
+        self.codec = codec
+        self.clock = clock
+        last = store.last_id("outbox")
+        self.head = int(last) if last is not None else 0
+        self._allocated = self.head
+        self._changed = asyncio.Event()
+
+    def append(self, batch: Batch, command: Command) -> None:
+        self._allocated += 1
+        batch.put("outbox", seq_id(self._allocated), self.codec.encode(command, self.region, self.clock.now()))
+
+    def committed(self) -> None:
+        """Called once a batch holding appended records is durable: wakes peers waiting for news."""
+        self.head = self._allocated
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def rolled_back(self) -> None:
+        # Sequence numbers of a failed batch are simply skipped: readers ask for "after N", so gaps are harmless.
+        pass
+
+    def read_after(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        return [(int(i), doc) for i, doc in self.store.scan_after("outbox", seq_id(after), limit)]
+
+    async def wait_beyond(self, after: int, timeout: float) -> None:
+        if self.head > after:
+            return
+        event = self._changed
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+
+    def oldest_after(self, after: int) -> float | None:
+        """When the first record after ``after`` was written (for lag in seconds), or None if there is none."""
+        records = self.read_after(after, 1)
+        if not records:
+            return None
+        _, _, at = self.codec.decode(records[0][1])
+        return at
+
+
+class Cursors:
+    """How far this region has applied each peer's outbox (persisted with every applied record)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.positions: dict[str, int] = {}
+        for peer, raw in store.scan("cursors"):
+            self.positions[peer] = struct.unpack(">Q", raw)[0]
+
+    def get(self, peer: str) -> int:
+        return self.positions.get(peer, 0)
+
+    def stage(self, batch: Batch, peer: str, seq: int) -> None:
+        batch.put("cursors", peer, struct.pack(">Q", seq))
+
+    def committed(self, peer: str, seq: int) -> None:
+        self.positions[peer] = max(self.positions.get(peer, 0), seq)

@@ -1,0 +1,97 @@
+"""Moving log records between regions over HTTP: each region serves its outbox (long-poll), and pulls every
+peer's outbox from where its cursor stands."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Callable
+
+import aiohttp
+import msgpack
+from aiohttp import web
+
+from cluster.faults import Faults
+from cluster.replication.applier import Applier
+from cluster.replication.log import Outbox
+
+log = logging.getLogger("trent.replication")
+TOKEN_HEADER = "X-Trent-Replication-Token"
+LOG_PATH = "/_trent/replication/log"
+BATCH = 256
+LONG_POLL_SECONDS = 5.0
+
+
+def outbox_route(region: str, outbox: Outbox, token: str, faults: Faults) -> web.RouteDef:
+    async def serve(request: web.Request) -> web.StreamResponse:
+        if faults.is_down(region):
+            _drop(request)
+            return web.Response(status=503)
+        if not hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), token.encode()):
+            return web.Response(status=403, text="replication token required")
+        try:
+            after = int(request.query.get("after", "0"))
+            wait = min(float(request.query.get("wait", "0")), 30.0)
+            limit = max(1, min(int(request.query.get("limit", str(BATCH))), 1000))
+        except ValueError:
+            return web.Response(status=400, text="bad query")
+        await outbox.wait_beyond(after, wait)
+        records = outbox.read_after(after, limit)
+        body = msgpack.packb({"region": region, "head": outbox.head, "records": records}, use_bin_type=True)
+        return web.Response(body=body, content_type="application/msgpack")
+    return web.get(LOG_PATH, serve)
+
+
+def _drop(request: web.Request) -> None:
+    """A region that is down does not answer: the connection is cut, as an unreachable host's would be."""
+    if request.transport is not None:
+        request.transport.close()
+
+
+class Puller:
+    """Pulls one peer's outbox into one region, forever; survives the peer being down or partitioned."""
+
+    def __init__(self, region: str, peer: str, peer_url: Callable[[], str], applier: Applier, token: str,
+                 faults: Faults, session: aiohttp.ClientSession) -> None:
+        self.region = region
+        self.peer = peer
+        self.peer_url = peer_url
+        self.applier = applier
+        self.token = token
+        self.faults = faults
+        self.session = session
+        self.connected = False
+        self.peer_head = 0
+
+    async def run(self) -> None:
+        backoff = 0.05
+        while True:
+            if not self.faults.can_replicate(self.peer, self.region):
+                self.connected = False
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                await self._pull_once()
+                backoff = 0.05
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+                self.connected = False
+                log.debug("%s <- %s: %s", self.region, self.peer, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+
+    async def _pull_once(self) -> None:
+        after = self.applier.cursors.get(self.peer)
+        params = {"after": str(after), "limit": str(BATCH), "wait": str(LONG_POLL_SECONDS)}
+        timeout = aiohttp.ClientTimeout(total=LONG_POLL_SECONDS + 10)
+        async with self.session.get(self.peer_url() + LOG_PATH, params=params, headers={TOKEN_HEADER: self.token},
+                                    timeout=timeout) as response:
+            if response.status != 200:
+                raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
+            doc = msgpack.unpackb(await response.read(), raw=False)
+        self.connected = True
+        self.peer_head = int(doc["head"])
+        for seq, raw in doc["records"]:
+            if not self.faults.can_replicate(self.peer, self.region):
+                return  # a partition fell while we were fetching: what was not applied is fetched again later
+            self.applier.apply(self.peer, int(seq), raw)

@@ -1,0 +1,142 @@
+"""How a region applies multi-Region commands to its own key record. Pure functions: record in, record out,
+plus the commands the change obliges this region to send on (acknowledgements, a new primary's snapshot)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from node.crypto.handles import new_material
+from node.model.key import KeyRecord, MaterialVersion, RotationSettings
+from node.model.mrk import (
+    Command,
+    HoldsMaterial,
+    KeySnapshot,
+    ReplicaGone,
+    ReplicaInit,
+    SharedMaterial,
+)
+from node.model.states import KeyState
+
+DAY = 86400.0
+
+
+def snapshot_of(key: KeyRecord, replica_init: dict[str, ReplicaInit] | None = None) -> KeySnapshot:
+    assert key.mrk is not None
+    return KeySnapshot(
+        key_id=key.key_id, origin_region=key.region, key_spec=key.key_spec, key_usage=key.key_usage,
+        origin=key.origin,
+        materials=tuple(SharedMaterial(m.material, m.created, m.rotation_type) for m in key.materials),
+        current_material_id=key.current_material_id, rotation_enabled=key.rotation.enabled,
+        rotation_period_days=key.rotation.period_days, next_rotation=key.rotation.next_rotation,
+        state=key.mrk, replica_init=replica_init or {},
+    )
+
+
+def bump(key: KeyRecord, **changes: object) -> KeyRecord:
+    """A change by the primary to shared state: a new version of the same epoch."""
+    assert key.mrk is not None
+    return key.with_changes(mrk=replace(key.mrk, version=key.mrk.version + 1, **changes))  # type: ignore[arg-type]
+
+
+def _merged_materials(key: KeyRecord | None, snap: KeySnapshot) -> tuple[MaterialVersion, ...]:
+    known = {m.material_id for m in key.materials} if key is not None else set()
+    extra = tuple(MaterialVersion(m.material, m.created, m.rotation_type) for m in snap.materials
+                  if m.material.material_id not in known)
+    return (key.materials if key is not None else ()) + extra
+
+
+def _shared_fields(key: KeyRecord | None, snap: KeySnapshot) -> dict[str, object]:
+    rotation = RotationSettings(
+        enabled=snap.rotation_enabled, period_days=snap.rotation_period_days, next_rotation=snap.next_rotation,
+        on_demand_count=key.rotation.on_demand_count if key is not None else 0,
+    )
+    return {"key_spec": snap.key_spec, "key_usage": snap.key_usage, "origin": snap.origin,
+            "materials": _merged_materials(key, snap), "current_material_id": snap.current_material_id,
+            "rotation": rotation, "mrk": snap.state, "multi_region": True}
+
+
+def apply_snapshot(
+    region: str, account: str, local: KeyRecord | None, snap: KeySnapshot, now: float, creating_delay: float
+) -> tuple[KeyRecord | None, list[Command]]:
+    """The record this region should hold after ``snap`` (None: no change) and the commands to send."""
+    if local is not None and local.mrk is not None and local.mrk.stamp >= snap.state.stamp:
+        return None, []  # already applied (or superseded): re-delivery and reordering are harmless
+    if region not in snap.state.related_regions():
+        return None, []  # not (or no longer) part of this key's topology
+    if local is None:
+        init = snap.replica_init.get(region)
+        if init is None or snap.state.is_primary(region):
+            return None, []
+        ready = creating_delay <= 0
+        local = KeyRecord(
+            key_id=snap.key_id, region=region, account=account, created=now,
+            state=KeyState.ENABLED if ready else KeyState.CREATING, description=init.description,
+            policy=init.policy, tags=init.tags, resume_state=None if ready else KeyState.ENABLED,
+            ready_at=None if ready else now + creating_delay, **_shared_fields(None, snap),  # type: ignore[arg-type]
+        )
+    else:
+        local = local.with_changes(**_shared_fields(local, snap))
+    out: list[Command] = []
+    state = snap.state
+    if state.is_primary(region) and snap.origin_region != region:
+        # A hand-off named this region primary: take authority in the new epoch and tell everyone.
+        local = bump(local)
+        out.append(snapshot_of(local))
+    elif local.state is KeyState.UPDATING and not state.is_primary(region) and local.resume_state is not None:
+        # The old primary learns the new primary has taken over: the hand-off is complete here.
+        local = local.with_changes(state=local.resume_state, resume_state=None)
+    if state.pending_material_id is not None and not state.is_primary(region) and region not in state.holders:
+        out.append(HoldsMaterial(snap.key_id, region, state.pending_material_id, state.epoch))
+    return local, out
+
+
+def _maybe_flip(key: KeyRecord, now: float) -> KeyRecord:
+    """Make the pending material current once every replica holds it."""
+    assert key.mrk is not None
+    st = key.mrk
+    if st.pending_material_id is None or not set(st.replica_regions) <= set(st.holders):
+        return key
+    return bump(key.with_changes(current_material_id=st.pending_material_id), pending_material_id=None,
+                pending_since=None, pending_type=None, holders=())
+
+
+def apply_holds(region: str, local: KeyRecord | None, cmd: HoldsMaterial, now: float) -> KeyRecord | None:
+    if local is None or local.mrk is None or not local.mrk.is_primary(region):
+        return None
+    st = local.mrk
+    if cmd.epoch != st.epoch or st.pending_material_id != cmd.material_id or cmd.region in st.holders:
+        return None
+    if cmd.region not in st.replica_regions:
+        return None
+    held = local.with_changes(mrk=replace(st, holders=(*st.holders, cmd.region)))
+    return _maybe_flip(bump(held), now)
+
+
+def apply_replica_gone(region: str, local: KeyRecord | None, cmd: ReplicaGone, now: float) -> KeyRecord | None:
+    if local is None or local.mrk is None or not local.mrk.is_primary(region):
+        return None
+    st = local.mrk
+    if cmd.region not in st.replica_regions:
+        return None
+    updated = bump(local, replica_regions=tuple(r for r in st.replica_regions if r != cmd.region),
+                   holders=tuple(r for r in st.holders if r != cmd.region))
+    updated = _maybe_flip(updated, now)
+    assert updated.mrk is not None
+    if updated.state is KeyState.PENDING_REPLICA_DELETION and not updated.mrk.replica_regions:
+        window = updated.pending_window_days or 30
+        updated = updated.with_changes(state=KeyState.PENDING_DELETION, deletion_date=now + window * DAY)
+    return updated
+
+
+def start_rotation(key: KeyRecord, now: float, rotation_type: str) -> KeyRecord:
+    """Primary side of an MRK rotation: distribute a new material version, current once every replica has it."""
+    assert key.mrk is not None
+    version = MaterialVersion(new_material(key.key_id), now, rotation_type)
+    pending = key.with_changes(materials=(*key.materials, version))
+    pending = bump(pending, pending_material_id=version.material_id, pending_since=now, pending_type=rotation_type,
+                   holders=())
+    return _maybe_flip(pending, now)
+
+
+def rotation_in_progress(key: KeyRecord) -> bool:
+    return key.mrk is not None and key.mrk.pending_material_id is not None

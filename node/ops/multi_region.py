@@ -1,0 +1,94 @@
+"""Multi-Region keys: ReplicateKey and UpdatePrimaryRegion. Both are called in the primary's region and change
+shared state, so both travel to the other regions as a snapshot in this region's outbox."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from node.model.errors import KmsError, unsupported, validation
+from node.model.key import KeyRecord
+from node.model.mrk import MultiRegionState, ReplicaInit
+from node.model.mrk_rules import bump, snapshot_of
+from node.model.states import KeyState, OpClass, check_state
+from node.ops.common import key_metadata
+from node.ops.keys import check_policy_document, default_policy
+from node.ops.registry import Params, Registry, RequestContext, Response
+from node.ops.tags import validate_new_tags
+from node.service import Region
+
+
+def primary_key(region: Region, params: Params, operation: str) -> KeyRecord:
+    key = region.resolve(params["KeyId"], allow_alias=False)
+    if key.mrk is None:
+        raise unsupported(f"{key.arn} is not a multi-Region key; {operation} needs one.")
+    if not key.mrk.is_primary(region.name):
+        raise unsupported(f"{key.arn} is a replica key; call {operation} on the primary key in "
+                          f"{key.mrk.primary_region}.")
+    return key
+
+
+def replicate_key(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key = primary_key(region, params, "ReplicateKey")
+    check_state(OpClass.REPLICATE, key.state, key.arn)
+    target = params["ReplicaRegion"]
+    assert key.mrk is not None
+    if target in key.mrk.related_regions():
+        raise KmsError("AlreadyExistsException",
+                       f"Multi-Region key {region.key_arn(key.key_id)} already has a related key in {target}.")
+    if target not in region.cluster_regions:
+        raise validation(f"{target} is not a Region of this cluster (Regions: {', '.join(region.cluster_regions)}).")
+    tags = validate_new_tags(params.get("Tags") or [], existing=())
+    policy = params.get("Policy")
+    if policy is not None:
+        check_policy_document(policy)
+    policy = policy if policy is not None else default_policy(region.account)
+    now = region.now()
+    init = ReplicaInit(params.get("Description") or "", policy, tags, now)
+    updated = bump(key, replica_regions=(*key.mrk.replica_regions, target))
+    region.commit(keys=[updated], commands=[snapshot_of(updated, {target: init})])
+    replica = KeyRecord(
+        key_id=key.key_id, region=target, account=key.account, created=now, state=KeyState.CREATING,
+        description=init.description, key_usage=key.key_usage, key_spec=key.key_spec, origin=key.origin,
+        policy=policy, tags=tags, materials=key.materials, current_material_id=key.current_material_id,
+        multi_region=True, mrk=updated.mrk,
+    )
+    return {"ReplicaKeyMetadata": key_metadata(region, replica), "ReplicaPolicy": policy,
+            "ReplicaTags": [{"TagKey": k, "TagValue": v} for k, v in tags]}
+
+
+def update_primary_region(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key = primary_key(region, params, "UpdatePrimaryRegion")
+    check_state(OpClass.CRYPTO, key.state, key.arn)  # Enabled (or already Updating) only
+    target = params["PrimaryRegion"]
+    assert key.mrk is not None
+    if target == region.name:
+        raise unsupported(f"{key.arn} is already the primary key.")
+    if target not in key.mrk.replica_regions:
+        raise KmsError("NotFoundException", f"{key.key_id} has no replica key in {target}; replicate it there "
+                       "first.")
+    st = key.mrk
+    handed: MultiRegionState = replace(
+        st, primary_region=target, epoch=st.epoch + 1, version=st.version + 1,
+        replica_regions=(*(r for r in st.replica_regions if r != target), region.name), holders=(),
+    )
+    # Fenced hand-off: a new epoch; this key stays Updating until the new primary has taken over.
+    updating = key.with_changes(mrk=handed, state=KeyState.UPDATING, resume_state=key.state)
+    region.commit(keys=[updating], commands=[snapshot_of(updating)])
+    return {}
+
+
+def multi_region_configuration(region: Region, key: KeyRecord) -> dict[str, Any] | None:
+    if key.mrk is None:
+        return None
+    st = key.mrk
+    return {
+        "MultiRegionKeyType": "PRIMARY" if st.is_primary(key.region) else "REPLICA",
+        "PrimaryKey": {"Arn": region.key_arn_in(st.primary_region, key.key_id), "Region": st.primary_region},
+        "ReplicaKeys": [{"Arn": region.key_arn_in(r, key.key_id), "Region": r} for r in st.replica_regions],
+    }
+
+
+def register(registry: Registry) -> None:
+    registry.add("ReplicateKey", replicate_key)
+    registry.add("UpdatePrimaryRegion", update_primary_region)

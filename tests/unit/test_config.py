@@ -1,0 +1,183 @@
+"""Configuration: defaults, TOML file, flag overrides on top, principals, and clear errors for bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.config import DEFAULT_REGIONS, ClusterConfig, ConfigError, load_config
+
+ROOT_HEX = "ab" * 32
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "trent.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults() -> None:
+    config = load_config()
+    assert config == ClusterConfig()
+    assert (config.host, config.port, config.regions, config.account) == (
+        "127.0.0.1", 4599, DEFAULT_REGIONS, "111122223333")
+    assert config.verify_signatures
+    assert [config.port_of(r) for r in config.regions] == [4600, 4601, 4602]
+    (principal,) = config.effective_principals()
+    assert (principal.access_key, principal.secret_key, principal.arn, principal.account) == (
+        "test", "test", "arn:aws:iam::111122223333:root", "111122223333")
+    assert principal.session_token is None
+
+
+def test_file_values(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, f"""
+data_dir = "/var/lib/trent"
+host = "0.0.0.0"
+port = 5000
+regions = ["eu-central-1", "us-west-2"]
+account = "444455556666"
+auth = "off"
+max_skew_seconds = 900
+scheduler_interval = 0.25
+admin_token = "s3cret-admin"
+
+[region_ports]
+us-west-2 = 6000
+
+[root_keys]
+eu-central-1 = "{ROOT_HEX}"
+"""))
+    assert config.data_dir == Path("/var/lib/trent")
+    assert (config.host, config.port, config.regions, config.account) == (
+        "0.0.0.0", 5000, ("eu-central-1", "us-west-2"), "444455556666")
+    assert not config.verify_signatures
+    assert (config.max_skew_seconds, config.scheduler_interval, config.admin_token) == (900.0, 0.25, "s3cret-admin")
+    assert (config.port_of("eu-central-1"), config.port_of("us-west-2")) == (5001, 6000)
+    assert config.root_keys == {"eu-central-1": ROOT_HEX}
+    assert config.effective_principals()[0].arn == "arn:aws:iam::444455556666:root"
+
+
+def test_flags_override_the_file_and_none_flags_do_not(tmp_path: Path) -> None:
+    path = write(tmp_path, 'port = 5000\nregions = "us-east-1, eu-west-1"\nauth = "off"\nhost = "10.0.0.1"\n')
+    config = load_config(path, {"port": 7000, "regions": "ap-south-1,eu-north-1", "auth": "verify", "host": None,
+                                "data_dir": None})
+    assert (config.port, config.regions, config.verify_signatures, config.host) == (
+        7000, ("ap-south-1", "eu-north-1"), True, "10.0.0.1")
+    assert config.data_dir == ClusterConfig().data_dir
+
+
+def test_principals(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """
+account = "444455556666"
+
+[[principals]]
+access_key = "AKIAADMIN"
+secret_key = "admin-secret"
+arn = "arn:aws:iam::777788889999:user/admin"
+
+[[principals]]
+access_key = "ASIATEMP"
+secret_key = "temp-secret"
+arn = "arn:aws:sts::444455556666:assumed-role/dev/session"
+session_token = "the-token"
+
+[[principals]]
+access_key = "AKIADEFAULT"
+secret_key = "default-arn"
+"""))
+    admin, temp, default = config.effective_principals()
+    assert (admin.access_key, admin.secret_key, admin.arn, admin.account, admin.session_token) == (
+        "AKIAADMIN", "admin-secret", "arn:aws:iam::777788889999:user/admin", "777788889999", None)
+    assert (temp.account, temp.session_token) == ("444455556666", "the-token")
+    assert (default.arn, default.account) == ("arn:aws:iam::444455556666:root", "444455556666")
+    assert "secret" not in repr(config.principals)  # a config printed in a log shows no secrets
+
+
+@pytest.mark.parametrize("text, message", [
+    ('account = "12345"', "account must be 12 digits"),
+    ('account = "11112222333x"', "account must be 12 digits"),
+    ('auth = "sometimes"', "auth must be 'verify' or 'off'"),
+    ("auth = true", "auth must be 'verify' or 'off'"),
+    ('port = "many"', "port has the wrong type: 'many'"),
+    ("port = 70000", "port must be between 1 and 65535"),
+    ("port = true", "port has the wrong type: True"),
+    ("port = 1.5", "port has the wrong type: 1.5"),
+    ('host = ["a"]', "host has the wrong type: ['a']"),
+    ("max_skew_seconds = -1", "max_skew_seconds must be a non-negative number"),
+    ("max_skew_seconds = nan", "max_skew_seconds must be a non-negative number"),
+    ("scheduler_interval = 0", "scheduler_interval must be a positive number"),
+    ("regions = []", "at least one region is required"),
+    ('regions = " , "', "at least one region is required"),
+    ('regions = ["us-east-1", "us-east-1"]', "a region is listed twice"),
+    ('regions = ["../../etc"]', "'../../etc' is not a region name (like us-east-1)"),
+    ('regions = ["US-EAST-1"]', "'US-EAST-1' is not a region name (like us-east-1)"),
+    ("regions = [1]", "regions must be a list of names or a comma-separated string"),
+    ('region_ports = 5', "region_ports must be a table of region = port"),
+    ('[region_ports]\nus-east-1 = "x"', "region_ports.us-east-1 has the wrong type: 'x'"),
+    ('[root_keys]\nus-east-1 = "abcd"', "root_keys.us-east-1 must be 64 hexadecimal digits (32 bytes)"),
+    ('principals = "test:test"', "principals must be a list of tables ([[principals]] in TOML)"),
+    ('[[principals]]\naccess_key = "A"', "principal #1 needs access_key and secret_key (non-empty strings)"),
+    ('[[principals]]\naccess_key = "A"\nsecret_key = 5', "principal #1 needs access_key and secret_key"),
+    ('[[principals]]\naccess_key = "A"\nsecret_key = "s"\narn = "root"', "principal A: arn 'root' is not an ARN"),
+    ('[[principals]]\naccess_key = "A"\nsecret_key = "s"\nsession_token = 7',
+     "principal A: session_token must be a non-empty string"),
+    ('[[principals]]\naccess_key = "A"\nsecret_key = "s"\n[[principals]]\naccess_key = "A"\nsecret_key = "t"',
+     "principal A is configured twice"),
+    ("port = [", "cannot read config"),
+])
+def test_bad_values_are_config_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, text))
+    assert str(exc.value).startswith(message)
+
+
+def test_principal_errors_never_echo_the_secret(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, '[[principals]]\nsecret_key = "very-secret-value"\n'))
+    assert "very-secret-value" not in str(exc.value)
+
+
+def test_bad_override_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="auth must be"):
+        load_config(None, {"auth": "maybe"})
+    with pytest.raises(ConfigError, match="not a region name"):
+        load_config(None, {"regions": "us-east-1,eu west 1"})
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_root_key_from_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, f'[root_keys]\nus-east-1 = "{ROOT_HEX}"\n'))
+    assert config.root_key_hex("us-east-1") == ROOT_HEX
+    assert config.root_key_hex("eu-west-1") is None
+    monkeypatch.setenv("TRENT_ROOT_KEY_US_EAST_1", "cd" * 32)
+    monkeypatch.setenv("TRENT_ROOT_KEY_EU_WEST_1", "ef" * 32)
+    assert config.root_key_hex("us-east-1") == "cd" * 32
+    assert config.root_key_hex("eu-west-1") == "ef" * 32
+
+
+def test_repr_shows_no_secrets(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, f"""
+admin_token = "admin-token-value"
+[root_keys]
+us-east-1 = "{ROOT_HEX}"
+[[principals]]
+access_key = "AKIAX"
+secret_key = "principal-secret-value"
+session_token = "session-token-value"
+"""))
+    text = repr(config)
+    assert "AKIAX" in text
+    for secret in (ROOT_HEX, "admin-token-value", "principal-secret-value", "session-token-value"):
+        assert secret not in text
+
+
+def test_config_is_frozen() -> None:
+    config: Any = load_config()
+    with pytest.raises(AttributeError):
+        config.port = 1

@@ -1,0 +1,145 @@
+"""Multi-Region rules as pure functions: snapshots apply once, in any order; rotation is two-phase; hand-off is
+fenced by epoch."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from cluster.replication.commands import CommandCodec
+from node.crypto.handles import new_material
+from node.crypto.rootkey import RootKey
+from node.model.key import KeyRecord, MaterialVersion
+from node.model.mrk import HoldsMaterial, KeySnapshot, MultiRegionState, ReplicaGone, ReplicaInit
+from node.model.mrk_rules import (
+    apply_holds,
+    apply_replica_gone,
+    apply_snapshot,
+    bump,
+    snapshot_of,
+    start_rotation,
+)
+from node.model.states import KeyState
+
+KEY_ID = "mrk-" + "ab" * 16
+ACCOUNT = "111122223333"
+A, B, C = "us-east-1", "eu-west-1", "ap-northeast-2"
+
+
+def primary(replicas: tuple[str, ...] = ()) -> KeyRecord:
+    version = MaterialVersion(new_material(KEY_ID), 1.0)
+    return KeyRecord(key_id=KEY_ID, region=A, account=ACCOUNT, created=1.0, state=KeyState.ENABLED,
+                     materials=(version,), current_material_id=version.material_id, multi_region=True,
+                     mrk=MultiRegionState(A, replicas, epoch=1, version=1))
+
+
+def init() -> dict[str, ReplicaInit]:
+    return {B: ReplicaInit("replica", "{}", (("team", "b"),), 5.0)}
+
+
+def test_snapshot_creates_replica_with_its_own_properties() -> None:
+    key = bump(primary(), replica_regions=(B,))
+    replica, out = apply_snapshot(B, ACCOUNT, None, snapshot_of(key, init()), 10.0, creating_delay=0)
+    assert replica is not None and out == []
+    assert replica.region == B and replica.state is KeyState.ENABLED
+    assert replica.description == "replica" and replica.tags == (("team", "b"),)
+    assert replica.current_material_id == key.current_material_id
+    assert replica.materials[0].material.secret == key.materials[0].material.secret
+
+
+def test_replica_passes_through_creating_when_delayed() -> None:
+    key = bump(primary(), replica_regions=(B,))
+    replica, _ = apply_snapshot(B, ACCOUNT, None, snapshot_of(key, init()), 10.0, creating_delay=3)
+    assert replica is not None
+    assert replica.state is KeyState.CREATING and replica.ready_at == 13.0 and replica.resume_state is KeyState.ENABLED
+
+
+def test_redelivery_and_reordering_are_harmless() -> None:
+    v2 = bump(primary(), replica_regions=(B,))
+    v3 = bump(v2, replica_regions=(B, C))
+    replica, _ = apply_snapshot(B, ACCOUNT, None, snapshot_of(v3, init()), 10.0, 0)
+    assert replica is not None
+    # The older snapshot arrives late, then the newest again: nothing changes.
+    assert apply_snapshot(B, ACCOUNT, replica, snapshot_of(v2, init()), 11.0, 0) == (None, [])
+    assert apply_snapshot(B, ACCOUNT, replica, snapshot_of(v3, init()), 11.0, 0) == (None, [])
+
+
+def test_region_outside_the_topology_ignores_snapshots() -> None:
+    key = bump(primary(), replica_regions=(B,))
+    assert apply_snapshot(C, ACCOUNT, None, snapshot_of(key), 10.0, 0) == (None, [])
+
+
+def test_rotation_becomes_current_only_when_every_replica_holds_it() -> None:
+    key = bump(primary(), replica_regions=(B, C))
+    old_current = key.current_material_id
+    rotating = start_rotation(key, 20.0, "ON_DEMAND")
+    assert rotating.mrk is not None and rotating.mrk.pending_material_id is not None
+    assert rotating.current_material_id == old_current
+    pending = rotating.mrk.pending_material_id
+    # Each replica stores the pending material and answers with HOLDS.
+    replica_b, out_b = apply_snapshot(B, ACCOUNT, None, snapshot_of(rotating, init()), 21.0, 0)
+    assert replica_b is not None and replica_b.material(pending) is not None
+    assert replica_b.current_material_id == old_current
+    assert out_b == [HoldsMaterial(KEY_ID, B, pending, 1)]
+    after_b = apply_holds(A, rotating, HoldsMaterial(KEY_ID, B, pending, 1), 22.0)
+    assert after_b is not None and after_b.current_material_id == old_current  # C has not answered yet
+    assert apply_holds(A, after_b, HoldsMaterial(KEY_ID, B, pending, 1), 22.0) is None  # duplicate ack
+    done = apply_holds(A, after_b, HoldsMaterial(KEY_ID, C, pending, 1), 23.0)
+    assert done is not None and done.current_material_id == pending
+    assert done.mrk is not None and done.mrk.pending_material_id is None
+    # The replica learns the flip from the next snapshot.
+    flipped, out = apply_snapshot(B, ACCOUNT, replica_b, snapshot_of(done), 24.0, 0)
+    assert flipped is not None and flipped.current_material_id == pending and out == []
+
+
+def test_rotation_without_replicas_is_immediate() -> None:
+    rotated = start_rotation(primary(), 5.0, "AUTOMATIC")
+    assert rotated.mrk is not None and rotated.mrk.pending_material_id is None
+    assert rotated.current_material_id == rotated.materials[-1].material_id
+
+
+def test_stale_epoch_ack_is_ignored() -> None:
+    rotating = start_rotation(bump(primary(), replica_regions=(B,)), 5.0, "ON_DEMAND")
+    assert rotating.mrk is not None
+    stale = HoldsMaterial(KEY_ID, B, rotating.mrk.pending_material_id or b"", epoch=0)
+    assert apply_holds(A, rotating, stale, 6.0) is None
+
+
+def test_hand_off_new_primary_takes_authority_and_old_primary_resumes() -> None:
+    key = bump(primary(), replica_regions=(B,))
+    replica, _ = apply_snapshot(B, ACCOUNT, None, snapshot_of(key, init()), 10.0, 0)
+    assert replica is not None and key.mrk is not None
+    handed = replace(key.mrk, primary_region=B, epoch=2, version=key.mrk.version + 1, replica_regions=(A,))
+    old = key.with_changes(mrk=handed, state=KeyState.UPDATING, resume_state=KeyState.ENABLED)
+    new_primary, out = apply_snapshot(B, ACCOUNT, replica, snapshot_of(old), 11.0, 0)
+    assert new_primary is not None and new_primary.mrk is not None
+    assert new_primary.mrk.primary_region == B and new_primary.mrk.stamp > handed.stamp
+    assert len(out) == 1 and isinstance(out[0], KeySnapshot) and out[0].origin_region == B
+    resumed, _ = apply_snapshot(A, ACCOUNT, old, out[0], 12.0, 0)
+    assert resumed is not None and resumed.state is KeyState.ENABLED and resumed.resume_state is None
+    # The fenced old primary can no longer change shared state.
+    assert apply_holds(A, resumed, HoldsMaterial(KEY_ID, B, b"x" * 32, 2), 13.0) is None
+
+
+def test_last_replica_gone_starts_primary_deletion_window() -> None:
+    key = bump(primary(), replica_regions=(B,)).with_changes(
+        state=KeyState.PENDING_REPLICA_DELETION, pending_window_days=7)
+    gone = apply_replica_gone(A, key, ReplicaGone(KEY_ID, B), 100.0)
+    assert gone is not None and gone.state is KeyState.PENDING_DELETION
+    assert gone.deletion_date == 100.0 + 7 * 86400
+    assert gone.mrk is not None and gone.mrk.replica_regions == ()
+
+
+def test_commands_round_trip_with_material_wrapped() -> None:
+    codec = CommandCodec(RootKey.from_bytes(b"\x07" * 32))
+    key = start_rotation(bump(primary(), replica_regions=(B,)), 5.0, "ON_DEMAND")
+    snap = snapshot_of(key, init())
+    raw = codec.encode(snap, A, 42.0)
+    for version in key.materials:  # no material in clear on the wire
+        assert version.material.secret.reveal() not in raw
+    decoded, origin, at = codec.decode(raw)
+    assert (origin, at) == (A, 42.0)
+    assert isinstance(decoded, KeySnapshot) and decoded.state == snap.state
+    assert [m.material.secret for m in decoded.materials] == [m.material.secret for m in snap.materials]
+    assert decoded.replica_init == snap.replica_init
+    for cmd in (HoldsMaterial(KEY_ID, B, b"m" * 32, 3), ReplicaGone(KEY_ID, C)):
+        assert codec.decode(codec.encode(cmd, B, 1.0))[0] == cmd
