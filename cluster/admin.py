@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -21,11 +21,13 @@ class AdminApi:
         status: Callable[[], dict[str, Any]],
         clock_state: Callable[[], dict[str, Any]],
         advance_clock: Callable[[float], dict[str, Any]],
+        fault_action: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         self._token = token
         self._status = status
         self._clock_state = clock_state
         self._advance = advance_clock
+        self._fault_action = fault_action
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -33,6 +35,7 @@ class AdminApi:
             web.get("/_trent/status", self._guard(self._get_status)),
             web.get("/_trent/clock", self._guard(self._get_clock)),
             web.post("/_trent/clock", self._guard(self._post_clock)),
+            web.post("/_trent/faults", self._guard(self._post_faults)),
         ]
 
     def _guard(self, fn: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
@@ -43,6 +46,9 @@ class AdminApi:
             result: web.Response = await fn(request)
             return result
         return guarded
+
+    async def _post_faults(self, request: web.Request) -> web.Response:
+        return await _post_faults_impl(self._fault_action, request)
 
     async def _health(self, request: web.Request) -> web.Response:
         return _json({"status": "ok"})
@@ -63,6 +69,19 @@ class AdminApi:
         except (ValueError, AttributeError) as exc:
             return _json({"error": str(exc)}, 400)
         return _json(self._advance(seconds))
+
+
+async def _post_faults_impl(action: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None,
+                            request: web.Request) -> web.Response:
+    if action is None:
+        return _json({"error": "fault injection is not available here"}, 404)
+    try:
+        doc = json.loads(await request.read() or b"{}")
+        if not isinstance(doc, dict):
+            raise ValueError("a JSON object is expected")
+        return _json(await action(doc))
+    except (ValueError, TypeError, KeyError) as exc:
+        return _json({"error": str(exc)}, 400)
 
 
 def _json(doc: dict[str, Any], status: int = 200) -> web.Response:

@@ -33,7 +33,7 @@ Ctrl-C stops the cluster."""
 
 def _up(args: argparse.Namespace) -> int:
     overrides = {"data_dir": args.data_dir, "host": args.host, "port": args.port, "regions": args.regions,
-                 "auth": args.auth}
+                 "auth": args.auth, "replica_creating_seconds": args.replica_delay}
     try:
         config = load_config(Path(args.config) if args.config else None, overrides)
     except ConfigError as exc:
@@ -114,8 +114,49 @@ def _status(args: argparse.Namespace) -> int:
         return 0
     print(f"gateway {status['gateway']}")
     for name, region in status["regions"].items():
-        print(f"  {name:<16} {'up' if region['up'] else 'DOWN':<5} {region['url']:<24} keys={region['keys']}")
+        print(f"  {name:<16} {'up' if region['up'] else 'DOWN':<5} {region['url']:<24} keys={region['keys']} "
+              f"multi-region={region['multi_region_keys']} outbox={region['outbox_head']}")
+        for peer, lag in region["replication"].items():
+            link = "connected" if lag["connected"] else "not connected"
+            print(f"      <- {peer:<16} cursor={lag['cursor']:<6} lag={lag['lag_records']} records, "
+                  f"{lag['lag_seconds']}s ({link})")
+    consistency = status["consistency"]
+    verdict = "consistent" if consistency["consistent"] else "DIVERGENT: " + ", ".join(consistency["divergent_keys"])
+    print(f"multi-Region keys: {consistency['multi_region_keys']}, {verdict}")
+    active = {k: v for k, v in status["faults"].items() if v}
+    print("faults: " + (json.dumps(active) if active else "none"))
     return 0
+
+
+def _fault(args: argparse.Namespace) -> int:
+    doc: dict[str, Any] = {"action": args.kind, "regions": args.regions}
+    try:
+        if args.kind in ("latency", "errors", "throttle"):
+            if len(args.regions) != 2:
+                raise ValueError(f"usage: trent fault {args.kind} REGION VALUE")
+            doc["regions"], raw = [args.regions[0]], args.regions[1]
+            doc["value"] = _fault_value(args.kind, raw)
+    except ValueError as exc:
+        print(f"trent: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(_admin_call(args.data_dir, "/_trent/faults", doc), indent=2))
+    return 0
+
+
+def _fault_value(kind: str, raw: str) -> float:
+    """200ms → 0.2 s; 5% → 0.05; 10/s → 10."""
+    text = raw.strip().lower()
+    if kind == "latency":
+        return parse_duration(text)
+    if kind == "errors":
+        share = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+        if not 0 <= share <= 1:
+            raise ValueError("an error share is between 0% and 100%")
+        return share
+    rate = float(text.removesuffix("/s"))
+    if rate <= 0:
+        raise ValueError("a throttle rate is a positive number of requests per second")
+    return rate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, help="gateway port (default 4599); regions use the next ports")
     up.add_argument("--regions", help="comma-separated regions (default us-east-1,eu-west-1,ap-northeast-2)")
     up.add_argument("--auth", choices=["verify", "off"], help="SigV4 verification (default verify)")
+    up.add_argument("--replica-delay", dest="replica_delay", type=float,
+                    help="seconds a new multi-Region replica stays Creating (default 2)")
     up.add_argument("-v", "--verbose", action="store_true", help="log region activity")
     up.set_defaults(func=_up)
     clock = sub.add_parser("clock", help="show or move the cluster's clock")
@@ -139,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.add_argument("--data-dir", dest="data_dir", default=".trent")
     status.set_defaults(func=_status)
+    fault = sub.add_parser("fault", help="break regions on purpose (DR drills)", description=(
+        "down REGION | up REGION | partition A B | heal A B | latency REGION 200ms | errors REGION 5%% | "
+        "throttle REGION 10/s | clear"))
+    fault.add_argument("kind", choices=["down", "up", "partition", "heal", "latency", "errors", "throttle", "clear"])
+    fault.add_argument("regions", nargs="*", help="region(s), then the value for latency/errors/throttle")
+    fault.add_argument("--data-dir", dest="data_dir", default=".trent")
+    fault.set_defaults(func=_fault)
     return parser
 
 

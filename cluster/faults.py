@@ -4,12 +4,16 @@ replication pullers."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import web
+
+from node.endpoint import KmsEndpoint, WireResponse, error_response
 from node.model.errors import KmsError
 
 
@@ -104,3 +108,21 @@ class Faults:
             "errors_percent": {r: s * 100 for r, s in self.errors.items()},
             "throttle_per_second": {r: b.rate for r, b in self.throttle.items()},
         }
+
+
+def fault_gate(faults: Faults) -> Callable[[KmsEndpoint, web.Request], Any]:
+    """The HTTP adapters' gate: a down region's connections are cut; latency, 5xx and throttling are injected."""
+
+    async def gate(endpoint: KmsEndpoint, request: web.Request) -> WireResponse | None:
+        region = endpoint.region.name
+        if faults.is_down(region):
+            if request.transport is not None:
+                request.transport.close()
+            return error_response(KmsError("ServiceUnavailableException", f"{region} is down.", 503))
+        delay = faults.delay_for(region)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        error = faults.request_error(region)
+        return error_response(error) if error is not None else None
+
+    return gate

@@ -8,16 +8,23 @@ import json
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import botocore.session
 from aiohttp import web
 
 from cluster.admin import AdminApi
+from cluster.faults import Faults, fault_gate
 from cluster.gateway import Gateway
+from cluster.replication.commands import CommandCodec
+from cluster.replication.log import Outbox
+from cluster.replication.shipper import outbox_route
+from cluster.replication.wiring import RegionReplication, consistency_report, lag_report
 from node.app import kms_handler, make_app
 from node.auth.principals import PrincipalDirectory
 from node.clock import AdjustableClock
@@ -40,6 +47,8 @@ class RegionRuntime:
     endpoint: KmsEndpoint
     scheduler: Scheduler
     port: int
+    replication: RegionReplication
+    site: web.TCPSite | None = None
 
 
 def write_private(path: Path, text: str) -> None:
@@ -60,6 +69,16 @@ def _fixed(endpoint: KmsEndpoint) -> Callable[[web.Request], KmsEndpoint]:
     return route
 
 
+def _waker(scheduler: Scheduler) -> Callable[[float], None]:
+    def wake_after(delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay + 0.005, scheduler.run_due)
+    return wake_after
+
+
+def _url_of(url: str) -> Callable[[], str]:
+    return lambda: url
+
+
 class Cluster:
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
@@ -69,6 +88,9 @@ class Cluster:
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.admin_token = config.admin_token or self._load_or_create_token()
+        self.faults = Faults(time.monotonic)
+        self._session: aiohttp.ClientSession | None = None
+        self._region_runners: dict[str, web.AppRunner] = {}
 
     # -- persistent bits of the cluster itself ---------------------------------------------------------
 
@@ -83,9 +105,9 @@ class Cluster:
         tmp.write_text(json.dumps({"offset": self.clock.offset}))
         os.replace(tmp, self.data_dir / "clock.json")
 
-    def _load_or_create_token(self) -> str:
+    def _load_or_create_token(self, name: str = "admin.token") -> str:
         make_private_dir(self.data_dir)
-        path = self.data_dir / "admin.token"
+        path = self.data_dir / name
         if path.exists():
             return path.read_text().strip()
         token = secrets.token_urlsafe(24)
@@ -103,6 +125,8 @@ class Cluster:
         # Clients sign with the real time, so signatures are checked against the wall clock: moving the
         # cluster's clock (to drive deletion windows and rotations) must not make every signature expire.
         verifier = SigV4Verifier(directory, AdjustableClock(), self.config.max_skew_seconds)
+        # Key material crosses between regions only wrapped under the cluster's transport key.
+        codec = CommandCodec(RootKey.load_or_create(self.data_dir / "cluster.key"))
         for name in self.config.regions:
             region_dir = self.data_dir / name
             region_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -110,15 +134,20 @@ class Cluster:
             root_hex = self.config.root_key_hex(name)
             root = RootKey.from_bytes(bytes.fromhex(root_hex)) if root_hex else RootKey.load_or_create(
                 region_dir / "root.key")
-            region = Region(RegionIdentity(name, self.config.account), SqliteStore(region_dir / "kms.db"),
-                            root, self.clock, cluster_regions=self.config.regions)
+            store = SqliteStore(region_dir / "kms.db")
+            outbox = Outbox(name, store, codec, self.clock)
+            region = Region(RegionIdentity(name, self.config.account), store, root, self.clock,
+                            change_log=outbox, cluster_regions=self.config.regions)
             endpoint = KmsEndpoint(region, registry, decoder, verifier,
                                    verify_signatures=self.config.verify_signatures, anonymous=principals[0],
                                    principals=directory)
-            self.regions[name] = RegionRuntime(region, endpoint, Scheduler(region), self.config.port_of(name))
+            scheduler = Scheduler(region)
+            replication = RegionReplication(region, outbox, codec, self.config.replica_creating_seconds,
+                                            _waker(scheduler))
+            self.regions[name] = RegionRuntime(region, endpoint, scheduler, self.config.port_of(name), replication)
 
     def admin(self) -> AdminApi:
-        return AdminApi(self.admin_token, self.status, self.clock_state, self.advance_clock)
+        return AdminApi(self.admin_token, self.status, self.clock_state, self.advance_clock, self.fault_action)
 
     async def start(self) -> None:
         make_private_dir(self.data_dir)
@@ -126,20 +155,36 @@ class Cluster:
         for runtime in self.regions.values():
             runtime.scheduler.run_due()  # work that fell due while the cluster was stopped
         admin_routes = self.admin().routes()
+        gate = fault_gate(self.faults)
         gateway = Gateway({n: r.endpoint for n, r in self.regions.items()})
-        await self._serve(make_app(kms_handler(gateway.route), admin_routes), self.config.port)
-        for runtime in self.regions.values():
-            app = make_app(kms_handler(_fixed(runtime.endpoint)), admin_routes)
-            await self._serve(app, runtime.port)
+        await self._serve(make_app(kms_handler(gateway.route, gate), admin_routes), self.config.port)
+        token = self._load_or_create_token("replication.token")
+        for name, runtime in self.regions.items():
+            routes = [*admin_routes, outbox_route(name, runtime.replication.outbox, token, self.faults)]
+            app = make_app(kms_handler(_fixed(runtime.endpoint), gate), routes)
+            runner = await self._serve(app, None)
+            self._region_runners[name] = runner
+            runtime.site = await self._open_site(runner, runtime.port)
             self._tasks.append(asyncio.create_task(runtime.scheduler.run_forever(self.config.scheduler_interval)))
+        self._session = aiohttp.ClientSession()
+        for name, runtime in self.regions.items():
+            peers = {p: _url_of(self.url(r.port)) for p, r in self.regions.items() if p != name}
+            runtime.replication.start(peers, token, self.faults, self._session)
         self._write_cluster_file()
 
-    async def _serve(self, app: web.Application, port: int) -> None:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    async def _serve(self, app: web.Application, port: int | None) -> web.AppRunner:
+        # In-flight requests (replication long-polls among them) get a moment to finish, not a minute.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
-        site = web.TCPSite(runner, self.config.host, port, backlog=1024)
-        await site.start()
         self._runners.append(runner)
+        if port is not None:
+            await self._open_site(runner, port)
+        return runner
+
+    async def _open_site(self, runner: web.AppRunner, port: int) -> web.TCPSite:
+        site = web.TCPSite(runner, self.config.host, port, backlog=1024, reuse_address=True)
+        await site.start()
+        return site
 
     def _write_cluster_file(self) -> None:
         doc = {
@@ -150,6 +195,11 @@ class Cluster:
         write_private(self.data_dir / "cluster.json", json.dumps(doc, indent=2))
 
     async def stop(self) -> None:
+        for runtime in self.regions.values():
+            await runtime.replication.stop()
+            runtime.replication.outbox.close()
+        if self._session is not None:
+            await self._session.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -172,15 +222,48 @@ class Cluster:
         return self.url(self.config.port)
 
     def status(self) -> dict[str, Any]:
+        now = self.clock.now()
+        producers = {n: r.replication for n, r in self.regions.items()}
         return {
             "gateway": self.gateway_url,
             "clock": self.clock_state(),
             "regions": {
-                name: {"url": self.url(r.port), "up": True, "keys": len(r.region.keys),
-                       "aliases": len(r.region.aliases)}
+                name: {"url": self.url(r.port), "up": not self.faults.is_down(name), "keys": len(r.region.keys),
+                       "multi_region_keys": sum(1 for k in r.region.keys.values() if k.mrk is not None),
+                       "aliases": len(r.region.aliases), "outbox_head": r.replication.outbox.head,
+                       "replication": lag_report(r.replication, producers, now)}
                 for name, r in self.regions.items()
             },
+            "consistency": consistency_report({n: r.region for n, r in self.regions.items()}),
+            "faults": self.faults.describe(),
         }
+
+    async def fault_action(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Apply one fault command: {"action": down|up|partition|heal|latency|errors|throttle|clear, ...}."""
+        action = str(doc.get("action", ""))
+        regions = [str(r) for r in doc.get("regions", [])]
+        unknown = [r for r in regions if r not in self.regions]
+        if unknown:
+            raise ValueError(f"unknown region(s): {', '.join(unknown)}")
+        if action == "clear":
+            self.faults.clear()
+        else:
+            if not regions:
+                raise ValueError(f"fault {action!r} needs a region")
+            value = doc.get("value")
+            self.faults.set(action, regions, None if value is None else float(value))
+        await self._sync_sites()
+        return self.faults.describe()
+
+    async def _sync_sites(self) -> None:
+        """A region that is down refuses connections on its own port; one that is back listens again."""
+        for name, runtime in self.regions.items():
+            down = self.faults.is_down(name)
+            if down and runtime.site is not None:
+                await runtime.site.stop()
+                runtime.site = None
+            elif not down and runtime.site is None:
+                runtime.site = await self._open_site(self._region_runners[name], runtime.port)
 
     def clock_state(self) -> dict[str, Any]:
         return {"now": self.clock.now(), "offset": self.clock.offset}

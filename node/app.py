@@ -12,6 +12,8 @@ from node.model.errors import KmsError, internal
 from node.wire.protocol import MAX_BODY_BYTES
 
 EndpointFor = Callable[[web.Request], KmsEndpoint | WireResponse]
+# Consulted before a request reaches its region: injected faults answer here (or cut the connection).
+Gate = Callable[[KmsEndpoint, web.Request], Awaitable[WireResponse | None]]
 
 log = logging.getLogger("trent.http")
 
@@ -36,7 +38,8 @@ def to_http(response: WireResponse) -> web.Response:
     return web.Response(status=response.status, body=response.body, headers=response.headers)
 
 
-def kms_handler(endpoint_for: EndpointFor) -> Callable[[web.Request], Awaitable[web.Response]]:
+def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None
+                ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """An aiohttp handler that picks an endpoint per request (the gateway routes; a region port has one)."""
 
     async def handle(request: web.Request) -> web.Response:
@@ -47,6 +50,10 @@ def kms_handler(endpoint_for: EndpointFor) -> Callable[[web.Request], Awaitable[
             target = endpoint_for(request)
             if isinstance(target, WireResponse):
                 return to_http(target)
+            if gate is not None:
+                refused = await gate(target, request)
+                if refused is not None:
+                    return to_http(refused)
             return to_http(target.handle(wire))
         except (web.HTTPException, ConnectionError):
             raise  # aiohttp's own answers, and clients that went away

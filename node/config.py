@@ -33,6 +33,8 @@ class ClusterConfig:
     verify_signatures: bool = True
     max_skew_seconds: float = 300.0
     scheduler_interval: float = 1.0
+    # How long a new multi-Region replica stays Creating before it is usable (AWS: a few seconds).
+    replica_creating_seconds: float = 2.0
     # Hex root keys per region; a region without one gets a 0600 file in its data directory.
     root_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     admin_token: str | None = field(default=None, repr=False)  # secrets: never in a repr that may be logged
@@ -130,7 +132,8 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     config = ClusterConfig()
     simple: dict[str, Callable[[Any], Any]] = {"host": str, "account": str, "max_skew_seconds": float,
-                                               "scheduler_interval": float, "admin_token": str}
+                                               "scheduler_interval": float, "admin_token": str,
+                                               "replica_creating_seconds": float}
     changes: dict[str, Any] = {k: _convert(k, raw[k], conv) for k, conv in simple.items() if k in raw}
     if "port" in raw:
         changes["port"] = _port("port", raw["port"])
@@ -158,6 +161,8 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         raise ConfigError("max_skew_seconds must be a non-negative number")
     if not (math.isfinite(interval) and interval > 0):
         raise ConfigError("scheduler_interval must be a positive number")
+    if changes.get("replica_creating_seconds", 0.0) < 0:
+        raise ConfigError("replica_creating_seconds must not be negative")
     account = str(changes.get("account", config.account))
     if not (len(account) == 12 and account.isdigit()):
         raise ConfigError("account must be 12 digits")

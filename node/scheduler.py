@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 from node.model.key import KeyRecord
-from node.model.rotation import apply_automatic_rotations, rotation_due
+from node.model.mrk import Command, ReplicaGone
+from node.model.mrk_rules import rotation_in_progress, snapshot_of, start_rotation
+from node.model.rotation import AUTOMATIC, DAY, apply_automatic_rotations, rotation_due
 from node.model.states import KeyState
 from node.service import Region
 from node.store.base import StoreError
@@ -38,19 +41,44 @@ class Scheduler:
         return changed
 
     def _run_key(self, key: KeyRecord, now: float) -> int:
+        if key.state is KeyState.CREATING and key.ready_at is not None and key.ready_at <= now:
+            self.region.commit(keys=[key.with_changes(state=key.resume_state or KeyState.ENABLED,
+                                                      resume_state=None, ready_at=None)])
+            return 1
         due = deletion_due(key)
         if due is not None and due <= now:
-            aliases = [a.name for a in self.region.aliases_of(key.key_id)]
-            self.region.commit(delete_keys=[key.key_id], delete_aliases=aliases)
-            log.info("region %s: key %s deleted at the end of its waiting period", self.region.name, key.key_id)
+            self._delete(key)
             return 1
         rotation = rotation_due(key)
-        if rotation is not None and rotation <= now:
+        if rotation is None or rotation > now:
+            return 0
+        if key.mrk is None:
             rotated = apply_automatic_rotations(key, now)
             if rotated is not None:
                 self.region.commit(keys=[rotated])
                 return 1
-        return 0
+            return 0
+        return self._rotate_multi_region(key, rotation, now)
+
+    def _delete(self, key: KeyRecord) -> None:
+        aliases = [a.name for a in self.region.aliases_of(key.key_id)]
+        commands: list[Command] = []
+        if key.mrk is not None and not key.mrk.is_primary(self.region.name):
+            commands.append(ReplicaGone(key.key_id, self.region.name))  # the primary drops it from the topology
+        self.region.commit(delete_keys=[key.key_id], delete_aliases=aliases, commands=commands)
+        log.info("region %s: key %s deleted at the end of its waiting period", self.region.name, key.key_id)
+
+    def _rotate_multi_region(self, key: KeyRecord, due: float, now: float) -> int:
+        """Only the primary rotates a multi-Region key, and only one rotation is in flight at a time."""
+        assert key.mrk is not None
+        if not key.mrk.is_primary(self.region.name) or rotation_in_progress(key):
+            return 0
+        period = key.rotation.period_days * DAY
+        next_rotation = due + period if due + period > now else now + period
+        rotating = start_rotation(key, due, AUTOMATIC)
+        rotating = rotating.with_changes(rotation=replace(rotating.rotation, next_rotation=next_rotation))
+        self.region.commit(keys=[rotating], commands=[snapshot_of(rotating)])
+        return 1
 
     async def run_forever(self, interval: float) -> None:
         while True:

@@ -4,6 +4,7 @@ transaction, so a record is applied exactly once even across crashes, and a fail
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from cluster.replication.commands import CommandCodec
 from cluster.replication.log import Cursors
@@ -17,8 +18,11 @@ log = logging.getLogger("trent.replication")
 
 
 class Applier:
-    def __init__(self, region: Region, cursors: Cursors, codec: CommandCodec, creating_delay: float) -> None:
+    def __init__(self, region: Region, cursors: Cursors, codec: CommandCodec, creating_delay: float,
+                 wake_after: Callable[[float], None] | None = None) -> None:
         self.region = region
+        # Asks the region's scheduler to run after a delay (a new replica's Creating period ends then).
+        self.wake_after = wake_after
         self.cursors = cursors
         self.codec = codec
         self.creating_delay = creating_delay
@@ -35,6 +39,8 @@ class Applier:
         self.region.commit(keys=[updated] if updated is not None else [], commands=out, batch=batch)
         self.cursors.committed(peer, seq)
         self.applied += 1
+        if updated is not None and updated.ready_at is not None and self.wake_after is not None:
+            self.wake_after(max(0.0, updated.ready_at - self.region.now()))
         return True
 
     def _effects(self, command: Command) -> tuple[KeyRecord | None, list[Command]]:

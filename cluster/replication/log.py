@@ -31,6 +31,7 @@ class Outbox:
         self.head = int(last) if last is not None else 0
         self._allocated = self.head
         self._changed = asyncio.Event()
+        self._closed = False
 
     def append(self, batch: Batch, command: Command) -> None:
         self._allocated += 1
@@ -42,6 +43,11 @@ class Outbox:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def close(self) -> None:
+        """Release every peer waiting for news (the region is stopping)."""
+        self._closed = True
+        self._changed.set()
+
     def rolled_back(self) -> None:
         # Sequence numbers of a failed batch are simply skipped: readers ask for "after N", so gaps are harmless.
         pass
@@ -50,7 +56,7 @@ class Outbox:
         return [(int(i), doc) for i, doc in self.store.scan_after("outbox", seq_id(after), limit)]
 
     async def wait_beyond(self, after: int, timeout: float) -> None:
-        if self.head > after:
+        if self.head > after or self._closed:
             return
         event = self._changed
         with contextlib.suppress(TimeoutError):

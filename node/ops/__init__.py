@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from node.ops import aliases, crypto, custom_key_stores, keys, later, policies, rotation, tags
+from node.ops import aliases, crypto, custom_key_stores, keys, later, multi_region, policies, rotation, tags
 from node.ops.registry import Registry
 
 
 def build_registry(model_operations: Iterable[str]) -> Registry:
     registry = Registry()
-    for family in (keys, aliases, tags, crypto, rotation, policies, custom_key_stores):
+    for family in (keys, aliases, tags, crypto, rotation, policies, custom_key_stores, multi_region):
         family.register(registry)
     # Whatever the model has that no family implements yet answers with a proper KMS error.
     later.register(registry, model_operations)

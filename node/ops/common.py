@@ -78,8 +78,21 @@ def key_metadata(region: Region, key: KeyRecord) -> dict[str, Any]:
         meta["EncryptionAlgorithms"] = list(SYMMETRIC_ALGORITHMS)
         if key.current_material_id:
             meta["CurrentKeyMaterialId"] = key.current_material_id.hex()
+    if key.mrk is not None:
+        meta["MultiRegionConfiguration"] = multi_region_configuration(region, key)
     if key.state is KeyState.PENDING_DELETION and key.deletion_date is not None:
         meta["DeletionDate"] = key.deletion_date
     if key.state is KeyState.PENDING_REPLICA_DELETION and key.pending_window_days is not None:
         meta["PendingDeletionWindowInDays"] = key.pending_window_days
     return meta
+
+
+def multi_region_configuration(region: Region, key: KeyRecord) -> dict[str, Any]:
+    """Always present for multi-Region keys (clients such as Terraform's provider rely on it)."""
+    assert key.mrk is not None
+    st = key.mrk
+    return {
+        "MultiRegionKeyType": "PRIMARY" if st.is_primary(key.region) else "REPLICA",
+        "PrimaryKey": {"Arn": region.key_arn_in(st.primary_region, key.key_id), "Region": st.primary_region},
+        "ReplicaKeys": [{"Arn": region.key_arn_in(r, key.key_id), "Region": r} for r in st.replica_regions],
+    }

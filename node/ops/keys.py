@@ -8,6 +8,7 @@ from node.crypto.handles import new_material
 from node.model.errors import KmsError, unsupported, validation
 from node.model.ids import new_key_id
 from node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord, MaterialVersion
+from node.model.mrk import MultiRegionState
 from node.model.rotation import on_reenable
 from node.model.states import KeyState, OpClass
 from node.ops.common import key_for, key_metadata
@@ -72,20 +73,20 @@ def create_key(region: Region, params: Params, ctx: RequestContext) -> Response:
                        "which this cluster does not support.")
     if origin != "AWS_KMS":
         raise unsupported(f"Origin {origin} (imported key material) is not supported by this cluster yet.")
-    if params.get("MultiRegion"):
-        raise unsupported("Multi-Region keys are not supported by this cluster yet.")
     tags = validate_new_tags(params.get("Tags") or [], existing=())
     policy = params.get("Policy")
     if policy is not None:
         check_policy_document(policy)
     now = region.now()
-    key_id = new_key_id(multi_region=False)
+    multi_region = bool(params.get("MultiRegion"))
+    key_id = new_key_id(multi_region=multi_region)
     material = MaterialVersion(new_material(key_id), now)
     key = KeyRecord(
         key_id=key_id, region=region.name, account=region.account, created=now, state=KeyState.ENABLED,
         description=params.get("Description") or "", key_usage=usage, key_spec=spec, origin=origin,
         policy=policy if policy is not None else default_policy(region.account), tags=tags,
-        materials=(material,), current_material_id=material.material_id,
+        materials=(material,), current_material_id=material.material_id, multi_region=multi_region,
+        mrk=MultiRegionState(region.name, epoch=1, version=1) if multi_region else None,
     )
     region.commit(keys=[key])
     return {"KeyMetadata": key_metadata(region, key)}
@@ -114,7 +115,10 @@ def _set_enabled(region: Region, params: Params, enabled: bool) -> Response:
     state = KeyState.ENABLED if enabled else KeyState.DISABLED
     if key.state is not state:
         updated = key.with_changes(state=state)
-        region.commit(keys=[on_reenable(updated, region.now()) if enabled else updated])
+        if enabled and updated.mrk is None:
+            # Multi-Region keys rotate only on the primary, through the scheduler's two-phase rotation.
+            updated = on_reenable(updated, region.now())
+        region.commit(keys=[updated])
     return {}
 
 
@@ -134,6 +138,11 @@ def schedule_key_deletion(region: Region, params: Params, ctx: RequestContext) -
         raise validation(f"1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to "
                          f"satisfy constraint: Member must have value {bound}")
     key = key_for(region, params, OpClass.SCHEDULE_DELETION, allow_alias=False)
+    if key.mrk is not None and key.mrk.is_primary(region.name) and key.mrk.replica_regions:
+        # A primary outlives its replicas: its window starts only when the last replica is deleted.
+        waiting = key.with_changes(state=KeyState.PENDING_REPLICA_DELETION, pending_window_days=days)
+        region.commit(keys=[waiting])
+        return {"KeyId": key.arn, "KeyState": waiting.state.value, "PendingWindowInDays": days}
     deletion_date = region.now() + days * DAY
     updated = key.with_changes(state=KeyState.PENDING_DELETION, deletion_date=deletion_date,
                                pending_window_days=days)

@@ -13,7 +13,6 @@ FAMILIES: dict[str, str] = {
     "asymmetric, HMAC, key agreement and post-quantum keys": (
         "Sign Verify GetPublicKey GenerateMac VerifyMac GenerateDataKeyPair GenerateDataKeyPairWithoutPlaintext "
         "DeriveSharedSecret Encapsulate Decapsulate"),
-    "multi-Region keys": "ReplicateKey UpdatePrimaryRegion",
     "key policies and grants": (
         "PutKeyPolicy CreateGrant ListGrants ListRetirableGrants RetireGrant RevokeGrant GetKeyLastUsage"),
     "imported key material": "GetParametersForImport ImportKeyMaterial DeleteImportedKeyMaterial",

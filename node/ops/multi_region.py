@@ -4,7 +4,6 @@ shared state, so both travel to the other regions as a snapshot in this region's
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from node.model.errors import KmsError, unsupported, validation
 from node.model.key import KeyRecord
@@ -59,7 +58,7 @@ def replicate_key(region: Region, params: Params, ctx: RequestContext) -> Respon
 
 def update_primary_region(region: Region, params: Params, ctx: RequestContext) -> Response:
     key = primary_key(region, params, "UpdatePrimaryRegion")
-    check_state(OpClass.CRYPTO, key.state, key.arn)  # Enabled (or already Updating) only
+    check_state(OpClass.UPDATE_PRIMARY, key.state, key.arn)
     target = params["PrimaryRegion"]
     assert key.mrk is not None
     if target == region.name:
@@ -76,17 +75,6 @@ def update_primary_region(region: Region, params: Params, ctx: RequestContext) -
     updating = key.with_changes(mrk=handed, state=KeyState.UPDATING, resume_state=key.state)
     region.commit(keys=[updating], commands=[snapshot_of(updating)])
     return {}
-
-
-def multi_region_configuration(region: Region, key: KeyRecord) -> dict[str, Any] | None:
-    if key.mrk is None:
-        return None
-    st = key.mrk
-    return {
-        "MultiRegionKeyType": "PRIMARY" if st.is_primary(key.region) else "REPLICA",
-        "PrimaryKey": {"Arn": region.key_arn_in(st.primary_region, key.key_id), "Region": st.primary_region},
-        "ReplicaKeys": [{"Arn": region.key_arn_in(r, key.key_id), "Region": r} for r in st.replica_regions],
-    }
 
 
 def register(registry: Registry) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from node.model.errors import KmsError
+from node.model.errors import KmsError, unsupported
 from node.model.key import KeyRecord, MaterialVersion
+from node.model.mrk_rules import bump, rotation_in_progress, snapshot_of, start_rotation
 from node.model.rotation import (
     MAX_ON_DEMAND_ROTATIONS,
     ON_DEMAND,
@@ -24,21 +25,40 @@ from node.service import Region
 DEFAULT_PERIOD_DAYS = 365
 
 
+def _require_primary(region: Region, key: KeyRecord) -> None:
+    """Rotation of a multi-Region key is shared: it is set and started on the primary only."""
+    if key.mrk is not None and not key.mrk.is_primary(region.name):
+        raise unsupported(f"{key.arn} is a replica key; rotate or change rotation on the primary key in "
+                          f"{key.mrk.primary_region}.")
+
+
+def _commit_shared(region: Region, updated: KeyRecord) -> None:
+    """Commit a change; for a multi-Region primary it is shared state, so it travels to the replicas too."""
+    if updated.mrk is None:
+        region.commit(keys=[updated])
+        return
+    region.commit(keys=[updated], commands=[snapshot_of(updated)])
+
+
 def enable_key_rotation(region: Region, params: Params, ctx: RequestContext) -> Response:
     key = key_for(region, params, OpClass.ROTATION_SETTINGS, allow_alias=False)
     require_rotatable(key)
+    _require_primary(region, key)
     period = params.get("RotationPeriodInDays") or DEFAULT_PERIOD_DAYS
     settings = enable_rotation(key.rotation, period, region.now())
     if settings != key.rotation:
-        region.commit(keys=[key.with_changes(rotation=settings)])
+        changed = key.with_changes(rotation=settings)
+        _commit_shared(region, bump(changed) if changed.mrk is not None else changed)
     return {}
 
 
 def disable_key_rotation(region: Region, params: Params, ctx: RequestContext) -> Response:
     key = key_for(region, params, OpClass.ROTATION_SETTINGS, allow_alias=False)
     require_rotatable(key)
+    _require_primary(region, key)
     if key.rotation.enabled:
-        region.commit(keys=[key.with_changes(rotation=disable_rotation(key.rotation))])
+        changed = key.with_changes(rotation=disable_rotation(key.rotation))
+        _commit_shared(region, bump(changed) if changed.mrk is not None else changed)
     return {}
 
 
@@ -52,12 +72,19 @@ def get_key_rotation_status(region: Region, params: Params, ctx: RequestContext)
         out["RotationPeriodInDays"] = key.rotation.period_days
         if key.rotation.next_rotation is not None:
             out["NextRotationDate"] = key.rotation.next_rotation
+    if key.mrk is not None and key.mrk.pending_type == ON_DEMAND and key.mrk.pending_since is not None:
+        # A multi-Region rotation is in progress until every replica holds the new material.
+        out["OnDemandRotationStartDate"] = key.mrk.pending_since
     return out
 
 
 def rotate_key_on_demand(region: Region, params: Params, ctx: RequestContext) -> Response:
     key = key_for(region, params, OpClass.ROTATE_ON_DEMAND, allow_alias=False)
     require_rotatable(key)
+    _require_primary(region, key)
+    if rotation_in_progress(key):
+        raise KmsError("ConflictException", f"A rotation of {key.arn} is already in progress; it completes "
+                       "when every replica key holds the new key material.", 409)
     if key.rotation.on_demand_count >= MAX_ON_DEMAND_ROTATIONS:
         raise KmsError("LimitExceededException", f"{key.arn} has reached the limit of "
                        f"{MAX_ON_DEMAND_ROTATIONS} on-demand rotations.")
@@ -66,9 +93,9 @@ def rotate_key_on_demand(region: Region, params: Params, ctx: RequestContext) ->
     if key.rotation.enabled and due is not None and due - now <= ON_DEMAND_CONFLICT_WINDOW:
         raise KmsError("ConflictException", f"An automatic rotation of {key.arn} is in progress or due "
                        "within 20 minutes; try again later.", 409)
-    rotated = rotate(key, now, ON_DEMAND)
+    rotated = rotate(key, now, ON_DEMAND) if key.mrk is None else start_rotation(key, now, ON_DEMAND)
     counted = replace(rotated.rotation, on_demand_count=key.rotation.on_demand_count + 1)
-    region.commit(keys=[rotated.with_changes(rotation=counted)])
+    _commit_shared(region, rotated.with_changes(rotation=counted))
     return {"KeyId": key.arn}
 
 
@@ -89,7 +116,9 @@ def list_key_rotations(region: Region, params: Params, ctx: RequestContext) -> R
     require_rotatable(key)
     include_all = params.get("IncludeKeyMaterial") == "ALL_KEY_MATERIAL"
     # Positions are zero-padded indexes: versions are append-only, so a position never moves.
-    versions = [(f"{i:08d}", v) for i, v in enumerate(key.materials) if include_all or v.rotation_type is not None]
+    pending = key.mrk.pending_material_id if key.mrk is not None else None
+    versions = [(f"{i:08d}", v) for i, v in enumerate(key.materials)
+                if (include_all or v.rotation_type is not None) and v.material_id != pending]
     page, marker = paginate(versions, lambda p: p[0], params.get("Limit"), params.get("Marker"), default=100)
     return page_response("Rotations", [_rotation_entry(key, v) for _, v in page], marker)
 

@@ -13,7 +13,9 @@ from tests.e2e.harness import RunningCluster, free_port_block
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
-    c = RunningCluster(tmp_path_factory.mktemp("shared") / "data", free_port_block(4)).start()
+    # A short Creating period, so tests can still see a new replica pass through it.
+    c = RunningCluster(tmp_path_factory.mktemp("shared") / "data", free_port_block(4),
+                       extra_args=("--replica-delay", "0.3")).start()
     yield c
     if c.proc is not None:
         c.stop()

@@ -136,7 +136,6 @@ def test_create_key_with_both_spec_fields_is_a_validation_error(kms: Any) -> Non
     ({"KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY"}, "UnsupportedOperationException", "ECC_NIST_P256"),
     ({"KeySpec": "ML_KEM_768", "KeyUsage": "ENCAPSULATE_DECAPSULATE"}, "UnsupportedOperationException", "ML_KEM_768"),
     ({"CustomerMasterKeySpec": "RSA_2048"}, "UnsupportedOperationException", "RSA_2048"),
-    ({"MultiRegion": True}, "UnsupportedOperationException", "Multi-Region"),
     ({"Origin": "EXTERNAL"}, "UnsupportedOperationException", "EXTERNAL"),
     ({"CustomKeyStoreId": "cks-1234567890abcdef0"}, "CustomKeyStoreNotFoundException", None),
     ({"KeyUsage": "SIGN_VERIFY"}, "ValidationException", "SIGN_VERIFY"),

@@ -1,0 +1,70 @@
+"""One region's part in replication: its outbox, its cursors, and a puller per peer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+
+from cluster.faults import Faults
+from cluster.replication.applier import Applier
+from cluster.replication.commands import CommandCodec
+from cluster.replication.log import Cursors, Outbox
+from cluster.replication.shipper import Puller
+from node.service import Region
+
+
+class RegionReplication:
+    def __init__(self, region: Region, outbox: Outbox, codec: CommandCodec, creating_delay: float,
+                 wake_after: Callable[[float], None] | None = None) -> None:
+        self.region = region
+        self.outbox = outbox
+        self.cursors = Cursors(region.store)
+        self.applier = Applier(region, self.cursors, codec, creating_delay, wake_after)
+        self.pullers: dict[str, Puller] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, peers: Mapping[str, Callable[[], str]], token: str, faults: Faults,
+              session: aiohttp.ClientSession) -> None:
+        for peer, url in peers.items():
+            puller = Puller(self.region.name, peer, url, self.applier, token, faults, session)
+            self.pullers[peer] = puller
+            self._tasks.append(asyncio.create_task(puller.run(), name=f"pull {peer}->{self.region.name}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+
+def lag_report(consumer: RegionReplication, producers: Mapping[str, RegionReplication], now: float
+               ) -> dict[str, Any]:
+    """Per peer: how far ``consumer`` has applied that peer's outbox, in records and seconds."""
+    out: dict[str, Any] = {}
+    for peer, producer in producers.items():
+        if peer == consumer.region.name:
+            continue
+        cursor = consumer.cursors.get(peer)
+        head = producer.outbox.head
+        oldest = producer.outbox.oldest_after(cursor) if head > cursor else None
+        puller = consumer.pullers.get(peer)
+        out[peer] = {"cursor": cursor, "head": head, "lag_records": max(0, head - cursor),
+                     "lag_seconds": round(max(0.0, now - oldest), 3) if oldest is not None else 0.0,
+                     "connected": bool(puller and puller.connected)}
+    return out
+
+
+def consistency_report(regions: Mapping[str, Region]) -> dict[str, Any]:
+    """Every multi-Region key must hold the same material versions, and the same current one, everywhere."""
+    views: dict[str, dict[str, tuple[frozenset[bytes], bytes]]] = {}
+    for name, region in regions.items():
+        for key in region.keys.values():
+            if key.mrk is None:
+                continue
+            materials = frozenset(m.material_id for m in key.materials)
+            views.setdefault(key.key_id, {})[name] = (materials, key.current_material_id)
+    divergent = sorted(key_id for key_id, per_region in views.items() if len(set(per_region.values())) > 1)
+    return {"multi_region_keys": len(views), "consistent": not divergent, "divergent_keys": divergent}
