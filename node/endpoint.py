@@ -7,10 +7,13 @@ gateway can hand a request to a region in the same process without a second HTTP
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from node.audit.trail import AuditTrail, CallRecord
 from node.auth.principals import Principal, PrincipalDirectory
 from node.model.errors import KmsError, internal
 from node.ops.registry import Registry, RequestContext
@@ -40,6 +43,18 @@ class WireResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class _Call:
+    """What is known of a request as it is dispatched: enough to audit it however it ends."""
+
+    request_id: str
+    started: float
+    principal: Principal | None = None
+    operation: str | None = None
+    params: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+
+
 def new_request_id() -> str:
     return str(uuid.uuid4())
 
@@ -61,6 +76,7 @@ class KmsEndpoint:
         verify_signatures: bool = True,
         anonymous: Principal | None = None,
         principals: PrincipalDirectory | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         if not verify_signatures and anonymous is None:
             raise ValueError("an endpoint without signature checks needs a principal to act as")
@@ -71,34 +87,79 @@ class KmsEndpoint:
         self.verify_signatures = verify_signatures
         self._anonymous = anonymous
         self._principals = principals
+        self.audit = audit
 
     def handle(self, request: WireRequest) -> WireResponse:
-        request_id = new_request_id()
+        call = _Call(new_request_id(), time.perf_counter())
+        request_id = call.request_id
+        error: KmsError | None = None
         try:
-            body = self._dispatch(request, request_id)
-            return WireResponse(200, body, {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE})
-        except KmsError as error:
-            return error_response(error, request_id)
+            body = self._dispatch(request, call)
+            response = WireResponse(200, body, {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE})
+        except KmsError as exc:
+            error = exc
+            response = error_response(exc, request_id)
         except StoreError as exc:
             # Nothing was written (the store's contract); the client may retry the 500.
             log.warning("region %s: store failure (request %s): %s", self.region.name, request_id, exc)
-            return error_response(internal(), request_id)
+            error = internal()
+            response = error_response(error, request_id)
         except Exception:
             # A bug: logged with its traceback (never the request body), answered as a retryable 500.
             log.exception("internal error in region %s (request %s)", self.region.name, request_id)
-            return error_response(internal(), request_id)
+            error = internal()
+            response = error_response(error, request_id)
+        if self.audit is not None and call.principal is not None and call.operation is not None:
+            self._audit(request, call, error)
+        return response
 
-    def _dispatch(self, request: WireRequest, request_id: str) -> bytes:
+    def _audit(self, request: WireRequest, call: _Call, error: KmsError | None) -> None:
+        assert self.audit is not None and call.principal is not None and call.operation is not None
+        params = call.params or {}
+        self.audit.call(CallRecord(
+            operation=call.operation, principal=call.principal, at=self.region.now(), source_ip=request.remote,
+            user_agent=request.headers.get("User-Agent", ""), host=request.headers.get("Host", ""),
+            request_id=call.request_id, params=params, response=call.response, error=error,
+            resources=self._resources(params, call.response), latency_ms=(time.perf_counter() - call.started) * 1000,
+        ))
+
+    def _resources(self, params: Mapping[str, Any], response: Mapping[str, Any] | None) -> list[str]:
+        """The key ARNs a call touched: from its answer when it has one, else from what it named."""
+        found: list[str] = []
+        if response:
+            for name in ("SourceKeyId", "KeyId"):
+                value = response.get(name)
+                if isinstance(value, str) and value.startswith("arn:"):
+                    found.append(value)
+            for name in ("KeyMetadata", "ReplicaKeyMetadata"):
+                meta = response.get(name)
+                if isinstance(meta, Mapping) and isinstance(meta.get("Arn"), str):
+                    found.append(meta["Arn"])
+        if not found:
+            for name in ("KeyId", "SourceKeyId", "DestinationKeyId", "TargetKeyId"):
+                value = params.get(name)
+                if isinstance(value, str):
+                    try:
+                        found.append(self.region.resolve(value, allow_alias=True).arn)
+                    except KmsError:
+                        continue
+        return list(dict.fromkeys(found))
+
+    def _dispatch(self, request: WireRequest, call: _Call) -> bytes:
+        request_id = call.request_id
         if len(request.body) > MAX_BODY_BYTES:
             raise KmsError("ValidationException", f"Request body exceeds {MAX_BODY_BYTES} bytes.", 413)
         principal = self._authenticate(request)
+        call.principal = principal
         if request.method != "POST" or request.path != "/":
             raise KmsError("UnknownOperationException", "KMS accepts only POST / requests.")
         name = parse_target(request.headers.get("X-Amz-Target") or request.headers.get("x-amz-target"))
         operation = self.registry.get(name)
         if operation is None:
             raise KmsError("UnknownOperationException")
+        call.operation = name
         params = self.decoder.decode(name, parse_body(request.body))
+        call.params = params
         context = RequestContext(
             request_id=request_id,
             operation=name,
@@ -106,7 +167,8 @@ class KmsEndpoint:
             source_ip=request.remote,
             user_agent=request.headers.get("User-Agent", ""),
         )
-        return encode_response(operation.handler(self.region, params, context))
+        call.response = operation.handler(self.region, params, context)
+        return encode_response(call.response)
 
     def _authenticate(self, request: WireRequest) -> Principal:
         if not self.verify_signatures:

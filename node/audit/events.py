@@ -1,0 +1,151 @@
+"""CloudTrail-shaped audit events for KMS calls and for the service's own background work.
+
+What a request carried is logged under lower-camel-case names, except what must never be logged: plaintext,
+ciphertext, messages, signatures, MACs, shared secrets, key material, import tokens and grant tokens.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+EVENT_VERSION = "1.08"
+NEVER_LOGGED = frozenset({
+    "Plaintext", "CiphertextBlob", "PrivateKeyPlaintext", "PrivateKeyCiphertextBlob", "Message", "Signature", "Mac",
+    "SharedSecret", "SharedSecretCiphertextBlob", "PublicKey", "EncryptedKeyMaterial", "ImportToken", "GrantToken",
+    "GrantTokens", "CiphertextForRecipient", "Recipient",
+})
+# Responses whose non-secret parts CloudTrail records; every other operation logs responseElements null.
+RESPONSE_LOGGED = {
+    "CreateKey": ("KeyMetadata",),
+    "ReplicateKey": ("ReplicaKeyMetadata", "ReplicaPolicy"),
+    "CreateGrant": ("GrantId",),
+    "ScheduleKeyDeletion": ("KeyId", "DeletionDate", "KeyState", "PendingWindowInDays"),
+    "CancelKeyDeletion": ("KeyId",),
+}
+READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
+                      "GenerateRandom", "GenerateMac", "VerifyMac", "Sign", "Verify", "DeriveSharedSecret",
+                      "Encapsulate", "Decapsulate")
+
+
+def camel(name: str) -> str:
+    return name[:1].lower() + name[1:]
+
+
+def cloudtrail_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _loggable(value: Any) -> Any:
+    """Lower-camel-case member names, no secrets, timestamps kept as numbers. Encryption-context maps are the
+    caller's own data: their keys are logged as given."""
+    if isinstance(value, Mapping):
+        return {camel(k): (dict(v) if "EncryptionContext" in k and isinstance(v, Mapping) else _loggable(v))
+                for k, v in value.items() if k not in NEVER_LOGGED and not isinstance(v, bytes)}
+    if isinstance(value, list | tuple):
+        return [_loggable(v) for v in value if not isinstance(v, bytes)]
+    return value
+
+
+def request_parameters(operation: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    logged = _loggable(params)
+    assert isinstance(logged, dict)
+    if operation == "Decrypt":
+        logged.setdefault("encryptionAlgorithm", "SYMMETRIC_DEFAULT")  # AWS logs it even when omitted
+    return logged or None
+
+
+def response_elements(operation: str, response: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    names = RESPONSE_LOGGED.get(operation)
+    if names is None or not response:
+        return None
+    picked = {n: response[n] for n in names if n in response}
+    logged = _loggable(picked)
+    assert isinstance(logged, dict)
+    return logged or None
+
+
+def is_read_only(operation: str) -> bool:
+    return operation.startswith(READ_ONLY_PREFIXES)
+
+
+def api_call_event(
+    *, operation: str, region: str, account: str, principal_arn: str, principal_account: str, access_key: str,
+    at: float, source_ip: str, user_agent: str, host: str, request_id: str, params: Mapping[str, Any],
+    response: Mapping[str, Any] | None, error_code: str | None, error_message: str | None,
+    resources: list[str], latency_ms: float,
+) -> dict[str, Any]:
+    kind, name = _identity_kind(principal_arn)
+    identity: dict[str, Any] = {"type": kind, "principalId": access_key, "arn": principal_arn,
+                                "accountId": principal_account, "accessKeyId": access_key}
+    if name is not None:
+        identity["userName"] = name
+    event: dict[str, Any] = {
+        "eventVersion": EVENT_VERSION,
+        "userIdentity": identity,
+        "eventTime": cloudtrail_time(at),
+        "eventSource": "kms.amazonaws.com",
+        "eventName": operation,
+        "awsRegion": region,
+        "sourceIPAddress": source_ip,
+        "userAgent": user_agent,
+    }
+    if error_code is not None:
+        event["errorCode"] = error_code
+        if error_message:
+            event["errorMessage"] = error_message
+    event.update({
+        "requestParameters": request_parameters(operation, params),
+        "responseElements": response_elements(operation, response) if error_code is None else None,
+        "additionalEventData": {"latencyMs": round(latency_ms, 3)},
+        "requestID": request_id,
+        "eventID": str(uuid.uuid4()),
+        "readOnly": is_read_only(operation),
+        "resources": [{"accountId": account, "type": "AWS::KMS::Key", "ARN": arn} for arn in resources],
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": account,
+        "eventCategory": "Management",
+        "tlsDetails": {"clientProvidedHostHeader": host},
+    })
+    return event
+
+
+def service_event(*, name: str, region: str, account: str, at: float, key_arn: str,
+                  event_type: str = "AwsServiceEvent") -> dict[str, Any]:
+    """Work KMS does by itself: RotateKey, DeleteKey, SynchronizeMultiRegionKey."""
+    event: dict[str, Any] = {
+        "eventVersion": EVENT_VERSION,
+        "userIdentity": {"accountId": account, "invokedBy": "AWS Internal"},
+        "eventTime": cloudtrail_time(at),
+        "eventSource": "kms.amazonaws.com",
+        "eventName": name,
+        "awsRegion": region,
+        "sourceIPAddress": "AWS Internal",
+        "userAgent": "AWS Internal",
+        "requestParameters": None,
+        "responseElements": None,
+        "eventID": str(uuid.uuid4()),
+        "readOnly": False,
+        "resources": [{"accountId": account, "type": "AWS::KMS::Key", "ARN": key_arn}],
+        "eventType": event_type,
+        "managementEvent": True,
+        "recipientAccountId": account,
+        "eventCategory": "Management",
+    }
+    if name == "RotateKey":
+        event["serviceEventDetails"] = {"keyId": key_arn.rsplit("/", 1)[-1]}
+    return event
+
+
+def _identity_kind(arn: str) -> tuple[str, str | None]:
+    resource = arn.split(":", 5)[-1]
+    if resource == "root":
+        return "Root", None
+    if resource.startswith("user/"):
+        return "IAMUser", resource.rsplit("/", 1)[-1]
+    if resource.startswith(("role/", "assumed-role/")):
+        return "AssumedRole", None
+    return "IAMUser", None

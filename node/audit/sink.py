@@ -1,0 +1,74 @@
+"""The audit log of one region: JSON lines, appended in order, fsynced in batches, rotated by size."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+CURRENT = "audit.jsonl"
+
+
+class AuditSink:
+    def __init__(self, directory: Path, max_bytes: int = 64 * 1024 * 1024) -> None:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self._file: TextIO = open(directory / CURRENT, "a", encoding="utf-8")  # noqa: SIM115 - long-lived
+        self._size = self._file.tell()
+        self._rotations = 0
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Queue one event; ``flush`` makes it durable (the caller flushes in batches)."""
+        line = json.dumps(event, separators=(",", ":"), ensure_ascii=False) + "\n"
+        with self._lock:
+            self._pending.append(line)
+
+    def flush(self) -> int:
+        with self._lock:
+            lines, self._pending = self._pending, []
+            if not lines:
+                return 0
+            data = "".join(lines)
+            self._file.write(data)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._size += len(data.encode("utf-8"))
+            if self._size >= self.max_bytes:
+                self._rotate()
+            return len(lines)
+
+    def _rotate(self) -> None:
+        self._file.close()
+        self._rotations += 1
+        stamp = f"{os.getpid()}-{len(list(self.directory.glob('audit-*.jsonl'))) + 1:06d}"
+        os.replace(self.directory / CURRENT, self.directory / f"audit-{stamp}.jsonl")
+        self._file = open(self.directory / CURRENT, "a", encoding="utf-8")  # noqa: SIM115
+        self._size = 0
+
+    def close(self) -> None:
+        self.flush()
+        with self._lock:
+            self._file.close()
+
+
+def read_events(directory: Path) -> Iterator[dict[str, Any]]:
+    """Every event of a region's audit log, oldest first (rotated files, then the current one)."""
+    files = sorted(directory.glob("audit-*.jsonl"), key=lambda p: p.stat().st_mtime)
+    current = directory / CURRENT
+    if current.exists():
+        files.append(current)
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    try:
+                        yield json.loads(line)
+                    except ValueError:
+                        continue  # a torn last line after a crash

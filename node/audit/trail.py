@@ -1,0 +1,99 @@
+"""A region's audit trail: one CloudTrail-shaped record per KMS call (allowed or denied) and per background
+event, plus the per-key last-usage view GetKeyLastUsage answers from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from node.audit.events import api_call_event, service_event
+from node.audit.sink import AuditSink, read_events
+from node.auth.principals import Principal
+from node.model.errors import KmsError
+
+# Operations that count as using a key (cryptographic operations), as GetKeyLastUsage reports them.
+USAGE_OPERATIONS = frozenset({
+    "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext", "Sign", "Verify", "GenerateMac", "VerifyMac", "DeriveSharedSecret",
+    "Encapsulate", "Decapsulate", "GetPublicKey",
+})
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    operation: str
+    at: float
+    event_id: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    operation: str
+    principal: Principal
+    at: float
+    source_ip: str
+    user_agent: str
+    host: str
+    request_id: str
+    params: Mapping[str, Any]
+    response: Mapping[str, Any] | None
+    error: KmsError | None
+    resources: list[str]
+    latency_ms: float
+
+
+class AuditTrail:
+    def __init__(self, region: str, account: str, sink: AuditSink, started: float) -> None:
+        self.region = region
+        self.account = account
+        self.sink = sink
+        self.tracking_start = started
+        self.last_usage: dict[str, KeyUsage] = {}
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Last usage survives restarts: it is read back from the log itself."""
+        for event in read_events(self.sink.directory):
+            self._track(event)
+
+    def call(self, record: CallRecord) -> None:
+        event = api_call_event(
+            operation=record.operation, region=self.region, account=self.account,
+            principal_arn=record.principal.arn, principal_account=record.principal.account,
+            access_key=record.principal.access_key, at=record.at, source_ip=record.source_ip,
+            user_agent=record.user_agent, host=record.host, request_id=record.request_id, params=record.params,
+            response=record.response, error_code=record.error.code if record.error else None,
+            error_message=record.error.message if record.error else None, resources=record.resources,
+            latency_ms=record.latency_ms,
+        )
+        self.sink.emit(event)
+        self._track(event, at=record.at)
+
+    def service(self, name: str, key_arn: str, at: float, event_type: str = "AwsServiceEvent") -> None:
+        self.sink.emit(service_event(name=name, region=self.region, account=self.account, at=at, key_arn=key_arn,
+                                     event_type=event_type))
+
+    def _track(self, event: Mapping[str, Any], at: float | None = None) -> None:
+        if event.get("eventName") not in USAGE_OPERATIONS or "errorCode" in event:
+            return
+        when = at if at is not None else _parse_time(str(event.get("eventTime", "")))
+        for resource in event.get("resources") or ():
+            key_id = str(resource.get("ARN", "")).rsplit("/", 1)[-1]
+            self.last_usage[key_id] = KeyUsage(str(event["eventName"]), when, str(event.get("eventID")),
+                                               str(event.get("requestID")))
+
+    def flush(self) -> int:
+        return self.sink.flush()
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+def _parse_time(text: str) -> float:
+    from datetime import datetime
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0

@@ -1,0 +1,93 @@
+"""Audit events: CloudTrail's shape, nothing secret, batched durable sink, last usage rebuilt from the log."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+from node.audit.events import api_call_event, request_parameters, response_elements, service_event
+from node.audit.sink import AuditSink, read_events
+from node.audit.trail import AuditTrail, CallRecord
+from node.auth.principals import Principal
+from node.model.errors import KmsError
+
+ACCT = "111122223333"
+KEY_ARN = f"arn:aws:kms:eu-west-1:{ACCT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+APP = Principal("AKIAAPP", "secret-app", f"arn:aws:iam::{ACCT}:role/app", ACCT)
+SECRET = b"top secret plaintext \x00\x01"
+
+
+def test_secrets_never_reach_request_parameters() -> None:
+    params = {"KeyId": "alias/app", "Plaintext": SECRET, "EncryptionContext": {"Dept": "Eng"},
+              "GrantTokens": ["token-abc"], "Recipient": {"AttestationDocument": b"doc"}}
+    logged = request_parameters("Encrypt", params)
+    assert logged == {"keyId": "alias/app", "encryptionContext": {"Dept": "Eng"}}
+
+
+def test_decrypt_always_logs_its_algorithm() -> None:
+    assert request_parameters("Decrypt", {"CiphertextBlob": SECRET}) == {"encryptionAlgorithm": "SYMMETRIC_DEFAULT"}
+
+
+def test_response_elements_only_for_the_operations_cloudtrail_records() -> None:
+    assert response_elements("Encrypt", {"CiphertextBlob": SECRET, "KeyId": KEY_ARN}) is None
+    created = response_elements("CreateKey", {"KeyMetadata": {"KeyId": "k", "Arn": KEY_ARN, "Enabled": True}})
+    assert created == {"keyMetadata": {"keyId": "k", "arn": KEY_ARN, "enabled": True}}
+    assert response_elements("CreateGrant", {"GrantId": "g", "GrantToken": "tok"}) == {"grantId": "g"}
+
+
+def test_api_call_event_shape() -> None:
+    event = api_call_event(
+        operation="Encrypt", region="eu-west-1", account=ACCT, principal_arn=APP.arn, principal_account=ACCT,
+        access_key="AKIAAPP", at=1_800_000_000.5, source_ip="127.0.0.1", user_agent="Boto3/1.44.5",
+        host="127.0.0.1:4599", request_id="req-1", params={"KeyId": KEY_ARN, "Plaintext": SECRET},
+        response={"CiphertextBlob": SECRET, "KeyId": KEY_ARN}, error_code="AccessDeniedException",
+        error_message="User: x is not authorized", resources=[KEY_ARN], latency_ms=1.25,
+    )
+    assert event["eventTime"] == "2027-01-15T08:00:00Z"
+    assert event["eventSource"] == "kms.amazonaws.com" and event["eventName"] == "Encrypt"
+    assert event["userIdentity"]["type"] == "AssumedRole" and event["userIdentity"]["arn"] == APP.arn
+    assert event["errorCode"] == "AccessDeniedException" and event["responseElements"] is None
+    assert event["readOnly"] is True and event["eventType"] == "AwsApiCall"
+    assert event["resources"] == [{"accountId": ACCT, "type": "AWS::KMS::Key", "ARN": KEY_ARN}]
+    text = json.dumps(event)
+    for form in (SECRET.decode("latin-1"), base64.b64encode(SECRET).decode(), SECRET.hex()):
+        assert form not in text
+
+
+def test_service_event_shape() -> None:
+    event = service_event(name="RotateKey", region="eu-west-1", account=ACCT, at=1.0, key_arn=KEY_ARN)
+    assert event["userIdentity"] == {"accountId": ACCT, "invokedBy": "AWS Internal"}
+    assert event["eventType"] == "AwsServiceEvent" and event["serviceEventDetails"]["keyId"] in KEY_ARN
+    assert event["sourceIPAddress"] == "AWS Internal"
+
+
+def test_sink_batches_rotates_and_reads_back_in_order(tmp_path: Path) -> None:
+    sink = AuditSink(tmp_path / "audit", max_bytes=2000)
+    for i in range(40):
+        sink.emit({"n": i, "pad": "x" * 50})
+        if i % 7 == 0:
+            sink.flush()
+    assert list(read_events(tmp_path / "audit")) != []  # flushed batches are on disk
+    sink.close()
+    assert [e["n"] for e in read_events(tmp_path / "audit")] == list(range(40))
+    assert len(list((tmp_path / "audit").glob("audit-*.jsonl"))) >= 1
+
+
+def test_last_usage_tracked_and_rebuilt_after_restart(tmp_path: Path) -> None:
+    def record(op: str, error: KmsError | None = None) -> CallRecord:
+        return CallRecord(operation=op, principal=APP, at=1_800_000_000.0, source_ip="127.0.0.1", user_agent="t",
+                          host="h", request_id=f"req-{op}", params={"KeyId": KEY_ARN}, response=None, error=error,
+                          resources=[KEY_ARN], latency_ms=0.1)
+
+    trail = AuditTrail("eu-west-1", ACCT, AuditSink(tmp_path / "a"), started=0.0)
+    trail.call(record("DescribeKey"))
+    assert trail.last_usage == {}  # describing a key is not using it
+    trail.call(record("Encrypt"))
+    trail.call(record("Decrypt", KmsError("InvalidCiphertextException")))  # failures are not usage
+    key_id = KEY_ARN.rsplit("/", 1)[-1]
+    assert trail.last_usage[key_id].operation == "Encrypt"
+    trail.close()
+    again = AuditTrail("eu-west-1", ACCT, AuditSink(tmp_path / "a"), started=0.0)
+    assert again.last_usage[key_id].operation == "Encrypt"
+    assert again.last_usage[key_id].request_id == "req-Encrypt"
