@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -11,7 +12,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from node.auth.policy import parse_policy
 from node.auth.principals import Principal
+from node.model.errors import KmsError
 
 DEFAULT_ACCOUNT = "111122223333"
 DEFAULT_REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-2")
@@ -38,6 +41,10 @@ class ClusterConfig:
     # Hex root keys per region; a region without one gets a 0600 file in its data directory.
     root_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
     admin_token: str | None = field(default=None, repr=False)  # secrets: never in a repr that may be logged
+    # Key policies, identity policies and grants decide every call ("enforce"), or nothing is checked ("off").
+    enforce_access: bool = True
+    # principal ARN → identity (IAM) policy document; a principal without one has no IAM permissions.
+    identity_policies: Mapping[str, str] = field(default_factory=dict)
 
     def port_of(self, region: str) -> int:
         if region in self.region_ports:
@@ -168,4 +175,30 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         raise ConfigError("account must be 12 digits")
     if "principals" in raw:
         changes["principals"] = _principals(raw["principals"], account)
+        changes["identity_policies"] = _identity_policies(raw["principals"])
+    if "access_control" in raw:
+        if raw["access_control"] not in ("enforce", "off"):
+            raise ConfigError("access_control must be 'enforce' or 'off'")
+        changes["enforce_access"] = raw["access_control"] == "enforce"
     return replace(config, **changes)
+
+
+def _identity_policies(items: list[Mapping[str, Any]]) -> dict[str, str]:
+    """A principal's optional `policy`: an IAM policy document, as a JSON string or an inline TOML table."""
+    out: dict[str, str] = {}
+    for item in items:
+        policy = item.get("policy")
+        if policy is None:
+            continue
+        arn = str(item.get("arn"))
+        if isinstance(policy, Mapping):
+            policy = json.dumps(policy)
+        if not isinstance(policy, str):
+            raise ConfigError(f"principal {item.get('access_key')}: policy must be a JSON string or a table")
+        try:
+            parse_policy(policy, key_policy=False)
+        except KmsError as exc:
+            raise ConfigError(f"principal {item.get('access_key')}: policy is not a valid IAM policy: "
+                              f"{exc.message}") from exc
+        out[arn] = policy
+    return out

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from node.audit.trail import AuditTrail, CallRecord
+from node.auth.authorizer import Authorizer
 from node.auth.principals import Principal, PrincipalDirectory
 from node.model.errors import KmsError, internal
 from node.ops.registry import Registry, RequestContext
@@ -77,6 +78,7 @@ class KmsEndpoint:
         anonymous: Principal | None = None,
         principals: PrincipalDirectory | None = None,
         audit: AuditTrail | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
         if not verify_signatures and anonymous is None:
             raise ValueError("an endpoint without signature checks needs a principal to act as")
@@ -88,6 +90,7 @@ class KmsEndpoint:
         self._anonymous = anonymous
         self._principals = principals
         self.audit = audit
+        self.authorizer = authorizer
 
     def handle(self, request: WireRequest) -> WireResponse:
         call = _Call(new_request_id(), time.perf_counter())
@@ -166,7 +169,11 @@ class KmsEndpoint:
             principal=principal,
             source_ip=request.remote,
             user_agent=request.headers.get("User-Agent", ""),
+            authorizer=self.authorizer,
         )
+        if self.authorizer is not None:
+            # After validation and key resolution, before the key's state: the order AWS checks in.
+            self.authorizer.check_request(self.region, principal, name, params)
         call.response = operation.handler(self.region, params, context)
         return encode_response(call.response)
 

@@ -9,16 +9,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from node.clock import Clock
 from node.crypto.rootkey import RootKey
 from node.model.errors import not_found
+from node.model.grants import GrantRecord, decode_grant, encode_grant
 from node.model.ids import RefKind, alias_arn, key_arn, parse_key_ref
 from node.model.key import AliasRecord, KeyRecord
 from node.model.mrk import Command
 from node.store.base import Batch, Store
 from node.store.codec import RecordCodec
+
+if TYPE_CHECKING:
+    from node.audit.trail import AuditTrail
 
 log = logging.getLogger("trent.region")
 
@@ -57,6 +61,10 @@ class Region:
         self.keys: dict[str, KeyRecord] = {}
         self.aliases: dict[str, AliasRecord] = {}
         self._aliases_by_key: dict[str, set[str]] = {}
+        # The region's audit trail, when one is attached (GetKeyLastUsage reads it).
+        self.audit: AuditTrail | None = None
+        self.grants: dict[str, GrantRecord] = {}
+        self._grants_by_key: dict[str, set[str]] = {}
         self._load()
 
     @property
@@ -77,7 +85,10 @@ class Region:
         for _, raw in self.store.scan("aliases"):
             alias = self.codec.decode_alias(raw)
             self._index_alias(alias)
-        log.info("region %s loaded %d keys, %d aliases", self.name, len(self.keys), len(self.aliases))
+        for _, raw in self.store.scan("grants"):
+            self._index_grant(decode_grant(raw))
+        log.info("region %s loaded %d keys, %d aliases, %d grants", self.name, len(self.keys), len(self.aliases),
+                 len(self.grants))
 
     # -- lookups ---------------------------------------------------------------------------------------
 
@@ -115,6 +126,10 @@ class Region:
     def aliases_of(self, key_id: str) -> list[AliasRecord]:
         return sorted((self.aliases[n] for n in self._aliases_by_key.get(key_id, ())), key=lambda a: a.name)
 
+    def grants_of(self, key_id: str) -> list[GrantRecord]:
+        return sorted((self.grants[g] for g in self._grants_by_key.get(key_id, ())),
+                      key=lambda g: (g.created, g.grant_id))
+
     # -- the one write path ----------------------------------------------------------------------------
 
     def commit(
@@ -124,6 +139,8 @@ class Region:
         delete_keys: Iterable[str] = (),
         aliases: Iterable[AliasRecord] = (),
         delete_aliases: Iterable[str] = (),
+        grants: Iterable[GrantRecord] = (),
+        delete_grants: Iterable[str] = (),
         commands: Iterable[Command] = (),
         batch: Batch | None = None,
     ) -> None:
@@ -131,6 +148,9 @@ class Region:
         update the in-memory view. On any failure nothing is written and memory is unchanged."""
         keys, delete_keys = list(keys), list(delete_keys)
         aliases, delete_aliases = list(aliases), list(delete_aliases)
+        grants = list(grants)
+        # Grants die with their key.
+        delete_grants = list(delete_grants) + [g for k in delete_keys for g in self._grants_by_key.get(k, ())]
         batch = batch if batch is not None else Batch()
         for key in keys:
             batch.put("keys", key.key_id, self.codec.encode_key(key))
@@ -140,6 +160,10 @@ class Region:
             batch.put("aliases", alias.name, self.codec.encode_alias(alias))
         for name in delete_aliases:
             batch.delete("aliases", name)
+        for grant in grants:
+            batch.put("grants", grant.grant_id, encode_grant(grant))
+        for grant_id in delete_grants:
+            batch.delete("grants", grant_id)
         change_log = self.change_log
         staged = False
         if change_log is not None:
@@ -161,6 +185,10 @@ class Region:
         for alias in aliases:
             self._unindex_alias(alias.name)
             self._index_alias(alias)
+        for grant_id in delete_grants:
+            self._unindex_grant(grant_id)
+        for grant in grants:
+            self._index_grant(grant)
         if staged and change_log is not None:
             change_log.committed()
 
@@ -176,3 +204,16 @@ class Region:
                 names.discard(name)
                 if not names:
                     del self._aliases_by_key[old.key_id]
+
+    def _index_grant(self, grant: GrantRecord) -> None:
+        self.grants[grant.grant_id] = grant
+        self._grants_by_key.setdefault(grant.key_id, set()).add(grant.grant_id)
+
+    def _unindex_grant(self, grant_id: str) -> None:
+        old = self.grants.pop(grant_id, None)
+        if old is not None:
+            ids = self._grants_by_key.get(old.key_id)
+            if ids is not None:
+                ids.discard(grant_id)
+                if not ids:
+                    del self._grants_by_key[old.key_id]

@@ -1,8 +1,10 @@
-"""Key policies as stored: GetKeyPolicy, ListKeyPolicies. (Writing and enforcing policies comes with access control.)"""
+"""Key policies: GetKeyPolicy, PutKeyPolicy (with KMS's lockout safety check), ListKeyPolicies."""
 
 from __future__ import annotations
 
-from node.model.errors import not_found
+from node.auth.policy import parse_policy
+from node.model.errors import KmsError, not_found, validation
+from node.model.key import KeyRecord
 from node.model.states import OpClass
 from node.ops.common import key_for
 from node.ops.paging import page_response, paginate
@@ -20,6 +22,30 @@ def get_key_policy(region: Region, params: Params, ctx: RequestContext) -> Respo
     return {"Policy": key.policy, "PolicyName": POLICY_NAME}
 
 
+LOCKOUT_MESSAGE = "The new key policy will not allow you to update the key policy in the future."
+
+
+def check_new_policy(region: Region, ctx: RequestContext, key: KeyRecord, policy: str, bypass: bool) -> None:
+    """KMS refuses a policy that would lock the caller out of the key, unless told to skip the check."""
+    parse_policy(policy)  # MalformedPolicyDocumentException / LimitExceededException
+    if bypass or ctx.authorizer is None or not ctx.authorizer.settings.enforce:
+        return
+    if not ctx.authorizer.allows(policy, ctx.principal, key, "PutKeyPolicy", region):
+        raise KmsError("MalformedPolicyDocumentException", LOCKOUT_MESSAGE)
+
+
+def put_key_policy(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key = key_for(region, params, OpClass.METADATA, allow_alias=False)
+    name = params.get("PolicyName") or POLICY_NAME
+    if name != POLICY_NAME:
+        raise validation(f"PolicyName {name} is not valid: the only key policy a key has is named 'default'.")
+    policy = params["Policy"]
+    check_new_policy(region, ctx, key, policy, bool(params.get("BypassPolicyLockoutSafetyCheck")))
+    if policy != key.policy:
+        region.commit(keys=[key.with_changes(policy=policy)])
+    return {}
+
+
 def list_key_policies(region: Region, params: Params, ctx: RequestContext) -> Response:
     key_for(region, params, OpClass.ANY, allow_alias=False)
     # One policy per key, but Limit/Marker still behave as on every other list: a foreign marker is refused.
@@ -29,4 +55,5 @@ def list_key_policies(region: Region, params: Params, ctx: RequestContext) -> Re
 
 def register(registry: Registry) -> None:
     registry.add("GetKeyPolicy", get_key_policy, read_only=True)
+    registry.add("PutKeyPolicy", put_key_policy)
     registry.add("ListKeyPolicies", list_key_policies, read_only=True)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node.auth.principals import Principal
 from node.service import Region
+
+if TYPE_CHECKING:
+    from node.auth.authorizer import Authorizer
 
 Params = dict[str, Any]
 Response = dict[str, Any]
@@ -20,6 +23,9 @@ class RequestContext:
     principal: Principal
     source_ip: str
     user_agent: str
+    # Present when access control is on: operations that authorize more than their key (RetireGrant,
+    # PutKeyPolicy's lockout check) consult it.
+    authorizer: Authorizer | None = None
 
 
 Handler = Callable[[Region, Params, RequestContext], Response]

@@ -8,7 +8,7 @@ from typing import Protocol
 
 # keys/aliases: the region's state; outbox: its replication log (ids are zero-padded sequence numbers, so id
 # order is log order); cursors: how far it has applied each peer's log; meta: anything else.
-TABLES = ("keys", "aliases", "meta", "outbox", "cursors")
+TABLES = ("keys", "aliases", "meta", "outbox", "cursors", "grants")
 
 
 @dataclass

@@ -1,0 +1,181 @@
+"""Grants: CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant (per region, die with the key)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from node.model.errors import KmsError, not_found, validation
+from node.model.grants import (
+    MAX_GRANTS_PER_KEY,
+    Constraints,
+    GrantRecord,
+    grant_id_of_token,
+    new_grant_id,
+    new_token,
+)
+from node.model.key import KeyRecord
+from node.model.states import OpClass
+from node.ops.common import finish_dry_run, key_for
+from node.ops.paging import check_limit, page_response, paginate
+from node.ops.registry import Params, Registry, RequestContext, Response
+from node.service import Region
+
+GRANT_ID_RE = re.compile(r"[0-9a-f]{64}")
+PRINCIPAL_RE = re.compile(r"arn:aws[a-z-]*:(iam|sts)::\d{12}:[\w+=,.@/:-]+")
+COMMON_OPERATIONS = {"CreateGrant", "RetireGrant", "DescribeKey"}
+USAGE_OPERATIONS = {
+    "ENCRYPT_DECRYPT": {"Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo"},
+    "SIGN_VERIFY": {"Sign", "Verify", "GetPublicKey"},
+    "GENERATE_VERIFY_MAC": {"GenerateMac", "VerifyMac"},
+    "KEY_AGREEMENT": {"DeriveSharedSecret", "GetPublicKey"},
+    "ENCAPSULATE_DECAPSULATE": {"Encapsulate", "Decapsulate", "GetPublicKey"},
+}
+SYMMETRIC_ONLY = {"GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
+                  "GenerateDataKeyPairWithoutPlaintext"}
+
+
+def _allowed_operations(key: KeyRecord) -> set[str]:
+    allowed = COMMON_OPERATIONS | USAGE_OPERATIONS.get(key.key_usage, set())
+    if key.key_spec == "SYMMETRIC_DEFAULT":
+        allowed |= SYMMETRIC_ONLY
+    elif key.key_usage == "ENCRYPT_DECRYPT":
+        allowed.add("GetPublicKey")  # RSA encryption keys
+    return allowed
+
+
+def _check_principal(value: str | None, field: str) -> None:
+    if value is not None and not PRINCIPAL_RE.fullmatch(value):
+        raise validation(f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: "
+                         "Member must be a valid IAM principal ARN")
+
+
+def create_grant(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key = key_for(region, params, OpClass.CRYPTO, allow_alias=False)
+    grantee, service = params.get("GranteePrincipal"), params.get("GranteeServicePrincipal")
+    if (grantee is None) == (service is None):
+        raise validation("Specify exactly one of GranteePrincipal and GranteeServicePrincipal.")
+    _check_principal(grantee, "granteePrincipal")
+    _check_principal(params.get("RetiringPrincipal"), "retiringPrincipal")
+    constraints = Constraints.from_wire(params.get("Constraints"))
+    if service is not None and (constraints.source_arn is None or not (
+            params.get("RetiringPrincipal") or params.get("RetiringServicePrincipal"))):
+        raise validation("A grant for a service principal needs a SourceArn constraint and a retiring principal.")
+    operations = tuple(dict.fromkeys(params["Operations"]))
+    invalid = [op for op in operations if op not in _allowed_operations(key)]
+    if invalid:
+        raise validation(f"Grant operations {', '.join(invalid)} are not valid for {key.arn} "
+                         f"(KeySpec {key.key_spec}, KeyUsage {key.key_usage}).")
+    finish_dry_run(params)
+    grant = GrantRecord(
+        grant_id=new_grant_id(), key_id=key.key_id, created=region.now(), operations=operations,
+        issuing_account=f"arn:aws:iam::{region.account}:root", grantee_principal=grantee,
+        grantee_service_principal=service, retiring_principal=params.get("RetiringPrincipal"),
+        retiring_service_principal=params.get("RetiringServicePrincipal"), name=params.get("Name"),
+        constraints=constraints,
+    )
+    existing = region.grants_of(key.key_id)
+    if grant.name is not None:
+        for old in existing:
+            if old.name == grant.name and old.same_request(grant):
+                return {"GrantId": old.grant_id, "GrantToken": new_token(old.grant_id)}  # idempotent retry
+    if len(existing) >= MAX_GRANTS_PER_KEY:
+        raise KmsError("LimitExceededException", f"{key.arn} has reached the limit of {MAX_GRANTS_PER_KEY} grants.")
+    region.commit(grants=[grant])
+    return {"GrantId": grant.grant_id, "GrantToken": new_token(grant.grant_id)}
+
+
+def grant_entry(region: Region, grant: GrantRecord) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "KeyId": region.key_arn(grant.key_id), "GrantId": grant.grant_id, "CreationDate": grant.created,
+        "IssuingAccount": grant.issuing_account, "Operations": list(grant.operations),
+    }
+    for field, value in (("Name", grant.name), ("GranteePrincipal", grant.grantee_principal),
+                         ("RetiringPrincipal", grant.retiring_principal),
+                         ("GranteeServicePrincipal", grant.grantee_service_principal),
+                         ("RetiringServicePrincipal", grant.retiring_service_principal),
+                         ("Constraints", grant.constraints.to_wire())):
+        if value is not None:
+            entry[field] = value
+    return entry
+
+
+def list_grants(region: Region, params: Params, ctx: RequestContext) -> Response:
+    check_limit(params.get("Limit"), 100)
+    key = key_for(region, params, OpClass.ANY, allow_alias=False)
+    grant_id = params.get("GrantId")
+    if grant_id is not None and not GRANT_ID_RE.fullmatch(grant_id):
+        raise KmsError("InvalidGrantIdException", f"Invalid grant ID {grant_id}.")
+    grants = [g for g in region.grants_of(key.key_id)
+              if (grant_id is None or g.grant_id == grant_id)
+              and (params.get("GranteePrincipal") is None or g.grantee_principal == params["GranteePrincipal"])
+              and (params.get("GranteeServicePrincipal") is None
+                   or g.grantee_service_principal == params["GranteeServicePrincipal"])]
+    page, marker = paginate(grants, _position, params.get("Limit"), params.get("Marker"), default=50)
+    return page_response("Grants", [grant_entry(region, g) for g in page], marker)
+
+
+def list_retirable_grants(region: Region, params: Params, ctx: RequestContext) -> Response:
+    check_limit(params.get("Limit"), 100)
+    principal, service = params.get("RetiringPrincipal"), params.get("RetiringServicePrincipal")
+    if (principal is None) == (service is None):
+        raise validation("Specify exactly one of RetiringPrincipal and RetiringServicePrincipal.")
+    grants = sorted((g for g in region.grants.values()
+                     if (principal is not None and g.retiring_principal == principal)
+                     or (service is not None and g.retiring_service_principal == service)), key=_position)
+    page, marker = paginate(grants, _position, params.get("Limit"), params.get("Marker"), default=50)
+    return page_response("Grants", [grant_entry(region, g) for g in page], marker)
+
+
+def _position(grant: GrantRecord) -> str:
+    return f"{grant.created:020.6f}/{grant.grant_id}"
+
+
+def _grant_by_id(region: Region, key: KeyRecord, grant_id: str) -> GrantRecord:
+    if not GRANT_ID_RE.fullmatch(grant_id):
+        raise KmsError("InvalidGrantIdException", f"Invalid grant ID {grant_id}.")
+    grant = region.grants.get(grant_id)
+    if grant is None or grant.key_id != key.key_id:
+        raise not_found(f"Grant ID {grant_id} not found.")
+    return grant
+
+
+def retire_grant(region: Region, params: Params, ctx: RequestContext) -> Response:
+    token = params.get("GrantToken")
+    if token is not None:
+        grant = region.grants.get(grant_id_of_token(token))
+        if grant is None:
+            raise not_found("The grant named by the grant token does not exist.")
+    else:
+        if params.get("KeyId") is None or params.get("GrantId") is None:
+            raise validation("Specify a GrantToken, or both KeyId and GrantId.")
+        grant = _grant_by_id(region, region.resolve(params["KeyId"], allow_alias=False), params["GrantId"])
+    caller = ctx.principal.arn
+    may_retire = (caller == grant.retiring_principal
+                  or (caller == grant.grantee_principal and "RetireGrant" in grant.operations)
+                  or caller == grant.issuing_account)
+    if not may_retire:
+        key = region.keys[grant.key_id]
+        if ctx.authorizer is None:
+            raise KmsError("AccessDeniedException", f"User: {caller} is not authorized to perform: "
+                           f"kms:RetireGrant on resource: {key.arn}")
+        ctx.authorizer.require(region, ctx.principal, key, "RetireGrant")
+    finish_dry_run(params)
+    region.commit(delete_grants=[grant.grant_id])
+    return {}
+
+
+def revoke_grant(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key = key_for(region, params, OpClass.ANY, allow_alias=False)
+    grant = _grant_by_id(region, key, params["GrantId"])
+    finish_dry_run(params)
+    region.commit(delete_grants=[grant.grant_id])
+    return {}
+
+
+def register(registry: Registry) -> None:
+    registry.add("CreateGrant", create_grant)
+    registry.add("ListGrants", list_grants, read_only=True)
+    registry.add("ListRetirableGrants", list_retirable_grants, read_only=True)
+    registry.add("RetireGrant", retire_grant)
+    registry.add("RevokeGrant", revoke_grant)
