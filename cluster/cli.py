@@ -7,17 +7,23 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+import re
 import signal
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cluster.admin import TOKEN_HEADER
 from cluster.durations import parse_duration
-from cluster.launcher import Cluster
 from node.config import ConfigError, load_config
+
+if TYPE_CHECKING:
+    from cluster.launcher import Cluster
+
+# The admin header (cluster/admin.py); spelled out here so the client commands do not import the server stack.
+TOKEN_HEADER = "X-Trent-Admin-Token"
 
 BANNER = """Trent is up: {n} regions, account {account}, credentials {ak}/{sk}
   gateway         {gateway}   (routes by the region your client signs for)
@@ -45,6 +51,8 @@ def _up(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: Any) -> int:
+    from cluster.launcher import Cluster  # the server stack (aiohttp, botocore): only `trent up` needs it
+
     # Signals are handled from the very start: a SIGTERM that arrives while the cluster is still starting
     # stops it cleanly as soon as it is up, instead of killing it half-way.
     stop = asyncio.Event()
@@ -88,9 +96,18 @@ def _admin_call(data_dir: str, path: str, body: dict[str, Any] | None = None) ->
             result: dict[str, Any] = json.loads(response.read())
             return result
     except urllib.error.HTTPError as exc:
-        raise SystemExit(f"trent: {exc.code} {exc.read().decode(errors='replace')}") from exc
+        raise _refused(exc) from exc
     except urllib.error.URLError as exc:
         raise SystemExit(f"trent: cluster at {cluster['gateway']} not reachable: {exc.reason}") from exc
+
+
+def _refused(exc: urllib.error.HTTPError) -> SystemExit:
+    """The cluster said no: a request it rejects (400) is a usage error (exit 2), anything else exit 1."""
+    text = exc.read().decode(errors="replace")
+    with contextlib.suppress(ValueError, AttributeError):
+        text = str(json.loads(text)["error"])
+    print(f"trent: {text}" if exc.code == 400 else f"trent: {exc.code} {text}", file=sys.stderr)
+    return SystemExit(2 if exc.code == 400 else 1)
 
 
 def _clock(args: argparse.Namespace) -> int:
@@ -121,7 +138,10 @@ def _status(args: argparse.Namespace) -> int:
             print(f"      <- {peer:<16} cursor={lag['cursor']:<6} lag={lag['lag_records']} records, "
                   f"{lag['lag_seconds']}s ({link})")
     consistency = status["consistency"]
-    verdict = "consistent" if consistency["consistent"] else "DIVERGENT: " + ", ".join(consistency["divergent_keys"])
+    missing = consistency.get("missing", {})
+    verdict = "consistent" if consistency["consistent"] else "DIVERGENT: " + ", ".join(
+        f"{key} (not yet in {', '.join(missing[key])})" if key in missing else key
+        for key in consistency["divergent_keys"])
     print(f"multi-Region keys: {consistency['multi_region_keys']}, {verdict}")
     active = {k: v for k, v in status["faults"].items() if v}
     print("faults: " + (json.dumps(active) if active else "none"))
@@ -147,16 +167,25 @@ def _fault_value(kind: str, raw: str) -> float:
     """200ms → 0.2 s; 5% → 0.05; 10/s → 10."""
     text = raw.strip().lower()
     if kind == "latency":
+        if re.fullmatch(r"[-+]?[0-9.]+", text):
+            raise ValueError(f"a latency needs a unit: {raw!r} (use e.g. 200ms or 1.5s)")
         return parse_duration(text)
+    number = text.rstrip("%") if kind == "errors" else text.removesuffix("/s")
+    try:
+        value = float(number)
+    except ValueError:
+        example = "5%" if kind == "errors" else "10/s"
+        raise ValueError(f"not a valid {kind} value: {raw!r} (use e.g. {example})") from None
+    if not math.isfinite(value):
+        raise ValueError(f"not a valid {kind} value: {raw!r}")
     if kind == "errors":
-        share = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+        share = value / (100 if text.endswith("%") else 1)
         if not 0 <= share <= 1:
             raise ValueError("an error share is between 0% and 100%")
         return share
-    rate = float(text.removesuffix("/s"))
-    if rate <= 0:
+    if value <= 0:
         raise ValueError("a throttle rate is a positive number of requests per second")
-    return rate
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

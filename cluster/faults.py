@@ -23,8 +23,12 @@ class TokenBucket:
     tokens: float
     stamp: float
 
+    @property
+    def capacity(self) -> float:
+        return max(1.0, self.rate)
+
     def take(self, now: float) -> bool:
-        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1.0:
             self.tokens -= 1.0
@@ -78,20 +82,36 @@ class Faults:
                 raise ValueError("a partition names two different regions")
             self.partitions.add(frozenset(regions))
         elif kind == "heal":
+            if len(regions) != 2:
+                raise ValueError("heal names the two regions of a partition")
             self.partitions.discard(frozenset(regions))
         elif kind == "latency":
-            self.latency[regions[0]] = float(value or 0.0)
+            delay = float(value or 0.0)
+            if not 0.0 <= delay <= 600.0:
+                raise ValueError("a latency is between 0 s and 10 minutes")
+            self._put(self.latency, regions, delay)
         elif kind == "errors":
-            if not 0.0 <= float(value or 0.0) <= 1.0:
+            share = float(value or 0.0)
+            if not 0.0 <= share <= 1.0:
                 raise ValueError("an error share is between 0% and 100%")
-            self.errors[regions[0]] = float(value or 0.0)
+            self._put(self.errors, regions, share)
         elif kind == "throttle":
             rate = float(value or 0.0)
-            if rate <= 0:
+            if not 0 < rate < float("inf"):
                 raise ValueError("a throttle rate is a positive number of requests per second")
-            self.throttle[regions[0]] = TokenBucket(rate, rate, self.monotonic())
+            # A burst of at least one request, so rates below 1/s still let a request through now and then.
+            self.throttle.update({r: TokenBucket(rate, max(1.0, rate), self.monotonic()) for r in regions})
         else:
             raise ValueError(f"unknown fault {kind!r}")
+
+    @staticmethod
+    def _put(table: dict[str, float], regions: list[str], value: float) -> None:
+        """Set ``value`` for every region; 0 removes the fault."""
+        for region in regions:
+            if value:
+                table[region] = value
+            else:
+                table.pop(region, None)
 
     def clear(self) -> None:
         self.down.clear()

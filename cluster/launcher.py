@@ -39,6 +39,7 @@ from node.wire.sigv4 import SigV4Verifier
 from node.wire.validation import RequestDecoder
 
 log = logging.getLogger("trent.cluster")
+FAULT_ACTIONS = ("down", "up", "partition", "heal", "latency", "errors", "throttle", "clear")
 
 
 @dataclass
@@ -241,7 +242,12 @@ class Cluster:
     async def fault_action(self, doc: dict[str, Any]) -> dict[str, Any]:
         """Apply one fault command: {"action": down|up|partition|heal|latency|errors|throttle|clear, ...}."""
         action = str(doc.get("action", ""))
-        regions = [str(r) for r in doc.get("regions", [])]
+        if action not in FAULT_ACTIONS:
+            raise ValueError(f"unknown fault {action!r} (one of: {', '.join(FAULT_ACTIONS)})")
+        raw_regions = doc.get("regions", [])
+        if not isinstance(raw_regions, list):
+            raise ValueError("regions is a list of region names")
+        regions = [str(r) for r in raw_regions]
         unknown = [r for r in regions if r not in self.regions]
         if unknown:
             raise ValueError(f"unknown region(s): {', '.join(unknown)}")
@@ -262,6 +268,10 @@ class Cluster:
             if down and runtime.site is not None:
                 await runtime.site.stop()
                 runtime.site = None
+                # Connections already open (pooled clients, peers' long-polls) die too, as a dead host's would.
+                server = self._region_runners[name].server
+                for connection in server.connections if server is not None else ():
+                    connection.force_close()
             elif not down and runtime.site is None:
                 runtime.site = await self._open_site(self._region_runners[name], runtime.port)
 

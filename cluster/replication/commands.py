@@ -33,25 +33,34 @@ class CommandCodec:
         elif isinstance(command, HoldsMaterial):
             body = {"t": "holds", "key": command.key_id, "region": command.region, "mid": command.material_id,
                     "epoch": command.epoch}
-        else:
+        elif isinstance(command, ReplicaGone):
             body = {"t": "gone", "key": command.key_id, "region": command.region}
+        else:
+            raise TypeError(f"not a replication command: {type(command).__name__}")
         return bytes(msgpack.packb({"v": RECORD_VERSION, "from": origin, "at": at, "c": body}, use_bin_type=True))
 
     def decode(self, raw: bytes) -> tuple[Command, str, float]:
-        doc = msgpack.unpackb(raw, raw=False)
-        if doc.get("v") != RECORD_VERSION:
-            raise ValueError(f"unsupported replication record version {doc.get('v')!r}")
-        body = doc["c"]
-        command: Command
-        if body["t"] == "sync":
-            command = self._unsnapshot(body)
-        elif body["t"] == "holds":
-            command = HoldsMaterial(body["key"], body["region"], body["mid"], body["epoch"])
-        elif body["t"] == "gone":
-            command = ReplicaGone(body["key"], body["region"])
-        else:
-            raise ValueError(f"unknown replication command {body['t']!r}")
-        return command, doc["from"], doc["at"]
+        """The command, origin region and time of a record; anything malformed (a record of another format
+        version, of another cluster's transport key, truncated or tampered with) is one ValueError."""
+        try:
+            doc = msgpack.unpackb(raw, raw=False)
+            version = doc.get("v") if isinstance(doc, dict) else None
+            if type(version) is not int or version != RECORD_VERSION:
+                raise ValueError(f"unsupported replication record version {version!r}")
+            return self._command(doc["c"]), _typed(doc["from"], str), float(_typed(doc["at"], (int, float)))
+        except (KeyError, TypeError, AttributeError, IndexError, msgpack.UnpackException) as exc:
+            raise ValueError(f"malformed replication record: {type(exc).__name__}") from None
+
+    def _command(self, body: dict[str, Any]) -> Command:
+        kind = body["t"]
+        if kind == "sync":
+            return self._unsnapshot(body)
+        if kind == "holds":
+            return HoldsMaterial(_typed(body["key"], str), _typed(body["region"], str), _typed(body["mid"], bytes),
+                                 _typed(body["epoch"], int))
+        if kind == "gone":
+            return ReplicaGone(_typed(body["key"], str), _typed(body["region"], str))
+        raise ValueError(f"unknown replication command {kind!r}")
 
     def _snapshot(self, s: KeySnapshot) -> dict[str, Any]:
         st = s.state
@@ -84,3 +93,9 @@ class CommandCodec:
             replica_init={r: ReplicaInit(d, p, tuple((k, v) for k, v in t), c)
                           for r, (d, p, t, c) in b["init"].items()},
         )
+
+
+def _typed(value: Any, kind: type | tuple[type, ...]) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TypeError(f"unexpected {type(value).__name__}")
+    return value

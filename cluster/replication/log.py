@@ -30,7 +30,9 @@ class Outbox:
         last = store.last_id("outbox")
         self.head = int(last) if last is not None else 0
         self._allocated = self.head
-        self._changed = asyncio.Event()
+        # One future per waiting peer, made in the loop it waits in (an asyncio.Event would bind to the first
+        # loop that waited on it, and the outbox may outlive that loop).
+        self._waiters: set[asyncio.Future[None]] = set()
         self._closed = False
 
     def append(self, batch: Batch, command: Command) -> None:
@@ -40,13 +42,18 @@ class Outbox:
     def committed(self) -> None:
         """Called once a batch holding appended records is durable: wakes peers waiting for news."""
         self.head = self._allocated
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._wake()
 
     def close(self) -> None:
         """Release every peer waiting for news (the region is stopping)."""
         self._closed = True
-        self._changed.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def rolled_back(self) -> None:
         # Sequence numbers of a failed batch are simply skipped: readers ask for "after N", so gaps are harmless.
@@ -56,11 +63,16 @@ class Outbox:
         return [(int(i), doc) for i, doc in self.store.scan_after("outbox", seq_id(after), limit)]
 
     async def wait_beyond(self, after: int, timeout: float) -> None:
-        if self.head > after or self._closed:
+        """Return once a record beyond ``after`` is committed, the outbox closes, or ``timeout`` seconds pass."""
+        if self.head > after or self._closed or not timeout > 0:  # (not > 0: also a NaN timeout)
             return
-        event = self._changed
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout)
+        finally:
+            self._waiters.discard(waiter)
 
     def oldest_after(self, after: int) -> float | None:
         """When the first record after ``after`` was written (for lag in seconds), or None if there is none."""

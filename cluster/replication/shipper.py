@@ -4,6 +4,7 @@ peer's outbox from where its cursor stands."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from aiohttp import web
 from cluster.faults import Faults
 from cluster.replication.applier import Applier
 from cluster.replication.log import Outbox
+from node.store.base import StoreError
 
 log = logging.getLogger("trent.replication")
 TOKEN_HEADER = "X-Trent-Replication-Token"
@@ -36,10 +38,20 @@ def outbox_route(region: str, outbox: Outbox, token: str, faults: Faults) -> web
             limit = max(1, min(int(request.query.get("limit", str(BATCH))), 1000))
         except ValueError:
             return web.Response(status=400, text="bad query")
+        # Headers go out at once, so the puller knows the link is up while it waits for news (long-poll).
+        response = web.StreamResponse(headers={"Content-Type": "application/msgpack"})
+        await response.prepare(request)
         await outbox.wait_beyond(after, wait)
+        if faults.is_down(region) or request.transport is None or request.transport.is_closing():
+            # It went down during the long-poll (the connection is cut, no body follows), or the puller left.
+            _drop(request)
+            return response
         records = outbox.read_after(after, limit)
         body = msgpack.packb({"region": region, "head": outbox.head, "records": records}, use_bin_type=True)
-        return web.Response(body=body, content_type="application/msgpack")
+        with contextlib.suppress(ConnectionError):  # the peer went away, or this region went down meanwhile
+            await response.write(body)
+            await response.write_eof()
+        return response
     return web.get(LOG_PATH, serve)
 
 
@@ -64,6 +76,11 @@ class Puller:
         self.connected = False
         self.peer_head = 0
 
+    @property
+    def link_up(self) -> bool:
+        """The peer answers and no fault stands between the two regions."""
+        return self.connected and self.faults.can_replicate(self.peer, self.region)
+
     async def run(self) -> None:
         backoff = 0.05
         while True:
@@ -74,9 +91,16 @@ class Puller:
             try:
                 await self._pull_once()
                 backoff = 0.05
-            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError, StoreError) as exc:
+                # StoreError: applying failed and changed nothing; the record is fetched and applied again.
                 self.connected = False
                 log.debug("%s <- %s: %s", self.region, self.peer, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+            except Exception:
+                # A bug must not end replication from this peer silently: log it and keep trying.
+                self.connected = False
+                log.exception("%s <- %s: pulling failed", self.region, self.peer)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
 
@@ -88,8 +112,8 @@ class Puller:
                                     timeout=timeout) as response:
             if response.status != 200:
                 raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
+            self.connected = True
             doc = msgpack.unpackb(await response.read(), raw=False)
-        self.connected = True
         self.peer_head = int(doc["head"])
         for seq, raw in doc["records"]:
             if not self.faults.can_replicate(self.peer, self.region):

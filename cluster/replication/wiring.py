@@ -53,18 +53,29 @@ def lag_report(consumer: RegionReplication, producers: Mapping[str, RegionReplic
         puller = consumer.pullers.get(peer)
         out[peer] = {"cursor": cursor, "head": head, "lag_records": max(0, head - cursor),
                      "lag_seconds": round(max(0.0, now - oldest), 3) if oldest is not None else 0.0,
-                     "connected": bool(puller and puller.connected)}
+                     "connected": bool(puller and puller.link_up)}
     return out
 
 
 def consistency_report(regions: Mapping[str, Region]) -> dict[str, Any]:
-    """Every multi-Region key must hold the same material versions, and the same current one, everywhere."""
-    views: dict[str, dict[str, tuple[frozenset[bytes], bytes]]] = {}
+    """Every multi-Region key must hold the same shared state everywhere: the same material versions, the same
+    current one, the same (epoch, version) of its shared properties, and a key in every Region its newest view
+    names as related. A key that is still on its way to a Region counts as divergent (``missing``)."""
+    views: dict[str, dict[str, tuple[frozenset[bytes], bytes, tuple[int, int]]]] = {}
+    related: dict[str, tuple[tuple[int, int], tuple[str, ...]]] = {}
     for name, region in regions.items():
         for key in region.keys.values():
             if key.mrk is None:
                 continue
             materials = frozenset(m.material_id for m in key.materials)
-            views.setdefault(key.key_id, {})[name] = (materials, key.current_material_id)
-    divergent = sorted(key_id for key_id, per_region in views.items() if len(set(per_region.values())) > 1)
-    return {"multi_region_keys": len(views), "consistent": not divergent, "divergent_keys": divergent}
+            views.setdefault(key.key_id, {})[name] = (materials, key.current_material_id, key.mrk.stamp)
+            newest = related.get(key.key_id)
+            if newest is None or key.mrk.stamp > newest[0]:
+                related[key.key_id] = (key.mrk.stamp, key.mrk.related_regions())
+    missing = {key_id: sorted(r for r in related[key_id][1] if r in regions and r not in per_region)
+               for key_id, per_region in views.items()}
+    missing = {key_id: where for key_id, where in missing.items() if where}
+    divergent = sorted(key_id for key_id, per_region in views.items()
+                       if len(set(per_region.values())) > 1 or key_id in missing)
+    return {"multi_region_keys": len(views), "consistent": not divergent, "divergent_keys": divergent,
+            "missing": missing}

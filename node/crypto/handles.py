@@ -13,8 +13,12 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-MATERIAL_LEN = 32
+MATERIAL_LEN = 32  # symmetric (SYMMETRIC_DEFAULT) material
 MATERIAL_ID_LEN = 32
+# Other specs hold other secrets: an HMAC key (28-64 bytes) or a PKCS#8 private key (48 bytes for Ed25519, about
+# 2.4 KiB for RSA_4096). The bounds reject truncated or absurd secrets without knowing the spec.
+MIN_SECRET_LEN = 28
+MAX_SECRET_LEN = 8192
 _MATERIAL_ID_DOMAIN = b"trent/v1/material-id"
 
 
@@ -92,16 +96,16 @@ class SecretBytes:
 
 @dataclass(frozen=True)
 class Material:
-    """One version of symmetric key material."""
+    """One version of a key's secret: 32 AES bytes (symmetric), an HMAC key, or a PKCS#8 DER private key."""
 
     material_id: bytes  # 32 bytes; public identifier carried in ciphertext headers
-    secret: SecretBytes  # 32 bytes
+    secret: SecretBytes  # MIN_SECRET_LEN..MAX_SECRET_LEN bytes; exactly MATERIAL_LEN for symmetric keys
 
     def __post_init__(self) -> None:
         if len(self.material_id) != MATERIAL_ID_LEN:
             raise ValueError(f"material id must be {MATERIAL_ID_LEN} bytes")
-        if len(self.secret) != MATERIAL_LEN:
-            raise ValueError(f"key material must be {MATERIAL_LEN} bytes")
+        if not MIN_SECRET_LEN <= len(self.secret) <= MAX_SECRET_LEN:
+            raise ValueError(f"key material must be {MIN_SECRET_LEN} to {MAX_SECRET_LEN} bytes")
 
     def __copy__(self) -> Material:
         return self
@@ -128,7 +132,11 @@ def material_id_for(secret: bytes, key_id: str) -> bytes:
     return hmac.digest(secret, _MATERIAL_ID_DOMAIN + key_id.encode("utf-8"), hashlib.sha256)
 
 
-def new_material(key_id: str) -> Material:
-    """Fresh random material for ``key_id`` (CSPRNG)."""
-    raw = secrets.token_bytes(MATERIAL_LEN)
+def material_from_secret(raw: bytes, key_id: str) -> Material:
+    """Material version of ``key_id`` holding ``raw`` (random bytes or a serialised private key)."""
     return Material(material_id=material_id_for(raw, key_id), secret=SecretBytes(raw, label="material"))
+
+
+def new_material(key_id: str, length: int = MATERIAL_LEN) -> Material:
+    """Fresh random material for ``key_id`` (CSPRNG): symmetric by default, or an HMAC key of ``length`` bytes."""
+    return material_from_secret(secrets.token_bytes(length), key_id)

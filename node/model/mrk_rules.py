@@ -65,11 +65,15 @@ def apply_snapshot(
         return None, []  # not (or no longer) part of this key's topology
     if local is None:
         init = snap.replica_init.get(region)
+        if snap.state.is_primary(region) and snap.origin_region != region:
+            # Named primary of a key this region does not hold (its replica was deleted meanwhile): decline.
+            return None, [decline_hand_off(region, snap, holds_key=False)]
         if init is None or snap.state.is_primary(region):
             return None, []
         ready = creating_delay <= 0
         local = KeyRecord(
-            key_id=snap.key_id, region=region, account=account, created=now,
+            # Created when ReplicateKey was called: the date its response showed.
+            key_id=snap.key_id, region=region, account=account, created=init.created,
             state=KeyState.ENABLED if ready else KeyState.CREATING, description=init.description,
             policy=init.policy, tags=init.tags, resume_state=None if ready else KeyState.ENABLED,
             ready_at=None if ready else now + creating_delay, **_shared_fields(None, snap),  # type: ignore[arg-type]
@@ -79,7 +83,15 @@ def apply_snapshot(
     out: list[Command] = []
     state = snap.state
     if state.is_primary(region) and snap.origin_region != region:
-        # A hand-off named this region primary: take authority in the new epoch and tell everyone.
+        if not can_take_over(local):
+            # AWS requires the new primary to be Enabled when the hand-off starts; the old primary could not see
+            # this key's state, so the hand-off is declined here and authority goes back where it came from.
+            back = decline_hand_off(region, snap, holds_key=True)
+            return local.with_changes(mrk=back.state), [back]
+        # A hand-off named this region primary: take authority in the new epoch and tell everyone. (A region that
+        # was itself Updating — a hand-off it started being handed back — returns to its own state.)
+        if local.state is KeyState.UPDATING and local.resume_state is not None:
+            local = local.with_changes(state=local.resume_state, resume_state=None)
         local = bump(local)
         out.append(snapshot_of(local))
     elif local.state is KeyState.UPDATING and not state.is_primary(region) and local.resume_state is not None:
@@ -88,6 +100,34 @@ def apply_snapshot(
     if state.pending_material_id is not None and not state.is_primary(region) and region not in state.holders:
         out.append(HoldsMaterial(snap.key_id, region, state.pending_material_id, state.epoch))
     return local, out
+
+
+# The states in which a replica may become the primary (Creating ends by itself, shortly).
+TAKE_OVER_STATES = frozenset({KeyState.ENABLED, KeyState.CREATING})
+
+
+def can_take_over(local: KeyRecord) -> bool:
+    state = local.resume_state if local.state is KeyState.UPDATING and local.resume_state else local.state
+    return state in TAKE_OVER_STATES
+
+
+def decline_hand_off(region: str, snap: KeySnapshot, *, holds_key: bool) -> KeySnapshot:
+    """The snapshot with which ``region``, named primary by ``snap``, hands authority back to the region that
+    sent it, in a newer epoch (so it supersedes the hand-off everywhere). ``region`` stays a replica if it holds
+    the key; the old primary takes authority again when it applies this."""
+    st = snap.state
+    back_to = snap.origin_region
+    replicas = tuple(r for r in st.replica_regions if r not in (back_to, region))
+    returned = replace(st, primary_region=back_to, replica_regions=(*replicas, region) if holds_key else replicas,
+                       epoch=st.epoch + 1, version=st.version + 1, holders=())
+    return replace(snap, origin_region=region, state=returned, replica_init={})
+
+
+def awaits_creation(region: str, local: KeyRecord | None, snap: KeySnapshot) -> bool:
+    """``snap`` lists ``region`` as a replica this region has not created yet (the ReplicateKey snapshot that
+    creates it is still on its way, through another region's log): it must be applied once the replica exists."""
+    return (local is None and region in snap.state.replica_regions and not snap.state.is_primary(region)
+            and region not in snap.replica_init)
 
 
 def _maybe_flip(key: KeyRecord, now: float) -> KeyRecord:

@@ -4,13 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from node.ops import aliases, crypto, custom_key_stores, keys, later, multi_region, policies, rotation, tags
+from node.ops import (
+    aliases,
+    asymmetric,
+    crypto,
+    custom_key_stores,
+    data_key_pairs,
+    key_agreement,
+    keys,
+    later,
+    mac,
+    multi_region,
+    policies,
+    rotation,
+    signing,
+    tags,
+)
 from node.ops.registry import Registry
 
 
 def build_registry(model_operations: Iterable[str]) -> Registry:
     registry = Registry()
-    for family in (keys, aliases, tags, crypto, rotation, policies, custom_key_stores, multi_region):
+    for family in (keys, aliases, tags, crypto, asymmetric, signing, mac, key_agreement, data_key_pairs, rotation,
+                   policies, custom_key_stores, multi_region):
         family.register(registry)
     # Whatever the model has that no family implements yet answers with a proper KMS error.
     later.register(registry, model_operations)

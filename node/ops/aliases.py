@@ -22,7 +22,9 @@ def _target(region: Region, params: Params) -> KeyRecord:
 
 
 def _key_class(key: KeyRecord) -> tuple[str, str]:
-    kind = "SYMMETRIC" if key.key_spec == "SYMMETRIC_DEFAULT" else key.key_spec.split("_")[0]
+    # AWS asks for the same kind of key (symmetric, asymmetric or HMAC) and the same usage, not the same spec.
+    spec = key.key_spec
+    kind = "SYMMETRIC" if spec == "SYMMETRIC_DEFAULT" else "HMAC" if spec.startswith("HMAC_") else "ASYMMETRIC"
     return kind, key.key_usage
 
 

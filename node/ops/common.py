@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.model.errors import KmsError, unsupported
+from node.model.errors import KmsError, unsupported, validation
 from node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord
+from node.model.key_specs import algorithm_lists
 from node.model.states import KeyState, OpClass, check_state
 from node.ops.registry import Params
 from node.service import Region
-
-SYMMETRIC_ALGORITHMS = ["SYMMETRIC_DEFAULT"]
 
 
 def key_for(region: Region, params: Params, op: OpClass, *, allow_alias: bool, field: str = "KeyId") -> KeyRecord:
@@ -20,21 +19,39 @@ def key_for(region: Region, params: Params, op: OpClass, *, allow_alias: bool, f
     return key
 
 
-def require_symmetric_encryption(key: KeyRecord, operation: str) -> None:
-    if key.key_usage != ENCRYPT_DECRYPT or key.key_spec != SYMMETRIC_DEFAULT:
+def require_usage(key: KeyRecord, usage: str, operation: str) -> None:
+    if key.key_usage != usage:
         raise KmsError(
             "InvalidKeyUsageException",
             f"{key.arn} key usage is {key.key_usage} which is not valid for {operation}.",
         )
 
 
-def require_symmetric_algorithm(key: KeyRecord, algorithm: str | None) -> str:
-    algorithm = algorithm or SYMMETRIC_DEFAULT
-    if algorithm != SYMMETRIC_DEFAULT:
+def require_symmetric_encryption(key: KeyRecord, operation: str) -> None:
+    require_usage(key, ENCRYPT_DECRYPT, operation)
+    if key.key_spec != SYMMETRIC_DEFAULT:  # an RSA encryption key: no data keys, no TRENT-V1 blobs
+        raise KmsError(
+            "InvalidKeyUsageException", f"{key.arn} key spec is {key.key_spec} which is not valid for {operation}."
+        )
+
+
+def require_algorithm(key: KeyRecord, algorithm: str, allowed: tuple[str, ...]) -> str:
+    """The algorithm a request names must be one the key's spec advertises (AWS's message, verbatim)."""
+    if algorithm not in allowed:
         raise KmsError(
             "InvalidKeyUsageException", f"Algorithm {algorithm} is incompatible with key spec {key.key_spec}."
         )
     return algorithm
+
+
+def require_symmetric_algorithm(key: KeyRecord, algorithm: str | None) -> str:
+    return require_algorithm(key, algorithm or SYMMETRIC_DEFAULT, (SYMMETRIC_DEFAULT,))
+
+
+def reject_encryption_context(params: Params, field: str = "EncryptionContext") -> None:
+    """An encryption context is bound only into symmetric ciphertexts; AWS refuses one for any other key."""
+    if params.get(field):
+        raise validation("EncryptionContext is not supported with asymmetric KMS keys.")
 
 
 def require_rotatable(key: KeyRecord) -> None:
@@ -74,10 +91,10 @@ def key_metadata(region: Region, key: KeyRecord) -> dict[str, Any]:
         "KeySpec": key.key_spec,
         "MultiRegion": key.multi_region,
     }
-    if key.key_usage == ENCRYPT_DECRYPT and key.key_spec == SYMMETRIC_DEFAULT:
-        meta["EncryptionAlgorithms"] = list(SYMMETRIC_ALGORITHMS)
-        if key.current_material_id:
-            meta["CurrentKeyMaterialId"] = key.current_material_id.hex()
+    meta.update(algorithm_lists(key.key_spec, key.key_usage))
+    # Only symmetric encryption keys name their material (AWS has no material versions for other keys).
+    if key.key_spec == SYMMETRIC_DEFAULT and key.current_material_id:
+        meta["CurrentKeyMaterialId"] = key.current_material_id.hex()
     if key.mrk is not None:
         meta["MultiRegionConfiguration"] = multi_region_configuration(region, key)
     if key.state is KeyState.PENDING_DELETION and key.deletion_date is not None:

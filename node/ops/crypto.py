@@ -1,4 +1,8 @@
-"""Symmetric cryptography: Encrypt, Decrypt, ReEncrypt, GenerateDataKey(+WithoutPlaintext), GenerateRandom."""
+"""Encrypt, Decrypt, ReEncrypt, GenerateDataKey(+WithoutPlaintext), GenerateRandom.
+
+Symmetric keys take the TRENT-V1 path here; an RSA encryption key (asymmetric) branches to node/ops/asymmetric.py
+after one comparison, so the symmetric hot path is unchanged.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ from typing import Any
 
 from node.crypto.blob import BlobHeader, open_blob, parse_header, seal
 from node.model.errors import KmsError, invalid_ciphertext, validation
-from node.model.key import KeyRecord, MaterialVersion
+from node.model.key import SYMMETRIC_DEFAULT, KeyRecord, MaterialVersion
 from node.model.states import OpClass, check_state
+from node.ops import asymmetric
 from node.ops.common import (
     finish_dry_run,
     key_for,
@@ -39,11 +44,20 @@ def _ignore_ciphertext(params: Params) -> bool:
 def _open_source(
     region: Region, params: Params, operation: str, *, key_field: str, ec_field: str, alg_field: str
 ) -> tuple[KeyRecord, bytes, MaterialVersion | None, str]:
-    """Decrypt half shared by Decrypt and ReEncrypt: header → key → state → usage → material → AEAD open."""
+    """Decrypt half shared by Decrypt and ReEncrypt: header → key → state → usage → material → AEAD open.
+
+    The material version is None for an RSA ciphertext (no versions) and for a DryRun that ignores the blob.
+    """
     blob: bytes = params.get("CiphertextBlob") or b""
     ignore = bool(params.get("DryRun")) and _ignore_ciphertext(params)
     if ignore and params.get(key_field) is None:
         raise validation(f"{key_field} is required when DryRunModifiers includes IGNORE_CIPHERTEXT.")
+    if asymmetric.is_asymmetric_algorithm(params.get(alg_field)) and params.get(key_field) is not None:
+        # A raw RSA ciphertext names no key: the request's KeyId and EncryptionAlgorithm select it.
+        key, plaintext, algorithm = asymmetric.open_rsa(
+            region, params, operation, key_field=key_field, ec_field=ec_field, alg_field=alg_field,
+            skip_ciphertext=ignore)
+        return key, plaintext, None, algorithm
     if "CiphertextBlob" not in params and not ignore:
         raise validation("1 validation error detected: Value null at 'ciphertextBlob' failed to satisfy "
                          "constraint: Member must not be null")
@@ -72,11 +86,23 @@ def _open_source(
 
 
 def encrypt(region: Region, params: Params, ctx: RequestContext) -> Response:
-    key = _encryption_key(region, params, "Encrypt")
+    key = key_for(region, params, OpClass.CRYPTO, allow_alias=True)
+    if key.key_spec != SYMMETRIC_DEFAULT:
+        return _encrypt_asymmetric(key, params)
+    require_symmetric_encryption(key, "Encrypt")
     algorithm = require_symmetric_algorithm(key, params.get("EncryptionAlgorithm"))
     finish_dry_run(params)
     version = key.current_material()
     blob = seal(key.key_id, version.material, params["Plaintext"], params.get("EncryptionContext"))
+    return {"CiphertextBlob": blob, "KeyId": key.arn, "EncryptionAlgorithm": algorithm}
+
+
+def _encrypt_asymmetric(key: KeyRecord, params: Params) -> Response:
+    algorithm = asymmetric.check_encrypt(key, params.get("EncryptionAlgorithm"), "Encrypt", params,
+                                         "EncryptionContext")
+    asymmetric.check_plaintext_length(key, algorithm, params["Plaintext"])
+    finish_dry_run(params)
+    blob = asymmetric.rsa_encrypt(key, algorithm, params["Plaintext"])
     return {"CiphertextBlob": blob, "KeyId": key.arn, "EncryptionAlgorithm": algorithm}
 
 
@@ -86,9 +112,9 @@ def decrypt(region: Region, params: Params, ctx: RequestContext) -> Response:
     )
     reject_recipient(params)
     finish_dry_run(params)
-    assert version is not None
-    return {"KeyId": key.arn, "Plaintext": plaintext, "EncryptionAlgorithm": algorithm,
-            "KeyMaterialId": version.material_id.hex()}
+    # None (omitted on the wire) for an RSA key: only symmetric keys have material versions.
+    material_id = version.material_id.hex() if version is not None else None
+    return {"KeyId": key.arn, "Plaintext": plaintext, "EncryptionAlgorithm": algorithm, "KeyMaterialId": material_id}
 
 
 def re_encrypt(region: Region, params: Params, ctx: RequestContext) -> Response:
@@ -96,18 +122,31 @@ def re_encrypt(region: Region, params: Params, ctx: RequestContext) -> Response:
         region, params, "ReEncrypt", key_field="SourceKeyId", ec_field="SourceEncryptionContext",
         alg_field="SourceEncryptionAlgorithm",
     )
-    dest = _encryption_key(region, params, "ReEncrypt", field="DestinationKeyId")
-    dest_alg = require_symmetric_algorithm(dest, params.get("DestinationEncryptionAlgorithm"))
+    dest = key_for(region, params, OpClass.CRYPTO, allow_alias=True, field="DestinationKeyId")
+    dest_alg = _destination_algorithm(dest, params, plaintext)
     finish_dry_run(params)
-    assert source_version is not None
-    dest_version = dest.current_material()
-    blob = seal(dest.key_id, dest_version.material, plaintext, params.get("DestinationEncryptionContext"))
+    dest_version: MaterialVersion | None = None
+    if dest.key_spec == SYMMETRIC_DEFAULT:
+        dest_version = dest.current_material()
+        blob = seal(dest.key_id, dest_version.material, plaintext, params.get("DestinationEncryptionContext"))
+    else:
+        blob = asymmetric.rsa_encrypt(dest, dest_alg, plaintext)
     return {
         "CiphertextBlob": blob, "SourceKeyId": source.arn, "KeyId": dest.arn,
         "SourceEncryptionAlgorithm": source_alg, "DestinationEncryptionAlgorithm": dest_alg,
-        "SourceKeyMaterialId": source_version.material_id.hex(),
-        "DestinationKeyMaterialId": dest_version.material_id.hex(),
+        "SourceKeyMaterialId": source_version.material_id.hex() if source_version is not None else None,
+        "DestinationKeyMaterialId": dest_version.material_id.hex() if dest_version is not None else None,
     }
+
+
+def _destination_algorithm(dest: KeyRecord, params: Params, plaintext: bytes) -> str:
+    algorithm = params.get("DestinationEncryptionAlgorithm")
+    if dest.key_spec == SYMMETRIC_DEFAULT:
+        require_symmetric_encryption(dest, "ReEncrypt")
+        return require_symmetric_algorithm(dest, algorithm)
+    chosen = asymmetric.check_encrypt(dest, algorithm, "ReEncrypt", params, "DestinationEncryptionContext")
+    asymmetric.check_plaintext_length(dest, chosen, plaintext)
+    return chosen
 
 
 def _data_key_length(params: Params) -> int:

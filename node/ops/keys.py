@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-from node.crypto.handles import new_material
+from node.crypto.asymmetric import new_key_material
 from node.model.errors import KmsError, unsupported, validation
 from node.model.ids import new_key_id
 from node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord, MaterialVersion
+from node.model.key_specs import UNSUPPORTED_SPECS, USAGES
 from node.model.mrk import MultiRegionState
 from node.model.rotation import on_reenable
 from node.model.states import KeyState, OpClass
@@ -18,12 +19,6 @@ from node.ops.tags import validate_new_tags
 from node.service import Region
 
 DAY = 86400.0
-# Specs that later releases of the cluster bring; until then they are refused with a clear reason.
-NOT_YET_SPECS = frozenset({
-    "RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1",
-    "ECC_NIST_EDWARDS25519", "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512", "ML_DSA_44", "ML_DSA_65",
-    "ML_DSA_87", "ML_KEM_512", "ML_KEM_768", "ML_KEM_1024", "SM2",
-})
 MAX_POLICY_BYTES = 32768
 
 
@@ -55,11 +50,16 @@ def _spec_and_usage(params: Params) -> tuple[str, str]:
         raise validation("You cannot specify KeySpec and CustomerMasterKeySpec in the same request. "
                          "CustomerMasterKeySpec is deprecated.")
     spec = spec or legacy or SYMMETRIC_DEFAULT
-    if spec in NOT_YET_SPECS:
-        raise unsupported(f"KeySpec {spec} is not supported by this cluster yet; only SYMMETRIC_DEFAULT is.")
-    usage = params.get("KeyUsage") or ENCRYPT_DECRYPT
-    if usage != ENCRYPT_DECRYPT:
+    valid = USAGES[spec]  # the model's enum has already refused any other spec
+    usage = params.get("KeyUsage")
+    if usage is None and spec != SYMMETRIC_DEFAULT:
+        # Only a symmetric encryption key may leave KeyUsage to its default (the KeyUsage documentation).
+        raise validation(f"KeyUsage is required for KeySpec {spec}. Valid values: {', '.join(valid)}.")
+    usage = usage or ENCRYPT_DECRYPT
+    if usage not in valid:
         raise validation(f"KeyUsage {usage} is not compatible with KeySpec {spec}")
+    if spec in UNSUPPORTED_SPECS:
+        raise unsupported(f"KeySpec {UNSUPPORTED_SPECS[spec]}")
     return spec, usage
 
 
@@ -80,7 +80,7 @@ def create_key(region: Region, params: Params, ctx: RequestContext) -> Response:
     now = region.now()
     multi_region = bool(params.get("MultiRegion"))
     key_id = new_key_id(multi_region=multi_region)
-    material = MaterialVersion(new_material(key_id), now)
+    material = MaterialVersion(new_key_material(spec, key_id), now)
     key = KeyRecord(
         key_id=key_id, region=region.name, account=region.account, created=now, state=KeyState.ENABLED,
         description=params.get("Description") or "", key_usage=usage, key_spec=spec, origin=origin,

@@ -10,9 +10,6 @@ from node.ops.registry import Handler, Params, Registry, RequestContext, Respons
 from node.service import Region
 
 FAMILIES: dict[str, str] = {
-    "asymmetric, HMAC, key agreement and post-quantum keys": (
-        "Sign Verify GetPublicKey GenerateMac VerifyMac GenerateDataKeyPair GenerateDataKeyPairWithoutPlaintext "
-        "DeriveSharedSecret Encapsulate Decapsulate"),
     "key policies and grants": (
         "PutKeyPolicy CreateGrant ListGrants ListRetirableGrants RetireGrant RevokeGrant GetKeyLastUsage"),
     "imported key material": "GetParametersForImport ImportKeyMaterial DeleteImportedKeyMaterial",

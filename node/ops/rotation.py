@@ -78,6 +78,12 @@ def get_key_rotation_status(region: Region, params: Params, ctx: RequestContext)
     return out
 
 
+def on_demand_rotations(key: KeyRecord) -> int:
+    """On-demand rotations so far. The limit is per key: a multi-Region key's history is shared (every region holds
+    every material version), while the counter is per region and starts at 0 in a replica that becomes primary."""
+    return max(key.rotation.on_demand_count, sum(1 for v in key.materials if v.rotation_type == ON_DEMAND))
+
+
 def rotate_key_on_demand(region: Region, params: Params, ctx: RequestContext) -> Response:
     key = key_for(region, params, OpClass.ROTATE_ON_DEMAND, allow_alias=False)
     require_rotatable(key)
@@ -85,7 +91,8 @@ def rotate_key_on_demand(region: Region, params: Params, ctx: RequestContext) ->
     if rotation_in_progress(key):
         raise KmsError("ConflictException", f"A rotation of {key.arn} is already in progress; it completes "
                        "when every replica key holds the new key material.", 409)
-    if key.rotation.on_demand_count >= MAX_ON_DEMAND_ROTATIONS:
+    done = on_demand_rotations(key)
+    if done >= MAX_ON_DEMAND_ROTATIONS:
         raise KmsError("LimitExceededException", f"{key.arn} has reached the limit of "
                        f"{MAX_ON_DEMAND_ROTATIONS} on-demand rotations.")
     now = region.now()
@@ -94,7 +101,7 @@ def rotate_key_on_demand(region: Region, params: Params, ctx: RequestContext) ->
         raise KmsError("ConflictException", f"An automatic rotation of {key.arn} is in progress or due "
                        "within 20 minutes; try again later.", 409)
     rotated = rotate(key, now, ON_DEMAND) if key.mrk is None else start_rotation(key, now, ON_DEMAND)
-    counted = replace(rotated.rotation, on_demand_count=key.rotation.on_demand_count + 1)
+    counted = replace(rotated.rotation, on_demand_count=done + 1)
     _commit_shared(region, rotated.with_changes(rotation=counted))
     return {"KeyId": key.arn}
 

@@ -14,6 +14,7 @@ from node.model.mrk_rules import (
     apply_holds,
     apply_replica_gone,
     apply_snapshot,
+    awaits_creation,
     bump,
     snapshot_of,
     start_rotation,
@@ -143,3 +144,90 @@ def test_commands_round_trip_with_material_wrapped() -> None:
     assert decoded.replica_init == snap.replica_init
     for cmd in (HoldsMaterial(KEY_ID, B, b"m" * 32, 3), ReplicaGone(KEY_ID, C)):
         assert codec.decode(codec.encode(cmd, B, 1.0))[0] == cmd
+
+
+def handed_to(key: KeyRecord, target: str) -> KeyRecord:
+    """The old primary's record right after UpdatePrimaryRegion(target) (what update_primary_region commits)."""
+    assert key.mrk is not None
+    st = key.mrk
+    handed = replace(st, primary_region=target, epoch=st.epoch + 1, version=st.version + 1, holders=(),
+                     replica_regions=(*(r for r in st.replica_regions if r != target), key.region))
+    return key.with_changes(mrk=handed, state=KeyState.UPDATING, resume_state=key.state)
+
+
+def test_replica_keeps_the_creation_date_replicate_key_reported() -> None:
+    key = bump(primary(), replica_regions=(B,))
+    replica, _ = apply_snapshot(B, ACCOUNT, None, snapshot_of(key, init()), 10.0, 0)
+    assert replica is not None and replica.created == 5.0
+
+
+def test_hand_off_to_a_disabled_replica_is_declined() -> None:
+    key = bump(primary(), replica_regions=(B, C))
+    replica, _ = apply_snapshot(B, ACCOUNT, None, snapshot_of(key, init()), 10.0, 0)
+    assert replica is not None
+    disabled = replica.with_changes(state=KeyState.DISABLED)
+    old = handed_to(key, B)
+    declined, out = apply_snapshot(B, ACCOUNT, disabled, snapshot_of(old), 11.0, 0)
+    assert declined is not None and declined.state is KeyState.DISABLED
+    assert declined.mrk is not None and declined.mrk.primary_region == A
+    assert set(declined.mrk.replica_regions) == {B, C}
+    assert len(out) == 1 and isinstance(out[0], KeySnapshot) and out[0].origin_region == B
+    assert old.mrk is not None and out[0].state.stamp > old.mrk.stamp
+    # The old primary takes authority back, in the newer epoch, and leaves Updating.
+    back, out_a = apply_snapshot(A, ACCOUNT, old, out[0], 12.0, 0)
+    assert back is not None and back.state is KeyState.ENABLED and back.resume_state is None
+    assert back.mrk is not None and back.mrk.primary_region == A and back.mrk.stamp > out[0].state.stamp
+    assert len(out_a) == 1 and isinstance(out_a[0], KeySnapshot) and out_a[0].origin_region == A
+    # Everyone converges on the old primary's snapshot.
+    final_b, _ = apply_snapshot(B, ACCOUNT, declined, out_a[0], 13.0, 0)
+    assert final_b is not None and final_b.mrk == back.mrk and final_b.state is KeyState.DISABLED
+
+
+def test_hand_off_to_a_replica_pending_deletion_is_declined() -> None:
+    key = bump(primary(), replica_regions=(B,))
+    replica, _ = apply_snapshot(B, ACCOUNT, None, snapshot_of(key, init()), 10.0, 0)
+    assert replica is not None
+    doomed = replica.with_changes(state=KeyState.PENDING_DELETION, deletion_date=99.0)
+    declined, out = apply_snapshot(B, ACCOUNT, doomed, snapshot_of(handed_to(key, B)), 11.0, 0)
+    assert declined is not None and declined.mrk is not None and declined.mrk.primary_region == A
+    assert declined.state is KeyState.PENDING_DELETION
+    assert isinstance(out[0], KeySnapshot) and out[0].state.primary_region == A
+
+
+def test_hand_off_to_a_deleted_replica_is_declined_and_drops_it() -> None:
+    key = bump(primary(), replica_regions=(B, C))
+    record, out = apply_snapshot(B, ACCOUNT, None, snapshot_of(handed_to(key, B)), 11.0, 0)
+    assert record is None and len(out) == 1 and isinstance(out[0], KeySnapshot)
+    assert out[0].state.primary_region == A and out[0].state.replica_regions == (C,)
+
+
+def test_hand_off_to_a_creating_replica_is_accepted() -> None:
+    key = bump(primary(), replica_regions=(B,))
+    replica, _ = apply_snapshot(B, ACCOUNT, None, snapshot_of(key, init()), 10.0, creating_delay=5)
+    assert replica is not None and replica.state is KeyState.CREATING
+    taken, out = apply_snapshot(B, ACCOUNT, replica, snapshot_of(handed_to(key, B)), 11.0, 5)
+    assert taken is not None and taken.mrk is not None and taken.mrk.primary_region == B
+    assert taken.state is KeyState.CREATING and isinstance(out[0], KeySnapshot) and out[0].origin_region == B
+
+
+def test_a_hand_off_handed_back_restores_the_updating_region() -> None:
+    key = bump(primary(), replica_regions=(B,))
+    replica, _ = apply_snapshot(B, ACCOUNT, None, snapshot_of(key, init()), 10.0, 0)
+    assert replica is not None
+    old = handed_to(key, B)
+    new_primary, _ = apply_snapshot(B, ACCOUNT, replica, snapshot_of(old), 11.0, 0)
+    assert new_primary is not None
+    # B hands straight back to A before A has heard B took over: A is still Updating when named primary again.
+    again = handed_to(new_primary, A)
+    taken, _ = apply_snapshot(A, ACCOUNT, old, snapshot_of(again), 12.0, 0)
+    assert taken is not None and taken.state is KeyState.ENABLED and taken.resume_state is None
+    assert taken.mrk is not None and taken.mrk.primary_region == A
+
+
+def test_awaits_creation_only_for_a_listed_replica_without_its_init() -> None:
+    key = bump(primary(), replica_regions=(B,))
+    assert awaits_creation(B, None, snapshot_of(key)) is True
+    assert awaits_creation(B, None, snapshot_of(key, init())) is False  # this one creates it
+    assert awaits_creation(C, None, snapshot_of(key)) is False  # not related
+    replica, _ = apply_snapshot(B, ACCOUNT, None, snapshot_of(key, init()), 10.0, 0)
+    assert awaits_creation(B, replica, snapshot_of(key)) is False  # exists already

@@ -1,0 +1,56 @@
+"""Shared secrets: DeriveSharedSecret (ECDH with a KEY_AGREEMENT key) and Encapsulate/Decapsulate (ML-KEM with an
+ENCAPSULATE_DECAPSULATE key), KMS-REFERENCE.md §4.3."""
+
+from __future__ import annotations
+
+from node.crypto import asymmetric as crypto
+from node.model.errors import invalid_ciphertext, validation
+from node.model.key import KeyRecord
+from node.model.key_specs import ECDH, ENCAPSULATE_DECAPSULATE, KEY_AGREEMENT, ML_KEM
+from node.ops.asymmetric import private_key, usable_key
+from node.ops.common import finish_dry_run, reject_recipient, require_algorithm
+from node.ops.registry import Params, Registry, RequestContext, Response
+from node.service import Region
+
+
+def derive_shared_secret(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key = usable_key(region, params, KEY_AGREEMENT, "DeriveSharedSecret")
+    algorithm = require_algorithm(key, params["KeyAgreementAlgorithm"], (ECDH,))
+    reject_recipient(params)
+    try:
+        # The peer key is checked (DER SPKI, same curve) by deriving: a DryRun discards the result.
+        secret = crypto.ecdh(private_key(key), params["PublicKey"])
+    except ValueError as exc:
+        raise validation(f"{exc} Key spec {key.key_spec} needs a peer public key on the same curve.") from None
+    finish_dry_run(params)
+    return {"KeyId": key.arn, "SharedSecret": secret, "KeyAgreementAlgorithm": algorithm, "KeyOrigin": key.origin}
+
+
+def _ml_kem_key(region: Region, params: Params, operation: str) -> tuple[KeyRecord, str]:
+    key = usable_key(region, params, ENCAPSULATE_DECAPSULATE, operation)
+    return key, require_algorithm(key, params["EncapsulationAlgorithm"], (ML_KEM,))
+
+
+def encapsulate(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key, algorithm = _ml_kem_key(region, params, "Encapsulate")
+    finish_dry_run(params)
+    secret, ciphertext = crypto.encapsulate(private_key(key))
+    return {"KeyId": key.arn, "SharedSecret": secret, "SharedSecretCiphertextBlob": ciphertext,
+            "EncapsulationAlgorithm": algorithm}
+
+
+def decapsulate(region: Region, params: Params, ctx: RequestContext) -> Response:
+    key, algorithm = _ml_kem_key(region, params, "Decapsulate")
+    blob: bytes = params["SharedSecretCiphertextBlob"]
+    # The only failure KMS reports: any blob of the right length yields a (pseudo-random) secret.
+    if len(blob) != crypto.ml_kem_ciphertext_length(key.key_spec):
+        raise invalid_ciphertext()
+    finish_dry_run(params)
+    return {"KeyId": key.arn, "SharedSecret": crypto.decapsulate(private_key(key), blob),
+            "EncapsulationAlgorithm": algorithm}
+
+
+def register(registry: Registry) -> None:
+    registry.add("DeriveSharedSecret", derive_shared_secret, read_only=True)
+    registry.add("Encapsulate", encapsulate, read_only=True)
+    registry.add("Decapsulate", decapsulate, read_only=True)

@@ -1,0 +1,239 @@
+"""Records between regions over real HTTP on loopback: a region serves its outbox (long-poll, token), another
+pulls it through a Puller into its applier; faults cut the link and healing lets it catch up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+import msgpack
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from cluster.faults import Faults
+from cluster.replication.shipper import LOG_PATH, TOKEN_HEADER, Puller, outbox_route
+from tests.unit.test_applier import A, B, Node, new_mrk, replicate
+
+TOKEN = "s3cret-replication-token"
+
+
+@dataclass
+class Link:
+    a: Node
+    b: Node
+    faults: Faults
+    server: TestServer
+    session: aiohttp.ClientSession
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    pullers: list[Puller] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    def start_puller(self, token: str = TOKEN) -> Puller:
+        puller = Puller(B, A, lambda: self.url, self.b.applier, token, self.faults, self.session)
+        self.pullers.append(puller)
+        self.tasks.append(asyncio.create_task(puller.run()))
+        return puller
+
+    async def get(self, after: int = 0, wait: float = 0, token: str = TOKEN, **extra: str) -> aiohttp.ClientResponse:
+        params = {"after": str(after), "wait": str(wait), **extra}
+        return await self.session.get(self.url + LOG_PATH, params=params, headers={TOKEN_HEADER: token},
+                                      timeout=aiohttp.ClientTimeout(total=8))
+
+
+@pytest.fixture
+async def link() -> AsyncIterator[Link]:
+    a, b = Node(A), Node(B)
+    faults = Faults(monotonic=time.monotonic)
+    app = web.Application()
+    app.router.add_routes([outbox_route(A, a.outbox, TOKEN, faults)])
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    session = aiohttp.ClientSession()
+    state = Link(a, b, faults, server, session)
+    try:
+        yield state
+    finally:
+        for task in state.tasks:
+            task.cancel()
+        await asyncio.gather(*state.tasks, return_exceptions=True)
+        a.outbox.close()  # releases the server's long-polls, as the launcher does on stop
+        await session.close()
+        await server.close()
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+async def stays(check: Callable[[], bool], seconds: float = 0.3) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert check()
+        await asyncio.sleep(0.01)
+
+
+async def body(response: Awaitable[aiohttp.ClientResponse]) -> dict[str, object]:
+    async with await response as r:
+        assert r.status == 200, await r.text()
+        doc = msgpack.unpackb(await r.read(), raw=False)
+    assert isinstance(doc, dict)
+    return doc
+
+
+# -- serving the outbox ----------------------------------------------------------------------------------
+
+
+async def test_outbox_is_served_in_pages(link: Link) -> None:
+    key_id = new_mrk(link.a)
+    replicate(link.a, key_id, B)
+    replicate(link.a, key_id, "ap-northeast-2")
+    doc = await body(link.get(after=0, limit="1"))
+    assert doc["region"] == A and doc["head"] == 2
+    assert doc["records"] == [list(link.a.records()[0])]
+    doc = await body(link.get(after=1))
+    assert [seq for seq, _ in doc["records"]] == [2]  # type: ignore[attr-defined]
+    assert (await body(link.get(after=2)))["records"] == []
+
+
+async def test_wrong_or_missing_token_is_refused(link: Link) -> None:
+    new_mrk_id = new_mrk(link.a)
+    replicate(link.a, new_mrk_id, B)
+    for token in ("wrong", ""):
+        async with await link.get(token=token) as r:
+            assert r.status == 403
+            assert b"records" not in await r.read()
+
+
+async def test_bad_query_is_refused(link: Link) -> None:
+    for params in ({"after": "x"}, {"wait": "soon"}, {"limit": "many"}):
+        async with await link.session.get(link.url + LOG_PATH, params=params, headers={TOKEN_HEADER: TOKEN}) as r:
+            assert r.status == 400
+
+
+async def test_long_poll_returns_as_soon_as_a_record_commits(link: Link) -> None:
+    key_id = new_mrk(link.a)
+    started = time.monotonic()
+    poll = asyncio.create_task(body(link.get(after=0, wait=5)))
+    await asyncio.sleep(0.1)
+    assert not poll.done()
+    replicate(link.a, key_id, B)
+    doc = await asyncio.wait_for(poll, 3.0)
+    assert time.monotonic() - started < 1.0
+    assert doc["head"] == 1 and len(doc["records"]) == 1  # type: ignore[arg-type]
+
+
+async def test_long_poll_without_news_ends_after_wait(link: Link) -> None:
+    started = time.monotonic()
+    doc = await body(link.get(after=0, wait=0.2))
+    assert 0.15 <= time.monotonic() - started < 2.0
+    assert doc["records"] == [] and doc["head"] == 0
+
+
+async def test_down_region_cuts_the_connection(link: Link) -> None:
+    key_id = new_mrk(link.a)
+    replicate(link.a, key_id, B)
+    link.faults.set("down", [A])
+    with pytest.raises(aiohttp.ClientError):
+        async with await link.get() as r:
+            await r.read()
+            raise AssertionError(f"a down region answered {r.status}")
+    link.faults.set("up", [A])
+    assert len((await body(link.get()))["records"]) == 1  # type: ignore[arg-type]
+
+
+async def test_region_going_down_during_a_long_poll_does_not_answer(link: Link) -> None:
+    key_id = new_mrk(link.a)
+    poll = asyncio.create_task(link.get(after=0, wait=5))
+    await asyncio.sleep(0.1)
+    link.faults.set("down", [A])
+    replicate(link.a, key_id, B)  # wakes the poll while the region is down
+    with pytest.raises(aiohttp.ClientError):
+        async with await asyncio.wait_for(poll, 3.0) as r:
+            await r.read()
+            raise AssertionError(f"a down region answered {r.status}")
+
+
+# -- pulling ---------------------------------------------------------------------------------------------
+
+
+async def test_puller_applies_records_as_they_commit(link: Link) -> None:
+    puller = link.start_puller()
+    key_id = new_mrk(link.a)
+    replicate(link.a, key_id, B)
+    await eventually(lambda: key_id in link.b.region.keys)
+    replica = link.b.key(key_id)
+    assert [m.material.secret for m in replica.materials] == [m.material.secret for m in link.a.key(key_id).materials]
+    assert link.b.cursors.get(A) == 1 and link.b.applier.applied == 1
+    await eventually(lambda: puller.connected and puller.peer_head == 1)
+    # A later change arrives through the long-poll in well under its wait.
+    started = time.monotonic()
+    from node.ops.rotation import enable_key_rotation
+    from tests.unit.test_applier import ctx
+
+    enable_key_rotation(link.a.region, {"KeyId": key_id}, ctx())
+    await eventually(lambda: link.b.cursors.get(A) == 2, 1.0)
+    assert time.monotonic() - started < 1.0
+    assert link.b.key(key_id).rotation.enabled and link.b.applier.applied == 2
+
+
+async def test_puller_with_wrong_token_applies_nothing(link: Link) -> None:
+    key_id = new_mrk(link.a)
+    replicate(link.a, key_id, B)
+    puller = link.start_puller(token="not-the-token")
+    await stays(lambda: link.b.applier.applied == 0 and not puller.connected, 0.3)
+    assert key_id not in link.b.region.keys and link.b.cursors.get(A) == 0
+
+
+async def test_partition_stops_replication_and_healing_catches_up(link: Link) -> None:
+    puller = link.start_puller()
+    await eventually(lambda: puller.connected)  # the puller is now waiting in a long-poll
+    link.faults.set("partition", [A, B])
+    key_id = new_mrk(link.a)
+    replicate(link.a, key_id, B)  # wakes the poll that was already in flight
+    await stays(lambda: link.b.applier.applied == 0, 0.3)
+    assert key_id not in link.b.region.keys and not puller.connected
+    link.faults.set("heal", [A, B])
+    await eventually(lambda: key_id in link.b.region.keys)
+    assert link.b.applier.applied == 1 and link.b.cursors.get(A) == 1
+
+
+async def test_puller_survives_a_failed_apply(link: Link) -> None:
+    link.b.store.fail_commits = 1  # type: ignore[attr-defined]
+    link.start_puller()
+    key_id = new_mrk(link.a)
+    replicate(link.a, key_id, B)
+    await eventually(lambda: key_id in link.b.region.keys)
+    assert link.b.store.fail_commits == 0  # type: ignore[attr-defined]
+    assert link.b.applier.applied == 1 and link.b.cursors.get(A) == 1
+
+
+async def test_puller_survives_the_peer_being_down(link: Link) -> None:
+    link.faults.set("down", [A])
+    puller = link.start_puller()
+    key_id = new_mrk(link.a)
+    replicate(link.a, key_id, B)
+    await stays(lambda: link.b.applier.applied == 0 and not puller.connected, 0.2)
+    link.faults.set("up", [A])
+    await eventually(lambda: key_id in link.b.region.keys)
+
+
+async def test_puller_stops_when_cancelled(link: Link) -> None:
+    link.start_puller()
+    await asyncio.sleep(0.05)
+    task = link.tasks.pop()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2.0)
+    assert task.cancelled()
