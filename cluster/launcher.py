@@ -26,6 +26,9 @@ from cluster.replication.log import Outbox
 from cluster.replication.shipper import outbox_route
 from cluster.replication.wiring import RegionReplication, consistency_report, lag_report
 from node.app import kms_handler, make_app
+from node.audit.sink import AuditSink
+from node.audit.trail import AuditTrail
+from node.auth.authorizer import AccessSettings, Authorizer
 from node.auth.principals import PrincipalDirectory
 from node.clock import AdjustableClock
 from node.config import ClusterConfig
@@ -34,6 +37,7 @@ from node.endpoint import KmsEndpoint
 from node.ops import build_registry
 from node.scheduler import Scheduler
 from node.service import Region, RegionIdentity
+from node.store.base import Batch
 from node.store.sqlite import SqliteStore
 from node.wire.sigv4 import SigV4Verifier
 from node.wire.validation import RequestDecoder
@@ -68,6 +72,15 @@ def _fixed(endpoint: KmsEndpoint) -> Callable[[web.Request], KmsEndpoint]:
     def route(_request: web.Request) -> KmsEndpoint:
         return endpoint
     return route
+
+
+def _tracking_start(store: SqliteStore, now: float) -> float:
+    """When this region began recording key usage (GetKeyLastUsage's TrackingStartDate), kept across restarts."""
+    raw = store.get("meta", "tracking_start")
+    if raw is not None:
+        return float(raw.decode())
+    store.commit(Batch().put("meta", "tracking_start", repr(now).encode()))
+    return now
 
 
 def _waker(scheduler: Scheduler) -> Callable[[float], None]:
@@ -128,6 +141,7 @@ class Cluster:
         verifier = SigV4Verifier(directory, AdjustableClock(), self.config.max_skew_seconds)
         # Key material crosses between regions only wrapped under the cluster's transport key.
         codec = CommandCodec(RootKey.load_or_create(self.data_dir / "cluster.key"))
+        authorizer = Authorizer(AccessSettings(self.config.enforce_access, self.config.identity_policies))
         for name in self.config.regions:
             region_dir = self.data_dir / name
             region_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -139,9 +153,11 @@ class Cluster:
             outbox = Outbox(name, store, codec, self.clock)
             region = Region(RegionIdentity(name, self.config.account), store, root, self.clock,
                             change_log=outbox, cluster_regions=self.config.regions)
+            region.audit = AuditTrail(name, self.config.account, AuditSink(region_dir / "audit"),
+                                      started=_tracking_start(store, self.clock.now()))
             endpoint = KmsEndpoint(region, registry, decoder, verifier,
                                    verify_signatures=self.config.verify_signatures, anonymous=principals[0],
-                                   principals=directory)
+                                   principals=directory, audit=region.audit, authorizer=authorizer)
             scheduler = Scheduler(region)
             replication = RegionReplication(region, outbox, codec, self.config.replica_creating_seconds,
                                             _waker(scheduler))
@@ -167,11 +183,23 @@ class Cluster:
             self._region_runners[name] = runner
             runtime.site = await self._open_site(runner, runtime.port)
             self._tasks.append(asyncio.create_task(runtime.scheduler.run_forever(self.config.scheduler_interval)))
+        self._tasks.append(asyncio.create_task(self._flush_audit_forever()))
         self._session = aiohttp.ClientSession()
         for name, runtime in self.regions.items():
             peers = {p: _url_of(self.url(r.port)) for p, r in self.regions.items() if p != name}
             runtime.replication.start(peers, token, self.faults, self._session)
         self._write_cluster_file()
+
+    async def _flush_audit_forever(self, interval: float = 0.2) -> None:
+        """Audit records are fsynced in batches: at most ``interval`` after the call they describe."""
+        while True:
+            await asyncio.sleep(interval)
+            for runtime in self.regions.values():
+                if runtime.region.audit is not None:
+                    try:
+                        runtime.region.audit.flush()
+                    except OSError:
+                        log.exception("region %s: cannot write the audit log", runtime.region.name)
 
     async def _serve(self, app: web.Application, port: int | None) -> web.AppRunner:
         # In-flight requests (replication long-polls among them) get a moment to finish, not a minute.
@@ -209,6 +237,8 @@ class Cluster:
         for runner in self._runners:
             await runner.cleanup()
         for runtime in self.regions.values():
+            if runtime.region.audit is not None:
+                runtime.region.audit.close()
             runtime.region.store.close()
         with contextlib.suppress(OSError):
             (self.data_dir / "cluster.json").unlink()

@@ -15,6 +15,7 @@ from node.service import Region
 from node.store.base import StoreError
 
 log = logging.getLogger("trent.scheduler")
+TRANSIENT_STATES = frozenset({KeyState.CREATING, KeyState.UPDATING})
 
 
 def deletion_due(key: KeyRecord) -> float | None:
@@ -41,7 +42,8 @@ class Scheduler:
         return changed
 
     def _run_key(self, key: KeyRecord, now: float) -> int:
-        if key.state is KeyState.CREATING and key.ready_at is not None and key.ready_at <= now:
+        if key.state in TRANSIENT_STATES and key.ready_at is not None and key.ready_at <= now:
+            # A new replica's Creating period, or a new primary's Updating period, is over.
             self.region.commit(keys=[key.with_changes(state=key.resume_state or KeyState.ENABLED,
                                                       resume_state=None, ready_at=None)])
             return 1

@@ -7,16 +7,15 @@ import logging
 from collections.abc import Callable
 
 from cluster.replication.commands import CommandCodec
+from cluster.replication.held import HeldBack
 from cluster.replication.log import Cursors
 from node.model.key import KeyRecord
 from node.model.mrk import Command, HoldsMaterial, KeySnapshot
-from node.model.mrk_rules import apply_holds, apply_replica_gone, apply_snapshot, awaits_creation, snapshot_of
+from node.model.mrk_rules import apply_holds, apply_replica_gone, apply_snapshot, snapshot_of
 from node.service import Region
 from node.store.base import Batch
 
 log = logging.getLogger("trent.replication")
-# meta rows holding a snapshot for a replica this region has not created yet (one per key, the newest).
-PARKED_PREFIX = "mrk-parked/"
 
 
 class Applier:
@@ -28,6 +27,8 @@ class Applier:
         self.cursors = cursors
         self.codec = codec
         self.creating_delay = creating_delay
+        # Records that overtook one they depend on (through another region's log) wait here.
+        self.held = HeldBack(region, codec, creating_delay)
         self.applied = 0
 
     def apply(self, peer: str, seq: int, raw: bytes) -> bool:
@@ -50,34 +51,12 @@ class Applier:
         local = region.keys.get(command.key_id)
         if isinstance(command, KeySnapshot):
             updated, out = apply_snapshot(region.name, region.account, local, command, now, self.creating_delay)
-            if local is None:
-                return self._parked(command, raw, updated, out, batch, now)
-            return updated, out
+            return self.held.after_snapshot(local, command, raw, updated, out, batch, now)
         if isinstance(command, HoldsMaterial):
             updated = apply_holds(region.name, local, command, now)
         else:
             updated = apply_replica_gone(region.name, local, command, now)
+            if updated is None:
+                self.held.keep_gone(local, command, batch)
         # The primary changed shared state: every related region hears the new snapshot.
         return updated, ([snapshot_of(updated)] if updated is not None else [])
-
-    def _parked(self, snap: KeySnapshot, raw: bytes, created: KeyRecord | None, out: list[Command], batch: Batch,
-                now: float) -> tuple[KeyRecord | None, list[Command]]:
-        """A snapshot can reach a replica's region before the ReplicateKey snapshot that creates the replica (the
-        two travel through different regions' logs when the primary moved meanwhile). It waits in the store, in
-        the same commit as the cursor, and is applied as soon as the replica exists."""
-        ident = PARKED_PREFIX + snap.key_id
-        raw_parked = self.region.store.get("meta", ident)
-        parked = None if raw_parked is None else self.codec.decode(raw_parked)[0]
-        if not isinstance(parked, KeySnapshot):
-            parked = None
-        if created is None:
-            if awaits_creation(self.region.name, None, snap) and (parked is None
-                                                                  or parked.state.stamp < snap.state.stamp):
-                batch.put("meta", ident, raw)
-            return created, out
-        if parked is None:
-            return created, out
-        batch.delete("meta", ident)
-        later, more = apply_snapshot(self.region.name, self.region.account, created, parked, now,
-                                     self.creating_delay)
-        return (created, out) if later is None else (later, [*out, *more])

@@ -91,12 +91,17 @@ def apply_snapshot(
         # A hand-off named this region primary: take authority in the new epoch and tell everyone. (A region that
         # was itself Updating — a hand-off it started being handed back — returns to its own state.)
         if local.state is KeyState.UPDATING and local.resume_state is not None:
-            local = local.with_changes(state=local.resume_state, resume_state=None)
+            local = local.with_changes(state=local.resume_state, resume_state=None, ready_at=None)
         local = bump(local)
         out.append(snapshot_of(local))
+        if local.state is KeyState.ENABLED and creating_delay > 0:
+            # As in AWS, the new primary is Updating for a few seconds too (the replica delay); it can be used
+            # for crypto meanwhile, and the scheduler returns it to Enabled.
+            local = local.with_changes(state=KeyState.UPDATING, resume_state=KeyState.ENABLED,
+                                       ready_at=now + creating_delay)
     elif local.state is KeyState.UPDATING and not state.is_primary(region) and local.resume_state is not None:
         # The old primary learns the new primary has taken over: the hand-off is complete here.
-        local = local.with_changes(state=local.resume_state, resume_state=None)
+        local = local.with_changes(state=local.resume_state, resume_state=None, ready_at=None)
     if state.pending_material_id is not None and not state.is_primary(region) and region not in state.holders:
         out.append(HoldsMaterial(snap.key_id, region, state.pending_material_id, state.epoch))
     return local, out

@@ -10,6 +10,7 @@ from node.ops import (
     crypto,
     custom_key_stores,
     data_key_pairs,
+    grants,
     key_agreement,
     keys,
     later,
@@ -19,6 +20,7 @@ from node.ops import (
     rotation,
     signing,
     tags,
+    usage,
 )
 from node.ops.registry import Registry
 
@@ -26,7 +28,7 @@ from node.ops.registry import Registry
 def build_registry(model_operations: Iterable[str]) -> Registry:
     registry = Registry()
     for family in (keys, aliases, tags, crypto, asymmetric, signing, mac, key_agreement, data_key_pairs, rotation,
-                   policies, custom_key_stores, multi_region):
+                   policies, grants, usage, custom_key_stores, multi_region):
         family.register(registry)
     # Whatever the model has that no family implements yet answers with a proper KMS error.
     later.register(registry, model_operations)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+from node.auth.policy import parse_policy
 from node.crypto.asymmetric import new_key_material
 from node.model.errors import KmsError, unsupported, validation
 from node.model.ids import new_key_id
@@ -14,6 +13,7 @@ from node.model.rotation import on_reenable
 from node.model.states import KeyState, OpClass
 from node.ops.common import key_for, key_metadata
 from node.ops.paging import page_response, paginate
+from node.ops.policies import check_new_policy
 from node.ops.registry import Params, Registry, RequestContext, Response
 from node.ops.tags import validate_new_tags
 from node.service import Region
@@ -33,14 +33,8 @@ def default_policy(account: str) -> str:
 
 
 def check_policy_document(policy: str) -> None:
-    if len(policy.encode("utf-8")) > MAX_POLICY_BYTES:
-        raise KmsError("LimitExceededException", f"Policy exceeds the maximum size of {MAX_POLICY_BYTES} bytes.")
-    try:
-        doc = json.loads(policy)
-    except ValueError as exc:
-        raise KmsError("MalformedPolicyDocumentException", "The policy is not valid JSON.") from exc
-    if not isinstance(doc, dict) or "Statement" not in doc:
-        raise KmsError("MalformedPolicyDocumentException", "The policy must be a JSON object with a Statement.")
+    """Size, characters, JSON and grammar, as KMS checks a key policy (the lockout check needs the key)."""
+    parse_policy(policy)
 
 
 def _spec_and_usage(params: Params) -> tuple[str, str]:
@@ -76,7 +70,7 @@ def create_key(region: Region, params: Params, ctx: RequestContext) -> Response:
     tags = validate_new_tags(params.get("Tags") or [], existing=())
     policy = params.get("Policy")
     if policy is not None:
-        check_policy_document(policy)
+        check_policy_document(policy)  # before the (possibly slow) key generation
     now = region.now()
     multi_region = bool(params.get("MultiRegion"))
     key_id = new_key_id(multi_region=multi_region)
@@ -88,6 +82,8 @@ def create_key(region: Region, params: Params, ctx: RequestContext) -> Response:
         materials=(material,), current_material_id=material.material_id, multi_region=multi_region,
         mrk=MultiRegionState(region.name, epoch=1, version=1) if multi_region else None,
     )
+    if policy is not None:
+        check_new_policy(region, ctx, key, policy, bool(params.get("BypassPolicyLockoutSafetyCheck")))
     region.commit(keys=[key])
     return {"KeyMetadata": key_metadata(region, key)}
 

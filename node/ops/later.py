@@ -10,8 +10,6 @@ from node.ops.registry import Handler, Params, Registry, RequestContext, Respons
 from node.service import Region
 
 FAMILIES: dict[str, str] = {
-    "key policies and grants": (
-        "PutKeyPolicy CreateGrant ListGrants ListRetirableGrants RetireGrant RevokeGrant GetKeyLastUsage"),
     "imported key material": "GetParametersForImport ImportKeyMaterial DeleteImportedKeyMaterial",
 }
 

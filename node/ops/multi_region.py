@@ -12,6 +12,7 @@ from node.model.mrk_rules import bump, snapshot_of
 from node.model.states import KeyState, OpClass, check_state
 from node.ops.common import key_metadata
 from node.ops.keys import check_policy_document, default_policy
+from node.ops.policies import check_new_policy
 from node.ops.registry import Params, Registry, RequestContext, Response
 from node.ops.tags import validate_new_tags
 from node.service import Region
@@ -45,13 +46,16 @@ def replicate_key(region: Region, params: Params, ctx: RequestContext) -> Respon
     now = region.now()
     init = ReplicaInit(params.get("Description") or "", policy, tags, now)
     updated = bump(key, replica_regions=(*key.mrk.replica_regions, target))
-    region.commit(keys=[updated], commands=[snapshot_of(updated, {target: init})])
     replica = KeyRecord(
         key_id=key.key_id, region=target, account=key.account, created=now, state=KeyState.CREATING,
         description=init.description, key_usage=key.key_usage, key_spec=key.key_spec, origin=key.origin,
         policy=policy, tags=tags, materials=key.materials, current_material_id=key.current_material_id,
         multi_region=True, mrk=updated.mrk,
     )
+    if params.get("Policy") is not None:
+        # ReplicateKey has CreateKey's lockout safety check (and its BypassPolicyLockoutSafetyCheck).
+        check_new_policy(region, ctx, replica, policy, bool(params.get("BypassPolicyLockoutSafetyCheck")))
+    region.commit(keys=[updated], commands=[snapshot_of(updated, {target: init})])
     return {"ReplicaKeyMetadata": key_metadata(region, replica), "ReplicaPolicy": policy,
             "ReplicaTags": [{"TagKey": k, "TagValue": v} for k, v in tags]}
 
@@ -72,7 +76,9 @@ def update_primary_region(region: Region, params: Params, ctx: RequestContext) -
         replica_regions=(*(r for r in st.replica_regions if r != target), region.name), holders=(),
     )
     # Fenced hand-off: a new epoch; this key stays Updating until the new primary has taken over.
-    updating = key.with_changes(mrk=handed, state=KeyState.UPDATING, resume_state=key.state)
+    # A primary still Updating from taking over returns, in the end, to the state it had before that.
+    resume = key.resume_state if key.state is KeyState.UPDATING and key.resume_state else key.state
+    updating = key.with_changes(mrk=handed, state=KeyState.UPDATING, resume_state=resume, ready_at=None)
     region.commit(keys=[updating], commands=[snapshot_of(updating)])
     return {}
 

@@ -114,11 +114,12 @@ class RunningCluster:
         return f"http://127.0.0.1:{self.port + 1 + self.regions.index(region)}"
 
     def client(self, region: str = "us-east-1", *, via: str = "gateway", access_key: str = "test",
-               secret_key: str = "test", session_token: str | None = None, retries: int = 1) -> Any:
+               secret_key: str = "test", session_token: str | None = None, retries: int = 0) -> Any:
         url = self.gateway_url if via == "gateway" else self.region_url(region)
         return boto3.client(
             "kms", endpoint_url=url, region_name=region, aws_access_key_id=access_key,
             aws_secret_access_key=secret_key, aws_session_token=session_token,
+            # botocore's max_attempts counts retries after the first attempt: 0 means one attempt only.
             config=Config(retries={"max_attempts": retries, "mode": "standard"}),
         )
 

@@ -259,11 +259,13 @@ access_key = "{TEMP_AK}"
 secret_key = "{TEMP_SK}"
 arn = "arn:aws:sts::111122223333:assumed-role/dev/session"
 session_token = "{TOKEN}"
+policy = '{{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}}]}}'
 
 [[principals]]
 access_key = "{OTHER_AK}"
 secret_key = "{OTHER_SK}"
 arn = "arn:aws:iam::111122223333:user/other"
+policy = '{{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}}]}}'
 """
 
 

@@ -5,10 +5,11 @@ another through the legacy MRK-aware master key providers and the MPL keyrings."
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aws_encryption_sdk
+import boto3
 import pytest
 from aws_encryption_sdk import CommitmentPolicy
 from aws_encryption_sdk.key_providers.kms import (
@@ -18,9 +19,8 @@ from aws_encryption_sdk.key_providers.kms import (
 )
 from botocore.exceptions import ClientError
 
-from tests.e2e.harness import RunningCluster, poll
+from tests.e2e.harness import RunningCluster, free_port_block, poll
 
-Fresh = Callable[..., RunningCluster]
 ACCOUNT = "111122223333"
 PLAINTEXT = os.urandom(1024 * 1024)
 CONTEXT = {"purpose": "esdk-e2e", "tenant": "blue"}
@@ -29,8 +29,6 @@ CONTEXT = {"purpose": "esdk-e2e", "tenant": "blue"}
 @pytest.fixture(scope="module")
 def esdk_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
     """A private cluster (the SDK talks to it only through the gateway URL in the environment)."""
-    from tests.e2e.harness import free_port_block
-
     c = RunningCluster(tmp_path_factory.mktemp("esdk") / "data", free_port_block(4),
                        extra_args=("--replica-delay", "0")).start()
     yield c
@@ -39,9 +37,10 @@ def esdk_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCl
 
 
 @pytest.fixture
-def sdk_env(esdk_cluster: RunningCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> RunningCluster:
-    # Set before any provider or keyring exists: both create their boto clients lazily, per region, and
-    # botocore reads the endpoint from the environment when a client is made.
+def sdk_env(esdk_cluster: RunningCluster, monkeypatch: pytest.MonkeyPatch) -> RunningCluster:
+    # Set before any provider or keyring exists: providers make their per-region clients when built (strict) or
+    # on first use (discovery), keyrings through their client supplier, and botocore reads the endpoint from the
+    # environment each time a client is made.
     monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", esdk_cluster.gateway_url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
@@ -51,6 +50,9 @@ def sdk_env(esdk_cluster: RunningCluster, monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    # The MPL's default client supplier uses boto3's module-level session, which caches credentials: start from
+    # none, and leave none behind for other tests.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     return esdk_cluster
 
 

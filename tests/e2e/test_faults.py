@@ -88,9 +88,16 @@ def _admin_raw(url: str, body: dict[str, Any], token: str | None, extra: dict[st
 def test_region_down_refuses_connections_and_others_carry_on(c: RunningCluster) -> None:
     eu_port = _port(c, "eu-west-1")
     assert _connect(eu_port) == 0
-    doc = _fault(c, "down", "eu-west-1")
-    assert doc["down"] == ["eu-west-1"]
+    pooled = c.client("eu-west-1", via="region", retries=0)
+    pooled.list_keys()  # leaves a keep-alive connection in the client's pool
+    with socket.create_connection(("127.0.0.1", eu_port), timeout=10) as idle:
+        doc = _fault(c, "down", "eu-west-1")
+        assert doc["down"] == ["eu-west-1"]
+        # Connections already open are cut, as a dead host's would be; new ones are refused.
+        assert idle.recv(1) == b""
     assert _connect(eu_port) == errno.ECONNREFUSED
+    with pytest.raises((ConnectionClosedError, EndpointConnectionError)):
+        pooled.list_keys()
     # Through its own port the region is unreachable; through the gateway the connection is cut.
     with pytest.raises(EndpointConnectionError):
         c.client("eu-west-1", via="region").list_keys()

@@ -181,3 +181,29 @@ def test_update_primary_region_to_a_replica_pending_deletion(fresh_cluster: Call
     wait_for(kms[C], key_id, lambda m: m["CurrentKeyMaterialId"] == new)
     kms[A].schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
     assert kms[A].describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "PendingReplicaDeletion"
+
+
+def test_replica_deleted_while_the_primary_moves(fresh_cluster: Callable[..., RunningCluster]) -> None:
+    """The replica's deletion notice reaches the new primary before the hand-off does (the old primary is cut off
+    from both): the new primary must still learn the replica is gone, or it waits for it forever."""
+    c = fresh_cluster(extra_args=("--replica-delay", "0"))
+    kms = clients(c)
+    key_id = create_mrk(kms[A])["KeyId"]
+    replicate(c, key_id)
+    blob = encrypt(kms[A], key_id, b"survives")
+    for other in (B, C):
+        c.admin("/_trent/faults", {"action": "partition", "regions": [A, other]})
+    try:
+        kms[A].update_primary_region(KeyId=key_id, PrimaryRegion=B)
+        kms[C].schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        c.advance_clock("8d")
+        wait_gone(kms[C], key_id)
+    finally:
+        c.admin("/_trent/faults", {"action": "clear"})
+    wait_topology(c, key_id, B, (A,))
+    wait_state(kms[A], key_id, "Enabled")
+    first = kms[B].describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"]
+    kms[B].rotate_key_on_demand(KeyId=key_id)
+    new = wait_for(kms[B], key_id, lambda m: m["CurrentKeyMaterialId"] != first)["CurrentKeyMaterialId"]
+    wait_for(kms[A], key_id, lambda m: m["CurrentKeyMaterialId"] == new)
+    assert kms[A].decrypt(CiphertextBlob=blob)["Plaintext"] == b"survives"

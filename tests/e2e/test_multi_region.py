@@ -454,7 +454,8 @@ def test_update_primary_region(cluster: RunningCluster) -> None:
 
     seen = wait_topology(cluster, key_id, B, (A, C))
     wait_state(kms[A], key_id, "Enabled")
-    assert seen[B]["KeyState"] == "Enabled"
+    assert seen[B]["KeyState"] in ("Updating", "Enabled")
+    wait_state(kms[B], key_id, "Enabled")
     for source in REGIONS:
         blob = encrypt(kms[source], key_id, source.encode())
         for target in REGIONS:
@@ -474,21 +475,40 @@ def test_update_primary_region(cluster: RunningCluster) -> None:
     for region in (A, C):
         wait_for(kms[region], key_id, lambda m: m["CurrentKeyMaterialId"] == rotated["CurrentKeyMaterialId"])
 
-    # And it can move back.
+    # And it can move back (the new primary is Updating for the replica delay first).
     kms[B].update_primary_region(KeyId=arn(B, key_id), PrimaryRegion=A)
     wait_topology(cluster, key_id, A, (B, C))
     wait_state(kms[B], key_id, "Enabled")
+    wait_state(kms[A], key_id, "Enabled")
     kms[A].rotate_key_on_demand(KeyId=key_id)
 
 
-def test_update_primary_region_stalled_shows_updating(fresh_cluster: Callable[..., RunningCluster]) -> None:
-    """With the new primary's region down, the hand-off cannot finish: the old primary stays Updating, with the
-    state table's Updating row, until the region comes back."""
-    c = fresh_cluster(extra_args=("--replica-delay", "0"))
+def test_creating_and_updating_on_a_held_clock(fresh_cluster: Callable[..., RunningCluster]) -> None:
+    """Creating and Updating, observed deterministically: the replica delay runs on the cluster's clock, so with
+    a long one a new replica stays Creating, and a new primary Updating, until the clock moves. With the new
+    primary's region down the hand-off cannot finish, so the old primary stays Updating until it is back."""
+    c = fresh_cluster(extra_args=("--replica-delay", "600"))
     kms = clients(c)
     key_id = create_mrk(kms[A])["KeyId"]
-    replicate(c, key_id)
     blob = encrypt(kms[A], key_id, b"stalled hand-off")
+    for region in (B, C):
+        kms[A].replicate_key(KeyId=key_id, ReplicaRegion=region)
+        meta = wait_for(kms[region], key_id, lambda m: True)
+        assert meta["KeyState"] == "Creating" and meta["Enabled"] is False
+        for call, kwargs in ((kms[region].encrypt, {"KeyId": key_id, "Plaintext": b"x"}),
+                             (kms[region].decrypt, {"CiphertextBlob": blob}),
+                             (kms[region].disable_key, {"KeyId": key_id})):
+            err = error_of(call, **kwargs)
+            assert err["Code"] == "KMSInvalidStateException", call
+            assert err["Message"] == f"{arn(region, key_id)} is creating."
+        kms[region].update_key_description(KeyId=key_id, Description="described while creating")
+    # A replica that is still Creating already holds its region.
+    assert code_of(kms[A].replicate_key, KeyId=key_id, ReplicaRegion=B) == "AlreadyExistsException"
+    c.advance_clock("11m")
+    for region in (B, C):
+        assert wait_state(kms[region], key_id, "Enabled")["Description"] == "described while creating"
+        assert kms[region].decrypt(CiphertextBlob=blob)["Plaintext"] == b"stalled hand-off"
+
     c.admin("/_trent/faults", {"action": "down", "regions": [B]})
     try:
         kms[A].update_primary_region(KeyId=key_id, PrimaryRegion=B)
@@ -503,12 +523,24 @@ def test_update_primary_region_stalled_shows_updating(fresh_cluster: Callable[..
             assert err["Message"] == f"{arn(A, key_id)} is updating."
         # Per-region metadata changes are allowed.
         kms[A].update_key_description(KeyId=key_id, Description="while updating")
+        assert c.advance_clock("11m")  # time alone does not end the old primary's Updating
+        assert kms[A].describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Updating"
     finally:
         c.admin("/_trent/faults", {"action": "clear"})
-    wait_topology(c, key_id, B, (A, C))
+    views = wait_topology(c, key_id, B, (A, C))
     meta = wait_state(kms[A], key_id, "Enabled")
     assert meta["Description"] == "while updating"
+    # The new primary is Updating too (for the replica delay), usable for crypto, closed to management calls.
+    assert views[B]["KeyState"] == "Updating"
     assert kms[B].decrypt(CiphertextBlob=blob)["Plaintext"] == b"stalled hand-off"
+    for call, kwargs in ((kms[B].disable_key, {}), (kms[B].rotate_key_on_demand, {}),
+                         (kms[B].schedule_key_deletion, {}), (kms[B].replicate_key, {"ReplicaRegion": C})):
+        err = error_of(call, KeyId=key_id, **kwargs)
+        assert err["Code"] == "KMSInvalidStateException", call
+        assert err["Message"] == f"{arn(B, key_id)} is updating."
+    c.advance_clock("11m")
+    wait_state(kms[B], key_id, "Enabled")
+    kms[B].rotate_key_on_demand(KeyId=key_id)
 
 
 def test_update_primary_region_keeps_a_disabled_primary_state_rules(cluster: RunningCluster) -> None:
@@ -592,8 +624,7 @@ def test_update_primary_region_errors(cluster: RunningCluster) -> None:
     err = error_of(kms[A].update_primary_region, KeyId=key_id, PrimaryRegion=A)
     assert err["Code"] == "UnsupportedOperationException"
     # A region outside the cluster, a single-Region key, a replica.
-    assert code_of(kms[A].update_primary_region, KeyId=key_id, PrimaryRegion="sa-east-1") in (
-        "NotFoundException", "ValidationException")
+    assert code_of(kms[A].update_primary_region, KeyId=key_id, PrimaryRegion="sa-east-1") == "NotFoundException"
     single = kms[A].create_key()["KeyMetadata"]["KeyId"]
     assert code_of(kms[A].update_primary_region, KeyId=single,
                    PrimaryRegion=B) == "UnsupportedOperationException"
@@ -639,6 +670,7 @@ def test_on_demand_rotation_limit_is_shared_across_a_hand_off(cluster: RunningCl
     kms[A].update_primary_region(KeyId=key_id, PrimaryRegion=B)
     wait_topology(cluster, key_id, B, (A,))
     wait_state(kms[A], key_id, "Enabled")
+    wait_state(kms[B], key_id, "Enabled")
     kms[B].rotate_key_on_demand(KeyId=key_id)  # the 25th of this key
     poll(lambda: "OnDemandRotationStartDate" not in kms[B].get_key_rotation_status(KeyId=key_id),
          timeout=TIMEOUT, interval=0.02)
@@ -674,3 +706,44 @@ def test_replica_created_late_catches_up_with_a_new_primary(fresh_cluster: Calla
         wait_for(kms[region], key_id, lambda m: m["CurrentKeyMaterialId"] == new)
     poll(lambda: kms[C].get_key_rotation_status(KeyId=key_id).get("RotationPeriodInDays") == 123,
          timeout=TIMEOUT, interval=0.02)
+
+
+# ==== other key types ========================================================================================
+
+
+def test_asymmetric_and_hmac_multi_region_keys(cluster: RunningCluster) -> None:
+    kms = clients(cluster)
+    # Signing: the replicas hold the same private key.
+    signer = create_mrk(kms[A], KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")
+    assert MRK_ID_RE.fullmatch(signer["KeyId"]) and "CurrentKeyMaterialId" not in signer
+    key_id = signer["KeyId"]
+    out = kms[A].replicate_key(KeyId=key_id, ReplicaRegion=B)
+    assert out["ReplicaKeyMetadata"]["KeySpec"] == "ECC_NIST_P256"
+    assert out["ReplicaKeyMetadata"]["SigningAlgorithms"] == signer["SigningAlgorithms"]
+    replicate(cluster, key_id, targets=(C,))
+    wait_state(kms[B], key_id, "Enabled")
+    public = {r: kms[r].get_public_key(KeyId=key_id)["PublicKey"] for r in REGIONS}
+    assert len(set(public.values())) == 1
+    signed = kms[B].sign(KeyId=key_id, Message=b"signed in eu", SigningAlgorithm="ECDSA_SHA_256")
+    assert signed["KeyId"] == arn(B, key_id)
+    for region in (A, C):
+        verified = kms[region].verify(KeyId=key_id, Message=b"signed in eu", Signature=signed["Signature"],
+                                      SigningAlgorithm="ECDSA_SHA_256")
+        assert verified["SignatureValid"] is True and verified["KeyId"] == arn(region, key_id)
+    assert code_of(kms[A].rotate_key_on_demand, KeyId=key_id) == "UnsupportedOperationException"
+
+    # RSA encryption: a ciphertext made with the primary opens in a replica (KeyId names the local key).
+    rsa = create_mrk(kms[A], KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT")["KeyId"]
+    replicate(cluster, rsa, targets=(C,))
+    blob = kms[A].encrypt(KeyId=rsa, Plaintext=b"rsa across regions",
+                          EncryptionAlgorithm="RSAES_OAEP_SHA_256")["CiphertextBlob"]
+    opened = kms[C].decrypt(KeyId=rsa, CiphertextBlob=blob, EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert opened["Plaintext"] == b"rsa across regions" and opened["KeyId"] == arn(C, rsa)
+
+    # HMAC: a MAC made in one region verifies in the others.
+    mac_key = create_mrk(kms[A], KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyId"]
+    replicate(cluster, mac_key)
+    mac = kms[C].generate_mac(KeyId=mac_key, Message=b"m", MacAlgorithm="HMAC_SHA_256")["Mac"]
+    for region in (A, B):
+        assert kms[region].verify_mac(KeyId=mac_key, Message=b"m", Mac=mac,
+                                      MacAlgorithm="HMAC_SHA_256")["MacValid"] is True

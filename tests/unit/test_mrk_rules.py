@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from cluster.replication.applier import Applier
 from cluster.replication.commands import CommandCodec
+from cluster.replication.log import Cursors, Outbox
+from node.auth.principals import Principal
+from node.clock import FixedClock
 from node.crypto.handles import new_material
 from node.crypto.rootkey import RootKey
 from node.model.key import KeyRecord, MaterialVersion
@@ -20,6 +24,13 @@ from node.model.mrk_rules import (
     start_rotation,
 )
 from node.model.states import KeyState
+from node.ops.keys import create_key, schedule_key_deletion
+from node.ops.multi_region import replicate_key, update_primary_region
+from node.ops.registry import RequestContext
+from node.ops.rotation import rotate_key_on_demand
+from node.scheduler import Scheduler
+from node.service import Region, RegionIdentity
+from node.store.memory import MemoryStore
 
 KEY_ID = "mrk-" + "ab" * 16
 ACCOUNT = "111122223333"
@@ -231,3 +242,86 @@ def test_awaits_creation_only_for_a_listed_replica_without_its_init() -> None:
     assert awaits_creation(C, None, snapshot_of(key)) is False  # not related
     replica, _ = apply_snapshot(B, ACCOUNT, None, snapshot_of(key, init()), 10.0, 0)
     assert awaits_creation(B, replica, snapshot_of(key)) is False  # exists already
+
+
+# -- records that overtake one they depend on (through another region's log) -------------------------------
+
+TRANSPORT = CommandCodec(RootKey.from_bytes(b"\x33" * 32))
+CTX = RequestContext("req", "Test", Principal("test", "test", f"arn:aws:iam::{ACCOUNT}:root", ACCOUNT),
+                     "127.0.0.1", "pytest")
+
+
+class Node:
+    """One region with its outbox and applier, as the launcher wires them; pulls happen only when told."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.store = MemoryStore()
+        self.clock = FixedClock()
+        self.outbox = Outbox(name, self.store, TRANSPORT, self.clock)
+        self.region = Region(RegionIdentity(name, ACCOUNT), self.store, RootKey.from_bytes(name.encode()[:1] * 32),
+                             self.clock, change_log=self.outbox, cluster_regions=(A, B, C))
+        self.cursors = Cursors(self.store)
+        self.applier = Applier(self.region, self.cursors, TRANSPORT, 0)
+
+    def pull(self, *peers: Node) -> None:
+        for peer in peers:
+            for seq, raw in peer.outbox.read_after(self.cursors.get(peer.name), 1000):
+                self.applier.apply(peer.name, seq, raw)
+
+    def key(self, key_id: str) -> KeyRecord:
+        return self.region.keys[key_id]
+
+
+def sync(*nodes: Node) -> None:
+    for _ in range(5):
+        for node in nodes:
+            node.pull(*(n for n in nodes if n is not node))
+
+
+def mrk_in(node: Node) -> str:
+    key_id: str = create_key(node.region, {"MultiRegion": True}, CTX)["KeyMetadata"]["KeyId"]
+    return key_id
+
+
+def test_snapshot_for_a_replica_not_created_yet_is_applied_once_it_exists() -> None:
+    a, b, c = Node(A), Node(B), Node(C)
+    key_id = mrk_in(a)
+    replicate_key(a.region, {"KeyId": key_id, "ReplicaRegion": B}, CTX)
+    sync(a, b)
+    replicate_key(a.region, {"KeyId": key_id, "ReplicaRegion": C, "Description": "late"}, CTX)  # C hears later
+    update_primary_region(a.region, {"KeyId": key_id, "PrimaryRegion": B}, CTX)
+    sync(a, b)
+    rotate_key_on_demand(b.region, {"KeyId": key_id}, CTX)
+    sync(a, b)
+    c.pull(b)  # B's snapshots (new primary, pending rotation) overtake the one that creates C's replica
+    assert key_id not in c.region.keys
+    c.pull(a)  # created, and the newer snapshot it was waiting for applied at once
+    assert c.key(key_id).description == "late"
+    assert c.key(key_id).mrk is not None and c.key(key_id).mrk.primary_region == B  # type: ignore[union-attr]
+    sync(a, b, c)
+    keys = [n.key(key_id) for n in (a, b, c)]
+    assert len({k.mrk for k in keys}) == 1 and keys[1].mrk is not None and keys[1].mrk.pending_material_id is None
+    assert len({k.current_material_id for k in keys}) == 1 and len(keys[2].materials) == 2
+    assert not [i for i, _ in c.store.scan("meta")]  # nothing left waiting
+
+
+def test_deletion_notice_that_overtakes_a_hand_off_is_applied_by_the_new_primary() -> None:
+    a, b, c = Node(A), Node(B), Node(C)
+    key_id = mrk_in(a)
+    for target in (B, C):
+        replicate_key(a.region, {"KeyId": key_id, "ReplicaRegion": target}, CTX)
+    sync(a, b, c)
+    update_primary_region(a.region, {"KeyId": key_id, "PrimaryRegion": B}, CTX)
+    schedule_key_deletion(c.region, {"KeyId": key_id, "PendingWindowInDays": 7}, CTX)
+    c.clock.advance(8 * 86400)
+    Scheduler(c.region).run_due()
+    b.pull(c)  # B is not the primary yet: it keeps the notice
+    a.pull(c)  # nor is A any longer
+    b.pull(a)  # B takes over with C still listed, and applies the notice it kept
+    assert b.key(key_id).mrk is not None and b.key(key_id).mrk.replica_regions == (A,)  # type: ignore[union-attr]
+    sync(a, b, c)
+    assert a.key(key_id).mrk == b.key(key_id).mrk and a.key(key_id).state is KeyState.ENABLED
+    assert key_id not in c.region.keys
+    for node in (a, b, c):
+        assert not [i for i, _ in node.store.scan("meta") if i.startswith("mrk-")]

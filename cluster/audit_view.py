@@ -1,0 +1,64 @@
+"""`trent audit`: the regions' audit logs merged, filtered and printed oldest first (newest last)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cluster.durations import parse_duration
+from node.audit.sink import read_events
+
+
+def _since(text: str | None, now: float) -> float | None:
+    """An ISO time (2026-11-23T15:00:00Z) or a duration back from now (15m, 2h, 1d)."""
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return now - parse_duration(text)
+
+
+def _event_time(event: dict[str, Any]) -> float:
+    try:
+        return datetime.fromisoformat(str(event.get("eventTime", "")).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def audit_events(data_dir: Path, *, region: str | None = None, key: str | None = None,
+                 principal: str | None = None, event: str | None = None, since: str | None = None,
+                 now: float | None = None) -> list[dict[str, Any]]:
+    cutoff = _since(since, now if now is not None else datetime.now(UTC).timestamp())
+    found: list[tuple[float, int, dict[str, Any]]] = []
+    for n, record in enumerate(_all_events(data_dir, region)):
+        if event is not None and record.get("eventName") != event:
+            continue
+        if principal is not None and principal not in json.dumps(record.get("userIdentity", {})):
+            continue
+        if key is not None and not any(key in str(r.get("ARN", "")) for r in record.get("resources") or ()):
+            continue
+        at = _event_time(record)
+        if cutoff is not None and at < cutoff:
+            continue
+        found.append((at, n, record))
+    found.sort(key=lambda item: (item[0], item[1]))  # stable within a second: the log's own order
+    return [record for _, _, record in found]
+
+
+def _all_events(data_dir: Path, region: str | None) -> Iterator[dict[str, Any]]:
+    for region_dir in sorted(p for p in data_dir.iterdir() if (p / "audit").is_dir()):
+        if region is None or region_dir.name == region:
+            yield from read_events(region_dir / "audit")
+
+
+def format_event(record: dict[str, Any]) -> str:
+    identity = record.get("userIdentity", {})
+    who = identity.get("arn") or identity.get("invokedBy") or "?"
+    keys = ",".join(str(r.get("ARN", "")).rsplit("/", 1)[-1] for r in record.get("resources") or ())
+    outcome = record.get("errorCode") or "OK"
+    return (f"{record.get('eventTime')} {record.get('awsRegion'):<15} {record.get('eventName'):<32} {outcome:<28} "
+            f"{who} {keys}").rstrip()
