@@ -188,6 +188,24 @@ def _fault_value(kind: str, raw: str) -> float:
     return value
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from cluster.audit_view import audit_events, format_event  # only this command reads the logs
+
+    root = Path(args.data_dir)
+    if not root.is_dir():
+        print(f"trent: no data directory at {root}", file=sys.stderr)
+        return 2
+    try:
+        events = audit_events(root, region=args.region, key=args.key, principal=args.principal,
+                              event=args.event, since=args.since)
+    except ValueError as exc:
+        print(f"trent: {exc}", file=sys.stderr)
+        return 2
+    for event in events:
+        print(json.dumps(event) if args.json else format_event(event))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trent", description="AWS-KMS-compatible multi-region key cluster")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,6 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("regions", nargs="*", help="region(s), then the value for latency/errors/throttle")
     fault.add_argument("--data-dir", dest="data_dir", default=".trent")
     fault.set_defaults(func=_fault)
+    audit = sub.add_parser("audit", help="read the audit trail (CloudTrail-shaped), newest last")
+    audit.add_argument("--region", help="only this region")
+    audit.add_argument("--key", help="only events about this key (id or ARN)")
+    audit.add_argument("--principal", help="only calls by this principal (ARN or access key)")
+    audit.add_argument("--event", help="only this event name, e.g. Decrypt")
+    audit.add_argument("--since", help="an ISO time (2026-11-23T15:00:00Z) or a duration back from now (15m, 2h)")
+    audit.add_argument("--json", action="store_true", help="one JSON record per line")
+    audit.add_argument("--data-dir", dest="data_dir", default=".trent")
+    audit.set_defaults(func=_audit)
     return parser
 
 
