@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench clean
+.PHONY: up test lint bench clean demo-envelope demo-global demo-drill
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,11 +14,20 @@ up: $(STAMP)
 	$(VENV)/bin/trent up
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check node cluster tests
+	$(VENV)/bin/ruff check node cluster tests examples
 	$(VENV)/bin/mypy
 
 test: lint
 	$(PY) -m pytest
+
+demo-envelope: $(STAMP)
+	$(PY) examples/envelope_encryption.py
+
+demo-global: $(STAMP)
+	$(PY) examples/global_encryption.py
+
+demo-drill: $(STAMP)
+	$(PY) examples/dr_drill.py
 
 clean:
 	rm -rf $(VENV) .trent
