@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,9 +16,12 @@ def _since(text: str | None, now: float) -> float | None:
     if text is None:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return now - parse_duration(text)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # CloudTrail times are UTC; so is a time given without a zone
+    return when.timestamp()
 
 
 def _event_time(event: dict[str, Any]) -> float:
@@ -37,9 +39,9 @@ def audit_events(data_dir: Path, *, region: str | None = None, key: str | None =
     for n, record in enumerate(_all_events(data_dir, region)):
         if event is not None and record.get("eventName") != event:
             continue
-        if principal is not None and principal not in json.dumps(record.get("userIdentity", {})):
+        if principal is not None and not _principal_matches(record.get("userIdentity") or {}, principal):
             continue
-        if key is not None and not any(key in str(r.get("ARN", "")) for r in record.get("resources") or ()):
+        if key is not None and not any(_key_matches(str(r.get("ARN", "")), key) for r in record.get("resources") or ()):
             continue
         at = _event_time(record)
         if cutoff is not None and at < cutoff:
@@ -47,6 +49,19 @@ def audit_events(data_dir: Path, *, region: str | None = None, key: str | None =
         found.append((at, n, record))
     found.sort(key=lambda item: (item[0], item[1]))  # stable within a second: the log's own order
     return [record for _, _, record in found]
+
+
+def _principal_matches(identity: dict[str, Any], wanted: str) -> bool:
+    """A principal ARN, the tail of one (``role/app``, ``user/admin``), an account id or an access key id."""
+    arn = str(identity.get("arn") or "")
+    if wanted in (arn, identity.get("accountId"), identity.get("accessKeyId"), identity.get("invokedBy")):
+        return True
+    return bool(arn) and "/" in wanted and arn.endswith(":" + wanted)
+
+
+def _key_matches(arn: str, wanted: str) -> bool:
+    """A key ARN, or a key id (which names a multi-Region key in every region)."""
+    return arn == wanted or arn.endswith(":key/" + wanted)
 
 
 def _all_events(data_dir: Path, region: str | None) -> Iterator[dict[str, Any]]:

@@ -13,9 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from node.audit.events import scrub_message
 from node.audit.trail import AuditTrail, CallRecord
 from node.auth.authorizer import Authorizer
 from node.auth.principals import Principal, PrincipalDirectory
+from node.crypto.blob import parse_header
 from node.model.errors import KmsError, internal
 from node.ops.registry import Registry, RequestContext
 from node.service import Region
@@ -53,6 +55,7 @@ class _Call:
     principal: Principal | None = None
     operation: str | None = None
     params: dict[str, Any] | None = None
+    raw: Mapping[str, Any] | None = None  # the body as sent (before validation): to scrub error messages with
     response: dict[str, Any] | None = None
 
 
@@ -119,6 +122,9 @@ class KmsEndpoint:
     def _audit(self, request: WireRequest, call: _Call, error: KmsError | None) -> None:
         assert self.audit is not None and call.principal is not None and call.operation is not None
         params = call.params or {}
+        if error is not None and error.message and call.raw:
+            # A message may quote the request (validation errors do): nothing secret may reach the log that way.
+            error = KmsError(error.code, scrub_message(error.message, call.raw), error.status)
         self.audit.call(CallRecord(
             operation=call.operation, principal=call.principal, at=self.region.now(), source_ip=request.remote,
             user_agent=request.headers.get("User-Agent", ""), host=request.headers.get("Host", ""),
@@ -139,6 +145,15 @@ class KmsEndpoint:
                 if isinstance(meta, Mapping) and isinstance(meta.get("Arn"), str):
                     found.append(meta["Arn"])
         if not found:
+            blob = params.get("CiphertextBlob")
+            if isinstance(blob, bytes) and params.get("KeyId", params.get("SourceKeyId")) is None:
+                # Decrypt / ReEncrypt without a key id: the ciphertext names its key.
+                try:
+                    key = self.region.keys.get(parse_header(blob).key_id)
+                except KmsError:
+                    key = None
+                if key is not None:
+                    found.append(key.arn)
             for name in ("KeyId", "SourceKeyId", "DestinationKeyId", "TargetKeyId"):
                 value = params.get(name)
                 if isinstance(value, str):
@@ -161,7 +176,9 @@ class KmsEndpoint:
         if operation is None:
             raise KmsError("UnknownOperationException")
         call.operation = name
-        params = self.decoder.decode(name, parse_body(request.body))
+        raw = parse_body(request.body)
+        call.raw = raw if isinstance(raw, Mapping) else None
+        params = self.decoder.decode(name, raw)
         call.params = params
         context = RequestContext(
             request_id=request_id,

@@ -15,8 +15,9 @@ EVENT_VERSION = "1.08"
 NEVER_LOGGED = frozenset({
     "Plaintext", "CiphertextBlob", "PrivateKeyPlaintext", "PrivateKeyCiphertextBlob", "Message", "Signature", "Mac",
     "SharedSecret", "SharedSecretCiphertextBlob", "PublicKey", "EncryptedKeyMaterial", "ImportToken", "GrantToken",
-    "GrantTokens", "CiphertextForRecipient", "Recipient",
+    "GrantTokens", "CiphertextForRecipient", "Recipient", "KeyStorePassword", "XksProxyAuthenticationCredential",
 })
+REDACTED = "HIDDEN_DUE_TO_SECURITY_REASONS"
 # Responses whose non-secret parts CloudTrail records; every other operation logs responseElements null.
 RESPONSE_LOGGED = {
     "CreateKey": ("KeyMetadata",),
@@ -57,6 +58,25 @@ def request_parameters(operation: str, params: Mapping[str, Any]) -> dict[str, A
     return logged or None
 
 
+def _secret_strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in _secret_strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _secret_strings(v)]
+    return []
+
+
+def scrub_message(message: str, params: Mapping[str, Any]) -> str:
+    """Error messages may quote what the request carried (a validation error echoes a too-long list of grant
+    tokens, say): whatever must never be logged is cut out of them too."""
+    secrets = {s for k in NEVER_LOGGED if k in params for s in _secret_strings(params[k]) if len(s) >= 4}
+    for secret in sorted(secrets, key=len, reverse=True):
+        message = message.replace(secret, REDACTED)
+    return message
+
+
 def response_elements(operation: str, response: Mapping[str, Any] | None) -> dict[str, Any] | None:
     names = RESPONSE_LOGGED.get(operation)
     if names is None or not response:
@@ -95,7 +115,7 @@ def api_call_event(
     if error_code is not None:
         event["errorCode"] = error_code
         if error_message:
-            event["errorMessage"] = error_message
+            event["errorMessage"] = scrub_message(error_message, params)
     event.update({
         "requestParameters": request_parameters(operation, params),
         "responseElements": response_elements(operation, response) if error_code is None else None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from node.auth.policy import Caller, Decision, Policy, Request, parse_policy
@@ -15,7 +16,7 @@ from node.auth.principals import Principal
 from node.crypto.blob import parse_header
 from node.model.errors import KmsError
 from node.model.grants import grant_id_of_token
-from node.model.ids import RefKind, parse_key_ref
+from node.model.ids import RefKind, alias_arn, key_arn, parse_key_ref
 from node.model.key import KeyRecord
 from node.service import Region
 
@@ -37,11 +38,80 @@ for _name in ("DescribeKey", "GetPublicKey", "Sign", "Verify", "GenerateMac", "V
               "ListResourceTags", "GetKeyPolicy", "PutKeyPolicy", "ListKeyPolicies", "EnableKeyRotation",
               "DisableKeyRotation", "GetKeyRotationStatus", "RotateKeyOnDemand", "ListKeyRotations", "ReplicateKey",
               "UpdatePrimaryRegion", "GetKeyLastUsage", "GetParametersForImport", "ImportKeyMaterial",
-              "DeleteImportedKeyMaterial", "ListAliases"):
+              "DeleteImportedKeyMaterial"):
     KEY_ACTIONS[_name] = (("KeyId", _name, None),)
 
-FOREIGN_BLOB = ("The ciphertext refers to a customer master key that does not exist, does not exist in this region, "
-                "or you are not allowed to access.")
+# ListAliases (even with KeyId), ListKeys, CreateKey, GenerateRandom, ListRetirableGrants and the custom key store
+# operations name no key resource: AWS authorizes them by IAM policy alone, and so they are not in the table.
+
+# The operations AWS lets a principal of another account call on a key ("Cross-account use: Yes" in the API
+# reference). For every other operation a key policy that allows another account has no effect.
+CROSS_ACCOUNT_OPERATIONS = frozenset({
+    "CreateGrant", "Decapsulate", "Decrypt", "DeriveSharedSecret", "DescribeKey", "Encapsulate", "Encrypt",
+    "GenerateDataKey", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "GenerateDataKeyWithoutPlaintext",
+    "GenerateMac", "GetKeyRotationStatus", "GetPublicKey", "ListGrants", "ReEncrypt", "RetireGrant", "RevokeGrant",
+    "Sign", "Verify", "VerifyMac",
+})
+
+
+# Request members that policies can test, and the condition key each one feeds.
+REQUEST_KEYS = {
+    "EncryptionAlgorithm": "kms:EncryptionAlgorithm", "SigningAlgorithm": "kms:SigningAlgorithm",
+    "MacAlgorithm": "kms:MacAlgorithm", "MessageType": "kms:MessageType",
+    "KeyAgreementAlgorithm": "kms:KeyAgreementAlgorithm", "KeyPairSpec": "kms:DataKeyPairSpec",
+    "PendingWindowInDays": "kms:ScheduleKeyDeletionPendingWindowInDays",
+    "RotationPeriodInDays": "kms:RotationPeriodInDays", "ReplicaRegion": "kms:ReplicaRegion",
+    "PrimaryRegion": "kms:PrimaryRegion", "BypassPolicyLockoutSafetyCheck": "kms:BypassPolicyLockoutSafetyCheck",
+    "WrappingAlgorithm": "kms:WrappingAlgorithm", "WrappingKeySpec": "kms:WrappingKeySpec",
+    "ExpirationModel": "kms:ExpirationModel",
+}
+
+
+def _condition_value(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    return None
+
+
+def request_condition_keys(operation: str, params: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The condition keys a request itself supplies (beyond the caller, the key and the encryption context)."""
+    out: dict[str, list[str]] = {}
+    for member, key in REQUEST_KEYS.items():
+        value = _condition_value(params.get(member))
+        if value is not None:
+            out[key] = [value]
+    if operation in ("GetKeyPolicy", "PutKeyPolicy"):
+        out["kms:PolicyName"] = [str(params.get("PolicyName") or "default")]
+    if operation == "CreateGrant":
+        out["kms:GrantOperations"] = [str(o) for o in params.get("Operations") or ()]
+        out["kms:GrantIsForAWSResource"] = ["false"]
+        for member, key in (("GranteePrincipal", "kms:GranteePrincipal"),
+                            ("RetiringPrincipal", "kms:RetiringPrincipal")):
+            if isinstance(params.get(member), str):
+                out[key] = [params[member]]
+        constraints = params.get("Constraints") or {}
+        types = [t for t in ("EncryptionContextEquals", "EncryptionContextSubset") if t in constraints]
+        if types:
+            out["kms:GrantConstraintType"] = types
+    if operation in ("ListGrants", "RevokeGrant"):
+        out["kms:GrantIsForAWSResource"] = ["false"]
+    if operation == "TagResource":
+        tags = [t for t in params.get("Tags") or () if isinstance(t, Mapping)]
+        out["aws:TagKeys"] = [str(t.get("TagKey")) for t in tags]
+        for t in tags:
+            out[f"aws:RequestTag/{t.get('TagKey')}"] = [str(t.get("TagValue"))]
+    if operation == "UntagResource":
+        out["aws:TagKeys"] = [str(k) for k in params.get("TagKeys") or ()]
+    return out
+
+
+class Verdict(Enum):
+    ALLOWED = "allowed"
+    NOT_ALLOWED = "not-allowed"            # grants may still allow
+    DENIED_BY_KEY_POLICY = "key-deny"
+    DENIED_BY_IDENTITY_POLICY = "identity-deny"
 
 
 @dataclass(frozen=True)
@@ -81,67 +151,102 @@ class Authorizer:
             key = self._key_named(region, principal, operation, params, member)
             if key is None:
                 continue  # the operation itself answers NotFound / InvalidCiphertext as AWS does
+            if principal.account != region.account and operation not in CROSS_ACCOUNT_OPERATIONS:
+                # Whatever the key policy says: permissions given to another account for this have no effect.
+                raise _not_allowed(principal, action, key)
             ec = params.get(ec_member) if ec_member else None
-            self.require(region, principal, key, action, encryption_context=ec, request_alias=params.get(member))
+            self.require(region, principal, key, action, encryption_context=ec, request_alias=params.get(member),
+                         extra=request_condition_keys(operation, params))
 
     def _key_named(self, region: Region, principal: Principal, operation: str, params: Mapping[str, Any],
                    member: str) -> KeyRecord | None:
         value = params.get(member)
         if value is None and member in ("KeyId", "SourceKeyId") and operation in ("Decrypt", "ReEncrypt"):
+            # Symmetric ciphertext names its key (by ARN, in effect): usable without KeyId, also across accounts.
             blob = params.get("CiphertextBlob")
             try:
                 key_id = parse_header(blob).key_id if isinstance(blob, bytes) else None
             except KmsError:
                 return None
-            key = region.keys.get(key_id) if key_id else None
-            if key is not None and principal.account != region.account:
-                # Another account may use a key only by naming it by ARN.
-                raise KmsError("AccessDeniedException", FOREIGN_BLOB)
-            return key
+            return region.keys.get(key_id) if key_id else None
         if not isinstance(value, str):
             return None
         try:
             ref = parse_key_ref(value, allow_alias=True)
-            key = region.resolve(value, allow_alias=True)
+        except KmsError:
+            return None  # malformed: the operation answers with its own error
+        if principal.account != region.account and ref.kind not in (RefKind.KEY_ARN, RefKind.ALIAS_ARN):
+            # As in AWS: aliases and bare ids are looked up in the caller's own account, where the key is not.
+            if ref.kind is RefKind.KEY_ID:
+                raise KmsError("NotFoundException",
+                               f"Key '{key_arn(region.name, principal.account, value)}' does not exist")
+            raise KmsError("NotFoundException",
+                           f"Alias {alias_arn(region.name, principal.account, value)} is not found.")
+        try:
+            return region.resolve(value, allow_alias=True)
         except KmsError:
             return None
-        if principal.account != region.account and ref.kind is not RefKind.KEY_ARN:
-            # As in AWS: aliases and bare ids are looked up in the caller's own account, where the key is not.
-            raise KmsError("NotFoundException", f"Invalid keyId {value}" if ref.kind is RefKind.KEY_ID
-                           else f"Alias {value} is not found.")
-        return key
 
     def require(self, region: Region, principal: Principal, key: KeyRecord, action: str, *,
                 encryption_context: Mapping[str, str] | None = None, request_alias: str | None = None,
                 extra: Mapping[str, Sequence[str]] | None = None) -> None:
         if not self.settings.enforce:
             return
-        caller = Caller(principal.arn, principal.account)
         context = self._context(region, principal, key, encryption_context, request_alias, extra)
-        request = Request(caller, f"kms:{action}", key.arn, context)
-        decision = self.policy(key.policy).evaluate(request) if key.policy else Decision.IMPLICIT_DENY
-        identity = self._identity.get(principal.arn)
-        identity_decision = identity.evaluate(request) if identity is not None else Decision.IMPLICIT_DENY
-        if Decision.EXPLICIT_DENY in (decision, identity_decision):
-            where = "a resource-based" if decision is Decision.EXPLICIT_DENY else "an identity-based"
-            raise _denied(principal, action, key, f"with an explicit deny in {where} policy")
-        if decision is Decision.ALLOW:
-            return
-        if decision is Decision.DELEGATED and identity_decision is Decision.ALLOW:
+        verdict = self._verdict(key.policy, region, principal, key, action, context)
+        if verdict is Verdict.DENIED_BY_KEY_POLICY:
+            raise _denied(principal, action, key, "with an explicit deny in a resource-based policy")
+        if verdict is Verdict.DENIED_BY_IDENTITY_POLICY:
+            raise _denied(principal, action, key, "with an explicit deny in an identity-based policy")
+        if verdict is Verdict.ALLOWED:
             return
         if any(g.permits(principal.arn, action, encryption_context) for g in region.grants_of(key.key_id)):
             return
-        raise _denied(principal, action, key, f"because no resource-based policy allows the kms:{action} action")
+        raise _not_allowed(principal, action, key)
+
+    def _verdict(self, policy_text: str | None, region: Region, principal: Principal, key: KeyRecord, action: str,
+                 context: Mapping[str, Sequence[str]]) -> Verdict:
+        """The key policy together with the caller's identity policy (grants are looked at by the caller)."""
+        caller = Caller(principal.arn, principal.account)
+        request = Request(caller, f"kms:{action}", key.arn, context)
+        decision = self.policy(policy_text).evaluate(request) if policy_text else Decision.IMPLICIT_DENY
+        identity = self._identity.get(principal.arn)
+        identity_decision = identity.evaluate(request) if identity is not None else Decision.IMPLICIT_DENY
+        if decision is Decision.EXPLICIT_DENY:
+            return Verdict.DENIED_BY_KEY_POLICY
+        if identity_decision is Decision.EXPLICIT_DENY:
+            return Verdict.DENIED_BY_IDENTITY_POLICY
+        # An account's root user needs no IAM policy in its own account; everyone else does, both when the key
+        # policy delegates to the account and when the caller is of another account (cross-account access needs
+        # the key policy *and* an IAM policy in the caller's account).
+        iam_allows = caller.is_root or identity_decision is Decision.ALLOW
+        foreign = principal.account != region.account
+        if (decision is Decision.ALLOW and (iam_allows or not foreign)) or (
+                decision is Decision.DELEGATED and iam_allows):
+            return Verdict.ALLOWED
+        return Verdict.NOT_ALLOWED
+
+    def policy_verdict(self, region: Region, principal: Principal, key: KeyRecord, action: str,
+                       params: Mapping[str, Any] | None = None) -> Verdict:
+        """What the key policy and identity policy alone say (no grants), with the request's condition keys."""
+        if not self.settings.enforce:
+            return Verdict.ALLOWED
+        extra = request_condition_keys(action, params or {})
+        context = self._context(region, principal, key, None, None, extra)
+        return self._verdict(key.policy, region, principal, key, action, context)
+
+    def identity_decision(self, region: Region, principal: Principal, key: KeyRecord, action: str) -> Decision:
+        """The caller's identity (IAM) policy alone, for what AWS lets only IAM decide (RetireGrant)."""
+        identity = self._identity.get(principal.arn)
+        if identity is None:
+            return Decision.IMPLICIT_DENY
+        context = self._context(region, principal, key, None, None, None)
+        return identity.evaluate(Request(Caller(principal.arn, principal.account), f"kms:{action}", key.arn, context))
 
     def allows(self, policy_text: str, principal: Principal, key: KeyRecord, action: str, region: Region) -> bool:
         """Would ``policy_text`` (not yet stored) let ``principal`` do ``action``? For the lockout check."""
-        caller = Caller(principal.arn, principal.account)
-        request = Request(caller, f"kms:{action}", key.arn, self._context(region, principal, key, None, None, None))
-        decision = self.policy(policy_text).evaluate(request)
-        if decision is Decision.ALLOW:
-            return True
-        identity = self._identity.get(principal.arn)
-        return decision is Decision.DELEGATED and identity is not None and identity.evaluate(request) is Decision.ALLOW
+        context = self._context(region, principal, key, None, None, None)
+        return self._verdict(policy_text, region, principal, key, action, context) is Verdict.ALLOWED
 
     @staticmethod
     def _context(region: Region, principal: Principal, key: KeyRecord, ec: Mapping[str, str] | None,
@@ -175,3 +280,7 @@ class Authorizer:
 def _denied(principal: Principal, action: str, key: KeyRecord, why: str) -> KmsError:
     return KmsError("AccessDeniedException",
                     f"User: {principal.arn} is not authorized to perform: kms:{action} on resource: {key.arn} {why}")
+
+
+def _not_allowed(principal: Principal, action: str, key: KeyRecord) -> KmsError:
+    return _denied(principal, action, key, f"because no resource-based policy allows the kms:{action} action")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from node.auth.authorizer import Verdict
+from node.auth.policy import ROOT_ARN_RE, Caller, Decision
 from node.model.errors import KmsError, not_found, validation
 from node.model.grants import (
     MAX_GRANTS_PER_KEY,
@@ -66,7 +68,6 @@ def create_grant(region: Region, params: Params, ctx: RequestContext) -> Respons
     if invalid:
         raise validation(f"Grant operations {', '.join(invalid)} are not valid for {key.arn} "
                          f"(KeySpec {key.key_spec}, KeyUsage {key.key_usage}).")
-    finish_dry_run(params)
     grant = GrantRecord(
         grant_id=new_grant_id(), key_id=key.key_id, created=region.now(), operations=operations,
         issuing_account=f"arn:aws:iam::{region.account}:root", grantee_principal=grantee,
@@ -74,6 +75,8 @@ def create_grant(region: Region, params: Params, ctx: RequestContext) -> Respons
         retiring_service_principal=params.get("RetiringServicePrincipal"), name=params.get("Name"),
         constraints=constraints,
     )
+    _check_derived_grant(region, ctx, key, params, grant)
+    finish_dry_run(params)
     existing = region.grants_of(key.key_id)
     if grant.name is not None:
         for old in existing:
@@ -150,19 +153,60 @@ def retire_grant(region: Region, params: Params, ctx: RequestContext) -> Respons
         if params.get("KeyId") is None or params.get("GrantId") is None:
             raise validation("Specify a GrantToken, or both KeyId and GrantId.")
         grant = _grant_by_id(region, region.resolve(params["KeyId"], allow_alias=False), params["GrantId"])
-    caller = ctx.principal.arn
-    may_retire = (caller == grant.retiring_principal
-                  or (caller == grant.grantee_principal and "RetireGrant" in grant.operations)
-                  or caller == grant.issuing_account)
-    if not may_retire:
-        key = region.keys[grant.key_id]
-        if ctx.authorizer is None:
-            raise KmsError("AccessDeniedException", f"User: {caller} is not authorized to perform: "
-                           f"kms:RetireGrant on resource: {key.arn}")
-        ctx.authorizer.require(region, ctx.principal, key, "RetireGrant")
+    _check_may_retire(region, ctx, grant)
     finish_dry_run(params)
     region.commit(delete_grants=[grant.grant_id])
     return {}
+
+
+def _check_may_retire(region: Region, ctx: RequestContext, grant: GrantRecord) -> None:
+    """The grant decides who may retire it (its retiring principal, its grantee when it includes RetireGrant, the
+    key's account); beyond that only an IAM policy in the key's account can delegate kms:RetireGrant. A key policy
+    has no say (AWS: "The kms:RetireGrant permission is not effective in a key policy")."""
+    authorizer = ctx.authorizer
+    if authorizer is None or not authorizer.settings.enforce:
+        return
+    principal = ctx.principal
+    key = region.keys[grant.key_id]
+    iam = authorizer.identity_decision(region, principal, key, "RetireGrant")
+    if iam is Decision.EXPLICIT_DENY:
+        raise _denied(principal.arn, "RetireGrant", key.arn, "with an explicit deny in an identity-based policy")
+    caller = Caller(principal.arn, principal.account)
+    retiring = grant.retiring_principal
+    retiring_account = ROOT_ARN_RE.fullmatch(retiring) if retiring else None
+    if (principal.arn == retiring
+            or (principal.arn == grant.grantee_principal and "RetireGrant" in grant.operations)
+            or principal.arn == grant.issuing_account
+            # A retiring principal that is an account: its root, or whom its IAM policies delegate to.
+            or (retiring_account is not None and retiring_account.group(1) == principal.account
+                and (caller.is_root or iam is Decision.ALLOW))
+            or (principal.account == region.account and iam is Decision.ALLOW)):
+        return
+    raise _denied(principal.arn, "RetireGrant", key.arn,
+                  "because no resource-based policy allows the kms:RetireGrant action")
+
+
+def _denied(arn: str, action: str, key_arn: str, why: str) -> KmsError:
+    return KmsError("AccessDeniedException",
+                    f"User: {arn} is not authorized to perform: kms:{action} on resource: {key_arn} {why}")
+
+
+def _check_derived_grant(region: Region, ctx: RequestContext, key: KeyRecord, params: Params,
+                         grant: GrantRecord) -> None:
+    """A principal that may create grants only through a grant (one that includes CreateGrant) can create grants
+    for no more operations, and with constraints no looser, than that grant's."""
+    authorizer = ctx.authorizer
+    if authorizer is None or not authorizer.settings.enforce:
+        return
+    if authorizer.policy_verdict(region, ctx.principal, key, "CreateGrant", params) is Verdict.ALLOWED:
+        return
+    for parent in region.grants_of(key.key_id):
+        if (parent.permits(ctx.principal.arn, "CreateGrant", None)
+                and set(grant.operations) <= set(parent.operations)
+                and grant.constraints.at_least_as_strict_as(parent.constraints)):
+            return
+    raise _denied(ctx.principal.arn, "CreateGrant", key.arn,
+                  "because no resource-based policy allows the kms:CreateGrant action")
 
 
 def revoke_grant(region: Region, params: Params, ctx: RequestContext) -> Response:

@@ -609,8 +609,16 @@ def test_replicate_key_validates_replica_properties(cluster: RunningCluster) -> 
                    Policy="not json") == "MalformedPolicyDocumentException"
     assert code_of(kms[A].replicate_key, KeyId=key_id, ReplicaRegion=B,
                    Tags=[{"TagKey": "aws:reserved", "TagValue": "x"}]) == "TagException"
+    # CreateKey's lockout safety check applies to the replica's policy too.
+    lockout = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/someone-else"},
+        "Action": "kms:*", "Resource": "*"}]})
+    err = error_of(kms[A].replicate_key, KeyId=key_id, ReplicaRegion=B, Policy=lockout)
+    assert err["Code"] == "MalformedPolicyDocumentException"
     assert kms[A].describe_key(KeyId=key_id)["KeyMetadata"]["MultiRegionConfiguration"]["ReplicaKeys"] == []
     assert describe(kms[B], key_id) is None
+    out = kms[A].replicate_key(KeyId=key_id, ReplicaRegion=B, Policy=lockout, BypassPolicyLockoutSafetyCheck=True)
+    assert json.loads(out["ReplicaPolicy"]) == json.loads(lockout)
 
 
 def test_update_primary_region_errors(cluster: RunningCluster) -> None:

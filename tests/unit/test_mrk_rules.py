@@ -325,3 +325,40 @@ def test_deletion_notice_that_overtakes_a_hand_off_is_applied_by_the_new_primary
     assert key_id not in c.region.keys
     for node in (a, b, c):
         assert not [i for i, _ in node.store.scan("meta") if i.startswith("mrk-")]
+
+
+def test_new_primary_is_updating_for_the_replica_delay() -> None:
+    key = bump(primary(), replica_regions=(B,))
+    replica, _ = apply_snapshot(B, ACCOUNT, None, snapshot_of(key, init()), 10.0, creating_delay=0)
+    assert replica is not None
+    taken, out = apply_snapshot(B, ACCOUNT, replica, snapshot_of(handed_to(key, B)), 11.0, creating_delay=2)
+    assert taken is not None and taken.state is KeyState.UPDATING
+    assert taken.resume_state is KeyState.ENABLED and taken.ready_at == 13.0
+    assert isinstance(out[0], KeySnapshot) and out[0].state.primary_region == B
+    # Without a delay it is Enabled at once.
+    now_enabled, _ = apply_snapshot(B, ACCOUNT, replica, snapshot_of(handed_to(key, B)), 11.0, creating_delay=0)
+    assert now_enabled is not None and now_enabled.state is KeyState.ENABLED
+
+
+def test_scheduler_ends_the_new_primary_updating_period() -> None:
+    b = Node(B)
+    key = bump(primary(), replica_regions=(B,)).with_changes(region=B)
+    updating = key.with_changes(mrk=replace(key.mrk, primary_region=B), state=KeyState.UPDATING,  # type: ignore[arg-type]
+                                resume_state=KeyState.ENABLED, ready_at=b.clock.now() + 5)
+    b.region.commit(keys=[updating])
+    assert Scheduler(b.region).run_due() == 0
+    b.clock.advance(5)
+    assert Scheduler(b.region).run_due() == 1
+    done = b.key(KEY_ID)
+    assert done.state is KeyState.ENABLED and done.resume_state is None and done.ready_at is None
+
+
+def test_hand_off_from_a_primary_still_updating_resumes_its_earlier_state() -> None:
+    b = Node(B)
+    key = bump(primary(), replica_regions=(A,)).with_changes(region=B)
+    updating = key.with_changes(mrk=replace(key.mrk, primary_region=B), state=KeyState.UPDATING,  # type: ignore[arg-type]
+                                resume_state=KeyState.ENABLED, ready_at=b.clock.now() + 5)
+    b.region.commit(keys=[updating])
+    update_primary_region(b.region, {"KeyId": KEY_ID, "PrimaryRegion": A}, CTX)
+    handed = b.key(KEY_ID)
+    assert handed.state is KeyState.UPDATING and handed.resume_state is KeyState.ENABLED and handed.ready_at is None

@@ -1,0 +1,35 @@
+"""`trent bench` / `make bench` / `python -m bench`: run the suite, write the results and the report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.report import write
+from bench.suite import Settings, run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="trent bench", description="benchmark the cluster against its peers")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each load run (default 3)")
+    parser.add_argument("--connections", default="1,8,32,128", help="connection counts for the Encrypt sweep")
+    parser.add_argument("--client-processes", type=int, default=1, help="load-generator processes (default 1)")
+    parser.add_argument("--scale", default="1000,10000,100000", help="keys per region for the scale runs")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (1 s runs, small scale)")
+    args = parser.parse_args(argv)
+    settings = Settings(seconds=args.seconds, connections=tuple(int(x) for x in args.connections.split(",")),
+                        client_processes=args.client_processes,
+                        scale=tuple(int(x) for x in args.scale.split(",")))
+    if args.quick:
+        settings = Settings(seconds=1.0, connections=(8, 32), client_processes=1, scale=(1000,),
+                            replication_samples=10, quick=True)
+    results = run(settings)
+    report = write(results, "trent bench " + " ".join(argv if argv is not None else sys.argv[1:]))
+    print(f"report: {report}")
+    for name, value in results["ratios"].items():
+        print(f"  {name}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

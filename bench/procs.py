@@ -1,0 +1,133 @@
+"""Server processes for a benchmark run: a Trent cluster, the baseline ceiling, moto's server."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parents[1]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port_block(count: int) -> int:
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free ports")
+
+
+def wait_until(predicate: Any, timeout: float) -> float:
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise TimeoutError("server did not come up")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class Server:
+    def __init__(self, args: list[str], port: int, health: str | None) -> None:
+        self.port = port
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.health = health
+        self.startup_seconds = wait_until(self._up, timeout=120)
+
+    def _up(self) -> bool:
+        if self.proc.poll() is not None:
+            self.log.seek(0)
+            raise RuntimeError(f"server exited: {self.log.read()[-2000:].decode(errors='replace')}")
+        try:
+            if self.health is not None:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.health}", timeout=1):
+                    return True
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+class TrentCluster(Server):
+    def __init__(self, data_dir: Path | None = None, extra: tuple[str, ...] = ()) -> None:
+        self.owned = data_dir is None
+        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="trent-bench-")) / "data"
+        port = free_port_block(4)
+        super().__init__([sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(self.data_dir), "--port",
+                          str(port), "--replica-delay", "0", *extra], port, "/_trent/health")
+
+    def region_port(self, region: str) -> int:
+        return self.port + 1 + ("us-east-1", "eu-west-1", "ap-northeast-2").index(region)
+
+    def client(self, region: str = "us-east-1") -> Any:
+        return kms_client(f"http://127.0.0.1:{self.port}", region)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.owned:
+            shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+
+def kms_client(url: str, region: str) -> Any:
+    return boto3.client("kms", endpoint_url=url, region_name=region, aws_access_key_id="test",
+                        aws_secret_access_key="test", config=Config(retries={"max_attempts": 0},
+                                                                    max_pool_connections=64))
+
+
+def start_baseline(processes: int) -> Server:
+    port = free_port_block(1)
+    return Server([sys.executable, "-m", "bench.baseline_server", "--port", str(port), "--processes",
+                   str(processes)], port, None)
+
+
+def start_moto() -> Server | None:
+    """moto's server, when installed (it is optional): the emulator most users would otherwise pick."""
+    if importlib.util.find_spec("moto") is None:
+        return None
+    port = free_port_block(1)
+    return Server([sys.executable, "-m", "moto.server", "-p", str(port)], port, None)

@@ -1,0 +1,124 @@
+"""Writes a run's results: bench/results/<date>-<host>.json, a Markdown report with PNG plots, and the ratios."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _row(sweep: list[dict[str, Any]], n: int, via: str, keep: bool) -> dict[str, Any] | None:
+    return next((r for r in sweep if r["connections"] == n and r["via"] == via and r["keep_alive"] is keep), None)
+
+
+def ratios(results: dict[str, Any]) -> dict[str, Any]:
+    t = results["throughput"]
+    base32 = next((r for r in t["baseline"] if r["connections"] == 32), None)
+    trent32 = _row(t["encrypt_sweep"], 32, "gateway", True)
+    out: dict[str, Any] = {}
+    if base32 and trent32:
+        out["encrypt_gateway_keepalive_32_vs_ceiling"] = round(trent32["req_per_s"] / base32["req_per_s"], 3)
+        out["encrypt_gateway_keepalive_32_p99_ms"] = trent32["p99_ms"]
+    if t.get("moto") and trent32:
+        out["encrypt_gateway_keepalive_32_vs_moto"] = round(trent32["req_per_s"] / t["moto"]["req_per_s"], 2)
+    return out
+
+
+def _plots(results: dict[str, Any], stem: str) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    t = results["throughput"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ns = sorted({r["connections"] for r in t["encrypt_sweep"]})
+    for via in ("gateway", "region"):
+        for keep in (True, False):
+            ys = [(_row(t["encrypt_sweep"], n, via, keep) or {}).get("req_per_s", 0) for n in ns]
+            ax.plot(ns, ys, marker="o", label=f"Trent {via}, {'keep-alive' if keep else 'new connection'}")
+    ax.plot([r["connections"] for r in t["baseline"]], [r["req_per_s"] for r in t["baseline"]], "k--", marker="s",
+            label="ceiling: minimal aiohttp + SigV4 + AES-GCM")
+    if t.get("moto"):
+        ax.scatter([32], [t["moto"]["req_per_s"]], color="red", label="moto server", zorder=5)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="connections", ylabel="requests/s", title="Signed Encrypt (64 B) throughput")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"{stem}-throughput.png", dpi=110)
+    made.append(f"{stem}-throughput.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for op, row in t["operations"].items():
+        xs = sorted(row["latency_sample_ms"])
+        if xs:
+            ax.plot(xs, [i / len(xs) for i in range(len(xs))], label=op)
+    ax.set_xscale("log")
+    ax.set(xlabel="latency (ms)", ylabel="fraction of requests", title="Latency CDF, gateway, 32 connections")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"{stem}-latency-cdf.png", dpi=110)
+    made.append(f"{stem}-latency-cdf.png")
+    plt.close(fig)
+
+    lag = results["replication"]["catch_up"]["lag_over_time"]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot([x for x, _ in lag], [y for _, y in lag], marker=".")
+    ax.set(xlabel="seconds after the region came back", ylabel="records behind",
+           title="Replication catch-up after an outage")
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"{stem}-replication-lag.png", dpi=110)
+    made.append(f"{stem}-replication-lag.png")
+    plt.close(fig)
+    return made
+
+
+def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
+    m, t, r = results["machine"], results["throughput"], results["replication"]
+    lines = [f"# Benchmark {time.strftime('%Y-%m-%d %H:%M', time.localtime(results['started']))}", "",
+             f"Machine: {m['host']}, {m['cpu']}, {m['cores']} cores, Python {m['python']}. "
+             f"Load generator on the same machine. Command: `{command}`.", "", "## Ratios", ""]
+    lines += [f"- {k}: **{v}**" for k, v in ratios(results).items()]
+    lines += ["", "## Operations (gateway, keep-alive, 32 connections)", "",
+              "| operation | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | server CPU ms/req | errors |",
+              "|---|---|---|---|---|---|---|---|"]
+    for op, row in t["operations"].items():
+        lines.append(f"| {op} | {row['req_per_s']} | {row['p50_ms']} | {row['p90_ms']} | {row['p99_ms']} | "
+                     f"{row['p99_9_ms']} | {row['server_cpu_ms_per_request']} | {row['errors']} |")
+    lines += ["", "## Encrypt: connections, keep-alive, gateway vs region port", "",
+              "| connections | via | keep-alive | req/s | p99 ms | ceiling req/s |", "|---|---|---|---|---|---|"]
+    for row in t["encrypt_sweep"]:
+        base = next((b["req_per_s"] for b in t["baseline"] if b["connections"] == row["connections"]), "")
+        lines.append(f"| {row['connections']} | {row['via']} | {row['keep_alive']} | {row['req_per_s']} | "
+                     f"{row['p99_ms']} | {base} |")
+    if t.get("moto"):
+        lines += ["", f"moto server, Encrypt, 32 connections: {t['moto']['req_per_s']} req/s, "
+                      f"p99 {t['moto']['p99_ms']} ms."]
+    lines += ["", "## Replication", "",
+              f"- ReplicateKey → replica Enabled: p50 {r['replicate_visible_ms']['p50']} ms, "
+              f"p99 {r['replicate_visible_ms']['p99']} ms",
+              f"- On-demand MRK rotation → current everywhere (idle): p50 {r['rotation_visible_idle_ms']['p50']} ms, "
+              f"p99 {r['rotation_visible_idle_ms']['p99']} ms (n={r['rotation_visible_idle_ms']['n']})",
+              f"- Catch-up after an outage: {r['catch_up']['records']} records in {r['catch_up']['seconds']} s", "",
+              "## Scale", "", "| keys/region | startup s | RSS MiB | DescribeKey p99 ms | ListKeys(1000) ms |",
+              "|---|---|---|---|---|"]
+    for row in results["scale"]:
+        lines.append(f"| {row['keys_per_region']} | {row['startup_seconds']} | {row['rss_mib']} | "
+                     f"{row['describe_key']['p99_ms']} | {row['list_keys_1000_ms']} |")
+    lines += ["", *[f"![{p}]({p})" for p in plots], ""]
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any], command: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = time.strftime("%Y-%m-%d", time.localtime(results["started"])) + "-" + results["machine"]["host"]
+    results["ratios"] = ratios(results)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1))
+    plots = _plots(results, stem)
+    report = RESULTS / f"{stem}.md"
+    report.write_text(markdown(results, plots, command))
+    return report

@@ -1,0 +1,42 @@
+"""Seeds a data directory with many keys per region, straight into each region's store in large transactions,
+so the scale benchmark can start a cluster with 1k–100k keys in seconds rather than hours of CreateKey calls."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from node.clock import AdjustableClock
+from node.crypto.handles import new_material
+from node.crypto.rootkey import RootKey
+from node.model.ids import new_key_id
+from node.model.key import KeyRecord, MaterialVersion
+from node.model.states import KeyState
+from node.ops.keys import default_policy
+from node.service import Region, RegionIdentity
+from node.store.sqlite import SqliteStore
+
+BATCH = 2000
+
+
+def seed(data_dir: Path, regions: tuple[str, ...], keys_per_region: int, account: str = "111122223333") -> None:
+    clock = AdjustableClock()
+    for name in regions:
+        region_dir = data_dir / name
+        region_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        store = SqliteStore(region_dir / "kms.db")
+        region = Region(RegionIdentity(name, account), store, RootKey.load_or_create(region_dir / "root.key"), clock)
+        policy = default_policy(account)
+        made = len(region.keys)
+        while made < keys_per_region:
+            batch = []
+            for _ in range(min(BATCH, keys_per_region - made)):
+                key_id = new_key_id()
+                version = MaterialVersion(new_material(key_id), clock.now())
+                batch.append(KeyRecord(key_id=key_id, region=name, account=account, created=clock.now(),
+                                       state=KeyState.ENABLED, policy=policy, materials=(version,),
+                                       current_material_id=version.material_id,
+                                       description=f"seeded {os.getpid()}"))
+            region.commit(keys=batch)
+            made += len(batch)
+        store.close()

@@ -1,0 +1,251 @@
+"""The benchmark suite: throughput and latency per operation against the baseline ceiling and moto in the same
+run, replication visibility and catch-up, and how cost grows with the number of keys."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen import Call, LoadResult, Target, run_load
+from bench.procs import Server, TrentCluster, cpu_seconds, kms_client, rss_bytes, start_baseline, start_moto
+from bench.scenarios import OPERATIONS, Fixtures, encrypt_call_for_baseline
+from bench.seed import seed
+
+
+@dataclass
+class Settings:
+    seconds: float = 3.0
+    connections: tuple[int, ...] = (1, 8, 32, 128)
+    client_processes: int = 1
+    scale: tuple[int, ...] = (1000, 10000, 100000)
+    replication_samples: int = 40
+    quick: bool = False
+
+
+class Progress:
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.started = total, 0, time.monotonic()
+
+    def step(self, label: str, detail: str = "") -> None:
+        self.done += 1
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        elapsed = time.monotonic() - self.started
+        print(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {elapsed:6.1f}s "
+              f"{label[:40]:<40} {detail[:30]:<30}", end="" if self.done < self.total else "\n",
+              file=sys.stderr, flush=True)
+
+
+def measured(server: Server, target: Target, calls: list[Call], settings: Settings, connections: int,
+             keep_alive: bool = True) -> dict[str, Any]:
+    cpu_before = cpu_seconds(server.pid)
+    result: LoadResult = run_load(target, calls, connections=connections, seconds=settings.seconds,
+                                  processes=settings.client_processes, keep_alive=keep_alive)
+    cpu = cpu_seconds(server.pid) - cpu_before
+    out = result.summary()
+    out["server_cpu_ms_per_request"] = round(cpu * 1000 / max(result.requests, 1), 3)
+    out["connections"] = connections
+    out["keep_alive"] = keep_alive
+    if result.first_error:
+        out["first_error"] = result.first_error
+    out["latency_sample_ms"] = [round(x * 1000, 3) for x in result.latencies[:: max(1, len(result.latencies) // 2000)]]
+    return out
+
+
+def throughput(settings: Settings, progress: Progress) -> dict[str, Any]:
+    """Every operation through the gateway at 32 connections; Encrypt swept over connections, keep-alive and
+    new connections, gateway and region port; the ceiling and moto measured alternately with Trent."""
+    results: dict[str, Any] = {"operations": {}, "encrypt_sweep": [], "baseline": [], "moto": None}
+    message = os.urandom(64)
+    cluster = TrentCluster()
+    try:
+        fixtures = Fixtures(cluster.client("us-east-1"))
+        gateway = Target("127.0.0.1", cluster.port, "us-east-1")
+        region_port = Target("127.0.0.1", cluster.region_port("us-east-1"), "us-east-1")
+        for op in OPERATIONS:
+            results["operations"][op] = measured(cluster, gateway, [fixtures.call(op)], settings, 32)
+            progress.step(op, f"{results['operations'][op]['req_per_s']} req/s")
+        baseline = start_baseline(1)
+        try:
+            base_target = Target("127.0.0.1", baseline.port, "us-east-1")
+            for n in settings.connections:
+                # Alternate: the ceiling, then Trent, at the same concurrency, so drift hits both alike.
+                results["baseline"].append(measured(baseline, base_target, [encrypt_call_for_baseline(message)],
+                                                    settings, n))
+                progress.step(f"baseline Encrypt x{n}", f"{results['baseline'][-1]['req_per_s']} req/s")
+                for via, target in (("gateway", gateway), ("region", region_port)):
+                    for keep in (True, False):
+                        row = measured(cluster, target, [fixtures.call("Encrypt")], settings, n, keep)
+                        row["via"] = via
+                        results["encrypt_sweep"].append(row)
+                        progress.step(f"Encrypt {via} x{n} {'keep-alive' if keep else 'new conn'}",
+                                      f"{row['req_per_s']} req/s")
+        finally:
+            baseline.stop()
+    finally:
+        cluster.stop()
+    moto = start_moto()
+    if moto is not None:
+        try:
+            client = kms_client(f"http://127.0.0.1:{moto.port}", "us-east-1")
+            key = client.create_key()["KeyMetadata"]["KeyId"]
+            fixture_call = Call("Encrypt", encrypt_call_for_baseline(message).body.replace(b'"baseline"',
+                                                                                            f'"{key}"'.encode()))
+            results["moto"] = measured(moto, Target("127.0.0.1", moto.port, "us-east-1"), [fixture_call], settings, 32)
+        finally:
+            moto.stop()
+    progress.step("moto Encrypt x32", "skipped (not installed)" if moto is None else
+                  f"{results['moto']['req_per_s']} req/s")
+    return results
+
+
+def _poll(predicate: Any, timeout: float = 10.0) -> float:
+    started = time.perf_counter()
+    while not predicate():
+        if time.perf_counter() - started > timeout:
+            raise TimeoutError("replication did not show up in time")
+    return time.perf_counter() - started
+
+
+def replication(settings: Settings, progress: Progress) -> dict[str, Any]:
+    cluster = TrentCluster()
+    out: dict[str, Any] = {}
+    try:
+        home, away = cluster.client("us-east-1"), cluster.client("eu-west-1")
+        replicate_ms, rotate_ms = [], []
+        keys = []
+        for _ in range(max(2, settings.replication_samples // 20)):
+            key_id = home.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+            started = time.perf_counter()
+            home.replicate_key(KeyId=key_id, ReplicaRegion="eu-west-1")
+            _poll(lambda k=key_id: _state(away, k) == "Enabled")
+            replicate_ms.append((time.perf_counter() - started) * 1000)
+            keys.append(key_id)
+        for i in range(settings.replication_samples):
+            key_id = keys[i % len(keys)]
+            started = time.perf_counter()
+            home.rotate_key_on_demand(KeyId=key_id)
+            _poll(lambda k=key_id: "OnDemandRotationStartDate" not in home.get_key_rotation_status(KeyId=k)
+                  and _current(away, k) == _current(home, k))
+            rotate_ms.append((time.perf_counter() - started) * 1000)
+        out["replicate_visible_ms"] = _stats(replicate_ms)
+        out["rotation_visible_idle_ms"] = _stats(rotate_ms)
+        progress.step("replication visibility (idle)", f"p99 {out['rotation_visible_idle_ms']['p99']} ms")
+        out["catch_up"] = _catch_up(cluster, home, keys)
+        progress.step("catch-up after an outage", f"{out['catch_up']['seconds']} s")
+    finally:
+        cluster.stop()
+    return out
+
+
+def _catch_up(cluster: TrentCluster, home: Any, keys: list[str]) -> dict[str, Any]:
+    cluster_args = ["--data-dir", str(cluster.data_dir)]
+    _trent("fault", "down", "eu-west-1", *cluster_args)
+    records = 0
+    for i in range(200):
+        key_id = home.create_key(MultiRegion=True, Description=f"backlog {i}")["KeyMetadata"]["KeyId"]
+        home.replicate_key(KeyId=key_id, ReplicaRegion="eu-west-1")
+        records += 1
+    started = time.perf_counter()
+    _trent("fault", "up", "eu-west-1", *cluster_args)
+    samples = []
+    while True:
+        status = _status(cluster_args)
+        lag = status["regions"]["eu-west-1"]["replication"]["us-east-1"]["lag_records"]
+        samples.append((round(time.perf_counter() - started, 3), lag))
+        if lag == 0 or time.perf_counter() - started > 60:
+            break
+        time.sleep(0.02)
+    return {"records": records, "seconds": round(time.perf_counter() - started, 3), "lag_over_time": samples}
+
+
+def _trent(*args: str) -> str:
+    import subprocess
+
+    from bench.procs import ROOT
+    return subprocess.run([sys.executable, "-m", "cluster.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=True, timeout=60).stdout
+
+
+def _status(cluster_args: list[str]) -> dict[str, Any]:
+    import json
+    result: dict[str, Any] = json.loads(_trent("status", "--json", *cluster_args))
+    return result
+
+
+def _state(client: Any, key_id: str) -> str:
+    try:
+        state: str = client.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"]
+        return state
+    except client.exceptions.NotFoundException:
+        return "absent"
+
+
+def _current(client: Any, key_id: str) -> str:
+    current: str = client.describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"]
+    return current
+
+
+def _stats(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {"n": len(ordered), "p50": round(statistics.median(ordered), 3),
+            "p99": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 3),
+            "max": round(ordered[-1], 3)}
+
+
+def scale(settings: Settings, progress: Progress) -> list[dict[str, Any]]:
+    rows = []
+    for count in settings.scale:
+        root = Path(tempfile.mkdtemp(prefix="trent-scale-"))
+        try:
+            seed(root / "data", ("us-east-1", "eu-west-1", "ap-northeast-2"), count)
+            cluster = TrentCluster(root / "data")
+            try:
+                client = cluster.client("us-east-1")
+                key_id = client.list_keys(Limit=1)["Keys"][0]["KeyId"]
+                call = Call("DescribeKey", f'{{"KeyId": "{key_id}"}}'.encode())
+                load = measured(cluster, Target("127.0.0.1", cluster.port, "us-east-1"), [call], settings, 8)
+                list_started = time.perf_counter()
+                client.list_keys(Limit=1000)
+                rows.append({"keys_per_region": count, "startup_seconds": round(cluster.startup_seconds, 3),
+                             "rss_mib": round(rss_bytes(cluster.pid) / 2**20, 1),
+                             "describe_key": {k: v for k, v in load.items() if k != "latency_sample_ms"},
+                             "list_keys_1000_ms": round((time.perf_counter() - list_started) * 1000, 3)})
+            finally:
+                cluster.stop()
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        progress.step(f"scale {count} keys/region", f"startup {rows[-1]['startup_seconds']} s")
+    return rows
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def run(settings: Settings) -> dict[str, Any]:
+    steps = len(OPERATIONS) + len(settings.connections) * 5 + 1 + 2 + len(settings.scale)
+    progress = Progress(steps)
+    started = time.time()
+    results = {"started": started, "machine": machine(), "settings": settings.__dict__,
+               "throughput": throughput(settings, progress), "replication": replication(settings, progress),
+               "scale": scale(settings, progress)}
+    results["seconds"] = round(time.time() - started, 1)
+    return results
