@@ -58,9 +58,15 @@ class Scheduler:
             rotated = apply_automatic_rotations(key, now)
             if rotated is not None:
                 self.region.commit(keys=[rotated])
+                for _ in range(len(rotated.materials) - len(key.materials)):
+                    self._service_event("RotateKey", rotated, now)
                 return 1
             return 0
         return self._rotate_multi_region(key, rotation, now)
+
+    def _service_event(self, name: str, key: KeyRecord, at: float) -> None:
+        if self.region.audit is not None:
+            self.region.audit.service(name, key.arn, at)
 
     def _delete(self, key: KeyRecord) -> None:
         aliases = [a.name for a in self.region.aliases_of(key.key_id)]
@@ -68,6 +74,7 @@ class Scheduler:
         if key.mrk is not None and not key.mrk.is_primary(self.region.name):
             commands.append(ReplicaGone(key.key_id, self.region.name))  # the primary drops it from the topology
         self.region.commit(delete_keys=[key.key_id], delete_aliases=aliases, commands=commands)
+        self._service_event("DeleteKey", key, self.region.now())
         log.info("region %s: key %s deleted at the end of its waiting period", self.region.name, key.key_id)
 
     def _rotate_multi_region(self, key: KeyRecord, due: float, now: float) -> int:
@@ -80,6 +87,7 @@ class Scheduler:
         rotating = start_rotation(key, due, AUTOMATIC)
         rotating = rotating.with_changes(rotation=replace(rotating.rotation, next_rotation=next_rotation))
         self.region.commit(keys=[rotating], commands=[snapshot_of(rotating)])
+        self._service_event("RotateKey", rotating, now)
         return 1
 
     async def run_forever(self, interval: float) -> None:

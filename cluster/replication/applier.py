@@ -37,11 +37,17 @@ class Applier:
             return False
         command, _origin, _at = self.codec.decode(raw)
         batch = Batch()
+        existed = command.key_id in self.region.keys
         updated, out = self._effects(command, raw, batch)
         self.cursors.stage(batch, peer, seq)
         self.region.commit(keys=[updated] if updated is not None else [], commands=out, batch=batch)
         self.cursors.committed(peer, seq)
         self.applied += 1
+        if updated is not None and self.region.audit is not None and isinstance(command, KeySnapshot):
+            # CloudTrail records a new replica as CreateKey in its region, later changes as the service keeping
+            # related multi-Region keys in step.
+            self.region.audit.service("SynchronizeMultiRegionKey" if existed else "CreateKey", updated.arn,
+                                      self.region.now(), event_type="AwsApiCall")
         if updated is not None and updated.ready_at is not None and self.wake_after is not None:
             self.wake_after(max(0.0, updated.ready_at - self.region.now()))
         return True

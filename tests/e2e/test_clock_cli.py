@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.harness import RunningCluster, free_port_block
+from tests.e2e.harness import RunningCluster, free_port_block, poll
 
 DAY = 86400.0
 
@@ -151,3 +151,32 @@ def test_the_cli_without_a_running_cluster_fails_cleanly(tmp_path: Any) -> None:
     result = orphan.trent("clock", "show", check=False)
     assert result.returncode != 0
     assert "no running cluster" in result.stderr
+
+
+def test_background_work_is_audited_as_service_events(fresh_cluster: Any) -> None:
+    """Automatic rotation, deletion and multi-Region sync appear in the audit trail as AWS's own events."""
+    c = fresh_cluster(extra_args=("--replica-delay", "0"))
+    kms = c.client("us-east-1")
+    mrk = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    kms.replicate_key(KeyId=mrk, ReplicaRegion="eu-west-1")
+    doomed = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.schedule_key_deletion(KeyId=doomed, PendingWindowInDays=7)
+    rotating = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.enable_key_rotation(KeyId=rotating, RotationPeriodInDays=90)
+    c.advance_clock("91d")
+
+    def events() -> list[dict[str, Any]]:
+        out = c.trent("audit", "--json").stdout.splitlines()
+        return [json.loads(line) for line in out if line.strip()]
+
+    def service(name: str, key_id: str) -> list[dict[str, Any]]:
+        return [e for e in events() if e["eventName"] == name and e["userIdentity"].get("invokedBy") == "AWS Internal"
+                and any(r["ARN"].endswith(key_id) for r in e["resources"])]
+
+    poll(lambda: service("DeleteKey", doomed) and service("RotateKey", rotating)
+          and service("CreateKey", mrk), timeout=15)
+    rotate = service("RotateKey", rotating)[0]
+    assert rotate["eventType"] == "AwsServiceEvent" and rotate["serviceEventDetails"]["keyId"] == rotating
+    assert rotate["sourceIPAddress"] == "AWS Internal" and rotate["requestParameters"] is None
+    replica_created = service("CreateKey", mrk)[0]
+    assert replica_created["awsRegion"] == "eu-west-1"
