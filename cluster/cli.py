@@ -206,6 +206,12 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from bench.__main__ import main as bench_main  # the suite and its plotting load only for this command
+
+    return bench_main(args.bench_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trent", description="AWS-KMS-compatible multi-region key cluster")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -245,10 +251,17 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true", help="one JSON record per line")
     audit.add_argument("--data-dir", dest="data_dir", default=".trent")
     audit.set_defaults(func=_audit)
+    bench = sub.add_parser("bench", help="run the benchmark suite (see bench/README.md)", add_help=False)
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        # The suite has its own options (argparse cannot pass "--flags" through a sub-command untouched).
+        return _bench(argparse.Namespace(bench_args=argv[1:]))
     args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result

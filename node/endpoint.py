@@ -19,6 +19,7 @@ from node.auth.authorizer import Authorizer
 from node.auth.principals import Principal, PrincipalDirectory
 from node.crypto.blob import parse_header
 from node.model.errors import KmsError, internal
+from node.model.grants import grant_id_of_token
 from node.ops.registry import Registry, RequestContext
 from node.service import Region
 from node.store.base import StoreError
@@ -56,6 +57,7 @@ class _Call:
     operation: str | None = None
     params: dict[str, Any] | None = None
     raw: Mapping[str, Any] | None = None  # the body as sent (before validation): to scrub error messages with
+    named: list[str] | None = None  # the keys the request named, found before the operation ran
     response: dict[str, Any] | None = None
 
 
@@ -129,12 +131,14 @@ class KmsEndpoint:
             operation=call.operation, principal=call.principal, at=self.region.now(), source_ip=request.remote,
             user_agent=request.headers.get("User-Agent", ""), host=request.headers.get("Host", ""),
             request_id=call.request_id, params=params, response=call.response, error=error,
-            resources=self._resources(params, call.response), latency_ms=(time.perf_counter() - call.started) * 1000,
+            resources=self._resources(call), latency_ms=(time.perf_counter() - call.started) * 1000,
         ))
 
-    def _resources(self, params: Mapping[str, Any], response: Mapping[str, Any] | None) -> list[str]:
-        """The key ARNs a call touched: from its answer when it has one, else from what it named."""
+    def _resources(self, call: _Call) -> list[str]:
+        """The key ARNs a call touched: from its answer when it has one, else the keys its request named (as they
+        were found before the operation ran: a retired grant's or a deleted alias's key is still known)."""
         found: list[str] = []
+        response = call.response
         if response:
             for name in ("SourceKeyId", "KeyId"):
                 value = response.get(name)
@@ -145,23 +149,44 @@ class KmsEndpoint:
                 if isinstance(meta, Mapping) and isinstance(meta.get("Arn"), str):
                     found.append(meta["Arn"])
         if not found:
-            blob = params.get("CiphertextBlob")
-            if isinstance(blob, bytes) and params.get("KeyId", params.get("SourceKeyId")) is None:
-                # Decrypt / ReEncrypt without a key id: the ciphertext names its key.
-                try:
-                    key = self.region.keys.get(parse_header(blob).key_id)
-                except KmsError:
-                    key = None
-                if key is not None:
-                    found.append(key.arn)
-            for name in ("KeyId", "SourceKeyId", "DestinationKeyId", "TargetKeyId"):
-                value = params.get(name)
-                if isinstance(value, str):
-                    try:
-                        found.append(self.region.resolve(value, allow_alias=True).arn)
-                    except KmsError:
-                        continue
+            found = call.named if call.named is not None else self._named_keys(call.params or {})
         return list(dict.fromkeys(found))
+
+    def _named_keys(self, params: Mapping[str, Any]) -> list[str]:
+        """The keys a request names, in this region: by key id, alias or ARN, by its ciphertext, by a grant token
+        or by an alias name (DeleteAlias)."""
+        found: list[str] = []
+        region = self.region
+        blob = params.get("CiphertextBlob")
+        if isinstance(blob, bytes) and params.get("KeyId", params.get("SourceKeyId")) is None:
+            # Decrypt / ReEncrypt without a key id: the ciphertext names its key.
+            try:
+                key = region.keys.get(parse_header(blob).key_id)
+            except KmsError:
+                key = None
+            if key is not None:
+                found.append(key.arn)
+        token = params.get("GrantToken")
+        if isinstance(token, str):
+            try:
+                grant = region.grants.get(grant_id_of_token(token))
+            except KmsError:
+                grant = None
+            if grant is not None and grant.key_id in region.keys:
+                found.append(region.keys[grant.key_id].arn)
+        alias_name = params.get("AliasName")
+        if isinstance(alias_name, str) and "TargetKeyId" not in params:
+            alias = region.aliases.get(alias_name)
+            if alias is not None and alias.key_id in region.keys:
+                found.append(region.keys[alias.key_id].arn)
+        for name in ("KeyId", "SourceKeyId", "DestinationKeyId", "TargetKeyId"):
+            value = params.get(name)
+            if isinstance(value, str):
+                try:
+                    found.append(region.resolve(value, allow_alias=True).arn)
+                except KmsError:
+                    continue
+        return found
 
     def _dispatch(self, request: WireRequest, call: _Call) -> bytes:
         request_id = call.request_id
@@ -180,6 +205,8 @@ class KmsEndpoint:
         call.raw = raw if isinstance(raw, Mapping) else None
         params = self.decoder.decode(name, raw)
         call.params = params
+        if self.audit is not None:
+            call.named = self._named_keys(params)
         context = RequestContext(
             request_id=request_id,
             operation=name,

@@ -157,6 +157,21 @@ class Authorizer:
             ec = params.get(ec_member) if ec_member else None
             self.require(region, principal, key, action, encryption_context=ec, request_alias=params.get(member),
                          extra=request_condition_keys(operation, params))
+        if operation in ("DeleteAlias", "UpdateAlias"):
+            self._check_alias_target(region, principal, operation, params.get("AliasName"))
+
+    def _check_alias_target(self, region: Region, principal: Principal, operation: str, name: Any) -> None:
+        """DeleteAlias and UpdateAlias also need the permission on the key the alias points at now (key policy)."""
+        if not isinstance(name, str) or not name.startswith("alias/"):
+            return  # the operation answers the malformed name
+        if principal.account != region.account:  # an alias name is looked up in the caller's own account
+            raise KmsError("NotFoundException",
+                           f"Alias {alias_arn(region.name, principal.account, name)} is not found.")
+        alias = region.aliases.get(name)
+        key = region.keys.get(alias.key_id) if alias is not None else None
+        if key is None:
+            return  # the operation answers NotFound
+        self.require(region, principal, key, operation, request_alias=name)
 
     def _key_named(self, region: Region, principal: Principal, operation: str, params: Mapping[str, Any],
                    member: str) -> KeyRecord | None:

@@ -114,6 +114,8 @@ def test_one_record_per_call_with_cloudtrail_fields(cluster: RunningCluster, kms
     new_policy = policy(ROOT_ALL, allow(APP_ARN, "kms:DescribeKey"))
     calls["put"] = rid(root.put_key_policy(KeyId=key["KeyId"], Policy=new_policy))
     calls["admin"] = rid(kms("admin").describe_key(KeyId=key["KeyId"]))
+    calls["retire"] = rid(root.retire_grant(GrantToken=granted["GrantToken"]))
+    calls["unalias"] = rid(root.delete_alias(AliasName="alias/audited"))
     eu_created = kms("root", "eu-west-1").create_key(Description="in eu")
     calls["eu"] = rid(eu_created)
 
@@ -176,6 +178,10 @@ def test_one_record_per_call_with_cloudtrail_fields(cluster: RunningCluster, kms
     assert r["put"]["readOnly"] is False and r["put"]["requestParameters"]["policy"] == new_policy
     assert r["admin"]["userIdentity"]["arn"] == ADMIN_ARN and r["admin"]["userIdentity"]["type"] == "IAMUser"
     assert r["admin"]["userIdentity"]["userName"] == "admin"
+    # Calls that name their key only through a grant token or an alias that they remove.
+    assert granted["GrantToken"] not in json.dumps(r["retire"]) and resource_arns(r["retire"]) == [key["Arn"]]
+    assert r["unalias"]["requestParameters"] == {"aliasName": "alias/audited"}
+    assert resource_arns(r["unalias"]) == [key["Arn"]]
     assert r["eu"]["responseElements"]["keyMetadata"]["arn"] == eu_created["KeyMetadata"]["Arn"]
 
 
@@ -249,8 +255,9 @@ def test_no_secret_reaches_any_audit_file(cluster: RunningCluster, kms: Clients)
     password = "KSPASSWORD-" + os.urandom(8).hex()
     secrets.append(password)
     with pytest.raises(ClientError) as exc:
-        root.create_custom_key_store(CustomKeyStoreName="store", CloudHsmClusterId="cluster-1234567abcd",
+        root.create_custom_key_store(CustomKeyStoreName="store", CloudHsmClusterId="cluster-234567abcdef",
                                      TrustAnchorCertificate="cert", KeyStorePassword=password)
+    assert exc.value.response["Error"]["Code"] == "UnsupportedOperationException"  # validated, then refused
     ids.append(failed_rid(exc))
     with pytest.raises(ClientError) as exc:
         root.decrypt(CiphertextBlob=blob, EncryptionContext={"ctx": "wrong"})

@@ -450,3 +450,27 @@ def test_a_policy_of_exactly_32_kib_is_accepted(kms: Clients) -> None:
     assert kms("root").get_key_policy(KeyId=key["KeyId"])["Policy"] == padded
     assert refused(kms("root").put_key_policy, KeyId=key["KeyId"], Policy=padded + " ")[0] == (
         "LimitExceededException")
+
+
+def test_alias_operations_need_permission_on_the_keys(kms: Clients) -> None:
+    # The IAM half of alias permissions is not modelled (allowed); the key-policy half is.
+    mine = new_key(kms, policy(ROOT_ALL, allow(APP_ARN, ["kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"])))
+    theirs = new_key(kms)
+    app, root = kms("app"), kms("root")
+    app.create_alias(AliasName="alias/app-made", TargetKeyId=mine["KeyId"])
+    assert refused(app.create_alias, AliasName="alias/app-other", TargetKeyId=theirs["KeyId"]) == (
+        not_authorized("app", "CreateAlias", theirs["Arn"]))
+    root.create_alias(AliasName="alias/root-made", TargetKeyId=theirs["KeyId"])
+    # Deleting or moving an alias needs the permission on the key it points at now ...
+    assert refused(app.delete_alias, AliasName="alias/root-made") == not_authorized("app", "DeleteAlias", theirs["Arn"])
+    assert refused(app.update_alias, AliasName="alias/root-made", TargetKeyId=mine["KeyId"]) == (
+        not_authorized("app", "UpdateAlias", theirs["Arn"]))
+    # ... and moving it, on the key it is to point at.
+    assert refused(app.update_alias, AliasName="alias/app-made", TargetKeyId=theirs["KeyId"]) == (
+        not_authorized("app", "UpdateAlias", theirs["Arn"]))
+    assert root.describe_key(KeyId="alias/root-made")["KeyMetadata"]["KeyId"] == theirs["KeyId"]
+    app.delete_alias(AliasName="alias/app-made")
+    # Another account has no aliases here.
+    assert refused(kms("partner").delete_alias, AliasName="alias/root-made") == (
+        "NotFoundException", f"Alias arn:aws:kms:us-east-1:{PARTNER_ACCOUNT}:alias/root-made is not found.")
+    assert root.describe_key(KeyId="alias/root-made")["KeyMetadata"]["KeyId"] == theirs["KeyId"]
