@@ -55,11 +55,18 @@ class Outcome:
     first_error: str = ""
 
 
+READ_TIMEOUT = 30.0
+CLOSE_RE = re.compile(rb"connection:\s*close", re.IGNORECASE)
+
+
 async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    m = CONTENT_LENGTH_RE.search(head)
-    body = await reader.readexactly(int(m.group(1))) if m else b""
-    return head, body
+    async def read() -> tuple[bytes, bytes]:
+        head = await reader.readuntil(b"\r\n\r\n")
+        m = CONTENT_LENGTH_RE.search(head)
+        body = await reader.readexactly(int(m.group(1))) if m else await reader.read()
+        return head, body
+    # A server that stops answering must not hang the run.
+    return await asyncio.wait_for(read(), READ_TIMEOUT)
 
 
 async def _loop_keep_alive(target: Target, raw: bytes, deadline: float, out: Outcome) -> None:
@@ -69,6 +76,9 @@ async def _loop_keep_alive(target: Target, raw: bytes, deadline: float, out: Out
             started = time.perf_counter()
             writer.write(raw)
             head, body = await _read_response(reader)
+            if CLOSE_RE.search(head):  # a server without keep-alive (moto's): reconnect, as a client pool would
+                writer.close()
+                reader, writer = await asyncio.open_connection(target.host, target.port)
             if head[9:12] != b"200":
                 out.errors += 1
                 out.first_error = out.first_error or (head[:12] + body[:200]).decode(errors="replace")

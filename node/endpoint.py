@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from node.audit.events import scrub_message
+from node.audit.events import event_id, scrub_message
 from node.audit.trail import AuditTrail, CallRecord
 from node.auth.authorizer import Authorizer
 from node.auth.principals import Principal, PrincipalDirectory
@@ -62,7 +61,7 @@ class _Call:
 
 
 def new_request_id() -> str:
-    return str(uuid.uuid4())
+    return event_id()
 
 
 def error_response(error: KmsError, request_id: str | None = None) -> WireResponse:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
+
+import orjson
 
 CURRENT = "audit.jsonl"
 
@@ -18,14 +19,14 @@ class AuditSink:
         self.directory = directory
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._pending: list[str] = []
-        self._file: TextIO = open(directory / CURRENT, "a", encoding="utf-8")  # noqa: SIM115 - long-lived
+        self._pending: list[bytes] = []
+        self._file: BinaryIO = open(directory / CURRENT, "ab")  # noqa: SIM115 - long-lived
         self._size = self._file.tell()
         self._rotations = 0
 
     def emit(self, event: dict[str, Any]) -> None:
         """Queue one event; ``flush`` makes it durable (the caller flushes in batches)."""
-        line = json.dumps(event, separators=(",", ":"), ensure_ascii=False) + "\n"
+        line = orjson.dumps(event) + b"\n"
         with self._lock:
             self._pending.append(line)
 
@@ -34,11 +35,11 @@ class AuditSink:
             lines, self._pending = self._pending, []
             if not lines:
                 return 0
-            data = "".join(lines)
+            data = b"".join(lines)
             self._file.write(data)
             self._file.flush()
             os.fsync(self._file.fileno())
-            self._size += len(data.encode("utf-8"))
+            self._size += len(data)
             if self._size >= self.max_bytes:
                 self._rotate()
             return len(lines)
@@ -48,7 +49,7 @@ class AuditSink:
         self._rotations += 1
         stamp = f"{os.getpid()}-{len(list(self.directory.glob('audit-*.jsonl'))) + 1:06d}"
         os.replace(self.directory / CURRENT, self.directory / f"audit-{stamp}.jsonl")
-        self._file = open(self.directory / CURRENT, "a", encoding="utf-8")  # noqa: SIM115
+        self._file = open(self.directory / CURRENT, "ab")  # noqa: SIM115
         self._size = 0
 
     def close(self) -> None:
@@ -69,6 +70,6 @@ def read_events(directory: Path) -> Iterator[dict[str, Any]]:
                 line = line.strip()
                 if line:
                     try:
-                        yield json.loads(line)
+                        yield orjson.loads(line)
                     except ValueError:
                         continue  # a torn last line after a crash

@@ -70,17 +70,17 @@ class AuditTrail:
             latency_ms=record.latency_ms,
         )
         self.sink.emit(event)
-        self._track(event)
+        self._track(event, at=record.at)
 
     def service(self, name: str, key_arn: str, at: float, event_type: str = "AwsServiceEvent") -> None:
         self.sink.emit(service_event(name=name, region=self.region, account=self.account, at=at, key_arn=key_arn,
                                      event_type=event_type))
 
-    def _track(self, event: Mapping[str, Any]) -> None:
+    def _track(self, event: Mapping[str, Any], at: float | None = None) -> None:
         if event.get("eventName") not in USAGE_OPERATIONS or "errorCode" in event:
             return
         # The event's own time (CloudTrail's whole seconds), so the answer is the same after a restart.
-        when = _parse_time(str(event.get("eventTime", "")))
+        when = float(int(at)) if at is not None else _parse_time(str(event.get("eventTime", "")))
         for resource in event.get("resources") or ():
             key_id = str(resource.get("ARN", "")).rsplit("/", 1)[-1]
             self.last_usage[key_id] = KeyUsage(str(event["eventName"]), when, str(event.get("eventID")),

@@ -125,6 +125,9 @@ class Authorizer:
     def __init__(self, settings: AccessSettings) -> None:
         self.settings = settings
         self._cache: OrderedDict[str, Policy] = OrderedDict()
+        # Verdicts of condition-free policies, by (key policy, caller, account, key, action, region account): the hot
+        # path of every call under the default key policy.
+        self._verdicts: OrderedDict[tuple[str, str, str, str, str, str], Verdict] = OrderedDict()
         self._identity = {arn: parse_policy(doc, key_policy=False)
                           for arn, doc in (settings.identity_policies or {}).items()}
 
@@ -155,8 +158,9 @@ class Authorizer:
                 # Whatever the key policy says: permissions given to another account for this have no effect.
                 raise _not_allowed(principal, action, key)
             ec = params.get(ec_member) if ec_member else None
+            extra = request_condition_keys(operation, params) if self._conditional(key, principal) else None
             self.require(region, principal, key, action, encryption_context=ec, request_alias=params.get(member),
-                         extra=request_condition_keys(operation, params))
+                         extra=extra)
         if operation in ("DeleteAlias", "UpdateAlias"):
             self._check_alias_target(region, principal, operation, params.get("AliasName"))
 
@@ -207,8 +211,11 @@ class Authorizer:
                 extra: Mapping[str, Sequence[str]] | None = None) -> None:
         if not self.settings.enforce:
             return
-        context = self._context(region, principal, key, encryption_context, request_alias, extra)
-        verdict = self._verdict(key.policy, region, principal, key, action, context)
+        if self._conditional(key, principal):
+            context = self._context(region, principal, key, encryption_context, request_alias, extra)
+            verdict = self._verdict(key.policy, region, principal, key, action, context)
+        else:
+            verdict = self._unconditional_verdict(region, principal, key, action)
         if verdict is Verdict.DENIED_BY_KEY_POLICY:
             raise _denied(principal, action, key, "with an explicit deny in a resource-based policy")
         if verdict is Verdict.DENIED_BY_IDENTITY_POLICY:
@@ -218,6 +225,21 @@ class Authorizer:
         if any(g.permits(principal.arn, action, encryption_context) for g in region.grants_of(key.key_id)):
             return
         raise _not_allowed(principal, action, key)
+
+    def _conditional(self, key: KeyRecord, principal: Principal) -> bool:
+        identity = self._identity.get(principal.arn)
+        return (bool(key.policy) and self.policy(key.policy).conditional) or (
+            identity is not None and identity.conditional)
+
+    def _unconditional_verdict(self, region: Region, principal: Principal, key: KeyRecord, action: str) -> Verdict:
+        cache_key = (key.policy, principal.arn, principal.account, key.arn, action, region.account)
+        verdict = self._verdicts.get(cache_key)
+        if verdict is None:
+            verdict = self._verdict(key.policy, region, principal, key, action, {})
+            self._verdicts[cache_key] = verdict
+            if len(self._verdicts) > 65536:
+                self._verdicts.popitem(last=False)
+        return verdict
 
     def _verdict(self, policy_text: str | None, region: Region, principal: Principal, key: KeyRecord, action: str,
                  context: Mapping[str, Sequence[str]]) -> Verdict:

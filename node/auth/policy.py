@@ -121,6 +121,11 @@ class Statement:
 class Policy:
     statements: tuple[Statement, ...]
 
+    @property
+    def conditional(self) -> bool:
+        """Whether any statement has a Condition: if none has, a decision depends only on who, what and which key."""
+        return any(s.conditions.conditions for s in self.statements)
+
     def evaluate(self, request: Request) -> Decision:
         allowed: str | None = None
         for statement in self.statements:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
+
+import orjson
 
 from node.model.errors import KmsError, serialization
 
@@ -23,7 +24,7 @@ def parse_body(body: bytes) -> Any:
     if not body.strip():
         return {}
     try:
-        return json.loads(body)
+        return orjson.loads(body)
     except (ValueError, RecursionError) as exc:
         # ValueError covers bad UTF-8 and bad JSON; RecursionError a body of ten thousand nested brackets.
         raise serialization("Start of structure or map found where not expected.") from exc
@@ -41,11 +42,11 @@ def _jsonable(value: Any) -> Any:
 
 def encode_response(payload: dict[str, Any]) -> bytes:
     # Absent optional members are omitted, never sent as null.
-    return json.dumps(_jsonable(payload), separators=(",", ":")).encode("utf-8")
+    return orjson.dumps(_jsonable(payload))
 
 
 def encode_error(error: KmsError) -> bytes:
     doc: dict[str, str] = {"__type": error.code}
     if error.message is not None:
         doc["message"] = error.message
-    return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+    return orjson.dumps(doc)
