@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ class KeyRef:
     account: str | None = None
 
 
+@functools.lru_cache(maxsize=65536)  # pure, and asked up to four times per request (hot path)
 def parse_key_ref(value: str, *, allow_alias: bool) -> KeyRef:
     """Parse a KeyId parameter; a form the operation does not accept is 'Invalid keyId', as AWS answers."""
     if value.startswith("arn:"):
