@@ -15,7 +15,9 @@ def _row(sweep: list[dict[str, Any]], n: int, via: str, keep: bool) -> dict[str,
 
 
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
-    t = results["throughput"]
+    t = results.get("throughput")
+    if not t:
+        return {}
     base32 = next((r for r in t["baseline"] if r["connections"] == 32), None)
     trent32 = _row(t["encrypt_sweep"], 32, "gateway", True)
     out: dict[str, Any] = {}
@@ -32,8 +34,17 @@ def _plots(results: dict[str, Any], stem: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    made: list[str] = []
+    t = results.get("throughput")
+    if t:
+        made += _throughput_plots(plt, t, stem)
+    if results.get("replication"):
+        made += _lag_plot(plt, results["replication"]["catch_up"]["lag_over_time"], stem)
+    return made
+
+
+def _throughput_plots(plt: Any, t: dict[str, Any], stem: str) -> list[str]:
     made = []
-    t = results["throughput"]
     fig, ax = plt.subplots(figsize=(7, 4))
     ns = sorted({r["connections"] for r in t["encrypt_sweep"]})
     for via in ("gateway", "region"):
@@ -65,7 +76,11 @@ def _plots(results: dict[str, Any], stem: str) -> list[str]:
     made.append(f"{stem}-latency-cdf.png")
     plt.close(fig)
 
-    lag = results["replication"]["catch_up"]["lag_over_time"]
+    return made
+
+
+def _lag_plot(plt: Any, lag: list[tuple[float, int]], stem: str) -> list[str]:
+    made = []
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.plot([x for x, _ in lag], [y for _, y in lag], marker=".")
     ax.set(xlabel="seconds after the region came back", ylabel="records behind",
@@ -78,7 +93,7 @@ def _plots(results: dict[str, Any], stem: str) -> list[str]:
 
 
 def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
-    m, t, r = results["machine"], results["throughput"], results["replication"]
+    m, t, r = results["machine"], results.get("throughput") or {}, results.get("replication")
     lines = [f"# Benchmark {time.strftime('%Y-%m-%d %H:%M', time.localtime(results['started']))}", "",
              f"Machine: {m['host']}, {m['cpu']}, {m['cores']} cores, Python {m['python']}. "
              f"Load generator on the same machine. Command: `{command}`.", "", "## Ratios", ""]
@@ -86,29 +101,31 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
     lines += ["", "## Operations (gateway, keep-alive, 32 connections)", "",
               "| operation | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | server CPU ms/req | errors |",
               "|---|---|---|---|---|---|---|---|"]
-    for op, row in t["operations"].items():
+    for op, row in t.get("operations", {}).items():
         lines.append(f"| {op} | {row['req_per_s']} | {row['p50_ms']} | {row['p90_ms']} | {row['p99_ms']} | "
                      f"{row['p99_9_ms']} | {row['server_cpu_ms_per_request']} | {row['errors']} |")
     lines += ["", "## Encrypt: connections, keep-alive, gateway vs region port", "",
               "| connections | via | keep-alive | req/s | p99 ms | ceiling req/s |", "|---|---|---|---|---|---|"]
-    for row in t["encrypt_sweep"]:
+    for row in t.get("encrypt_sweep", []):
         base = next((b["req_per_s"] for b in t["baseline"] if b["connections"] == row["connections"]), "")
         lines.append(f"| {row['connections']} | {row['via']} | {row['keep_alive']} | {row['req_per_s']} | "
                      f"{row['p99_ms']} | {base} |")
     if t.get("moto"):
         lines += ["", f"moto server, Encrypt, 32 connections: {t['moto']['req_per_s']} req/s, "
                       f"p99 {t['moto']['p99_ms']} ms."]
-    lines += ["", "## Replication", "",
+    lines += ["", "## Replication", ""] + (["(failed: see failures in the JSON)"] if not r else [
               f"- ReplicateKey → replica Enabled: p50 {r['replicate_visible_ms']['p50']} ms, "
               f"p99 {r['replicate_visible_ms']['p99']} ms",
               f"- On-demand MRK rotation → current everywhere (idle): p50 {r['rotation_visible_idle_ms']['p50']} ms, "
               f"p99 {r['rotation_visible_idle_ms']['p99']} ms (n={r['rotation_visible_idle_ms']['n']})",
-              f"- Catch-up after an outage: {r['catch_up']['records']} records in {r['catch_up']['seconds']} s", "",
-              "## Scale", "", "| keys/region | startup s | RSS MiB | DescribeKey p99 ms | ListKeys(1000) ms |",
+              f"- Catch-up after an outage: {r['catch_up']['records']} records in {r['catch_up']['seconds']} s"]) + [
+              "", "## Scale", "", "| keys/region | startup s | RSS MiB | DescribeKey p99 ms | ListKeys(1000) ms |",
               "|---|---|---|---|---|"]
-    for row in results["scale"]:
+    for row in results.get("scale") or []:
         lines.append(f"| {row['keys_per_region']} | {row['startup_seconds']} | {row['rss_mib']} | "
                      f"{row['describe_key']['p99_ms']} | {row['list_keys_1000_ms']} |")
+    for name, failure in (results.get("failures") or {}).items():
+        lines.append(f"\n**{name} failed**: `{failure}`")
     lines += ["", *[f"![{p}]({p})" for p in plots], ""]
     return "\n".join(lines)
 

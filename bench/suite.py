@@ -244,8 +244,13 @@ def run(settings: Settings) -> dict[str, Any]:
     steps = len(OPERATIONS) + len(settings.connections) * 5 + 1 + 2 + len(settings.scale)
     progress = Progress(steps)
     started = time.time()
-    results = {"started": started, "machine": machine(), "settings": settings.__dict__,
-               "throughput": throughput(settings, progress), "replication": replication(settings, progress),
-               "scale": scale(settings, progress)}
+    results: dict[str, Any] = {"started": started, "machine": machine(), "settings": settings.__dict__}
+    for name, section in (("throughput", throughput), ("replication", replication), ("scale", scale)):
+        try:
+            results[name] = section(settings, progress)
+        except Exception as exc:  # one failed section must not lose the others' figures
+            results[name] = None
+            results.setdefault("failures", {})[name] = repr(exc)
+            print(f"\n{name} failed: {exc!r}", file=sys.stderr)
     results["seconds"] = round(time.time() - started, 1)
     return results
