@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import socket
 import subprocess
 import sys
@@ -22,13 +23,14 @@ REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-2")
 
 
 def _free_base(count: int) -> int:
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
+    """Free consecutive ports below the ephemeral range (so no client connection can take one meanwhile)."""
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(20000, 29000)
         try:
             for port in range(base, base + count):
                 with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     probe.bind(("127.0.0.1", port))
             return base
         except OSError:

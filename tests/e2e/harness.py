@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _ports_free(base: int, count: int) -> bool:
     for port in range(base, base + count):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the cluster binds
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
@@ -33,12 +35,12 @@ def _ports_free(base: int, count: int) -> bool:
 
 
 def free_port_block(count: int) -> int:
-    """A base port such that base .. base+count-1 are all free right now."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + count < 65000 and _ports_free(base, count):
+    """A base port such that base .. base+count-1 are all free right now. Chosen below the ephemeral range, so
+    the clients' own outgoing connections cannot take one of them between this probe and the cluster's bind."""
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(30000, 32700 - count)
+        if _ports_free(base, count):
             return base
     raise RuntimeError("no free block of ports")
 
@@ -63,6 +65,7 @@ class RunningCluster:
     extra_args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
+    _started_once: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
@@ -70,11 +73,21 @@ class RunningCluster:
     # -- process control -----------------------------------------------------------------------------
 
     def start(self) -> RunningCluster:
-        args = [sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(self.data_dir), "--port",
-                str(self.port), "--regions", ",".join(self.regions), "-v", *self.extra_args]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        poll(self._healthy, timeout=30)
+        for attempt in range(5):
+            args = [sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(self.data_dir), "--port",
+                    str(self.port), "--regions", ",".join(self.regions), "-v", *self.extra_args]
+            log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+            self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                poll(self._healthy, timeout=30)
+                self._started_once = True
+                return self
+            except RuntimeError:
+                # Someone else took one of the ports first: a first start may move to another block (a restart
+                # keeps its ports, which its clients already point at).
+                if self._started_once or attempt == 4 or b"address already in use" not in self.log_path.read_bytes():
+                    raise
+                self.port = free_port_block(len(self.regions) + 1)
         return self
 
     def _healthy(self) -> bool:
