@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -18,25 +17,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from cluster.ports import free_port_block
+
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port_block(count: int) -> int:
-    """``count`` consecutive free ports below the ephemeral range: runs with a new connection per request leave
-    that range full of TIME_WAIT sockets. SO_REUSEADDR as the servers themselves bind."""
-    rng = random.Random()
-    for _ in range(500):
-        base = rng.randrange(20000, 30000 - count)
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as probe:
-                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free ports")
 
 
 def wait_until(predicate: Any, timeout: float) -> float:

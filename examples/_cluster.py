@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,24 +16,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from cluster.ports import free_port_block
+
 ROOT = Path(__file__).resolve().parents[1]
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-2")
-
-
-def _free_base(count: int) -> int:
-    """Free consecutive ports below the ephemeral range (so no client connection can take one meanwhile)."""
-    rng = random.Random()
-    for _ in range(500):
-        base = rng.randrange(20000, 29000)
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as probe:
-                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free ports")
 
 
 class DemoCluster:
@@ -67,7 +51,7 @@ class DemoCluster:
 @contextlib.contextmanager
 def demo_cluster(replica_delay: str = "0.5") -> Iterator[DemoCluster]:
     with tempfile.TemporaryDirectory(prefix="trent-demo-") as tmp:
-        port = _free_base(len(REGIONS) + 1)
+        port = free_port_block(len(REGIONS) + 1)
         data = Path(tmp) / "data"
         log = open(Path(tmp) / "trent.log", "wb")  # noqa: SIM115 - lives as long as the process
         proc = subprocess.Popen([sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(data), "--port",

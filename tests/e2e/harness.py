@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,32 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from cluster.ports import free_port_block
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-2")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _ports_free(base: int, count: int) -> bool:
-    for port in range(base, base + count):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the cluster binds
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
-def free_port_block(count: int) -> int:
-    """A base port such that base .. base+count-1 are all free right now. Chosen below the ephemeral range, so
-    the clients' own outgoing connections cannot take one of them between this probe and the cluster's bind."""
-    rng = random.Random()
-    for _ in range(500):
-        base = rng.randrange(30000, 32700 - count)
-        if _ports_free(base, count):
-            return base
-    raise RuntimeError("no free block of ports")
 
 
 def poll(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> Any:
@@ -163,3 +143,25 @@ class RunningCluster:
         aws = str(Path(sys.executable).parent / "aws")
         return subprocess.run([aws, "--endpoint-url", self.gateway_url, "--region", region, "--output", "json",
                                *args], capture_output=True, text=True, timeout=60, env=env, check=check)
+
+
+def error(call: Any, **kwargs: Any) -> dict[str, Any]:
+    """Call a boto3 operation that must fail; return {Code, Message, Status}."""
+    with pytest.raises(ClientError) as info:
+        call(**kwargs)
+    response = info.value.response
+    return {"Code": response["Error"]["Code"], "Message": response["Error"].get("Message"),
+            "Status": response["ResponseMetadata"]["HTTPStatusCode"]}
+
+
+def error_of(call: Any, **kwargs: Any) -> dict[str, Any]:
+    """The whole error response of a call that must fail."""
+    with pytest.raises(ClientError) as info:
+        call(**kwargs)
+    response: dict[str, Any] = info.value.response
+    return response
+
+
+def code_of(call: Any, **kwargs: Any) -> str:
+    code: str = error_of(call, **kwargs)["Error"]["Code"]
+    return code

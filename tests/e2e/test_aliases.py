@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
-from tests.e2e.harness import RunningCluster
+from tests.e2e.harness import RunningCluster, error
 
 ACCOUNT = "111122223333"
-
-
-def error(call: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    response = info.value.response
-    return {"Code": response["Error"]["Code"], "Message": response["Error"].get("Message"),
-            "Status": response["ResponseMetadata"]["HTTPStatusCode"]}
 
 
 def new_key(kms: Any) -> dict[str, Any]:

@@ -11,12 +11,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from tests.e2e.harness import RunningCluster, poll
+from tests.e2e.harness import RunningCluster, error, poll
 
 ACCOUNT = "111122223333"
 HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
@@ -36,15 +35,6 @@ OAEP_LIMITS = {("RSA_2048", "RSAES_OAEP_SHA_1"): 214, ("RSA_3072", "RSAES_OAEP_S
                ("RSA_3072", "RSAES_OAEP_SHA_256"): 318, ("RSA_4096", "RSAES_OAEP_SHA_256"): 446}
 ALGORITHM_LISTS = {"EncryptionAlgorithms", "SigningAlgorithms", "MacAlgorithms", "KeyAgreementAlgorithms",
                    "EncapsulationAlgorithms"}
-
-
-def error(call: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
-    """Call a boto3 operation that must fail; return {Code, Message, Status}."""
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    response = info.value.response
-    return {"Code": response["Error"]["Code"], "Message": response["Error"].get("Message"),
-            "Status": response["ResponseMetadata"]["HTTPStatusCode"]}
 
 
 def code(call: Callable[..., Any], **kwargs: Any) -> str:

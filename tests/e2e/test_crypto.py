@@ -13,9 +13,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
-from tests.e2e.harness import RunningCluster
+from tests.e2e.harness import RunningCluster, code_of, error_of
 
 FOREIGN_BLOB_MESSAGE = (
     "The ciphertext refers to a customer master key that does not exist, does not exist in this region, "
@@ -23,19 +22,6 @@ FOREIGN_BLOB_MESSAGE = (
 )
 # Offsets into a TRENT-V1 blob (KMS-REFERENCE.md §5.2, L = 36) that are not part of the key id.
 MARKER, FLAGS, KEY_ID_LEN, MATERIAL_ID, SALT, IV, BODY = 0, 1, 2, 39, 71, 87, 99
-
-
-def error_of(call: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
-    """The error response of a call that must fail."""
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    response: dict[str, Any] = info.value.response
-    return response
-
-
-def code_of(call: Callable[..., Any], **kwargs: Any) -> str:
-    code: str = error_of(call, **kwargs)["Error"]["Code"]
-    return code
 
 
 def unvalidated_client(cluster: RunningCluster, region: str = "us-east-1") -> Any:

@@ -7,11 +7,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mlkem, rsa
 
-from tests.e2e.harness import RunningCluster, poll
+from tests.e2e.harness import RunningCluster, error, poll
 
 PAIR_SPECS: dict[str, Callable[[Any], bool]] = {
     "RSA_2048": lambda k: isinstance(k, rsa.RSAPrivateKey) and k.key_size == 2048,
@@ -26,14 +25,6 @@ PAIR_SPECS: dict[str, Callable[[Any], bool]] = {
     "ML_KEM_1024": lambda k: isinstance(k, mlkem.MLKEM1024PrivateKey),
 }
 EC = {"purpose": "data-key-pair", "tenant": "ü-42"}
-
-
-def error(call: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    response = info.value.response
-    return {"Code": response["Error"]["Code"], "Message": response["Error"].get("Message"),
-            "Status": response["ResponseMetadata"]["HTTPStatusCode"]}
 
 
 def spki_of(private: Any) -> bytes:

@@ -4,14 +4,13 @@ that cancelled deletions never happen. Every test here moves time, so they share
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
-from tests.e2e.harness import RunningCluster, free_port_block
+from tests.e2e.harness import RunningCluster, code_of, error_of, free_port_block
 
 DAY = 86400.0
 FOREIGN_BLOB_MESSAGE = (
@@ -26,18 +25,6 @@ def clocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster
     yield c
     if c.proc is not None:
         c.kill()
-
-
-def error_of(call: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    response: dict[str, Any] = info.value.response
-    return response
-
-
-def code_of(call: Callable[..., Any], **kwargs: Any) -> str:
-    code: str = error_of(call, **kwargs)["Error"]["Code"]
-    return code
 
 
 def ts(value: datetime) -> float:

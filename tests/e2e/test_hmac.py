@@ -7,20 +7,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
-from tests.e2e.harness import RunningCluster, poll
+from tests.e2e.harness import RunningCluster, error, poll
 
 SPECS = {"HMAC_224": ("HMAC_SHA_224", 28), "HMAC_256": ("HMAC_SHA_256", 32), "HMAC_384": ("HMAC_SHA_384", 48),
          "HMAC_512": ("HMAC_SHA_512", 64)}
-
-
-def error(call: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    response = info.value.response
-    return {"Code": response["Error"]["Code"], "Message": response["Error"].get("Message"),
-            "Status": response["ResponseMetadata"]["HTTPStatusCode"]}
 
 
 def code(call: Callable[..., Any], **kwargs: Any) -> str:

@@ -14,19 +14,10 @@ import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.harness import RunningCluster
+from tests.e2e.harness import RunningCluster, error
 
 ACCOUNT = "111122223333"
 DAY = dt.timedelta(days=1)
-
-
-def error(call: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
-    """Call a boto3 operation that must fail; return {Code, Message, Status}."""
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    response = info.value.response
-    return {"Code": response["Error"]["Code"], "Message": response["Error"].get("Message"),
-            "Status": response["ResponseMetadata"]["HTTPStatusCode"]}
 
 
 def all_key_ids(kms: Any) -> set[str]:

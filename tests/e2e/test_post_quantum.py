@@ -6,30 +6,21 @@ rejection)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import mldsa, mlkem
 
-from tests.e2e.harness import RunningCluster
+from tests.e2e.harness import RunningCluster, error
 
 # spec -> (public key class, raw public key bytes, signature bytes) per FIPS 204.
 ML_DSA = {"ML_DSA_44": (mldsa.MLDSA44PublicKey, 1312, 2420), "ML_DSA_65": (mldsa.MLDSA65PublicKey, 1952, 3309),
           "ML_DSA_87": (mldsa.MLDSA87PublicKey, 2592, 4627)}
 # spec -> (public key class, ciphertext bytes) per FIPS 203.
 ML_KEM = {"ML_KEM_768": (mlkem.MLKEM768PublicKey, 1088), "ML_KEM_1024": (mlkem.MLKEM1024PublicKey, 1568)}
-
-
-def error(call: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    response = info.value.response
-    return {"Code": response["Error"]["Code"], "Message": response["Error"].get("Message"),
-            "Status": response["ResponseMetadata"]["HTTPStatusCode"]}
 
 
 def external_mu(public_raw: bytes, message: bytes) -> bytes:

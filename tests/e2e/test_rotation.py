@@ -8,31 +8,18 @@ never moved.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
-from tests.e2e.harness import RunningCluster, free_port_block
+from tests.e2e.harness import RunningCluster, code_of, error_of, free_port_block
 
 DAY = 86400.0
 MINUTE = 60.0
-
-
-def error_of(call: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    response: dict[str, Any] = info.value.response
-    return response
-
-
-def code_of(call: Callable[..., Any], **kwargs: Any) -> str:
-    code: str = error_of(call, **kwargs)["Error"]["Code"]
-    return code
 
 
 def unvalidated_client(cluster: RunningCluster, region: str = "us-east-1") -> Any:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,19 +15,10 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError
 
-from tests.e2e.harness import RunningCluster
+from tests.e2e.harness import RunningCluster, error
 
 MODEL = botocore.session.get_session().get_service_model("kms")
-
-
-def error(call: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    response = info.value.response
-    return {"Code": response["Error"]["Code"], "Message": response["Error"].get("Message"),
-            "Status": response["ResponseMetadata"]["HTTPStatusCode"]}
 
 
 @dataclass
