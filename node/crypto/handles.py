@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Self
 
 MATERIAL_LEN = 32  # symmetric (SYMMETRIC_DEFAULT) material
 MATERIAL_ID_LEN = 32
@@ -27,7 +27,27 @@ def _refuse_pickle(obj: object) -> NoReturn:
     raise TypeError(f"{type(obj).__name__} holds secret key material and cannot be pickled")
 
 
-class SecretBytes:
+class _Sealed:
+    """Immutable holders of secrets: copies are the object itself (which keeps copy/deepcopy off the pickle path),
+    and pickling is refused."""
+
+    def __copy__(self) -> Self:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self
+
+    def __reduce__(self) -> NoReturn:
+        _refuse_pickle(self)
+
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        _refuse_pickle(self)
+
+    def __getstate__(self) -> NoReturn:
+        _refuse_pickle(self)
+
+
+class SecretBytes(_Sealed):
     """Holds key material; repr/str show only a label and the length.
 
     Not picklable, not hashable (a hash would be a stable fingerprint of the secret), compared in
@@ -77,25 +97,10 @@ class SecretBytes:
     def __delattr__(self, name: str) -> None:
         raise AttributeError("SecretBytes is immutable")
 
-    # Immutable, so copies can be the object itself; this keeps copy/deepcopy off the pickle path.
-    def __copy__(self) -> SecretBytes:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> SecretBytes:
-        return self
-
-    def __reduce__(self) -> NoReturn:
-        _refuse_pickle(self)
-
-    def __reduce_ex__(self, protocol: Any) -> NoReturn:
-        _refuse_pickle(self)
-
-    def __getstate__(self) -> NoReturn:
-        _refuse_pickle(self)
 
 
 @dataclass(frozen=True)
-class Material:
+class Material(_Sealed):
     """One version of a key's secret: 32 AES bytes (symmetric), an HMAC key, or a PKCS#8 DER private key."""
 
     material_id: bytes  # 32 bytes; public identifier carried in ciphertext headers
@@ -107,20 +112,6 @@ class Material:
         if not MIN_SECRET_LEN <= len(self.secret) <= MAX_SECRET_LEN:
             raise ValueError(f"key material must be {MIN_SECRET_LEN} to {MAX_SECRET_LEN} bytes")
 
-    def __copy__(self) -> Material:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Material:
-        return self
-
-    def __reduce__(self) -> NoReturn:
-        _refuse_pickle(self)
-
-    def __reduce_ex__(self, protocol: Any) -> NoReturn:
-        _refuse_pickle(self)
-
-    def __getstate__(self) -> NoReturn:
-        _refuse_pickle(self)
 
 
 def material_id_for(secret: bytes, key_id: str) -> bytes:
