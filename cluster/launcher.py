@@ -32,6 +32,8 @@ from node.auth.authorizer import AccessSettings, Authorizer
 from node.auth.principals import PrincipalDirectory
 from node.clock import AdjustableClock
 from node.config import ClusterConfig
+from node.crypto.asymmetric import generate_key_pair
+from node.crypto.keypool import KeyPairPool
 from node.crypto.rootkey import RootKey
 from node.endpoint import KmsEndpoint
 from node.ops import build_registry
@@ -105,6 +107,7 @@ class Cluster:
         self.faults = Faults(time.monotonic)
         self._session: aiohttp.ClientSession | None = None
         self._region_runners: dict[str, web.AppRunner] = {}
+        self.key_pairs: KeyPairPool | None = None
 
     # -- persistent bits of the cluster itself ---------------------------------------------------------
 
@@ -142,6 +145,7 @@ class Cluster:
         # Key material crosses between regions only wrapped under the cluster's transport key.
         codec = CommandCodec(RootKey.load_or_create(self.data_dir / "cluster.key"))
         authorizer = Authorizer(AccessSettings(self.config.enforce_access, self.config.identity_policies))
+        self.key_pairs = KeyPairPool(generate_key_pair)
         for name in self.config.regions:
             region_dir = self.data_dir / name
             region_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -153,6 +157,7 @@ class Cluster:
             outbox = Outbox(name, store, codec, self.clock)
             region = Region(RegionIdentity(name, self.config.account), store, root, self.clock,
                             change_log=outbox, cluster_regions=self.config.regions)
+            region.key_pairs = self.key_pairs.take
             region.audit = AuditTrail(name, self.config.account, AuditSink(region_dir / "audit"),
                                       started=_tracking_start(store, self.clock.now()))
             endpoint = KmsEndpoint(region, registry, decoder, verifier,
@@ -224,6 +229,8 @@ class Cluster:
         write_private(self.data_dir / "cluster.json", json.dumps(doc, indent=2))
 
     async def stop(self) -> None:
+        if self.key_pairs is not None:
+            self.key_pairs.stop()
         for runtime in self.regions.values():
             await runtime.replication.stop()
             runtime.replication.outbox.close()

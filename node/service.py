@@ -7,11 +7,12 @@ write leaves the region exactly as it was.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from node.clock import Clock
+from node.crypto.handles import SecretBytes
 from node.crypto.rootkey import RootKey
 from node.model.errors import not_found
 from node.model.grants import GrantRecord, decode_grant, encode_grant
@@ -63,6 +64,8 @@ class Region:
         self._aliases_by_key: dict[str, set[str]] = {}
         # The region's audit trail, when one is attached (GetKeyLastUsage reads it).
         self.audit: AuditTrail | None = None
+        # Where slow (RSA) key pairs come from: a pre-generating pool when the launcher attaches one.
+        self.key_pairs: Callable[[str], tuple[SecretBytes, bytes]] | None = None
         self.grants: dict[str, GrantRecord] = {}
         self._grants_by_key: dict[str, set[str]] = {}
         self._load()

@@ -67,13 +67,14 @@ def generate_key_pair(spec: str) -> tuple[SecretBytes, bytes]:
     return SecretBytes(der, label="private-key"), _spki(key.public_key())
 
 
-def new_key_material(spec: str, key_id: str) -> Material:
+def new_key_material(spec: str, key_id: str, pairs: Callable[[str], tuple[SecretBytes, bytes]] | None = None
+                     ) -> Material:
     """The first (and, except for symmetric keys, only) material version of a new key of ``spec``."""
     if spec == SYMMETRIC_DEFAULT:
         return new_material(key_id)
     if spec in HMAC_KEY_BYTES:
         return new_material(key_id, HMAC_KEY_BYTES[spec])
-    private, _ = generate_key_pair(spec)
+    private, _ = (pairs or generate_key_pair)(spec)
     return material_from_secret(private.reveal(), key_id)
 
 

@@ -26,7 +26,7 @@ def _generate(region: Region, params: Params, operation: str) -> tuple[SecretByt
     reject_recipient(params)
     encode_encryption_context(params.get("EncryptionContext"))  # an invalid context fails a DryRun too
     finish_dry_run(params)
-    private, public = generate_key_pair(spec)
+    private, public = (region.key_pairs or generate_key_pair)(spec)
     version = key.current_material()
     blob = seal(key.key_id, version.material, private.reveal(), params.get("EncryptionContext"))
     return private, {"PrivateKeyCiphertextBlob": blob, "PublicKey": public, "KeyId": key.arn, "KeyPairSpec": spec,

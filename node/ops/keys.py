@@ -74,7 +74,7 @@ def create_key(region: Region, params: Params, ctx: RequestContext) -> Response:
     now = region.now()
     multi_region = bool(params.get("MultiRegion"))
     key_id = new_key_id(multi_region=multi_region)
-    material = MaterialVersion(new_key_material(spec, key_id), now)
+    material = MaterialVersion(new_key_material(spec, key_id, region.key_pairs), now)
     key = KeyRecord(
         key_id=key_id, region=region.name, account=region.account, created=now, state=KeyState.ENABLED,
         description=params.get("Description") or "", key_usage=usage, key_spec=spec, origin=origin,
