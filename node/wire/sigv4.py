@@ -10,25 +10,34 @@ import hashlib
 import hmac
 import re
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from urllib.parse import quote, unquote
-
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from node.auth.principals import Principal, PrincipalDirectory
 from node.clock import Clock
 from node.model.errors import KmsError
+from node.wire.sigv4_canonical import (  # noqa: F401 - tests patch these names here
+    _AMZ_DATE_FORMAT,
+    _AMZ_DATE_RE,
+    _EMPTY,
+    TERMINATOR,
+    _canonical_query,
+    _canonical_uri,
+    _derive_signing_key,
+    _encode,
+    _format_amz,
+    _header_lookup,
+    _hmac,
+    _parse_amz_date,
+    _parse_http_date,
+    _remove_dot_segments,
+    _trim,
+)
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "kms"
-TERMINATOR = "aws4_request"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
-_AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _PREFIX = ALGORITHM + " "
 
 # Header-name token characters (RFC 9110), lowercase only: SigV4 signs lowercased names.
@@ -43,9 +52,7 @@ _AUTH_RE = re.compile(
 _SCOPE_RE = re.compile(r"Credential=([^/\s,]+)/(\d{8})/([^/\s,]+)/([^/\s,]+)/aws4_request(?=[\s,]|$)")
 _SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
 _DATE8_RE = re.compile(r"\d{8}")
-_AMZ_DATE_RE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
 
-_EMPTY: tuple[str, ...] = ()
 
 _MSG_MISSING = "Missing Authentication Token"
 _MSG_UNRECOGNIZED = "The security token included in the request is invalid."
@@ -153,101 +160,6 @@ def _parse_authorization_slow(authorization: str) -> tuple[CredentialScope, str,
     if _SIGNATURE_RE.fullmatch(signature) is None:
         raise _incomplete("Signature must be 64 lowercase hexadecimal characters.")
     return CredentialScope(access_key, date, region, service), signed, signature
-
-
-def _header_lookup(headers: Mapping[str, str]) -> Callable[[str], Sequence[str]]:
-    """A getter of every value of a (lowercase) header name, case-insensitively."""
-    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
-        # aiohttp's request headers: already case-insensitive and multi-valued, no copy needed.
-        getall = headers.getall
-        return lambda name: getall(name, _EMPTY)
-    lowered: dict[str, list[str]] = {}
-    for key, value in headers.items():
-        lowered.setdefault(key.lower(), []).append(value)
-    return lambda name: lowered.get(name, _EMPTY)
-
-
-def _trim(value: str) -> str:
-    # SigV4 "Trimall", exactly as botocore applies it.
-    return " ".join(value.split())
-
-
-def _remove_dot_segments(path: str) -> str:
-    # RFC 3986 5.2.4 plus collapsing of empty segments, as botocore does for non-S3 services.
-    out: list[str] = []
-    for seg in path.split("/"):
-        if seg and seg != ".":
-            if seg == "..":
-                if out:
-                    out.pop()
-            else:
-                out.append(seg)
-    first = "/" if path.startswith("/") else ""
-    last = "/" if path.endswith("/") and out else ""
-    return first + "/".join(out) + last
-
-
-def _canonical_uri(path: str) -> str:
-    """``path`` is the raw request path as sent (still percent-encoded); non-S3 SigV4 encodes it again."""
-    if not path or path == "/":
-        return "/"
-    return quote(_remove_dot_segments(path), safe="/~") or "/"
-
-
-def _canonical_query(query: str) -> str:
-    """``query`` is the raw query string without '?'."""
-    if not query:
-        return ""
-    pairs: list[tuple[str, str]] = []
-    for part in query.split("&"):
-        if not part:
-            continue
-        key, _, value = part.partition("=")
-        # Decode then re-encode so any client percent-encoding normalises to SigV4's form.
-        pairs.append((quote(unquote(key), safe="-_.~"), quote(unquote(value), safe="-_.~")))
-    pairs.sort()
-    return "&".join([f"{k}={v}" for k, v in pairs])
-
-
-def _parse_amz_date(value: str) -> float | None:
-    m = _AMZ_DATE_RE.fullmatch(value)
-    if m is None:
-        return None
-    try:
-        # datetime() validates field ranges (month 13, Feb 30, ...).
-        return datetime(
-            int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6]), tzinfo=UTC
-        ).timestamp()
-    except ValueError:
-        return None
-
-
-def _parse_http_date(value: str) -> datetime | None:
-    try:
-        dt = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def _format_amz(epoch: float) -> str:
-    return time.strftime(_AMZ_DATE_FORMAT, time.gmtime(epoch))
-
-
-def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode("utf-8"), hashlib.sha256).digest()
-
-
-def _derive_signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
-    k = _hmac(f"AWS4{secret_key}".encode(), date)
-    k = _hmac(k, region)
-    k = _hmac(k, service)
-    return _hmac(k, TERMINATOR)
-
-
-def _encode(value: str) -> bytes:
-    # aiohttp decodes header bytes with surrogateescape; this restores the bytes the client signed.
-    return value.encode("utf-8", "surrogateescape")
 
 
 class SigV4Verifier:
