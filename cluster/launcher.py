@@ -202,7 +202,8 @@ class Cluster:
             for runtime in self.regions.values():
                 if runtime.region.audit is not None:
                     try:
-                        runtime.region.audit.flush()
+                        # fsync in a worker thread: the event loop keeps serving meanwhile.
+                        await asyncio.to_thread(runtime.region.audit.flush)
                     except OSError:
                         log.exception("region %s: cannot write the audit log", runtime.region.name)
 

@@ -18,7 +18,8 @@ class AuditSink:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.directory = directory
         self.max_bytes = max_bytes
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()        # guards the pending list: held only to append or swap it
+        self._write_lock = threading.Lock()  # serialises file writes, fsync and rotation (flush may run in a thread)
         self._pending: list[bytes] = []
         self._file: BinaryIO = open(directory / CURRENT, "ab")  # noqa: SIM115 - long-lived
         self._size = self._file.tell()
@@ -31,8 +32,11 @@ class AuditSink:
             self._pending.append(line)
 
     def flush(self) -> int:
-        with self._lock:
-            lines, self._pending = self._pending, []
+        """Write and fsync what is pending. Safe to run in another thread: callers of ``emit`` never wait for the
+        disk, only for the moment it takes to swap the pending list."""
+        with self._write_lock:
+            with self._lock:
+                lines, self._pending = self._pending, []
             if not lines:
                 return 0
             data = b"".join(lines)
@@ -54,7 +58,7 @@ class AuditSink:
 
     def close(self) -> None:
         self.flush()
-        with self._lock:
+        with self._write_lock:
             self._file.close()
 
 
