@@ -34,10 +34,6 @@ class AdjustableClock:
             self._offset += seconds
         return self.now()
 
-    def set_offset(self, offset: float) -> None:
-        with self._lock:
-            self._offset = max(self._offset, offset)
-
 
 class FixedClock:
     """A clock that moves only when told: for unit tests."""

@@ -90,9 +90,6 @@ class KeyRecord:
     def with_changes(self, **changes: Any) -> KeyRecord:
         return replace(self, **changes)
 
-    def tag_dict(self) -> dict[str, str]:
-        return dict(self.tags)
-
 
 @dataclass(frozen=True)
 class AliasRecord:

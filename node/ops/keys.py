@@ -19,7 +19,6 @@ from node.ops.tags import validate_new_tags
 from node.service import Region
 
 DAY = 86400.0
-MAX_POLICY_BYTES = 32768
 
 
 def default_policy(account: str) -> str:
