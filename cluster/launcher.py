@@ -39,7 +39,7 @@ from node.endpoint import KmsEndpoint
 from node.ops import build_registry
 from node.scheduler import Scheduler
 from node.service import Region, RegionIdentity
-from node.store.base import Batch
+from node.store.base import Batch, StoreError
 from node.store.sqlite import SqliteStore
 from node.wire.sigv4 import SigV4Verifier
 from node.wire.validation import RequestDecoder
@@ -189,11 +189,29 @@ class Cluster:
             runtime.site = await self._open_site(runner, runtime.port)
             self._tasks.append(asyncio.create_task(runtime.scheduler.run_forever(self.config.scheduler_interval)))
         self._tasks.append(asyncio.create_task(self._flush_audit_forever()))
+        self._tasks.append(asyncio.create_task(self._trim_outboxes_forever()))
         self._session = aiohttp.ClientSession()
         for name, runtime in self.regions.items():
             peers = {p: _url_of(self.url(r.port)) for p, r in self.regions.items() if p != name}
             runtime.replication.start(peers, token, self.faults, self._session)
         self._write_cluster_file()
+
+    def trim_outboxes(self) -> int:
+        """Drop outbox records that every other region has applied (all cursors are in this process)."""
+        removed = 0
+        for name, runtime in self.regions.items():
+            peers = [r.replication.cursors.get(name) for p, r in self.regions.items() if p != name]
+            if peers:
+                removed += runtime.replication.outbox.trim_through(min(peers))
+        return removed
+
+    async def _trim_outboxes_forever(self, interval: float = 30.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.trim_outboxes()
+            except StoreError:
+                log.warning("outbox trimming deferred (store error)")
 
     async def _flush_audit_forever(self, interval: float = 0.2) -> None:
         """Audit records are fsynced in batches: at most ``interval`` after the call they describe."""

@@ -59,6 +59,21 @@ class Outbox:
         # Sequence numbers of a failed batch are simply skipped: readers ask for "after N", so gaps are harmless.
         pass
 
+    def trim_through(self, applied_everywhere: int, batch_size: int = 1000) -> int:
+        """Delete records every peer has applied. The newest record always stays, so numbering continues from it
+        after a restart (peers' cursors must never find the outbox starting over below them)."""
+        limit = min(applied_everywhere, self.head - 1)
+        removed = 0
+        while True:
+            doomed = [int(i) for i, _ in self.store.scan_after("outbox", seq_id(0), batch_size) if int(i) <= limit]
+            if not doomed:
+                return removed
+            batch = Batch()
+            for seq in doomed:
+                batch.delete("outbox", seq_id(seq))
+            self.store.commit(batch)
+            removed += len(doomed)
+
     def read_after(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         return [(int(i), doc) for i, doc in self.store.scan_after("outbox", seq_id(after), limit)]
 

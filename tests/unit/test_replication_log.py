@@ -351,3 +351,35 @@ def test_restart_after_a_failed_commit_numbers_on_from_the_last_committed_record
     assert outbox2.head == 1
     region2.commit(commands=[gone(3)])
     assert decoded(outbox2) == [(1, gone(1)), (2, gone(3))]
+
+
+# -- trimming --------------------------------------------------------------------------------------------------
+
+
+def test_trim_drops_only_what_every_peer_applied_and_keeps_the_newest(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "a.db")
+    region, outbox = region_over(store)
+    for n in range(10):
+        region.commit(commands=[gone(n)])
+    assert outbox.head == 10
+    assert outbox.trim_through(4, batch_size=3) == 4  # several small batches
+    assert [seq for seq, _ in outbox.read_after(0, 100)] == list(range(5, 11))
+    assert outbox.trim_through(100) == 5  # everything applied everywhere: the newest record still stays
+    assert [seq for seq, _ in outbox.read_after(0, 100)] == [10]
+    store.close()
+    reopened = SqliteStore(tmp_path / "a.db")
+    region, outbox = region_over(reopened)
+    assert outbox.head == 10  # numbering continues: peers at cursor 10 will not miss record 11
+    region.commit(commands=[gone(99)])
+    assert [seq for seq, _ in outbox.read_after(10, 100)] == [11]
+    reopened.close()
+
+
+def test_trim_leaves_records_a_peer_still_needs() -> None:
+    region, outbox = region_over(MemoryStore())
+    for n in range(5):
+        region.commit(commands=[gone(n)])
+    assert outbox.trim_through(0) == 0
+    assert [seq for seq, _ in outbox.read_after(0, 100)] == [1, 2, 3, 4, 5]
+    assert outbox.trim_through(2) == 2
+    assert [seq for seq, _ in decoded(outbox, 2)] == [3, 4, 5]
