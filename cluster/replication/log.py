@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import struct
 
 from cluster.replication.commands import CommandCodec
@@ -29,11 +30,24 @@ class Outbox:
         self.clock = clock
         last = store.last_id("outbox")
         self.head = int(last) if last is not None else 0
+        self._identity: str | None = None
         self._allocated = self.head
         # One future per waiting peer, made in the loop it waits in (an asyncio.Event would bind to the first
         # loop that waited on it, and the outbox may outlive that loop).
         self._waiters: set[asyncio.Future[None]] = set()
         self._closed = False
+
+    @property
+    def identity(self) -> str:
+        """Names this outbox's numbering. A store that starts over (a region rebuilt from nothing) gets a new
+        identity, so peers know to read it from the start instead of waiting for numbers they already passed."""
+        if self._identity is None:
+            raw = self.store.get("meta", "outbox-identity")
+            if raw is None:
+                raw = secrets.token_hex(8).encode()
+                self.store.commit(Batch().put("meta", "outbox-identity", raw))
+            self._identity = raw.decode()
+        return self._identity
 
     def append(self, batch: Batch, command: Command) -> None:
         self._allocated += 1
@@ -115,3 +129,19 @@ class Cursors:
 
     def committed(self, peer: str, seq: int) -> None:
         self.positions[peer] = max(self.positions.get(peer, 0), seq)
+
+    def identity_of(self, peer: str) -> str | None:
+        raw = self.store.get("meta", f"peer-outbox-identity:{peer}")
+        return None if raw is None else raw.decode()
+
+    def follow(self, peer: str, identity: str) -> None:
+        """Read ``peer``'s outbox named ``identity`` from now on; a new identity means its log started over."""
+        known = self.identity_of(peer)
+        if known == identity:
+            return
+        batch = Batch().put("meta", f"peer-outbox-identity:{peer}", identity.encode())
+        if known is not None:  # not the first contact: the peer's numbering restarted, so must this cursor
+            batch.put("cursors", peer, struct.pack(">Q", 0))
+        self.store.commit(batch)
+        if known is not None:
+            self.positions[peer] = 0

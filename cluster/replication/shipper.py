@@ -47,7 +47,8 @@ def outbox_route(region: str, outbox: Outbox, token: str, faults: Faults) -> web
             _drop(request)
             return response
         records = outbox.read_after(after, limit)
-        body = msgpack.packb({"region": region, "head": outbox.head, "records": records}, use_bin_type=True)
+        body = msgpack.packb({"region": region, "identity": outbox.identity, "head": outbox.head,
+                              "records": records}, use_bin_type=True)
         with contextlib.suppress(ConnectionError):  # the peer went away, or this region went down meanwhile
             await response.write(body)
             await response.write_eof()
@@ -75,6 +76,7 @@ class Puller:
         self.session = session
         self.connected = False
         self.peer_head = 0
+        self._known_identity: str | None = None
 
     @property
     def link_up(self) -> bool:
@@ -114,6 +116,12 @@ class Puller:
                 raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
             self.connected = True
             doc = msgpack.unpackb(await response.read(), raw=False)
+        identity = doc.get("identity")
+        if isinstance(identity, str) and identity != self._known_identity:
+            self.applier.cursors.follow(self.peer, identity)
+            self._known_identity = identity
+            if self.applier.cursors.get(self.peer) != after:
+                return  # the peer's log started over: fetch it again from the start
         self.peer_head = int(doc["head"])
         for seq, raw in doc["records"]:
             if not self.faults.can_replicate(self.peer, self.region):

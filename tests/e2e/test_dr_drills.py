@@ -337,3 +337,36 @@ def test_primary_handoff_across_a_partition_completes_after_heal(fresh_cluster: 
     wait_converged(c, {key.key_id: key})
     verify(c, {key.key_id: key})
     cross_decrypt(c, {key.key_id: key})
+
+
+def test_region_rebuilt_from_nothing_is_followed_from_its_new_start(fresh_cluster: Any) -> None:
+    """A region whose data is lost starts a new log; its peers must read that log from the start, not wait for
+    sequence numbers they had already passed in the old one."""
+    import shutil
+
+    c = fresh_cluster(extra_args=("--replica-delay", "0"))
+    lost, other = c.client("ap-northeast-2"), c.client("us-east-1")
+    old = lost.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    lost.replicate_key(KeyId=old, ReplicaRegion="us-east-1")
+    poll(lambda: _key_state(other, old) == "Enabled", timeout=20)
+    for _ in range(4):  # the old log grows well past what the rebuilt one will write
+        lost.rotate_key_on_demand(KeyId=old)
+        poll(lambda: "OnDemandRotationStartDate" not in lost.get_key_rotation_status(KeyId=old), timeout=20)
+    c.stop()
+    shutil.rmtree(c.data_dir / "ap-northeast-2")  # the region's disks are gone
+    c.start()
+    with pytest.raises(ClientError):
+        lost.describe_key(KeyId=old)
+    fresh = lost.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    lost.replicate_key(KeyId=fresh, ReplicaRegion="us-east-1")
+    poll(lambda: _key_state(other, fresh) == "Enabled", timeout=20)
+    blob = lost.encrypt(KeyId=fresh, Plaintext=b"after the rebuild")["CiphertextBlob"]
+    assert other.decrypt(CiphertextBlob=blob)["Plaintext"] == b"after the rebuild"
+
+
+def _key_state(client: Any, key_id: str) -> str:
+    try:
+        state: str = client.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"]
+    except ClientError:
+        return "absent"
+    return state
