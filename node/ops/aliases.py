@@ -79,6 +79,8 @@ def list_aliases(region: Region, params: Params, ctx: RequestContext) -> Respons
         aliases = region.aliases_of(key.key_id)
     else:
         aliases = sorted(region.aliases.values(), key=lambda a: a.name)
+    if ctx.principal.account != region.account:
+        aliases = []  # aliases belong to an account: another account's principal sees only its own (none here)
     page, marker = paginate(aliases, lambda a: a.name, params.get("Limit"), params.get("Marker"), default=50)
     entries: list[object] = [
         {"AliasName": a.name, "AliasArn": region.alias_arn(a.name), "TargetKeyId": a.key_id,

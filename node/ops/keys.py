@@ -57,6 +57,10 @@ def _spec_and_usage(params: Params) -> tuple[str, str]:
 
 
 def create_key(region: Region, params: Params, ctx: RequestContext) -> Response:
+    if ctx.principal.account != region.account:
+        # AWS would create the key in the caller's own account; this cluster holds keys of one account only.
+        raise unsupported(f"This cluster holds keys of account {region.account} only; principals of account "
+                          f"{ctx.principal.account} can use its keys (by ARN) but not create keys here.")
     spec, usage = _spec_and_usage(params)
     if params.get("CustomKeyStoreId") is not None or params.get("XksKeyId") is not None:
         raise KmsError("CustomKeyStoreNotFoundException", "Custom key stores are not supported by this cluster.")
@@ -93,7 +97,8 @@ def describe_key(region: Region, params: Params, ctx: RequestContext) -> Respons
 
 
 def list_keys(region: Region, params: Params, ctx: RequestContext) -> Response:
-    keys = sorted(region.keys)
+    # A caller lists its own account's keys: another account's principal has none here.
+    keys = sorted(region.keys) if ctx.principal.account == region.account else []
     page, marker = paginate(keys, str, params.get("Limit"), params.get("Marker"), default=100)
     entries: list[object] = [{"KeyId": k, "KeyArn": region.key_arn(k)} for k in page]
     return page_response("Keys", entries, marker)

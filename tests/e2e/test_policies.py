@@ -474,3 +474,16 @@ def test_alias_operations_need_permission_on_the_keys(kms: Clients) -> None:
     assert refused(kms("partner").delete_alias, AliasName="alias/root-made") == (
         "NotFoundException", f"Alias arn:aws:kms:us-east-1:{PARTNER_ACCOUNT}:alias/root-made is not found.")
     assert root.describe_key(KeyId="alias/root-made")["KeyMetadata"]["KeyId"] == theirs["KeyId"]
+
+
+def test_another_account_lists_only_its_own_keys_and_aliases_and_cannot_create_keys_here(kms: Clients) -> None:
+    key = new_key(kms, policy(ROOT_ALL, allow(PARTNER_ACCOUNT, "kms:*")))
+    kms("root").create_alias(AliasName="alias/partner-visible-" + key["KeyId"][:8], TargetKeyId=key["KeyId"])
+    assert key["KeyId"] in {k["KeyId"] for k in kms("root").list_keys(Limit=1000)["Keys"]}
+    # The partner's own account holds no keys or aliases in this cluster, whatever it may use by ARN.
+    assert kms("partner").list_keys()["Keys"] == []
+    assert kms("partner").list_aliases()["Aliases"] == []
+    assert kms("partner").list_aliases(KeyId=key["Arn"])["Aliases"] == []
+    assert kms("partner").describe_key(KeyId=key["Arn"])["KeyMetadata"]["KeyId"] == key["KeyId"]
+    code, message = refused(kms("partner").create_key)
+    assert code == "UnsupportedOperationException" and PARTNER_ACCOUNT in message
