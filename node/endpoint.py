@@ -27,6 +27,9 @@ from node.wire.sigv4 import SigV4Verifier, parse_scope
 from node.wire.validation import RequestDecoder
 
 log = logging.getLogger("trent.endpoint")
+# Operations that delete what names their key (the alias, the grant): the audit record's key must be found before
+# they run. For every other call the request's keys are found afterwards, and only if the answer names none.
+CONSUMES_KEY_NAME = frozenset({"DeleteAlias", "RetireGrant"})
 
 
 @dataclass
@@ -204,7 +207,7 @@ class KmsEndpoint:
         call.raw = raw if isinstance(raw, Mapping) else None
         params = self.decoder.decode(name, raw)
         call.params = params
-        if self.audit is not None:
+        if self.audit is not None and name in CONSUMES_KEY_NAME:
             call.named = self._named_keys(params)
         context = RequestContext(
             request_id=request_id,
