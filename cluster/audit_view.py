@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.durations import parse_duration
+from node.audit.events import parse_cloudtrail_time
 from node.audit.sink import read_events
 
 
@@ -25,10 +26,7 @@ def _since(text: str | None, now: float) -> float | None:
 
 
 def _event_time(event: dict[str, Any]) -> float:
-    try:
-        return datetime.fromisoformat(str(event.get("eventTime", "")).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
+    return parse_cloudtrail_time(str(event.get("eventTime", "")))
 
 
 def audit_events(data_dir: Path, *, region: str | None = None, key: str | None = None,

@@ -46,6 +46,14 @@ def cloudtrail_time(epoch: float) -> str:
     return _second(int(epoch))
 
 
+def parse_cloudtrail_time(text: str) -> float:
+    """The epoch seconds of an ``eventTime`` (0.0 if it is not one)."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
 def event_id() -> str:
     """A random (version 4) UUID, built without the uuid module's per-call overhead."""
     h = os.urandom(16).hex()

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from node.audit.events import api_call_event, service_event
+from node.audit.events import api_call_event, parse_cloudtrail_time, service_event
 from node.audit.sink import AuditSink, read_events
 from node.auth.principals import Principal
 from node.model.errors import KmsError
@@ -80,7 +80,7 @@ class AuditTrail:
         if event.get("eventName") not in USAGE_OPERATIONS or "errorCode" in event:
             return
         # The event's own time (CloudTrail's whole seconds), so the answer is the same after a restart.
-        when = float(int(at)) if at is not None else _parse_time(str(event.get("eventTime", "")))
+        when = float(int(at)) if at is not None else parse_cloudtrail_time(str(event.get("eventTime", "")))
         for resource in event.get("resources") or ():
             key_id = str(resource.get("ARN", "")).rsplit("/", 1)[-1]
             self.last_usage[key_id] = KeyUsage(str(event["eventName"]), when, str(event.get("eventID")),
@@ -91,11 +91,3 @@ class AuditTrail:
 
     def close(self) -> None:
         self.sink.close()
-
-
-def _parse_time(text: str) -> float:
-    from datetime import datetime
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0

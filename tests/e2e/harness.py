@@ -18,6 +18,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from cryptography.hazmat.primitives import serialization
 
 from cluster.ports import free_port_block
 
@@ -165,3 +166,10 @@ def error_of(call: Any, **kwargs: Any) -> dict[str, Any]:
 def code_of(call: Any, **kwargs: Any) -> str:
     code: str = error_of(call, **kwargs)["Error"]["Code"]
     return code
+
+
+def spki_of(private: Any) -> bytes:
+    """A locally made private key's public half as DER SubjectPublicKeyInfo (the form KMS takes and returns)."""
+    der: bytes = private.public_key().public_bytes(serialization.Encoding.DER,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+    return der

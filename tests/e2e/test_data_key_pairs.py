@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mlkem, rsa
 
-from tests.e2e.harness import RunningCluster, error, poll
+from tests.e2e.harness import RunningCluster, error, poll, spki_of
 
 PAIR_SPECS: dict[str, Callable[[Any], bool]] = {
     "RSA_2048": lambda k: isinstance(k, rsa.RSAPrivateKey) and k.key_size == 2048,
@@ -27,10 +27,6 @@ PAIR_SPECS: dict[str, Callable[[Any], bool]] = {
 EC = {"purpose": "data-key-pair", "tenant": "ü-42"}
 
 
-def spki_of(private: Any) -> bytes:
-    der: bytes = private.public_key().public_bytes(serialization.Encoding.DER,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
-    return der
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from tests.e2e.harness import RunningCluster, error
+from tests.e2e.harness import RunningCluster, error, spki_of
 
 CURVES: dict[str, tuple[Callable[[], ec.EllipticCurve], int]] = {
     "ECC_NIST_P256": (ec.SECP256R1, 32), "ECC_NIST_P384": (ec.SECP384R1, 48), "ECC_NIST_P521": (ec.SECP521R1, 66)}
 
 
-def spki(private: Any) -> bytes:
-    der: bytes = private.public_key().public_bytes(serialization.Encoding.DER,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
-    return der
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +34,7 @@ def test_shared_secret_equals_the_one_computed_locally(kms: Any, agreement_keys:
     meta = agreement_keys[spec]
     curve, length = CURVES[spec]
     peer = ec.generate_private_key(curve())
-    out = kms.derive_shared_secret(KeyId=meta["KeyId"], KeyAgreementAlgorithm="ECDH", PublicKey=spki(peer),
+    out = kms.derive_shared_secret(KeyId=meta["KeyId"], KeyAgreementAlgorithm="ECDH", PublicKey=spki_of(peer),
                                    GrantTokens=[])
     assert (out["KeyId"], out["KeyAgreementAlgorithm"], out["KeyOrigin"]) == (meta["Arn"], "ECDH", "AWS_KMS")
     kms_public = serialization.load_der_public_key(kms.get_public_key(KeyId=meta["KeyId"])["PublicKey"])
@@ -60,8 +56,8 @@ def test_two_kms_keys_agree_with_each_other(kms: Any, agreement_keys: dict[str, 
 
 def test_peer_key_on_another_curve_or_not_ec_is_refused(kms: Any, agreement_keys: dict[str, dict[str, Any]]) -> None:
     key_id = agreement_keys["ECC_NIST_P256"]["KeyId"]
-    peers = [spki(ec.generate_private_key(ec.SECP384R1())), spki(ec.generate_private_key(ec.SECP256K1())),
-             spki(ed25519.Ed25519PrivateKey.generate()), spki(rsa.generate_private_key(65537, 2048)),
+    peers = [spki_of(ec.generate_private_key(ec.SECP384R1())), spki_of(ec.generate_private_key(ec.SECP256K1())),
+             spki_of(ed25519.Ed25519PrivateKey.generate()), spki_of(rsa.generate_private_key(65537, 2048)),
              b"\x30\x03\x02\x01\x01", b"not DER at all"]
     for peer in peers:
         err = error(kms.derive_shared_secret, KeyId=key_id, KeyAgreementAlgorithm="ECDH", PublicKey=peer)
@@ -75,7 +71,7 @@ def test_peer_key_on_another_curve_or_not_ec_is_refused(kms: Any, agreement_keys
 
 
 def test_derive_needs_a_key_agreement_key(kms: Any) -> None:
-    peer = spki(ec.generate_private_key(ec.SECP256R1()))
+    peer = spki_of(ec.generate_private_key(ec.SECP256R1()))
     signing = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
     symmetric = kms.create_key()["KeyMetadata"]
     for meta in (signing, symmetric):
@@ -89,11 +85,11 @@ def test_derive_needs_a_key_agreement_key(kms: Any) -> None:
 
 def test_dry_run_recipient_and_states(kms: Any) -> None:
     meta = kms.create_key(KeySpec="ECC_NIST_P384", KeyUsage="KEY_AGREEMENT")["KeyMetadata"]
-    peer = spki(ec.generate_private_key(ec.SECP384R1()))
+    peer = spki_of(ec.generate_private_key(ec.SECP384R1()))
     err = error(kms.derive_shared_secret, KeyId=meta["KeyId"], KeyAgreementAlgorithm="ECDH", PublicKey=peer,
                 DryRun=True)
     assert (err["Code"], err["Status"]) == ("DryRunOperationException", 412)
-    wrong_curve = spki(ec.generate_private_key(ec.SECP256R1()))
+    wrong_curve = spki_of(ec.generate_private_key(ec.SECP256R1()))
     assert error(kms.derive_shared_secret, KeyId=meta["KeyId"], KeyAgreementAlgorithm="ECDH", PublicKey=wrong_curve,
                  DryRun=True)["Code"] == "ValidationException"
     recipient = {"KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256", "AttestationDocument": b"doc"}
