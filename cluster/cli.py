@@ -51,6 +51,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: Any) -> int:
+    from cluster.heap import settle_after_start
     from cluster.launcher import Cluster  # the server stack (aiohttp, botocore): only `trent up` needs it
 
     # Signals are handled from the very start: a SIGTERM that arrives while the cluster is still starting
@@ -70,6 +71,7 @@ async def _serve(config: Any) -> int:
             with contextlib.suppress(Exception):
                 await cluster.stop()
         return 1
+    settle_after_start()
     principal = config.effective_principals()[0]
     regions = "\n".join(f"  {name:<16}{cluster.url(r.port)}" for name, r in cluster.regions.items())
     print(BANNER.format(n=len(cluster.regions), account=config.account, ak=principal.access_key,

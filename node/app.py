@@ -27,9 +27,10 @@ async def read_wire_request(request: web.Request) -> WireRequest | WireResponse:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return error_response(too_large())
-    raw_path = request.raw_path.split("?", 1)[0]
+    # The query as sent (still percent-encoded), without building aiohttp's parsed URL for every request.
+    raw_path, _, query = request.raw_path.partition("?")
     return WireRequest(
-        method=request.method, path=raw_path, query=request.query_string, headers=request.headers, body=body,
+        method=request.method, path=raw_path, query=query, headers=request.headers, body=body,
         remote=request.remote or "",
     )
 

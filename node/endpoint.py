@@ -42,14 +42,14 @@ class WireRequest:
     remote: str = "127.0.0.1"
 
 
-@dataclass
+@dataclass(slots=True)
 class WireResponse:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Call:
     """What is known of a request as it is dispatched: enough to audit it however it ends."""
 

@@ -32,6 +32,7 @@ READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Encrypt", "Decrypt", "ReEncryp
                       "Encapsulate", "Decapsulate")
 
 
+@functools.lru_cache(maxsize=1024)
 def camel(name: str) -> str:
     return name[:1].lower() + name[1:]
 
@@ -63,6 +64,8 @@ def event_id() -> str:
 def _loggable(value: Any) -> Any:
     """Lower-camel-case member names, no secrets, timestamps kept as numbers. Encryption-context maps are the
     caller's own data: their keys are logged as given."""
+    if isinstance(value, str):
+        return value
     if isinstance(value, Mapping):
         return {camel(k): (dict(v) if "EncryptionContext" in k and isinstance(v, Mapping) else _loggable(v))
                 for k, v in value.items() if k not in NEVER_LOGGED and not isinstance(v, bytes)}
@@ -108,6 +111,7 @@ def response_elements(operation: str, response: Mapping[str, Any] | None) -> dic
     return logged or None
 
 
+@functools.lru_cache(maxsize=128)
 def is_read_only(operation: str) -> bool:
     return operation.startswith(READ_ONLY_PREFIXES)
 
@@ -116,16 +120,12 @@ def api_call_event(
     *, operation: str, region: str, account: str, principal_arn: str, principal_account: str, access_key: str,
     at: float, source_ip: str, user_agent: str, host: str, request_id: str, params: Mapping[str, Any],
     response: Mapping[str, Any] | None, error_code: str | None, error_message: str | None,
-    resources: list[str], latency_ms: float,
+    resources: list[str], latency_ms: float, event_id_: str | None = None,
 ) -> dict[str, Any]:
-    kind, name = _identity_kind(principal_arn)
-    identity: dict[str, Any] = {"type": kind, "principalId": access_key, "arn": principal_arn,
-                                "accountId": principal_account, "accessKeyId": access_key}
-    if name is not None:
-        identity["userName"] = name
+    # One dict literal in CloudTrail's member order: this runs once per request.
     event: dict[str, Any] = {
         "eventVersion": EVENT_VERSION,
-        "userIdentity": identity,
+        "userIdentity": user_identity(principal_arn, principal_account, access_key),
         "eventTime": cloudtrail_time(at),
         "eventSource": "kms.amazonaws.com",
         "eventName": operation,
@@ -137,21 +137,31 @@ def api_call_event(
         event["errorCode"] = error_code
         if error_message:
             event["errorMessage"] = scrub_message(error_message, params)
-    event.update({
-        "requestParameters": request_parameters(operation, params),
-        "responseElements": response_elements(operation, response) if error_code is None else None,
-        "additionalEventData": {"latencyMs": round(latency_ms, 3)},
-        "requestID": request_id,
-        "eventID": event_id(),
-        "readOnly": is_read_only(operation),
-        "resources": [{"accountId": account, "type": "AWS::KMS::Key", "ARN": arn} for arn in resources],
-        "eventType": "AwsApiCall",
-        "managementEvent": True,
-        "recipientAccountId": account,
-        "eventCategory": "Management",
-        "tlsDetails": {"clientProvidedHostHeader": host},
-    })
+    event["requestParameters"] = request_parameters(operation, params)
+    event["responseElements"] = response_elements(operation, response) if error_code is None else None
+    event["additionalEventData"] = {"latencyMs": round(latency_ms, 3)}
+    event["requestID"] = request_id
+    event["eventID"] = event_id_ or event_id()
+    event["readOnly"] = is_read_only(operation)
+    event["resources"] = [{"accountId": account, "type": "AWS::KMS::Key", "ARN": arn} for arn in resources]
+    event["eventType"] = "AwsApiCall"
+    event["managementEvent"] = True
+    event["recipientAccountId"] = account
+    event["eventCategory"] = "Management"
+    event["tlsDetails"] = {"clientProvidedHostHeader": host}
     return event
+
+
+@functools.lru_cache(maxsize=256)
+def user_identity(principal_arn: str, principal_account: str, access_key: str) -> dict[str, Any]:
+    """CloudTrail's userIdentity of a caller. Cached per caller, so the same dict is shared by many events: it is
+    only ever serialised, never changed."""
+    kind, name = _identity_kind(principal_arn)
+    identity: dict[str, Any] = {"type": kind, "principalId": access_key, "arn": principal_arn,
+                                "accountId": principal_account, "accessKeyId": access_key}
+    if name is not None:
+        identity["userName"] = name
+    return identity
 
 
 def service_event(*, name: str, region: str, account: str, at: float, key_arn: str,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from node.audit.events import api_call_event, parse_cloudtrail_time, service_event
+from node.audit.events import api_call_event, event_id, parse_cloudtrail_time, service_event
 from node.audit.sink import AuditSink, read_events
 from node.auth.principals import Principal
 from node.model.errors import KmsError
@@ -21,8 +21,7 @@ USAGE_OPERATIONS = frozenset({
 })
 
 
-@dataclass(frozen=True)
-class KeyUsage:
+class KeyUsage(NamedTuple):
     operation: str
     at: float
     event_id: str
@@ -60,6 +59,7 @@ class AuditTrail:
             self._track(event)
 
     def call(self, record: CallRecord) -> None:
+        eid = event_id()
         event = api_call_event(
             operation=record.operation, region=self.region, account=self.account,
             principal_arn=record.principal.arn, principal_account=record.principal.account,
@@ -67,20 +67,23 @@ class AuditTrail:
             user_agent=record.user_agent, host=record.host, request_id=record.request_id, params=record.params,
             response=record.response, error_code=record.error.code if record.error else None,
             error_message=record.error.message if record.error else None, resources=record.resources,
-            latency_ms=record.latency_ms,
+            latency_ms=record.latency_ms, event_id_=eid,
         )
         self.sink.emit(event)
-        self._track(event, at=record.at)
+        if record.operation in USAGE_OPERATIONS and record.error is None:
+            # The event's own time (CloudTrail's whole seconds), so the answer is the same after a restart.
+            usage = KeyUsage(record.operation, float(int(record.at)), eid, record.request_id)
+            for arn in record.resources:
+                self.last_usage[arn.rsplit("/", 1)[-1]] = usage
 
     def service(self, name: str, key_arn: str, at: float, event_type: str = "AwsServiceEvent") -> None:
         self.sink.emit(service_event(name=name, region=self.region, account=self.account, at=at, key_arn=key_arn,
                                      event_type=event_type))
 
-    def _track(self, event: Mapping[str, Any], at: float | None = None) -> None:
+    def _track(self, event: Mapping[str, Any]) -> None:
         if event.get("eventName") not in USAGE_OPERATIONS or "errorCode" in event:
             return
-        # The event's own time (CloudTrail's whole seconds), so the answer is the same after a restart.
-        when = float(int(at)) if at is not None else parse_cloudtrail_time(str(event.get("eventTime", "")))
+        when = parse_cloudtrail_time(str(event.get("eventTime", "")))
         for resource in event.get("resources") or ():
             key_id = str(resource.get("ARN", "")).rsplit("/", 1)[-1]
             self.last_usage[key_id] = KeyUsage(str(event["eventName"]), when, str(event.get("eventID")),

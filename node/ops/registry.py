@@ -16,7 +16,7 @@ Params = dict[str, Any]
 Response = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequestContext:
     request_id: str
     operation: str

@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -183,8 +182,10 @@ class SigV4Verifier:
         self._cache_size = cache_size
         # (access_key, date, region) -> (secret it was derived from, signing key). The secret is kept so
         # a rotated secret under the same access key never reuses a stale key.
-        self._keys: OrderedDict[tuple[str, str, str], tuple[str, bytes]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._keys: dict[tuple[str, str, str], tuple[str, bytes]] = {}
+        self._lock = threading.Lock()  # serialises inserts and evictions; reads need none
+        # The last X-Amz-Date parsed: every request within one second carries the same one.
+        self._last_date: tuple[str, float | None] = ("", None)
 
     def scope_only(self, headers: Mapping[str, str]) -> CredentialScope:
         """For --auth=off: the credential scope (for routing), without checking the signature."""
@@ -225,7 +226,12 @@ class SigV4Verifier:
             amz_date = amz_values[0].strip()
             if "x-amz-date" not in names:
                 raise _incomplete("'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.")
-            request_time = _parse_amz_date(amz_date)
+            last = self._last_date
+            if last[0] == amz_date:
+                request_time = last[1]
+            else:
+                request_time = _parse_amz_date(amz_date)
+                self._last_date = (amz_date, request_time)
             if request_time is None:
                 raise _incomplete("X-Amz-Date must be in ISO-8601 basic format (yyyyMMddTHHmmssZ).")
         else:
@@ -302,7 +308,7 @@ class SigV4Verifier:
             f"{hashlib.sha256(_encode(canonical_request)).hexdigest()}"
         )
         key = self._signing_key(principal, date, scope.region)
-        expected = hmac.new(key, _encode(string_to_sign), hashlib.sha256).hexdigest()
+        expected = hmac.digest(key, _encode(string_to_sign), "sha256").hex()
         if not hmac.compare_digest(expected, signature):
             raise _invalid(_MSG_MISMATCH)
         return VerifiedCaller(principal, scope.region, scope.access_key)
@@ -323,17 +329,16 @@ class SigV4Verifier:
     def _signing_key(self, principal: Principal, date: str, region: str) -> bytes:
         cache_key = (principal.access_key, date, region)
         secret = principal.secret_key
-        with self._lock:
-            hit = self._keys.get(cache_key)
-            if hit is not None and hit[0] == secret:
-                self._keys.move_to_end(cache_key)
-                return hit[1]
+        # A plain dict read is atomic: the hot path takes no lock. Eviction is oldest-inserted first (a key is
+        # re-derived at most once a day per access key and region, so true LRU order buys nothing).
+        hit = self._keys.get(cache_key)
+        if hit is not None and hit[0] == secret:
+            return hit[1]
         # Derive outside the lock: four HMACs need not serialise other requests.
         key = _derive_signing_key(secret, date, region, SERVICE)
         if self._cache_size:
             with self._lock:
                 self._keys[cache_key] = (secret, key)
-                self._keys.move_to_end(cache_key)
                 while len(self._keys) > self._cache_size:
-                    self._keys.popitem(last=False)
+                    del self._keys[next(iter(self._keys))]
         return key
