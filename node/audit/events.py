@@ -77,7 +77,7 @@ def _loggable(value: Any) -> Any:
 def request_parameters(operation: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
     logged = _loggable(params)
     assert isinstance(logged, dict)
-    if operation == "Decrypt":
+    if operation in ("Encrypt", "Decrypt"):
         logged.setdefault("encryptionAlgorithm", "SYMMETRIC_DEFAULT")  # AWS logs it even when omitted
     return logged or None
 

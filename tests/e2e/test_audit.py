@@ -146,6 +146,7 @@ def test_one_record_per_call_with_cloudtrail_fields(cluster: RunningCluster, kms
     assert enc["eventName"] == "Encrypt" and enc["readOnly"] is True and enc["responseElements"] is None
     assert enc["requestParameters"]["keyId"] == "alias/audited"  # as sent; resources hold the key
     assert enc["requestParameters"]["encryptionContext"] == {"Dept": "Eng"}
+    assert enc["requestParameters"]["encryptionAlgorithm"] == "SYMMETRIC_DEFAULT"  # logged even when omitted
     assert resource_arns(enc) == [key["Arn"]]
     assert "errorCode" not in enc
 

@@ -22,11 +22,16 @@ def test_secrets_never_reach_request_parameters() -> None:
     params = {"KeyId": "alias/app", "Plaintext": SECRET, "EncryptionContext": {"Dept": "Eng"},
               "GrantTokens": ["token-abc"], "Recipient": {"AttestationDocument": b"doc"}}
     logged = request_parameters("Encrypt", params)
-    assert logged == {"keyId": "alias/app", "encryptionContext": {"Dept": "Eng"}}
+    assert logged == {"keyId": "alias/app", "encryptionContext": {"Dept": "Eng"},
+                      "encryptionAlgorithm": "SYMMETRIC_DEFAULT"}
 
 
-def test_decrypt_always_logs_its_algorithm() -> None:
+def test_encrypt_and_decrypt_always_log_their_algorithm() -> None:
     assert request_parameters("Decrypt", {"CiphertextBlob": SECRET}) == {"encryptionAlgorithm": "SYMMETRIC_DEFAULT"}
+    assert request_parameters("Encrypt", {"KeyId": "k", "Plaintext": SECRET}) == {
+        "keyId": "k", "encryptionAlgorithm": "SYMMETRIC_DEFAULT"}
+    assert request_parameters("Encrypt", {"KeyId": "k", "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}) == {
+        "keyId": "k", "encryptionAlgorithm": "RSAES_OAEP_SHA_256"}
 
 
 def test_response_elements_only_for_the_operations_cloudtrail_records() -> None:
