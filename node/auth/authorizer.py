@@ -158,9 +158,10 @@ class Authorizer:
                 # Whatever the key policy says: permissions given to another account for this have no effect.
                 raise _not_allowed(principal, action, key)
             ec = params.get(ec_member) if ec_member else None
-            extra = request_condition_keys(operation, params) if self._conditional(key, principal) else None
+            conditional = self._conditional(key, principal)
+            extra = request_condition_keys(operation, params) if conditional else None
             self.require(region, principal, key, action, encryption_context=ec, request_alias=params.get(member),
-                         extra=extra)
+                         extra=extra, conditional=conditional)
         if operation in ("DeleteAlias", "UpdateAlias"):
             self._check_alias_target(region, principal, operation, params.get("AliasName"))
 
@@ -208,10 +209,11 @@ class Authorizer:
 
     def require(self, region: Region, principal: Principal, key: KeyRecord, action: str, *,
                 encryption_context: Mapping[str, str] | None = None, request_alias: str | None = None,
-                extra: Mapping[str, Sequence[str]] | None = None) -> None:
+                extra: Mapping[str, Sequence[str]] | None = None, conditional: bool | None = None) -> None:
+        """``conditional``: whether the policies in play have conditions, when the caller already knows."""
         if not self.settings.enforce:
             return
-        if self._conditional(key, principal):
+        if conditional if conditional is not None else self._conditional(key, principal):
             context = self._context(region, principal, key, encryption_context, request_alias, extra)
             verdict = self._verdict(key.policy, region, principal, key, action, context)
         else:
