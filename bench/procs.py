@@ -33,9 +33,35 @@ def wait_until(predicate: Any, timeout: float) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / CLOCK_TICKS
+    """User + system CPU so far of a process and every process below it (Linux /proc): live descendants (a
+    cluster's worker processes) and the children they have waited for."""
+    total = 0
+    for proc in [pid, *_descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it exited meanwhile
+        total += sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return total / CLOCK_TICKS
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    out: list[int] = []
+    pending = list(children.get(pid, ()))
+    while pending:
+        child = pending.pop()
+        out.append(child)
+        pending.extend(children.get(child, ()))
+    return out
 
 
 def rss_bytes(pid: int) -> int:

@@ -15,12 +15,17 @@ def _row(sweep: list[dict[str, Any]], n: int, via: str, keep: bool) -> dict[str,
 
 
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    w = results.get("workers")
+    if w:
+        out["encrypt_gateway_workers2_vs_ceiling2"] = round(w["trent_req_per_s"] / w["ceiling_req_per_s"], 3)
+        out["encrypt_gateway_workers2_req_per_s"] = w["trent_req_per_s"]
+        out["encrypt_gateway_workers2_p99_ms"] = w["trent_p99_ms"]
     t = results.get("throughput")
     if not t:
-        return {}
+        return out
     base32 = next((r for r in t["baseline"] if r["connections"] == 32), None)
     trent32 = _row(t["encrypt_sweep"], 32, "gateway", True)
-    out: dict[str, Any] = {}
     if base32 and trent32:
         out["encrypt_gateway_keepalive_32_vs_ceiling"] = round(trent32["req_per_s"] / base32["req_per_s"], 3)
         out["encrypt_gateway_keepalive_32_p99_ms"] = trent32["p99_ms"]
@@ -113,6 +118,15 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
     if t.get("moto"):
         lines += ["", f"moto server, Encrypt, 32 connections: {t['moto']['req_per_s']} req/s, "
                       f"p99 {t['moto']['p99_ms']} ms."]
+    w = results.get("workers")
+    if w:
+        lines += ["", "## Several processes: `trent up --workers 2` vs the two-process ceiling", "",
+                  "Encrypt through the gateway, keep-alive, 32 connections, measured alternately; server CPU counts "
+                  "every process.", "", "| server | req/s | p99 ms | server CPU ms/req |", "|---|---|---|---|",
+                  f"| trent --workers 2 | {w['trent_req_per_s']} | {w['trent_p99_ms']} | "
+                  f"{w['trent_server_cpu_ms_per_request']} |",
+                  f"| ceiling --processes 2 | {w['ceiling_req_per_s']} | {w['ceiling_p99_ms']} | "
+                  f"{w['ceiling_server_cpu_ms_per_request']} |"]
     lines += ["", "## Replication", ""] + (["(failed: see failures in the JSON)"] if not r else [
               f"- ReplicateKey → replica Enabled: p50 {r['replicate_visible_ms']['p50']} ms, "
               f"p99 {r['replicate_visible_ms']['p99']} ms",

@@ -107,6 +107,35 @@ def throughput(settings: Settings, progress: Progress) -> dict[str, Any]:
     return results
 
 
+def workers(settings: Settings, progress: Progress, rounds: int = 2) -> dict[str, Any]:
+    """`trent up --workers 2` against the two-process ceiling: signed Encrypt through the gateway, keep-alive, 32
+    connections, the two measured alternately (``rounds`` times each) so drift hits both alike. Server CPU counts
+    every process of each server."""
+    message = os.urandom(64)
+    out: dict[str, Any] = {"workers": 2, "connections": 32, "trent": [], "ceiling": []}
+    cluster = TrentCluster(extra=("--workers", "2"))
+    baseline = start_baseline(2)
+    try:
+        fixtures = Fixtures(cluster.client("us-east-1"))
+        gateway = Target("127.0.0.1", cluster.port, "us-east-1")
+        base_target = Target("127.0.0.1", baseline.port, "us-east-1")
+        for i in range(rounds):
+            out["ceiling"].append(measured(baseline, base_target, [encrypt_call_for_baseline(message)], settings, 32))
+            out["trent"].append(measured(cluster, gateway, [fixtures.call("Encrypt")], settings, 32))
+            progress.step(f"Encrypt workers=2 x32 round {i + 1}",
+                          f"{out['trent'][-1]['req_per_s']} vs {out['ceiling'][-1]['req_per_s']} req/s")
+    finally:
+        baseline.stop()
+        cluster.stop()
+    for side in ("trent", "ceiling"):
+        rows = out[side]
+        out[f"{side}_req_per_s"] = round(sum(r["req_per_s"] for r in rows) / len(rows), 1)
+        out[f"{side}_p99_ms"] = max(r["p99_ms"] for r in rows)
+        out[f"{side}_server_cpu_ms_per_request"] = round(
+            sum(r["server_cpu_ms_per_request"] for r in rows) / len(rows), 3)
+    return out
+
+
 def _poll(predicate: Any, timeout: float = 10.0) -> float:
     started = time.perf_counter()
     while not predicate():
@@ -241,11 +270,12 @@ def machine() -> dict[str, Any]:
 
 
 def run(settings: Settings) -> dict[str, Any]:
-    steps = len(OPERATIONS) + len(settings.connections) * 5 + 1 + 2 + len(settings.scale)
+    steps = len(OPERATIONS) + len(settings.connections) * 5 + 1 + 2 + 2 + len(settings.scale)
     progress = Progress(steps)
     started = time.time()
     results: dict[str, Any] = {"started": started, "machine": machine(), "settings": settings.__dict__}
-    for name, section in (("throughput", throughput), ("replication", replication), ("scale", scale)):
+    for name, section in (("throughput", throughput), ("workers", workers), ("replication", replication),
+                          ("scale", scale)):
         try:
             results[name] = section(settings, progress)
         except Exception as exc:  # one failed section must not lose the others' figures

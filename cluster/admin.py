@@ -22,12 +22,15 @@ class AdminApi:
         clock_state: Callable[[], dict[str, Any]],
         advance_clock: Callable[[float], dict[str, Any]],
         fault_action: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
+        identity: dict[str, Any] | None = None,
     ) -> None:
         self._token = token
         self._status = status
         self._clock_state = clock_state
         self._advance = advance_clock
         self._fault_action = fault_action
+        # Which process answers (several may serve one port): in the health answer.
+        self._identity = identity or {}
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -51,7 +54,7 @@ class AdminApi:
         return await _post_faults_impl(self._fault_action, request)
 
     async def _health(self, request: web.Request) -> web.Response:
-        return _json({"status": "ok"})
+        return _json({"status": "ok", **self._identity})
 
     async def _get_status(self, request: web.Request) -> web.Response:
         return _json(self._status())

@@ -39,7 +39,7 @@ Ctrl-C stops the cluster."""
 
 def _up(args: argparse.Namespace) -> int:
     overrides = {"data_dir": args.data_dir, "host": args.host, "port": args.port, "regions": args.regions,
-                 "auth": args.auth, "replica_creating_seconds": args.replica_delay}
+                 "auth": args.auth, "replica_creating_seconds": args.replica_delay, "workers": args.workers}
     try:
         config = load_config(Path(args.config) if args.config else None, overrides)
     except ConfigError as exc:
@@ -74,6 +74,8 @@ async def _serve(config: Any) -> int:
     settle_after_start()
     principal = config.effective_principals()[0]
     regions = "\n".join(f"  {name:<16}{cluster.url(r.port)}" for name, r in cluster.regions.items())
+    if config.workers > 1:
+        regions += f"\n  workers         {config.workers} processes on the gateway port"
     print(BANNER.format(n=len(cluster.regions), account=config.account, ak=principal.access_key,
                         sk=principal.secret_key, gateway=cluster.gateway_url, regions=regions,
                         data=config.data_dir, first=config.regions[0]), flush=True)
@@ -226,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--auth", choices=["verify", "off"], help="SigV4 verification (default verify)")
     up.add_argument("--replica-delay", dest="replica_delay", type=float,
                     help="seconds a new multi-Region replica stays Creating (default 2)")
+    up.add_argument("--workers", type=int, help="processes serving the gateway port (default 1); the first also "
+                    "runs the region ports, replication and background work")
     up.add_argument("-v", "--verbose", action="store_true", help="log region activity")
     up.set_defaults(func=_up)
     clock = sub.add_parser("clock", help="show or move the cluster's clock")

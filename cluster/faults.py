@@ -5,6 +5,7 @@ replication pullers."""
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import threading
 from collections.abc import Callable
@@ -45,6 +46,9 @@ class Faults:
     latency: dict[str, float] = field(default_factory=dict)
     errors: dict[str, float] = field(default_factory=dict)
     throttle: dict[str, TokenBucket] = field(default_factory=dict)
+    # This process's share of the cluster's requests (1/N with N processes serving it): a throttle rate is for
+    # the whole cluster, so each process lets through its share of it.
+    share: float = 1.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def is_down(self, region: str) -> bool:
@@ -100,7 +104,8 @@ class Faults:
             if not 0 < rate < float("inf"):
                 raise ValueError("a throttle rate is a positive number of requests per second")
             # A burst of at least one request, so rates below 1/s still let a request through now and then.
-            self.throttle.update({r: TokenBucket(rate, max(1.0, rate), self.monotonic()) for r in regions})
+            mine = rate * self.share
+            self.throttle.update({r: TokenBucket(mine, max(1.0, mine), self.monotonic()) for r in regions})
         else:
             raise ValueError(f"unknown fault {kind!r}")
 
@@ -126,8 +131,22 @@ class Faults:
             "partitions": sorted(sorted(p) for p in self.partitions),
             "latency_ms": {r: s * 1000 for r, s in self.latency.items()},
             "errors_percent": {r: s * 100 for r, s in self.errors.items()},
-            "throttle_per_second": {r: b.rate for r, b in self.throttle.items()},
+            "throttle_per_second": {r: b.rate / self.share for r, b in self.throttle.items()},
         }
+
+    def load(self, described: dict[str, Any]) -> None:
+        """Take on the faults another process describes (``describe``'s form): every process serving the cluster
+        applies the same ones."""
+        self.down = set(described.get("down", ()))
+        self.partitions = {frozenset(p) for p in described.get("partitions", ())}
+        self.latency = {r: float(ms) / 1000 for r, ms in described.get("latency_ms", {}).items()}
+        self.errors = {r: float(p) / 100 for r, p in described.get("errors_percent", {}).items()}
+        rates = {r: float(v) for r, v in described.get("throttle_per_second", {}).items()}
+        kept = {r: b for r, b in self.throttle.items() if r in rates and math.isclose(b.rate, rates[r] * self.share)}
+        self.throttle = kept
+        for region, rate in rates.items():
+            if region not in kept:
+                self.set("throttle", [region], rate)
 
 
 def fault_gate(faults: Faults) -> Callable[[KmsEndpoint, web.Request], Any]:

@@ -1,4 +1,5 @@
-"""Starts a cluster: every configured region in this process (each on its own port) plus the gateway."""
+"""Starts a cluster: every configured region in this process (each on its own port) plus the gateway; with
+``workers`` > 1 also the worker processes that serve the gateway beside it (cluster/workers.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import pickle
 import secrets
 import time
 from collections.abc import Callable
@@ -25,8 +27,17 @@ from cluster.replication.commands import CommandCodec
 from cluster.replication.log import Outbox
 from cluster.replication.shipper import outbox_route
 from cluster.replication.wiring import RegionReplication, consistency_report, lag_report
-from node.app import kms_handler, make_app
-from node.audit.sink import AuditSink
+from cluster.workers import (
+    RUNTIME_DB,
+    SharedAuditTrail,
+    SharedState,
+    WorkerProcesses,
+    forwarding_admin_routes,
+    retrying,
+    shared_gate,
+)
+from node.app import Gate, kms_handler, make_app
+from node.audit.sink import WORKER_CURRENT, AuditSink
 from node.audit.trail import AuditTrail
 from node.auth.authorizer import AccessSettings, Authorizer
 from node.auth.principals import PrincipalDirectory
@@ -35,7 +46,7 @@ from node.config import ClusterConfig
 from node.crypto.asymmetric import generate_key_pair
 from node.crypto.keypool import KeyPairPool
 from node.crypto.rootkey import RootKey
-from node.endpoint import KmsEndpoint
+from node.endpoint import KmsEndpoint, WireResponse
 from node.ops import build_registry
 from node.scheduler import Scheduler
 from node.service import Region, RegionIdentity
@@ -96,15 +107,23 @@ def _url_of(url: str) -> Callable[[], str]:
 
 
 class Cluster:
-    def __init__(self, config: ClusterConfig) -> None:
+    def __init__(self, config: ClusterConfig, *, worker: int = 0, leader_admin: str | None = None) -> None:
+        """``worker`` 0 is the leader (the whole cluster); a worker (1..) serves only the gateway, beside it."""
         self.config = config
         self.data_dir = config.data_dir
+        self.worker = worker
+        self.leader_admin = leader_admin
+        # Several processes over the same stores: change feeds, conditional commits, shared clock and faults.
+        self.shared = config.workers > 1
         self.clock = AdjustableClock(self._load_clock_offset())
         self.regions: dict[str, RegionRuntime] = {}
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.admin_token = config.admin_token or self._load_or_create_token()
-        self.faults = Faults(time.monotonic)
+        self.faults = Faults(time.monotonic, share=1.0 / config.workers)
+        self.workers = WorkerProcesses()
+        self.runtime: SharedState | None = None
+        self._admin_close: Any = None
         self._session: aiohttp.ClientSession | None = None
         self._region_runners: dict[str, web.AppRunner] = {}
         self.key_pairs: KeyPairPool | None = None
@@ -145,6 +164,8 @@ class Cluster:
         # Key material crosses between regions only wrapped under the cluster's transport key.
         codec = CommandCodec(RootKey.load_or_create(self.data_dir / "cluster.key"))
         authorizer = Authorizer(AccessSettings(self.config.enforce_access, self.config.identity_policies))
+        if self.shared:
+            registry = retrying(registry)
         self.key_pairs = KeyPairPool(generate_key_pair)
         for name in self.config.regions:
             region_dir = self.data_dir / name
@@ -153,13 +174,19 @@ class Cluster:
             root_hex = self.config.root_key_hex(name)
             root = RootKey.from_bytes(bytes.fromhex(root_hex)) if root_hex else RootKey.load_or_create(
                 region_dir / "root.key")
-            store = SqliteStore(region_dir / "kms.db")
+            store = SqliteStore(region_dir / "kms.db", feed=self.shared)
             outbox = Outbox(name, store, codec, self.clock)
             region = Region(RegionIdentity(name, self.config.account), store, root, self.clock,
                             change_log=outbox, cluster_regions=self.config.regions)
+            if self.shared:
+                region.follow_changes(store)
             region.key_pairs = self.key_pairs.take
-            region.audit = AuditTrail(name, self.config.account, AuditSink(region_dir / "audit"),
-                                      started=_tracking_start(store, self.clock.now()))
+            if self.worker:
+                sink = AuditSink(region_dir / "audit", name=WORKER_CURRENT.format(self.worker))
+            else:
+                sink = AuditSink(region_dir / "audit")
+            trail = SharedAuditTrail if self.shared else AuditTrail
+            region.audit = trail(name, self.config.account, sink, started=_tracking_start(store, self.clock.now()))
             endpoint = KmsEndpoint(region, registry, decoder, verifier,
                                    verify_signatures=self.config.verify_signatures, anonymous=principals[0],
                                    principals=directory, audit=region.audit, authorizer=authorizer)
@@ -169,17 +196,40 @@ class Cluster:
             self.regions[name] = RegionRuntime(region, endpoint, scheduler, self.config.port_of(name), replication)
 
     def admin(self) -> AdminApi:
-        return AdminApi(self.admin_token, self.status, self.clock_state, self.advance_clock, self.fault_action)
+        return AdminApi(self.admin_token, self.status, self.clock_state, self.advance_clock, self.fault_action,
+                        identity={"worker": self.worker, "pid": os.getpid()})
+
+    def _gate(self) -> Gate:
+        gate = fault_gate(self.faults)
+        if not self.shared:
+            return gate
+        # The leader writes the shared clock and faults; the workers follow them.
+        return shared_gate(gate, self.runtime if self.worker else None, self._follow_runtime)
+
+    def _follow_runtime(self, doc: dict[str, Any]) -> None:
+        self.clock.follow(float(doc.get("clock_offset", 0.0)))
+        self.faults.load(doc.get("faults", {}))
+
+    def _publish_runtime(self) -> None:
+        if self.runtime is not None and not self.worker:
+            self.runtime.publish({"clock_offset": self.clock.offset, "faults": self.faults.describe()})
 
     async def start(self) -> None:
         make_private_dir(self.data_dir)
         self._build_regions()
+        if self.shared:
+            self.runtime = SharedState(self.data_dir / RUNTIME_DB)
+            self._publish_runtime()  # before any worker starts: faults of an earlier run are gone
+        if self.worker:
+            await self._start_worker()
+            return
         for runtime in self.regions.values():
             runtime.scheduler.run_due()  # work that fell due while the cluster was stopped
         admin_routes = self.admin().routes()
-        gate = fault_gate(self.faults)
+        gate = self._gate()
         gateway = Gateway({n: r.endpoint for n, r in self.regions.items()})
-        await self._serve(make_app(kms_handler(gateway.route, gate), admin_routes), self.config.port)
+        await self._serve(make_app(kms_handler(gateway.route, gate), admin_routes), self.config.port,
+                          reuse_port=self.shared)
         token = self._load_or_create_token("replication.token")
         for name, runtime in self.regions.items():
             routes = [*admin_routes, outbox_route(name, runtime.replication.outbox, token, self.faults)]
@@ -194,7 +244,42 @@ class Cluster:
         for name, runtime in self.regions.items():
             peers = {p: _url_of(self.url(r.port)) for p, r in self.regions.items() if p != name}
             runtime.replication.start(peers, token, self.faults, self._session)
+        if self.shared:
+            self._tasks.append(asyncio.create_task(self._follow_workers_forever()))
+            # The admin API on a private loopback port, for the workers to pass admin calls to.
+            admin_runner = await self._serve(make_app(kms_handler(self._no_kms), admin_routes), None)
+            site = web.TCPSite(admin_runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = admin_runner.addresses[0][:2]
+            verbose = logging.getLogger().isEnabledFor(logging.INFO)
+            await self.workers.start(self.config.workers - 1, pickle.dumps(self.config), f"http://{host}:{port}",
+                                     verbose)
         self._write_cluster_file()
+
+    @staticmethod
+    def _no_kms(_request: web.Request) -> WireResponse:
+        return WireResponse(404, b"")
+
+    async def _start_worker(self) -> None:
+        """A worker serves the gateway port (with the leader and the other workers) and nothing else."""
+        assert self.leader_admin is not None
+        health = next(r for r in self.admin().routes() if isinstance(r, web.RouteDef) and r.path == "/_trent/health")
+        admin_routes, self._admin_close = forwarding_admin_routes(self.leader_admin, health)
+        gateway = Gateway({n: r.endpoint for n, r in self.regions.items()})
+        await self._serve(make_app(kms_handler(gateway.route, self._gate()), admin_routes), self.config.port,
+                          reuse_port=True)
+        self._tasks.append(asyncio.create_task(self._flush_audit_forever()))
+
+    async def _follow_workers_forever(self, interval: float = 0.005) -> None:
+        """The leader catches up with the workers' commits every few milliseconds even when idle: replication
+        long-polls it answers wake on their outbox records, and its scheduler sees their keys."""
+        while True:
+            await asyncio.sleep(interval)
+            for runtime in self.regions.values():
+                try:
+                    runtime.region.sync()
+                except Exception:
+                    log.exception("region %s: cannot catch up with the workers' changes", runtime.region.name)
 
     def trim_outboxes(self) -> int:
         """Drop outbox records that every other region has applied (all cursors are in this process)."""
@@ -210,6 +295,11 @@ class Cluster:
             await asyncio.sleep(interval)
             try:
                 self.trim_outboxes()
+                if self.shared:
+                    for runtime in self.regions.values():
+                        store = runtime.region.store
+                        if isinstance(store, SqliteStore):
+                            store.trim_changes()
             except StoreError:
                 log.warning("outbox trimming deferred (store error)")
 
@@ -225,17 +315,19 @@ class Cluster:
                     except OSError:
                         log.exception("region %s: cannot write the audit log", runtime.region.name)
 
-    async def _serve(self, app: web.Application, port: int | None) -> web.AppRunner:
+    async def _serve(self, app: web.Application, port: int | None, reuse_port: bool = False) -> web.AppRunner:
         # In-flight requests (replication long-polls among them) get a moment to finish, not a minute.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
         self._runners.append(runner)
         if port is not None:
-            await self._open_site(runner, port)
+            await self._open_site(runner, port, reuse_port)
         return runner
 
-    async def _open_site(self, runner: web.AppRunner, port: int) -> web.TCPSite:
-        site = web.TCPSite(runner, self.config.host, port, backlog=1024, reuse_address=True)
+    async def _open_site(self, runner: web.AppRunner, port: int, reuse_port: bool = False) -> web.TCPSite:
+        # reuse_port: several processes accept on the gateway port, the kernel spreading connections among them.
+        site = web.TCPSite(runner, self.config.host, port, backlog=1024, reuse_address=True,
+                           reuse_port=reuse_port or None)
         await site.start()
         return site
 
@@ -244,10 +336,14 @@ class Cluster:
             "gateway": self.gateway_url,
             "regions": {n: self.url(r.port) for n, r in self.regions.items()},
             "pid": os.getpid(),
+            "workers": self.workers.pids,
         }
         write_private(self.data_dir / "cluster.json", json.dumps(doc, indent=2))
 
     async def stop(self) -> None:
+        await self.workers.stop()  # first: they stop taking requests while the leader still serves
+        if self._admin_close is not None:
+            await self._admin_close()
         if self.key_pairs is not None:
             self.key_pairs.stop()
         for runtime in self.regions.values():
@@ -266,8 +362,11 @@ class Cluster:
             if runtime.region.audit is not None:
                 runtime.region.audit.close()
             runtime.region.store.close()
-        with contextlib.suppress(OSError):
-            (self.data_dir / "cluster.json").unlink()
+        if self.runtime is not None:
+            self.runtime.close()
+        if not self.worker:
+            with contextlib.suppress(OSError):
+                (self.data_dir / "cluster.json").unlink()
 
     # -- admin views -----------------------------------------------------------------------------------
 
@@ -315,6 +414,7 @@ class Cluster:
             value = doc.get("value")
             self.faults.set(action, regions, None if value is None else float(value))
         await self._sync_sites()
+        self._publish_runtime()  # before answering: the next request to any process sees it
         return self.faults.describe()
 
     async def _sync_sites(self) -> None:
@@ -337,5 +437,6 @@ class Cluster:
     def advance_clock(self, seconds: float) -> dict[str, Any]:
         self.clock.advance(seconds)
         self._save_clock_offset()
+        self._publish_runtime()
         changed = {name: r.scheduler.run_due() for name, r in self.regions.items()}
         return {**self.clock_state(), "changed": changed}

@@ -34,6 +34,11 @@ class AdjustableClock:
             self._offset += seconds
         return self.now()
 
+    def follow(self, offset: float) -> None:
+        """Take on the offset another process moved the shared clock to (it only moves forward)."""
+        with self._lock:
+            self._offset = max(self._offset, offset)
+
 
 class FixedClock:
     """A clock that moves only when told: for unit tests."""

@@ -45,6 +45,8 @@ class ClusterConfig:
     enforce_access: bool = True
     # principal ARN → identity (IAM) policy document; a principal without one has no IAM permissions.
     identity_policies: Mapping[str, str] = field(default_factory=dict)
+    # Processes serving the cluster: the leader (everything) plus workers - 1 more on the gateway port.
+    workers: int = 1
 
     def port_of(self, region: str) -> int:
         if region in self.region_ports:
@@ -168,6 +170,11 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         raise ConfigError("max_skew_seconds must be a non-negative number")
     if not (math.isfinite(interval) and interval > 0):
         raise ConfigError("scheduler_interval must be a positive number")
+    if "workers" in raw:
+        workers = _convert("workers", raw["workers"], int)
+        if not 1 <= workers <= 64:
+            raise ConfigError("workers must be between 1 and 64")
+        changes["workers"] = workers
     if changes.get("replica_creating_seconds", 0.0) < 0:
         raise ConfigError("replica_creating_seconds must not be negative")
     account = str(changes.get("account", config.account))

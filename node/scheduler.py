@@ -12,7 +12,7 @@ from node.model.mrk_rules import rotation_in_progress, snapshot_of, start_rotati
 from node.model.rotation import AUTOMATIC, DAY, apply_automatic_rotations, rotation_due
 from node.model.states import KeyState
 from node.service import Region
-from node.store.base import StoreError
+from node.store.base import StaleState, StoreError
 
 log = logging.getLogger("trent.scheduler")
 TRANSIENT_STATES = frozenset({KeyState.CREATING, KeyState.UPDATING})
@@ -28,11 +28,12 @@ class Scheduler:
 
     def run_due(self) -> int:
         """Do every piece of work due by the region's now; return how many keys changed."""
+        self.region.sync()  # other processes serving the region may have changed keys since the last tick
         now = self.region.now()
         changed = 0
         for key in list(self.region.keys.values()):
             try:
-                changed += self._run_key(key, now)
+                changed += self._run_key_fresh(key, now)
             except StoreError:
                 # Nothing was written; the work is still due and the next tick retries it.
                 log.warning("region %s: background work on %s deferred (store error)", self.region.name, key.key_id)
@@ -40,6 +41,19 @@ class Scheduler:
                 # A bug in one key's work must not starve every other key (nor kill the background task).
                 log.exception("region %s: background work on %s failed", self.region.name, key.key_id)
         return changed
+
+    def _run_key_fresh(self, key: KeyRecord, now: float, attempts: int = 5) -> int:
+        """Run ``key``'s due work; if another process changed the region meanwhile, catch up and decide again."""
+        for _ in range(attempts - 1):
+            try:
+                return self._run_key(key, now)
+            except StaleState:
+                self.region.sync(force=True)
+                current = self.region.keys.get(key.key_id)
+                if current is None:
+                    return 0
+                key = current
+        return self._run_key(key, now)
 
     def _run_key(self, key: KeyRecord, now: float) -> int:
         if key.state in TRANSIENT_STATES and key.ready_at is not None and key.ready_at <= now:

@@ -19,7 +19,7 @@ from node.model.grants import GrantRecord, decode_grant, encode_grant
 from node.model.ids import RefKind, alias_arn, key_arn, parse_key_ref
 from node.model.key import AliasRecord, KeyRecord
 from node.model.mrk import Command
-from node.store.base import Batch, Store
+from node.store.base import Batch, ChangeFeed, Store
 from node.store.codec import RecordCodec
 
 if TYPE_CHECKING:
@@ -37,6 +37,10 @@ class ChangeLog(Protocol):
     def committed(self) -> None: ...
 
     def rolled_back(self) -> None: ...
+
+    def refresh(self) -> None:
+        """Another process appended records: catch up with the log's numbering."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,10 @@ class Region:
         self.key_pairs: Callable[[str], tuple[SecretBytes, bytes]] | None = None
         self.grants: dict[str, GrantRecord] = {}
         self._grants_by_key: dict[str, set[str]] = {}
+        # Set when other processes serve this region too (see follow_changes).
+        self._feed: ChangeFeed | None = None
+        self.seen = 0  # the newest change of the feed this view includes
+        self._version = 0
         self._load()
 
     @property
@@ -82,6 +90,11 @@ class Region:
         return self.clock.now()
 
     def _load(self) -> None:
+        self.keys.clear()
+        self.aliases.clear()
+        self._aliases_by_key.clear()
+        self.grants.clear()
+        self._grants_by_key.clear()
         for _, raw in self.store.scan("keys"):
             key = self.codec.decode_key(raw)
             self.keys[key.key_id] = key
@@ -92,6 +105,69 @@ class Region:
             self._index_grant(decode_grant(raw))
         log.info("region %s loaded %d keys, %d aliases, %d grants", self.name, len(self.keys), len(self.aliases),
                  len(self.grants))
+
+    # -- several processes over one store -----------------------------------------------------------------
+
+    def follow_changes(self, feed: ChangeFeed) -> None:
+        """Other processes write this region's store too: from now on ``sync`` catches up with their commits, and
+        every commit is conditional on this view having seen every change before it (else StaleState)."""
+        self._version = feed.data_version()
+        self.seen = feed.change_head()
+        self._feed = feed
+        self._load()  # what was committed between the first load and now
+
+    @property
+    def shared(self) -> bool:
+        return self._feed is not None
+
+    def sync(self, force: bool = False) -> bool:
+        """Catch up with what other processes committed; True if anything changed. Cheap when nothing did (one
+        look at the store's data version); ``force`` looks at the feed even if that version did not move (after
+        StaleState: a commit of this process's own, made outside ``commit``, does not move it)."""
+        feed = self._feed
+        if feed is None:
+            return False
+        version = feed.data_version()
+        if version == self._version and not force:
+            return False
+        self._version = version
+        oldest, changes = feed.changes_after(self.seen)
+        if not changes:
+            return False
+        if oldest > self.seen + 1:
+            # Changes this view never saw were trimmed away: load everything again.
+            head = feed.change_head()
+            self._load()
+            self.seen = head
+            if self.change_log is not None:
+                self.change_log.refresh()
+            return True
+        touched = dict.fromkeys((table, ident) for _, table, ident in changes)
+        outbox = False
+        for table, ident in touched:
+            if table == "outbox":
+                outbox = True
+                continue
+            raw = self.store.get(table, ident)
+            if table == "keys":
+                if raw is None:
+                    self.keys.pop(ident, None)
+                else:
+                    self.keys[ident] = self.codec.decode_key(raw)
+            elif table == "aliases":
+                self._unindex_alias(ident)
+                if raw is not None:
+                    self._index_alias(self.codec.decode_alias(raw))
+            elif table == "grants":
+                self._unindex_grant(ident)
+                if raw is not None:
+                    self._index_grant(decode_grant(raw))
+        # The rows read are at least as new as the last change listed (possibly newer: a commit that follows
+        # fails as stale and catches up again, never the reverse).
+        self.seen = changes[-1][0]
+        if outbox and self.change_log is not None:
+            self.change_log.refresh()
+        return True
 
     # -- lookups ---------------------------------------------------------------------------------------
 
@@ -174,7 +250,12 @@ class Region:
                 change_log.append(batch, command)
                 staged = True
         try:
-            self.store.commit(batch)  # raises StoreError with nothing written; memory stays as it was
+            feed = self._feed
+            if feed is None:
+                self.store.commit(batch)  # raises StoreError with nothing written; memory stays as it was
+            else:
+                # Only over a view that has seen every change (else StaleState: the caller syncs, decides again).
+                self.seen = feed.commit_if(batch, self.seen)
         except BaseException:
             if staged and change_log is not None:
                 change_log.rolled_back()

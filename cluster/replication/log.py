@@ -58,6 +58,16 @@ class Outbox:
         self.head = self._allocated
         self._wake()
 
+    def refresh(self) -> None:
+        """Another process committed records (several processes serve the region): take up its numbering and wake
+        the peers waiting for news."""
+        last = self.store.last_id("outbox")
+        newest = int(last) if last is not None else 0
+        if newest > self.head:
+            self.head = newest
+            self._allocated = max(self._allocated, newest)
+            self._wake()
+
     def close(self) -> None:
         """Release every peer waiting for news (the region is stopping)."""
         self._closed = True

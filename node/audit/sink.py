@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import os
 import threading
 from collections.abc import Iterator
@@ -11,17 +12,22 @@ from typing import Any, BinaryIO
 import orjson
 
 CURRENT = "audit.jsonl"
+# When several processes serve a region, each appends to its own current file: the first one to CURRENT, the
+# others to these (rotated files of every process are audit-<pid>-<n>.jsonl).
+WORKER_CURRENT = "audit.w{}.jsonl"
+WORKER_GLOB = "audit.w*.jsonl"
 
 
 class AuditSink:
-    def __init__(self, directory: Path, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, directory: Path, max_bytes: int = 64 * 1024 * 1024, name: str = CURRENT) -> None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.directory = directory
+        self.path = directory / name
         self.max_bytes = max_bytes
         self._lock = threading.Lock()        # guards the pending list: held only to append or swap it
         self._write_lock = threading.Lock()  # serialises file writes, fsync and rotation (flush may run in a thread)
         self._pending: list[bytes] = []
-        self._file: BinaryIO = open(directory / CURRENT, "ab")  # noqa: SIM115 - long-lived
+        self._file: BinaryIO = open(self.path, "ab")  # noqa: SIM115 - long-lived
         self._size = self._file.tell()
         self._rotations = 0
 
@@ -52,8 +58,8 @@ class AuditSink:
         self._file.close()
         self._rotations += 1
         stamp = f"{os.getpid()}-{len(list(self.directory.glob('audit-*.jsonl'))) + 1:06d}"
-        os.replace(self.directory / CURRENT, self.directory / f"audit-{stamp}.jsonl")
-        self._file = open(self.directory / CURRENT, "ab")  # noqa: SIM115
+        os.replace(self.path, self.directory / f"audit-{stamp}.jsonl")
+        self._file = open(self.path, "ab")  # noqa: SIM115
         self._size = 0
 
     def close(self) -> None:
@@ -62,18 +68,31 @@ class AuditSink:
             self._file.close()
 
 
+def current_files(directory: Path) -> list[Path]:
+    """Every process's current file (the first process's first)."""
+    files = [directory / CURRENT] if (directory / CURRENT).exists() else []
+    return files + sorted(directory.glob(WORKER_GLOB))
+
+
 def read_events(directory: Path) -> Iterator[dict[str, Any]]:
-    """Every event of a region's audit log, oldest first (rotated files, then the current one)."""
+    """Every event of a region's audit log, oldest first (rotated files, then the current one). When several
+    processes wrote it, their files are merged by event time (each file is in time order already)."""
     files = sorted(directory.glob("audit-*.jsonl"), key=lambda p: p.stat().st_mtime)
-    current = directory / CURRENT
-    if current.exists():
-        files.append(current)
-    for path in files:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    try:
-                        yield orjson.loads(line)
-                    except ValueError:
-                        continue  # a torn last line after a crash
+    currents = current_files(directory)
+    if len(currents) <= 1:
+        for path in [*files, *currents]:
+            yield from _read_file(path)
+        return
+    streams = [_read_file(path) for path in [*files, *currents]]
+    yield from heapq.merge(*streams, key=lambda event: str(event.get("eventTime", "")))
+
+
+def _read_file(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                try:
+                    yield orjson.loads(line)
+                except ValueError:
+                    continue  # a torn last line after a crash

@@ -36,6 +36,15 @@ class StoreError(Exception):
     """The store could not commit; nothing of the batch was written."""
 
 
+class StaleState(StoreError):
+    """A conditional commit found changes (made by another process) beyond those its writer had seen: nothing was
+    written, and the writer must catch up and decide again."""
+
+
+# The tables whose changes the change feed records (what a region holds in memory, and its outbox numbering).
+FEED_TABLES = frozenset({"keys", "aliases", "grants", "outbox"})
+
+
 class Store(Protocol):
     def scan(self, table: str) -> Iterator[tuple[str, bytes]]: ...
 
@@ -54,3 +63,21 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class ChangeFeed(Protocol):
+    """A store several processes share: what the others changed, and commits conditional on having seen it all."""
+
+    def data_version(self) -> int:
+        """A number that changes whenever another process commits."""
+        ...
+
+    def change_head(self) -> int: ...
+
+    def changes_after(self, seq: int) -> tuple[int, list[tuple[int, str, str]]]:
+        """(oldest change still recorded, [(seq, table, id), ...] after ``seq``)."""
+        ...
+
+    def commit_if(self, batch: Batch, expect: int) -> int:
+        """Commit unless changes beyond ``expect`` exist (then raise StaleState); return the new change head."""
+        ...

@@ -1,4 +1,9 @@
-"""SQLite store: WAL, synchronous=FULL, one database per region; a commit returns only once durable."""
+"""SQLite store: WAL, synchronous=FULL, one database per region; a commit returns only once durable.
+
+With the change feed on (several processes serving one region), every commit also records which rows of the
+region's state it changed, in the same transaction, so other processes can catch up with exactly those rows; and a
+commit may be made conditional on no other process having changed anything since its writer last caught up.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from node.store.base import TABLES, Batch, StoreError
+from node.store.base import FEED_TABLES, TABLES, Batch, StaleState, StoreError
 
 
 class SqliteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, feed: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         # check_same_thread=False: the launcher may close it from another thread; access is serialised by _lock.
@@ -21,6 +26,43 @@ class SqliteStore:
         self._db.execute("PRAGMA synchronous=FULL")
         for table in TABLES:
             self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, doc BLOB NOT NULL)")
+        # Off in a single process: nobody else reads it, and the commit path stays as it always was.
+        self.feed = feed
+        if feed:
+            self._db.execute("CREATE TABLE IF NOT EXISTS changes "
+                             "(seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, id TEXT NOT NULL)")
+
+    # -- the change feed (several processes over one database) -----------------------------------------
+
+    def data_version(self) -> int:
+        """Changes whenever another connection (another process) commits; cheap enough to ask per request."""
+        with self._lock:
+            row = self._db.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
+
+    def change_head(self) -> int:
+        """The newest change's number (0 if none was ever recorded)."""
+        with self._lock:
+            return self._head()
+
+    def _head(self) -> int:
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def changes_after(self, seq: int) -> tuple[int, list[tuple[int, str, str]]]:
+        """The oldest change still recorded (0 if none) and every change after ``seq``, oldest first. An oldest
+        change beyond ``seq + 1`` means some were trimmed away: the reader must load everything again."""
+        with self._lock:
+            oldest = self._db.execute("SELECT min(seq) FROM changes").fetchone()[0]
+            rows = self._db.execute("SELECT seq, tbl, id FROM changes WHERE seq > ? ORDER BY seq",
+                                    (seq,)).fetchall()
+        return int(oldest or 0), [(int(s), str(t), str(i)) for s, t, i in rows]
+
+    def trim_changes(self, keep: int = 10000) -> int:
+        """Forget all but the newest ``keep`` changes (a reader further behind loads everything again)."""
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM changes WHERE seq <= ?", (self._head() - keep,))
+        return int(cursor.rowcount)
 
     def scan(self, table: str) -> Iterator[tuple[str, bytes]]:
         self._check(table)
@@ -48,18 +90,37 @@ class SqliteStore:
         return [(str(i), bytes(d)) for i, d in rows]
 
     def commit(self, batch: Batch) -> None:
-        if not batch:
-            return
+        if batch:
+            self._commit(batch, None)
+
+    def commit_if(self, batch: Batch, expect: int) -> int:
+        """Commit only if no change beyond ``expect`` was recorded (else raise StaleState having written nothing);
+        return the newest change's number after this commit. Needs the change feed."""
+        head = self._commit(batch, expect)
+        assert head is not None
+        return head
+
+    def _commit(self, batch: Batch, expect: int | None) -> int | None:
         for table in (*batch.puts, *batch.deletes):
             self._check(table)  # before the transaction: a bad table name must not leave one open
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
+                if expect is not None and self._head() > expect:
+                    raise StaleState(f"changes beyond {expect} were committed elsewhere")
                 for table, docs in batch.puts.items():
                     self._db.executemany(f"INSERT OR REPLACE INTO {table} (id, doc) VALUES (?, ?)", docs.items())
                 for table, idents in batch.deletes.items():
                     self._db.executemany(f"DELETE FROM {table} WHERE id = ?", ((i,) for i in idents))
+                head: int | None = None
+                if self.feed:
+                    changed = [(t, i) for part in (batch.puts, batch.deletes) for t, ids in part.items()
+                               if t in FEED_TABLES for i in ids]
+                    if changed:
+                        self._db.executemany("INSERT INTO changes (tbl, id) VALUES (?, ?)", changed)
+                    head = self._head()
                 self._db.execute("COMMIT")
+                return head
             except BaseException as exc:
                 # Whatever went wrong (an SQLite error, a closed database, an interrupt), no transaction may stay
                 # open: it would hold the write lock and leak half a batch into the next commit.

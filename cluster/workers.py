@@ -1,0 +1,258 @@
+"""Several processes serving one cluster (`trent up --workers N`).
+
+The first process (the leader) runs everything a single process runs: the region ports, replication, the
+scheduler, outbox trimming, the admin API. The other N-1 processes (workers) serve the gateway port beside it
+(SO_REUSEPORT: the kernel spreads connections) over the same SQLite stores. What keeps them in step:
+
+- every request starts by catching up with the region's change feed (Region.sync: one look at the store's data
+  version when nothing changed), and every commit is conditional on having seen every change before it; a request
+  that loses that race catches up and runs again (``retrying``);
+- the clock offset and the faults live in a small shared database (runtime.db) the leader writes before it answers
+  an admin call, and every process looks at (one data-version check) before handling a request;
+- workers pass admin calls other than health to the leader;
+- each process writes its own audit file; GetKeyLastUsage reads the others' as they grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from cluster.admin import TOKEN_HEADER
+from node.app import Gate
+from node.audit.sink import current_files
+from node.audit.trail import AuditTrail, KeyUsage
+from node.endpoint import KmsEndpoint, WireResponse
+from node.model.errors import KmsError
+from node.ops.registry import Handler, Params, Registry, RequestContext, Response
+from node.service import Region
+from node.store.base import StaleState
+
+log = logging.getLogger("trent.workers")
+STALE_ATTEMPTS = 8
+RUNTIME_DB = "runtime.db"
+
+
+class SharedState:
+    """The cluster's clock offset and faults as the leader last set them, for every process to follow."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY, doc TEXT NOT NULL)")
+        self._version: int | None = None
+
+    def publish(self, doc: dict[str, Any]) -> None:
+        self._db.execute("INSERT OR REPLACE INTO state (id, doc) VALUES (0, ?)", (json.dumps(doc),))
+
+    def changed(self) -> dict[str, Any] | None:
+        """The state, if another process changed it since the last look (or on the first look); else None."""
+        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        if version == self._version:
+            return None
+        self._version = version
+        row = self._db.execute("SELECT doc FROM state WHERE id = 0").fetchone()
+        doc: dict[str, Any] | None = None if row is None else json.loads(row[0])
+        return doc
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def shared_gate(inner: Gate, state: SharedState | None, follow: Callable[[dict[str, Any]], None]) -> Gate:
+    """The fault gate of a process that shares its regions: first take on the shared clock and faults, then (for a
+    request that gets through) catch up with what other processes committed to the region."""
+
+    async def gate(endpoint: KmsEndpoint, request: web.Request) -> WireResponse | None:
+        if state is not None:
+            doc = state.changed()
+            if doc is not None:
+                follow(doc)
+        refused = await inner(endpoint, request)
+        if refused is None:
+            endpoint.region.sync()
+        return refused
+
+    return gate
+
+
+def retrying(registry: Registry) -> Registry:
+    """The same operations, each run again (after catching up) when its commit found that another process had
+    changed the region first; GetKeyLastUsage first reads the uses other processes recorded."""
+    out = Registry()
+    for name in registry.names():
+        operation = registry.get(name)
+        assert operation is not None
+        handler = operation.handler
+        if name == "GetKeyLastUsage":
+            handler = _catching_up(handler)
+        elif not operation.read_only:
+            handler = _retrying(handler)
+        out.add(name, handler, read_only=operation.read_only)
+    return out
+
+
+def _retrying(handler: Handler) -> Handler:
+    def run(region: Region, params: Params, ctx: RequestContext) -> Response:
+        for _ in range(STALE_ATTEMPTS):
+            try:
+                return handler(region, params, ctx)
+            except StaleState:
+                # Nothing was written. Decide again on the current state, authorization included (a key policy or
+                # grant may have changed meanwhile).
+                region.sync(force=True)
+                if ctx.authorizer is not None:
+                    ctx.authorizer.check_request(region, ctx.principal, ctx.operation, params)
+        log.warning("region %s: %s lost %d races for the store; answering a retryable error", region.name,
+                    ctx.operation, STALE_ATTEMPTS)
+        raise KmsError("KMSInternalException", "The request conflicted with concurrent changes; retry it.", 500)
+    return run
+
+
+def _catching_up(handler: Handler) -> Handler:
+    def run(region: Region, params: Params, ctx: RequestContext) -> Response:
+        if isinstance(region.audit, SharedAuditTrail):
+            region.audit.catch_up()
+        return handler(region, params, ctx)
+    return run
+
+
+class SharedAuditTrail(AuditTrail):
+    """A region's audit trail in one of several processes: it writes its own file, and reads the other processes'
+    files as they grow (their flushed records) so last usage covers every process."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # the rebuild has read every process's files
+        self._offsets: dict[Path, tuple[int, int]] = {}
+        for path in self._peers():
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                self._offsets[path] = (st.st_ino, st.st_size)
+
+    def _peers(self) -> list[Path]:
+        return [p for p in current_files(self.sink.directory) if p != self.sink.path]
+
+    def catch_up(self) -> None:
+        for path in self._peers():
+            try:
+                st = path.stat()
+                inode, start = self._offsets.get(path, (st.st_ino, 0))
+                if inode != st.st_ino or st.st_size < start:
+                    start = 0  # rotated: a new file
+                if st.st_size <= start:
+                    continue
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    data = f.read(st.st_size - start)
+            except OSError:
+                continue
+            complete = data.rfind(b"\n") + 1  # a line still being written waits for the next look
+            self._offsets[path] = (st.st_ino, start + complete)
+            for line in data[:complete].splitlines():
+                with contextlib.suppress(ValueError):
+                    self._track_newer(orjson.loads(line))
+
+    def _track_newer(self, event: dict[str, Any]) -> None:
+        """Track ``event`` unless this process already knows a later use of its key."""
+        keys = [str(r.get("ARN", "")).rsplit("/", 1)[-1] for r in event.get("resources") or ()]
+        before: dict[str, KeyUsage] = {k: self.last_usage[k] for k in keys if k in self.last_usage}
+        self._track(event)
+        for key_id, usage in before.items():
+            if usage.at > self.last_usage[key_id].at:
+                self.last_usage[key_id] = usage
+
+
+# -- processes -------------------------------------------------------------------------------------------------
+
+
+def die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies (no orphaned workers after a leader crash)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class WorkerProcesses:
+    """The leader's worker processes: started with the cluster's configuration, stopped with it."""
+
+    def __init__(self) -> None:
+        self.procs: list[asyncio.subprocess.Process] = []
+
+    async def start(self, count: int, config_blob: bytes, leader_admin: str, verbose: bool,
+                    timeout: float = 60.0) -> None:
+        for worker in range(1, count + 1):
+            args = [sys.executable, "-m", "cluster.worker", "--worker-id", str(worker), "--leader-pid",
+                    str(os.getpid()), "--leader-admin", leader_admin, *(["-v"] if verbose else [])]
+            proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE,
+                                                        stdout=asyncio.subprocess.PIPE)
+            self.procs.append(proc)
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(config_blob)
+            await proc.stdin.drain()
+            proc.stdin.close()
+        for worker, proc in enumerate(self.procs, start=1):
+            assert proc.stdout is not None
+            try:
+                line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+            except TimeoutError:
+                line = b""
+            if line.strip() != b"ready":
+                raise OSError(f"worker {worker} did not start (exit status {proc.returncode})")
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    async def stop(self, grace: float = 10.0) -> None:
+        for proc in self.procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        self.procs.clear()
+
+
+def forwarding_admin_routes(leader_admin: str, health: web.RouteDef) -> tuple[list[web.RouteDef],
+                                                                               Callable[[], Any]]:
+    """A worker's admin routes: its own health; everything else is the leader's (which runs the cluster)."""
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def forward(request: web.Request) -> web.Response:
+        if not sessions:
+            sessions.append(aiohttp.ClientSession())
+        headers = {TOKEN_HEADER: request.headers.get(TOKEN_HEADER, ""), "Content-Type": "application/json"}
+        try:
+            async with sessions[0].request(request.method, leader_admin + request.path_qs,
+                                           data=await request.read(), headers=headers,
+                                           timeout=aiohttp.ClientTimeout(total=60)) as answer:
+                return web.Response(status=answer.status, body=await answer.read(),
+                                    content_type="application/json")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return web.json_response({"error": f"the cluster's leader is not reachable: {exc}"}, status=503)
+
+    async def close() -> None:
+        for session in sessions:
+            await session.close()
+
+    routes = [health, web.route("*", "/_trent/{name:status|clock|faults}", forward)]
+    return routes, close

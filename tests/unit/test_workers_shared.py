@@ -1,0 +1,53 @@
+"""What processes of one cluster share besides the stores: faults and the clock (runtime.db), and the audit
+files every process writes, read back merged by time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cluster.faults import Faults
+from cluster.workers import SharedState
+from node.audit.sink import WORKER_CURRENT, AuditSink, read_events
+from node.clock import AdjustableClock
+
+
+def test_faults_described_by_one_process_are_taken_on_by_another() -> None:
+    leader = Faults(lambda: 0.0, share=0.5)
+    leader.set("down", ["eu-west-1"])
+    leader.set("partition", ["us-east-1", "ap-northeast-2"])
+    leader.set("latency", ["us-east-1"], 0.2)
+    leader.set("errors", ["us-east-1"], 0.05)
+    leader.set("throttle", ["us-east-1"], 10.0)
+    worker = Faults(lambda: 0.0, share=0.5)
+    worker.load(leader.describe())
+    assert worker.describe() == leader.describe()
+    assert worker.is_down("eu-west-1") and not worker.can_replicate("us-east-1", "ap-northeast-2")
+    assert worker.throttle["us-east-1"].rate == 5.0  # its half of the cluster's 10/s
+    leader.clear()
+    worker.load(leader.describe())
+    assert worker.describe() == Faults(lambda: 0.0).describe()
+
+
+def test_shared_state_reports_only_what_another_process_changed(tmp_path: Path) -> None:
+    writer, reader = SharedState(tmp_path / "runtime.db"), SharedState(tmp_path / "runtime.db")
+    writer.publish({"clock_offset": 0.0})
+    assert reader.changed() == {"clock_offset": 0.0}
+    assert reader.changed() is None
+    writer.publish({"clock_offset": 86400.0})
+    assert reader.changed() == {"clock_offset": 86400.0}
+    clock = AdjustableClock()
+    clock.follow(86400.0)
+    clock.follow(10.0)  # never backwards
+    assert clock.offset == 86400.0
+
+
+def test_every_process_file_is_read_back_merged_by_time(tmp_path: Path) -> None:
+    leader = AuditSink(tmp_path)
+    worker = AuditSink(tmp_path, name=WORKER_CURRENT.format(1))
+    for second in range(6):
+        sink = leader if second % 2 else worker
+        sink.emit({"eventTime": f"2026-11-24T00:00:0{second}Z", "n": second})
+    leader.flush()
+    worker.flush()
+    assert [e["n"] for e in read_events(tmp_path)] == list(range(6))
+    assert (tmp_path / "audit.w1.jsonl").exists() and not list(tmp_path.glob("audit-*.jsonl"))
