@@ -13,6 +13,7 @@ import pickle
 import signal
 import sys
 
+from cluster.heap import settle_after_start
 from cluster.launcher import Cluster
 from cluster.workers import die_with_parent
 from node.config import ClusterConfig
@@ -31,6 +32,7 @@ async def serve(config: ClusterConfig, worker: int, leader_pid: int, leader_admi
         with contextlib.suppress(Exception):
             await cluster.stop()
         return 1
+    settle_after_start()
     print("ready", flush=True)
     while not stop.is_set():
         if os.getppid() != leader_pid:  # the leader is gone (and the death signal did not arrive)
