@@ -47,11 +47,14 @@ def _up(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from cluster.heap import tune_collector
+
+    tune_collector()
     return asyncio.run(_serve(config))
 
 
 async def _serve(config: Any) -> int:
-    from cluster.heap import settle_after_start
+    from cluster.heap import freeze_start_up
     from cluster.launcher import Cluster  # the server stack (aiohttp, botocore): only `trent up` needs it
 
     # Signals are handled from the very start: a SIGTERM that arrives while the cluster is still starting
@@ -71,7 +74,7 @@ async def _serve(config: Any) -> int:
             with contextlib.suppress(Exception):
                 await cluster.stop()
         return 1
-    settle_after_start()
+    freeze_start_up()
     principal = config.effective_principals()[0]
     regions = "\n".join(f"  {name:<16}{cluster.url(r.port)}" for name, r in cluster.regions.items())
     if config.workers > 1:

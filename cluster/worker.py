@@ -13,7 +13,7 @@ import pickle
 import signal
 import sys
 
-from cluster.heap import settle_after_start
+from cluster.heap import freeze_start_up, tune_collector
 from cluster.launcher import Cluster
 from cluster.workers import die_with_parent
 from node.config import ClusterConfig
@@ -32,7 +32,7 @@ async def serve(config: ClusterConfig, worker: int, leader_pid: int, leader_admi
         with contextlib.suppress(Exception):
             await cluster.stop()
         return 1
-    settle_after_start()
+    freeze_start_up()
     print("ready", flush=True)
     while not stop.is_set():
         if os.getppid() != leader_pid:  # the leader is gone (and the death signal did not arrive)
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format=f"%(asctime)s worker{args.worker_id} %(name)s %(levelname)s %(message)s")
+    tune_collector()
     return asyncio.run(serve(config, args.worker_id, args.leader_pid, args.leader_admin))
 
 

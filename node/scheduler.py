@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+from collections.abc import Iterable
 from dataclasses import replace
 
 from node.model.key import KeyRecord
@@ -22,16 +24,39 @@ def deletion_due(key: KeyRecord) -> float | None:
     return key.deletion_date if key.state is KeyState.PENDING_DELETION else None
 
 
+def due_at(key: KeyRecord) -> float | None:
+    """When the scheduler next has work for ``key`` (end of a transient state, deletion, rotation), if ever."""
+    times = [t for t in (key.ready_at if key.state in TRANSIENT_STATES else None, deletion_due(key),
+                         rotation_due(key)) if t is not None]
+    return min(times) if times else None
+
+
 class Scheduler:
     def __init__(self, region: Region) -> None:
         self.region = region
+        # When each key's next work falls due, and the same as a heap: a tick looks only at keys that are due (or
+        # changed), not at every key of the region; heap entries whose time no longer matches are stale, skipped.
+        self._due: dict[str, float] = {}
+        self._queue: list[tuple[float, str]] = []
+        region.take_touched()
+        self._schedule(list(region.keys))
 
     def run_due(self) -> int:
         """Do every piece of work due by the region's now; return how many keys changed."""
         self.region.sync()  # other processes serving the region may have changed keys since the last tick
         now = self.region.now()
+        self._schedule(self.region.take_touched())
         changed = 0
-        for key in list(self.region.keys.values()):
+        looked_at: list[str] = []
+        while self._queue and self._queue[0][0] <= now:
+            due, key_id = heapq.heappop(self._queue)
+            if self._due.get(key_id) != due:
+                continue
+            del self._due[key_id]
+            key = self.region.keys.get(key_id)
+            if key is None:
+                continue
+            looked_at.append(key_id)
             try:
                 changed += self._run_key_fresh(key, now)
             except StoreError:
@@ -40,7 +65,19 @@ class Scheduler:
             except Exception:
                 # A bug in one key's work must not starve every other key (nor kill the background task).
                 log.exception("region %s: background work on %s failed", self.region.name, key.key_id)
+        # Work that is still due (waiting on another region, deferred by a store error) is looked at again next tick.
+        self._schedule(looked_at)
         return changed
+
+    def _schedule(self, key_ids: Iterable[str]) -> None:
+        for key_id in key_ids:
+            key = self.region.keys.get(key_id)
+            due = None if key is None else due_at(key)
+            if due is None:
+                self._due.pop(key_id, None)
+            elif self._due.get(key_id) != due:
+                self._due[key_id] = due
+                heapq.heappush(self._queue, (due, key_id))
 
     def _run_key_fresh(self, key: KeyRecord, now: float, attempts: int = 5) -> int:
         """Run ``key``'s due work; if another process changed the region meanwhile, catch up and decide again."""

@@ -63,6 +63,7 @@ class Region:
         # None: a region with no peers; replication commands then have no one to go to and are dropped.
         self.change_log = change_log
         self.codec = RecordCodec(root_key)
+        self.touched: set[str] = set()  # key ids changed since the scheduler last looked
         self.keys: dict[str, KeyRecord] = {}
         self.aliases: dict[str, AliasRecord] = {}
         self._aliases_by_key: dict[str, set[str]] = {}
@@ -90,6 +91,7 @@ class Region:
         return self.clock.now()
 
     def _load(self) -> None:
+        self.touched.update(self.keys)  # keys that may be gone after the reload
         self.keys.clear()
         self.aliases.clear()
         self._aliases_by_key.clear()
@@ -103,6 +105,7 @@ class Region:
             self._index_alias(alias)
         for _, raw in self.store.scan("grants"):
             self._index_grant(decode_grant(raw))
+        self.touched.update(self.keys)
         log.info("region %s loaded %d keys, %d aliases, %d grants", self.name, len(self.keys), len(self.aliases),
                  len(self.grants))
 
@@ -150,6 +153,7 @@ class Region:
                 continue
             raw = self.store.get(table, ident)
             if table == "keys":
+                self.touched.add(ident)
                 if raw is None:
                     self.keys.pop(ident, None)
                 else:
@@ -168,6 +172,12 @@ class Region:
         if outbox and self.change_log is not None:
             self.change_log.refresh()
         return True
+
+    def take_touched(self) -> set[str]:
+        """The ids of keys changed, added or deleted since the last call (the scheduler's view of what to look at
+        again: it does not rescan every key on every tick)."""
+        touched, self.touched = self.touched, set()
+        return touched
 
     # -- lookups ---------------------------------------------------------------------------------------
 
@@ -262,8 +272,10 @@ class Region:
             raise
         for key in keys:
             self.keys[key.key_id] = key
+            self.touched.add(key.key_id)
         for key_id in delete_keys:
             self.keys.pop(key_id, None)
+            self.touched.add(key_id)
         for name in delete_aliases:
             self._unindex_alias(name)
         for alias in aliases:

@@ -243,3 +243,37 @@ async def test_the_background_task_survives_a_failing_tick(region: Region, monke
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert len(calls) >= 3
+
+
+# -- what a tick looks at ------------------------------------------------------------------------------------
+
+
+def test_a_tick_looks_only_at_keys_with_work_due(region: Region, clock: FixedClock,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    idle = [create(region) for _ in range(50)]
+    rotating, doomed, cancelled = create(region), create(region), create(region)
+    scheduler = Scheduler(region)  # made before the changes below: it learns of them from the region
+    enable_rotation(region, rotating, 90)
+    schedule(region, doomed, 7)
+    schedule(region, cancelled, 7)
+    keys.cancel_key_deletion(region, {"KeyId": cancelled}, ctx("CancelKeyDeletion"))
+    seen: list[str] = []
+    run_key = scheduler._run_key
+
+    def counting(key: KeyRecord, now: float) -> int:
+        seen.append(key.key_id)
+        return run_key(key, now)
+
+    monkeypatch.setattr(scheduler, "_run_key", counting)
+    assert scheduler.run_due() == 0 and seen == []  # nothing due yet, and no idle key looked at
+    clock.advance(7 * DAY)
+    assert scheduler.run_due() == 1 and seen == [doomed]
+    clock.advance(83 * DAY)
+    seen.clear()
+    assert scheduler.run_due() == 1 and seen == [rotating]
+    assert len(region.keys[rotating].materials) == 2
+    seen.clear()
+    assert scheduler.run_due() == 0 and seen == []  # the next rotation is 90 days away
+    clock.advance(90 * DAY)
+    assert scheduler.run_due() == 1 and seen == [rotating]
+    assert all(len(region.keys[k].materials) == 1 for k in idle) and cancelled in region.keys
