@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
                         scale=tuple(int(x) for x in args.scale.split(",")))
     if args.quick:
         settings = Settings(seconds=1.0, connections=(8, 32), client_processes=1, scale=(1000,),
-                            replication_samples=10, quick=True)
+                            replication_samples=10, rounds=1, quick=True)
     results = run(settings)
     report = write(results, "trent bench " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(f"report: {report}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -18,20 +19,39 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     w = results.get("workers")
     if w:
-        out["encrypt_gateway_workers2_vs_ceiling2"] = round(w["trent_req_per_s"] / w["ceiling_req_per_s"], 3)
+        out["encrypt_gateway_workers2_vs_ceiling2"] = _median_ratio(list(zip(w["trent"], w["ceiling"], strict=True)))
         out["encrypt_gateway_workers2_req_per_s"] = w["trent_req_per_s"]
         out["encrypt_gateway_workers2_p99_ms"] = w["trent_p99_ms"]
+        out["encrypt_gateway_workers2_cpu_vs_ceiling2"] = round(
+            w["ceiling_server_cpu_ms_per_request"] / w["trent_server_cpu_ms_per_request"], 3)
     t = results.get("throughput")
     if not t:
         return out
-    base32 = next((r for r in t["baseline"] if r["connections"] == 32), None)
-    trent32 = _row(t["encrypt_sweep"], 32, "gateway", True)
-    if base32 and trent32:
-        out["encrypt_gateway_keepalive_32_vs_ceiling"] = round(trent32["req_per_s"] / base32["req_per_s"], 3)
-        out["encrypt_gateway_keepalive_32_p99_ms"] = trent32["p99_ms"]
-    if t.get("moto") and trent32:
-        out["encrypt_gateway_keepalive_32_vs_moto"] = round(trent32["req_per_s"] / t["moto"]["req_per_s"], 2)
+    pairs = [(p["trent"], p["ceiling"]) for p in t.get("headline", [])]
+    if not pairs:  # results written before the headline pairs existed: the sweep's one pair
+        base32 = next((r for r in t["baseline"] if r["connections"] == 32), None)
+        trent32 = _row(t["encrypt_sweep"], 32, "gateway", True)
+        pairs = [(trent32, base32)] if base32 and trent32 else []
+    if pairs:
+        out["encrypt_gateway_keepalive_32_vs_ceiling"] = _median_ratio(pairs)
+        out["encrypt_gateway_keepalive_32_p99_ms"] = max(trent["p99_ms"] for trent, _ in pairs)
+        out["encrypt_gateway_keepalive_32_cpu_vs_ceiling"] = round(statistics.median(
+            c["server_cpu_ms_per_request"] / tr["server_cpu_ms_per_request"] for tr, c in pairs), 3)
+        if t.get("moto"):
+            trent_rate = statistics.median(trent["req_per_s"] for trent, _ in pairs)
+            out["encrypt_gateway_keepalive_32_vs_moto"] = round(trent_rate / t["moto"]["req_per_s"], 2)
     return out
+
+
+def _pair_rows(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
+    return [f"| {i} | {tr['req_per_s']} | {c['req_per_s']} | {tr['req_per_s'] / c['req_per_s']:.3f} | "
+            f"{tr['server_cpu_ms_per_request']} | {c['server_cpu_ms_per_request']} |"
+            for i, (tr, c) in enumerate(pairs, 1)]
+
+
+def _median_ratio(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> float:
+    """The median of Trent's req/s over the ceiling's, pair by pair (each pair measured back to back)."""
+    return round(float(statistics.median(trent["req_per_s"] / ceiling["req_per_s"] for trent, ceiling in pairs)), 3)
 
 
 def _plots(results: dict[str, Any], stem: str) -> list[str]:
@@ -115,6 +135,11 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
         base = next((b["req_per_s"] for b in t["baseline"] if b["connections"] == row["connections"]), "")
         lines.append(f"| {row['connections']} | {row['via']} | {row['keep_alive']} | {row['req_per_s']} | "
                      f"{row['p99_ms']} | {base} |")
+    if t.get("headline"):
+        lines += ["", "## Encrypt vs the ceiling, alternating pairs (gateway, keep-alive, 32 connections)", "",
+                  "| round | Trent req/s | ceiling req/s | ratio | Trent CPU ms/req | ceiling CPU ms/req |",
+                  "|---|---|---|---|---|---|"]
+        lines += _pair_rows([(p["trent"], p["ceiling"]) for p in t["headline"]])
     if t.get("moto"):
         lines += ["", f"moto server, Encrypt, 32 connections: {t['moto']['req_per_s']} req/s, "
                       f"p99 {t['moto']['p99_ms']} ms."]
@@ -126,7 +151,10 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
                   f"| trent --workers 2 | {w['trent_req_per_s']} | {w['trent_p99_ms']} | "
                   f"{w['trent_server_cpu_ms_per_request']} |",
                   f"| ceiling --processes 2 | {w['ceiling_req_per_s']} | {w['ceiling_p99_ms']} | "
-                  f"{w['ceiling_server_cpu_ms_per_request']} |"]
+                  f"{w['ceiling_server_cpu_ms_per_request']} |", "",
+                  "| round | Trent req/s | ceiling req/s | ratio | Trent CPU ms/req | ceiling CPU ms/req |",
+                  "|---|---|---|---|---|---|"]
+        lines += _pair_rows(list(zip(w["trent"], w["ceiling"], strict=True)))
     lines += ["", "## Replication", ""] + (["(failed: see failures in the JSON)"] if not r else [
               f"- ReplicateKey → replica Enabled: p50 {r['replicate_visible_ms']['p50']} ms, "
               f"p99 {r['replicate_visible_ms']['p99']} ms",

@@ -1,0 +1,46 @@
+"""The benchmark report's arithmetic: headline ratios are medians of back-to-back pairs, never one run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.report import markdown, ratios
+
+
+def run(req_per_s: float, cpu: float, p99: float = 5.0) -> dict[str, Any]:
+    return {"req_per_s": req_per_s, "server_cpu_ms_per_request": cpu, "p99_ms": p99, "p50_ms": 1.0, "p90_ms": 2.0,
+            "p99_9_ms": 9.0, "errors": 0, "connections": 32, "keep_alive": True, "via": "gateway"}
+
+
+def results() -> dict[str, Any]:
+    headline = [{"trent": run(5000, 0.2, 9.0), "ceiling": run(10000, 0.1)},
+                {"trent": run(6000, 0.18, 12.0), "ceiling": run(10000, 0.1)},  # the median pair
+                {"trent": run(9000, 0.15, 8.0), "ceiling": run(10000, 0.1)}]  # a lucky outlier
+    workers = {"trent": [run(7000, 0.2), run(6000, 0.21)], "ceiling": [run(10000, 0.1), run(12000, 0.11)],
+               "trent_req_per_s": 6500.0, "trent_p99_ms": 9.0, "trent_server_cpu_ms_per_request": 0.205,
+               "ceiling_req_per_s": 11000.0, "ceiling_p99_ms": 6.0, "ceiling_server_cpu_ms_per_request": 0.105}
+    return {"started": 1_800_000_000.0, "machine": {"host": "h", "cpu": "c", "cores": 2, "python": "3.11"},
+            "throughput": {"operations": {}, "encrypt_sweep": [run(4000, 0.25)], "baseline": [run(10000, 0.1)],
+                           "moto": run(500, 5.0), "headline": headline},
+            "workers": workers, "replication": None, "scale": []}
+
+
+def test_headline_ratios_are_medians_of_pairs() -> None:
+    out = ratios(results())
+    assert out["encrypt_gateway_keepalive_32_vs_ceiling"] == 0.6  # not the sweep's 0.4, not the outlier's 0.9
+    assert out["encrypt_gateway_keepalive_32_p99_ms"] == 12.0  # the worst round's p99
+    assert out["encrypt_gateway_keepalive_32_cpu_vs_ceiling"] == round(0.1 / 0.18, 3)
+    assert out["encrypt_gateway_keepalive_32_vs_moto"] == 12.0  # median Trent rate over moto's
+    assert out["encrypt_gateway_workers2_vs_ceiling2"] == round((0.7 + 0.5) / 2, 3)
+
+
+def test_results_without_pairs_fall_back_to_the_sweep() -> None:
+    old = results()
+    del old["throughput"]["headline"]
+    assert ratios(old)["encrypt_gateway_keepalive_32_vs_ceiling"] == 0.4
+
+
+def test_the_report_lists_every_round() -> None:
+    text = markdown(results(), [], "trent bench")
+    assert "| 2 | 6000 | 10000 | 0.600 | 0.18 | 0.1 |" in text
+    assert "| 2 | 6000 | 12000 | 0.500 | 0.21 | 0.11 |" in text
