@@ -252,12 +252,17 @@ def scale(settings: Settings, progress: Progress) -> list[dict[str, Any]]:
                 client = cluster.client("us-east-1")
                 key_id = client.list_keys(Limit=1)["Keys"][0]["KeyId"]
                 call = Call("DescribeKey", f'{{"KeyId": "{key_id}"}}'.encode())
-                load = measured(cluster, Target("127.0.0.1", cluster.port, "us-east-1"), [call], settings, 8)
+                # Several runs, the one with the median p99 reported: a p99 of a few seconds on a shared machine
+                # swings by a third from run to run, more than the effect this measures.
+                runs = sorted((measured(cluster, Target("127.0.0.1", cluster.port, "us-east-1"), [call], settings, 8)
+                               for _ in range(settings.rounds)), key=lambda r: r["p99_ms"])
+                load = runs[len(runs) // 2]
                 list_started = time.perf_counter()
                 client.list_keys(Limit=1000)
                 rows.append({"keys_per_region": count, "startup_seconds": round(cluster.startup_seconds, 3),
                              "rss_mib": round(rss_bytes(cluster.pid) / 2**20, 1),
                              "describe_key": {k: v for k, v in load.items() if k != "latency_sample_ms"},
+                             "describe_key_p99_ms_runs": [r["p99_ms"] for r in runs],
                              "list_keys_1000_ms": round((time.perf_counter() - list_started) * 1000, 3)})
             finally:
                 cluster.stop()
