@@ -41,6 +41,7 @@ from node.model.errors import KmsError
 from node.ops.registry import Handler, Params, Registry, RequestContext, Response
 from node.service import Region
 from node.store.base import StaleState
+from node.store.signal import CommitSignal
 
 log = logging.getLogger("trent.workers")
 STALE_ATTEMPTS = 8
@@ -55,12 +56,17 @@ class SharedState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY, doc TEXT NOT NULL)")
         self._version: int | None = None
+        # Asked before every request: SQLite is consulted only when a publisher moved the signal.
+        self._signal = CommitSignal(path.with_name(path.name + "-signal"))
 
     def publish(self, doc: dict[str, Any]) -> None:
         self._db.execute("INSERT OR REPLACE INTO state (id, doc) VALUES (0, ?)", (json.dumps(doc),))
+        self._signal.bump()
 
     def changed(self) -> dict[str, Any] | None:
         """The state, if another process changed it since the last look (or on the first look); else None."""
+        if self._version is not None and not self._signal.moved():
+            return None
         version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
         if version == self._version:
             return None
@@ -71,6 +77,7 @@ class SharedState:
 
     def close(self) -> None:
         self._db.close()
+        self._signal.close()
 
 
 def shared_gate(inner: Gate, state: SharedState | None, follow: Callable[[dict[str, Any]], None]) -> Gate:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from node.store.base import FEED_TABLES, TABLES, Batch, StaleState, StoreError
+from node.store.signal import CommitSignal
 
 
 class SqliteStore:
@@ -28,17 +29,24 @@ class SqliteStore:
             self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, doc BLOB NOT NULL)")
         # Off in a single process: nobody else reads it, and the commit path stays as it always was.
         self.feed = feed
+        self._signal: CommitSignal | None = None
+        self._version = 0
         if feed:
             self._db.execute("CREATE TABLE IF NOT EXISTS changes "
                              "(seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, id TEXT NOT NULL)")
+            self._signal = CommitSignal(path.with_name(path.name + "-signal"))
 
     # -- the change feed (several processes over one database) -----------------------------------------
 
     def data_version(self) -> int:
-        """Changes whenever another connection (another process) commits; cheap enough to ask per request."""
+        """Changes whenever another connection (another process) commits; cheap enough to ask per request: SQLite
+        is asked only when the commit signal moved (writers move it after committing, before answering anyone)."""
+        if self._signal is not None and not self._signal.moved():
+            return self._version
         with self._lock:
             row = self._db.execute("PRAGMA data_version").fetchone()
-        return int(row[0])
+        self._version = int(row[0])
+        return self._version
 
     def change_head(self) -> int:
         """The newest change's number (0 if none was ever recorded)."""
@@ -120,6 +128,8 @@ class SqliteStore:
                         self._db.executemany("INSERT INTO changes (tbl, id) VALUES (?, ?)", changed)
                     head = self._head()
                 self._db.execute("COMMIT")
+                if self._signal is not None:
+                    self._signal.bump()
                 return head
             except BaseException as exc:
                 # Whatever went wrong (an SQLite error, a closed database, an interrupt), no transaction may stay
@@ -139,6 +149,8 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._signal is not None:
+                self._signal.close()
 
     @staticmethod
     def _check(table: str) -> None:
