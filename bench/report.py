@@ -176,6 +176,8 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
 def write(results: dict[str, Any], command: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = time.strftime("%Y-%m-%d", time.localtime(results["started"])) + "-" + results["machine"]["host"]
+    if results.get("settings", {}).get("quick"):
+        stem += "-quick"  # a smoke run never overwrites the day's full results
     results["ratios"] = ratios(results)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1))
     plots = _plots(results, stem)

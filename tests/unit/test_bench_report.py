@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bench import report
 from bench.report import markdown, ratios
 
 
@@ -44,3 +48,14 @@ def test_the_report_lists_every_round() -> None:
     text = markdown(results(), [], "trent bench")
     assert "| 2 | 6000 | 10000 | 0.600 | 0.18 | 0.1 |" in text
     assert "| 2 | 6000 | 12000 | 0.500 | 0.21 | 0.11 |" in text
+
+
+def test_a_quick_run_never_overwrites_the_full_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setattr(report, "_plots", lambda results, stem: [])
+    full, quick = results(), results()
+    full["settings"], quick["settings"] = {"quick": False}, {"quick": True}
+    assert report.write(full, "trent bench").name == "2027-01-15-h.md"
+    assert report.write(quick, "trent bench --quick").name == "2027-01-15-h-quick.md"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2027-01-15-h-quick.json", "2027-01-15-h-quick.md",
+                                                          "2027-01-15-h.json", "2027-01-15-h.md"]
