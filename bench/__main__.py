@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bench.procs import RunningCluster
 from bench.report import write
 from bench.suite import Settings, run
 
@@ -16,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-processes", type=int, default=1, help="load-generator processes (default 1)")
     parser.add_argument("--scale", default="1000,10000,100000", help="keys per region for the scale runs")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (1 s runs, small scale)")
+    parser.add_argument("--target", metavar="URL", help="measure a running cluster's gateway (http://host:port) "
+                        "instead of starting one; it creates keys there (thousands, in the CreateKey run)")
+    parser.add_argument("--region", default="us-east-1", help="the region to sign for with --target")
     args = parser.parse_args(argv)
     settings = Settings(seconds=args.seconds, connections=tuple(int(x) for x in args.connections.split(",")),
                         client_processes=args.client_processes,
@@ -23,6 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         settings = Settings(seconds=1.0, connections=(8, 32), client_processes=1, scale=(1000,),
                             replication_samples=10, rounds=1, quick=True)
+    if args.target:
+        try:
+            RunningCluster(args.target)  # fail now, with the reason, rather than in the middle of the run
+        except (ValueError, OSError) as exc:
+            print(f"trent bench: cannot use --target: {exc}", file=sys.stderr)
+            return 2
+        settings.target, settings.region = args.target, args.region
     results = run(settings)
     report = write(results, "trent bench " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(f"report: {report}")

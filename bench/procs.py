@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,8 @@ class Server:
 
 
 class TrentCluster(Server):
+    host = "127.0.0.1"
+
     def __init__(self, data_dir: Path | None = None, extra: tuple[str, ...] = ()) -> None:
         self.owned = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="trent-bench-")) / "data"
@@ -124,6 +128,39 @@ class TrentCluster(Server):
         super().stop()
         if self.owned:
             shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+
+class RunningCluster:
+    """A cluster started elsewhere (``trent bench --target URL``): only its gateway is known. Its CPU is measured
+    when it runs on this machine (its health check names its process); it is never stopped from here."""
+
+    def __init__(self, url: str) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme != "http" or not parsed.hostname or parsed.port is None:
+            raise ValueError(f"--target must look like http://host:port, not {url!r}")
+        self.url = f"http://{parsed.hostname}:{parsed.port}"
+        self.host, self.port = parsed.hostname, parsed.port
+        with urllib.request.urlopen(f"{self.url}/_trent/health", timeout=5) as answer:
+            health = json.load(answer)
+        pid = health.get("pid")
+        self.local_pid: int | None = pid if isinstance(pid, int) and Path(f"/proc/{pid}/stat").exists() else None
+        if self.local_pid is not None and health.get("worker"):
+            # A worker answered: its leader is its parent, and the leader's process tree is the whole cluster.
+            self.local_pid = int(Path(f"/proc/{self.local_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        self.startup_seconds = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        return self.local_pid
+
+    def region_port(self, region: str) -> int | None:
+        return None  # only the gateway is known
+
+    def client(self, region: str = "us-east-1") -> Any:
+        return kms_client(self.url, region)
+
+    def stop(self) -> None:
+        pass
 
 
 def kms_client(url: str, region: str) -> Any:

@@ -35,8 +35,9 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     if pairs:
         out["encrypt_gateway_keepalive_32_vs_ceiling"] = _median_ratio(pairs)
         out["encrypt_gateway_keepalive_32_p99_ms"] = max(trent["p99_ms"] for trent, _ in pairs)
-        out["encrypt_gateway_keepalive_32_cpu_vs_ceiling"] = round(statistics.median(
-            c["server_cpu_ms_per_request"] / tr["server_cpu_ms_per_request"] for tr, c in pairs), 3)
+        if all(tr["server_cpu_ms_per_request"] for tr, _ in pairs):  # unknown for a cluster on another machine
+            out["encrypt_gateway_keepalive_32_cpu_vs_ceiling"] = round(statistics.median(
+                c["server_cpu_ms_per_request"] / tr["server_cpu_ms_per_request"] for tr, c in pairs), 3)
         if t.get("moto"):
             trent_rate = statistics.median(trent["req_per_s"] for trent, _ in pairs)
             out["encrypt_gateway_keepalive_32_vs_moto"] = round(trent_rate / t["moto"]["req_per_s"], 2)
@@ -121,7 +122,12 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
     m, t, r = results["machine"], results.get("throughput") or {}, results.get("replication")
     lines = [f"# Benchmark {time.strftime('%Y-%m-%d %H:%M', time.localtime(results['started']))}", "",
              f"Machine: {m['host']}, {m['cpu']}, {m['cores']} cores, Python {m['python']}. "
-             f"Load generator on the same machine. Command: `{command}`.", "", "## Ratios", ""]
+             f"Load generator on the same machine. Command: `{command}`."]
+    target = (results.get("settings") or {}).get("target")
+    if target:
+        lines += ["", f"Measured a running cluster at {target} (only its gateway; several processes, replication and "
+                      "scale need clusters the suite starts itself and were not run)."]
+    lines += ["", "## Ratios", ""]
     lines += [f"- {k}: **{v}**" for k, v in ratios(results).items()]
     lines += ["", "## Operations (gateway, keep-alive, 32 connections)", "",
               "| operation | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | server CPU ms/req | errors |",
@@ -155,7 +161,9 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
                   "| round | Trent req/s | ceiling req/s | ratio | Trent CPU ms/req | ceiling CPU ms/req |",
                   "|---|---|---|---|---|---|"]
         lines += _pair_rows(list(zip(w["trent"], w["ceiling"], strict=True)))
-    lines += ["", "## Replication", ""] + (["(failed: see failures in the JSON)"] if not r else [
+    failed = results.get("failures") or {}
+    lines += ["", "## Replication", ""] + ([
+              "(failed: see failures in the JSON)" if "replication" in failed else "(not run)"] if not r else [
               f"- ReplicateKey → replica Enabled: p50 {r['replicate_visible_ms']['p50']} ms, "
               f"p99 {r['replicate_visible_ms']['p99']} ms",
               f"- On-demand MRK rotation → current everywhere (idle): p50 {r['rotation_visible_idle_ms']['p50']} ms, "
@@ -176,8 +184,9 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
 def write(results: dict[str, Any], command: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = time.strftime("%Y-%m-%d", time.localtime(results["started"])) + "-" + results["machine"]["host"]
-    if results.get("settings", {}).get("quick"):
-        stem += "-quick"  # a smoke run never overwrites the day's full results
+    settings = results.get("settings") or {}
+    # A smoke run, or a run against someone's cluster, never overwrites the day's full results.
+    stem += "-target" if settings.get("target") else "-quick" if settings.get("quick") else ""
     results["ratios"] = ratios(results)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1))
     plots = _plots(results, stem)

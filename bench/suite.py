@@ -10,12 +10,22 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.loadgen import Call, LoadResult, Target, run_load
-from bench.procs import Server, TrentCluster, cpu_seconds, kms_client, rss_bytes, start_baseline, start_moto
+from bench.procs import (
+    RunningCluster,
+    Server,
+    TrentCluster,
+    cpu_seconds,
+    kms_client,
+    rss_bytes,
+    start_baseline,
+    start_moto,
+)
 from bench.scenarios import OPERATIONS, Fixtures, encrypt_call_for_baseline
 from bench.seed import seed
 
@@ -30,6 +40,9 @@ class Settings:
     # Alternating ceiling/Trent pairs behind each headline ratio (the median pair ratio is reported).
     rounds: int = 3
     quick: bool = False
+    # A running cluster's gateway (http://host:port) to measure instead of starting one; None: start our own.
+    target: str | None = None
+    region: str = "us-east-1"
 
 
 class Progress:
@@ -46,14 +59,16 @@ class Progress:
               file=sys.stderr, flush=True)
 
 
-def measured(server: Server, target: Target, calls: list[Call], settings: Settings, connections: int,
-             keep_alive: bool = True) -> dict[str, Any]:
-    cpu_before = cpu_seconds(server.pid)
+def measured(server: Server | RunningCluster, target: Target, calls: list[Call], settings: Settings,
+             connections: int, keep_alive: bool = True) -> dict[str, Any]:
+    pid = server.pid
+    cpu_before = cpu_seconds(pid) if pid is not None else 0.0
     result: LoadResult = run_load(target, calls, connections=connections, seconds=settings.seconds,
                                   processes=settings.client_processes, keep_alive=keep_alive)
-    cpu = cpu_seconds(server.pid) - cpu_before
     out = result.summary()
-    out["server_cpu_ms_per_request"] = round(cpu * 1000 / max(result.requests, 1), 3)
+    # None for a targeted cluster on another machine: its CPU cannot be read from here.
+    out["server_cpu_ms_per_request"] = None if pid is None else round(
+        (cpu_seconds(pid) - cpu_before) * 1000 / max(result.requests, 1), 3)
     out["connections"] = connections
     out["keep_alive"] = keep_alive
     if result.first_error:
@@ -68,11 +83,13 @@ def throughput(settings: Settings, progress: Progress) -> dict[str, Any]:
     results: dict[str, Any] = {"operations": {}, "encrypt_sweep": [], "baseline": [], "moto": None,
                                "headline": []}
     message = os.urandom(64)
-    cluster = TrentCluster()
+    cluster: TrentCluster | RunningCluster = RunningCluster(settings.target) if settings.target else TrentCluster()
+    region = settings.region
     try:
-        fixtures = Fixtures(cluster.client("us-east-1"))
-        gateway = Target("127.0.0.1", cluster.port, "us-east-1")
-        region_port = Target("127.0.0.1", cluster.region_port("us-east-1"), "us-east-1")
+        fixtures = Fixtures(cluster.client(region))
+        gateway = Target(cluster.host, cluster.port, region)
+        port = cluster.region_port(region)
+        vias = [("gateway", gateway)] + ([("region", Target(cluster.host, port, region))] if port is not None else [])
         for op in OPERATIONS:
             results["operations"][op] = measured(cluster, gateway, [fixtures.call(op)], settings, 32)
             progress.step(op, f"{results['operations'][op]['req_per_s']} req/s")
@@ -84,7 +101,7 @@ def throughput(settings: Settings, progress: Progress) -> dict[str, Any]:
                 results["baseline"].append(measured(baseline, base_target, [encrypt_call_for_baseline(message)],
                                                     settings, n))
                 progress.step(f"baseline Encrypt x{n}", f"{results['baseline'][-1]['req_per_s']} req/s")
-                for via, target in (("gateway", gateway), ("region", region_port)):
+                for via, target in vias:
                     for keep in (True, False):
                         row = measured(cluster, target, [fixtures.call("Encrypt")], settings, n, keep)
                         row["via"] = via
@@ -286,13 +303,19 @@ def machine() -> dict[str, Any]:
 
 
 def run(settings: Settings) -> dict[str, Any]:
-    steps = len(OPERATIONS) + len(settings.connections) * 5 + settings.rounds + 1 + settings.rounds + 2 + \
-        len(settings.scale)
+    sections: list[tuple[str, Callable[[Settings, Progress], Any]]] = [
+        ("throughput", throughput), ("workers", workers), ("replication", replication), ("scale", scale)]
+    if settings.target:
+        # A running cluster: what needs our own clusters (several processes, faults, seeded stores) is not run.
+        sections = sections[:1]
+        steps = len(OPERATIONS) + len(settings.connections) * 3 + settings.rounds + 1
+    else:
+        steps = len(OPERATIONS) + len(settings.connections) * 5 + settings.rounds + 1 + settings.rounds + 2 + \
+            len(settings.scale)
     progress = Progress(steps)
     started = time.time()
     results: dict[str, Any] = {"started": started, "machine": machine(), "settings": settings.__dict__}
-    for name, section in (("throughput", throughput), ("workers", workers), ("replication", replication),
-                          ("scale", scale)):
+    for name, section in sections:
         try:
             results[name] = section(settings, progress)
         except Exception as exc:  # one failed section must not lose the others' figures
