@@ -89,6 +89,20 @@ def _throughput_plots(plt: Any, t: dict[str, Any], stem: str) -> list[str]:
     made.append(f"{stem}-throughput.png")
     plt.close(fig)
 
+    sweep = t.get("operation_sweep") or {}
+    if sweep:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for op, by_n in sweep.items():
+            ns = sorted(int(n) for n in by_n)
+            ax.plot(ns, [by_n[str(n)]["req_per_s"] for n in ns], marker="o", label=op)
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="connections", ylabel="requests/s", title="Throughput per operation, gateway, keep-alive")
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(RESULTS / f"{stem}-operations.png", dpi=110)
+        made.append(f"{stem}-operations.png")
+        plt.close(fig)
+
     fig, ax = plt.subplots(figsize=(7, 4))
     for op, row in t["operations"].items():
         xs = sorted(row["latency_sample_ms"])
@@ -135,6 +149,15 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
     for op, row in t.get("operations", {}).items():
         lines.append(f"| {op} | {row['req_per_s']} | {row['p50_ms']} | {row['p90_ms']} | {row['p99_ms']} | "
                      f"{row['p99_9_ms']} | {row['server_cpu_ms_per_request']} | {row['errors']} |")
+    sweep = t.get("operation_sweep") or {}
+    if sweep:
+        ns = sorted({int(n) for by_n in sweep.values() for n in by_n})
+        lines += ["", "## Every operation over connections (gateway, keep-alive): req/s (p99 ms)", "",
+                  "| operation | " + " | ".join(f"{n} conn." for n in ns) + " |", "|---|" + "---|" * len(ns)]
+        for op, by_n in sweep.items():
+            cells = [f"{by_n[str(n)]['req_per_s']} ({by_n[str(n)]['p99_ms']})" if str(n) in by_n else ""
+                     for n in ns]
+            lines.append(f"| {op} | " + " | ".join(cells) + " |")
     lines += ["", "## Encrypt: connections, keep-alive, gateway vs region port", "",
               "| connections | via | keep-alive | req/s | p99 ms | ceiling req/s |", "|---|---|---|---|---|---|"]
     for row in t.get("encrypt_sweep", []):

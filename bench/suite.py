@@ -77,6 +77,14 @@ def measured(server: Server | RunningCluster, target: Target, calls: list[Call],
     return out
 
 
+def _other_counts(settings: Settings) -> list[int]:
+    return [n for n in settings.connections if n != 32]
+
+
+def _brief(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("req_per_s", "p50_ms", "p99_ms", "errors", "server_cpu_ms_per_request")}
+
+
 def throughput(settings: Settings, progress: Progress) -> dict[str, Any]:
     """Every operation through the gateway at 32 connections; Encrypt swept over connections, keep-alive and
     new connections, gateway and region port; the ceiling and moto measured alternately with Trent."""
@@ -93,6 +101,13 @@ def throughput(settings: Settings, progress: Progress) -> dict[str, Any]:
         for op in OPERATIONS:
             results["operations"][op] = measured(cluster, gateway, [fixtures.call(op)], settings, 32)
             progress.step(op, f"{results['operations'][op]['req_per_s']} req/s")
+        # Every operation over the other connection counts too (gateway, keep-alive): how each one scales.
+        results["operation_sweep"] = {op: {"32": _brief(row)} for op, row in results["operations"].items()}
+        for n in _other_counts(settings):
+            for op in OPERATIONS:
+                row = measured(cluster, gateway, [fixtures.call(op)], settings, n)
+                results["operation_sweep"][op][str(n)] = _brief(row)
+                progress.step(f"{op} x{n}", f"{row['req_per_s']} req/s")
         baseline = start_baseline(1)
         try:
             base_target = Target("127.0.0.1", baseline.port, "us-east-1")
@@ -308,10 +323,11 @@ def run(settings: Settings) -> dict[str, Any]:
     if settings.target:
         # A running cluster: what needs our own clusters (several processes, faults, seeded stores) is not run.
         sections = sections[:1]
-        steps = len(OPERATIONS) + len(settings.connections) * 3 + settings.rounds + 1
+        steps = len(OPERATIONS) * (1 + len(_other_counts(settings))) + len(settings.connections) * 3 + \
+            settings.rounds + 1
     else:
-        steps = len(OPERATIONS) + len(settings.connections) * 5 + settings.rounds + 1 + settings.rounds + 2 + \
-            len(settings.scale)
+        steps = len(OPERATIONS) * (1 + len(_other_counts(settings))) + len(settings.connections) * 5 + \
+            settings.rounds + 1 + settings.rounds + 2 + len(settings.scale)
     progress = Progress(steps)
     started = time.time()
     results: dict[str, Any] = {"started": started, "machine": machine(), "settings": settings.__dict__}

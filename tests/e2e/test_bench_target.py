@@ -29,11 +29,15 @@ def test_bench_measures_a_running_cluster(fresh_cluster: Callable[..., RunningCl
         assert row["errors"] == 0 and row["requests"] > 0, op
         assert row["server_cpu_ms_per_request"] > 0, op  # the cluster runs here: its CPU is read from /proc
     assert [r["via"] for r in results["throughput"]["encrypt_sweep"]] == ["gateway", "gateway"]
+    sweep = results["throughput"]["operation_sweep"]
+    assert set(sweep) == set(suite.OPERATIONS) and all(set(by_n) == {"1", "32"} for by_n in sweep.values())
+    assert all(by_n["1"]["req_per_s"] > 0 and by_n["1"]["errors"] == 0 for by_n in sweep.values())
     assert len(results["throughput"]["headline"]) == 3
     assert "workers" not in results and "scale" not in results and "replication" not in results
     assert results["ratios"]["encrypt_gateway_keepalive_32_vs_ceiling"] > 0
     text = (tmp_path / doc.name.replace(".json", ".md")).read_text()
     assert f"Measured a running cluster at {cluster.gateway_url}" in text
+    assert "| Encrypt | " in text.split("## Every operation over connections")[1]
 
 
 @pytest.mark.parametrize("target", ["ftp://127.0.0.1:1", "http://127.0.0.1", "http://127.0.0.1:1"])
