@@ -69,6 +69,17 @@ def _plots(results: dict[str, Any], stem: str) -> list[str]:
     return made
 
 
+def _connections_plot(plt: Any, fig: Any, ax: Any, name: str, title: str, legend_size: int) -> str:
+    """Requests/s against connections (log scale), saved as ``name``."""
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="connections", ylabel="requests/s", title=title)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(RESULTS / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
 def _throughput_plots(plt: Any, t: dict[str, Any], stem: str) -> list[str]:
     made = []
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -81,13 +92,7 @@ def _throughput_plots(plt: Any, t: dict[str, Any], stem: str) -> list[str]:
             label="ceiling: minimal aiohttp + SigV4 + AES-GCM")
     if t.get("moto"):
         ax.scatter([32], [t["moto"]["req_per_s"]], color="red", label="moto server", zorder=5)
-    ax.set_xscale("log", base=2)
-    ax.set(xlabel="connections", ylabel="requests/s", title="Signed Encrypt (64 B) throughput")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(RESULTS / f"{stem}-throughput.png", dpi=110)
-    made.append(f"{stem}-throughput.png")
-    plt.close(fig)
+    made.append(_connections_plot(plt, fig, ax, f"{stem}-throughput.png", "Signed Encrypt (64 B) throughput", 7))
 
     sweep = t.get("operation_sweep") or {}
     if sweep:
@@ -95,13 +100,8 @@ def _throughput_plots(plt: Any, t: dict[str, Any], stem: str) -> list[str]:
         for op, by_n in sweep.items():
             ns = sorted(int(n) for n in by_n)
             ax.plot(ns, [by_n[str(n)]["req_per_s"] for n in ns], marker="o", label=op)
-        ax.set_xscale("log", base=2)
-        ax.set(xlabel="connections", ylabel="requests/s", title="Throughput per operation, gateway, keep-alive")
-        ax.legend(fontsize=6)
-        fig.tight_layout()
-        fig.savefig(RESULTS / f"{stem}-operations.png", dpi=110)
-        made.append(f"{stem}-operations.png")
-        plt.close(fig)
+        made.append(_connections_plot(plt, fig, ax, f"{stem}-operations.png",
+                                      "Throughput per operation, gateway, keep-alive", 6))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for op, row in t["operations"].items():
