@@ -97,9 +97,10 @@ def _throughput_plots(plt: Any, t: dict[str, Any], stem: str) -> list[str]:
     sweep = t.get("operation_sweep") or {}
     if sweep:
         fig, ax = plt.subplots(figsize=(7, 4))
-        for op, by_n in sweep.items():
+        for i, (op, by_n) in enumerate(sweep.items()):
             ns = sorted(int(n) for n in by_n)
-            ax.plot(ns, [by_n[str(n)]["req_per_s"] for n in ns], marker="o", label=op)
+            # Eleven operations, ten default colours: the marker tells apart the two that share one.
+            ax.plot(ns, [by_n[str(n)]["req_per_s"] for n in ns], marker="osD^v<>pP*X"[i % 11], label=op)
         made.append(_connections_plot(plt, fig, ax, f"{stem}-operations.png",
                                       "Throughput per operation, gateway, keep-alive", 6))
 
