@@ -38,8 +38,7 @@ class Scheduler:
         # changed), not at every key of the region; heap entries whose time no longer matches are stale, skipped.
         self._due: dict[str, float] = {}
         self._queue: list[tuple[float, str]] = []
-        region.take_touched()
-        self._schedule(list(region.keys))
+        self._schedule(region.watch_keys())
 
     def run_due(self) -> int:
         """Do every piece of work due by the region's now; return how many keys changed."""

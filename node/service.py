@@ -63,7 +63,8 @@ class Region:
         # None: a region with no peers; replication commands then have no one to go to and are dropped.
         self.change_log = change_log
         self.codec = RecordCodec(root_key)
-        self.touched: set[str] = set()  # key ids changed since the scheduler last looked
+        # Key ids changed since the scheduler last looked; None while no scheduler watches (worker processes).
+        self._touched: set[str] | None = None
         self.keys: dict[str, KeyRecord] = {}
         self.aliases: dict[str, AliasRecord] = {}
         self._aliases_by_key: dict[str, set[str]] = {}
@@ -91,7 +92,7 @@ class Region:
         return self.clock.now()
 
     def _load(self) -> None:
-        self.touched.update(self.keys)  # keys that may be gone after the reload
+        self._touch(self.keys)  # keys that may be gone after the reload
         self.keys.clear()
         self.aliases.clear()
         self._aliases_by_key.clear()
@@ -105,7 +106,7 @@ class Region:
             self._index_alias(alias)
         for _, raw in self.store.scan("grants"):
             self._index_grant(decode_grant(raw))
-        self.touched.update(self.keys)
+        self._touch(self.keys)
         log.info("region %s loaded %d keys, %d aliases, %d grants", self.name, len(self.keys), len(self.aliases),
                  len(self.grants))
 
@@ -153,7 +154,7 @@ class Region:
                 continue
             raw = self.store.get(table, ident)
             if table == "keys":
-                self.touched.add(ident)
+                self._touch((ident,))
                 if raw is None:
                     self.keys.pop(ident, None)
                 else:
@@ -173,11 +174,23 @@ class Region:
             self.change_log.refresh()
         return True
 
+    def watch_keys(self) -> list[str]:
+        """Start recording which keys change (see ``take_touched``); the ids of every key there is now."""
+        self._touched = set()
+        return list(self.keys)
+
     def take_touched(self) -> set[str]:
         """The ids of keys changed, added or deleted since the last call (the scheduler's view of what to look at
         again: it does not rescan every key on every tick)."""
-        touched, self.touched = self.touched, set()
+        touched = self._touched
+        if touched is None:
+            return set()  # nobody watches: nothing was recorded
+        self._touched = set()
         return touched
+
+    def _touch(self, key_ids: Iterable[str]) -> None:
+        if self._touched is not None:
+            self._touched.update(key_ids)
 
     # -- lookups ---------------------------------------------------------------------------------------
 
@@ -272,10 +285,10 @@ class Region:
             raise
         for key in keys:
             self.keys[key.key_id] = key
-            self.touched.add(key.key_id)
         for key_id in delete_keys:
             self.keys.pop(key_id, None)
-            self.touched.add(key_id)
+        self._touch(key.key_id for key in keys)
+        self._touch(delete_keys)
         for name in delete_aliases:
             self._unindex_alias(name)
         for alias in aliases:

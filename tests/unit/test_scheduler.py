@@ -277,3 +277,14 @@ def test_a_tick_looks_only_at_keys_with_work_due(region: Region, clock: FixedClo
     clock.advance(90 * DAY)
     assert scheduler.run_due() == 1 and seen == [rotating]
     assert all(len(region.keys[k].materials) == 1 for k in idle) and cancelled in region.keys
+
+
+def test_changes_are_recorded_only_while_a_scheduler_watches(region: Region) -> None:
+    create(region)  # a region without a scheduler (a worker process's) keeps no record of changed keys
+    assert region.take_touched() == set()
+    scheduler = Scheduler(region)
+    assert region.take_touched() == set()  # what existed was scheduled when it started watching
+    changed = create(region)
+    assert region.take_touched() == {changed}
+    assert region.take_touched() == set()
+    assert scheduler.run_due() == 0
