@@ -122,7 +122,7 @@ def api_call_event(
     response: Mapping[str, Any] | None, error_code: str | None, error_message: str | None,
     resources: list[str], latency_ms: float, event_id_: str | None = None,
 ) -> dict[str, Any]:
-    # One dict literal in CloudTrail's member order: this runs once per request.
+    # Built in CloudTrail's member order, the optional error members in their place.
     event: dict[str, Any] = {
         "eventVersion": EVENT_VERSION,
         "userIdentity": user_identity(principal_arn, principal_account, access_key),
