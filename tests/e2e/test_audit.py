@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +23,13 @@ from tests.e2e.test_policies import (
     ROOT_ARN,
     Clients,
     allow,
+    module_cluster,
     not_authorized,
     policy,
     refused,
-    start_cluster,
 )
 
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
-    c = start_cluster(tmp_path_factory, "audit")
-    yield c
-    if c.proc is not None:
-        c.stop()
-
-
-@pytest.fixture(scope="module")
-def kms(cluster: RunningCluster) -> Clients:
-    return Clients(cluster)
+cluster, kms = module_cluster("audit")
 
 
 def audit_files(cluster: RunningCluster) -> list[Path]:

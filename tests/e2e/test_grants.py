@@ -4,10 +4,7 @@ listing, retiring and revoking (who may), validation, and that grants are per re
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests.e2e.harness import RunningCluster, poll
 from tests.e2e.test_policies import (
@@ -20,26 +17,16 @@ from tests.e2e.test_policies import (
     WORKER_ARN,
     Clients,
     allow,
+    module_cluster,
     not_authorized,
     policy,
     refused,
-    start_cluster,
 )
 
 GRANT_ID_RE = re.compile(r"[0-9a-f]{64}")
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
-    c = start_cluster(tmp_path_factory, "grants", "--replica-delay", "0.2")
-    yield c
-    if c.proc is not None:
-        c.stop()
-
-
-@pytest.fixture(scope="module")
-def kms(cluster: RunningCluster) -> Clients:
-    return Clients(cluster)
+cluster, kms = module_cluster("grants", "--replica-delay", "0.2")
 
 
 def new_key(kms: Clients, region: str = "us-east-1", **kwargs: Any) -> dict[str, Any]:

@@ -74,12 +74,26 @@ arn = "{WORKER_ARN}"
 LOCKOUT = "The new key policy will not allow you to update the key policy in the future."
 
 
-def start_cluster(tmp_path_factory: pytest.TempPathFactory, name: str, *extra: str) -> RunningCluster:
-    root = tmp_path_factory.mktemp(name)
-    config = root / "trent.toml"
-    config.write_text(PRINCIPALS_TOML)
-    return RunningCluster(root / "data", free_port_block(3), regions=("us-east-1", "eu-west-1"),
-                          extra_args=("--config", str(config), *extra)).start()
+def module_cluster(name: str, *extra: str) -> tuple[Any, Any]:
+    """The module-scoped ``cluster`` and ``kms`` fixtures of a test module that needs a cluster of its own, with the
+    principals above: ``cluster, kms = module_cluster("name")``."""
+
+    @pytest.fixture(scope="module")
+    def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
+        root = tmp_path_factory.mktemp(name)
+        config = root / "trent.toml"
+        config.write_text(PRINCIPALS_TOML)
+        c = RunningCluster(root / "data", free_port_block(3), regions=("us-east-1", "eu-west-1"),
+                           extra_args=("--config", str(config), *extra)).start()
+        yield c
+        if c.proc is not None:
+            c.stop()
+
+    @pytest.fixture(scope="module")
+    def kms(cluster: RunningCluster) -> Clients:
+        return Clients(cluster)
+
+    return cluster, kms
 
 
 class Clients:
@@ -130,17 +144,7 @@ def refused(call: Any, **kwargs: Any) -> tuple[str, str]:
     return error(exc)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
-    c = start_cluster(tmp_path_factory, "policies")
-    yield c
-    if c.proc is not None:
-        c.stop()
-
-
-@pytest.fixture(scope="module")
-def kms(cluster: RunningCluster) -> Clients:
-    return Clients(cluster)
+cluster, kms = module_cluster("policies")
 
 
 def new_key(kms: Clients, key_policy: str | None = None, **kwargs: Any) -> dict[str, Any]:
