@@ -37,7 +37,7 @@ def fresh_cluster(tmp_path: Path) -> Iterator[Callable[..., RunningCluster]]:
             c.kill()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def kms(cluster: RunningCluster) -> Any:
-    """A boto3 KMS client for us-east-1 through the gateway."""
+    """A boto3 KMS client for us-east-1 through the gateway (one per module: module-scoped fixtures use it too)."""
     return cluster.client("us-east-1")

@@ -3,7 +3,7 @@ PKCS#8 DER, its sealed copy opens with Decrypt (encryption context bound) and ma
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,11 +27,6 @@ PAIR_SPECS: dict[str, Callable[[Any], bool]] = {
 EC = {"purpose": "data-key-pair", "tenant": "ü-42"}
 
 
-
-
-@pytest.fixture(scope="module")
-def kms(cluster: RunningCluster) -> Iterator[Any]:
-    yield cluster.client("us-east-1")
 
 
 @pytest.fixture(scope="module")

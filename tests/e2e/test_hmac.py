@@ -3,7 +3,7 @@ rules, DryRun, key states, and multi-Region HMAC keys (a MAC made in one region 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,11 +16,6 @@ SPECS = {"HMAC_224": ("HMAC_SHA_224", 28), "HMAC_256": ("HMAC_SHA_256", 32), "HM
 
 def code(call: Callable[..., Any], **kwargs: Any) -> str:
     return str(error(call, **kwargs)["Code"])
-
-
-@pytest.fixture(scope="module")
-def kms(cluster: RunningCluster) -> Iterator[Any]:
-    yield cluster.client("us-east-1")
 
 
 @pytest.fixture(scope="module")

@@ -3,24 +3,19 @@ key (DER SPKI on the same curve) gives the raw shared secret that the peer compu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from tests.e2e.harness import RunningCluster, error, spki_of
+from tests.e2e.harness import error, spki_of
 
 CURVES: dict[str, tuple[Callable[[], ec.EllipticCurve], int]] = {
     "ECC_NIST_P256": (ec.SECP256R1, 32), "ECC_NIST_P384": (ec.SECP384R1, 48), "ECC_NIST_P521": (ec.SECP521R1, 66)}
 
 
-
-
-@pytest.fixture(scope="module")
-def kms(cluster: RunningCluster) -> Iterator[Any]:
-    yield cluster.client("us-east-1")
 
 
 @pytest.fixture(scope="module")

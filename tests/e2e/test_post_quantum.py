@@ -6,7 +6,6 @@ rejection)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import mldsa, mlkem
 
-from tests.e2e.harness import RunningCluster, error
+from tests.e2e.harness import error
 
 # spec -> (public key class, raw public key bytes, signature bytes) per FIPS 204.
 ML_DSA = {"ML_DSA_44": (mldsa.MLDSA44PublicKey, 1312, 2420), "ML_DSA_65": (mldsa.MLDSA65PublicKey, 1952, 3309),
@@ -27,11 +26,6 @@ def external_mu(public_raw: bytes, message: bytes) -> bytes:
     """FIPS 204 μ computed independently: SHAKE256(SHAKE256(pk, 64) || 0x00 || len(ctx)=0 || message, 64)."""
     tr = hashlib.shake_256(public_raw).digest(64)
     return hashlib.shake_256(tr + b"\x00\x00" + message).digest(64)
-
-
-@pytest.fixture(scope="module")
-def kms(cluster: RunningCluster) -> Iterator[Any]:
-    yield cluster.client("us-east-1")
 
 
 @pytest.fixture(scope="module")
