@@ -177,9 +177,8 @@ class Cluster:
             store = SqliteStore(region_dir / "kms.db", feed=self.shared)
             outbox = Outbox(name, store, codec, self.clock)
             region = Region(RegionIdentity(name, self.config.account), store, root, self.clock,
-                            change_log=outbox, cluster_regions=self.config.regions)
-            if self.shared:
-                region.follow_changes(store)
+                            change_log=outbox, cluster_regions=self.config.regions,
+                            feed=store if self.shared else None)
             region.key_pairs = self.key_pairs.take
             if self.worker:
                 sink = AuditSink(region_dir / "audit", name=WORKER_CURRENT.format(self.worker))

@@ -54,7 +54,10 @@ class Region:
         self, identity: RegionIdentity, store: Store, root_key: RootKey, clock: Clock,
         change_log: ChangeLog | None = None,
         cluster_regions: Iterable[str] = (),
+        feed: ChangeFeed | None = None,
     ) -> None:
+        """``feed``: other processes write this region's store too (the store's change feed): ``sync`` catches up
+        with their commits, and every commit is conditional on this view having seen every change before it."""
         self.identity = identity
         # Every region of the cluster (this one included): where multi-Region keys may have replicas.
         self.cluster_regions: tuple[str, ...] = tuple(cluster_regions) or (identity.name,)
@@ -74,10 +77,10 @@ class Region:
         self.key_pairs: Callable[[str], tuple[SecretBytes, bytes]] | None = None
         self.grants: dict[str, GrantRecord] = {}
         self._grants_by_key: dict[str, set[str]] = {}
-        # Set when other processes serve this region too (see follow_changes).
-        self._feed: ChangeFeed | None = None
-        self.seen = 0  # the newest change of the feed this view includes
-        self._version = 0
+        self._feed = feed
+        # Taken before the load: a commit made during it is looked at again by the first sync (harmlessly).
+        self._version = feed.data_version() if feed is not None else 0
+        self.seen = feed.change_head() if feed is not None else 0  # the newest change this view includes
         self._load()
 
     @property
@@ -111,14 +114,6 @@ class Region:
                  len(self.grants))
 
     # -- several processes over one store -----------------------------------------------------------------
-
-    def follow_changes(self, feed: ChangeFeed) -> None:
-        """Other processes write this region's store too: from now on ``sync`` catches up with their commits, and
-        every commit is conditional on this view having seen every change before it (else StaleState)."""
-        self._version = feed.data_version()
-        self.seen = feed.change_head()
-        self._feed = feed
-        self._load()  # what was committed between the first load and now
 
     @property
     def shared(self) -> bool:

@@ -74,9 +74,7 @@ def test_trimmed_feed_keeps_the_newest_changes(tmp_path: Path) -> None:
 
 def shared_pair(tmp_path: Path) -> tuple[object, object]:
     a, b = two(tmp_path)
-    ra, rb = make_region(a), make_region(b)
-    ra.follow_changes(a)
-    rb.follow_changes(b)
+    ra, rb = make_region(a, feed=a), make_region(b, feed=b)
     return ra, rb
 
 
@@ -129,9 +127,7 @@ def test_outbox_numbering_follows_other_processes(tmp_path: Path) -> None:
     a, b = two(tmp_path)
     codec = CommandCodec(RootKey.from_bytes(bytes(32)))
     oa, ob = Outbox("us-east-1", a, codec, FixedClock()), Outbox("us-east-1", b, codec, FixedClock())
-    ra, rb = make_region(a, change_log=oa), make_region(b, change_log=ob)
-    ra.follow_changes(a)
-    rb.follow_changes(b)
+    ra, rb = make_region(a, change_log=oa, feed=a), make_region(b, change_log=ob, feed=b)
     ra.commit(keys=[make_key(ra, K1)], commands=[ReplicaGone(K1, "eu-west-1")])
     assert oa.head == 1
     rb.sync()
