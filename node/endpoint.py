@@ -32,7 +32,7 @@ log = logging.getLogger("trent.endpoint")
 CONSUMES_KEY_NAME = frozenset({"DeleteAlias", "RetireGrant"})
 
 
-@dataclass
+@dataclass(slots=True)
 class WireRequest:
     method: str
     path: str
@@ -152,7 +152,7 @@ class KmsEndpoint:
                     found.append(meta["Arn"])
         if not found:
             found = call.named if call.named is not None else self._named_keys(call.params or {})
-        return list(dict.fromkeys(found))
+        return found if len(found) < 2 else list(dict.fromkeys(found))
 
     def _named_keys(self, params: Mapping[str, Any]) -> list[str]:
         """The keys a request names, in this region: by key id, alias or ARN, by its ciphertext, by a grant token

@@ -33,7 +33,10 @@ class AuditSink:
 
     def emit(self, event: dict[str, Any]) -> None:
         """Queue one event; ``flush`` makes it durable (the caller flushes in batches)."""
-        line = orjson.dumps(event) + b"\n"
+        self.emit_line(orjson.dumps(event))
+
+    def emit_line(self, line: bytes) -> None:
+        """Queue one event already serialised (one line of JSON, without its newline)."""
         with self._lock:
             self._pending.append(line)
 
@@ -45,7 +48,7 @@ class AuditSink:
                 lines, self._pending = self._pending, []
             if not lines:
                 return 0
-            data = b"".join(lines)
+            data = b"\n".join(lines) + b"\n"
             self._file.write(data)
             self._file.flush()
             os.fsync(self._file.fileno())

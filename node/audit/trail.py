@@ -4,10 +4,9 @@ event, plus the per-key last-usage view GetKeyLastUsage answers from."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from node.audit.events import api_call_event, event_id, parse_cloudtrail_time, service_event
+from node.audit.events import CallLineEncoder, api_call_event, event_id, parse_cloudtrail_time, service_event
 from node.audit.sink import AuditSink, read_events
 from node.auth.principals import Principal
 from node.model.errors import KmsError
@@ -28,8 +27,7 @@ class KeyUsage(NamedTuple):
     request_id: str
 
 
-@dataclass(frozen=True)
-class CallRecord:
+class CallRecord(NamedTuple):  # a tuple: one is made per request
     operation: str
     principal: Principal
     at: float
@@ -51,6 +49,7 @@ class AuditTrail:
         self.sink = sink
         self.tracking_start = started
         self.last_usage: dict[str, KeyUsage] = {}
+        self._lines = CallLineEncoder(region, account)
         self._rebuild()
 
     def _rebuild(self) -> None:
@@ -60,16 +59,23 @@ class AuditTrail:
 
     def call(self, record: CallRecord) -> None:
         eid = event_id()
-        event = api_call_event(
-            operation=record.operation, region=self.region, account=self.account,
-            principal_arn=record.principal.arn, principal_account=record.principal.account,
-            access_key=record.principal.access_key, at=record.at, source_ip=record.source_ip,
-            user_agent=record.user_agent, host=record.host, request_id=record.request_id, params=record.params,
-            response=record.response, error_code=record.error.code if record.error else None,
-            error_message=record.error.message if record.error else None, resources=record.resources,
-            latency_ms=record.latency_ms, event_id_=eid,
-        )
-        self.sink.emit(event)
+        principal, error = record.principal, record.error
+        if error is None:
+            self.sink.emit_line(self._lines.line(
+                operation=record.operation, principal_arn=principal.arn, principal_account=principal.account,
+                access_key=principal.access_key, at=record.at, source_ip=record.source_ip,
+                user_agent=record.user_agent, host=record.host, request_id=record.request_id, params=record.params,
+                response=record.response, resources=record.resources, latency_ms=record.latency_ms, event_id_=eid,
+            ))
+        else:
+            self.sink.emit(api_call_event(
+                operation=record.operation, region=self.region, account=self.account, principal_arn=principal.arn,
+                principal_account=principal.account, access_key=principal.access_key, at=record.at,
+                source_ip=record.source_ip, user_agent=record.user_agent, host=record.host,
+                request_id=record.request_id, params=record.params, response=record.response, error_code=error.code,
+                error_message=error.message, resources=record.resources, latency_ms=record.latency_ms,
+                event_id_=eid,
+            ))
         if record.operation in USAGE_OPERATIONS and record.error is None:
             # The event's own time (CloudTrail's whole seconds), so the answer is the same after a restart.
             usage = KeyUsage(record.operation, float(int(record.at)), eid, record.request_id)

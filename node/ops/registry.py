@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from node.auth.principals import Principal
 from node.service import Region
@@ -16,8 +16,7 @@ Params = dict[str, Any]
 Response = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class RequestContext:
+class RequestContext(NamedTuple):  # a tuple: one is made per request
     request_id: str
     operation: str
     principal: Principal

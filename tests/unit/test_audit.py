@@ -6,7 +6,16 @@ import base64
 import json
 from pathlib import Path
 
-from node.audit.events import api_call_event, request_parameters, response_elements, service_event
+import orjson
+import pytest
+
+from node.audit.events import (
+    CallLineEncoder,
+    api_call_event,
+    request_parameters,
+    response_elements,
+    service_event,
+)
 from node.audit.sink import AuditSink, read_events
 from node.audit.trail import AuditTrail, CallRecord
 from node.auth.principals import Principal
@@ -58,6 +67,34 @@ def test_api_call_event_shape() -> None:
     text = json.dumps(event)
     for form in (SECRET.decode("latin-1"), base64.b64encode(SECRET).decode(), SECRET.hex()):
         assert form not in text
+
+
+CALLS = [
+    dict(operation="Encrypt", principal_arn=APP.arn, principal_account=ACCT, access_key="AKIAAPP", at=1_800_000_000.5,
+         source_ip="127.0.0.1", user_agent="Boto3/1.44.5", host="127.0.0.1:4599", request_id="req-1",
+         params={"KeyId": KEY_ARN, "Plaintext": SECRET, "EncryptionContext": {"Dept": "ü\"x"}},
+         response={"CiphertextBlob": SECRET, "KeyId": KEY_ARN}, resources=[KEY_ARN], latency_ms=1.25),
+    dict(operation="CreateKey", principal_arn=f"arn:aws:iam::{ACCT}:root", principal_account=ACCT,
+         access_key="AKIAROOT", at=1_800_000_001.0, source_ip="10.0.0.1", user_agent='agent "quoted" \\ ☃',
+         host="kms.local", request_id="req-2", params={"Description": "d", "Tags": [{"TagKey": "a", "TagValue": "b"}]},
+         response={"KeyMetadata": {"KeyId": "k", "Arn": KEY_ARN, "Enabled": True, "CreationDate": 1.5}},
+         resources=[KEY_ARN, KEY_ARN + "0"], latency_ms=0.0004),
+    dict(operation="ListKeys", principal_arn=APP.arn, principal_account=ACCT, access_key="AKIAAPP", at=0.0,
+         source_ip="", user_agent="", host="", request_id="req-3", params={}, response={"Keys": []}, resources=[],
+         latency_ms=12345.6789),
+]
+
+
+@pytest.mark.parametrize("call", CALLS, ids=[c["operation"] for c in CALLS])
+def test_encoded_call_line_is_the_event_serialised(call: dict) -> None:  # type: ignore[type-arg]
+    encoder = CallLineEncoder("eu-west-1", ACCT)
+    expected = orjson.dumps(api_call_event(region="eu-west-1", account=ACCT, error_code=None, error_message=None,
+                                           event_id_="ev-1", **call))
+    assert encoder.line(event_id_="ev-1", **call) == expected
+    assert encoder.line(event_id_="ev-1", **call) == expected  # again, from the cached parts
+    later = dict(call, at=call["at"] + 3600, request_id="req-later", latency_ms=2.0)
+    assert encoder.line(event_id_="ev-2", **later) == orjson.dumps(api_call_event(
+        region="eu-west-1", account=ACCT, error_code=None, error_message=None, event_id_="ev-2", **later))
 
 
 def test_service_event_shape() -> None:
