@@ -226,7 +226,9 @@ class KmsEndpoint:
     def _authenticate(self, request: WireRequest) -> Principal:
         if not self.verify_signatures:
             return self._unverified_caller(request.headers)
-        authorization = request.headers.get("Authorization", request.headers.get("authorization"))
+        authorization = request.headers.get("Authorization")
+        if authorization is None:  # a plain dict of lower-case names, not aiohttp's case-insensitive headers
+            authorization = request.headers.get("authorization")
         if authorization is not None and not authorization.strip():
             # An empty header is no credential at all, as the gateway (and AWS) treat it.
             raise KmsError("MissingAuthenticationTokenException", "Missing Authentication Token", 403)

@@ -191,11 +191,16 @@ class Authorizer:
             return region.keys.get(key_id) if key_id else None
         if not isinstance(value, str):
             return None
+        if principal.account == region.account:
+            try:
+                return region.resolve(value, allow_alias=True)
+            except KmsError:
+                return None  # malformed or not found: the operation answers with its own error
         try:
             ref = parse_key_ref(value, allow_alias=True)
         except KmsError:
             return None  # malformed: the operation answers with its own error
-        if principal.account != region.account and ref.kind not in (RefKind.KEY_ARN, RefKind.ALIAS_ARN):
+        if ref.kind not in (RefKind.KEY_ARN, RefKind.ALIAS_ARN):
             # As in AWS: aliases and bare ids are looked up in the caller's own account, where the key is not.
             if ref.kind is RefKind.KEY_ID:
                 raise KmsError("NotFoundException",

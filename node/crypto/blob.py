@@ -20,6 +20,7 @@ header bit can be changed without failing authentication.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import struct
@@ -130,19 +131,27 @@ def _data_key(material: Material, salt: bytes, key_id_ascii: bytes) -> bytes:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _fixed_header(key_id: str, material_id: bytes) -> tuple[bytes, bytes]:
+    """The part of a blob's header that is the same for every message under one key version, and the key id as
+    the KDF's info needs it. Checked and built once per key version, not once per message."""
+    kid = key_id.encode("ascii", errors="replace")
+    if _KEY_ID_RE.fullmatch(kid) is None:
+        # Programming error (callers pass resolved bare ids), not a client error.
+        raise ValueError("key id must be a bare key id (UUID or mrk-<32 hex>)")
+    flags = FLAG_MULTI_REGION if key_id.startswith(_MR_PREFIX) else 0
+    return bytes((MARKER, flags, KEY_ID_LEN)) + kid + material_id, kid
+
+
 def seal(
     key_id: str, material: Material, plaintext: bytes, encryption_context: Mapping[str, str] | None
 ) -> bytes:
     """Encrypt ``plaintext`` under ``material`` of ``key_id`` into a TRENT-V1 blob."""
     # Encode first so an invalid context fails before any randomness or crypto is spent.
     ec_bytes = encode_encryption_context(encryption_context)
-    kid = key_id.encode("ascii", errors="replace")
-    if _KEY_ID_RE.fullmatch(kid) is None:
-        # Programming error (callers pass resolved bare ids), not a client error.
-        raise ValueError("key id must be a bare key id (UUID or mrk-<32 hex>)")
-    flags = FLAG_MULTI_REGION if key_id.startswith(_MR_PREFIX) else 0
+    fixed, kid = _fixed_header(key_id, material.material_id)
     salt_iv = os.urandom(SALT_LEN + IV_LEN)  # one syscall; salt and iv are adjacent on the wire
-    header = b"".join((bytes((MARKER, flags, KEY_ID_LEN)), kid, material.material_id, salt_iv))
+    header = fixed + salt_iv
     aesgcm = AESGCM(_data_key(material, salt_iv[:SALT_LEN], kid))
     ct = aesgcm.encrypt(salt_iv[SALT_LEN:], plaintext, header + ec_bytes if ec_bytes else header)
     return header + ct
