@@ -155,31 +155,36 @@ def api_call_event(
 
 
 class CallLineEncoder:
-    """Successful API calls straight to their JSON line: byte for byte what ``orjson.dumps(api_call_event(...))``
-    gives, but most of an event repeats from one call to the next under load (the caller, the operation, the key),
-    so those parts are serialised once and kept; only the parts a call owns are built per call."""
+    """API calls straight to their JSON line, byte for byte ``orjson.dumps(api_call_event(...))``. Under load most of
+    an event repeats from one call to the next (the caller, the operation, the key): that part is serialised once
+    per kind of call, from ``api_call_event`` itself, and kept; only what a call owns is serialised per call."""
 
-    _LIMIT = 4096  # distinct callers x operations (or keys x hosts) kept; past it, the cache starts over
+    _LIMIT = 4096  # kinds of call kept; past it, the cache starts over
 
     def __init__(self, region: str, account: str) -> None:
         self.region = region
         self.account = account
-        self._heads: dict[tuple[str, str, str, str, str, str], tuple[bytes, bytes]] = {}
-        self._tails: dict[tuple[str, tuple[str, ...], str], bytes] = {}
+        self._frames: dict[tuple[str, str, str, str, str, str, str, tuple[str, ...]], tuple[bytes, bytes, bytes]] = {}
 
     def line(
         self, *, operation: str, principal_arn: str, principal_account: str, access_key: str, at: float,
         source_ip: str, user_agent: str, host: str, request_id: str, params: Mapping[str, Any],
-        response: Mapping[str, Any] | None, resources: list[str], latency_ms: float, event_id_: str,
+        response: Mapping[str, Any] | None, error_code: str | None, error_message: str | None, resources: list[str],
+        latency_ms: float, event_id_: str,
     ) -> bytes:
-        head_key = (principal_arn, principal_account, access_key, operation, source_ip, user_agent)
-        head = self._heads.get(head_key)
-        if head is None:
-            head = self._head(*head_key)
-        tail_key = (operation, tuple(resources), host)
-        tail = self._tails.get(tail_key)
-        if tail is None:
-            tail = self._tail(*tail_key)
+        if error_code is not None:  # failures also log their (scrubbed) message: the general way
+            return orjson.dumps(api_call_event(
+                operation=operation, region=self.region, account=self.account, principal_arn=principal_arn,
+                principal_account=principal_account, access_key=access_key, at=at, source_ip=source_ip,
+                user_agent=user_agent, host=host, request_id=request_id, params=params, response=response,
+                error_code=error_code, error_message=error_message, resources=resources, latency_ms=latency_ms,
+                event_id_=event_id_,
+            ))
+        kind = (operation, principal_arn, principal_account, access_key, source_ip, user_agent, host, tuple(resources))
+        frame = self._frames.get(kind)
+        if frame is None:
+            frame = self._frame(kind)
+        # The members a call owns, in the event's order (they stand together, after userAgent).
         own = orjson.dumps({
             "requestParameters": request_parameters(operation, params),
             "responseElements": response_elements(operation, response),
@@ -187,33 +192,27 @@ class CallLineEncoder:
             "requestID": request_id,
             "eventID": event_id_,
         })
-        return b"".join((head[0], orjson.dumps(cloudtrail_time(at)), head[1], own[1:-1], tail))
+        return b"".join((frame[0], orjson.dumps(cloudtrail_time(at)), frame[1], own[1:-1], frame[2]))
 
-    def _head(self, principal_arn: str, principal_account: str, access_key: str, operation: str, source_ip: str,
-              user_agent: str) -> tuple[bytes, bytes]:
-        before = orjson.dumps({"eventVersion": EVENT_VERSION,
-                               "userIdentity": user_identity(principal_arn, principal_account, access_key),
-                               "eventTime": ""})
-        after = orjson.dumps({"eventSource": "kms.amazonaws.com", "eventName": operation, "awsRegion": self.region,
-                              "sourceIPAddress": source_ip, "userAgent": user_agent})
-        head = (before[:-3], b"," + after[1:-1] + b",")  # before[:-3] ends at '"eventTime":'
-        if len(self._heads) >= self._LIMIT:
-            self._heads.clear()
-        self._heads[(principal_arn, principal_account, access_key, operation, source_ip, user_agent)] = head
-        return head
-
-    def _tail(self, operation: str, resources: tuple[str, ...], host: str) -> bytes:
-        rest = orjson.dumps({
-            "readOnly": is_read_only(operation),
-            "resources": [{"accountId": self.account, "type": "AWS::KMS::Key", "ARN": arn} for arn in resources],
-            "eventType": "AwsApiCall", "managementEvent": True, "recipientAccountId": self.account,
-            "eventCategory": "Management", "tlsDetails": {"clientProvidedHostHeader": host},
-        })
-        tail = b"," + rest[1:]
-        if len(self._tails) >= self._LIMIT:
-            self._tails.clear()
-        self._tails[(operation, resources, host)] = tail
-        return tail
+    def _frame(self, kind: tuple[str, str, str, str, str, str, str, tuple[str, ...]]) -> tuple[bytes, bytes, bytes]:
+        """The event of this kind of call cut around its time and around the members a call owns. Member names are
+        found by their quoted form: inside a serialised string every quote is escaped, so they cannot be faked."""
+        operation, principal_arn, principal_account, access_key, source_ip, user_agent, host, resources = kind
+        text = orjson.dumps(api_call_event(
+            operation=operation, region=self.region, account=self.account, principal_arn=principal_arn,
+            principal_account=principal_account, access_key=access_key, at=0.0, source_ip=source_ip,
+            user_agent=user_agent, host=host, request_id="", params={}, response=None, error_code=None,
+            error_message=None, resources=list(resources), latency_ms=0.0, event_id_="",
+        ))
+        time_at = text.index(b'"eventTime":') + len(b'"eventTime":')
+        time_end = text.index(b',"eventSource":', time_at)
+        own_at = text.index(b',"requestParameters":', time_end)
+        own_end = text.index(b',"readOnly":', own_at)
+        frame = (text[:time_at], text[time_end:own_at] + b",", text[own_end:])
+        if len(self._frames) >= self._LIMIT:
+            self._frames.clear()
+        self._frames[kind] = frame
+        return frame
 
 
 @functools.lru_cache(maxsize=256)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from node.audit.events import CallLineEncoder, api_call_event, event_id, parse_cloudtrail_time, service_event
+from node.audit.events import CallLineEncoder, event_id, parse_cloudtrail_time, service_event
 from node.audit.sink import AuditSink, read_events
 from node.auth.principals import Principal
 from node.model.errors import KmsError
@@ -60,23 +60,14 @@ class AuditTrail:
     def call(self, record: CallRecord) -> None:
         eid = event_id()
         principal, error = record.principal, record.error
-        if error is None:
-            self.sink.emit_line(self._lines.line(
-                operation=record.operation, principal_arn=principal.arn, principal_account=principal.account,
-                access_key=principal.access_key, at=record.at, source_ip=record.source_ip,
-                user_agent=record.user_agent, host=record.host, request_id=record.request_id, params=record.params,
-                response=record.response, resources=record.resources, latency_ms=record.latency_ms, event_id_=eid,
-            ))
-        else:
-            self.sink.emit(api_call_event(
-                operation=record.operation, region=self.region, account=self.account, principal_arn=principal.arn,
-                principal_account=principal.account, access_key=principal.access_key, at=record.at,
-                source_ip=record.source_ip, user_agent=record.user_agent, host=record.host,
-                request_id=record.request_id, params=record.params, response=record.response, error_code=error.code,
-                error_message=error.message, resources=record.resources, latency_ms=record.latency_ms,
-                event_id_=eid,
-            ))
-        if record.operation in USAGE_OPERATIONS and record.error is None:
+        self.sink.emit_line(self._lines.line(
+            operation=record.operation, principal_arn=principal.arn, principal_account=principal.account,
+            access_key=principal.access_key, at=record.at, source_ip=record.source_ip, user_agent=record.user_agent,
+            host=record.host, request_id=record.request_id, params=record.params, response=record.response,
+            error_code=None if error is None else error.code, error_message=None if error is None else error.message,
+            resources=record.resources, latency_ms=record.latency_ms, event_id_=eid,
+        ))
+        if record.operation in USAGE_OPERATIONS and error is None:
             # The event's own time (CloudTrail's whole seconds), so the answer is the same after a restart.
             usage = KeyUsage(record.operation, float(int(record.at)), eid, record.request_id)
             for arn in record.resources:

@@ -86,15 +86,17 @@ CALLS = [
 
 
 @pytest.mark.parametrize("call", CALLS, ids=[c["operation"] for c in CALLS])
-def test_encoded_call_line_is_the_event_serialised(call: dict) -> None:  # type: ignore[type-arg]
+@pytest.mark.parametrize(("code", "message"), [(None, None), ("AccessDeniedException", f"User: {APP.arn} is not")])
+def test_encoded_call_line_is_the_event_serialised(call: dict, code: str | None,  # type: ignore[type-arg]
+                                                   message: str | None) -> None:
     encoder = CallLineEncoder("eu-west-1", ACCT)
-    expected = orjson.dumps(api_call_event(region="eu-west-1", account=ACCT, error_code=None, error_message=None,
-                                           event_id_="ev-1", **call))
+    call = dict(call, error_code=code, error_message=message)
+    expected = orjson.dumps(api_call_event(region="eu-west-1", account=ACCT, event_id_="ev-1", **call))
     assert encoder.line(event_id_="ev-1", **call) == expected
     assert encoder.line(event_id_="ev-1", **call) == expected  # again, from the cached parts
     later = dict(call, at=call["at"] + 3600, request_id="req-later", latency_ms=2.0)
     assert encoder.line(event_id_="ev-2", **later) == orjson.dumps(api_call_event(
-        region="eu-west-1", account=ACCT, error_code=None, error_message=None, event_id_="ev-2", **later))
+        region="eu-west-1", account=ACCT, event_id_="ev-2", **later))
 
 
 def test_service_event_shape() -> None:
