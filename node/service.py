@@ -303,11 +303,7 @@ class Region:
     def _unindex_alias(self, name: str) -> None:
         old = self.aliases.pop(name, None)
         if old is not None:
-            names = self._aliases_by_key.get(old.key_id)
-            if names is not None:
-                names.discard(name)
-                if not names:
-                    del self._aliases_by_key[old.key_id]
+            _unlink(self._aliases_by_key, old.key_id, name)
 
     def _index_grant(self, grant: GrantRecord) -> None:
         self.grants[grant.grant_id] = grant
@@ -316,8 +312,13 @@ class Region:
     def _unindex_grant(self, grant_id: str) -> None:
         old = self.grants.pop(grant_id, None)
         if old is not None:
-            ids = self._grants_by_key.get(old.key_id)
-            if ids is not None:
-                ids.discard(grant_id)
-                if not ids:
-                    del self._grants_by_key[old.key_id]
+            _unlink(self._grants_by_key, old.key_id, grant_id)
+
+
+def _unlink(by_key: dict[str, set[str]], key_id: str, member: str) -> None:
+    """Drop ``member`` from a key's entry in a per-key index, and the entry once it is empty."""
+    members = by_key.get(key_id)
+    if members is not None:
+        members.discard(member)
+        if not members:
+            del by_key[key_id]

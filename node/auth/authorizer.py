@@ -191,26 +191,22 @@ class Authorizer:
             return region.keys.get(key_id) if key_id else None
         if not isinstance(value, str):
             return None
-        if principal.account == region.account:
+        if principal.account != region.account:
             try:
-                return region.resolve(value, allow_alias=True)
+                ref = parse_key_ref(value, allow_alias=True)
             except KmsError:
-                return None  # malformed or not found: the operation answers with its own error
-        try:
-            ref = parse_key_ref(value, allow_alias=True)
-        except KmsError:
-            return None  # malformed: the operation answers with its own error
-        if ref.kind not in (RefKind.KEY_ARN, RefKind.ALIAS_ARN):
-            # As in AWS: aliases and bare ids are looked up in the caller's own account, where the key is not.
+                return None  # malformed: the operation answers with its own error
             if ref.kind is RefKind.KEY_ID:
+                # As in AWS: aliases and bare ids are looked up in the caller's own account, where the key is not.
                 raise KmsError("NotFoundException",
                                f"Key '{key_arn(region.name, principal.account, value)}' does not exist")
-            raise KmsError("NotFoundException",
-                           f"Alias {alias_arn(region.name, principal.account, value)} is not found.")
+            if ref.kind is RefKind.ALIAS_NAME:
+                raise KmsError("NotFoundException",
+                               f"Alias {alias_arn(region.name, principal.account, value)} is not found.")
         try:
             return region.resolve(value, allow_alias=True)
         except KmsError:
-            return None
+            return None  # malformed or not found: the operation answers with its own error
 
     def require(self, region: Region, principal: Principal, key: KeyRecord, action: str, *,
                 encryption_context: Mapping[str, str] | None = None, request_alias: str | None = None,
