@@ -10,7 +10,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +146,64 @@ class RunningCluster:
         aws = str(Path(sys.executable).parent / "aws")
         return subprocess.run([aws, "--endpoint-url", self.gateway_url, "--region", region, "--output", "json",
                                *args], capture_output=True, text=True, timeout=60, env=env, check=check)
+
+
+def private_cluster(factory: pytest.TempPathFactory, name: str, *extra: str, kill: bool = True
+                    ) -> Iterator[RunningCluster]:
+    """A cluster of one test module's own (its own data directory and ports), for a module-scoped fixture to
+    ``yield from``; killed at the end, or stopped cleanly with ``kill=False``."""
+    c = RunningCluster(factory.mktemp(name) / "data", free_port_block(4), extra_args=extra).start()
+    yield c
+    if c.proc is not None:
+        if kill:
+            c.kill()
+        else:
+            c.stop()
+
+
+def ts(value: datetime) -> float:
+    return value.timestamp()
+
+
+def server_now(cluster: RunningCluster) -> float:
+    """The cluster's clock (which tests may have moved), in epoch seconds."""
+    now: float = cluster.admin("/_trent/clock")["now"]
+    return now
+
+
+def admin_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """POST to an admin endpoint as sent, refusals included: (HTTP status, JSON document)."""
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def marker_pages(call: Callable[..., dict[str, Any]], member: str, limit: int | None = None,
+                 max_pages: int = 10_000, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
+    """The ``member`` list of every page of a KMS list operation, following NextMarker by hand and checking the
+    paging contract on the way: Truncated always there, pages no longer than ``limit``, a marker exactly when
+    truncated."""
+    if limit is not None:
+        kwargs["Limit"] = limit
+    for _ in range(max_pages):
+        page = call(**kwargs)
+        assert "Truncated" in page
+        if limit is not None:
+            assert len(page[member]) <= limit
+        yield page[member]
+        if not page["Truncated"]:
+            assert "NextMarker" not in page
+            return
+        assert page["NextMarker"]
+        kwargs["Marker"] = page["NextMarker"]
+    raise AssertionError(f"paging {member} did not end")
+
+
+def all_key_ids(kms: Any) -> set[str]:
+    return {k["KeyId"] for page in kms.get_paginator("list_keys").paginate() for k in page["Keys"]}
 
 
 def error(call: Any, **kwargs: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import RunningCluster, error
+from tests.e2e.harness import RunningCluster, error, marker_pages
 
 ACCOUNT = "111122223333"
 
@@ -24,23 +24,8 @@ def unique(prefix: str = "t") -> str:
 
 def aliases_of(kms: Any, key_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     """All pages of ListAliases, following the markers by hand and checking the paging contract."""
-    out: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {}
-    if key_id is not None:
-        kwargs["KeyId"] = key_id
-    if limit is not None:
-        kwargs["Limit"] = limit
-    for _ in range(10_000):
-        page = kms.list_aliases(**kwargs)
-        assert "Truncated" in page
-        if limit is not None:
-            assert len(page["Aliases"]) <= limit
-        out.extend(page["Aliases"])
-        if not page["Truncated"]:
-            assert "NextMarker" not in page
-            return out
-        kwargs["Marker"] = page["NextMarker"]
-    raise AssertionError("ListAliases did not end")
+    kwargs = {} if key_id is None else {"KeyId": key_id}
+    return [alias for page in marker_pages(kms.list_aliases, "Aliases", limit, **kwargs) for alias in page]
 
 
 def entry(kms: Any, name: str) -> dict[str, Any] | None:

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.harness import RunningCluster, free_port_block, poll
+from tests.e2e.harness import RunningCluster, admin_post, poll, private_cluster
 
 DAY = 86400.0
 
 
 @pytest.fixture(scope="module")
 def clocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
-    c = RunningCluster(tmp_path_factory.mktemp("clock-cli") / "data", free_port_block(4)).start()
-    yield c
-    if c.proc is not None:
-        c.kill()
+    yield from private_cluster(tmp_path_factory, "clock-cli")
 
 
 def show(cluster: RunningCluster) -> dict[str, Any]:
@@ -35,13 +30,8 @@ def post_clock(cluster: RunningCluster, body: bytes, token: str | None = None) -
     """POST /_trent/clock with a raw body; returns (HTTP status, JSON document)."""
     if token is None:
         token = (cluster.data_dir / "admin.token").read_text().strip()
-    request = urllib.request.Request(cluster.gateway_url + "/_trent/clock", data=body, method="POST",
-                                     headers={"X-Trent-Admin-Token": token, "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return admin_post(cluster.gateway_url + "/_trent/clock", body,
+                      {"X-Trent-Admin-Token": token, "Content-Type": "application/json"})
 
 
 def test_clock_show_prints_now_and_offset(clocked: RunningCluster) -> None:

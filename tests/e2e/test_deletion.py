@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import pytest
 
-from tests.e2e.harness import RunningCluster, code_of, error_of, free_port_block
+from tests.e2e.harness import RunningCluster, all_key_ids, code_of, error_of, private_cluster, server_now, ts
 
 DAY = 86400.0
 FOREIGN_BLOB_MESSAGE = (
@@ -21,19 +20,7 @@ FOREIGN_BLOB_MESSAGE = (
 
 @pytest.fixture(scope="module")
 def clocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
-    c = RunningCluster(tmp_path_factory.mktemp("deletion-clock") / "data", free_port_block(4)).start()
-    yield c
-    if c.proc is not None:
-        c.kill()
-
-
-def ts(value: datetime) -> float:
-    return value.timestamp()
-
-
-def server_now(cluster: RunningCluster) -> float:
-    now: float = cluster.admin("/_trent/clock")["now"]
-    return now
+    yield from private_cluster(tmp_path_factory, "deletion-clock")
 
 
 def all_aliases(kms: Any) -> dict[str, str]:
@@ -42,10 +29,6 @@ def all_aliases(kms: Any) -> dict[str, str]:
         for entry in page["Aliases"]:
             names[entry["AliasName"]] = entry.get("TargetKeyId", "")
     return names
-
-
-def all_key_ids(kms: Any) -> set[str]:
-    return {k["KeyId"] for page in kms.get_paginator("list_keys").paginate() for k in page["Keys"]}
 
 
 def test_a_key_is_deleted_when_its_window_ends(clocked: RunningCluster) -> None:

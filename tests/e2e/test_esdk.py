@@ -19,7 +19,7 @@ from aws_encryption_sdk.key_providers.kms import (
 )
 from botocore.exceptions import ClientError
 
-from tests.e2e.harness import RunningCluster, free_port_block, poll
+from tests.e2e.harness import RunningCluster, poll, private_cluster
 
 ACCOUNT = "111122223333"
 PLAINTEXT = os.urandom(1024 * 1024)
@@ -29,11 +29,7 @@ CONTEXT = {"purpose": "esdk-e2e", "tenant": "blue"}
 @pytest.fixture(scope="module")
 def esdk_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
     """A private cluster (the SDK talks to it only through the gateway URL in the environment)."""
-    c = RunningCluster(tmp_path_factory.mktemp("esdk") / "data", free_port_block(4),
-                       extra_args=("--replica-delay", "0")).start()
-    yield c
-    if c.proc is not None:
-        c.kill()
+    yield from private_cluster(tmp_path_factory, "esdk", "--replica-delay", "0")
 
 
 @pytest.fixture

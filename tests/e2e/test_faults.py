@@ -9,15 +9,13 @@ import errno
 import json
 import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
-from tests.e2e.harness import RunningCluster, free_port_block, poll
+from tests.e2e.harness import RunningCluster, admin_post, poll, private_cluster
 
 INJECTED = ("KMSInternalException", "KeyUnavailableException")
 NO_FAULTS = {"down": [], "partitions": [], "latency_ms": {}, "errors_percent": {}, "throttle_per_second": {}}
@@ -26,11 +24,7 @@ NO_FAULTS = {"down": [], "partitions": [], "latency_ms": {}, "errors_percent": {
 @pytest.fixture(scope="module")
 def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
     """One private cluster for this module (never the shared one): every test leaves it without faults."""
-    cluster = RunningCluster(tmp_path_factory.mktemp("faults") / "data", free_port_block(4),
-                             extra_args=("--replica-delay", "0")).start()
-    yield cluster
-    if cluster.proc is not None:
-        cluster.kill()
+    yield from private_cluster(tmp_path_factory, "faults", "--replica-delay", "0")
 
 
 @pytest.fixture
@@ -73,13 +67,7 @@ def _admin_raw(url: str, body: dict[str, Any], token: str | None, extra: dict[st
     headers = {"Content-Type": "application/json", **(extra or {})}
     if token is not None:
         headers["X-Trent-Admin-Token"] = token
-    req = urllib.request.Request(url + "/_trent/faults", data=json.dumps(body).encode(), method="POST",
-                                 headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return admin_post(url + "/_trent/faults", json.dumps(body).encode(), headers)
 
 
 # -- down / up -----------------------------------------------------------------------------------------------

@@ -14,17 +14,10 @@ import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.harness import RunningCluster, error
+from tests.e2e.harness import RunningCluster, all_key_ids, error, marker_pages
 
 ACCOUNT = "111122223333"
 DAY = dt.timedelta(days=1)
-
-
-def all_key_ids(kms: Any) -> set[str]:
-    ids: set[str] = set()
-    for page in kms.get_paginator("list_keys").paginate():
-        ids.update(k["KeyId"] for k in page["Keys"])
-    return ids
 
 
 def new_key(kms: Any, **kwargs: Any) -> dict[str, Any]:
@@ -232,21 +225,12 @@ def test_alias_forms_are_refused_where_only_key_id_or_arn_is_accepted(kms: Any) 
 
 def _collect_keys(kms: Any, limit: int) -> list[str]:
     seen: list[str] = []
-    kwargs: dict[str, Any] = {"Limit": limit}
-    for _ in range(10_000):
-        page = kms.list_keys(**kwargs)
-        assert "Truncated" in page
-        assert len(page["Keys"]) <= limit
-        for entry in page["Keys"]:
+    for page in marker_pages(kms.list_keys, "Keys", limit):
+        for entry in page:
             assert set(entry) == {"KeyId", "KeyArn"}
             assert entry["KeyArn"].endswith(":key/" + entry["KeyId"])
             seen.append(entry["KeyId"])
-        if not page["Truncated"]:
-            assert "NextMarker" not in page
-            return seen
-        assert page["NextMarker"]
-        kwargs["Marker"] = page["NextMarker"]
-    raise AssertionError("ListKeys pagination did not end")
+    return seen
 
 
 @pytest.mark.parametrize("limit", [1, 2, 7])

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
 
-from tests.e2e.harness import RunningCluster, code_of, error_of, free_port_block
+from tests.e2e.harness import RunningCluster, code_of, error_of, private_cluster, server_now, ts
 
 DAY = 86400.0
 MINUTE = 60.0
@@ -31,13 +30,6 @@ def unvalidated_client(cluster: RunningCluster, region: str = "us-east-1") -> An
     )
 
 
-def ts(value: datetime) -> float:
-    return value.timestamp()
-
-
-def server_now(cluster: RunningCluster) -> float:
-    now: float = cluster.admin("/_trent/clock")["now"]
-    return now
 
 
 def new_key(kms: Any) -> dict[str, Any]:
@@ -265,10 +257,7 @@ def test_rotation_refuses_aliases_for_settings(kms: Any) -> None:
 
 @pytest.fixture(scope="module")
 def clocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
-    c = RunningCluster(tmp_path_factory.mktemp("rotation-clock") / "data", free_port_block(4)).start()
-    yield c
-    if c.proc is not None:
-        c.kill()
+    yield from private_cluster(tmp_path_factory, "rotation-clock")
 
 
 def advance(cluster: RunningCluster, seconds: float) -> None:

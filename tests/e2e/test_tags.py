@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import RunningCluster, error
+from tests.e2e.harness import RunningCluster, error, marker_pages
 
 ACCOUNT = "111122223333"
 
@@ -24,24 +24,12 @@ def tags(*pairs: tuple[str, str]) -> list[dict[str, str]]:
 def all_tags(kms: Any, key_id: str, limit: int | None = None) -> dict[str, str]:
     """Every tag of a key, following markers by hand and checking the paging contract."""
     out: dict[str, str] = {}
-    kwargs: dict[str, Any] = {"KeyId": key_id}
-    if limit is not None:
-        kwargs["Limit"] = limit
-    for _ in range(1000):
-        page = kms.list_resource_tags(**kwargs)
-        assert "Truncated" in page
-        if limit is not None:
-            assert len(page["Tags"]) <= limit
-        for t in page["Tags"]:
+    for page in marker_pages(kms.list_resource_tags, "Tags", limit, max_pages=1000, KeyId=key_id):
+        for t in page:
             assert set(t) == {"TagKey", "TagValue"}
             assert t["TagKey"] not in out, "tag listed twice"
             out[t["TagKey"]] = t["TagValue"]
-        if not page["Truncated"]:
-            assert "NextMarker" not in page
-            return out
-        assert page["NextMarker"]
-        kwargs["Marker"] = page["NextMarker"]
-    raise AssertionError("ListResourceTags did not end")
+    return out
 
 
 def test_tag_untag_and_overwrite(kms: Any) -> None:

@@ -18,7 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from cluster.audit_view import audit_events
-from tests.e2e.harness import RunningCluster, code_of, free_port_block, poll
+from tests.e2e.harness import RunningCluster, code_of, poll, private_cluster
 from tests.e2e.test_mrk_rotation import material_everywhere, wait_current_everywhere, wait_rotation_done
 from tests.e2e.test_multi_region import REGIONS, A, clients, create_mrk, encrypt, replicate, wait_for
 
@@ -28,11 +28,7 @@ FRESH = 12  # fresh connections per check: all on one process by chance with pro
 
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
-    c = RunningCluster(tmp_path_factory.mktemp("workers") / "data", free_port_block(4),
-                       extra_args=("--workers", "2", "--replica-delay", "0.3")).start()
-    yield c
-    if c.proc is not None:
-        c.stop()
+    yield from private_cluster(tmp_path_factory, "workers", "--workers", "2", "--replica-delay", "0.3", kill=False)
 
 
 def fresh(cluster: RunningCluster, region: str = A) -> Any:
