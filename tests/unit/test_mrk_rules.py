@@ -340,12 +340,17 @@ def test_new_primary_is_updating_for_the_replica_delay() -> None:
     assert now_enabled is not None and now_enabled.state is KeyState.ENABLED
 
 
-def test_scheduler_ends_the_new_primary_updating_period() -> None:
-    b = Node(B)
-    key = bump(primary(), replica_regions=(B,)).with_changes(region=B)
+def _updating_new_primary(b: Node, replica_regions: tuple[str, ...]) -> None:
+    """B has just become the primary of KEY_ID and is Updating for 5 s more, Enabled after."""
+    key = bump(primary(), replica_regions=replica_regions).with_changes(region=B)
     updating = key.with_changes(mrk=replace(key.mrk, primary_region=B), state=KeyState.UPDATING,  # type: ignore[arg-type]
                                 resume_state=KeyState.ENABLED, ready_at=b.clock.now() + 5)
     b.region.commit(keys=[updating])
+
+
+def test_scheduler_ends_the_new_primary_updating_period() -> None:
+    b = Node(B)
+    _updating_new_primary(b, (B,))
     assert Scheduler(b.region).run_due() == 0
     b.clock.advance(5)
     assert Scheduler(b.region).run_due() == 1
@@ -355,10 +360,7 @@ def test_scheduler_ends_the_new_primary_updating_period() -> None:
 
 def test_hand_off_from_a_primary_still_updating_resumes_its_earlier_state() -> None:
     b = Node(B)
-    key = bump(primary(), replica_regions=(A,)).with_changes(region=B)
-    updating = key.with_changes(mrk=replace(key.mrk, primary_region=B), state=KeyState.UPDATING,  # type: ignore[arg-type]
-                                resume_state=KeyState.ENABLED, ready_at=b.clock.now() + 5)
-    b.region.commit(keys=[updating])
+    _updating_new_primary(b, (A,))
     update_primary_region(b.region, {"KeyId": KEY_ID, "PrimaryRegion": A}, CTX)
     handed = b.key(KEY_ID)
     assert handed.state is KeyState.UPDATING and handed.resume_state is KeyState.ENABLED and handed.ready_at is None
