@@ -63,7 +63,6 @@ FAULT_ACTIONS = ("down", "up", "partition", "heal", "latency", "errors", "thrott
 class RegionRuntime:
     region: Region
     endpoint: KmsEndpoint
-    scheduler: Scheduler
     port: int
     replication: RegionReplication
     site: web.TCPSite | None = None
@@ -96,9 +95,10 @@ def _tracking_start(store: SqliteStore, now: float) -> float:
     return now
 
 
-def _waker(scheduler: Scheduler) -> Callable[[float], None]:
+def _waker(scheduler: Scheduler | None) -> Callable[[float], None]:
     def wake_after(delay: float) -> None:
-        asyncio.get_running_loop().call_later(delay + 0.005, scheduler.run_due)
+        if scheduler is not None:
+            asyncio.get_running_loop().call_later(delay + 0.005, scheduler.run_due)
     return wake_after
 
 
@@ -117,6 +117,7 @@ class Cluster:
         self.shared = config.workers > 1
         self.clock = AdjustableClock(self._load_clock_offset())
         self.regions: dict[str, RegionRuntime] = {}
+        self.schedulers: dict[str, Scheduler] = {}  # the leader's only
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.admin_token = config.admin_token or self._load_or_create_token()
@@ -189,10 +190,14 @@ class Cluster:
             endpoint = KmsEndpoint(region, registry, decoder, verifier,
                                    verify_signatures=self.config.verify_signatures, anonymous=principals[0],
                                    principals=directory, audit=region.audit, authorizer=authorizer)
-            scheduler = Scheduler(region)
+            # Background work is the leader's: a worker's scheduler would only make its region record changed keys
+            # that nothing ever takes.
+            scheduler = None
+            if not self.worker:
+                scheduler = self.schedulers[name] = Scheduler(region)
             replication = RegionReplication(region, outbox, codec, self.config.replica_creating_seconds,
                                             _waker(scheduler))
-            self.regions[name] = RegionRuntime(region, endpoint, scheduler, self.config.port_of(name), replication)
+            self.regions[name] = RegionRuntime(region, endpoint, self.config.port_of(name), replication)
 
     def admin(self) -> AdminApi:
         return AdminApi(self.admin_token, self.status, self.clock_state, self.advance_clock, self.fault_action,
@@ -222,8 +227,8 @@ class Cluster:
         if self.worker:
             await self._start_worker()
             return
-        for runtime in self.regions.values():
-            runtime.scheduler.run_due()  # work that fell due while the cluster was stopped
+        for scheduler in self.schedulers.values():
+            scheduler.run_due()  # work that fell due while the cluster was stopped
         admin_routes = self.admin().routes()
         gate = self._gate()
         gateway = Gateway({n: r.endpoint for n, r in self.regions.items()})
@@ -236,7 +241,8 @@ class Cluster:
             runner = await self._serve(app, None)
             self._region_runners[name] = runner
             runtime.site = await self._open_site(runner, runtime.port)
-            self._tasks.append(asyncio.create_task(runtime.scheduler.run_forever(self.config.scheduler_interval)))
+            self._tasks.append(asyncio.create_task(
+                self.schedulers[name].run_forever(self.config.scheduler_interval)))
         self._tasks.append(asyncio.create_task(self._flush_audit_forever()))
         self._tasks.append(asyncio.create_task(self._trim_outboxes_forever()))
         self._session = aiohttp.ClientSession()
@@ -437,5 +443,5 @@ class Cluster:
         self.clock.advance(seconds)
         self._save_clock_offset()
         self._publish_runtime()
-        changed = {name: r.scheduler.run_due() for name, r in self.regions.items()}
+        changed = {name: s.run_due() for name, s in self.schedulers.items()}
         return {**self.clock_state(), "changed": changed}
