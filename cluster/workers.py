@@ -99,16 +99,12 @@ def shared_gate(inner: Gate, state: SharedState | None, follow: Callable[[dict[s
 
 def retrying(registry: Registry) -> Registry:
     """The same operations, each run again (after catching up) when its commit found that another process had
-    changed the region first; GetKeyLastUsage first reads the uses other processes recorded."""
+    changed the region first."""
     out = Registry()
     for name in registry.names():
         operation = registry.get(name)
         assert operation is not None
-        handler = operation.handler
-        if name == "GetKeyLastUsage":
-            handler = _catching_up(handler)
-        elif not operation.read_only:
-            handler = _retrying(handler)
+        handler = operation.handler if operation.read_only else _retrying(operation.handler)
         out.add(name, handler, read_only=operation.read_only)
     return out
 
@@ -130,14 +126,6 @@ def _retrying(handler: Handler) -> Handler:
     return run
 
 
-def _catching_up(handler: Handler) -> Handler:
-    def run(region: Region, params: Params, ctx: RequestContext) -> Response:
-        if isinstance(region.audit, SharedAuditTrail):
-            region.audit.catch_up()
-        return handler(region, params, ctx)
-    return run
-
-
 class SharedAuditTrail(AuditTrail):
     """A region's audit trail in one of several processes: it writes its own file, and reads the other processes'
     files as they grow (their flushed records) so last usage covers every process."""
@@ -152,6 +140,10 @@ class SharedAuditTrail(AuditTrail):
 
     def _peers(self) -> list[Path]:
         return [p for p in current_files(self.sink.directory) if p != self.sink.path]
+
+    def usage_of(self, key_id: str) -> KeyUsage | None:
+        self.catch_up()  # the uses the other processes have recorded since the last look
+        return super().usage_of(key_id)
 
     def catch_up(self) -> None:
         for path in self._peers():

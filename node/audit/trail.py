@@ -73,6 +73,10 @@ class AuditTrail:
             for arn in record.resources:
                 self.last_usage[arn.rsplit("/", 1)[-1]] = usage
 
+    def usage_of(self, key_id: str) -> KeyUsage | None:
+        """The key's last cryptographic use in this region, as GetKeyLastUsage reports it."""
+        return self.last_usage.get(key_id)
+
     def service(self, name: str, key_arn: str, at: float, event_type: str = "AwsServiceEvent") -> None:
         self.sink.emit(service_event(name=name, region=self.region, account=self.account, at=at, key_arn=key_arn,
                                      event_type=event_type))

@@ -16,7 +16,7 @@ def get_key_last_usage(region: Region, params: Params, ctx: RequestContext) -> R
     trail = region.audit
     out: dict[str, Any] = {"KeyId": key.arn, "KeyCreationDate": key.created}
     if trail is not None:
-        last = trail.last_usage.get(key.key_id)
+        last = trail.usage_of(key.key_id)
         if last is not None:
             usage = {"Operation": last.operation, "Timestamp": last.at, "CloudTrailEventId": last.event_id,
                      "KmsRequestId": last.request_id}
