@@ -8,18 +8,14 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from node.endpoint import KmsEndpoint, WireRequest, WireResponse, error_response
-from node.model.errors import KmsError, internal
-from node.wire.protocol import MAX_BODY_BYTES
+from node.model.errors import internal
+from node.wire.protocol import MAX_BODY_BYTES, too_large
 
 EndpointFor = Callable[[web.Request], KmsEndpoint | WireResponse]
 # Consulted before a request reaches its region: injected faults answer here (or cut the connection).
 Gate = Callable[[KmsEndpoint, web.Request], Awaitable[WireResponse | None]]
 
 log = logging.getLogger("trent.http")
-
-
-def too_large() -> KmsError:
-    return KmsError("ValidationException", f"Request body exceeds {MAX_BODY_BYTES} bytes.", 413)
 
 
 async def read_wire_request(request: web.Request) -> WireRequest | WireResponse:

@@ -22,7 +22,15 @@ from node.model.grants import grant_id_of_token
 from node.ops.registry import Registry, RequestContext
 from node.service import Region
 from node.store.base import StoreError
-from node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES, encode_error, encode_response, parse_body, parse_target
+from node.wire.protocol import (
+    CONTENT_TYPE,
+    MAX_BODY_BYTES,
+    encode_error,
+    encode_response,
+    parse_body,
+    parse_target,
+    too_large,
+)
 from node.wire.sigv4 import SigV4Verifier, parse_scope
 from node.wire.validation import RequestDecoder
 
@@ -193,7 +201,7 @@ class KmsEndpoint:
     def _dispatch(self, request: WireRequest, call: _Call) -> bytes:
         request_id = call.request_id
         if len(request.body) > MAX_BODY_BYTES:
-            raise KmsError("ValidationException", f"Request body exceeds {MAX_BODY_BYTES} bytes.", 413)
+            raise too_large()
         principal = self._authenticate(request)
         call.principal = principal
         if request.method != "POST" or request.path != "/":

@@ -115,10 +115,6 @@ class Region:
 
     # -- several processes over one store -----------------------------------------------------------------
 
-    @property
-    def shared(self) -> bool:
-        return self._feed is not None
-
     def sync(self, force: bool = False) -> bool:
         """Catch up with what other processes committed; True if anything changed. Cheap when nothing did (one
         look at the store's data version); ``force`` looks at the feed even if that version did not move (after

@@ -29,7 +29,6 @@ class AuditSink:
         self._pending: list[bytes] = []
         self._file: BinaryIO = open(self.path, "ab")  # noqa: SIM115 - long-lived
         self._size = self._file.tell()
-        self._rotations = 0
 
     def emit(self, event: dict[str, Any]) -> None:
         """Queue one event; ``flush`` makes it durable (the caller flushes in batches)."""
@@ -59,7 +58,6 @@ class AuditSink:
 
     def _rotate(self) -> None:
         self._file.close()
-        self._rotations += 1
         stamp = f"{os.getpid()}-{len(list(self.directory.glob('audit-*.jsonl'))) + 1:06d}"
         os.replace(self.path, self.directory / f"audit-{stamp}.jsonl")
         self._file = open(self.path, "ab")  # noqa: SIM115

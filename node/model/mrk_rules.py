@@ -135,7 +135,7 @@ def awaits_creation(region: str, local: KeyRecord | None, snap: KeySnapshot) -> 
             and region not in snap.replica_init)
 
 
-def _maybe_flip(key: KeyRecord, now: float) -> KeyRecord:
+def _maybe_flip(key: KeyRecord) -> KeyRecord:
     """Make the pending material current once every replica holds it."""
     assert key.mrk is not None
     st = key.mrk
@@ -154,7 +154,7 @@ def apply_holds(region: str, local: KeyRecord | None, cmd: HoldsMaterial, now: f
     if cmd.region not in st.replica_regions:
         return None
     held = local.with_changes(mrk=replace(st, holders=(*st.holders, cmd.region)))
-    return _maybe_flip(bump(held), now)
+    return _maybe_flip(bump(held))
 
 
 def apply_replica_gone(region: str, local: KeyRecord | None, cmd: ReplicaGone, now: float) -> KeyRecord | None:
@@ -165,7 +165,7 @@ def apply_replica_gone(region: str, local: KeyRecord | None, cmd: ReplicaGone, n
         return None
     updated = bump(local, replica_regions=tuple(r for r in st.replica_regions if r != cmd.region),
                    holders=tuple(r for r in st.holders if r != cmd.region))
-    updated = _maybe_flip(updated, now)
+    updated = _maybe_flip(updated)
     assert updated.mrk is not None
     if updated.state is KeyState.PENDING_REPLICA_DELETION and not updated.mrk.replica_regions:
         window = updated.pending_window_days or 30
@@ -180,7 +180,7 @@ def start_rotation(key: KeyRecord, now: float, rotation_type: str) -> KeyRecord:
     pending = key.with_changes(materials=(*key.materials, version))
     pending = bump(pending, pending_material_id=version.material_id, pending_since=now, pending_type=rotation_type,
                    holders=())
-    return _maybe_flip(pending, now)
+    return _maybe_flip(pending)
 
 
 def rotation_in_progress(key: KeyRecord) -> bool:

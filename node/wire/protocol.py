@@ -14,6 +14,10 @@ TARGET_PREFIX = "TrentService."
 MAX_BODY_BYTES = 1024 * 1024
 
 
+def too_large() -> KmsError:
+    return KmsError("ValidationException", f"Request body exceeds {MAX_BODY_BYTES} bytes.", 413)
+
+
 def parse_target(target: str | None) -> str:
     if not target or not target.startswith(TARGET_PREFIX):
         raise KmsError("UnknownOperationException")

@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from node.auth.principals import Principal, PrincipalDirectory
 from node.clock import Clock
 from node.model.errors import KmsError
-from node.wire.sigv4_canonical import (  # noqa: F401 - tests patch these names here
+from node.wire.sigv4_canonical import (  # imported by name: tests patch _derive_signing_key here
     _AMZ_DATE_FORMAT,
-    _AMZ_DATE_RE,
-    _EMPTY,
     TERMINATOR,
     _canonical_query,
     _canonical_uri,
@@ -27,10 +25,8 @@ from node.wire.sigv4_canonical import (  # noqa: F401 - tests patch these names 
     _encode,
     _format_amz,
     _header_lookup,
-    _hmac,
     _parse_amz_date,
     _parse_http_date,
-    _remove_dot_segments,
     _trim,
 )
 
