@@ -156,7 +156,7 @@ class Authorizer:
                 continue  # the operation itself answers NotFound / InvalidCiphertext as AWS does
             if principal.account != region.account and operation not in CROSS_ACCOUNT_OPERATIONS:
                 # Whatever the key policy says: permissions given to another account for this have no effect.
-                raise _not_allowed(principal, action, key)
+                raise not_allowed(principal, action, key)
             ec = params.get(ec_member) if ec_member else None
             conditional = self._conditional(key, principal)
             extra = request_condition_keys(operation, params) if conditional else None
@@ -220,14 +220,14 @@ class Authorizer:
         else:
             verdict = self._unconditional_verdict(region, principal, key, action)
         if verdict is Verdict.DENIED_BY_KEY_POLICY:
-            raise _denied(principal, action, key, "with an explicit deny in a resource-based policy")
+            raise denied(principal, action, key, "with an explicit deny in a resource-based policy")
         if verdict is Verdict.DENIED_BY_IDENTITY_POLICY:
-            raise _denied(principal, action, key, "with an explicit deny in an identity-based policy")
+            raise denied(principal, action, key, "with an explicit deny in an identity-based policy")
         if verdict is Verdict.ALLOWED:
             return
         if any(g.permits(principal.arn, action, encryption_context) for g in region.grants_of(key.key_id)):
             return
-        raise _not_allowed(principal, action, key)
+        raise not_allowed(principal, action, key)
 
     def _conditional(self, key: KeyRecord, principal: Principal) -> bool:
         identity = self._identity.get(principal.arn)
@@ -317,10 +317,10 @@ class Authorizer:
         return ctx
 
 
-def _denied(principal: Principal, action: str, key: KeyRecord, why: str) -> KmsError:
+def denied(principal: Principal, action: str, key: KeyRecord, why: str) -> KmsError:
     return KmsError("AccessDeniedException",
                     f"User: {principal.arn} is not authorized to perform: kms:{action} on resource: {key.arn} {why}")
 
 
-def _not_allowed(principal: Principal, action: str, key: KeyRecord) -> KmsError:
-    return _denied(principal, action, key, f"because no resource-based policy allows the kms:{action} action")
+def not_allowed(principal: Principal, action: str, key: KeyRecord) -> KmsError:
+    return denied(principal, action, key, f"because no resource-based policy allows the kms:{action} action")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from node.auth.authorizer import Verdict
+from node.auth.authorizer import Verdict, denied, not_allowed
 from node.auth.policy import ROOT_ARN_RE, Caller, Decision
 from node.model.errors import KmsError, not_found, validation
 from node.model.grants import (
@@ -170,7 +170,7 @@ def _check_may_retire(region: Region, ctx: RequestContext, grant: GrantRecord) -
     key = region.keys[grant.key_id]
     iam = authorizer.identity_decision(region, principal, key, "RetireGrant")
     if iam is Decision.EXPLICIT_DENY:
-        raise _denied(principal.arn, "RetireGrant", key.arn, "with an explicit deny in an identity-based policy")
+        raise denied(principal, "RetireGrant", key, "with an explicit deny in an identity-based policy")
     caller = Caller(principal.arn, principal.account)
     retiring = grant.retiring_principal
     retiring_account = ROOT_ARN_RE.fullmatch(retiring) if retiring else None
@@ -182,13 +182,7 @@ def _check_may_retire(region: Region, ctx: RequestContext, grant: GrantRecord) -
                 and (caller.is_root or iam is Decision.ALLOW))
             or (principal.account == region.account and iam is Decision.ALLOW)):
         return
-    raise _denied(principal.arn, "RetireGrant", key.arn,
-                  "because no resource-based policy allows the kms:RetireGrant action")
-
-
-def _denied(arn: str, action: str, key_arn: str, why: str) -> KmsError:
-    return KmsError("AccessDeniedException",
-                    f"User: {arn} is not authorized to perform: kms:{action} on resource: {key_arn} {why}")
+    raise not_allowed(principal, "RetireGrant", key)
 
 
 def _check_derived_grant(region: Region, ctx: RequestContext, key: KeyRecord, params: Params,
@@ -205,8 +199,7 @@ def _check_derived_grant(region: Region, ctx: RequestContext, key: KeyRecord, pa
                 and set(grant.operations) <= set(parent.operations)
                 and grant.constraints.at_least_as_strict_as(parent.constraints)):
             return
-    raise _denied(ctx.principal.arn, "CreateGrant", key.arn,
-                  "because no resource-based policy allows the kms:CreateGrant action")
+    raise not_allowed(ctx.principal, "CreateGrant", key)
 
 
 def revoke_grant(region: Region, params: Params, ctx: RequestContext) -> Response:
