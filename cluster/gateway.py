@@ -9,26 +9,21 @@ from aiohttp import web
 
 from node.endpoint import KmsEndpoint, WireResponse, error_response
 from node.model.errors import KmsError
-from node.wire.sigv4 import parse_scope
+from node.wire.sigv4 import parse_scope, scope_of
 
 
 class Gateway:
     def __init__(self, local: Mapping[str, KmsEndpoint]) -> None:
-        if not local:
-            raise ValueError("a gateway needs at least one region")
         # Regions hosted in this process are called directly: no second HTTP hop.
         self._local = dict(local)
 
     def route(self, request: web.Request) -> KmsEndpoint | WireResponse:
-        authorization = request.headers.get("Authorization")
-        if not authorization or not authorization.strip():
-            return error_response(KmsError("MissingAuthenticationTokenException", "Missing Authentication Token", 403))
-        scope = parse_scope(authorization)
+        scope = parse_scope(request.headers.get("Authorization"))
         if scope is None:
-            # Not the usual shape: the strict parser either finds the scope anyway or says exactly what is
-            # wrong, with the same IncompleteSignatureException a region port gives for this header.
+            # Absent, blank or not the usual shape: the strict parser either finds the scope anyway or says exactly
+            # what is wrong, with the error a region port gives for this header.
             try:
-                scope = next(iter(self._local.values())).verifier.scope_only(request.headers)
+                scope = scope_of(request.headers)
             except KmsError as error:
                 return error_response(error)
         endpoint = self._local.get(scope.region)

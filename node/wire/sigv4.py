@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from node.auth.principals import Principal, PrincipalDirectory
@@ -102,6 +102,20 @@ def parse_scope(authorization: str | None) -> CredentialScope | None:
     return CredentialScope(m[1], m[2], m[3], m[4])
 
 
+def _authorization(get: Callable[[str], Sequence[str]]) -> str:
+    """The Authorization header; absent or blank is no credential at all (as AWS treats it)."""
+    values = get("authorization")
+    if not values or not values[0].strip():
+        raise _missing()
+    return values[0]
+
+
+def scope_of(headers: Mapping[str, str]) -> CredentialScope:
+    """The credential scope of a request, without checking its signature; raises what verification would for a
+    missing or malformed Authorization header (``parse_scope`` is the lenient, cheaper look)."""
+    return _parse_authorization(_authorization(_header_lookup(headers)))[0]
+
+
 def _parse_authorization(authorization: str) -> tuple[CredentialScope, str, str]:
     """(scope, SignedHeaders string, signature), or IncompleteSignatureException."""
     m = _AUTH_RE.fullmatch(authorization)
@@ -185,10 +199,7 @@ class SigV4Verifier:
 
     def scope_only(self, headers: Mapping[str, str]) -> CredentialScope:
         """For --auth=off: the credential scope (for routing), without checking the signature."""
-        values = _header_lookup(headers)("authorization")
-        if not values:
-            raise _missing()
-        return _parse_authorization(values[0])[0]
+        return scope_of(headers)
 
     def verify(
         self,
@@ -205,10 +216,7 @@ class SigV4Verifier:
         ``headers`` may be a case-insensitive multidict (aiohttp) or a plain dict of any key case.
         """
         get = _header_lookup(headers)
-        auth_values = get("authorization")
-        if not auth_values:
-            raise _missing()
-        scope, signed_headers, signature = _parse_authorization(auth_values[0])
+        scope, signed_headers, signature = _parse_authorization(_authorization(get))
         if scope.service != SERVICE:
             raise _invalid(_MSG_WRONG_SERVICE)
 
