@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from node.auth.conditions import scalar
 from node.auth.policy import Caller, Decision, Policy, Request, parse_policy
 from node.auth.principals import Principal
 from node.crypto.blob import parse_header
@@ -67,19 +68,11 @@ REQUEST_KEYS = {
 }
 
 
-def _condition_value(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float | str):
-        return str(value)
-    return None
-
-
 def request_condition_keys(operation: str, params: Mapping[str, Any]) -> dict[str, list[str]]:
     """The condition keys a request itself supplies (beyond the caller, the key and the encryption context)."""
     out: dict[str, list[str]] = {}
     for member, key in REQUEST_KEYS.items():
-        value = _condition_value(params.get(member))
+        value = scalar(params.get(member))
         if value is not None:
             out[key] = [value]
     if operation in ("GetKeyPolicy", "PutKeyPolicy"):

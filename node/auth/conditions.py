@@ -6,6 +6,7 @@ never holds, so an unknown operator can deny but never allow.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -17,9 +18,15 @@ from node.model.errors import KmsError
 Compare = Callable[[str, str], bool]
 
 
-def _wild(pattern: str, value: str, flags: int = 0) -> bool:
+@functools.lru_cache(maxsize=1024)
+def wildcard(pattern: str, *, case_insensitive: bool = False) -> re.Pattern[str]:
+    """IAM wildcards: * any run, ? one character."""
     body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(body, value, flags | re.DOTALL) is not None
+    return re.compile(body, re.IGNORECASE | re.DOTALL if case_insensitive else re.DOTALL)
+
+
+def _wild(pattern: str, value: str) -> bool:
+    return wildcard(pattern).fullmatch(value) is not None
 
 
 def _number(a: str, b: str, op: Callable[[float, float], bool]) -> bool:
@@ -124,12 +131,13 @@ class ConditionBlock:
         return all(c.holds(context) for c in self.conditions)
 
 
-def _scalar(value: object) -> str:
+def scalar(value: object) -> str | None:
+    """A condition value as the string it is compared as; None for what is not a string, number or boolean."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float | str):
         return str(value)
-    raise ValueError("condition values are strings, numbers or booleans")
+    return None
 
 
 def parse_conditions(raw: object, malformed: Callable[[str], KmsError]) -> ConditionBlock:
@@ -149,9 +157,9 @@ def parse_conditions(raw: object, malformed: Callable[[str], KmsError]) -> Condi
         if_exists = name.endswith("ifexists")
         name = name.removesuffix("ifexists")
         for key, value in entries.items():
-            try:
-                values = tuple(_scalar(v) for v in (value if isinstance(value, list) else [value]))
-            except ValueError as exc:
-                raise malformed(f"Policy contains an invalid value for condition key {key}.") from exc
+            given = value if isinstance(value, list) else [value]
+            values = tuple(s for s in map(scalar, given) if s is not None)
+            if len(values) != len(given):
+                raise malformed(f"Policy contains an invalid value for condition key {key}.")
             out.append(Condition(name, str(key).lower(), values, set_op, if_exists))
     return ConditionBlock(tuple(out))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from node.auth.conditions import ConditionBlock, parse_conditions
+from node.auth.conditions import ConditionBlock, parse_conditions, wildcard
 from node.model.errors import KmsError
 
 MAX_POLICY_BYTES = 32768
@@ -141,12 +141,6 @@ class Policy:
         if allowed == "account":
             return Decision.DELEGATED
         return Decision.IMPLICIT_DENY
-
-
-def wildcard(pattern: str, *, case_insensitive: bool = False) -> re.Pattern[str]:
-    """IAM wildcards: * any run, ? one character."""
-    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile(body, re.IGNORECASE | re.DOTALL if case_insensitive else re.DOTALL)
 
 
 def _strings(value: Any, what: str) -> list[str]:
