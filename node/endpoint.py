@@ -16,7 +16,6 @@ from node.audit.events import event_id, scrub_message
 from node.audit.trail import AuditTrail, CallRecord
 from node.auth.authorizer import Authorizer
 from node.auth.principals import Principal, PrincipalDirectory
-from node.crypto.blob import parse_header
 from node.model.errors import KmsError, internal
 from node.model.grants import grant_id_of_token
 from node.ops.registry import Registry, RequestContext
@@ -167,13 +166,9 @@ class KmsEndpoint:
         or by an alias name (DeleteAlias)."""
         found: list[str] = []
         region = self.region
-        blob = params.get("CiphertextBlob")
-        if isinstance(blob, bytes) and params.get("KeyId", params.get("SourceKeyId")) is None:
+        if params.get("KeyId", params.get("SourceKeyId")) is None:
             # Decrypt / ReEncrypt without a key id: the ciphertext names its key.
-            try:
-                key = region.keys.get(parse_header(blob).key_id)
-            except KmsError:
-                key = None
+            key = region.key_of_ciphertext(params.get("CiphertextBlob"))
             if key is not None:
                 found.append(key.arn)
         token = params.get("GrantToken")
@@ -186,9 +181,9 @@ class KmsEndpoint:
                 found.append(region.keys[grant.key_id].arn)
         alias_name = params.get("AliasName")
         if isinstance(alias_name, str) and "TargetKeyId" not in params:
-            alias = region.aliases.get(alias_name)
-            if alias is not None and alias.key_id in region.keys:
-                found.append(region.keys[alias.key_id].arn)
+            key = region.key_of_alias(alias_name)
+            if key is not None:
+                found.append(key.arn)
         for name in ("KeyId", "SourceKeyId", "DestinationKeyId", "TargetKeyId"):
             value = params.get(name)
             if isinstance(value, str):

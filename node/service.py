@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from node.clock import Clock
+from node.crypto.blob import parse_header
 from node.crypto.handles import SecretBytes
 from node.crypto.rootkey import RootKey
-from node.model.errors import not_found
+from node.model.errors import KmsError, not_found
 from node.model.grants import GrantRecord, decode_grant, encode_grant
 from node.model.ids import RefKind, alias_arn, key_arn, parse_key_ref
 from node.model.key import AliasRecord, KeyRecord
@@ -205,8 +206,7 @@ class Region:
                 raise not_found(f"Key '{value}' does not exist")
             raise not_found(f"Alias {value} is not found.")
         if ref.alias_name is not None:
-            alias = self.aliases.get(ref.alias_name)
-            key = None if alias is None else self.keys.get(alias.key_id)
+            key = self.key_of_alias(ref.alias_name)
             if key is None:
                 raise not_found(f"Alias {self.alias_arn(ref.alias_name)} is not found.")
             return key
@@ -215,6 +215,20 @@ class Region:
         if key is None:
             raise not_found(f"Key '{self.key_arn(ref.key_id)}' does not exist")
         return key
+
+    def key_of_alias(self, name: str) -> KeyRecord | None:
+        """The key an alias of this region points at, if both exist."""
+        alias = self.aliases.get(name)
+        return None if alias is None else self.keys.get(alias.key_id)
+
+    def key_of_ciphertext(self, blob: object) -> KeyRecord | None:
+        """The key of this region a symmetric ciphertext names; None for anything else (the operation says why)."""
+        if not isinstance(blob, bytes):
+            return None
+        try:
+            return self.keys.get(parse_header(blob).key_id)
+        except KmsError:
+            return None
 
     def aliases_of(self, key_id: str) -> list[AliasRecord]:
         return sorted((self.aliases[n] for n in self._aliases_by_key.get(key_id, ())), key=lambda a: a.name)

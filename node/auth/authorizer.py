@@ -14,7 +14,6 @@ from typing import Any
 from node.auth.conditions import scalar
 from node.auth.policy import Caller, Decision, Policy, Request, parse_policy
 from node.auth.principals import Principal
-from node.crypto.blob import parse_header
 from node.model.errors import KmsError
 from node.model.grants import grant_id_of_token
 from node.model.ids import RefKind, alias_arn, key_arn, parse_key_ref
@@ -165,8 +164,7 @@ class Authorizer:
         if principal.account != region.account:  # an alias name is looked up in the caller's own account
             raise KmsError("NotFoundException",
                            f"Alias {alias_arn(region.name, principal.account, name)} is not found.")
-        alias = region.aliases.get(name)
-        key = region.keys.get(alias.key_id) if alias is not None else None
+        key = region.key_of_alias(name)
         if key is None:
             return  # the operation answers NotFound
         self.require(region, principal, key, operation, request_alias=name)
@@ -176,12 +174,7 @@ class Authorizer:
         value = params.get(member)
         if value is None and member in ("KeyId", "SourceKeyId") and operation in ("Decrypt", "ReEncrypt"):
             # Symmetric ciphertext names its key (by ARN, in effect): usable without KeyId, also across accounts.
-            blob = params.get("CiphertextBlob")
-            try:
-                key_id = parse_header(blob).key_id if isinstance(blob, bytes) else None
-            except KmsError:
-                return None
-            return region.keys.get(key_id) if key_id else None
+            return region.key_of_ciphertext(params.get("CiphertextBlob"))
         if not isinstance(value, str):
             return None
         if principal.account != region.account:
