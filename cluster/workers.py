@@ -65,9 +65,7 @@ class SharedState:
 
     def changed(self) -> dict[str, Any] | None:
         """The state, if another process changed it since the last look (or on the first look); else None."""
-        if self._version is not None and not self._signal.moved():
-            return None
-        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        version = self._signal.data_version(self._db)
         if version == self._version:
             return None
         self._version = version

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import mmap
 import os
+import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 SIZE = 8
 RECHECK_SECONDS = 0.05
@@ -27,6 +30,7 @@ class CommitSignal:
         self._monotonic = monotonic
         self._seen = b""
         self._checked = float("-inf")
+        self._version: int | None = None  # the data version read when the signal last moved
 
     def bump(self) -> None:
         """After a commit: a value never used before, so no reader can mistake it for one it has seen."""
@@ -41,6 +45,15 @@ class CommitSignal:
             return False
         self._seen, self._checked = token, now
         return True
+
+    def data_version(self, db: sqlite3.Connection, lock: AbstractContextManager[Any] | None = None) -> int:
+        """``PRAGMA data_version`` of ``db`` (it changes whenever another connection commits), asked only when the
+        signal moved; else the value it had then."""
+        if self.moved() or self._version is None:
+            with lock or nullcontext():
+                row = db.execute("PRAGMA data_version").fetchone()
+            self._version = int(row[0])
+        return self._version
 
     def close(self) -> None:
         self._map.close()

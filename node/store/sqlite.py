@@ -30,7 +30,6 @@ class SqliteStore:
         # Off in a single process: nobody else reads it, and the commit path stays as it always was.
         self.feed = feed
         self._signal: CommitSignal | None = None
-        self._version = 0
         if feed:
             self._db.execute("CREATE TABLE IF NOT EXISTS changes "
                              "(seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, id TEXT NOT NULL)")
@@ -41,12 +40,10 @@ class SqliteStore:
     def data_version(self) -> int:
         """Changes whenever another connection (another process) commits; cheap enough to ask per request: SQLite
         is asked only when the commit signal moved (writers move it after committing, before answering anyone)."""
-        if self._signal is not None and not self._signal.moved():
-            return self._version
+        if self._signal is not None:
+            return self._signal.data_version(self._db, self._lock)
         with self._lock:
-            row = self._db.execute("PRAGMA data_version").fetchone()
-        self._version = int(row[0])
-        return self._version
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def change_head(self) -> int:
         """The newest change's number (0 if none was ever recorded)."""
