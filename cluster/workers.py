@@ -39,12 +39,11 @@ from node.audit.trail import AuditTrail, KeyUsage
 from node.endpoint import KmsEndpoint, WireResponse
 from node.model.errors import KmsError
 from node.ops.registry import Handler, Params, Registry, RequestContext, Response
-from node.service import Region
+from node.service import STALE_ATTEMPTS, Region
 from node.store.base import StaleState
 from node.store.signal import CommitSignal
 
 log = logging.getLogger("trent.workers")
-STALE_ATTEMPTS = 8
 RUNTIME_DB = "runtime.db"
 
 
@@ -109,18 +108,17 @@ def retrying(registry: Registry) -> Registry:
 
 def _retrying(handler: Handler) -> Handler:
     def run(region: Region, params: Params, ctx: RequestContext) -> Response:
-        for _ in range(STALE_ATTEMPTS):
-            try:
-                return handler(region, params, ctx)
-            except StaleState:
-                # Nothing was written. Decide again on the current state, authorization included (a key policy or
-                # grant may have changed meanwhile).
-                region.sync(force=True)
-                if ctx.authorizer is not None:
-                    ctx.authorizer.check_request(region, ctx.principal, ctx.operation, params)
-        log.warning("region %s: %s lost %d races for the store; answering a retryable error", region.name,
-                    ctx.operation, STALE_ATTEMPTS)
-        raise KmsError("KMSInternalException", "The request conflicted with concurrent changes; retry it.", 500)
+        def authorize_again() -> None:
+            # Decided again on the current state, authorization included (a key policy or grant may have changed).
+            if ctx.authorizer is not None:
+                ctx.authorizer.check_request(region, ctx.principal, ctx.operation, params)
+        try:
+            return region.run_fresh(lambda: handler(region, params, ctx), after_sync=authorize_again)
+        except StaleState:
+            log.warning("region %s: %s lost %d races for the store; answering a retryable error", region.name,
+                        ctx.operation, STALE_ATTEMPTS)
+            raise KmsError("KMSInternalException", "The request conflicted with concurrent changes; retry it.",
+                           500) from None
     return run
 
 

@@ -14,7 +14,7 @@ from node.model.mrk_rules import rotation_in_progress, snapshot_of, start_rotati
 from node.model.rotation import AUTOMATIC, DAY, apply_automatic_rotations, rotation_due
 from node.model.states import KeyState
 from node.service import Region
-from node.store.base import StaleState, StoreError
+from node.store.base import StoreError
 
 log = logging.getLogger("trent.scheduler")
 TRANSIENT_STATES = frozenset({KeyState.CREATING, KeyState.UPDATING})
@@ -80,16 +80,10 @@ class Scheduler:
 
     def _run_key_fresh(self, key: KeyRecord, now: float, attempts: int = 5) -> int:
         """Run ``key``'s due work; if another process changed the region meanwhile, catch up and decide again."""
-        for _ in range(attempts - 1):
-            try:
-                return self._run_key(key, now)
-            except StaleState:
-                self.region.sync(force=True)
-                current = self.region.keys.get(key.key_id)
-                if current is None:
-                    return 0
-                key = current
-        return self._run_key(key, now)
+        def run() -> int:
+            current = self.region.keys.get(key.key_id)  # the key as it is now (gone: nothing to do)
+            return 0 if current is None else self._run_key(current, now)
+        return self.region.run_fresh(run, attempts)
 
     def _run_key(self, key: KeyRecord, now: float) -> int:
         if key.state in TRANSIENT_STATES and key.ready_at is not None and key.ready_at <= now:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from node.clock import Clock
 from node.crypto.blob import parse_header
@@ -20,13 +20,15 @@ from node.model.grants import GrantRecord, decode_grant, encode_grant
 from node.model.ids import RefKind, alias_arn, key_arn, parse_key_ref
 from node.model.key import AliasRecord, KeyRecord
 from node.model.mrk import Command
-from node.store.base import Batch, ChangeFeed, Store
+from node.store.base import Batch, ChangeFeed, StaleState, Store
 from node.store.codec import RecordCodec
 
 if TYPE_CHECKING:
     from node.audit.trail import AuditTrail
 
 log = logging.getLogger("trent.region")
+T = TypeVar("T")
+STALE_ATTEMPTS = 8  # tries of one decision racing other processes' commits before giving up
 
 
 class ChangeLog(Protocol):
@@ -115,6 +117,22 @@ class Region:
                  len(self.grants))
 
     # -- several processes over one store -----------------------------------------------------------------
+
+    def run_fresh(self, run: Callable[[], T], attempts: int = STALE_ATTEMPTS,
+                  after_sync: Callable[[], None] | None = None) -> T:
+        """``run`` decides on the region's state and commits; when another process committed first (StaleState:
+        nothing was written), catch up and run it again, ``attempts`` times in all. ``after_sync`` runs after each
+        catch-up (to check again what the decision rested on); the last StaleState is raised."""
+        for attempt in range(attempts):
+            try:
+                return run()
+            except StaleState:
+                self.sync(force=True)
+                if after_sync is not None:
+                    after_sync()
+                if attempt == attempts - 1:
+                    raise
+        raise ValueError("run_fresh needs at least one attempt")
 
     def sync(self, force: bool = False) -> bool:
         """Catch up with what other processes committed; True if anything changed. Cheap when nothing did (one

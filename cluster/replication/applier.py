@@ -13,10 +13,9 @@ from node.model.key import KeyRecord
 from node.model.mrk import Command, HoldsMaterial, KeySnapshot
 from node.model.mrk_rules import apply_holds, apply_replica_gone, apply_snapshot, snapshot_of
 from node.service import Region
-from node.store.base import Batch, StaleState
+from node.store.base import Batch
 
 log = logging.getLogger("trent.replication")
-STALE_ATTEMPTS = 8
 
 
 class Applier:
@@ -37,19 +36,17 @@ class Applier:
         if seq <= self.cursors.get(peer):
             return False
         command, _origin, _at = self.codec.decode(raw)
-        for attempt in range(STALE_ATTEMPTS):
+
+        def commit() -> tuple[bool, KeyRecord | None]:
+            # Worked out on the region as it is now: again, if another process serving it changed it meanwhile.
             batch = Batch()
             existed = command.key_id in self.region.keys
             updated, out = self._effects(command, raw, batch)
             self.cursors.stage(batch, peer, seq)
-            try:
-                self.region.commit(keys=[updated] if updated is not None else [], commands=out, batch=batch)
-                break
-            except StaleState:
-                # Another process serving this region changed it meanwhile: catch up and work the effects out again.
-                if attempt == STALE_ATTEMPTS - 1:
-                    raise
-                self.region.sync(force=True)
+            self.region.commit(keys=[updated] if updated is not None else [], commands=out, batch=batch)
+            return existed, updated
+
+        existed, updated = self.region.run_fresh(commit)
         self.cursors.committed(peer, seq)
         self.applied += 1
         if updated is not None and self.region.audit is not None and isinstance(command, KeySnapshot):

@@ -136,3 +136,27 @@ def test_outbox_numbering_follows_other_processes(tmp_path: Path) -> None:
     assert ob.head == 2 and [s for s, _ in ob.read_after(0, 10)] == [1, 2]
     ra.sync()
     assert oa.head == 2
+
+
+def test_a_decision_that_lost_a_race_is_made_again_on_the_caught_up_region(tmp_path: Path) -> None:
+    a, b = two(tmp_path)
+    ra, rb = make_region(a, feed=a), make_region(b, feed=b)
+    seen: list[set[str]] = []
+    rechecks: list[int] = []
+
+    def add_key_beside_what_is_there(key_id: str) -> str:
+        seen.append(set(rb.keys))
+        rb.commit(keys=[make_key(rb, key_id)])
+        return key_id
+
+    ra.commit(keys=[make_key(ra, K1)])  # b has not seen it: its first try is stale
+    assert rb.run_fresh(lambda: add_key_beside_what_is_there(K2), after_sync=lambda: rechecks.append(1)) == K2
+    assert seen == [set(), {K1}] and rechecks == [1]
+    assert set(rb.keys) == {K1, K2}
+
+    def always_stale() -> None:
+        raise StaleState("another process again")
+
+    with pytest.raises(StaleState):
+        rb.run_fresh(always_stale, attempts=3, after_sync=lambda: rechecks.append(1))
+    assert rechecks == [1] * 4
