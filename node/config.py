@@ -182,7 +182,7 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         raise ConfigError("account must be 12 digits")
     if "principals" in raw:
         changes["principals"] = _principals(raw["principals"], account)
-        changes["identity_policies"] = _identity_policies(raw["principals"])
+        changes["identity_policies"] = _identity_policies(raw["principals"], changes["principals"])
     if "access_control" in raw:
         if raw["access_control"] not in ("enforce", "off"):
             raise ConfigError("access_control must be 'enforce' or 'off'")
@@ -190,14 +190,14 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     return replace(config, **changes)
 
 
-def _identity_policies(items: list[Mapping[str, Any]]) -> dict[str, str]:
-    """A principal's optional `policy`: an IAM policy document, as a JSON string or an inline TOML table."""
+def _identity_policies(items: list[Mapping[str, Any]], principals: tuple[Principal, ...]) -> dict[str, str]:
+    """A principal's optional `policy`: an IAM policy document, as a JSON string or an inline TOML table. Kept under
+    the principal's ARN as ``_principals`` made it (its account's root when the entry names none)."""
     out: dict[str, str] = {}
-    for item in items:
+    for item, principal in zip(items, principals, strict=True):
         policy = item.get("policy")
         if policy is None:
             continue
-        arn = str(item.get("arn"))
         if isinstance(policy, Mapping):
             policy = json.dumps(policy)
         if not isinstance(policy, str):
@@ -207,5 +207,5 @@ def _identity_policies(items: list[Mapping[str, Any]]) -> dict[str, str]:
         except KmsError as exc:
             raise ConfigError(f"principal {item.get('access_key')}: policy is not a valid IAM policy: "
                               f"{exc.message}") from exc
-        out[arn] = policy
+        out[principal.arn] = policy
     return out

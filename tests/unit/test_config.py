@@ -181,3 +181,23 @@ def test_config_is_frozen() -> None:
     config: Any = load_config()
     with pytest.raises(AttributeError):
         config.port = 1
+
+
+def test_identity_policies_are_kept_under_each_principals_arn(tmp_path: Path) -> None:
+    deny_all = '{"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "kms:*", "Resource": "*"}]}'
+    config = load_config(write(tmp_path, f"""
+account = "444455556666"
+
+[[principals]]
+access_key = "AKIAAPP"
+secret_key = "app-secret"
+arn = "arn:aws:iam::444455556666:role/app"
+policy = '{deny_all}'
+
+[[principals]]
+access_key = "AKIAROOT"
+secret_key = "root-secret"
+policy = '{deny_all}'
+"""))
+    # An entry without an arn is its account's root, for its policy too.
+    assert set(config.identity_policies) == {"arn:aws:iam::444455556666:role/app", "arn:aws:iam::444455556666:root"}
