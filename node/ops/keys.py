@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from node.auth.policy import parse_policy
 from node.crypto.asymmetric import new_key_material
 from node.model.errors import KmsError, unsupported, validation
 from node.model.ids import new_key_id
@@ -13,7 +12,7 @@ from node.model.rotation import on_reenable
 from node.model.states import KeyState, OpClass
 from node.ops.common import key_for, key_metadata
 from node.ops.paging import page_response, paginate
-from node.ops.policies import check_new_policy
+from node.ops.policies import check_new_policy, check_policy_document
 from node.ops.registry import Params, Registry, RequestContext, Response
 from node.ops.tags import validate_new_tags
 from node.service import Region
@@ -29,11 +28,6 @@ def default_policy(account: str) -> str:
         f'      "AWS" : "arn:aws:iam::{account}:root"\n    }},\n    "Action" : "kms:*",\n'
         '    "Resource" : "*"\n  } ]\n}'
     )
-
-
-def check_policy_document(policy: str) -> None:
-    """Size, characters, JSON and grammar, as KMS checks a key policy (the lockout check needs the key)."""
-    parse_policy(policy)
 
 
 def _spec_and_usage(params: Params) -> tuple[str, str]:
@@ -73,7 +67,7 @@ def create_key(region: Region, params: Params, ctx: RequestContext) -> Response:
     tags = validate_new_tags(params.get("Tags") or [], existing=())
     policy = params.get("Policy")
     if policy is not None:
-        check_policy_document(policy)  # before the (possibly slow) key generation
+        check_policy_document(policy, ctx)  # before the (possibly slow) key generation
     now = region.now()
     multi_region = bool(params.get("MultiRegion"))
     key_id = new_key_id(multi_region=multi_region)

@@ -11,8 +11,8 @@ from node.model.mrk import MultiRegionState, ReplicaInit
 from node.model.mrk_rules import bump, snapshot_of
 from node.model.states import KeyState, OpClass, check_state
 from node.ops.common import key_metadata
-from node.ops.keys import check_policy_document, default_policy
-from node.ops.policies import check_new_policy
+from node.ops.keys import default_policy
+from node.ops.policies import check_new_policy, check_policy_document
 from node.ops.registry import Params, Registry, RequestContext, Response
 from node.ops.tags import validate_new_tags
 from node.service import Region
@@ -41,7 +41,7 @@ def replicate_key(region: Region, params: Params, ctx: RequestContext) -> Respon
     tags = validate_new_tags(params.get("Tags") or [], existing=())
     policy = params.get("Policy")
     if policy is not None:
-        check_policy_document(policy)
+        check_policy_document(policy, ctx)
     policy = policy if policy is not None else default_policy(region.account)
     now = region.now()
     init = ReplicaInit(params.get("Description") or "", policy, tags, now)

@@ -25,9 +25,19 @@ def get_key_policy(region: Region, params: Params, ctx: RequestContext) -> Respo
 LOCKOUT_MESSAGE = "The new key policy will not allow you to update the key policy in the future."
 
 
+def check_policy_document(policy: str, ctx: RequestContext) -> None:
+    """Size, characters, JSON and grammar, as KMS checks a key policy (MalformedPolicyDocumentException,
+    LimitExceededException); the lockout check needs the key. Parsed through the authorizer's cache when there is
+    one, so the lockout check that follows finds it there."""
+    if ctx.authorizer is not None:
+        ctx.authorizer.policy(policy)
+    else:
+        parse_policy(policy)
+
+
 def check_new_policy(region: Region, ctx: RequestContext, key: KeyRecord, policy: str, bypass: bool) -> None:
-    """KMS refuses a policy that would lock the caller out of the key, unless told to skip the check."""
-    parse_policy(policy)  # MalformedPolicyDocumentException / LimitExceededException
+    """KMS refuses a policy that would lock the caller out of the key, unless told to skip the check (the document
+    itself is checked first, by ``check_policy_document``)."""
     if bypass or ctx.authorizer is None or not ctx.authorizer.settings.enforce:
         return
     if not ctx.authorizer.allows(policy, ctx.principal, key, "PutKeyPolicy", region):
@@ -40,6 +50,7 @@ def put_key_policy(region: Region, params: Params, ctx: RequestContext) -> Respo
     if name != POLICY_NAME:
         raise validation(f"PolicyName {name} is not valid: the only key policy a key has is named 'default'.")
     policy = params["Policy"]
+    check_policy_document(policy, ctx)
     check_new_policy(region, ctx, key, policy, bool(params.get("BypassPolicyLockoutSafetyCheck")))
     if policy != key.policy:
         region.commit(keys=[key.with_changes(policy=policy)])
