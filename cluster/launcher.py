@@ -102,10 +102,6 @@ def _waker(scheduler: Scheduler | None) -> Callable[[float], None]:
     return wake_after
 
 
-def _url_of(url: str) -> Callable[[], str]:
-    return lambda: url
-
-
 class Cluster:
     def __init__(self, config: ClusterConfig, *, worker: int = 0, leader_admin: str | None = None) -> None:
         """``worker`` 0 is the leader (the whole cluster); a worker (1..) serves only the gateway, beside it."""
@@ -247,7 +243,7 @@ class Cluster:
         self._tasks.append(asyncio.create_task(self._trim_outboxes_forever()))
         self._session = aiohttp.ClientSession()
         for name, runtime in self.regions.items():
-            peers = {p: _url_of(self.url(r.port)) for p, r in self.regions.items() if p != name}
+            peers = {p: self.url(r.port) for p, r in self.regions.items() if p != name}
             runtime.replication.start(peers, token, self.faults, self._session)
         if self.shared:
             self._tasks.append(asyncio.create_task(self._follow_workers_forever()))

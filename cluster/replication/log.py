@@ -28,8 +28,7 @@ class Outbox:
         self.store = store
         self.codec = codec
         self.clock = clock
-        last = store.last_id("outbox")
-        self.head = int(last) if last is not None else 0
+        self.head = self._last_seq()
         self._identity: str | None = None
         self._allocated = self.head
         # One future per waiting peer, made in the loop it waits in (an asyncio.Event would bind to the first
@@ -58,11 +57,15 @@ class Outbox:
         self.head = self._allocated
         self._wake()
 
+    def _last_seq(self) -> int:
+        """The newest record's number in the store (0 for an empty outbox)."""
+        last = self.store.last_id("outbox")
+        return int(last) if last is not None else 0
+
     def refresh(self) -> None:
         """Another process committed records (several processes serve the region): take up its numbering and wake
         the peers waiting for news."""
-        last = self.store.last_id("outbox")
-        newest = int(last) if last is not None else 0
+        newest = self._last_seq()
         if newest > self.head:
             self.head = newest
             self._allocated = max(self._allocated, newest)

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import Callable
 
 import aiohttp
 import msgpack
@@ -65,7 +64,7 @@ def _drop(request: web.Request) -> None:
 class Puller:
     """Pulls one peer's outbox into one region, forever; survives the peer being down or partitioned."""
 
-    def __init__(self, region: str, peer: str, peer_url: Callable[[], str], applier: Applier, token: str,
+    def __init__(self, region: str, peer: str, peer_url: str, applier: Applier, token: str,
                  faults: Faults, session: aiohttp.ClientSession) -> None:
         self.region = region
         self.peer = peer
@@ -110,7 +109,7 @@ class Puller:
         after = self.applier.cursors.get(self.peer)
         params = {"after": str(after), "limit": str(BATCH), "wait": str(LONG_POLL_SECONDS)}
         timeout = aiohttp.ClientTimeout(total=LONG_POLL_SECONDS + 10)
-        async with self.session.get(self.peer_url() + LOG_PATH, params=params, headers={TOKEN_HEADER: self.token},
+        async with self.session.get(self.peer_url + LOG_PATH, params=params, headers={TOKEN_HEADER: self.token},
                                     timeout=timeout) as response:
             if response.status != 200:
                 raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)

@@ -26,7 +26,7 @@ class RegionReplication:
         self.pullers: dict[str, Puller] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
-    def start(self, peers: Mapping[str, Callable[[], str]], token: str, faults: Faults,
+    def start(self, peers: Mapping[str, str], token: str, faults: Faults,
               session: aiohttp.ClientSession) -> None:
         for peer, url in peers.items():
             puller = Puller(self.region.name, peer, url, self.applier, token, faults, session)

@@ -37,7 +37,7 @@ class Link:
         return f"http://127.0.0.1:{self.server.port}"
 
     def start_puller(self, token: str = TOKEN) -> Puller:
-        puller = Puller(B, A, lambda: self.url, self.b.applier, token, self.faults, self.session)
+        puller = Puller(B, A, self.url, self.b.applier, token, self.faults, self.session)
         self.pullers.append(puller)
         self.tasks.append(asyncio.create_task(puller.run()))
         return puller
