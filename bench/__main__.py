@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.procs import RunningCluster
+from bench.procs import TargetCluster
 from bench.report import write
 from bench.suite import Settings, run
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
                             replication_samples=10, rounds=1, quick=True)
     if args.target:
         try:
-            RunningCluster(args.target)  # fail now, with the reason, rather than in the middle of the run
+            TargetCluster(args.target)  # fail now, with the reason, rather than in the middle of the run
         except (ValueError, OSError) as exc:
             print(f"trent bench: cannot use --target: {exc}", file=sys.stderr)
             return 2

@@ -3,6 +3,7 @@ run, replication visibility and catch-up, and how cost grows with the number of 
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -17,8 +18,8 @@ from typing import Any
 
 from bench.loadgen import Call, LoadResult, Target, run_load
 from bench.procs import (
-    RunningCluster,
     Server,
+    TargetCluster,
     TrentCluster,
     cpu_seconds,
     kms_client,
@@ -28,6 +29,7 @@ from bench.procs import (
 )
 from bench.scenarios import OPERATIONS, Fixtures, encrypt_call_for_baseline
 from bench.seed import seed
+from cluster.running import poll
 
 
 @dataclass
@@ -59,7 +61,7 @@ class Progress:
               file=sys.stderr, flush=True)
 
 
-def measured(server: Server | RunningCluster, target: Target, calls: list[Call], settings: Settings,
+def measured(server: Server | TrentCluster | TargetCluster, target: Target, calls: list[Call], settings: Settings,
              connections: int, keep_alive: bool = True) -> dict[str, Any]:
     pid = server.pid
     cpu_before = cpu_seconds(pid) if pid is not None else 0.0
@@ -91,7 +93,7 @@ def throughput(settings: Settings, progress: Progress) -> dict[str, Any]:
     results: dict[str, Any] = {"operations": {}, "encrypt_sweep": [], "baseline": [], "moto": None,
                                "headline": []}
     message = os.urandom(64)
-    cluster: TrentCluster | RunningCluster = RunningCluster(settings.target) if settings.target else TrentCluster()
+    cluster: TrentCluster | TargetCluster = TargetCluster(settings.target) if settings.target else TrentCluster()
     region = settings.region
     try:
         fixtures = Fixtures(cluster.client(region))
@@ -179,14 +181,6 @@ def workers(settings: Settings, progress: Progress) -> dict[str, Any]:
     return out
 
 
-def _poll(predicate: Any, timeout: float = 10.0) -> float:
-    started = time.perf_counter()
-    while not predicate():
-        if time.perf_counter() - started > timeout:
-            raise TimeoutError("replication did not show up in time")
-    return time.perf_counter() - started
-
-
 def replication(settings: Settings, progress: Progress) -> dict[str, Any]:
     cluster = TrentCluster()
     out: dict[str, Any] = {}
@@ -198,15 +192,15 @@ def replication(settings: Settings, progress: Progress) -> dict[str, Any]:
             key_id = home.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
             started = time.perf_counter()
             home.replicate_key(KeyId=key_id, ReplicaRegion="eu-west-1")
-            _poll(lambda k=key_id: _state(away, k) == "Enabled")
+            poll(lambda k=key_id: _state(away, k) == "Enabled", timeout=10, interval=0)
             replicate_ms.append((time.perf_counter() - started) * 1000)
             keys.append(key_id)
         for i in range(settings.replication_samples):
             key_id = keys[i % len(keys)]
             started = time.perf_counter()
             home.rotate_key_on_demand(KeyId=key_id)
-            _poll(lambda k=key_id: "OnDemandRotationStartDate" not in home.get_key_rotation_status(KeyId=k)
-                  and _current(away, k) == _current(home, k))
+            poll(lambda k=key_id: "OnDemandRotationStartDate" not in home.get_key_rotation_status(KeyId=k)
+                 and _current(away, k) == _current(home, k), timeout=10, interval=0)
             rotate_ms.append((time.perf_counter() - started) * 1000)
         out["replicate_visible_ms"] = _stats(replicate_ms)
         out["rotation_visible_idle_ms"] = _stats(rotate_ms)
@@ -219,38 +213,23 @@ def replication(settings: Settings, progress: Progress) -> dict[str, Any]:
 
 
 def _catch_up(cluster: TrentCluster, home: Any, keys: list[str]) -> dict[str, Any]:
-    cluster_args = ["--data-dir", str(cluster.data_dir)]
-    _trent("fault", "down", "eu-west-1", *cluster_args)
+    cluster.trent("fault", "down", "eu-west-1")
     records = 0
     for i in range(200):
         key_id = home.create_key(MultiRegion=True, Description=f"backlog {i}")["KeyMetadata"]["KeyId"]
         home.replicate_key(KeyId=key_id, ReplicaRegion="eu-west-1")
         records += 1
     started = time.perf_counter()
-    _trent("fault", "up", "eu-west-1", *cluster_args)
+    cluster.trent("fault", "up", "eu-west-1")
     samples = []
     while True:
-        status = _status(cluster_args)
+        status = json.loads(cluster.trent("status", "--json").stdout)
         lag = status["regions"]["eu-west-1"]["replication"]["us-east-1"]["lag_records"]
         samples.append((round(time.perf_counter() - started, 3), lag))
         if lag == 0 or time.perf_counter() - started > 60:
             break
         time.sleep(0.02)
     return {"records": records, "seconds": round(time.perf_counter() - started, 3), "lag_over_time": samples}
-
-
-def _trent(*args: str) -> str:
-    import subprocess
-
-    from bench.procs import ROOT
-    return subprocess.run([sys.executable, "-m", "cluster.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=True, timeout=60).stdout
-
-
-def _status(cluster_args: list[str]) -> dict[str, Any]:
-    import json
-    result: dict[str, Any] = json.loads(_trent("status", "--json", *cluster_args))
-    return result
 
 
 def _state(client: Any, key_id: str) -> str:
