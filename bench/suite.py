@@ -3,7 +3,6 @@ run, replication visibility and catch-up, and how cost grows with the number of 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -29,7 +28,7 @@ from bench.procs import (
 )
 from bench.scenarios import OPERATIONS, Fixtures, encrypt_call_for_baseline
 from bench.seed import seed
-from cluster.running import poll
+from cluster.running import admin_request, poll
 
 
 @dataclass
@@ -223,7 +222,7 @@ def _catch_up(cluster: TrentCluster, home: Any, keys: list[str]) -> dict[str, An
     cluster.trent("fault", "up", "eu-west-1")
     samples = []
     while True:
-        status = json.loads(cluster.trent("status", "--json").stdout)
+        status = admin_request(cluster.data_dir, "/_trent/status")
         lag = status["regions"]["eu-west-1"]["replication"]["us-east-1"]["lag_records"]
         samples.append((round(time.perf_counter() - started, 3), lag))
         if lag == 0 or time.perf_counter() - started > 60:

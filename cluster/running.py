@@ -20,6 +20,8 @@ from cluster.ports import free_port_block
 from node.config import DEFAULT_REGIONS
 
 ROOT = Path(__file__).resolve().parents[1]
+# The admin header (cluster/admin.py); spelled out here so the clients do not import the server stack.
+TOKEN_HEADER = "X-Trent-Admin-Token"
 
 T = TypeVar("T")
 
@@ -34,6 +36,33 @@ def poll(predicate: Callable[..., T], timeout: float = 20.0, interval: float = 0
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def admin_address(data_dir: str | Path) -> tuple[str, str]:
+    """The gateway URL and the admin token that the cluster running on ``data_dir`` left there; OSError when none
+    did."""
+    root = Path(data_dir)
+    cluster = json.loads((root / "cluster.json").read_text())
+    token = (root / "admin.token").read_text().strip()
+    gateway: str = cluster["gateway"]
+    return gateway, token
+
+
+def admin_send(gateway: str, token: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """GET an admin endpoint (``/_trent/status``, ``/_trent/clock``), or POST ``body`` to one: its JSON answer.
+    HTTPError when the cluster refuses the call, URLError when it cannot be reached."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(gateway + path, data=data, method="POST" if data else "GET",
+                                     headers={TOKEN_HEADER: token, "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        result: dict[str, Any] = json.loads(response.read())
+        return result
+
+
+def admin_request(data_dir: str | Path, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An admin call to the cluster running on ``data_dir``, as `trent status`, `trent clock` and `trent fault`
+    make it (raising what admin_address and admin_send raise)."""
+    return admin_send(*admin_address(data_dir), path, body)
 
 
 @dataclass
@@ -136,12 +165,7 @@ class RunningCluster:
     # -- admin and the command line ----------------------------------------------------------------------
 
     def admin(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        token = (self.data_dir / "admin.token").read_text().strip()
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.gateway_url + path, data=data, method="POST" if data else "GET",
-                                     headers={"X-Trent-Admin-Token": token})
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return json.loads(r.read())
+        return admin_send(self.gateway_url, (self.data_dir / "admin.token").read_text().strip(), path, body)
 
     def trent(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run the `trent` command line against this cluster."""

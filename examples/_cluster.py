@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from cluster.ports import free_port_block
 from cluster.running import RunningCluster
 from node.config import DEFAULT_REGIONS
-
-
-def status(cluster: RunningCluster) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(cluster.trent("status", "--json").stdout)
-    return result
 
 
 @contextlib.contextmanager

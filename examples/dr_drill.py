@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cluster.running import RunningCluster, poll
-from examples._cluster import demo_cluster, status
+from cluster.running import RunningCluster, admin_request, poll
+from examples._cluster import demo_cluster
 
 PRIMARY, STANDBY, THIRD = "us-east-1", "eu-west-1", "ap-northeast-2"
 
@@ -26,9 +26,9 @@ class Timeline:
 
 
 def converged(cluster: RunningCluster) -> bool:
-    now = status(cluster)
-    lag = sum(link["lag_records"] for r in now["regions"].values() for link in r["replication"].values())
-    return lag == 0 and bool(now["consistency"]["consistent"])
+    status = admin_request(cluster.data_dir, "/_trent/status")
+    lag = sum(link["lag_records"] for r in status["regions"].values() for link in r["replication"].values())
+    return lag == 0 and bool(status["consistency"]["consistent"])
 
 
 def _handed_over(new: object, old: object, key_id: str) -> bool:
