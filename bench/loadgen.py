@@ -10,6 +10,7 @@ import multiprocessing
 import re
 import time
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,16 +134,19 @@ class LoadResult:
     def throughput(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
-    def percentile(self, p: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
     def summary(self) -> dict[str, Any]:
+        ordered = sorted(self.latencies)  # a copy: the arrival order is sampled for the report
         return {"requests": self.requests, "errors": self.errors, "seconds": round(self.seconds, 3),
                 "req_per_s": round(self.throughput, 1),
-                **{f"p{p}_ms".replace(".", "_"): round(self.percentile(p) * 1000, 3) for p in (50, 90, 99, 99.9)}}
+                **{f"p{p}_ms".replace(".", "_"): round(percentile(ordered, p) * 1000, 3) for p in (50, 90, 99, 99.9)}}
+
+
+def percentile(ordered: Sequence[float], p: float) -> float:
+    """The ``p``th percentile (0-100) of samples sorted ascending: the one at index p% of their count (nan for
+    none)."""
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def run_load(target: Target, calls: list[Call], *, connections: int, seconds: float, processes: int = 2,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import Call, LoadResult, Target, run_load
+from bench.loadgen import Call, LoadResult, Target, percentile, run_load
 from bench.procs import (
     Server,
     TargetCluster,
@@ -247,7 +247,7 @@ def _current(client: Any, key_id: str) -> str:
 def _stats(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {"n": len(ordered), "p50": round(statistics.median(ordered), 3),
-            "p99": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 3),
+            "p99": round(percentile(ordered, 99), 3),
             "max": round(ordered[-1], 3)}
 
 
