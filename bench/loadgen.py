@@ -55,6 +55,14 @@ class Outcome:
     errors: int = 0
     first_error: str = ""
 
+    def record(self, head: bytes, body: bytes, started: float) -> None:
+        """One answer: its latency from ``started`` when it is a 200, else one more error (the first one kept)."""
+        if head[9:12] != b"200":
+            self.errors += 1
+            self.first_error = self.first_error or (head[:12] + body[:200]).decode(errors="replace")
+            return
+        self.latencies.append(time.perf_counter() - started)
+
 
 READ_TIMEOUT = 30.0
 CLOSE_RE = re.compile(rb"connection:\s*close", re.IGNORECASE)
@@ -80,11 +88,7 @@ async def _loop_keep_alive(target: Target, raw: bytes, deadline: float, out: Out
             if CLOSE_RE.search(head):  # a server without keep-alive (moto's): reconnect, as a client pool would
                 writer.close()
                 reader, writer = await asyncio.open_connection(target.host, target.port)
-            if head[9:12] != b"200":
-                out.errors += 1
-                out.first_error = out.first_error or (head[:12] + body[:200]).decode(errors="replace")
-                continue
-            out.latencies.append(time.perf_counter() - started)
+            out.record(head, body, started)
     finally:
         writer.close()
 
@@ -96,11 +100,7 @@ async def _loop_new_connection(target: Target, raw: bytes, deadline: float, out:
         writer.write(raw)
         head, body = await _read_response(reader)
         writer.close()
-        if head[9:12] != b"200":
-            out.errors += 1
-            out.first_error = out.first_error or (head[:12] + body[:200]).decode(errors="replace")
-            continue
-        out.latencies.append(time.perf_counter() - started)
+        out.record(head, body, started)
 
 
 async def _run(target: Target, calls: list[Call], connections: int, seconds: float, keep_alive: bool) -> Outcome:
