@@ -86,13 +86,15 @@ def _brief(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in ("req_per_s", "p50_ms", "p99_ms", "errors", "server_cpu_ms_per_request")}
 
 
-def throughput(settings: Settings, progress: Progress) -> dict[str, Any]:
+def throughput(settings: Settings, progress: Progress, target_cluster: TargetCluster | None = None
+               ) -> dict[str, Any]:
     """Every operation through the gateway at 32 connections; Encrypt swept over connections, keep-alive and
-    new connections, gateway and region port; the ceiling and moto measured alternately with Trent."""
+    new connections, gateway and region port; the ceiling and moto measured alternately with Trent. Against
+    ``target_cluster`` when given (a cluster started elsewhere), else a cluster of its own."""
     results: dict[str, Any] = {"operations": {}, "encrypt_sweep": [], "baseline": [], "moto": None,
                                "headline": []}
     message = os.urandom(64)
-    cluster: TrentCluster | TargetCluster = TargetCluster(settings.target) if settings.target else TrentCluster()
+    cluster: TrentCluster | TargetCluster = target_cluster if target_cluster is not None else TrentCluster()
     region = settings.region
     try:
         fixtures = Fixtures(cluster.client(region))
@@ -295,9 +297,14 @@ def machine() -> dict[str, Any]:
             "platform": platform.platform()}
 
 
-def run(settings: Settings) -> dict[str, Any]:
+def run(settings: Settings, target_cluster: TargetCluster | None = None) -> dict[str, Any]:
+    """The suite's sections; with ``settings.target``, throughput only, against ``target_cluster`` (the cluster at
+    that URL, reached here when not given)."""
+    if settings.target and target_cluster is None:
+        target_cluster = TargetCluster(settings.target)
     sections: list[tuple[str, Callable[[Settings, Progress], Any]]] = [
-        ("throughput", throughput), ("workers", workers), ("replication", replication), ("scale", scale)]
+        ("throughput", lambda s, p: throughput(s, p, target_cluster)), ("workers", workers),
+        ("replication", replication), ("scale", scale)]
     if settings.target:
         # A running cluster: what needs our own clusters (several processes, faults, seeded stores) is not run.
         sections = sections[:1]
