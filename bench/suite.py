@@ -29,6 +29,7 @@ from bench.procs import (
 from bench.scenarios import OPERATIONS, Fixtures, encrypt_call_for_baseline
 from bench.seed import seed
 from cluster.running import admin_request, poll
+from node.config import DEFAULT_REGIONS
 
 
 @dataclass
@@ -258,7 +259,7 @@ def scale(settings: Settings, progress: Progress) -> list[dict[str, Any]]:
     for count in settings.scale:
         root = Path(tempfile.mkdtemp(prefix="trent-scale-"))
         try:
-            seed(root / "data", ("us-east-1", "eu-west-1", "ap-northeast-2"), count)
+            seed(root / "data", DEFAULT_REGIONS, count)
             cluster = TrentCluster(root / "data")
             try:
                 client = cluster.client("us-east-1")
