@@ -32,7 +32,7 @@ def cpu_seconds(pid: int) -> float:
     total = 0
     for proc in [pid, *_descendants(pid)]:
         try:
-            fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(proc)
         except OSError:
             continue  # it exited meanwhile
         total += sum(int(fields[i]) for i in (11, 12, 13, 14))
@@ -45,7 +45,7 @@ def _descendants(pid: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parent = int(_stat_fields(entry.name)[1])
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(parent, []).append(int(entry.name))
@@ -56,6 +56,12 @@ def _descendants(pid: int) -> list[int]:
         out.append(child)
         pending.extend(children.get(child, ()))
     return out
+
+
+def _stat_fields(pid: int | str) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces and parentheses): the state,
+    then the parent's pid, and so on (proc(5) numbers them from 3); OSError once the process is gone."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def rss_bytes(pid: int) -> int:
@@ -148,8 +154,7 @@ class TargetCluster:
         self.local_pid: int | None = pid if isinstance(pid, int) and Path(f"/proc/{pid}/stat").exists() else None
         if self.local_pid is not None and health.get("worker"):
             # A worker answered: its leader is its parent, and the leader's process tree is the whole cluster.
-            self.local_pid = int(Path(f"/proc/{self.local_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        self.startup_seconds = 0.0
+            self.local_pid = int(_stat_fields(self.local_pid)[1])
 
     @property
     def pid(self) -> int | None:
