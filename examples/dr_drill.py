@@ -48,8 +48,8 @@ def main() -> int:
             for region in (STANDBY, THIRD):
                 home.replicate_key(KeyId=key_id, ReplicaRegion=region)
         t.say(f"created {len(keys)} multi-Region keys in {PRIMARY}, replicated to {STANDBY} and {THIRD}")
-        poll(lambda: all(standby.describe_key(KeyId=k)["KeyMetadata"]["KeyState"] == "Enabled"
-                         for k in keys) if converged(cluster) else False)
+        poll(lambda: converged(cluster) and all(standby.describe_key(KeyId=k)["KeyMetadata"]["KeyState"] == "Enabled"
+                                                for k in keys))
         t.say("replicas Enabled everywhere; replication lag 0")
         blobs = {k: home.encrypt(KeyId=k, Plaintext=b"ledger entry " + k.encode())["CiphertextBlob"] for k in keys}
 
