@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.procs import RunningCluster
+from bench.procs import TargetCluster
 from bench.report import write
 from bench.suite import Settings, run
 
@@ -27,14 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         settings = Settings(seconds=1.0, connections=(8, 32), client_processes=1, scale=(1000,),
                             replication_samples=10, rounds=1, quick=True)
+    target_cluster = None
     if args.target:
+        # Reached now, to fail with the reason rather than in the middle of the run; the run measures this one.
         try:
-            RunningCluster(args.target)  # fail now, with the reason, rather than in the middle of the run
+            target_cluster = TargetCluster(args.target)
         except (ValueError, OSError) as exc:
             print(f"trent bench: cannot use --target: {exc}", file=sys.stderr)
             return 2
         settings.target, settings.region = args.target, args.region
-    results = run(settings)
+    results = run(settings, target_cluster)
     report = write(results, "trent bench " + " ".join(argv if argv is not None else sys.argv[1:]))
     print(f"report: {report}")
     for name, value in results["ratios"].items():

@@ -12,23 +12,18 @@ import json
 import multiprocessing
 import os
 import socket
-import time
 
 from aiohttp import web
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from node.auth.principals import Principal, PrincipalDirectory
+from node.clock import AdjustableClock
 from node.wire.sigv4 import SigV4Verifier
-
-
-class _WallClock:
-    def now(self) -> float:
-        return time.time()
 
 
 def make_app() -> web.Application:
     verifier = SigV4Verifier(PrincipalDirectory([Principal("test", "test", "arn:aws:iam::111122223333:root",
-                                                           "111122223333")]), _WallClock())
+                                                           "111122223333")]), AdjustableClock())
     aead = AESGCM(os.urandom(32))
 
     async def handle(request: web.Request) -> web.Response:

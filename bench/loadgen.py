@@ -10,6 +10,7 @@ import multiprocessing
 import re
 import time
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,14 @@ class Outcome:
     errors: int = 0
     first_error: str = ""
 
+    def record(self, head: bytes, body: bytes, started: float) -> None:
+        """One answer: its latency from ``started`` when it is a 200, else one more error (the first one kept)."""
+        if head[9:12] != b"200":
+            self.errors += 1
+            self.first_error = self.first_error or (head[:12] + body[:200]).decode(errors="replace")
+            return
+        self.latencies.append(time.perf_counter() - started)
+
 
 READ_TIMEOUT = 30.0
 CLOSE_RE = re.compile(rb"connection:\s*close", re.IGNORECASE)
@@ -79,11 +88,7 @@ async def _loop_keep_alive(target: Target, raw: bytes, deadline: float, out: Out
             if CLOSE_RE.search(head):  # a server without keep-alive (moto's): reconnect, as a client pool would
                 writer.close()
                 reader, writer = await asyncio.open_connection(target.host, target.port)
-            if head[9:12] != b"200":
-                out.errors += 1
-                out.first_error = out.first_error or (head[:12] + body[:200]).decode(errors="replace")
-                continue
-            out.latencies.append(time.perf_counter() - started)
+            out.record(head, body, started)
     finally:
         writer.close()
 
@@ -95,11 +100,7 @@ async def _loop_new_connection(target: Target, raw: bytes, deadline: float, out:
         writer.write(raw)
         head, body = await _read_response(reader)
         writer.close()
-        if head[9:12] != b"200":
-            out.errors += 1
-            out.first_error = out.first_error or (head[:12] + body[:200]).decode(errors="replace")
-            continue
-        out.latencies.append(time.perf_counter() - started)
+        out.record(head, body, started)
 
 
 async def _run(target: Target, calls: list[Call], connections: int, seconds: float, keep_alive: bool) -> Outcome:
@@ -133,16 +134,19 @@ class LoadResult:
     def throughput(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
-    def percentile(self, p: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
     def summary(self) -> dict[str, Any]:
+        ordered = sorted(self.latencies)  # a copy: the arrival order is sampled for the report
         return {"requests": self.requests, "errors": self.errors, "seconds": round(self.seconds, 3),
                 "req_per_s": round(self.throughput, 1),
-                **{f"p{p}_ms".replace(".", "_"): round(self.percentile(p) * 1000, 3) for p in (50, 90, 99, 99.9)}}
+                **{f"p{p}_ms".replace(".", "_"): round(percentile(ordered, p) * 1000, 3) for p in (50, 90, 99, 99.9)}}
+
+
+def percentile(ordered: Sequence[float], p: float) -> float:
+    """The ``p``th percentile (0-100) of samples sorted ascending: the one at index p% of their count (nan for
+    none)."""
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def run_load(target: Target, calls: list[Call], *, connections: int, seconds: float, processes: int = 2,

@@ -6,11 +6,11 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -20,18 +20,10 @@ import boto3
 from botocore.config import Config
 
 from cluster.ports import free_port_block
+from cluster.running import ROOT, RunningCluster, poll
+from node.config import DEFAULT_REGIONS
 
-ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def wait_until(predicate: Any, timeout: float) -> float:
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise TimeoutError("server did not come up")
-        time.sleep(0.02)
-    return time.monotonic() - started
 
 
 def cpu_seconds(pid: int) -> float:
@@ -40,7 +32,7 @@ def cpu_seconds(pid: int) -> float:
     total = 0
     for proc in [pid, *_descendants(pid)]:
         try:
-            fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(proc)
         except OSError:
             continue  # it exited meanwhile
         total += sum(int(fields[i]) for i in (11, 12, 13, 14))
@@ -53,7 +45,7 @@ def _descendants(pid: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parent = int(_stat_fields(entry.name)[1])
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(parent, []).append(int(entry.name))
@@ -66,6 +58,12 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+def _stat_fields(pid: int | str) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces and parentheses): the state,
+    then the parent's pid, and so on (proc(5) numbers them from 3); OSError once the process is gone."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -74,22 +72,19 @@ def rss_bytes(pid: int) -> int:
 
 
 class Server:
-    def __init__(self, args: list[str], port: int, health: str | None) -> None:
+    """A peer server answering on one loopback port (the baseline ceiling, moto's server)."""
+
+    def __init__(self, args: list[str], port: int) -> None:
         self.port = port
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
-        self.started = time.monotonic()
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
-        self.health = health
-        self.startup_seconds = wait_until(self._up, timeout=120)
+        poll(self._up, timeout=120, interval=0.02)
 
     def _up(self) -> bool:
         if self.proc.poll() is not None:
             self.log.seek(0)
             raise RuntimeError(f"server exited: {self.log.read()[-2000:].decode(errors='replace')}")
         try:
-            if self.health is not None:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.health}", timeout=1):
-                    return True
             with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                 return True
         except OSError:
@@ -108,29 +103,42 @@ class Server:
         self.log.close()
 
 
-class TrentCluster(Server):
+class TrentCluster(RunningCluster):
+    """A cluster of the run's own: a quiet log, new replicas Enabled at once, its data directory (a temporary one
+    unless given) removed when it stops."""
+
     host = "127.0.0.1"
 
     def __init__(self, data_dir: Path | None = None, extra: tuple[str, ...] = ()) -> None:
         self.owned = data_dir is None
-        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="trent-bench-")) / "data"
-        port = free_port_block(4)
-        super().__init__([sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(self.data_dir), "--port",
-                          str(port), "--replica-delay", "0", *extra], port, "/_trent/health")
+        super().__init__(data_dir or Path(tempfile.mkdtemp(prefix="trent-bench-")) / "data",
+                         free_port_block(len(DEFAULT_REGIONS) + 1), extra_args=("--replica-delay", "0", *extra),
+                         verbose=False)
+        try:
+            # A store seeded with 100k keys per region takes a while to open (the scale run reports how long).
+            self.start(timeout=120, interval=0.02)
+        except RuntimeError as exc:
+            tail = self.log_path.read_bytes()[-2000:].decode(errors="replace")
+            raise RuntimeError(f"server exited: {tail}") from exc
 
-    def region_port(self, region: str) -> int:
-        return self.port + 1 + ("us-east-1", "eu-west-1", "ap-northeast-2").index(region)
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
-    def client(self, region: str = "us-east-1") -> Any:
-        return kms_client(f"http://127.0.0.1:{self.port}", region)
+    def stop(self, timeout: float = 30.0) -> int:
+        """Stop it (killed if it has not stopped within ``timeout``) and remove a data directory of its own."""
+        try:
+            return super().stop(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return -signal.SIGKILL
+        finally:
+            if self.owned:
+                shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 
-    def stop(self) -> None:
-        super().stop()
-        if self.owned:
-            shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 
-
-class RunningCluster:
+class TargetCluster:
     """A cluster started elsewhere (``trent bench --target URL``): only its gateway is known. Its CPU is measured
     when it runs on this machine (its health check names its process); it is never stopped from here."""
 
@@ -146,8 +154,7 @@ class RunningCluster:
         self.local_pid: int | None = pid if isinstance(pid, int) and Path(f"/proc/{pid}/stat").exists() else None
         if self.local_pid is not None and health.get("worker"):
             # A worker answered: its leader is its parent, and the leader's process tree is the whole cluster.
-            self.local_pid = int(Path(f"/proc/{self.local_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        self.startup_seconds = 0.0
+            self.local_pid = int(_stat_fields(self.local_pid)[1])
 
     @property
     def pid(self) -> int | None:
@@ -172,7 +179,7 @@ def kms_client(url: str, region: str) -> Any:
 def start_baseline(processes: int) -> Server:
     port = free_port_block(1)
     return Server([sys.executable, "-m", "bench.baseline_server", "--port", str(port), "--processes",
-                   str(processes)], port, None)
+                   str(processes)], port)
 
 
 def start_moto() -> Server | None:
@@ -180,4 +187,4 @@ def start_moto() -> Server | None:
     if importlib.util.find_spec("moto") is None:
         return None
     port = free_port_block(1)
-    return Server([sys.executable, "-m", "moto.server", "-p", str(port)], port, None)
+    return Server([sys.executable, "-m", "moto.server", "-p", str(port)], port)

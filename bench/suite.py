@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import Call, LoadResult, Target, run_load
+from bench.loadgen import Call, LoadResult, Target, percentile, run_load
 from bench.procs import (
-    RunningCluster,
     Server,
+    TargetCluster,
     TrentCluster,
     cpu_seconds,
     kms_client,
@@ -28,6 +28,8 @@ from bench.procs import (
 )
 from bench.scenarios import OPERATIONS, Fixtures, encrypt_call_for_baseline
 from bench.seed import seed
+from cluster.running import admin_request, poll
+from node.config import DEFAULT_REGIONS
 
 
 @dataclass
@@ -59,7 +61,7 @@ class Progress:
               file=sys.stderr, flush=True)
 
 
-def measured(server: Server | RunningCluster, target: Target, calls: list[Call], settings: Settings,
+def measured(server: Server | TrentCluster | TargetCluster, target: Target, calls: list[Call], settings: Settings,
              connections: int, keep_alive: bool = True) -> dict[str, Any]:
     pid = server.pid
     cpu_before = cpu_seconds(pid) if pid is not None else 0.0
@@ -85,13 +87,15 @@ def _brief(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in ("req_per_s", "p50_ms", "p99_ms", "errors", "server_cpu_ms_per_request")}
 
 
-def throughput(settings: Settings, progress: Progress) -> dict[str, Any]:
+def throughput(settings: Settings, progress: Progress, target_cluster: TargetCluster | None = None
+               ) -> dict[str, Any]:
     """Every operation through the gateway at 32 connections; Encrypt swept over connections, keep-alive and
-    new connections, gateway and region port; the ceiling and moto measured alternately with Trent."""
+    new connections, gateway and region port; the ceiling and moto measured alternately with Trent. Against
+    ``target_cluster`` when given (a cluster started elsewhere), else a cluster of its own."""
     results: dict[str, Any] = {"operations": {}, "encrypt_sweep": [], "baseline": [], "moto": None,
                                "headline": []}
     message = os.urandom(64)
-    cluster: TrentCluster | RunningCluster = RunningCluster(settings.target) if settings.target else TrentCluster()
+    cluster: TrentCluster | TargetCluster = target_cluster if target_cluster is not None else TrentCluster()
     region = settings.region
     try:
         fixtures = Fixtures(cluster.client(region))
@@ -179,14 +183,6 @@ def workers(settings: Settings, progress: Progress) -> dict[str, Any]:
     return out
 
 
-def _poll(predicate: Any, timeout: float = 10.0) -> float:
-    started = time.perf_counter()
-    while not predicate():
-        if time.perf_counter() - started > timeout:
-            raise TimeoutError("replication did not show up in time")
-    return time.perf_counter() - started
-
-
 def replication(settings: Settings, progress: Progress) -> dict[str, Any]:
     cluster = TrentCluster()
     out: dict[str, Any] = {}
@@ -198,15 +194,15 @@ def replication(settings: Settings, progress: Progress) -> dict[str, Any]:
             key_id = home.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
             started = time.perf_counter()
             home.replicate_key(KeyId=key_id, ReplicaRegion="eu-west-1")
-            _poll(lambda k=key_id: _state(away, k) == "Enabled")
+            poll(lambda k=key_id: _state(away, k) == "Enabled", timeout=10, interval=0)
             replicate_ms.append((time.perf_counter() - started) * 1000)
             keys.append(key_id)
         for i in range(settings.replication_samples):
             key_id = keys[i % len(keys)]
             started = time.perf_counter()
             home.rotate_key_on_demand(KeyId=key_id)
-            _poll(lambda k=key_id: "OnDemandRotationStartDate" not in home.get_key_rotation_status(KeyId=k)
-                  and _current(away, k) == _current(home, k))
+            poll(lambda k=key_id: "OnDemandRotationStartDate" not in home.get_key_rotation_status(KeyId=k)
+                 and _current(away, k) == _current(home, k), timeout=10, interval=0)
             rotate_ms.append((time.perf_counter() - started) * 1000)
         out["replicate_visible_ms"] = _stats(replicate_ms)
         out["rotation_visible_idle_ms"] = _stats(rotate_ms)
@@ -219,38 +215,23 @@ def replication(settings: Settings, progress: Progress) -> dict[str, Any]:
 
 
 def _catch_up(cluster: TrentCluster, home: Any, keys: list[str]) -> dict[str, Any]:
-    cluster_args = ["--data-dir", str(cluster.data_dir)]
-    _trent("fault", "down", "eu-west-1", *cluster_args)
+    cluster.trent("fault", "down", "eu-west-1")
     records = 0
     for i in range(200):
         key_id = home.create_key(MultiRegion=True, Description=f"backlog {i}")["KeyMetadata"]["KeyId"]
         home.replicate_key(KeyId=key_id, ReplicaRegion="eu-west-1")
         records += 1
     started = time.perf_counter()
-    _trent("fault", "up", "eu-west-1", *cluster_args)
+    cluster.trent("fault", "up", "eu-west-1")
     samples = []
     while True:
-        status = _status(cluster_args)
+        status = admin_request(cluster.data_dir, "/_trent/status")
         lag = status["regions"]["eu-west-1"]["replication"]["us-east-1"]["lag_records"]
         samples.append((round(time.perf_counter() - started, 3), lag))
         if lag == 0 or time.perf_counter() - started > 60:
             break
         time.sleep(0.02)
     return {"records": records, "seconds": round(time.perf_counter() - started, 3), "lag_over_time": samples}
-
-
-def _trent(*args: str) -> str:
-    import subprocess
-
-    from bench.procs import ROOT
-    return subprocess.run([sys.executable, "-m", "cluster.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=True, timeout=60).stdout
-
-
-def _status(cluster_args: list[str]) -> dict[str, Any]:
-    import json
-    result: dict[str, Any] = json.loads(_trent("status", "--json", *cluster_args))
-    return result
 
 
 def _state(client: Any, key_id: str) -> str:
@@ -269,7 +250,7 @@ def _current(client: Any, key_id: str) -> str:
 def _stats(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {"n": len(ordered), "p50": round(statistics.median(ordered), 3),
-            "p99": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 3),
+            "p99": round(percentile(ordered, 99), 3),
             "max": round(ordered[-1], 3)}
 
 
@@ -278,7 +259,7 @@ def scale(settings: Settings, progress: Progress) -> list[dict[str, Any]]:
     for count in settings.scale:
         root = Path(tempfile.mkdtemp(prefix="trent-scale-"))
         try:
-            seed(root / "data", ("us-east-1", "eu-west-1", "ap-northeast-2"), count)
+            seed(root / "data", DEFAULT_REGIONS, count)
             cluster = TrentCluster(root / "data")
             try:
                 client = cluster.client("us-east-1")
@@ -317,9 +298,14 @@ def machine() -> dict[str, Any]:
             "platform": platform.platform()}
 
 
-def run(settings: Settings) -> dict[str, Any]:
+def run(settings: Settings, target_cluster: TargetCluster | None = None) -> dict[str, Any]:
+    """The suite's sections; with ``settings.target``, throughput only, against ``target_cluster`` (the cluster at
+    that URL, reached here when not given)."""
+    if settings.target and target_cluster is None:
+        target_cluster = TargetCluster(settings.target)
     sections: list[tuple[str, Callable[[Settings, Progress], Any]]] = [
-        ("throughput", throughput), ("workers", workers), ("replication", replication), ("scale", scale)]
+        ("throughput", lambda s, p: throughput(s, p, target_cluster)), ("workers", workers),
+        ("replication", replication), ("scale", scale)]
     if settings.target:
         # A running cluster: what needs our own clusters (several processes, faults, seeded stores) is not run.
         sections = sections[:1]

@@ -12,18 +12,15 @@ import re
 import signal
 import sys
 import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cluster.durations import parse_duration
+from cluster.running import admin_address, admin_send
 from node.config import ConfigError, load_config
 
 if TYPE_CHECKING:
     from cluster.launcher import Cluster
-
-# The admin header (cluster/admin.py); spelled out here so the client commands do not import the server stack.
-TOKEN_HEADER = "X-Trent-Admin-Token"
 
 BANNER = """Trent is up: {n} regions, account {account}, credentials {ak}/{sk}
   gateway         {gateway}   (routes by the region your client signs for)
@@ -89,23 +86,18 @@ async def _serve(config: Any) -> int:
 
 
 def _admin_call(data_dir: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """admin_request, its failures turned into the command's message and exit code."""
     root = Path(data_dir)
     try:
-        cluster = json.loads((root / "cluster.json").read_text())
-        token = (root / "admin.token").read_text().strip()
+        gateway, token = admin_address(root)
     except OSError as exc:
         raise SystemExit(f"trent: no running cluster found under {root} ({exc.strerror})") from exc
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(cluster["gateway"] + path, data=data, method="POST" if data else "GET",
-                                     headers={TOKEN_HEADER: token, "Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            result: dict[str, Any] = json.loads(response.read())
-            return result
+        return admin_send(gateway, token, path, body)
     except urllib.error.HTTPError as exc:
         raise _refused(exc) from exc
     except urllib.error.URLError as exc:
-        raise SystemExit(f"trent: cluster at {cluster['gateway']} not reachable: {exc.reason}") from exc
+        raise SystemExit(f"trent: cluster at {gateway} not reachable: {exc.reason}") from exc
 
 
 def _refused(exc: urllib.error.HTTPError) -> SystemExit:

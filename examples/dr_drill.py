@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from examples._cluster import DemoCluster, demo_cluster
+from cluster.running import RunningCluster, admin_request, poll
+from examples._cluster import demo_cluster
 
 PRIMARY, STANDBY, THIRD = "us-east-1", "eu-west-1", "ap-northeast-2"
 
@@ -24,8 +25,8 @@ class Timeline:
         print(f"[{time.monotonic() - self.start:7.3f}s] {text}", flush=True)
 
 
-def converged(cluster: DemoCluster) -> bool:
-    status = cluster.status()
+def converged(cluster: RunningCluster) -> bool:
+    status = admin_request(cluster.data_dir, "/_trent/status")
     lag = sum(link["lag_records"] for r in status["regions"].values() for link in r["replication"].values())
     return lag == 0 and bool(status["consistency"]["consistent"])
 
@@ -41,14 +42,14 @@ def main() -> int:
     t = Timeline()
     with demo_cluster(replica_delay="0.5") as cluster:
         home, standby = cluster.client(PRIMARY), cluster.client(STANDBY)
-        t.say(f"cluster up at {cluster.gateway}")
+        t.say(f"cluster up at {cluster.gateway_url}")
         keys = [home.create_key(MultiRegion=True, Description=f"drill {i}")["KeyMetadata"]["KeyId"] for i in range(3)]
         for key_id in keys:
             for region in (STANDBY, THIRD):
                 home.replicate_key(KeyId=key_id, ReplicaRegion=region)
         t.say(f"created {len(keys)} multi-Region keys in {PRIMARY}, replicated to {STANDBY} and {THIRD}")
-        cluster.wait(lambda: all(standby.describe_key(KeyId=k)["KeyMetadata"]["KeyState"] == "Enabled"
-                                 for k in keys) if converged(cluster) else False)
+        poll(lambda: converged(cluster) and all(standby.describe_key(KeyId=k)["KeyMetadata"]["KeyState"] == "Enabled"
+                                                for k in keys))
         t.say("replicas Enabled everywhere; replication lag 0")
         blobs = {k: home.encrypt(KeyId=k, Plaintext=b"ledger entry " + k.encode())["CiphertextBlob"] for k in keys}
 
@@ -60,7 +61,7 @@ def main() -> int:
         cluster.trent("fault", "up", PRIMARY)
         for key_id in keys:
             home.update_primary_region(KeyId=key_id, PrimaryRegion=STANDBY)
-        cluster.wait(lambda: all(_handed_over(standby, home, k) for k in keys))
+        poll(lambda: all(_handed_over(standby, home, k) for k in keys))
         t.say(f"primary moved to {STANDBY} for every key (both sides back from Updating)")
         cluster.trent("fault", "partition", STANDBY, THIRD)
         t.say(f"{STANDBY} and {THIRD} partitioned")
@@ -69,7 +70,7 @@ def main() -> int:
         t.say(f"rotated every key on the new primary; rotation waits for {THIRD}")
         cluster.trent("fault", "clear")
         t.say("partition healed")
-        cluster.wait(lambda: converged(cluster) and all(
+        poll(lambda: converged(cluster) and all(
             "OnDemandRotationStartDate" not in standby.get_key_rotation_status(KeyId=k) for k in keys), timeout=30)
         t.say("rotations complete; replication lag 0; every region holds the same key material")
         third = cluster.client(THIRD)
@@ -78,7 +79,7 @@ def main() -> int:
             assert third.decrypt(CiphertextBlob=fresh)["Plaintext"] == b"after the drill"
             assert third.decrypt(CiphertextBlob=blobs[key_id])["Plaintext"].endswith(key_id.encode())
         t.say(f"{THIRD} decrypts old and new ciphertexts")
-        print(cluster.trent("status"))
+        print(cluster.trent("status").stdout)
         t.say("DR drill OK")
     return 0
 

@@ -23,6 +23,7 @@ from aws_encryption_sdk.key_providers.kms import (
     MRKAwareStrictAwsKmsMasterKeyProvider,
 )
 
+from cluster.running import poll
 from examples._cluster import demo_cluster
 
 ACCOUNT = "111122223333"
@@ -30,13 +31,13 @@ ACCOUNT = "111122223333"
 
 def main() -> int:
     with demo_cluster() as cluster:
-        os.environ.update({"AWS_ENDPOINT_URL_KMS": cluster.gateway, "AWS_ACCESS_KEY_ID": "test",
+        os.environ.update({"AWS_ENDPOINT_URL_KMS": cluster.gateway_url, "AWS_ACCESS_KEY_ID": "test",
                            "AWS_SECRET_ACCESS_KEY": "test", "AWS_CONFIG_FILE": os.devnull,
                            "AWS_SHARED_CREDENTIALS_FILE": os.devnull})
         home, away = cluster.client("us-east-1"), cluster.client("ap-northeast-2")
         key = home.create_key(MultiRegion=True, Description="global demo")["KeyMetadata"]
         home.replicate_key(KeyId=key["KeyId"], ReplicaRegion="ap-northeast-2")
-        cluster.wait(lambda: _enabled(away, key["KeyId"]))
+        poll(lambda: _enabled(away, key["KeyId"]))
         print(f"multi-Region key {key['KeyId']}: primary us-east-1, replica ap-northeast-2")
 
         sdk = aws_encryption_sdk.EncryptionSDKClient(commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT)

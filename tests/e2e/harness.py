@@ -1,141 +1,37 @@
-"""Runs a real `trent up` process on free loopback ports and hands out real clients for it."""
+"""Real `trent up` processes on free loopback ports (cluster/running.py), real clients for them, and what the
+end-to-end tests share to check their answers."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 
+from cluster import running
 from cluster.ports import free_port_block
+from cluster.running import ROOT as ROOT
+from cluster.running import poll as poll
+from node.config import DEFAULT_REGIONS
 
-REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-2")
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def poll(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> Any:
-    """Wait (bounded) until predicate() is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+REGIONS = DEFAULT_REGIONS
 
 
-@dataclass
-class RunningCluster:
-    data_dir: Path
-    port: int
-    regions: tuple[str, ...] = REGIONS
-    extra_args: tuple[str, ...] = ()
-    proc: subprocess.Popen[bytes] | None = None
-    log_path: Path = field(init=False)
-    _started_once: bool = field(default=False, init=False)
-
-    def __post_init__(self) -> None:
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
-
-    # -- process control -----------------------------------------------------------------------------
-
-    def start(self) -> RunningCluster:
-        for attempt in range(5):
-            args = [sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(self.data_dir), "--port",
-                    str(self.port), "--regions", ",".join(self.regions), "-v", *self.extra_args]
-            log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-            self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-            try:
-                poll(self._healthy, timeout=30)
-                self._started_once = True
-                return self
-            except RuntimeError:
-                # Someone else took one of the ports first: a first start may move to another block (a restart
-                # keeps its ports, which its clients already point at).
-                if self._started_once or attempt == 4 or b"address already in use" not in self.log_path.read_bytes():
-                    raise
-                self.port = free_port_block(len(self.regions) + 1)
-        return self
-
-    def _healthy(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"trent exited with {self.proc.returncode}; see {self.log_path}")
-        try:
-            with urllib.request.urlopen(self.gateway_url + "/_trent/health", timeout=1) as r:
-                return bool(r.status == 200) and (self.data_dir / "cluster.json").exists()
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=20)
-        self.proc = None
-        return code
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=20)
-        self.proc = None
-
-    def restart(self) -> RunningCluster:
-        if self.proc is not None:
-            self.stop()
-        return self.start()
-
-    # -- addresses and clients -------------------------------------------------------------------------
-
-    @property
-    def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def region_url(self, region: str) -> str:
-        return f"http://127.0.0.1:{self.port + 1 + self.regions.index(region)}"
-
-    def client(self, region: str = "us-east-1", *, via: str = "gateway", access_key: str = "test",
-               secret_key: str = "test", session_token: str | None = None, retries: int = 0) -> Any:
-        url = self.gateway_url if via == "gateway" else self.region_url(region)
-        return boto3.client(
-            "kms", endpoint_url=url, region_name=region, aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key, aws_session_token=session_token,
-            # botocore's max_attempts counts retries after the first attempt: 0 means one attempt only.
-            config=Config(retries={"max_attempts": retries, "mode": "standard"}),
-        )
-
-    # -- admin -----------------------------------------------------------------------------------------
-
-    def admin(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        token = (self.data_dir / "admin.token").read_text().strip()
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.gateway_url + path, data=data, method="POST" if data else "GET",
-                                     headers={"X-Trent-Admin-Token": token})
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return json.loads(r.read())
+class RunningCluster(running.RunningCluster):
+    """A cluster a test started, with the test-only ways in: the clock and the AWS CLI."""
 
     def advance_clock(self, duration: str) -> Any:
         return self.admin("/_trent/clock", {"advance": duration})
-
-    def trent(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run the `trent` command line against this cluster."""
-        return subprocess.run([sys.executable, "-m", "cluster.cli", *args, "--data-dir", str(self.data_dir)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=60, check=check)
 
     def aws(self, region: str, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         """Run the AWS CLI (the one installed with the test extras) against the gateway."""
