@@ -149,6 +149,8 @@ class Authorizer:
             if principal.account != region.account and operation not in CROSS_ACCOUNT_OPERATIONS:
                 # Whatever the key policy says: permissions given to another account for this have no effect.
                 raise not_allowed(principal, action, key)
+            if self._verdicts.get(self._verdict_key(region, principal, key, action)) is Verdict.ALLOWED:
+                continue  # allowed before by condition-free policies: nothing in this request can change that
             ec = params.get(ec_member) if ec_member else None
             conditional = self._conditional(key, principal)
             extra = request_condition_keys(operation, params) if conditional else None
@@ -221,7 +223,7 @@ class Authorizer:
             identity is not None and identity.conditional)
 
     def _unconditional_verdict(self, region: Region, principal: Principal, key: KeyRecord, action: str) -> Verdict:
-        cache_key = (key.policy, principal.arn, principal.account, key.arn, action, region.account)
+        cache_key = self._verdict_key(region, principal, key, action)
         verdict = self._verdicts.get(cache_key)
         if verdict is None:
             verdict = self._verdict(key.policy, region, principal, key, action, {})
@@ -229,6 +231,11 @@ class Authorizer:
             if len(self._verdicts) > 65536:
                 self._verdicts.popitem(last=False)
         return verdict
+
+    @staticmethod
+    def _verdict_key(region: Region, principal: Principal, key: KeyRecord,
+                     action: str) -> tuple[str, str, str, str, str, str]:
+        return (key.policy, principal.arn, principal.account, key.arn, action, region.account)
 
     def _verdict(self, policy_text: str | None, region: Region, principal: Principal, key: KeyRecord, action: str,
                  context: Mapping[str, Sequence[str]]) -> Verdict:

@@ -26,11 +26,10 @@ import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
+from hashlib import sha256
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from node.crypto.handles import MATERIAL_ID_LEN, Material
 from node.model.errors import KmsError, invalid_ciphertext
@@ -54,8 +53,9 @@ _MIN_BLOB_LEN = OVERHEAD
 _DEK_INFO = b"trent/v1/dek"
 _U16_MAX = 0xFFFF
 _U16 = struct.Struct(">H")
-# Immutable algorithm descriptor, shared to avoid re-creating it on the hot path.
-_SHA256 = hashes.SHA256()
+_SHA256_BLOCK = 64
+_IPAD = bytes(b ^ 0x36 for b in range(256))  # byte-wise XOR tables for bytes.translate
+_OPAD = bytes(b ^ 0x5C for b in range(256))
 # Bare key ids only: a lowercase UUID or mrk-<32 hex>. Matched on bytes so parsing needs no copy.
 _KEY_ID_RE = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32}")
 
@@ -125,22 +125,36 @@ def parse_header(blob: bytes) -> BlobHeader:
     )
 
 
-def _data_key(material: Material, salt: bytes, key_id_ascii: bytes) -> bytes:
-    return HKDF(algorithm=_SHA256, length=32, salt=salt, info=_DEK_INFO + key_id_ascii).derive(
-        material.secret.reveal()
-    )
+def _hmac_sha256(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 (RFC 2104) for a key of at most one block, as the KDF below uses it (16- and 32-byte keys).
+    Two of these run per message; OpenSSL 3's one-shot HMAC (hmac.digest, cryptography's HKDF) costs twice as much
+    per call, a MAC fetch each time, while hashlib's SHA-256 objects are cheap."""
+    if len(key) > _SHA256_BLOCK:
+        raise ValueError("HMAC key longer than one block")
+    block = key.ljust(_SHA256_BLOCK, b"\0")
+    return sha256(block.translate(_OPAD) + sha256(block.translate(_IPAD) + message).digest()).digest()
+
+
+def _data_key(material: Material, salt: bytes, expand_info: bytes) -> bytes:
+    """HKDF-SHA256 (RFC 5869) of one 32-byte block: PRK = HMAC(salt, material), then T(1) = HMAC(PRK, info || 1).
+    The unit tests check it against cryptography's HKDF."""
+    return _hmac_sha256(_hmac_sha256(salt, material.secret.reveal()), expand_info)
+
+
+def _expand_info(key_id_ascii: bytes) -> bytes:
+    return _DEK_INFO + key_id_ascii + b"\x01"
 
 
 @functools.lru_cache(maxsize=4096)
 def _fixed_header(key_id: str, material_id: bytes) -> tuple[bytes, bytes]:
-    """The part of a blob's header that is the same for every message under one key version, and the key id as
-    the KDF's info needs it. Checked and built once per key version, not once per message."""
+    """The part of a blob's header that is the same for every message under one key version, and the KDF's expand
+    input for the key. Checked and built once per key version, not once per message."""
     kid = key_id.encode("ascii", errors="replace")
     if _KEY_ID_RE.fullmatch(kid) is None:
         # Programming error (callers pass resolved bare ids), not a client error.
         raise ValueError("key id must be a bare key id (UUID or mrk-<32 hex>)")
     flags = FLAG_MULTI_REGION if key_id.startswith(_MR_PREFIX) else 0
-    return bytes((MARKER, flags, KEY_ID_LEN)) + kid + material_id, kid
+    return bytes((MARKER, flags, KEY_ID_LEN)) + kid + material_id, _expand_info(kid)
 
 
 def seal(
@@ -149,10 +163,10 @@ def seal(
     """Encrypt ``plaintext`` under ``material`` of ``key_id`` into a TRENT-V1 blob."""
     # Encode first so an invalid context fails before any randomness or crypto is spent.
     ec_bytes = encode_encryption_context(encryption_context)
-    fixed, kid = _fixed_header(key_id, material.material_id)
+    fixed, expand_info = _fixed_header(key_id, material.material_id)
     salt_iv = os.urandom(SALT_LEN + IV_LEN)  # one syscall; salt and iv are adjacent on the wire
     header = fixed + salt_iv
-    aesgcm = AESGCM(_data_key(material, salt_iv[:SALT_LEN], kid))
+    aesgcm = AESGCM(_data_key(material, salt_iv[:SALT_LEN], expand_info))
     ct = aesgcm.encrypt(salt_iv[SALT_LEN:], plaintext, header + ec_bytes if ec_bytes else header)
     return header + ct
 
@@ -164,8 +178,7 @@ def open_blob(blob: bytes, material: Material, encryption_context: Mapping[str, 
         raise invalid_ciphertext()
     ec_bytes = encode_encryption_context(encryption_context)
     view = memoryview(blob)  # slices below are zero-copy
-    kid = blob[_KEY_ID_OFF:_MATERIAL_ID_OFF]
-    aesgcm = AESGCM(_data_key(material, blob[_SALT_OFF:_IV_OFF], kid))
+    aesgcm = AESGCM(_data_key(material, blob[_SALT_OFF:_IV_OFF], _expand_info(blob[_KEY_ID_OFF:_MATERIAL_ID_OFF])))
     head = view[:HEADER_LEN]
     aad = head.tobytes() + ec_bytes if ec_bytes else head
     try:

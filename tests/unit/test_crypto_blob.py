@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable, Mapping
 
@@ -13,6 +14,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from node.crypto.blob import (
     HEADER_LEN,
     OVERHEAD,
+    _data_key,
+    _expand_info,
+    _hmac_sha256,
     encode_encryption_context,
     open_blob,
     parse_header,
@@ -93,6 +97,23 @@ def test_matches_spec_independently(material: Material) -> None:
     dk = HKDF(hashes.SHA256(), 32, salt, b"trent/v1/dek" + KEY_ID.encode()).derive(material.secret.reveal())
     aad = blob[:99] + encode_encryption_context(EC)
     assert AESGCM(dk).decrypt(iv, blob[99:], aad) == b"interop"
+
+
+@pytest.mark.parametrize("key_id", [KEY_ID, MRK_ID])
+def test_data_key_is_hkdf_sha256(key_id: str) -> None:
+    """The per-message key derivation agrees with cryptography's HKDF for fresh materials, salts and key ids, and
+    the derivation a blob opens with is the one it was sealed with."""
+    for _ in range(50):
+        material = new_material(key_id)
+        salt = os.urandom(16)
+        expected = HKDF(hashes.SHA256(), 32, salt, b"trent/v1/dek" + key_id.encode()).derive(material.secret.reveal())
+        assert _data_key(material, salt, _expand_info(key_id.encode())) == expected
+        blob = seal(key_id, material, b"x", None)
+        dk = HKDF(hashes.SHA256(), 32, blob[71:87], b"trent/v1/dek" + key_id.encode()).derive(
+            material.secret.reveal())
+        assert AESGCM(dk).decrypt(blob[87:99], blob[99:], blob[:99]) == b"x"
+    with pytest.raises(ValueError):
+        _hmac_sha256(b"k" * 65, b"m")
 
 
 def test_ec_order_independent(material: Material) -> None:
