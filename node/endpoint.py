@@ -151,12 +151,12 @@ class KmsEndpoint:
         if response:
             for name in ("SourceKeyId", "KeyId"):
                 value = response.get(name)
-                if isinstance(value, str) and value.startswith("arn:"):
+                if type(value) is str and value.startswith("arn:"):
                     found.append(value)
             for name in ("KeyMetadata", "ReplicaKeyMetadata"):
                 meta = response.get(name)
-                if isinstance(meta, Mapping) and isinstance(meta.get("Arn"), str):
-                    found.append(meta["Arn"])
+                if meta is not None and type(arn := meta.get("Arn")) is str:
+                    found.append(arn)
         if not found:
             found = call.named if call.named is not None else self._named_keys(call.params or {})
         return found if len(found) < 2 else list(dict.fromkeys(found))
@@ -207,7 +207,7 @@ class KmsEndpoint:
             raise KmsError("UnknownOperationException")
         call.operation = name
         raw = parse_body(request.body)
-        call.raw = raw if isinstance(raw, Mapping) else None
+        call.raw = raw if type(raw) is dict else None  # what orjson makes of a JSON object
         params = self.decoder.decode(name, raw)
         call.params = params
         if self.audit is not None and name in CONSUMES_KEY_NAME:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -63,8 +64,8 @@ class KeyRecord:
     # Free-form extras later features persist with the key (kept through encode/decode).
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    @property
-    def arn(self) -> str:
+    @functools.cached_property
+    def arn(self) -> str:  # asked for several times per request: built once per record
         return key_arn(self.region, self.account, self.key_id)
 
     @property

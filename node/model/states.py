@@ -62,6 +62,8 @@ def _external_only(arn: str) -> KmsError:
 
 def check_state(op: OpClass, state: KeyState, arn: str) -> None:
     """Raise the error AWS gives for ``op`` on a key in ``state``; return if allowed."""
+    if state is KeyState.ENABLED and op is not OpClass.CANCEL_DELETION:
+        return  # the common case: an Enabled key allows every operation but cancelling a deletion
     if op is OpClass.ANY:
         return
     if op is OpClass.CANCEL_DELETION:

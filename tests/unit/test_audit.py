@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import uuid
 from pathlib import Path
 
 import orjson
@@ -12,6 +14,7 @@ import pytest
 from node.audit.events import (
     CallLineEncoder,
     api_call_event,
+    event_id,
     request_parameters,
     response_elements,
     service_event,
@@ -135,3 +138,21 @@ def test_last_usage_tracked_and_rebuilt_after_restart(tmp_path: Path) -> None:
     again = AuditTrail("eu-west-1", ACCT, AuditSink(tmp_path / "a"), started=0.0)
     assert again.last_usage[key_id].operation == "Encrypt"
     assert again.last_usage[key_id].request_id == "req-Encrypt"
+
+
+def test_event_ids_are_distinct_version_4_uuids_also_in_a_forked_process() -> None:
+    ids = [event_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for value in ids[:200]:
+        parsed = uuid.UUID(value)
+        assert str(parsed) == value and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a worker forked from a process that already made ids makes different ones
+        os.write(write, event_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert child != event_id() and uuid.UUID(child).version == 4
