@@ -255,34 +255,49 @@ def _stats(samples: list[float]) -> dict[str, float]:
 
 
 def scale(settings: Settings, progress: Progress) -> list[dict[str, Any]]:
-    rows = []
-    for count in settings.scale:
-        root = Path(tempfile.mkdtemp(prefix="trent-scale-"))
-        try:
-            seed(root / "data", DEFAULT_REGIONS, count)
-            cluster = TrentCluster(root / "data")
-            try:
-                client = cluster.client("us-east-1")
-                key_id = client.list_keys(Limit=1)["Keys"][0]["KeyId"]
-                call = Call("DescribeKey", f'{{"KeyId": "{key_id}"}}'.encode())
-                # Several runs, the one with the median p99 reported: a p99 of a few seconds on a shared machine
-                # swings by a third from run to run, more than the effect this measures.
-                runs = sorted((measured(cluster, Target("127.0.0.1", cluster.port, "us-east-1"), [call], settings, 8)
-                               for _ in range(settings.rounds)), key=lambda r: r["p99_ms"])
-                load = runs[len(runs) // 2]
-                list_started = time.perf_counter()
-                client.list_keys(Limit=1000)
-                rows.append({"keys_per_region": count, "startup_seconds": round(cluster.startup_seconds, 3),
-                             "rss_mib": round(rss_bytes(cluster.pid) / 2**20, 1),
-                             "describe_key": {k: v for k, v in load.items() if k != "latency_sample_ms"},
-                             "describe_key_p99_ms_runs": [r["p99_ms"] for r in runs],
-                             "list_keys_1000_ms": round((time.perf_counter() - list_started) * 1000, 3)})
-            finally:
-                cluster.stop()
-        finally:
+    """One cluster per key count, seeded and started one after another (start-up timed alone), then all kept up
+    while DescribeKey is measured on each in turn, round after round: the p99s compared across key counts are
+    taken minutes apart otherwise, and a shared machine drifts more than that in minutes."""
+    roots: list[Path] = []
+    clusters: list[tuple[int, TrentCluster]] = []
+    try:
+        for count in settings.scale:
+            roots.append(Path(tempfile.mkdtemp(prefix="trent-scale-")))
+            seed(roots[-1] / "data", DEFAULT_REGIONS, count)
+            clusters.append((count, TrentCluster(roots[-1] / "data")))
+            progress.step(f"scale {count} keys/region", f"startup {clusters[-1][1].startup_seconds:.3f} s")
+        calls = []
+        for _, cluster in clusters:
+            key_id = cluster.client("us-east-1").list_keys(Limit=1)["Keys"][0]["KeyId"]
+            calls.append(Call("DescribeKey", f'{{"KeyId": "{key_id}"}}'.encode()))
+        runs: list[list[dict[str, Any]]] = [[] for _ in clusters]
+        for round_ in range(settings.rounds):
+            # The order turns each round, so no key count always runs first (or right after the largest).
+            order = list(range(len(clusters)))
+            order = order[round_ % len(order):] + order[:round_ % len(order)]
+            for i in order:
+                cluster = clusters[i][1]
+                runs[i].append(measured(cluster, Target("127.0.0.1", cluster.port, "us-east-1"), [calls[i]],
+                                        settings, 8))
+        rows = []
+        for (count, cluster), own in zip(clusters, runs, strict=True):
+            # The run with the median p99 is reported, every run listed: a p99 of a few seconds swings by a third
+            # from run to run on a shared machine, more than the effect this measures.
+            ordered = sorted(own, key=lambda r: r["p99_ms"])
+            load = ordered[len(ordered) // 2]
+            list_started = time.perf_counter()
+            cluster.client("us-east-1").list_keys(Limit=1000)
+            rows.append({"keys_per_region": count, "startup_seconds": round(cluster.startup_seconds, 3),
+                         "rss_mib": round(rss_bytes(cluster.pid) / 2**20, 1),
+                         "describe_key": {k: v for k, v in load.items() if k != "latency_sample_ms"},
+                         "describe_key_p99_ms_runs": [r["p99_ms"] for r in own],
+                         "list_keys_1000_ms": round((time.perf_counter() - list_started) * 1000, 3)})
+        return rows
+    finally:
+        for _, cluster in clusters:
+            cluster.stop()
+        for root in roots:
             shutil.rmtree(root, ignore_errors=True)
-        progress.step(f"scale {count} keys/region", f"startup {rows[-1]['startup_seconds']} s")
-    return rows
 
 
 def machine() -> dict[str, Any]:

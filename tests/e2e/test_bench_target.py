@@ -44,3 +44,34 @@ def test_bench_measures_a_running_cluster(fresh_cluster: Callable[..., RunningCl
 def test_an_unusable_target_is_refused_up_front(target: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_main.main(["--target", target]) == 2
     assert "cannot use --target" in capsys.readouterr().err
+
+
+def test_scale_keeps_every_cluster_up_and_measures_them_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each key count is seeded into a cluster of its own; DescribeKey runs on each in turn, round after round, the
+    order turning; every cluster is stopped and its data removed at the end."""
+    order: list[int] = []
+    measured = suite.measured
+
+    def recorded(cluster: suite.TrentCluster, *args: object, **kwargs: object) -> dict[str, object]:
+        order.append(len(cluster.client("us-east-1").list_keys(Limit=100)["Keys"]))
+        return measured(cluster, *args, **kwargs)  # type: ignore[arg-type]
+
+    started: list[suite.TrentCluster] = []
+    cluster_class = suite.TrentCluster
+
+    def tracked(*args: object, **kwargs: object) -> suite.TrentCluster:
+        started.append(cluster_class(*args, **kwargs))  # type: ignore[arg-type]
+        return started[-1]
+
+    monkeypatch.setattr(suite, "measured", recorded)
+    monkeypatch.setattr(suite, "TrentCluster", tracked)
+    settings = suite.Settings(seconds=0.2, scale=(5, 20), rounds=2)
+    rows = suite.scale(settings, suite.Progress(2))
+    assert [row["keys_per_region"] for row in rows] == [5, 20]
+    assert order == [5, 20, 20, 5]
+    for row in rows:
+        assert row["startup_seconds"] > 0 and row["rss_mib"] > 0
+        assert len(row["describe_key_p99_ms_runs"]) == 2
+        assert row["describe_key"]["errors"] == 0 and row["describe_key"]["requests"] > 0
+    assert len(started) == 2 and all(c.proc is None for c in started)  # stopped
+    assert not any(c.data_dir.exists() for c in started)
