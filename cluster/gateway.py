@@ -9,7 +9,7 @@ from aiohttp import web
 
 from node.endpoint import KmsEndpoint, WireResponse, error_response
 from node.model.errors import KmsError
-from node.wire.sigv4 import parse_scope, scope_of
+from node.wire.sigv4 import scope_of, scope_region
 
 
 class Gateway:
@@ -18,17 +18,16 @@ class Gateway:
         self._local = dict(local)
 
     def route(self, request: web.Request) -> KmsEndpoint | WireResponse:
-        scope = parse_scope(request.headers.get("Authorization"))
-        if scope is None:
+        region = scope_region(request.headers.get("Authorization"))
+        if region is None:
             # Absent, blank or not the usual shape: the strict parser either finds the scope anyway or says exactly
             # what is wrong, with the error a region port gives for this header.
             try:
-                scope = scope_of(request.headers)
+                region = scope_of(request.headers).region
             except KmsError as error:
                 return error_response(error)
-        endpoint = self._local.get(scope.region)
+        endpoint = self._local.get(region)
         if endpoint is None:
             return error_response(KmsError(
-                "InvalidSignatureException", f"Credential should be scoped to a valid region, not '{scope.region}'.",
-                403))
+                "InvalidSignatureException", f"Credential should be scoped to a valid region, not '{region}'.", 403))
         return endpoint

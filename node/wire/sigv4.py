@@ -89,17 +89,26 @@ def _missing() -> KmsError:
     return KmsError("MissingAuthenticationTokenException", _MSG_MISSING, 403)
 
 
+def _scope_match(authorization: str | None) -> re.Match[str] | None:
+    if not authorization or not authorization.startswith(_PREFIX):
+        return None
+    return _SCOPE_RE.search(authorization, len(_PREFIX))
+
+
 def parse_scope(authorization: str | None) -> CredentialScope | None:
-    """Cheap parse of the Authorization header's Credential=... part, for routing by region.
+    """Cheap parse of the Authorization header's Credential=... part.
 
     None if absent/unparsable. Nothing is verified here.
     """
-    if not authorization or not authorization.startswith(_PREFIX):
-        return None
-    m = _SCOPE_RE.search(authorization, len(_PREFIX))
-    if m is None:
-        return None
-    return CredentialScope(m[1], m[2], m[3], m[4])
+    m = _scope_match(authorization)
+    return None if m is None else CredentialScope(m[1], m[2], m[3], m[4])
+
+
+def scope_region(authorization: str | None) -> str | None:
+    """The region of ``parse_scope``'s scope, alone: all the gateway needs to route a request (once per request,
+    so no scope object is built for it)."""
+    m = _scope_match(authorization)
+    return None if m is None else m[3]
 
 
 def _authorization(get: Callable[[str], Sequence[str]]) -> str:

@@ -19,7 +19,7 @@ from node.auth.principals import Principal, PrincipalDirectory
 from node.clock import FixedClock
 from node.model.errors import KmsError
 from node.wire import sigv4
-from node.wire.sigv4 import CredentialScope, SigV4Verifier, parse_scope
+from node.wire.sigv4 import CredentialScope, SigV4Verifier, parse_scope, scope_region
 
 AK = "AKIAIOSFODNN7EXAMPLE"
 SK = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -570,6 +570,7 @@ def test_signed_header_absent_from_request() -> None:
 def test_parse_scope_good(frozen: None) -> None:
     headers = sign(region="ap-southeast-2")
     assert parse_scope(headers["Authorization"]) == CredentialScope(AK, "20270115", "ap-southeast-2", "kms")
+    assert scope_region(headers["Authorization"]) == "ap-southeast-2"
     # Parameter order does not matter, and nothing but the credential is checked.
     assert parse_scope(f"AWS4-HMAC-SHA256 SignedHeaders=host, Credential={GOOD_CRED}, Signature=x") == (
         CredentialScope(AK, "20270115", "us-east-1", "kms")
@@ -592,6 +593,7 @@ def test_parse_scope_good(frozen: None) -> None:
 )
 def test_parse_scope_bad(authorization: str | None) -> None:
     assert parse_scope(authorization) is None
+    assert scope_region(authorization) is None
 
 
 def test_scope_only_skips_signature() -> None:
