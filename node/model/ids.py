@@ -36,7 +36,6 @@ def partition_for(region: str) -> str:
     return "aws"
 
 
-@functools.lru_cache(maxsize=16384)  # formatted on every call that answers with a key ARN
 def key_arn(region: str, account: str, key_id: str) -> str:
     return f"arn:{partition_for(region)}:kms:{region}:{account}:key/{key_id}"
 
