@@ -266,19 +266,19 @@ def scale(settings: Settings, progress: Progress) -> list[dict[str, Any]]:
             seed(roots[-1] / "data", DEFAULT_REGIONS, count)
             clusters.append((count, TrentCluster(roots[-1] / "data")))
             progress.step(f"scale {count} keys/region", f"startup {clusters[-1][1].startup_seconds:.3f} s")
-        calls = []
+        loads = []  # what each cluster is measured with: its gateway, and DescribeKey of one of its keys
         for _, cluster in clusters:
             key_id = cluster.client("us-east-1").list_keys(Limit=1)["Keys"][0]["KeyId"]
-            calls.append(Call("DescribeKey", f'{{"KeyId": "{key_id}"}}'.encode()))
+            loads.append((Target("127.0.0.1", cluster.port, "us-east-1"),
+                          Call("DescribeKey", f'{{"KeyId": "{key_id}"}}'.encode())))
         runs: list[list[dict[str, Any]]] = [[] for _ in clusters]
         for round_ in range(settings.rounds):
             # The order turns each round, so no key count always runs first (or right after the largest).
             order = list(range(len(clusters)))
             order = order[round_ % len(order):] + order[:round_ % len(order)]
             for i in order:
-                cluster = clusters[i][1]
-                runs[i].append(measured(cluster, Target("127.0.0.1", cluster.port, "us-east-1"), [calls[i]],
-                                        settings, 8))
+                target, call = loads[i]
+                runs[i].append(measured(clusters[i][1], target, [call], settings, 8))
         rows = []
         for (count, cluster), own in zip(clusters, runs, strict=True):
             # The run with the median p99 is reported, every run listed: a p99 of a few seconds swings by a third

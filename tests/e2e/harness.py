@@ -48,7 +48,7 @@ def private_cluster(factory: pytest.TempPathFactory, name: str, *extra: str, kil
                     ) -> Iterator[RunningCluster]:
     """A cluster of one test module's own (its own data directory and ports), for a module-scoped fixture to
     ``yield from``; killed at the end, or stopped cleanly with ``kill=False``."""
-    c = RunningCluster(factory.mktemp(name) / "data", free_port_block(4), extra_args=extra).start()
+    c = RunningCluster(factory.mktemp(name) / "data", free_port_block(len(REGIONS) + 1), extra_args=extra).start()
     yield c
     if c.proc is not None:
         if kill:
