@@ -136,11 +136,12 @@ class KmsEndpoint:
         if error is not None and error.message and call.raw:
             # A message may quote the request (validation errors do): nothing secret may reach the log that way.
             error = KmsError(error.code, scrub_message(error.message, call.raw), error.status)
+        headers = request.headers
+        # Positional: one record is built per request, and keywords cost more.
         self.audit.call(CallRecord(
-            operation=call.operation, principal=call.principal, at=self.region.now(), source_ip=request.remote,
-            user_agent=request.headers.get("User-Agent", ""), host=request.headers.get("Host", ""),
-            request_id=call.request_id, params=params, response=call.response, error=error,
-            resources=self._resources(call), latency_ms=(time.perf_counter() - call.started) * 1000,
+            call.operation, call.principal, self.region.now(), request.remote, headers.get("User-Agent", ""),
+            headers.get("Host", ""), call.request_id, params, call.response, error, self._resources(call),
+            (time.perf_counter() - call.started) * 1000,
         ))
 
     def _resources(self, call: _Call) -> list[str]:
@@ -212,14 +213,8 @@ class KmsEndpoint:
         call.params = params
         if self.audit is not None and name in CONSUMES_KEY_NAME:
             call.named = self._named_keys(params)
-        context = RequestContext(
-            request_id=request_id,
-            operation=name,
-            principal=principal,
-            source_ip=request.remote,
-            user_agent=request.headers.get("User-Agent", ""),
-            authorizer=self.authorizer,
-        )
+        context = RequestContext(request_id, name, principal, request.remote, request.headers.get("User-Agent", ""),
+                                 self.authorizer)
         if self.authorizer is not None:
             # After validation and key resolution, before the key's state: the order AWS checks in.
             self.authorizer.check_request(self.region, principal, name, params)

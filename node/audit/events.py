@@ -75,7 +75,9 @@ def _loggable(value: Any) -> Any:
     if type(value) is str:  # most values: no ABC check for them
         return value
     if isinstance(value, Mapping):
-        return {camel(k): (dict(v) if "EncryptionContext" in k and isinstance(v, Mapping) else _loggable(v))
+        # Plain strings (most members) are kept as they are without a call for each.
+        return {camel(k): v if type(v) is str else
+                (dict(v) if "EncryptionContext" in k and isinstance(v, Mapping) else _loggable(v))
                 for k, v in value.items() if k not in NEVER_LOGGED and not isinstance(v, bytes)}
     if isinstance(value, list | tuple):
         return [_loggable(v) for v in value if not isinstance(v, bytes)]
@@ -172,8 +174,8 @@ class CallLineEncoder:
         self.account = account
         self._frames: dict[tuple[str, str, str, str, str, str, str, tuple[str, ...]], tuple[bytes, bytes, bytes]] = {}
 
-    def line(
-        self, *, operation: str, principal_arn: str, principal_account: str, access_key: str, at: float,
+    def line(  # positional or by name: the trail passes them in order, once per request
+        self, operation: str, principal_arn: str, principal_account: str, access_key: str, at: float,
         source_ip: str, user_agent: str, host: str, request_id: str, params: Mapping[str, Any],
         response: Mapping[str, Any] | None, error_code: str | None, error_message: str | None, resources: list[str],
         latency_ms: float, event_id_: str,
@@ -193,7 +195,7 @@ class CallLineEncoder:
         # The members a call owns, in the event's order (they stand together, after userAgent).
         own = orjson.dumps({
             "requestParameters": request_parameters(operation, params),
-            "responseElements": response_elements(operation, response),
+            "responseElements": None if operation not in RESPONSE_LOGGED else response_elements(operation, response),
             "additionalEventData": {"latencyMs": round(latency_ms, 3)},
             "requestID": request_id,
             "eventID": event_id_,

@@ -61,11 +61,10 @@ class AuditTrail:
         eid = event_id()
         principal, error = record.principal, record.error
         self.sink.emit_line(self._lines.line(
-            operation=record.operation, principal_arn=principal.arn, principal_account=principal.account,
-            access_key=principal.access_key, at=record.at, source_ip=record.source_ip, user_agent=record.user_agent,
-            host=record.host, request_id=record.request_id, params=record.params, response=record.response,
-            error_code=None if error is None else error.code, error_message=None if error is None else error.message,
-            resources=record.resources, latency_ms=record.latency_ms, event_id_=eid,
+            record.operation, principal.arn, principal.account, principal.access_key, record.at, record.source_ip,
+            record.user_agent, record.host, record.request_id, record.params, record.response,
+            None if error is None else error.code, None if error is None else error.message, record.resources,
+            record.latency_ms, eid,
         ))
         if record.operation in USAGE_OPERATIONS and error is None:
             # The event's own time (CloudTrail's whole seconds), so the answer is the same after a restart.
