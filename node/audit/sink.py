@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -17,18 +18,31 @@ CURRENT = "audit.jsonl"
 WORKER_CURRENT = "audit.w{}.jsonl"
 WORKER_GLOB = "audit.w*.jsonl"
 
+log = logging.getLogger("trent.audit")
+
 
 class AuditSink:
+    # Lines are copied into the file's own buffer as they come: one buffer, reused for the life of the file, rather
+    # than a list of line objects kept alive until the next flush (which made every request touch fresh memory and
+    # every flush join a large new block). A buffer that fills is written out at once; ``flush`` writes the rest.
+    BUFFER_BYTES = 1 << 20
+
     def __init__(self, directory: Path, max_bytes: int = 64 * 1024 * 1024, name: str = CURRENT) -> None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.directory = directory
         self.path = directory / name
         self.max_bytes = max_bytes
-        self._lock = threading.Lock()        # guards the pending list: held only to append or swap it
-        self._write_lock = threading.Lock()  # serialises file writes, fsync and rotation (flush may run in a thread)
-        self._pending: list[bytes] = []
-        self._file: BinaryIO = open(self.path, "ab")  # noqa: SIM115 - long-lived
-        self._size = self._file.tell()
+        # Appends, the write of what is buffered and rotation take turns under ``_lock``, held by an append only for
+        # its copy; a flush holds ``_sync_lock`` throughout (flush runs in a worker thread), so its fsync, outside
+        # ``_lock``, never meets a file another flush is closing.
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._file: BinaryIO = self._open()
+        self._size = self._file.tell()  # bytes in the current file, written or still buffered
+        self._unsynced = 0  # lines appended since the last flush
+
+    def _open(self) -> BinaryIO:
+        return open(self.path, "ab", buffering=self.BUFFER_BYTES)
 
     def emit(self, event: dict[str, Any]) -> None:
         """Queue one event; ``flush`` makes it durable (the caller flushes in batches)."""
@@ -37,35 +51,42 @@ class AuditSink:
     def emit_line(self, line: bytes) -> None:
         """Queue one event already serialised (one line of JSON, without its newline)."""
         with self._lock:
-            self._pending.append(line)
+            try:
+                self._file.write(line + b"\n")
+            except OSError as exc:
+                # The buffer was full and the disk refused it: the call it records has already been answered, so
+                # the failure is logged here, as a failed flush is, rather than turned into the call's error.
+                log.error("cannot write the audit log %s: %s", self.path, exc)
+                return
+            self._size += len(line) + 1
+            self._unsynced += 1
 
     def flush(self) -> int:
-        """Write and fsync what is pending. Safe to run in another thread: callers of ``emit`` never wait for the
-        disk, only for the moment it takes to swap the pending list."""
-        with self._write_lock:
+        """Write and fsync what is pending; the number of lines it made durable. Safe to run in another thread:
+        callers of ``emit`` never wait for the disk, at most for the write of what was buffered."""
+        with self._sync_lock:
             with self._lock:
-                lines, self._pending = self._pending, []
-            if not lines:
-                return 0
-            data = b"\n".join(lines) + b"\n"
-            self._file.write(data)
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._size += len(data)
-            if self._size >= self.max_bytes:
-                self._rotate()
-            return len(lines)
+                lines, self._unsynced = self._unsynced, 0
+                if not lines:
+                    return 0
+                self._file.flush()
+                written = self._file
+                if self._size >= self.max_bytes:
+                    self._rotate()
+            os.fsync(written.fileno())
+            if written is not self._file:
+                written.close()  # rotated away: its last lines are on disk now
+            return lines
 
     def _rotate(self) -> None:
-        self._file.close()
         stamp = f"{os.getpid()}-{len(list(self.directory.glob('audit-*.jsonl'))) + 1:06d}"
         os.replace(self.path, self.directory / f"audit-{stamp}.jsonl")
-        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._file = self._open()
         self._size = 0
 
     def close(self) -> None:
         self.flush()
-        with self._write_lock:
+        with self._sync_lock, self._lock:
             self._file.close()
 
 
