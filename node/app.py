@@ -18,19 +18,6 @@ Gate = Callable[[KmsEndpoint, web.Request], Awaitable[WireResponse | None]]
 log = logging.getLogger("trent.http")
 
 
-async def read_wire_request(request: web.Request) -> WireRequest | WireResponse:
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(too_large())
-    # The query as sent (still percent-encoded), without building aiohttp's parsed URL for every request.
-    raw_path, _, query = request.raw_path.partition("?")
-    return WireRequest(
-        method=request.method, path=raw_path, query=query, headers=request.headers, body=body,
-        remote=request.remote or "",
-    )
-
-
 def to_http(response: WireResponse) -> web.Response:
     return web.Response(status=response.status, body=response.body, headers=response.headers)
 
@@ -41,17 +28,22 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None
 
     async def handle(request: web.Request) -> web.Response:
         try:
-            wire = await read_wire_request(request)
-            if isinstance(wire, WireResponse):
-                return to_http(wire)
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                return to_http(error_response(too_large()))
             target = endpoint_for(request)
-            if isinstance(target, WireResponse):
+            if type(target) is WireResponse:
                 return to_http(target)
+            assert isinstance(target, KmsEndpoint)
             if gate is not None:
                 refused = await gate(target, request)
                 if refused is not None:
                     return to_http(refused)
-            return to_http(target.handle(wire))
+            # The query as sent (still percent-encoded), without building aiohttp's parsed URL for every request.
+            raw_path, _, query = request.raw_path.partition("?")
+            return to_http(target.handle(WireRequest(request.method, raw_path, query, request.headers, body,
+                                                     request.remote or "")))
         except (web.HTTPException, ConnectionError):
             raise  # aiohttp's own answers, and clients that went away
         except Exception:
