@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 from typing import Any
 
 import orjson
@@ -34,13 +34,19 @@ def parse_body(body: bytes) -> Any:
         raise serialization("Start of structure or map found where not expected.") from exc
 
 
+def _b64(value: bytes) -> str:
+    return binascii.b2a_base64(value, newline=False).decode("ascii")
+
+
 def _jsonable(value: Any) -> Any:
     if type(value) is str:  # most values: no further checks for them
         return value
     if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
+        return _b64(value)
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items() if v is not None}
+        # Strings and blobs, most members of most answers, are handled in place rather than by a call each.
+        return {k: v if type(v) is str else _b64(v) if type(v) is bytes else _jsonable(v)
+                for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     return value
