@@ -40,6 +40,7 @@ class AuditSink:
         self._file: BinaryIO = self._open()
         self._size = self._file.tell()  # bytes in the current file, written or still buffered
         self._unsynced = 0  # lines appended since the last flush
+        self._failing = False  # the last append could not be written
 
     def _open(self) -> BinaryIO:
         return open(self.path, "ab", buffering=self.BUFFER_BYTES)
@@ -55,9 +56,12 @@ class AuditSink:
                 self._file.write(line + b"\n")
             except OSError as exc:
                 # The buffer was full and the disk refused it: the call it records has already been answered, so
-                # the failure is logged here, as a failed flush is, rather than turned into the call's error.
-                log.error("cannot write the audit log %s: %s", self.path, exc)
+                # the failure is logged here (once, until a write succeeds again) rather than made the call's error.
+                if not self._failing:
+                    log.error("cannot write the audit log %s: %s", self.path, exc)
+                self._failing = True
                 return
+            self._failing = False
             self._size += len(line) + 1
             self._unsynced += 1
 

@@ -109,6 +109,36 @@ def test_service_event_shape() -> None:
     assert event["sourceIPAddress"] == "AWS Internal"
 
 
+class _RefusingFile:
+    """A log file whose writes fail, as a full disk makes them."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+
+    def write(self, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+
+def test_a_refused_write_is_logged_once_and_never_raised_to_the_caller(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    sink = AuditSink(tmp_path / "audit")
+    sink.emit({"n": 0})
+    real = sink._file
+    sink._file = _RefusingFile(real)  # type: ignore[assignment]
+    for i in range(1, 4):
+        sink.emit({"n": i})  # the call this records was answered already: no exception reaches it
+    assert [r.message for r in caplog.records].count(f"cannot write the audit log {sink.path}: "
+                                                     "[Errno 28] No space left on device") == 1
+    sink._file = real
+    sink.emit({"n": 4})
+    assert sink.flush() == 2  # what was accepted: the first line and the one after the disk came back
+    assert [e["n"] for e in read_events(tmp_path / "audit")] == [0, 4]
+    sink.close()
+
+
 def test_sink_batches_rotates_and_reads_back_in_order(tmp_path: Path) -> None:
     sink = AuditSink(tmp_path / "audit", max_bytes=2000)
     for i in range(40):
