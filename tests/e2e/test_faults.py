@@ -213,7 +213,9 @@ def test_throttle_answers_throttling_beyond_the_rate(c: RunningCluster) -> None:
 
 
 def test_boto3_retries_throttling(c: RunningCluster) -> None:
-    kms = c.client("ap-northeast-2", retries=3)
+    # Enough retries that botocore's random backoff always outlasts the half second a token takes to come back:
+    # with three, all of a call's delays now and then fell inside it and the call failed.
+    kms = c.client("ap-northeast-2", retries=8)
     _fault(c, "throttle", "ap-northeast-2", "2/s")
     results = [kms.list_keys()["ResponseMetadata"]["RetryAttempts"] for _ in range(4)]
     assert results[:2] == [0, 0]
