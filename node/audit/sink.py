@@ -70,10 +70,11 @@ class AuditSink:
         callers of ``emit`` never wait for the disk, at most for the write of what was buffered."""
         with self._sync_lock:
             with self._lock:
-                lines, self._unsynced = self._unsynced, 0
+                lines = self._unsynced
                 if not lines:
                     return 0
                 self._file.flush()
+                self._unsynced = 0  # only once written: a flush the disk refused leaves them for the next one
                 written = self._file
                 if self._size >= self.max_bytes:
                     self._rotate()

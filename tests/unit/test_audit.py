@@ -139,6 +139,27 @@ def test_a_refused_write_is_logged_once_and_never_raised_to_the_caller(
     sink.close()
 
 
+class _UnflushableFile(_RefusingFile):
+    def write(self, data: bytes) -> int:
+        return self.real.write(data)  # type: ignore[attr-defined,no-any-return]
+
+    def flush(self) -> None:
+        raise OSError(28, "No space left on device")
+
+
+def test_a_refused_flush_leaves_its_lines_for_the_next_one(tmp_path: Path) -> None:
+    sink = AuditSink(tmp_path / "audit")
+    sink.emit({"n": 0})
+    real = sink._file
+    sink._file = _UnflushableFile(real)  # type: ignore[assignment]
+    with pytest.raises(OSError):
+        sink.flush()
+    sink._file = real
+    assert sink.flush() == 1  # the line the refused flush held back
+    assert [e["n"] for e in read_events(tmp_path / "audit")] == [0]
+    sink.close()
+
+
 def test_sink_batches_rotates_and_reads_back_in_order(tmp_path: Path) -> None:
     sink = AuditSink(tmp_path / "audit", max_bytes=2000)
     for i in range(40):
