@@ -165,7 +165,7 @@ class RunningCluster:
     # -- admin and the command line ----------------------------------------------------------------------
 
     def admin(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        return admin_send(self.gateway_url, (self.data_dir / "admin.token").read_text().strip(), path, body)
+        return admin_request(self.data_dir, path, body)
 
     def trent(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run the `trent` command line against this cluster."""
