@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from node.app import Gate, Verdict
 from node.endpoint import KmsEndpoint, WireResponse, error_response
 from node.model.errors import KmsError
 
@@ -149,10 +150,10 @@ class Faults:
                 self.set("throttle", [region], rate)
 
 
-def fault_gate(faults: Faults) -> Callable[[KmsEndpoint, web.Request], Any]:
+def fault_gate(faults: Faults) -> Gate:
     """The HTTP adapters' gate: a down region's connections are cut; latency, 5xx and throttling are injected."""
 
-    async def gate(endpoint: KmsEndpoint, request: web.Request) -> WireResponse | None:
+    def gate(endpoint: KmsEndpoint, request: web.BaseRequest) -> Verdict:
         region = endpoint.region.name
         if faults.is_down(region):
             if request.transport is not None:
@@ -160,8 +161,17 @@ def fault_gate(faults: Faults) -> Callable[[KmsEndpoint, web.Request], Any]:
             return error_response(KmsError("ServiceUnavailableException", f"{region} is down.", 503))
         delay = faults.delay_for(region)
         if delay > 0:
-            await asyncio.sleep(delay)
-        error = faults.request_error(region)
-        return error_response(error) if error is not None else None
+            return _after(delay, faults, region)
+        return _injected_error(faults, region)
 
     return gate
+
+
+async def _after(delay: float, faults: Faults, region: str) -> WireResponse | None:
+    await asyncio.sleep(delay)
+    return _injected_error(faults, region)
+
+
+def _injected_error(faults: Faults, region: str) -> WireResponse | None:
+    error = faults.request_error(region)
+    return error_response(error) if error is not None else None

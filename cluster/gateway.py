@@ -17,7 +17,7 @@ class Gateway:
         # Regions hosted in this process are called directly: no second HTTP hop.
         self._local = dict(local)
 
-    def route(self, request: web.Request) -> KmsEndpoint | WireResponse:
+    def route(self, request: web.BaseRequest) -> KmsEndpoint | WireResponse:
         region = scope_region(request.headers.get("Authorization"))
         if region is None:
             # Absent, blank or not the usual shape: the strict parser either finds the scope anyway or says exactly

@@ -36,7 +36,7 @@ from cluster.workers import (
     retrying,
     shared_gate,
 )
-from node.app import Gate, kms_handler, make_app
+from node.app import EndpointFor, Gate, kms_first, kms_handler, make_app
 from node.audit.sink import WORKER_CURRENT, AuditSink
 from node.audit.trail import AuditTrail
 from node.auth.authorizer import AccessSettings, Authorizer
@@ -80,8 +80,8 @@ def make_private_dir(path: Path) -> None:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def _fixed(endpoint: KmsEndpoint) -> Callable[[web.Request], KmsEndpoint]:
-    def route(_request: web.Request) -> KmsEndpoint:
+def _fixed(endpoint: KmsEndpoint) -> Callable[[web.BaseRequest], KmsEndpoint]:
+    def route(_request: web.BaseRequest) -> KmsEndpoint:
         return endpoint
     return route
 
@@ -228,13 +228,11 @@ class Cluster:
         admin_routes = self.admin().routes()
         gate = self._gate()
         gateway = Gateway({n: r.endpoint for n, r in self.regions.items()})
-        await self._serve(make_app(kms_handler(gateway.route, gate), admin_routes), self.config.port,
-                          reuse_port=self.shared)
+        await self._serve(gateway.route, gate, admin_routes, self.config.port, reuse_port=self.shared)
         token = self._load_or_create_token("replication.token")
         for name, runtime in self.regions.items():
             routes = [*admin_routes, outbox_route(name, runtime.replication.outbox, token, self.faults)]
-            app = make_app(kms_handler(_fixed(runtime.endpoint), gate), routes)
-            runner = await self._serve(app, None)
+            runner = await self._serve(_fixed(runtime.endpoint), gate, routes, None)
             self._region_runners[name] = runner
             runtime.site = await self._open_site(runner, runtime.port)
             self._tasks.append(asyncio.create_task(
@@ -248,7 +246,7 @@ class Cluster:
         if self.shared:
             self._tasks.append(asyncio.create_task(self._follow_workers_forever()))
             # The admin API on a private loopback port, for the workers to pass admin calls to.
-            admin_runner = await self._serve(make_app(kms_handler(self._no_kms), admin_routes), None)
+            admin_runner = await self._serve(self._no_kms, None, admin_routes, None)
             site = web.TCPSite(admin_runner, "127.0.0.1", 0)
             await site.start()
             host, port = admin_runner.addresses[0][:2]
@@ -258,7 +256,7 @@ class Cluster:
         self._write_cluster_file()
 
     @staticmethod
-    def _no_kms(_request: web.Request) -> WireResponse:
+    def _no_kms(_request: web.BaseRequest) -> WireResponse:
         return WireResponse(404, b"")
 
     async def _start_worker(self) -> None:
@@ -267,8 +265,7 @@ class Cluster:
         health = next(r for r in self.admin().routes() if isinstance(r, web.RouteDef) and r.path == "/_trent/health")
         admin_routes, self._admin_close = forwarding_admin_routes(self.leader_admin, health)
         gateway = Gateway({n: r.endpoint for n, r in self.regions.items()})
-        await self._serve(make_app(kms_handler(gateway.route, self._gate()), admin_routes), self.config.port,
-                          reuse_port=True)
+        await self._serve(gateway.route, self._gate(), admin_routes, self.config.port, reuse_port=True)
         self._tasks.append(asyncio.create_task(self._flush_audit_forever()))
 
     async def _follow_workers_forever(self, interval: float = 0.005) -> None:
@@ -316,10 +313,15 @@ class Cluster:
                     except OSError:
                         log.exception("region %s: cannot write the audit log", runtime.region.name)
 
-    async def _serve(self, app: web.Application, port: int | None, reuse_port: bool = False) -> web.AppRunner:
+    async def _serve(self, endpoint_for: EndpointFor, gate: Gate | None, routes: list[web.RouteDef],
+                     port: int | None, reuse_port: bool = False) -> web.AppRunner:
+        """KMS calls to ``endpoint_for``, the rest to ``routes``; on ``port`` if given (else the caller opens sites)."""
+        app = make_app(kms_handler(endpoint_for, gate), routes)
         # In-flight requests (replication long-polls among them) get a moment to finish, not a minute.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
+        assert runner.server is not None
+        kms_first(runner.server, endpoint_for, gate)
         self._runners.append(runner)
         if port is not None:
             await self._open_site(runner, port, reuse_port)

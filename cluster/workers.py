@@ -24,7 +24,7 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ import orjson
 from aiohttp import web
 
 from cluster.admin import TOKEN_HEADER
-from node.app import Gate
+from node.app import Gate, Verdict
 from node.audit.sink import current_files
 from node.audit.trail import AuditTrail, KeyUsage
 from node.endpoint import KmsEndpoint, WireResponse
@@ -81,17 +81,25 @@ def shared_gate(inner: Gate, state: SharedState | None, follow: Callable[[dict[s
     """The fault gate of a process that shares its regions: first take on the shared clock and faults, then (for a
     request that gets through) catch up with what other processes committed to the region."""
 
-    async def gate(endpoint: KmsEndpoint, request: web.Request) -> WireResponse | None:
+    def gate(endpoint: KmsEndpoint, request: web.BaseRequest) -> Verdict:
         if state is not None:
             doc = state.changed()
             if doc is not None:
                 follow(doc)
-        refused = await inner(endpoint, request)
-        if refused is None:
+        verdict = inner(endpoint, request)
+        if verdict is None:
             endpoint.region.sync()
-        return refused
+            return None
+        return verdict if isinstance(verdict, WireResponse) else _synced_after(verdict, endpoint)
 
     return gate
+
+
+async def _synced_after(verdict: Awaitable[WireResponse | None], endpoint: KmsEndpoint) -> WireResponse | None:
+    refused = await verdict
+    if refused is None:
+        endpoint.region.sync()  # what other processes committed while this request waited
+    return refused
 
 
 def retrying(registry: Registry) -> Registry:

@@ -228,3 +228,27 @@ def test_a_client_that_hangs_up_mid_body_does_not_hurt_the_server(cluster: Runni
         s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
                   b"X-Amz-Target: TrentService.ListKeys\r\n\r\n" + b"{" * 100)
     assert cluster.client("us-east-1").list_keys()["Keys"] is not None
+
+
+@pytest.mark.parametrize("via", ["gateway", "region"])
+def test_a_client_that_waits_for_100_continue_gets_it_and_then_its_answer(cluster: RunningCluster, via: str) -> None:
+    # curl sends Expect: 100-continue for large bodies and holds the body back until the server says so.
+    url = _urls(cluster, "us-east-1")[0 if via == "gateway" else 1]
+    cluster.client("us-east-1").create_key()
+    body = b'{"Limit": 1}'
+    headers = sign(url, "us-east-1", body)
+    port = int(url.rsplit(":", 1)[1])
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}Content-Length: {len(body)}\r\n"
+                  "Expect: 100-continue\r\nConnection: close\r\n\r\n".encode())
+        interim = s.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n"), interim
+        s.sendall(body)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 200 OK", answer
+    payload = json.loads(rest.partition(b"\r\n\r\n")[2])
+    assert len(payload["Keys"]) == 1 and "Truncated" in payload
