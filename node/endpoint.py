@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from node.audit.events import event_id, scrub_message
-from node.audit.trail import AuditTrail, CallRecord
+from node.audit.trail import AuditTrail
 from node.auth.authorizer import Authorizer
 from node.auth.principals import Principal, PrincipalDirectory
 from node.model.errors import KmsError, internal
@@ -137,12 +137,12 @@ class KmsEndpoint:
             # A message may quote the request (validation errors do): nothing secret may reach the log that way.
             error = KmsError(error.code, scrub_message(error.message, call.raw), error.status)
         headers = request.headers
-        # Positional: one record is built per request, and keywords cost more.
-        self.audit.call(CallRecord(
+        # Positional, a CallRecord's fields: one call is recorded per request, and keywords cost more.
+        self.audit.call(
             call.operation, call.principal, self.region.now(), request.remote, headers.get("User-Agent", ""),
             headers.get("Host", ""), call.request_id, params, call.response, error, self._resources(call),
             (time.perf_counter() - call.started) * 1000,
-        ))
+        )
 
     def _resources(self, call: _Call) -> list[str]:
         """The key ARNs a call touched: from its answer when it has one, else the keys its request named (as they

@@ -49,6 +49,11 @@ def cloudtrail_time(epoch: float) -> str:
     return _second(int(epoch))
 
 
+@functools.lru_cache(maxsize=4)
+def _quoted_second(second: int) -> bytes:
+    return orjson.dumps(_second(second))
+
+
 def parse_cloudtrail_time(text: str) -> float:
     """The epoch seconds of an ``eventTime`` (0.0 if it is not one)."""
     try:
@@ -200,7 +205,7 @@ class CallLineEncoder:
             "requestID": request_id,
             "eventID": event_id_,
         })
-        return b"".join((frame[0], orjson.dumps(cloudtrail_time(at)), frame[1], own[1:-1], frame[2]))
+        return b"".join((frame[0], _quoted_second(int(at)), frame[1], own[1:-1], frame[2]))
 
     def _frame(self, kind: tuple[str, str, str, str, str, str, str, tuple[str, ...]]) -> tuple[bytes, bytes, bytes]:
         """The event of this kind of call cut around its time and around the members a call owns. Member names are

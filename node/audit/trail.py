@@ -27,7 +27,9 @@ class KeyUsage(NamedTuple):
     request_id: str
 
 
-class CallRecord(NamedTuple):  # a tuple: one is made per request
+class CallRecord(NamedTuple):
+    """What ``AuditTrail.call`` records of a KMS call, in its argument order."""
+
     operation: str
     principal: Principal
     at: float
@@ -57,19 +59,21 @@ class AuditTrail:
         for event in read_events(self.sink.directory):
             self._track(event)
 
-    def call(self, record: CallRecord) -> None:
+    def call(  # the fields of a CallRecord, passed as they are: one call is recorded per request
+        self, operation: str, principal: Principal, at: float, source_ip: str, user_agent: str, host: str,
+        request_id: str, params: Mapping[str, Any], response: Mapping[str, Any] | None, error: KmsError | None,
+        resources: list[str], latency_ms: float,
+    ) -> None:
         eid = event_id()
-        principal, error = record.principal, record.error
         self.sink.emit_line(self._lines.line(
-            record.operation, principal.arn, principal.account, principal.access_key, record.at, record.source_ip,
-            record.user_agent, record.host, record.request_id, record.params, record.response,
-            None if error is None else error.code, None if error is None else error.message, record.resources,
-            record.latency_ms, eid,
+            operation, principal.arn, principal.account, principal.access_key, at, source_ip, user_agent, host,
+            request_id, params, response, None if error is None else error.code,
+            None if error is None else error.message, resources, latency_ms, eid,
         ))
-        if record.operation in USAGE_OPERATIONS and error is None:
+        if error is None and operation in USAGE_OPERATIONS:
             # The event's own time (CloudTrail's whole seconds), so the answer is the same after a restart.
-            usage = KeyUsage(record.operation, float(int(record.at)), eid, record.request_id)
-            for arn in record.resources:
+            usage = KeyUsage(operation, float(int(at)), eid, request_id)
+            for arn in resources:
                 self.last_usage[arn.rsplit("/", 1)[-1]] = usage
 
     def usage_of(self, key_id: str) -> KeyUsage | None:

@@ -179,10 +179,10 @@ def test_last_usage_tracked_and_rebuilt_after_restart(tmp_path: Path) -> None:
                           resources=[KEY_ARN], latency_ms=0.1)
 
     trail = AuditTrail("eu-west-1", ACCT, AuditSink(tmp_path / "a"), started=0.0)
-    trail.call(record("DescribeKey"))
+    trail.call(*record("DescribeKey"))
     assert trail.last_usage == {}  # describing a key is not using it
-    trail.call(record("Encrypt"))
-    trail.call(record("Decrypt", KmsError("InvalidCiphertextException")))  # failures are not usage
+    trail.call(*record("Encrypt"))
+    trail.call(*record("Decrypt", KmsError("InvalidCiphertextException")))  # failures are not usage
     key_id = KEY_ARN.rsplit("/", 1)[-1]
     assert trail.last_usage[key_id].operation == "Encrypt"
     trail.close()
