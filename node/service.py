@@ -62,6 +62,9 @@ class Region:
         """``feed``: other processes write this region's store too (the store's change feed): ``sync`` catches up
         with their commits, and every commit is conditional on this view having seen every change before it."""
         self.identity = identity
+        # Plain attributes, not properties: read several times by every request.
+        self.name = identity.name
+        self.account = identity.account
         # Every region of the cluster (this one included): where multi-Region keys may have replicas.
         self.cluster_regions: tuple[str, ...] = tuple(cluster_regions) or (identity.name,)
         self.store = store
@@ -85,14 +88,6 @@ class Region:
         self._version = feed.data_version() if feed is not None else 0
         self.seen = feed.change_head() if feed is not None else 0  # the newest change this view includes
         self._load()
-
-    @property
-    def name(self) -> str:
-        return self.identity.name
-
-    @property
-    def account(self) -> str:
-        return self.identity.account
 
     def now(self) -> float:
         return self.clock.now()

@@ -79,7 +79,7 @@ def _loggable(value: Any) -> Any:
     caller's own data: their keys are logged as given."""
     if type(value) is str:  # most values: no ABC check for them
         return value
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):  # a dict without the ABC's check
         # Plain strings (most members) are kept as they are without a call for each.
         return {camel(k): v if type(v) is str else
                 (dict(v) if "EncryptionContext" in k and isinstance(v, Mapping) else _loggable(v))
@@ -100,7 +100,7 @@ def request_parameters(operation: str, params: Mapping[str, Any]) -> dict[str, A
 def _secret_strings(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):  # a dict without the ABC's check
         return [s for v in value.values() for s in _secret_strings(v)]
     if isinstance(value, list | tuple):
         return [s for v in value for s in _secret_strings(v)]
