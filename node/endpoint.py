@@ -136,7 +136,7 @@ class KmsEndpoint:
             # A message may quote the request (validation errors do): nothing secret may reach the log that way.
             error = KmsError(error.code, scrub_message(error.message, call.raw), error.status)
         headers = request.headers
-        # Positional, a CallRecord's fields: one call is recorded per request, and keywords cost more.
+        # Positional: one call is recorded per request, and keywords cost more.
         self.audit.call(
             call.operation, call.principal, self.region.now(), request.remote, headers.get("User-Agent", ""),
             headers.get("Host", ""), call.request_id, params, call.response, error, self._resources(call),

@@ -27,23 +27,6 @@ class KeyUsage(NamedTuple):
     request_id: str
 
 
-class CallRecord(NamedTuple):
-    """What ``AuditTrail.call`` records of a KMS call, in its argument order."""
-
-    operation: str
-    principal: Principal
-    at: float
-    source_ip: str
-    user_agent: str
-    host: str
-    request_id: str
-    params: Mapping[str, Any]
-    response: Mapping[str, Any] | None
-    error: KmsError | None
-    resources: list[str]
-    latency_ms: float
-
-
 class AuditTrail:
     def __init__(self, region: str, account: str, sink: AuditSink, started: float) -> None:
         self.region = region
@@ -59,7 +42,7 @@ class AuditTrail:
         for event in read_events(self.sink.directory):
             self._track(event)
 
-    def call(  # the fields of a CallRecord, passed as they are: one call is recorded per request
+    def call(  # one call is recorded per request: its fields come as they are, positionally from the endpoint
         self, operation: str, principal: Principal, at: float, source_ip: str, user_agent: str, host: str,
         request_id: str, params: Mapping[str, Any], response: Mapping[str, Any] | None, error: KmsError | None,
         resources: list[str], latency_ms: float,

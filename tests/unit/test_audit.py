@@ -7,6 +7,7 @@ import json
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -20,7 +21,7 @@ from node.audit.events import (
     service_event,
 )
 from node.audit.sink import AuditSink, read_events
-from node.audit.trail import AuditTrail, CallRecord
+from node.audit.trail import AuditTrail
 from node.auth.principals import Principal
 from node.model.errors import KmsError
 
@@ -173,16 +174,16 @@ def test_sink_batches_rotates_and_reads_back_in_order(tmp_path: Path) -> None:
 
 
 def test_last_usage_tracked_and_rebuilt_after_restart(tmp_path: Path) -> None:
-    def record(op: str, error: KmsError | None = None) -> CallRecord:
-        return CallRecord(operation=op, principal=APP, at=1_800_000_000.0, source_ip="127.0.0.1", user_agent="t",
-                          host="h", request_id=f"req-{op}", params={"KeyId": KEY_ARN}, response=None, error=error,
-                          resources=[KEY_ARN], latency_ms=0.1)
+    def record(op: str, error: KmsError | None = None) -> dict[str, Any]:
+        return dict(operation=op, principal=APP, at=1_800_000_000.0, source_ip="127.0.0.1", user_agent="t",
+                    host="h", request_id=f"req-{op}", params={"KeyId": KEY_ARN}, response=None, error=error,
+                    resources=[KEY_ARN], latency_ms=0.1)
 
     trail = AuditTrail("eu-west-1", ACCT, AuditSink(tmp_path / "a"), started=0.0)
-    trail.call(*record("DescribeKey"))
+    trail.call(**record("DescribeKey"))
     assert trail.last_usage == {}  # describing a key is not using it
-    trail.call(*record("Encrypt"))
-    trail.call(*record("Decrypt", KmsError("InvalidCiphertextException")))  # failures are not usage
+    trail.call(**record("Encrypt"))
+    trail.call(**record("Decrypt", KmsError("InvalidCiphertextException")))  # failures are not usage
     key_id = KEY_ARN.rsplit("/", 1)[-1]
     assert trail.last_usage[key_id].operation == "Encrypt"
     trail.close()
