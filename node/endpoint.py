@@ -113,7 +113,9 @@ class KmsEndpoint:
             body = self._dispatch(request, call)
             response = WireResponse(200, body, {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE})
         except KmsError as exc:
-            error = exc
+            # Without its traceback: kept here, the frames it holds would hold this frame (through ``error``), a cycle
+            # that keeps the request's parsed body (however big) alive until a full garbage collection.
+            error = exc.with_traceback(None)
             response = error_response(exc, request_id)
         except StoreError as exc:
             # Nothing was written (the store's contract); the client may retry the 500.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +29,13 @@ RESPONSE_LOGGED = {
     "ScheduleKeyDeletion": ("KeyId", "DeletionDate", "KeyState", "PendingWindowInDays"),
     "CancelKeyDeletion": ("KeyId",),
 }
+# CloudTrail cuts a field whose contents pass the field's maximum size and marks the event "omitted": true. Here:
+# request parameters of more than 100 KB (CloudTrail's size for them) are left out; an error message is cut.
+MAX_PARAMETERS_BYTES = 100 * 1024
+MAX_ERROR_MESSAGE_CHARS = 4096
+# More secret strings than this in one request (the model allows ten grant tokens) are not looked for one by one in
+# its error message: the message's details are withheld instead (scrubbing is one pass over it per secret).
+MAX_SCRUBBED_SECRETS = 64
 READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
                       "GenerateRandom", "GenerateMac", "VerifyMac", "Sign", "Verify", "DeriveSharedSecret",
                       "Encapsulate", "Decapsulate")
@@ -97,23 +104,45 @@ def request_parameters(operation: str, params: Mapping[str, Any]) -> dict[str, A
     return logged or None
 
 
-def _secret_strings(value: Any) -> list[str]:
+def _secret_strings(value: Any) -> Iterator[str]:
     if isinstance(value, str):
-        return [value]
-    if type(value) is dict or isinstance(value, Mapping):  # a dict without the ABC's check
-        return [s for v in value.values() for s in _secret_strings(v)]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in _secret_strings(v)]
-    return []
+        yield value
+    elif type(value) is dict or isinstance(value, Mapping):  # a dict without the ABC's check
+        for v in value.values():
+            yield from _secret_strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _secret_strings(v)
 
 
 def scrub_message(message: str, params: Mapping[str, Any]) -> str:
     """Error messages may quote what the request carried (a validation error echoes a too-long list of grant
     tokens, say): whatever must never be logged is cut out of them too."""
-    secrets = {s for k in NEVER_LOGGED if k in params for s in _secret_strings(params[k]) if len(s) >= 4}
+    secrets: set[str] = set()
+    for name in NEVER_LOGGED:
+        if name in params:
+            for secret in _secret_strings(params[name]):
+                if len(secret) >= 4:
+                    secrets.add(secret)
+                    if len(secrets) > MAX_SCRUBBED_SECRETS:
+                        # Only an invalid request carries so many: keep what the message says of them, not the values.
+                        head, colon, _ = message.partition(": ")
+                        return head + colon + REDACTED if colon else REDACTED
     for secret in sorted(secrets, key=len, reverse=True):
         message = message.replace(secret, REDACTED)
     return message
+
+
+def audit_message(message: str, params: Mapping[str, Any]) -> tuple[str, bool]:
+    """An error message as the audit log keeps it: scrubbed, then cut to its maximum size (True if cut)."""
+    message = scrub_message(message, params)
+    if len(message) <= MAX_ERROR_MESSAGE_CHARS:
+        return message, False
+    return message[:MAX_ERROR_MESSAGE_CHARS], True
+
+
+def _parameters_fit(logged: dict[str, Any] | None) -> bool:
+    return logged is None or len(orjson.dumps(logged)) <= MAX_PARAMETERS_BYTES
 
 
 def response_elements(operation: str, response: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -148,15 +177,21 @@ def api_call_event(
         "sourceIPAddress": source_ip,
         "userAgent": user_agent,
     }
+    omitted = False
     if error_code is not None:
         event["errorCode"] = error_code
         if error_message:
-            event["errorMessage"] = scrub_message(error_message, params)
-    event["requestParameters"] = request_parameters(operation, params)
+            event["errorMessage"], omitted = audit_message(error_message, params)
+    logged = request_parameters(operation, params)
+    if not _parameters_fit(logged):
+        logged, omitted = None, True
+    event["requestParameters"] = logged
     event["responseElements"] = response_elements(operation, response) if error_code is None else None
     event["additionalEventData"] = {"latencyMs": round(latency_ms, 3)}
     event["requestID"] = request_id
     event["eventID"] = event_id_ or event_id()
+    if omitted:
+        event["omitted"] = True
     event["readOnly"] = is_read_only(operation)
     event["resources"] = [{"accountId": account, "type": "AWS::KMS::Key", "ARN": arn} for arn in resources]
     event["eventType"] = "AwsApiCall"
@@ -198,13 +233,19 @@ class CallLineEncoder:
         if frame is None:
             frame = self._frame(kind)
         # The members a call owns, in the event's order (they stand together, after userAgent).
-        own = orjson.dumps({
-            "requestParameters": request_parameters(operation, params),
+        logged = request_parameters(operation, params)
+        owned: dict[str, Any] = {
+            "requestParameters": logged,
             "responseElements": None if operation not in RESPONSE_LOGGED else response_elements(operation, response),
             "additionalEventData": {"latencyMs": round(latency_ms, 3)},
             "requestID": request_id,
             "eventID": event_id_,
-        })
+        }
+        own = orjson.dumps(owned)
+        if len(own) > MAX_PARAMETERS_BYTES and not _parameters_fit(logged):
+            owned["requestParameters"] = None
+            owned["omitted"] = True
+            own = orjson.dumps(owned)
         return b"".join((frame[0], _quoted_second(int(at)), frame[1], own[1:-1], frame[2]))
 
     def _frame(self, kind: tuple[str, str, str, str, str, str, str, tuple[str, ...]]) -> tuple[bytes, bytes, bytes]:

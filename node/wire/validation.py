@@ -1,14 +1,15 @@
 """Server-side request decoding and validation against the botocore KMS service model.
 
 botocore only checks required members, types and minimums client-side; maxima, enums, patterns and blob
-lengths reach the server, and real KMS rejects them with a ``ValidationException`` listing every violated
-constraint. This module reproduces that from the model alone, so no constraint is hand-written here.
+lengths reach the server, and real KMS rejects them with a ``ValidationException`` listing the violated
+constraints (ten at most). This module reproduces that from the model alone, so no constraint is hand-written
+here.
 
 Each shape is compiled once, at construction, into a closure ``(value, path, errors) -> decoded`` that
 type-checks (raising ``SerializationException`` at once, as AWS's deserialiser does before validation),
 converts (base64 blobs to bytes, timestamps to float) and appends constraint-violation clauses to
-``errors``. ``decode`` joins the clauses into AWS's message. The hot path (Encrypt of a small plaintext)
-is a handful of dict lookups, ``len`` calls and one C base64 decode.
+``errors`` (MAX_CLAUSES at most). ``decode`` joins the clauses into AWS's message. The hot path (Encrypt of a
+small plaintext) is a handful of dict lookups, ``len`` calls and one C base64 decode.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from node.model.errors import KmsError, serialization, validation
 from node.wire.java_regex import translate_java_regex
 
 _BAD_BASE64 = "Could not decode the value as base64"
+# AWS's validator (Coral) stops at ten violations: its message then says "10 validation errors detected" and lists
+# those ten, however many more the request holds. Past that, decoding only type-checks, and builds no clause.
+MAX_CLAUSES = 10
 
 # (raw JSON value, path of that value, violation clauses so far) -> decoded value.
 Decoder = Callable[[Any, str, list[str]], Any]
@@ -60,6 +64,17 @@ def _clause(value: object, omit: bool, path: str, rule: str) -> str:
 
 def _null_clause(path: str) -> str:
     return f"Value null at '{path}' failed to satisfy constraint: Member must not be null"
+
+
+def _violation(errors: list[str], value: object, omit: bool, path: str, rule: str) -> None:
+    """Record one violated constraint, while fewer than MAX_CLAUSES are (a request may hold thousands)."""
+    if len(errors) < MAX_CLAUSES:
+        errors.append(_clause(value, omit, path, rule))
+
+
+def _missing(errors: list[str], path: str) -> None:
+    if len(errors) < MAX_CLAUSES:
+        errors.append(_null_clause(path))
 
 
 def _json_token(value: object) -> str:
@@ -119,7 +134,7 @@ class RequestDecoder:
 
         Returns a new dict keyed by the model's PascalCase member names, blobs as bytes, timestamps as
         float, unknown members dropped. Raises KmsError: SerializationException for JSON type errors,
-        ValidationException listing every constraint violation, UnknownOperationException.
+        ValidationException listing the first MAX_CLAUSES constraint violations, UnknownOperationException.
         """
         decoder = self._operations.get(operation)
         if decoder is None:
@@ -210,7 +225,7 @@ class RequestDecoder:
                 v = value.get(name)
                 if v is None:  # absent and explicit JSON null are the same to AWS
                     if is_required:
-                        errors.append(_null_clause(f"{path}.{lname}" if path else lname))
+                        _missing(errors, f"{path}.{lname}" if path else lname)
                     continue
                 out[name] = sub(v, f"{path}.{lname}" if path else lname, errors)
             return out
@@ -227,15 +242,15 @@ class RequestDecoder:
                 raise _type_error(value, "a List")
             n = len(value)
             if n > hi:
-                errors.append(_clause(value, omit, path, hi_rule))
+                _violation(errors, value, omit, path, hi_rule)
             if n < lo:
-                errors.append(_clause(value, omit, path, lo_rule))
+                _violation(errors, value, omit, path, lo_rule)
             out: list[Any] = []
             for index, item in enumerate(value, 1):
                 # AWS's element path: tags.1.member (1-based), then .field for structures.
                 item_path = f"{path}.{index}.member"
                 if item is None:
-                    errors.append(_null_clause(item_path))
+                    _missing(errors, item_path)
                     continue
                 out.append(element(item, item_path, errors))
             return out
@@ -253,15 +268,15 @@ class RequestDecoder:
                 raise _type_error(value, "a Map")
             n = len(value)
             if n > hi:
-                errors.append(_clause(value, omit, path, hi_rule))
+                _violation(errors, value, omit, path, hi_rule)
             if n < lo:
-                errors.append(_clause(value, omit, path, lo_rule))
+                _violation(errors, value, omit, path, lo_rule)
             out: dict[str, Any] = {}
             for k, v in value.items():
                 entry_path = f"{path}.{k}.member"
                 key = key_decoder(k, entry_path + ".key", errors)
                 if v is None:
-                    errors.append(_null_clause(entry_path + ".value"))
+                    _missing(errors, entry_path + ".value")
                     continue
                 out[key] = value_decoder(v, entry_path + ".value", errors)
             return out
@@ -291,13 +306,13 @@ class RequestDecoder:
             # Length is counted in code points (Smithy's definition), i.e. Python's len().
             n = len(value)
             if n > hi:
-                errors.append(_clause(value, omit, path, hi_rule))
+                _violation(errors, value, omit, path, hi_rule)
             if n < lo:
-                errors.append(_clause(value, omit, path, lo_rule))
+                _violation(errors, value, omit, path, lo_rule)
             if allowed and value not in allowed:
-                errors.append(_clause(value, omit, path, enum_rule))
+                _violation(errors, value, omit, path, enum_rule)
             if fullmatch is not None and fullmatch(value) is None:
-                errors.append(_clause(value, omit, path, pattern_rule))
+                _violation(errors, value, omit, path, pattern_rule)
             return value
 
         return decode_string
@@ -319,9 +334,9 @@ class RequestDecoder:
                 raise serialization(_BAD_BASE64)
             # Blob values never appear in messages: they are key material or ciphertext.
             if n > hi:
-                errors.append(_clause(None, True, path, hi_rule))
+                _violation(errors, None, True, path, hi_rule)
             if n < lo:
-                errors.append(_clause(None, True, path, lo_rule))
+                _violation(errors, None, True, path, lo_rule)
             return data
 
         return decode_blob
@@ -347,9 +362,9 @@ class RequestDecoder:
             if not type_min <= number <= type_max:
                 raise _type_error(value, target)
             if number > hi:
-                errors.append(_clause(number, omit, path, hi_rule))
+                _violation(errors, number, omit, path, hi_rule)
             if number < lo:
-                errors.append(_clause(number, omit, path, lo_rule))
+                _violation(errors, number, omit, path, lo_rule)
             return number
 
         return decode_integer

@@ -16,7 +16,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.e2e.harness import RunningCluster, error
+from tests.e2e.harness import RunningCluster, error, poll
 
 MODEL = botocore.session.get_session().get_service_model("kms")
 
@@ -233,3 +233,60 @@ def test_missing_required_member_is_a_validation_error(cluster: RunningCluster) 
     assert response.json() == {"__type": "ValidationException", "message": (
         "1 validation error detected: Value null at 'plaintext' failed to satisfy constraint: "
         "Member must not be null")}
+
+
+# -- a hostile body: hundreds of thousands of violations ------------------------------------------------------
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def _audit_record(cluster: RunningCluster, request_id: str) -> tuple[int, dict[str, Any]]:
+    """(length of the line, the record) of one request in the audit logs (flushing is batched: wait, bounded)."""
+    def found() -> tuple[int, dict[str, Any]] | None:
+        for path in cluster.data_dir.glob("*/audit/*.jsonl"):
+            with open(path, "rb") as f:
+                for line in f:
+                    if request_id.encode() in line:
+                        return len(line), json.loads(line)
+        return None
+
+    return poll(found, timeout=10)
+
+
+def test_huge_invalid_grant_answers_small_audits_small_and_keeps_no_memory(cluster: RunningCluster, kms: Any) -> None:
+    # A signed body just under 1 MB with 260,000 invalid operations (and as many for DryRunModifiers of Decrypt):
+    # once a 100 MB message, an audit line as big, and ~440 MB of memory kept per request.
+    assert cluster.proc is not None
+    key_id = new_key_id(kms)
+    grant = json.dumps({"KeyId": key_id, "GranteePrincipal": "arn:aws:iam::111122223333:root",
+                        "Operations": ["X"] * 260_000}, separators=(",", ":")).encode()
+    decrypt = json.dumps({"CiphertextBlob": "AAAA", "DryRunModifiers": ["X"] * 260_000},
+                         separators=(",", ":")).encode()
+    assert len(grant) < 1024 * 1024 and len(decrypt) < 1024 * 1024
+    rss: list[float] = []
+    for attempt in range(6):
+        target, body = ("TrentService.CreateGrant", grant) if attempt % 2 == 0 else ("TrentService.Decrypt", decrypt)
+        answer = raw(cluster, target, body)
+        assert answer.status == 400
+        doc = answer.json()
+        assert doc["__type"] == "ValidationException"
+        assert doc["message"].startswith("10 validation errors detected: Value 'X' at '")
+        assert doc["message"].count("failed to satisfy constraint") == 10
+        assert len(answer.body) < 5000
+        size, record = _audit_record(cluster, answer.headers["x-amzn-requestid"])
+        assert record["errorCode"] == "ValidationException" and size < 8192
+        rss.append(_rss_mb(cluster.proc.pid))
+    # After the first two (warm-up), four more leave memory where it was, give or take.
+    assert rss[-1] - rss[1] < 32, rss
+    assert grants_of(kms, key_id) == []
+
+
+def grants_of(kms: Any, key_id: str) -> list[Any]:
+    grants: list[Any] = kms.list_grants(KeyId=key_id)["Grants"]
+    return grants

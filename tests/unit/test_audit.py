@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,14 @@ import orjson
 import pytest
 
 from node.audit.events import (
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_PARAMETERS_BYTES,
     CallLineEncoder,
     api_call_event,
     event_id,
     request_parameters,
     response_elements,
+    scrub_message,
     service_event,
 )
 from node.audit.sink import AuditSink, read_events
@@ -101,6 +105,52 @@ def test_encoded_call_line_is_the_event_serialised(call: dict, code: str | None,
     later = dict(call, at=call["at"] + 3600, request_id="req-later", latency_ms=2.0)
     assert encoder.line(event_id_="ev-2", **later) == orjson.dumps(api_call_event(
         region="eu-west-1", account=ACCT, event_id_="ev-2", **later))
+
+
+# -- huge requests make bounded records ------------------------------------------------------------------------
+
+
+def _line(encoder: CallLineEncoder, **changes: Any) -> bytes:
+    call: dict[str, Any] = dict(CALLS[1], error_code=None, error_message=None)
+    call.update(changes)
+    line = encoder.line(event_id_="ev-1", **call)
+    assert line == orjson.dumps(api_call_event(region="eu-west-1", account=ACCT, event_id_="ev-1", **call))
+    return line
+
+
+def test_huge_request_parameters_are_omitted_as_cloudtrail_does() -> None:
+    encoder = CallLineEncoder("eu-west-1", ACCT)
+    huge = {"KeyId": KEY_ARN, "GranteePrincipal": APP.arn, "Operations": ["Decrypt"] * 100_000}
+    for code, message in ((None, None), ("LimitExceededException", "too many")):
+        line = _line(encoder, operation="CreateGrant", params=huge, error_code=code, error_message=message)
+        event = orjson.loads(line)
+        assert len(line) < 4096
+        assert event["requestParameters"] is None and event["omitted"] is True
+    # Parameters just under the limit are kept, and nothing says "omitted".
+    fits = {"Description": "d" * (MAX_PARAMETERS_BYTES - 100)}
+    event = orjson.loads(_line(encoder, params=fits))
+    assert event["requestParameters"] == {"description": fits["Description"]} and "omitted" not in event
+
+
+def test_huge_error_message_is_cut() -> None:
+    encoder = CallLineEncoder("eu-west-1", ACCT)
+    message = "10 validation errors detected: " + "Value 'x' at 'operations.1.member' failed; " * 10_000
+    event = orjson.loads(_line(encoder, error_code="ValidationException", error_message=message))
+    assert event["errorMessage"] == message[:MAX_ERROR_MESSAGE_CHARS] and event["omitted"] is True
+    event = orjson.loads(_line(encoder, error_code="ValidationException", error_message="short"))
+    assert event["errorMessage"] == "short" and "omitted" not in event
+
+
+def test_scrubbing_many_secrets_is_cheap_and_withholds_them() -> None:
+    tokens = [f"grant-token-{i:06d}" for i in range(200_000)]
+    message = "2 validation errors detected: Value '[" + ", ".join(tokens[:5000]) + "]' at 'grantTokens' failed"
+    started = time.perf_counter()
+    scrubbed = scrub_message(message, {"GrantTokens": tokens})
+    assert time.perf_counter() - started < 0.5
+    assert scrubbed == "2 validation errors detected: HIDDEN_DUE_TO_SECURITY_REASONS"
+    # A few secrets are still cut out one by one, the rest of the message kept.
+    assert scrub_message("Value '[grant-token-000001, abc]' at 'grantTokens'", {"GrantTokens": tokens[:10]}) == (
+        "Value '[HIDDEN_DUE_TO_SECURITY_REASONS, abc]' at 'grantTokens'")
 
 
 def test_service_event_shape() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from typing import Any
 
 import botocore.session
@@ -476,3 +477,51 @@ def test_every_model_pattern_translates(model: Any) -> None:
         pattern = model.shape_for(name).metadata.get("pattern")
         if pattern is not None:
             assert translate_java_regex(pattern) is not None, (name, pattern)
+
+
+# -- bounded work: a request may carry hundreds of thousands of violations ---------------------------------------
+
+
+ENUM_CLAUSE = "failed to satisfy constraint: Member must satisfy enum value set: ["
+
+
+def test_ten_violations_counted_and_listed_of_many(decoder: RequestDecoder) -> None:
+    # AWS's validator stops at ten: "10 validation errors detected", then the first ten clauses.
+    msg = validation_message(decoder, "CreateGrant", {
+        "KeyId": KEY_ID, "GranteePrincipal": "arn:aws:iam::111122223333:user/x", "Operations": ["Nope"] * 25})
+    assert msg.startswith("10 validation errors detected: Value 'Nope' at 'operations.1.member' " + ENUM_CLAUSE)
+    clauses = msg.split(": ", 1)[1].split("; ")
+    assert [c.split("'")[3] for c in clauses] == [f"operations.{i}.member" for i in range(1, 11)]
+
+
+def test_eleven_violations_of_different_kinds_are_ten(decoder: RequestDecoder) -> None:
+    msg = validation_message(decoder, "Encrypt", {
+        "Plaintext": b64(b"x" * 4097), "EncryptionAlgorithm": "ROT13", "GrantTokens": [""] * 11})
+    clauses = msg.split(": ", 1)[1].split("; ")
+    assert msg.startswith("10 validation errors detected: ") and len(clauses) == 10
+    # Model member order: keyId (absent, required), plaintext, the token list, its elements; the algorithm comes
+    # after the tokens in the model, so the eleventh and later violations (it among them) are not listed.
+    assert clauses[0] == "Value null at 'keyId' failed to satisfy constraint: Member must not be null"
+    assert clauses[1].startswith("Value at 'plaintext' ")
+    assert clauses[2].startswith("Value '[, , , , , , , , , , ]' at 'grantTokens' ")
+    assert clauses[-1].startswith("Value '' at 'grantTokens.7.member' ")
+    assert "encryptionAlgorithm" not in msg
+
+
+def test_huge_invalid_list_is_cheap_and_the_message_small(decoder: RequestDecoder) -> None:
+    params = {"KeyId": KEY_ID, "GranteePrincipal": "arn:aws:iam::111122223333:user/x", "Operations": ["Nope"] * 260_000}
+    started = time.perf_counter()
+    msg = validation_message(decoder, "CreateGrant", params)
+    elapsed = time.perf_counter() - started
+    assert msg.startswith("10 validation errors detected: ")
+    assert msg.count(ENUM_CLAUSE) == 10
+    assert len(msg) < 5000
+    assert elapsed < 0.5, elapsed  # was seconds, and a 100 MB message
+
+
+def test_type_errors_past_the_tenth_violation_still_found(decoder: RequestDecoder) -> None:
+    # The deserialiser runs before validation: a wrong type anywhere is a SerializationException, even past ten
+    # constraint violations.
+    assert_serialization(decoder, "CreateGrant", {
+        "KeyId": KEY_ID, "GranteePrincipal": "p", "Operations": ["Nope"] * 20 + [5]})
+
