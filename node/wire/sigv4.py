@@ -89,6 +89,19 @@ def _missing() -> KmsError:
     return KmsError("MissingAuthenticationTokenException", _MSG_MISSING, 403)
 
 
+def _must_sign(header: str) -> str:
+    return f"'{header}' must be a 'SignedHeader' in the AWS Authorization."
+
+
+def _check_amz_headers_signed(headers: Mapping[str, str], names: list[str]) -> None:
+    """Every x-amz-* header sent must be signed (SigV4's rule; botocore and every AWS SDK sign them all): unsigned,
+    X-Amz-Target could be changed on a captured request, replaying its body as another operation."""
+    for name in headers:
+        lowered = name.lower()
+        if lowered.startswith("x-amz-") and lowered not in names:
+            raise _invalid(_must_sign(lowered))
+
+
 def _scope_match(authorization: str | None) -> re.Match[str] | None:
     if not authorization or not authorization.startswith(_PREFIX):
         return None
@@ -231,14 +244,14 @@ class SigV4Verifier:
 
         names = signed_headers.split(";")
         if "host" not in names:
-            raise _incomplete("'Host' must be a 'SignedHeader' in the AWS Authorization.")
+            raise _invalid(_must_sign("Host"))
 
         # Timestamp: X-Amz-Date, else the Date header; whichever is used must be signed.
         amz_values = get("x-amz-date")
         if amz_values:
             amz_date = amz_values[0].strip()
             if "x-amz-date" not in names:
-                raise _incomplete("'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.")
+                raise _invalid(_must_sign("X-Amz-Date"))
             last = self._last_date
             if last[0] == amz_date:
                 request_time = last[1]
@@ -254,12 +267,14 @@ class SigV4Verifier:
                     "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
                 )
             if "date" not in names:
-                raise _incomplete("'Date' must be a 'SignedHeader' in the AWS Authorization.")
+                raise _invalid(_must_sign("Date"))
             http_date = _parse_http_date(date_values[0])
             if http_date is None:
                 raise _incomplete("Date header must be an RFC 1123 date.")
             request_time = http_date.timestamp()
             amz_date = http_date.strftime(_AMZ_DATE_FORMAT)
+
+        _check_amz_headers_signed(headers, names)
 
         # Canonical headers, in SignedHeaders order; each line ends in '\n'.
         lines: list[str] = []

@@ -164,6 +164,26 @@ def test_target_tampered_after_signing_is_rejected(cluster: RunningCluster) -> N
     assert_kms_error(send(url, b"{}", headers, target=None), "InvalidSignatureException", 403, MISMATCH)
 
 
+@pytest.mark.parametrize("via", ["gateway", "region"])
+def test_request_signed_without_its_target_cannot_be_replayed_as_another_operation(
+        cluster: RunningCluster, via: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A DescribeKey whose signature leaves X-Amz-Target out (botocore told not to sign it), captured, its target
+    # changed: the same body would schedule the key's deletion. AWS requires every x-amz-* header to be signed.
+    key_id = cluster.client("us-east-1").create_key()["KeyMetadata"]["KeyId"]
+    url = cluster.gateway_url if via == "gateway" else cluster.region_url("us-east-1")
+    body = json.dumps({"KeyId": key_id}).encode()
+    with monkeypatch.context() as patch:
+        patch.setattr(botocore.auth, "SIGNED_HEADERS_BLACKLIST",
+                      [*botocore.auth.SIGNED_HEADERS_BLACKLIST, "x-amz-target"])
+        headers = sign(url, "us-east-1", body, target="DescribeKey")
+    assert "x-amz-target" not in headers["Authorization"]
+    must_sign = "'x-amz-target' must be a 'SignedHeader' in the AWS Authorization."
+    assert_kms_error(send(url, body, headers, target=None), "InvalidSignatureException", 403, must_sign)
+    headers["X-Amz-Target"] = "TrentService.ScheduleKeyDeletion"
+    assert_kms_error(send(url, body, headers, target=None), "InvalidSignatureException", 403, must_sign)
+    assert cluster.client("us-east-1").describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+
+
 def test_signed_request_succeeds_with_request_id_and_content_type(cluster: RunningCluster) -> None:
     raw = signed(cluster.gateway_url, "ap-northeast-2", b'{"Limit": 1}')
     assert raw.status == 200
