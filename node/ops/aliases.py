@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from node.model.errors import KmsError, not_found, validation
-from node.model.ids import check_alias_name, check_alias_not_reserved
+from node.model.ids import check_alias_name
 from node.model.key import AliasRecord, KeyRecord
 from node.model.states import OpClass, check_state
 from node.ops.common import key_for
@@ -31,7 +31,6 @@ def _key_class(key: KeyRecord) -> tuple[str, str]:
 def create_alias(region: Region, params: Params, ctx: RequestContext) -> Response:
     name = params["AliasName"]
     check_alias_name(name)
-    check_alias_not_reserved(name)
     key = _target(region, params)
     check_state(OpClass.METADATA, key.state, key.arn)
     if name in region.aliases:
@@ -46,7 +45,6 @@ def create_alias(region: Region, params: Params, ctx: RequestContext) -> Respons
 def update_alias(region: Region, params: Params, ctx: RequestContext) -> Response:
     name = params["AliasName"]
     check_alias_name(name)
-    check_alias_not_reserved(name)
     alias = region.aliases.get(name)
     if alias is None:
         raise not_found(f"Alias {region.alias_arn(name)} is not found.")
@@ -65,7 +63,6 @@ def update_alias(region: Region, params: Params, ctx: RequestContext) -> Respons
 def delete_alias(region: Region, params: Params, ctx: RequestContext) -> Response:
     name = params["AliasName"]
     check_alias_name(name)
-    check_alias_not_reserved(name)
     if name not in region.aliases:
         raise not_found(f"Alias {region.alias_arn(name)} is not found.")
     region.commit(delete_aliases=[name])

@@ -152,30 +152,59 @@ def test_duplicate_alias_already_exists(kms: Any) -> None:
     assert listed is not None and listed["TargetKeyId"] == a["KeyId"]
 
 
-@pytest.mark.parametrize(("name", "exact"), [
-    ("payments", 'Alias must start with the prefix "alias/".'),
-    ("Alias/x", 'Alias must start with the prefix "alias/".'),
-    ("alias/bad name", None),
-    ("alias/bad name!", None),
-    ("alias/a:b", None),
-    ("alias/", None),
-    ("alias/x.y", None),
-    ("alias/" + "x" * 251, None),
+PREFIX = ('Alias must start with the prefix "alias/". Please see '
+          "https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")
+PATTERN = "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
+
+
+def _model_clause(name: str, rule: str) -> str:
+    return f"1 validation error detected: Value '{name}' at 'aliasName' failed to satisfy constraint: {rule}"
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("payments", PREFIX),
+    ("Alias/x", PREFIX),
+    ("my:alias", PREFIX),
+    # The model's pattern admits ':'; AWS's service answers with its own message.
+    ("alias/my:alias", "alias/my:alias contains invalid characters for an alias"),
+    ("alias/a:b", "alias/a:b contains invalid characters for an alias"),
+    ("alias/", "alias/ contains invalid characters for an alias"),
+    # Everything else the model refuses, with the model's own message (before the prefix is looked at).
+    ("alias/bad name", _model_clause("alias/bad name", PATTERN)),
+    ("alias/bad name!", _model_clause("alias/bad name!", PATTERN)),
+    ("alias/x.y", _model_clause("alias/x.y", PATTERN)),
+    ("bad name", _model_clause("bad name", PATTERN)),
+    ("alias/" + "x" * 251, _model_clause("alias/" + "x" * 251, "Member must have length less than or equal to 256")),
 ])
-def test_bad_alias_names_are_validation_errors(kms: Any, name: str, exact: str | None) -> None:
+def test_bad_alias_names_are_validation_errors(kms: Any, name: str, message: str) -> None:
     key = new_key(kms)
     kms.create_alias(AliasName=(good := unique("good")), TargetKeyId=key["KeyId"])
     for call, kwargs in ((kms.create_alias, {"TargetKeyId": key["KeyId"]}),
                          (kms.update_alias, {"TargetKeyId": key["KeyId"]}),
                          (kms.delete_alias, {})):
         err = error(call, AliasName=name, **kwargs)
-        assert (err["Code"], err["Status"]) == ("ValidationException", 400), (call, err)
-        if exact is not None:
-            assert err["Message"].startswith(exact)
-        else:
-            assert err["Message"].startswith(f"1 validation error detected: Value '{name}' at 'aliasName' "
-                                             "failed to satisfy constraint: Member must ")
+        assert err == {"Code": "ValidationException", "Message": message, "Status": 400}, call
     assert [a["AliasName"] for a in aliases_of(kms, key["KeyId"])] == [good]
+
+
+def test_the_reserved_prefix_is_checked_before_the_characters(kms: Any) -> None:
+    key = new_key(kms)
+    for call, kwargs in ((kms.create_alias, {"TargetKeyId": key["KeyId"]}),
+                         (kms.update_alias, {"TargetKeyId": key["KeyId"]}),
+                         (kms.delete_alias, {})):
+        for name in ("alias/aws/a:b", "alias/aws"):
+            err = error(call, AliasName=name, **kwargs)
+            assert (err["Code"], err["Status"]) == ("NotAuthorizedException", 400), (call, name)
+
+
+@pytest.mark.parametrize("name", ["alias/my:alias", "alias/", "alias/aws/never-made"])
+def test_alias_names_no_alias_can_have_are_not_found_as_key_ids(kms: Any, name: str) -> None:
+    # Where an alias stands for a key (DescribeKey, Encrypt, ...), a name no alias can have is simply not found.
+    arn = f"arn:aws:kms:us-east-1:{ACCOUNT}:{name}"
+    for ident in (name, arn) if name != "alias/" else (name,):  # an alias ARN naming nothing is an InvalidArn
+        for call, kwargs in ((kms.describe_key, {}), (kms.encrypt, {"Plaintext": b"x"})):
+            err = error(call, KeyId=ident, **kwargs)
+            assert err == {"Code": "NotFoundException", "Message": f"Alias {arn} is not found.", "Status": 400}
 
 
 def test_alias_as_target_is_a_validation_error(kms: Any) -> None:

@@ -11,7 +11,6 @@ from node.model.ids import (
     RefKind,
     alias_arn,
     check_alias_name,
-    check_alias_not_reserved,
     is_key_id,
     key_arn,
     new_key_id,
@@ -156,39 +155,33 @@ def test_unparsable_arns_are_refused(value: str) -> None:
 # -- alias names ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["alias/a", "alias/My-Key_1", "alias/team/app/prod", "alias/" + "x" * 250])
+PREFIX_MESSAGE = ('Alias must start with the prefix "alias/". Please see '
+                  "https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")
+
+
+@pytest.mark.parametrize("name", ["alias/a", "alias/My-Key_1", "alias/team/app/prod", "alias/" + "x" * 250,
+                                  "alias/awsome", "alias/my/aws/x", "alias/aws-x", "alias/my-alias_/"])
 def test_valid_alias_names(name: str) -> None:
     check_alias_name(name)
-    check_alias_not_reserved(name)
 
 
-@pytest.mark.parametrize("name", ["payments", "Alias/x", "aliasx", "/alias/x", "arn:aws:kms:us-east-1:1:alias/x"])
+@pytest.mark.parametrize("name", ["payments", "Alias/x", "aliasx", "/alias/x", "arn:aws:kms:us-east-1:1:alias/x",
+                                  "Alias/aws/x", "my:alias"])
 def test_alias_name_without_prefix(name: str) -> None:
     err = error_of(check_alias_name, name)
-    assert err.code == "ValidationException"
-    assert err.message is not None and err.message.startswith('Alias must start with the prefix "alias/".')
+    assert (err.code, err.message, err.status) == ("ValidationException", PREFIX_MESSAGE, 400)
 
 
-@pytest.mark.parametrize("name", ["alias/", "alias/bad name", "alias/a:b", "alias/x!", "alias/é", "alias/a.b",
-                                  "alias/tab\t", "alias/" + "x" * 251])
-def test_alias_name_with_bad_characters_or_length(name: str) -> None:
+@pytest.mark.parametrize("name", ["alias/my:alias", "alias/a:b:c", "alias/:", "alias/"])
+def test_colon_or_no_name_after_the_prefix(name: str) -> None:
+    # The model's pattern admits ':'; AWS's service refuses it with its own message.
     err = error_of(check_alias_name, name)
-    assert err.code == "ValidationException"
-    assert err.message is not None
-    assert err.message.startswith(f"1 validation error detected: Value '{name}' at 'aliasName' failed to satisfy")
+    assert (err.code, err.message, err.status) == (
+        "ValidationException", f"{name} contains invalid characters for an alias", 400)
 
 
-def test_alias_name_field_is_reported_as_given() -> None:
-    err = error_of(check_alias_name, "alias/a b", field="targetAliasName")
-    assert err.message is not None and "at 'targetAliasName'" in err.message
-
-
-@pytest.mark.parametrize("name", ["alias/aws/ebs", "alias/aws/x/y", "alias/aws/"])
+@pytest.mark.parametrize("name", ["alias/aws/ebs", "alias/aws/x/y", "alias/aws/", "alias/aws", "alias/aws/a:b"])
 def test_reserved_aws_aliases_are_not_authorized(name: str) -> None:
-    err = error_of(check_alias_not_reserved, name)
-    assert (err.code, err.status) == ("NotAuthorizedException", 400)
-
-
-@pytest.mark.parametrize("name", ["alias/awsome", "alias/my/aws/x", "alias/aws-x"])
-def test_names_that_merely_resemble_the_reserved_prefix(name: str) -> None:
-    check_alias_not_reserved(name)
+    # Before the character check, as AWS (and moto after it) answers.
+    err = error_of(check_alias_name, name)
+    assert (err.code, err.message, err.status) == ("NotAuthorizedException", None, 400)
