@@ -48,6 +48,10 @@ class ClusterConfig:
     identity_policies: Mapping[str, str] = field(default_factory=dict)
     # Processes serving the cluster: the leader (everything) plus workers - 1 more on the gateway port.
     workers: int = 1
+    # Each region's audit log: rotated at this size; rotated files kept this long and within this total (0: no limit).
+    audit_rotate_mib: int = 64
+    audit_retention_days: float = 30.0
+    audit_retention_mib: int = 1024
 
     def port_of(self, region: str) -> int:
         if region in self.region_ports:
@@ -222,6 +226,7 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         if not 1 <= workers <= 64:
             raise ConfigError("workers must be between 1 and 64")
         changes["workers"] = workers
+    changes.update(_audit_settings(raw))
     if changes.get("replica_creating_seconds", 0.0) < 0:
         raise ConfigError("replica_creating_seconds must not be negative")
     account = str(changes.get("account", config.account))
@@ -236,6 +241,20 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         changes["enforce_access"] = raw["access_control"] == "enforce"
     _check_region_tables(changes, changes.get("regions", config.regions))
     return replace(config, **changes)
+
+
+def _audit_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, least in (("audit_rotate_mib", 1), ("audit_retention_mib", 0)):
+        if name in raw:
+            out[name] = _convert(name, raw[name], int)
+            if out[name] < least:
+                raise ConfigError(f"{name} must be at least {least}")
+    if "audit_retention_days" in raw:
+        days = out["audit_retention_days"] = _convert("audit_retention_days", raw["audit_retention_days"], float)
+        if not (math.isfinite(days) and days >= 0):
+            raise ConfigError("audit_retention_days must be a non-negative number (0: keep every file)")
+    return out
 
 
 def _identity_policies(items: list[Mapping[str, Any]], principals: tuple[Principal, ...]) -> dict[str, str]:

@@ -259,3 +259,16 @@ def test_region_tables_follow_the_regions_given_by_flag(tmp_path: Path) -> None:
     assert load_config(path, {"regions": "eu-north-1"}).port_of("eu-north-1") == 6000
     with pytest.raises(ConfigError, match="unknown region 'eu-north-1' in region_ports"):
         load_config(path)
+
+
+def test_audit_keeping(tmp_path: Path) -> None:
+    default = load_config()
+    assert (default.audit_rotate_mib, default.audit_retention_days, default.audit_retention_mib) == (64, 30.0, 1024)
+    config = load_config(write(tmp_path, "audit_rotate_mib = 8\naudit_retention_days = 0\naudit_retention_mib = 0\n"))
+    assert (config.audit_rotate_mib, config.audit_retention_days, config.audit_retention_mib) == (8, 0.0, 0)
+    for text, message in (("audit_rotate_mib = 0", "audit_rotate_mib must be at least 1"),
+                          ("audit_retention_mib = -1", "audit_retention_mib must be at least 0"),
+                          ("audit_retention_days = -1", "audit_retention_days must be a non-negative number"),
+                          ('audit_retention_days = "forever"', "audit_retention_days has the wrong type")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(write(tmp_path, text))
