@@ -166,8 +166,13 @@ class AuditSink:
         for at, path in rotated:
             if not ((max_age and now - at > max_age) or (max_bytes and total > max_bytes)):
                 break  # the rest are newer still
-            with contextlib.suppress(FileNotFoundError):  # another process of the region removed it first
+            try:
                 path.unlink()
+            except FileNotFoundError:
+                pass  # another process of the region removed it first
+            except OSError as exc:  # keeping too much is no reason to stop recording
+                log.warning("audit retention cannot remove %s: %s", path, exc)
+                break
             total -= sizes.get(path, 0)
             removed.append(path)
         if removed:
