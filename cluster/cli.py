@@ -15,6 +15,7 @@ import urllib.error
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cluster.datadir import DataDirLock
 from cluster.durations import parse_duration
 from cluster.running import admin_address, admin_send
 from node.config import ConfigError, load_config
@@ -61,15 +62,20 @@ async def _serve(config: Any) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     cluster: Cluster | None = None
+    lock: DataDirLock | None = None
     try:
+        lock = DataDirLock(config.data_dir)  # first: a second `trent up` on this directory touches nothing in it
         cluster = Cluster(config)
         await cluster.start()
     except (OSError, ValueError) as exc:
-        # Ports in use, an unreadable data directory, a root key of the wrong size or that unwraps nothing.
+        # Another cluster on the directory, ports in use, an unreadable data directory, a root key of the wrong size
+        # or that unwraps nothing.
         print(f"trent: cannot start: {exc}", file=sys.stderr)
         if cluster is not None:
             with contextlib.suppress(Exception):
                 await cluster.stop()
+        if lock is not None:
+            lock.abandon()
         return 1
     freeze_start_up()
     principal = config.effective_principals()[0]
@@ -81,6 +87,7 @@ async def _serve(config: Any) -> int:
                         data=config.data_dir, first=config.regions[0]), flush=True)
     await stop.wait()
     await cluster.stop()
+    lock.release()
     print("Trent stopped.", flush=True)
     return 0
 

@@ -37,7 +37,7 @@ from cluster.workers import (
     shared_gate,
 )
 from node.app import EndpointFor, Gate, kms_first, kms_handler, make_app
-from node.audit.sink import WORKER_CURRENT, AuditSink
+from node.audit.sink import CURRENT, DAY, MIB, WORKER_CURRENT, AuditSink, Retention
 from node.audit.trail import AuditTrail
 from node.auth.authorizer import AccessSettings, Authorizer
 from node.auth.principals import PrincipalDirectory
@@ -164,6 +164,7 @@ class Cluster:
         if self.shared:
             registry = retrying(registry)
         self.key_pairs = KeyPairPool(generate_key_pair)
+        retention = Retention(self.config.audit_retention_days * DAY, self.config.audit_retention_mib * MIB)
         for name in self.config.regions:
             region_dir = self.data_dir / name
             region_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -177,10 +178,8 @@ class Cluster:
                             change_log=outbox, cluster_regions=self.config.regions,
                             feed=store if self.shared else None)
             region.key_pairs = self.key_pairs.take
-            if self.worker:
-                sink = AuditSink(region_dir / "audit", name=WORKER_CURRENT.format(self.worker))
-            else:
-                sink = AuditSink(region_dir / "audit")
+            sink = AuditSink(region_dir / "audit", self.config.audit_rotate_mib * MIB,
+                             WORKER_CURRENT.format(self.worker) if self.worker else CURRENT, retention)
             trail = SharedAuditTrail if self.shared else AuditTrail
             region.audit = trail(name, self.config.account, sink, started=_tracking_start(store, self.clock.now()))
             endpoint = KmsEndpoint(region, registry, decoder, verifier,

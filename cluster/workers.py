@@ -189,6 +189,30 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+# A worker starts isolated (-I: neither the working directory nor PYTHON* variables shape its import path), then takes
+# the leader's import path as it is given (json is imported before that, from the standard library).
+_WORKER_BOOT = ("import sys, json; sys.path[:] = json.loads(sys.argv.pop(1)); "
+                "from cluster.worker import main; sys.exit(main())")
+
+
+def worker_import_path(path: list[str], cwd: Path, code_root: Path) -> list[str]:
+    """The leader's import path without the working directory: a ``secrets.py`` lying where an operator runs
+    `trent up` must not run in a worker. Kept only when this code itself is there (run from a source checkout)."""
+    out: list[str] = []
+    for entry in path:
+        if (cwd / entry).resolve() == cwd and cwd != code_root:
+            continue
+        out.append(entry or str(cwd))  # "" is the working directory
+    return out
+
+
+def worker_command(worker: int, leader_admin: str, verbose: bool) -> list[str]:
+    code_root = Path(__file__).resolve().parents[1]  # the directory the leader's own `cluster` package is in
+    path = worker_import_path(sys.path, Path.cwd().resolve(), code_root)
+    return [sys.executable, "-I", "-c", _WORKER_BOOT, json.dumps(path), "--worker-id", str(worker), "--leader-pid",
+            str(os.getpid()), "--leader-admin", leader_admin, *(["-v"] if verbose else [])]
+
+
 class WorkerProcesses:
     """The leader's worker processes: started with the cluster's configuration, stopped with it."""
 
@@ -198,8 +222,7 @@ class WorkerProcesses:
     async def start(self, count: int, config_blob: bytes, leader_admin: str, verbose: bool,
                     timeout: float = 60.0) -> None:
         for worker in range(1, count + 1):
-            args = [sys.executable, "-m", "cluster.worker", "--worker-id", str(worker), "--leader-pid",
-                    str(os.getpid()), "--leader-admin", leader_admin, *(["-v"] if verbose else [])]
+            args = worker_command(worker, leader_admin, verbose)
             proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE,
                                                         stdout=asyncio.subprocess.PIPE)
             self.procs.append(proc)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,10 @@ class ClusterConfig:
     identity_policies: Mapping[str, str] = field(default_factory=dict)
     # Processes serving the cluster: the leader (everything) plus workers - 1 more on the gateway port.
     workers: int = 1
+    # Each region's audit log: rotated at this size; rotated files kept this long and within this total (0: no limit).
+    audit_rotate_mib: int = 64
+    audit_retention_days: float = 30.0
+    audit_retention_mib: int = 1024
 
     def port_of(self, region: str) -> int:
         if region in self.region_ports:
@@ -61,6 +66,51 @@ class ClusterConfig:
     def root_key_hex(self, region: str) -> str | None:
         env = os.environ.get("TRENT_ROOT_KEY_" + region.upper().replace("-", "_"))
         return env or self.root_keys.get(region)
+
+
+# Fields a file spells differently (a choice of words instead of a boolean), or does not set at all.
+_FILE_NAME_OF = {"verify_signatures": "auth", "enforce_access": "access_control", "identity_policies": None}
+PRINCIPAL_KEYS = ("access_key", "secret_key", "arn", "session_token", "account", "policy")
+
+
+def _file_keys() -> list[str]:
+    """The keys a config file may hold: every field of ClusterConfig, under the name the file uses for it."""
+    names = (_FILE_NAME_OF.get(f.name, f.name) for f in fields(ClusterConfig))
+    return [name for name in names if name is not None]
+
+
+def _suggestion(name: str, known: list[str]) -> str | None:
+    spelt = name.replace("-", "_").lower()
+    spelt = _FILE_NAME_OF.get(spelt) or spelt  # verify_signatures = false means auth = "off"
+    if spelt in known:
+        return spelt
+    close = difflib.get_close_matches(name, known, n=1) or difflib.get_close_matches(spelt, known, n=1)
+    return close[0] if close else None
+
+
+def _check_names(names: Iterable[str], known: list[str], where: str, what: str = "key") -> None:
+    """A misspelt key is an error naming it (a silently ignored one would start the cluster on a default)."""
+    for name in names:
+        if name not in known:
+            guess = _suggestion(name, known)
+            hint = f" (did you mean {guess!r}?)" if guess else ""
+            raise ConfigError(f"unknown {what} {name!r} in {where}{hint}")
+
+
+def _check_file(raw: Mapping[str, Any], path: Path) -> None:
+    _check_names(raw, _file_keys(), str(path))
+    principals = raw.get("principals")
+    if isinstance(principals, list):
+        for number, item in enumerate(principals, 1):
+            if isinstance(item, Mapping):
+                _check_names(item, list(PRINCIPAL_KEYS), f"[[principals]] #{number} of {path}")
+
+
+def _check_region_tables(changes: Mapping[str, Any], regions: tuple[str, ...]) -> None:
+    """A port or root key for a region that is not configured is a misspelt region (which would otherwise get a
+    default port, or a new root key of its own)."""
+    for table in ("region_ports", "root_keys"):
+        _check_names(changes.get(table, {}), list(regions), table, what="region")
 
 
 _REGION_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -138,6 +188,7 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
             raw = tomllib.loads(path.read_text())
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        _check_file(raw, path)
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     config = ClusterConfig()
     simple: dict[str, Callable[[Any], Any]] = {"host": str, "account": str, "max_skew_seconds": float,
@@ -175,6 +226,7 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         if not 1 <= workers <= 64:
             raise ConfigError("workers must be between 1 and 64")
         changes["workers"] = workers
+    changes.update(_audit_settings(raw))
     if changes.get("replica_creating_seconds", 0.0) < 0:
         raise ConfigError("replica_creating_seconds must not be negative")
     account = str(changes.get("account", config.account))
@@ -187,7 +239,22 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         if raw["access_control"] not in ("enforce", "off"):
             raise ConfigError("access_control must be 'enforce' or 'off'")
         changes["enforce_access"] = raw["access_control"] == "enforce"
+    _check_region_tables(changes, changes.get("regions", config.regions))
     return replace(config, **changes)
+
+
+def _audit_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, least in (("audit_rotate_mib", 1), ("audit_retention_mib", 0)):
+        if name in raw:
+            out[name] = _convert(name, raw[name], int)
+            if out[name] < least:
+                raise ConfigError(f"{name} must be at least {least}")
+    if "audit_retention_days" in raw:
+        days = out["audit_retention_days"] = _convert("audit_retention_days", raw["audit_retention_days"], float)
+        if not (math.isfinite(days) and days >= 0):
+            raise ConfigError("audit_retention_days must be a non-negative number (0: keep every file)")
+    return out
 
 
 def _identity_policies(items: list[Mapping[str, Any]], principals: tuple[Principal, ...]) -> dict[str, str]:

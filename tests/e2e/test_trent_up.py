@@ -104,3 +104,13 @@ def test_bad_configuration_exits_2_with_a_message(tmp_path: Path) -> None:
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr.strip()) == (2, "trent: account must be 12 digits")
     assert not (tmp_path / "d").exists()
+
+
+def test_a_misspelt_config_key_is_refused_by_name(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('prot = 8599\n')
+    args = [sys.executable, "-m", "cluster.cli", "up", "--config", str(config), "--data-dir", str(tmp_path / "d")]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr.strip()) == (
+        2, f"trent: unknown key 'prot' in {config} (did you mean 'port'?)")
+    assert not (tmp_path / "d").exists()

@@ -201,3 +201,74 @@ policy = '{deny_all}'
 """))
     # An entry without an arn is its account's root, for its policy too.
     assert set(config.identity_policies) == {"arn:aws:iam::444455556666:role/app", "arn:aws:iam::444455556666:root"}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("prot = 8599", "unknown key 'prot' in {path} (did you mean 'port'?)"),
+    ('data-dir = "/var/lib/trent"', "unknown key 'data-dir' in {path} (did you mean 'data_dir'?)"),
+    ("Workers = 2", "unknown key 'Workers' in {path} (did you mean 'workers'?)"),
+    ("verify_signatures = false", "unknown key 'verify_signatures' in {path} (did you mean 'auth'?)"),
+    ("colour = 'blue'", "unknown key 'colour' in {path}"),
+    ('[[principals]]\naccess_key = "A"\nsecret = "s"',
+     "unknown key 'secret' in [[principals]] #1 of {path} (did you mean 'secret_key'?)"),
+    ('[[principals]]\naccess_key = "A"\nsecret_key = "s"\n[[principals]]\naccess_key = "B"\nsecret_key = "t"\n'
+     'session-token = "x"',
+     "unknown key 'session-token' in [[principals]] #2 of {path} (did you mean 'session_token'?)"),
+    ("[region_ports]\nus-est-1 = 6000", "unknown region 'us-est-1' in region_ports (did you mean 'us-east-1'?)"),
+    (f'[root_keys]\neu-west-2 = "{ROOT_HEX}"', "unknown region 'eu-west-2' in root_keys (did you mean 'eu-west-1'?)"),
+])
+def test_unknown_keys_are_named_with_a_suggestion(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert str(exc.value) == message.format(path=path)
+
+
+def test_every_documented_key_is_accepted(tmp_path: Path) -> None:
+    # Each key a file may hold (the flags' keys among them) loads without an unknown-key error.
+    config = load_config(write(tmp_path, f"""
+data_dir = "d"
+host = "127.0.0.1"
+port = 5000
+regions = ["us-east-1"]
+account = "444455556666"
+auth = "verify"
+access_control = "off"
+max_skew_seconds = 60
+scheduler_interval = 2
+replica_creating_seconds = 1
+admin_token = "t"
+workers = 2
+[region_ports]
+us-east-1 = 6000
+[root_keys]
+us-east-1 = "{ROOT_HEX}"
+[[principals]]
+access_key = "A"
+secret_key = "s"
+arn = "arn:aws:iam::444455556666:user/a"
+session_token = "tok"
+account = "444455556666"
+policy = {{Version = "2012-10-17", Statement = [{{Effect = "Allow", Action = "kms:*", Resource = "*"}}]}}
+"""))
+    assert (config.port_of("us-east-1"), config.workers, config.enforce_access) == (6000, 2, False)
+
+
+def test_region_tables_follow_the_regions_given_by_flag(tmp_path: Path) -> None:
+    path = write(tmp_path, "[region_ports]\neu-north-1 = 6000\n")
+    assert load_config(path, {"regions": "eu-north-1"}).port_of("eu-north-1") == 6000
+    with pytest.raises(ConfigError, match="unknown region 'eu-north-1' in region_ports"):
+        load_config(path)
+
+
+def test_audit_keeping(tmp_path: Path) -> None:
+    default = load_config()
+    assert (default.audit_rotate_mib, default.audit_retention_days, default.audit_retention_mib) == (64, 30.0, 1024)
+    config = load_config(write(tmp_path, "audit_rotate_mib = 8\naudit_retention_days = 0\naudit_retention_mib = 0\n"))
+    assert (config.audit_rotate_mib, config.audit_retention_days, config.audit_retention_mib) == (8, 0.0, 0)
+    for text, message in (("audit_rotate_mib = 0", "audit_rotate_mib must be at least 1"),
+                          ("audit_retention_mib = -1", "audit_retention_mib must be at least 0"),
+                          ("audit_retention_days = -1", "audit_retention_days must be a non-negative number"),
+                          ('audit_retention_days = "forever"', "audit_retention_days has the wrong type")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(write(tmp_path, text))

@@ -8,7 +8,7 @@ from pathlib import Path
 from cluster.faults import Faults
 from cluster.launcher import Cluster
 from cluster.ports import free_port_block
-from cluster.workers import SharedState
+from cluster.workers import SharedState, worker_import_path
 from node.audit.sink import WORKER_CURRENT, AuditSink, read_events
 from node.clock import AdjustableClock
 from node.config import load_config
@@ -75,3 +75,11 @@ def test_only_the_leader_schedules_background_work(tmp_path: Path) -> None:
     for cluster in (leader, worker):
         for runtime in cluster.regions.values():
             runtime.replication.outbox.close()
+
+
+def test_a_worker_imports_nothing_from_the_working_directory(tmp_path: Path) -> None:
+    code, cwd, lib = tmp_path / "code", tmp_path / "cwd", tmp_path / "lib"
+    # "" and the directory itself both stand for the working directory; other entries stay, in order.
+    assert worker_import_path(["", str(lib), str(cwd), "hook-entry"], cwd, code) == [str(lib), "hook-entry"]
+    # Run from a source checkout (python -m cluster.cli in it): the code is there, so that directory stays.
+    assert worker_import_path(["", str(lib)], code, code) == [str(code), str(lib)]
