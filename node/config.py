@@ -25,6 +25,16 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class EdgeLimits:
+    """How long a client may take and how many connections a process keeps (enforced in node/edge.py)."""
+
+    header_timeout: float = 10.0  # from connecting until the first request's head is complete
+    body_timeout: float = 30.0  # from a request's head until its whole body is in
+    idle_timeout: float = 60.0  # a kept-alive connection waiting for its next request
+    max_connections: int = 1000  # open at once in one process, over all its ports; more are closed at once
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     data_dir: Path = Path(".trent")
     host: str = "127.0.0.1"
@@ -47,6 +57,7 @@ class ClusterConfig:
     identity_policies: Mapping[str, str] = field(default_factory=dict)
     # Processes serving the cluster: the leader (everything) plus workers - 1 more on the gateway port.
     workers: int = 1
+    edge: EdgeLimits = EdgeLimits()
 
     def port_of(self, region: str) -> int:
         if region in self.region_ports:
@@ -175,6 +186,9 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         if not 1 <= workers <= 64:
             raise ConfigError("workers must be between 1 and 64")
         changes["workers"] = workers
+    edge = _edge_limits(raw)
+    if edge != config.edge:
+        changes["edge"] = edge
     if changes.get("replica_creating_seconds", 0.0) < 0:
         raise ConfigError("replica_creating_seconds must not be negative")
     account = str(changes.get("account", config.account))
@@ -188,6 +202,21 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
             raise ConfigError("access_control must be 'enforce' or 'off'")
         changes["enforce_access"] = raw["access_control"] == "enforce"
     return replace(config, **changes)
+
+
+def _edge_limits(raw: Mapping[str, Any]) -> EdgeLimits:
+    changes: dict[str, Any] = {}
+    for key in ("header_timeout", "body_timeout", "idle_timeout"):
+        if key in raw:
+            seconds = _convert(key, raw[key], float)
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise ConfigError(f"{key} must be a positive number of seconds")
+            changes[key] = seconds
+    if "max_connections" in raw:
+        changes["max_connections"] = _convert("max_connections", raw["max_connections"], int)
+        if changes["max_connections"] < 1:
+            raise ConfigError("max_connections must be at least 1")
+    return replace(EdgeLimits(), **changes)
 
 
 def _identity_policies(items: list[Mapping[str, Any]], principals: tuple[Principal, ...]) -> dict[str, str]:
