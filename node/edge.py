@@ -43,7 +43,7 @@ class ConnectionGuard:
         self.limits = limits
         self._open: set[RequestHandler] = set()
         self._awaiting: dict[RequestHandler, asyncio.TimerHandle] = {}  # connections with no request yet
-        self._full = False
+        self._quiet_until = 0.0
 
     @property
     def open_connections(self) -> int:
@@ -62,18 +62,17 @@ class ConnectionGuard:
         made, lost = server.connection_made, server.connection_lost
 
         def connection_made(handler: RequestHandler, transport: asyncio.Transport) -> None:
+            loop = asyncio.get_running_loop()
             if len(self._open) >= self.limits.max_connections:
-                if not self._full:
+                if loop.time() >= self._quiet_until:  # a warning a minute at most, however many are turned away
                     log.warning("%d connections open: closing new ones until some end", len(self._open))
-                    self._full = True
+                    self._quiet_until = loop.time() + 60.0
                 handler.force_close()
                 return
-            self._full = False
             self._open.add(handler)
             # A request aiohttp cannot parse gets a KMS error (and no traceback in the log), as every other does.
             # RequestHandler has __slots__, so its method cannot be set on the instance; the subclass adds no field.
             handler.__class__ = KmsRequestHandler
-            loop = asyncio.get_running_loop()
             self._awaiting[handler] = loop.call_at(loop.time() + self.limits.header_timeout, self._no_request, handler)
             made(handler, transport)
 

@@ -247,3 +247,38 @@ async def wait_for(check: object, timeout: float = 3.0) -> None:
     while not check():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def body_after_head(edge: Edge, head: str, rest: bytes) -> bytes:
+    """A request whose body is sent once the handler is reading it; what comes back until the server closes."""
+    reader, writer = await edge.connect()
+    writer.write(f"POST / HTTP/1.1\r\nHost: kms\r\nX-Amz-Target: TrentService.ListKeys\r\n{head}\r\n\r\n".encode())
+    await wait_for(lambda: edge.guard.open_connections == 1 and edge.guard.awaiting_head == 0)
+    writer.write(rest)
+    try:
+        return await until_closed(reader, 5)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(("head", "rest"), [
+    ("Content-Encoding: gzip\r\nContent-Length: 14", b'{"Limit": 10} '),
+    ("Content-Encoding: deflate\r\nTransfer-Encoding: chunked", b"4\r\nnope\r\n0\r\n\r\n"),
+])
+async def test_a_body_that_fails_to_decode_while_read_is_a_kms_400(edge: Edge, log: pytest.LogCaptureFixture,
+                                                                   head: str, rest: bytes) -> None:
+    raw = await body_after_head(edge, head, rest)
+    assert kms_error(raw, 400)["__type"] == "SerializationException"
+    quiet(log)
+
+
+async def test_chunks_that_go_wrong_while_read_end_at_the_body_deadline(edge: Edge,
+                                                                       log: pytest.LogCaptureFixture) -> None:
+    # aiohttp answers a framing error found after the request went to its handler only once that handler is done,
+    # and never tells the handler: the body deadline ends it, without an answer but quietly.
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await body_after_head(edge, "Transfer-Encoding: chunked", b"zz\r\nabc\r\n0\r\n\r\n") == b""
+    assert LIMITS.body_timeout * 0.9 <= loop.time() - started < 3
+    assert any("the body was too slow" in r.getMessage() for r in log.records)
+    quiet(log)
