@@ -62,15 +62,12 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
                                                      request.remote or "")))
         except web.HTTPException:
             raise  # aiohttp's own answers
-        except ConnectionError:
-            if request.transport is None or request.transport.is_closing():
+        except Exception as exc:
+            if isinstance(exc, ConnectionError) and (request.transport is None or request.transport.is_closing()):
                 # Nothing to answer and nothing wrong here: one line, no traceback.
                 log.info("%s %s from %s: %s", request.method, request.path, request.remote,
                          "the body was too slow" if request.get(BODY_LATE) else "the client went away")
                 return web.Response(status=400)  # never sent: aiohttp sees the connection gone
-            log.exception("internal error routing %s %s", request.method, request.path)
-            return to_http(error_response(internal()))
-        except Exception:
             # Never aiohttp's text/plain 500: clients parse a KMS error, and retry it.
             log.exception("internal error routing %s %s", request.method, request.path)
             return to_http(error_response(internal()))
