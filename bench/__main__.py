@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", metavar="URL", help="measure a running cluster's gateway (http://host:port) "
                         "instead of starting one; it creates keys there (thousands, in the CreateKey run)")
     parser.add_argument("--region", default="us-east-1", help="the region to sign for with --target")
+    parser.add_argument("--admin-token", dest="admin_token", help="the --target cluster's admin token "
+                        "(.trent/admin.token), to measure its CPU when it runs on this machine")
     args = parser.parse_args(argv)
     settings = Settings(seconds=args.seconds, connections=tuple(int(x) for x in args.connections.split(",")),
                         client_processes=args.client_processes,
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.target:
         # Reached now, to fail with the reason rather than in the middle of the run; the run measures this one.
         try:
-            target_cluster = TargetCluster(args.target)
+            target_cluster = TargetCluster(args.target, args.admin_token)
         except (ValueError, OSError) as exc:
             print(f"trent bench: cannot use --target: {exc}", file=sys.stderr)
             return 2

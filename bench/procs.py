@@ -20,7 +20,7 @@ import boto3
 from botocore.config import Config
 
 from cluster.ports import free_port_block
-from cluster.running import ROOT, RunningCluster, poll
+from cluster.running import ROOT, TOKEN_HEADER, RunningCluster, poll
 from node.config import DEFAULT_REGIONS
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -140,15 +140,18 @@ class TrentCluster(RunningCluster):
 
 class TargetCluster:
     """A cluster started elsewhere (``trent bench --target URL``): only its gateway is known. Its CPU is measured
-    when it runs on this machine (its health check names its process); it is never stopped from here."""
+    when it runs on this machine (its health check names its process to the holder of its admin token); it is never
+    stopped from here."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, admin_token: str | None = None) -> None:
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme != "http" or not parsed.hostname or parsed.port is None:
             raise ValueError(f"--target must look like http://host:port, not {url!r}")
         self.url = f"http://{parsed.hostname}:{parsed.port}"
         self.host, self.port = parsed.hostname, parsed.port
-        with urllib.request.urlopen(f"{self.url}/_trent/health", timeout=5) as answer:
+        health_check = urllib.request.Request(f"{self.url}/_trent/health",
+                                              headers={TOKEN_HEADER: admin_token} if admin_token else {})
+        with urllib.request.urlopen(health_check, timeout=5) as answer:
             health = json.load(answer)
         pid = health.get("pid")
         self.local_pid: int | None = pid if isinstance(pid, int) and Path(f"/proc/{pid}/stat").exists() else None

@@ -29,7 +29,8 @@ class AdminApi:
         self._clock_state = clock_state
         self._advance = advance_clock
         self._fault_action = fault_action
-        # Which process answers (several may serve one port): in the health answer.
+        # Which process answers (several may serve one port): in the health answer, for the token's holders only
+        # (a process id is nobody else's business).
         self._identity = identity or {}
 
     def routes(self) -> list[web.RouteDef]:
@@ -41,10 +42,12 @@ class AdminApi:
             web.post("/_trent/faults", self._guard(self._post_faults)),
         ]
 
+    def _authorized(self, request: web.Request) -> bool:
+        return hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), self._token.encode())
+
     def _guard(self, fn: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
         async def guarded(request: web.Request) -> web.Response:
-            given = request.headers.get(TOKEN_HEADER, "")
-            if not hmac.compare_digest(given.encode(), self._token.encode()):
+            if not self._authorized(request):
                 return _json({"error": "admin token required"}, 403)
             result: web.Response = await fn(request)
             return result
@@ -54,7 +57,10 @@ class AdminApi:
         return await _post_faults_impl(self._fault_action, request)
 
     async def _health(self, request: web.Request) -> web.Response:
-        return _json({"status": "ok", **self._identity})
+        # Liveness for anyone (load balancers, the harness); which process answered only with the token.
+        if self._authorized(request):
+            return _json({"status": "ok", **self._identity})
+        return _json({"status": "ok"})
 
     async def _get_status(self, request: web.Request) -> web.Response:
         return _json(self._status())

@@ -46,6 +46,7 @@ from node.config import ClusterConfig
 from node.crypto.asymmetric import generate_key_pair
 from node.crypto.keypool import KeyPairPool
 from node.crypto.rootkey import RootKey
+from node.edge import ConnectionGuard
 from node.endpoint import KmsEndpoint, WireResponse
 from node.ops import build_registry
 from node.scheduler import Scheduler
@@ -124,6 +125,8 @@ class Cluster:
         self._session: aiohttp.ClientSession | None = None
         self._region_runners: dict[str, web.AppRunner] = {}
         self.key_pairs: KeyPairPool | None = None
+        # Every port of this process shares one set of connection limits (node/edge.py).
+        self.guard = ConnectionGuard(config.edge)
 
     # -- persistent bits of the cluster itself ---------------------------------------------------------
 
@@ -317,10 +320,11 @@ class Cluster:
         """KMS calls to ``endpoint_for``, the rest to ``routes``; on ``port`` if given (else the caller opens sites)."""
         app = make_app(kms_handler(endpoint_for, gate), routes)
         # In-flight requests (replication long-polls among them) get a moment to finish, not a minute.
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0,
+                               **self.guard.server_kwargs())
         await runner.setup()
         assert runner.server is not None
-        kms_first(runner.server, endpoint_for, gate)
+        kms_first(runner.server, endpoint_for, gate, self.guard)
         self._runners.append(runner)
         if port is not None:
             await self._open_site(runner, port, reuse_port)

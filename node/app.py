@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from node.edge import BODY_LATE, ConnectionGuard, http_error, to_http
 from node.endpoint import KmsEndpoint, WireRequest, WireResponse, error_response
 from node.model.errors import internal
 from node.wire.protocol import MAX_BODY_BYTES, too_large
@@ -22,24 +23,29 @@ Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 log = logging.getLogger("trent.http")
 
 
-def to_http(response: WireResponse) -> web.Response:
-    return web.Response(status=response.status, body=response.body, headers=response.headers)
-
-
-def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwise: Handler | None = None
-                ) -> Handler:
+def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwise: Handler | None = None,
+                guard: ConnectionGuard | None = None) -> Handler:
     """An aiohttp handler that picks an endpoint per request (the gateway routes; a region port has one). With
     ``otherwise`` it stands in front of an application (``kms_first``): what is not a KMS call goes there."""
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        if otherwise is not None and (request.method != "POST" or request.raw_path != "/"
-                                      or request.headers.get("Expect")):
-            return await otherwise(request)  # the admin API, or a client waiting for 100 Continue
+        if guard is not None:
+            guard.started(request)
         try:
+            if otherwise is not None and (request.method != "POST" or request.raw_path != "/"
+                                          or request.headers.get("Expect")):
+                return await otherwise(request)  # the admin API, or a client waiting for 100 Continue
             try:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 return to_http(error_response(too_large()))
+            except web.RequestPayloadError as exc:
+                # A body that does not decode (its Content-Encoding, its chunks). aiohttp would go on reading the
+                # rest to keep the connection, and fail again: the connection ends with this answer instead.
+                request.content.feed_eof()
+                undecodable = to_http(error_response(http_error(exc)))
+                undecodable.force_close()
+                return undecodable
             target = endpoint_for(request)
             if type(target) is WireResponse:
                 return to_http(target)
@@ -54,9 +60,14 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
             raw_path, _, query = request.raw_path.partition("?")
             return to_http(target.handle(WireRequest(request.method, raw_path, query, request.headers, body,
                                                      request.remote or "")))
-        except (web.HTTPException, ConnectionError):
-            raise  # aiohttp's own answers, and clients that went away
-        except Exception:
+        except web.HTTPException:
+            raise  # aiohttp's own answers
+        except Exception as exc:
+            if isinstance(exc, ConnectionError) and (request.transport is None or request.transport.is_closing()):
+                # Nothing to answer and nothing wrong here: one line, no traceback.
+                log.info("%s %s from %s: %s", request.method, request.path, request.remote,
+                         "the body was too slow" if request.get(BODY_LATE) else "the client went away")
+                return web.Response(status=400)  # never sent: aiohttp sees the connection gone
             # Never aiohttp's text/plain 500: clients parse a KMS error, and retry it.
             log.exception("internal error routing %s %s", request.method, request.path)
             return to_http(error_response(internal()))
@@ -64,11 +75,15 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
     return handle
 
 
-def kms_first(server: web.Server, endpoint_for: EndpointFor, gate: Gate | None = None) -> None:
+def kms_first(server: web.Server, endpoint_for: EndpointFor, gate: Gate | None = None,
+              guard: ConnectionGuard | None = None) -> None:
     """KMS calls (POST /, nearly every request) skip the application's router, match info and middleware chain,
     a measurable share of a call's cost; every other request is the application's, as before. ``server`` is the
-    one an AppRunner made for the application, before any site starts (each connection takes the handler then)."""
-    server.request_handler = kms_handler(endpoint_for, gate, otherwise=server.request_handler)
+    one an AppRunner made for the application, before any site starts (each connection takes the handler then).
+    With a ``guard``, the server's connections keep its limits (node/edge.py)."""
+    server.request_handler = kms_handler(endpoint_for, gate, otherwise=server.request_handler, guard=guard)
+    if guard is not None:
+        guard.install(server)
 
 
 def make_app(handler: Handler, admin_routes: list[web.RouteDef]) -> web.Application:

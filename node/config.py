@@ -26,6 +26,16 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class EdgeLimits:
+    """How long a client may take and how many connections a process keeps (enforced in node/edge.py)."""
+
+    header_timeout: float = 10.0  # from connecting until the first request's head is complete
+    body_timeout: float = 30.0  # from a request's head until its whole body is in
+    idle_timeout: float = 60.0  # a kept-alive connection waiting for its next request
+    max_connections: int = 1000  # open at once in one process, over all its ports; more are closed at once
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     data_dir: Path = Path(".trent")
     host: str = "127.0.0.1"
@@ -52,6 +62,7 @@ class ClusterConfig:
     audit_rotate_mib: int = 64
     audit_retention_days: float = 30.0
     audit_retention_mib: int = 1024
+    edge: EdgeLimits = EdgeLimits()
 
     def port_of(self, region: str) -> int:
         if region in self.region_ports:
@@ -69,14 +80,16 @@ class ClusterConfig:
 
 
 # Fields a file spells differently (a choice of words instead of a boolean), or does not set at all.
-_FILE_NAME_OF = {"verify_signatures": "auth", "enforce_access": "access_control", "identity_policies": None}
+_FILE_NAME_OF = {"verify_signatures": "auth", "enforce_access": "access_control", "identity_policies": None,
+                 "edge": None}
 PRINCIPAL_KEYS = ("access_key", "secret_key", "arn", "session_token", "account", "policy")
 
 
 def _file_keys() -> list[str]:
     """The keys a config file may hold: every field of ClusterConfig, under the name the file uses for it."""
     names = (_FILE_NAME_OF.get(f.name, f.name) for f in fields(ClusterConfig))
-    return [name for name in names if name is not None]
+    # EdgeLimits' fields stand at the top level of the file.
+    return [name for name in names if name is not None] + [f.name for f in fields(EdgeLimits)]
 
 
 def _suggestion(name: str, known: list[str]) -> str | None:
@@ -227,6 +240,9 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
             raise ConfigError("workers must be between 1 and 64")
         changes["workers"] = workers
     changes.update(_audit_settings(raw))
+    edge = _edge_limits(raw)
+    if edge != config.edge:
+        changes["edge"] = edge
     if changes.get("replica_creating_seconds", 0.0) < 0:
         raise ConfigError("replica_creating_seconds must not be negative")
     account = str(changes.get("account", config.account))
@@ -255,6 +271,19 @@ def _audit_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
         if not (math.isfinite(days) and days >= 0):
             raise ConfigError("audit_retention_days must be a non-negative number (0: keep every file)")
     return out
+def _edge_limits(raw: Mapping[str, Any]) -> EdgeLimits:
+    changes: dict[str, Any] = {}
+    for key in ("header_timeout", "body_timeout", "idle_timeout"):
+        if key in raw:
+            seconds = _convert(key, raw[key], float)
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise ConfigError(f"{key} must be a positive number of seconds")
+            changes[key] = seconds
+    if "max_connections" in raw:
+        changes["max_connections"] = _convert("max_connections", raw["max_connections"], int)
+        if changes["max_connections"] < 1:
+            raise ConfigError("max_connections must be at least 1")
+    return replace(EdgeLimits(), **changes)
 
 
 def _identity_policies(items: list[Mapping[str, Any]], principals: tuple[Principal, ...]) -> dict[str, str]:

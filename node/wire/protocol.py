@@ -18,6 +18,16 @@ def too_large() -> KmsError:
     return KmsError("ValidationException", f"Request body exceeds {MAX_BODY_BYTES} bytes.", 413)
 
 
+def undecodable_body() -> KmsError:
+    # The body's Content-Encoding (gzip, deflate) does not undo, or is one this server cannot undo.
+    return serialization("The request body could not be decoded with its Content-Encoding.")
+
+
+def malformed_request() -> KmsError:
+    # Not HTTP/1.1 as RFC 9112 has it: the request line, a header, the Content-Length or the chunked framing.
+    return KmsError("ValidationException", "The request is not well-formed HTTP.")
+
+
 def parse_target(target: str | None) -> str:
     if not target or not target.startswith(TARGET_PREFIX):
         raise KmsError("UnknownOperationException")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from cluster.running import TOKEN_HEADER, admin_send
 from tests.e2e.harness import REGIONS, RunningCluster, poll
 
 Fresh = Callable[..., RunningCluster]
@@ -160,6 +161,18 @@ def test_partition_shows_in_status(fresh_cluster: Fresh) -> None:
     assert doc["faults"]["partitions"] == [[AP, US]]
     c.trent("fault", "heal", US, AP)
     poll(lambda: _all_connected(c), timeout=20)
+
+
+def test_health_names_the_process_only_to_the_admin_token(cluster: RunningCluster) -> None:
+    with urllib.request.urlopen(cluster.gateway_url + "/_trent/health", timeout=10) as answer:
+        assert json.loads(answer.read()) == {"status": "ok"}  # liveness only: no pid, no worker number
+    wrong = urllib.request.Request(cluster.gateway_url + "/_trent/health", headers={TOKEN_HEADER: "wrong"})
+    with urllib.request.urlopen(wrong, timeout=10) as answer:
+        assert json.loads(answer.read()) == {"status": "ok"}
+    token = (cluster.data_dir / "admin.token").read_text().strip()
+    assert cluster.proc is not None
+    assert admin_send(cluster.gateway_url, token, "/_trent/health") == {
+        "status": "ok", "worker": 0, "pid": cluster.proc.pid}
 
 
 def test_status_needs_a_running_cluster(tmp_path: Path, fresh_cluster: Fresh) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from node.config import DEFAULT_REGIONS, ClusterConfig, ConfigError, load_config
+from node.config import DEFAULT_REGIONS, ClusterConfig, ConfigError, EdgeLimits, load_config
 
 ROOT_HEX = "ab" * 32
 
@@ -29,6 +29,15 @@ def test_defaults() -> None:
     assert (principal.access_key, principal.secret_key, principal.arn, principal.account) == (
         "test", "test", "arn:aws:iam::111122223333:root", "111122223333")
     assert principal.session_token is None
+
+
+def test_edge_limits(tmp_path: Path) -> None:
+    assert load_config().edge == EdgeLimits()
+    assert EdgeLimits().header_timeout < EdgeLimits().body_timeout  # a head is small; a body may be a megabyte
+    config = load_config(write(tmp_path, "header_timeout = 0.5\nbody_timeout = 2\nidle_timeout = 7.5\n"
+                                         "max_connections = 40\n"))
+    assert config.edge == EdgeLimits(header_timeout=0.5, body_timeout=2.0, idle_timeout=7.5, max_connections=40)
+    assert load_config(write(tmp_path, "idle_timeout = 9")).edge == EdgeLimits(idle_timeout=9.0)
 
 
 def test_file_values(tmp_path: Path) -> None:
@@ -126,6 +135,12 @@ secret_key = "default-arn"
     ('[[principals]]\naccess_key = "A"\nsecret_key = "s"\n[[principals]]\naccess_key = "A"\nsecret_key = "t"',
      "principal A is configured twice"),
     ("port = [", "cannot read config"),
+    ("header_timeout = 0", "header_timeout must be a positive number of seconds"),
+    ("body_timeout = -1", "body_timeout must be a positive number of seconds"),
+    ("idle_timeout = nan", "idle_timeout must be a positive number of seconds"),
+    ('header_timeout = "soon"', "header_timeout has the wrong type: 'soon'"),
+    ("max_connections = 0", "max_connections must be at least 1"),
+    ("max_connections = 1.5", "max_connections has the wrong type: 1.5"),
 ])
 def test_bad_values_are_config_errors(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as exc:
@@ -239,6 +254,13 @@ scheduler_interval = 2
 replica_creating_seconds = 1
 admin_token = "t"
 workers = 2
+audit_rotate_mib = 8
+audit_retention_days = 7
+audit_retention_mib = 100
+header_timeout = 5
+body_timeout = 6
+idle_timeout = 7
+max_connections = 50
 [region_ports]
 us-east-1 = 6000
 [root_keys]
@@ -252,6 +274,7 @@ account = "444455556666"
 policy = {{Version = "2012-10-17", Statement = [{{Effect = "Allow", Action = "kms:*", Resource = "*"}}]}}
 """))
     assert (config.port_of("us-east-1"), config.workers, config.enforce_access) == (6000, 2, False)
+    assert (config.audit_rotate_mib, config.edge.header_timeout, config.edge.max_connections) == (8, 5.0, 50)
 
 
 def test_region_tables_follow_the_regions_given_by_flag(tmp_path: Path) -> None:
