@@ -19,7 +19,9 @@ def test_bench_measures_a_running_cluster(fresh_cluster: Callable[..., RunningCl
     monkeypatch.setattr(report, "RESULTS", tmp_path)  # never into the repository's results
     monkeypatch.setattr(report, "_plots", lambda results, stem: [])  # plots need the bench extra
     monkeypatch.setattr(suite, "start_moto", lambda: None)  # the peer is optional; keep the test short
-    code = bench_main.main(["--target", cluster.gateway_url, "--seconds", "0.2", "--connections", "1"])
+    token = (cluster.data_dir / "admin.token").read_text().strip()  # the server's pid, for its CPU, is the admin's
+    code = bench_main.main(["--target", cluster.gateway_url, "--admin-token", token, "--seconds", "0.2",
+                            "--connections", "1"])
     assert code == 0
     [doc] = tmp_path.glob("*-target.json")
     results = json.loads(doc.read_text())

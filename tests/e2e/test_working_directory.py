@@ -32,9 +32,12 @@ def shadow(cwd: Path, markers: Path, names: tuple[str, ...]) -> None:
             (cwd / f"{name}.py").write_text(code)
 
 
-def health(url: str) -> dict[str, int] | None:
+def health(url: str, data: Path) -> dict[str, int] | None:
+    """The health answer with the process's details (given to the admin token only), None until there is one."""
     try:
-        with urllib.request.urlopen(url + "/_trent/health", timeout=2) as r:  # a new connection each time
+        token = (data / "admin.token").read_text().strip()
+        request = urllib.request.Request(url + "/_trent/health", headers={"X-Trent-Admin-Token": token})
+        with urllib.request.urlopen(request, timeout=2) as r:  # a new connection each time
             doc: dict[str, int] = json.loads(r.read())
             return doc
     except (urllib.error.URLError, OSError):
@@ -54,13 +57,13 @@ def test_modules_in_the_working_directory_are_never_imported(tmp_path: Path, nam
     with open(tmp_path / "trent.log", "wb") as log:
         proc = subprocess.Popen(args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     try:
-        poll(lambda: proc.poll() is not None or (health(url) and (data / "cluster.json").exists()), timeout=30)
+        poll(lambda: proc.poll() is not None or (health(url, data) and (data / "cluster.json").exists()), timeout=30)
         assert sorted(p.name for p in markers.iterdir()) == [], (tmp_path / "trent.log").read_text()
         assert proc.poll() is None, (tmp_path / "trent.log").read_text()
         seen: set[int] = set()
 
         def both_serve() -> bool:
-            doc = health(url)
+            doc = health(url, data)
             if doc is not None:
                 seen.add(doc["worker"])
             return seen == {0, 1}
