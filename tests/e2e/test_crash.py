@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import os
 import random
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import pytest
+
 from cluster.ports import free_port_block
-from cluster.running import RunningCluster
+from cluster.running import RunningCluster, admin_send, poll
 from tests.crash_checks import Checker, Tally
 from tests.crash_harness import FAST_PLAN, run
 from tests.crash_workload import ID_TAG, Change, Ciphertext, Ledger
@@ -54,3 +58,32 @@ def test_the_checks_notice_what_a_crash_lost(tmp_path: Path) -> None:
                     f"key {key_id} whole"):
         assert problem in found, found
     assert tally.maybe_absent["tag"] == 1
+
+
+def test_token_files_left_empty_by_a_crash_are_not_empty_tokens(tmp_path: Path) -> None:
+    """A first start killed between creating a token file and writing it used to leave it empty, and the next start
+    took the empty string for the token: the admin API (clock, faults) and the replication log then answered
+    requests carrying no token at all."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    for name in ("admin.token", "replication.token"):
+        (data / name).write_bytes(b"")
+    c = RunningCluster(data, free_port_block(4), verbose=False).start()
+    try:
+        for name in ("admin.token", "replication.token"):
+            assert len((data / name).read_text().strip()) >= 16, name
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            admin_send(c.gateway_url, "", "/_trent/clock", {"advance": "30d"})
+        assert refused.value.code == 403
+        url = f"{c.region_url('us-east-1')}/_trent/replication/log?after=0&limit=1&wait=0"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10)
+        assert refused.value.code == 403
+        # The cluster runs on its new tokens: the admin API with its token, and replication between regions.
+        assert c.admin("/_trent/clock")["offset"] == 0
+        kms = c.client("us-east-1")
+        key_id = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+        kms.replicate_key(KeyId=key_id, ReplicaRegion="eu-west-1")
+        poll(lambda: c.client("eu-west-1").describe_key(KeyId=key_id), timeout=20)
+    finally:
+        c.kill()
