@@ -14,7 +14,10 @@ tests/e2e/test_crash.py runs a few rounds as part of the suite."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import random
+import signal
 import sys
 import tempfile
 import threading
@@ -29,6 +32,7 @@ from tests.crash_checks import Checker, Tally
 from tests.crash_workload import Ledger, Writer
 
 KILL_WINDOW = (0.15, 1.0)  # seconds of writing before the kill, drawn per round
+RESTART_KILL_WINDOW = (0.0, 0.6)  # seconds after launching a restart that a second kill may come (start-up ~0.3 s)
 WRITE_CAP = 30.0  # seconds a writer thread may take to notice the kill before it counts as hung
 
 
@@ -36,16 +40,20 @@ WRITE_CAP = 30.0  # seconds a writer thread may take to notice the kill before i
 class RoundPlan:
     workers: int  # 1: one process; 2: `--workers 2`
     kill: str  # "process": SIGKILL the one process; "group": every process at once; "leader": the leader only
+    # Kill it once more while it starts again (loading, catching up with replication), before the real restart.
+    again: bool = False
 
 
-FAST_PLAN = (RoundPlan(1, "process"),) * 3 + (RoundPlan(2, "group"), RoundPlan(2, "leader"))
+FAST_PLAN = (RoundPlan(1, "process"), RoundPlan(1, "process", again=True), RoundPlan(1, "process"),
+             RoundPlan(2, "group"), RoundPlan(2, "leader", again=True))
 
 
 def torture_plan(rounds: int, seed: int) -> list[RoundPlan]:
-    """Every third round with workers, killed as a group or by the leader (at random)."""
+    """Every third round with workers, killed as a group or by the leader (at random); one round in three also
+    killed again while restarting."""
     rng = random.Random(f"{seed}/plan")
-    return [RoundPlan(2, rng.choice(("group", "leader"))) if n % 3 == 2 else RoundPlan(1, "process")
-            for n in range(rounds)]
+    return [RoundPlan(2, rng.choice(("group", "leader")), rng.random() < 1 / 3) if n % 3 == 2
+            else RoundPlan(1, "process", rng.random() < 1 / 3) for n in range(rounds)]
 
 
 @dataclass
@@ -79,7 +87,9 @@ class CrashRun:
     def round(self, number: int, plan: RoundPlan) -> None:
         rng = random.Random(f"{self.seed}/{number}")
         delay = rng.uniform(*KILL_WINDOW)
-        label = f"round {number} (seed {self.seed}, workers {plan.workers}, kill {plan.kill} after {delay:.3f}s)"
+        again = rng.uniform(*RESTART_KILL_WINDOW)
+        label = (f"round {number} (seed {self.seed}, workers {plan.workers}, kill {plan.kill} after {delay:.3f}s"
+                 f"{f', again {again:.3f}s into the restart' if plan.again else ''})")
         subject = self.subject(plan.workers)
         c = subject.cluster
         ledger, killed = Ledger(), threading.Event()
@@ -106,6 +116,8 @@ class CrashRun:
         self.tally.retryable += ledger.retryable
         # The workers of a leader killed alone stop on their own (they were told their parent died).
         poll(lambda: not any(alive(p) for p in pids), timeout=WRITE_CAP)
+        if plan.again:
+            self.kill_while_starting(c, again)
         c.start()
         checker.sweep()
         checker.check(ledger)
@@ -115,6 +127,23 @@ class CrashRun:
             acked = sum(1 for ch in ledger.changes if ch.acked)
             print(f"{label}: {acked} acknowledged, {len(ledger.changes) - acked} maybe, "
                   f"{len(ledger.ciphertexts)} ciphertexts; failures so far {len(self.tally.failures)}", flush=True)
+
+    def kill_while_starting(self, c: RunningCluster, delay: float) -> None:
+        """Start ``c`` and SIGKILL all its processes ``delay`` seconds after launching it, up or not yet."""
+        def kill() -> None:
+            proc = poll(lambda: c.proc, timeout=WRITE_CAP, interval=0.001)
+            assert proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        timer = threading.Timer(delay, kill)
+        timer.start()
+        with contextlib.suppress(RuntimeError):  # it died before it was up
+            c.start()
+        timer.join()
+        assert c.proc is not None
+        c.proc.wait(WRITE_CAP)
+        c.proc = None
+        self.tally.kills += 1
 
     def recheck(self) -> None:
         """Every round's ledger again, on each cluster as it is at the end (later crashes must not lose earlier
