@@ -32,13 +32,15 @@ class Tally:
     ciphertexts: int = 0
     keys_swept: int = 0
     retryable: int = 0
+    dropped: int = 0
     failures: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         kinds = sorted(set(self.acked) | set(self.maybe_present) | set(self.maybe_absent))
         lines = [f"rounds {self.rounds}, kills {self.kills}, failures {len(self.failures)}",
                  f"acknowledged ciphertexts decrypted: {self.ciphertexts}; keys swept whole: {self.keys_swept}; "
-                 f"retryable server errors while up: {self.retryable}",
+                 f"retryable server errors while up: {self.retryable}; calls lost with a killed worker: "
+                 f"{self.dropped}",
                  f"{'kind':<14}{'acked':>8}{'maybe there':>13}{'maybe absent':>14}"]
         lines += [f"{k:<14}{self.acked[k]:>8}{self.maybe_present[k]:>13}{self.maybe_absent[k]:>14}" for k in kinds]
         return "\n".join([*lines, *self.failures])
@@ -154,9 +156,12 @@ class Checker:
         for change in ledger.changes:
             slots.setdefault(change.slot, []).append(change)
         for slot, changes in slots.items():
-            allowed: set[Any] = {0 if slot[0] == "rotations" else None}
+            allowed: set[Any] = {None}
             for change in changes:
                 allowed = {change.value} if change.acked else allowed | {change.value}
+            if slot[0] == "rotations":  # each change adds one: every acknowledged one, and any of the others
+                acked = sum(1 for c in changes if c.acked)
+                allowed = set(range(acked, len(changes) + 1))
             self.guarded(f"{slot}", partial(self._check_slot, slot, allowed, changes))
         for ct in ledger.ciphertexts:
             self.guarded(f"ciphertext under {ct.key_id} from {ct.region}", partial(self._decrypts, ct))
@@ -167,13 +172,16 @@ class Checker:
             acked = [c.value for c in changes if c.acked]
             self.fail(f"{slot} is {seen!r}, expected one of {sorted(allowed, key=repr)} (acknowledged: {acked})")
             return
-        last = changes[-1]
-        if last.acked:
-            self.tally.acked[last.kind] += 1
-        for change in changes:
-            if not change.acked:
-                there = seen == change.value if slot[0] != "rotations" else seen >= change.value
-                (self.tally.maybe_present if there else self.tally.maybe_absent)[change.kind] += 1
+        maybes = [c for c in changes if not c.acked]
+        if slot[0] == "rotations":
+            self.tally.acked["rotate"] += len(changes) - len(maybes)
+            self.tally.maybe_present["rotate"] += seen - min(allowed)
+            self.tally.maybe_absent["rotate"] += max(allowed) - seen
+            return
+        if changes[-1].acked:
+            self.tally.acked[changes[-1].kind] += 1
+        for change in maybes:
+            (self.tally.maybe_present if seen == change.value else self.tally.maybe_absent)[change.kind] += 1
 
     def observe(self, slot: tuple[str, ...], allowed: set[Any]) -> Any:
         kind, region = slot[0], slot[1]

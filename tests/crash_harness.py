@@ -3,9 +3,11 @@ grants, tags, rotations, multi-Region keys and their replicas, ciphertexts), res
 and ports, and check that every acknowledged change is there, every acknowledged ciphertext decrypts, and every
 change without an answer is wholly there or wholly absent (tests/crash_checks.py).
 
-Rounds run on two clusters: one process, and `--workers 2`, killed either as a whole process group (every process
-at once, like a host dying) or by its leader alone (the workers then stop on their own). A round's random choices,
-the moment of the kill among them, follow from the run's seed and the round's number; every failure names both.
+Rounds run on two clusters: one process, and `--workers 2`, killed as a whole process group (every process at once,
+like a host dying), by its leader alone (the workers then stop on their own), or one worker first and the rest a
+little later. Some rounds kill the cluster a second time while it starts again, and each cluster's very first start
+is killed once too. A round's random choices, the moments of the kills among them, follow from the run's seed and
+the round's number; every failure names both.
 
     python -m tests.crash_harness --rounds 30          (make torture)
 
@@ -39,20 +41,22 @@ WRITE_CAP = 30.0  # seconds a writer thread may take to notice the kill before i
 @dataclass(frozen=True)
 class RoundPlan:
     workers: int  # 1: one process; 2: `--workers 2`
-    kill: str  # "process": SIGKILL the one process; "group": every process at once; "leader": the leader only
+    # "process": SIGKILL the one process; "group": every process at once; "leader": the leader only (its workers
+    # then stop by themselves); "worker": one worker, then (the others serving on meanwhile) the whole group.
+    kill: str
     # Kill it once more while it starts again (loading, catching up with replication), before the real restart.
     again: bool = False
 
 
 FAST_PLAN = (RoundPlan(1, "process"), RoundPlan(1, "process", again=True), RoundPlan(1, "process"),
-             RoundPlan(2, "group"), RoundPlan(2, "leader", again=True))
+             RoundPlan(2, "worker"), RoundPlan(2, "leader", again=True))
 
 
 def torture_plan(rounds: int, seed: int) -> list[RoundPlan]:
-    """Every third round with workers, killed as a group or by the leader (at random); one round in three also
-    killed again while restarting."""
+    """Every third round with workers (killed in any of the ways); one round in three also killed again while
+    restarting."""
     rng = random.Random(f"{seed}/plan")
-    return [RoundPlan(2, rng.choice(("group", "leader")), rng.random() < 1 / 3) if n % 3 == 2
+    return [RoundPlan(2, rng.choice(("group", "leader", "worker")), rng.random() < 1 / 3) if n % 3 == 2
             else RoundPlan(1, "process", rng.random() < 1 / 3) for n in range(rounds)]
 
 
@@ -77,45 +81,24 @@ class CrashRun:
         self.subjects: dict[int, Subject] = {}
 
     def subject(self, workers: int) -> Subject:
+        """The cluster for rounds with ``workers`` processes; its very first start is killed once on the way."""
         if workers not in self.subjects:
             extra = ("--replica-delay", "0.2", *(("--workers", str(workers)) if workers > 1 else ()))
             c = RunningCluster(self.base / f"workers{workers}", free_port_block(len(self.regions) + 1),
-                               regions=self.regions, extra_args=extra, own_group=True, verbose=False).start()
-            self.subjects[workers] = Subject(c, Ledger(), set())
+                               regions=self.regions, extra_args=extra, own_group=True, verbose=False)
+            self.kill_while_starting(c, random.Random(f"{self.seed}/first/{workers}").uniform(*RESTART_KILL_WINDOW))
+            self.subjects[workers] = Subject(c.start(), Ledger(), set())
         return self.subjects[workers]
 
     def round(self, number: int, plan: RoundPlan) -> None:
         rng = random.Random(f"{self.seed}/{number}")
-        delay = rng.uniform(*KILL_WINDOW)
-        again = rng.uniform(*RESTART_KILL_WINDOW)
+        delay, again = rng.uniform(*KILL_WINDOW), rng.uniform(*RESTART_KILL_WINDOW)
         label = (f"round {number} (seed {self.seed}, workers {plan.workers}, kill {plan.kill} after {delay:.3f}s"
                  f"{f', again {again:.3f}s into the restart' if plan.again else ''})")
         subject = self.subject(plan.workers)
         c = subject.cluster
-        ledger, killed = Ledger(), threading.Event()
-        homes = [self.regions[i % len(self.regions)] for i in range(self.threads)]
-        writers = [Writer(f"r{number}w{i}", home, tuple(r for r in self.regions if r != home), c.client(home),
-                          random.Random(rng.random()), ledger, killed) for i, home in enumerate(homes)]
-        stop_at = time.monotonic() + WRITE_CAP
-        threads = [threading.Thread(target=w.run, args=(lambda: killed.is_set() or time.monotonic() > stop_at,),
-                                    daemon=True) for w in writers]
-        for t in threads:
-            t.start()
-        time.sleep(delay)  # the random moment of the crash: the writers keep going meanwhile
-        pids = c.worker_pids()
-        killed.set()
-        c.kill(group=plan.kill == "group")
-        self.tally.kills += 1
-        for t in threads:
-            t.join(WRITE_CAP)
         checker = Checker(c, self.regions, self.tally, label, subject.whole)
-        if any(t.is_alive() for t in threads):
-            checker.fail("a writer thread hung after the kill")
-        for problem in ledger.unexpected:
-            checker.fail(problem)
-        self.tally.retryable += ledger.retryable
-        # The workers of a leader killed alone stop on their own (they were told their parent died).
-        poll(lambda: not any(alive(p) for p in pids), timeout=WRITE_CAP)
+        ledger = self.write_and_kill(number, plan, c, rng, delay, checker)
         if plan.again:
             self.kill_while_starting(c, again)
         c.start()
@@ -127,6 +110,44 @@ class CrashRun:
             acked = sum(1 for ch in ledger.changes if ch.acked)
             print(f"{label}: {acked} acknowledged, {len(ledger.changes) - acked} maybe, "
                   f"{len(ledger.ciphertexts)} ciphertexts; failures so far {len(self.tally.failures)}", flush=True)
+
+    def write_and_kill(self, number: int, plan: RoundPlan, c: RunningCluster, rng: random.Random, delay: float,
+                       checker: Checker) -> Ledger:
+        """Client threads write until the cluster is killed ``delay`` seconds in; what they were told."""
+        ledger, killed, worker_killed = Ledger(), threading.Event(), threading.Event()
+        homes = [self.regions[i % len(self.regions)] for i in range(self.threads)]
+        writers = [Writer(f"r{number}w{i}", home, tuple(r for r in self.regions if r != home), c.client(home),
+                          random.Random(rng.random()), ledger, killed, worker_killed)
+                   for i, home in enumerate(homes)]
+        stop_at = time.monotonic() + WRITE_CAP
+        threads = [threading.Thread(target=w.run, args=(lambda: killed.is_set() or time.monotonic() > stop_at,),
+                                    daemon=True) for w in writers]
+        for t in threads:
+            t.start()
+        pids = c.worker_pids()
+        # The random moment of the crash: the writers keep going meanwhile.
+        if plan.kill == "worker":  # one worker dies first; the other processes serve on until the group dies
+            time.sleep(delay / 2)
+            worker_killed.set()
+            os.kill(pids[0], signal.SIGKILL)
+            self.tally.kills += 1
+            time.sleep(delay / 2)
+        else:
+            time.sleep(delay)
+        killed.set()
+        c.kill(group=plan.kill in ("group", "worker"))
+        self.tally.kills += 1
+        for t in threads:
+            t.join(WRITE_CAP)
+        if any(t.is_alive() for t in threads):
+            checker.fail("a writer thread hung after the kill")
+        for problem in ledger.unexpected:
+            checker.fail(problem)
+        self.tally.retryable += ledger.retryable
+        self.tally.dropped += ledger.dropped
+        # The workers of a leader killed alone stop on their own (they were told their parent died).
+        poll(lambda: not any(alive(p) for p in pids), timeout=WRITE_CAP)
+        return ledger
 
     def kill_while_starting(self, c: RunningCluster, delay: float) -> None:
         """Start ``c`` and SIGKILL all its processes ``delay`` seconds after launching it, up or not yet."""

@@ -56,6 +56,7 @@ class Ledger:
     unexpected: list[str] = field(default_factory=list)
     # Server errors a healthy cluster may give (KMSInternalException after too many lost races between workers).
     retryable: int = 0
+    dropped: int = 0  # calls whose connection a killed worker took with it (while the others served on)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, change: Change) -> None:
@@ -65,6 +66,14 @@ class Ledger:
     def extend(self, other: Ledger) -> None:
         self.changes.extend(other.changes)
         self.ciphertexts.extend(other.ciphertexts)
+
+
+def error_of(exc: ClientError | BotoCoreError) -> tuple[str, int]:
+    """(error code, HTTP status); for no answer at all (a broken connection), (exception name, 0)."""
+    if isinstance(exc, ClientError):
+        status = int(exc.response["ResponseMetadata"].get("HTTPStatusCode") or 0)
+        return str(exc.response["Error"]["Code"]), status
+    return type(exc).__name__, 0
 
 
 @dataclass
@@ -79,6 +88,7 @@ class Writer:
     rng: random.Random
     ledger: Ledger
     killed: threading.Event
+    worker_killed: threading.Event  # one worker process was killed, the others serve on
     keys: list[str] = field(default_factory=list)
     mrks: list[str] = field(default_factory=list)
     aliases: dict[str, str] = field(default_factory=dict)
@@ -113,32 +123,31 @@ class Writer:
 
     def _call(self, operation: str, kind: str, slot: tuple[str, ...], value: Any,
               call: Callable[[], Any]) -> Any | None:
-        """Make ``call``; record its change as acknowledged (its answer) or maybe (no answer). None when there was
-        no answer: the caller stops if the cluster was killed."""
+        """Make ``call``; record its change as acknowledged (its answer) or maybe (no answer). False when it was
+        refused; None when there was no answer (the caller stops if the cluster was killed)."""
         try:
             answer = call()
-        except ClientError as exc:
-            code = exc.response["Error"]["Code"]
-            status = int(exc.response["ResponseMetadata"].get("HTTPStatusCode") or 0)
+        except (ClientError, BotoCoreError) as exc:
+            code, status = error_of(exc)
             if 400 <= status < 500 and code in EXPECTED_REFUSALS.get(operation, ()):
                 return False  # refused: nothing written, nothing to record
             self.ledger.add(Change(kind, slot, value, acked=False))
             if not self.killed.is_set():
-                if status >= 500 and code == "KMSInternalException":
-                    with self.ledger.lock:
-                        self.ledger.retryable += 1
-                    return False
-                with self.ledger.lock:
-                    self.ledger.unexpected.append(f"{operation}: {code} ({status}) while the cluster was up")
-            return None
-        except BotoCoreError as exc:  # no answer at all: the connection broke
-            self.ledger.add(Change(kind, slot, value, acked=False))
-            if not self.killed.is_set():
-                with self.ledger.lock:
-                    self.ledger.unexpected.append(f"{operation}: {type(exc).__name__} while the cluster was up")
+                self._while_up(operation, code, status)
             return None
         self.ledger.add(Change(kind, slot, value, acked=True))
         return answer
+
+    def _while_up(self, operation: str, code: str, status: int) -> None:
+        """Count an error before the kill: a server error the client may retry (KMSInternalException after too
+        many lost races between workers), a connection a killed worker dropped, or else a harness failure."""
+        with self.ledger.lock:
+            if status >= 500 and code == "KMSInternalException":
+                self.ledger.retryable += 1
+            elif status == 0 and self.worker_killed.is_set():
+                self.ledger.dropped += 1
+            else:
+                self.ledger.unexpected.append(f"{operation}: {code} ({status}) while the cluster was up")
 
     def _go_on(self, answer: Any | None) -> bool:
         return answer is not None or not self.killed.is_set()
@@ -204,12 +213,10 @@ class Writer:
         if done >= MAX_ROTATIONS:
             return True
         # The slot counts rotations: each acknowledged one adds one; one without an answer may or may not have.
-        answer = self._call("RotateKeyOnDemand", "rotate", ("rotations", self.home, key_id), done + 1,
+        answer = self._call("RotateKeyOnDemand", "rotate", ("rotations", self.home, key_id), 1,
                             lambda: self.kms.rotate_key_on_demand(KeyId=key_id))
-        if answer is not None:
-            self.rotations[key_id] = done + (1 if answer else 0)
-        else:
-            self.rotations[key_id] = done + 1  # it may have happened: count it against the limit
+        # One that may have happened counts against the limit too.
+        self.rotations[key_id] = done + (0 if answer is False else 1)
         return self._go_on(answer)
 
     def encrypt(self) -> bool:
@@ -218,10 +225,10 @@ class Writer:
         try:
             blob = self.kms.encrypt(KeyId=key_id, Plaintext=plaintext, EncryptionContext=context)["CiphertextBlob"]
         except (ClientError, BotoCoreError) as exc:
-            if not self.killed.is_set():
-                with self.ledger.lock:
-                    self.ledger.unexpected.append(f"Encrypt: {exc} while the cluster was up")
-            return not self.killed.is_set()
+            if self.killed.is_set():
+                return False
+            self._while_up("Encrypt", *error_of(exc))
+            return True
         with self.ledger.lock:
             self.ledger.ciphertexts.append(Ciphertext(self.home, key_id, blob, plaintext, context))
         return True
