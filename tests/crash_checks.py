@@ -217,25 +217,31 @@ class Checker:
         return count()
 
     def _replica(self, primary: Any, key_id: str, target: str) -> bool | str | None:
-        """True: the primary lists the replica and it exists (once replication caught up); None: neither."""
+        """True: the primary lists the replica, and (once replication caught up) it exists, Enabled, with the
+        primary's current key material; None: neither lists nor has it."""
         config = primary.describe_key(KeyId=key_id)["KeyMetadata"]["MultiRegionConfiguration"]
         listed = target in {r["Region"] for r in config.get("ReplicaKeys", ())}
         kms = self.kms[target]
 
-        def there() -> bool:
+        def replica() -> dict[str, Any] | None:
             try:
-                state: str = kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"]
-                return state == "Enabled"
+                meta: dict[str, Any] = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+                return meta
             except ClientError as exc:
                 if exc.response["Error"]["Code"] == "NotFoundException":
-                    return False
+                    return None
                 raise
+
+        def caught_up() -> bool:
+            meta = replica()
+            current = primary.describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"]
+            return meta is not None and meta["KeyState"] == "Enabled" and meta["CurrentKeyMaterialId"] == current
         if not listed:
-            return "present but not listed by its primary" if there() else None
+            return "present but not listed by its primary" if replica() is not None else None
         try:
-            poll(there, timeout=CATCH_UP, interval=0.05)
+            poll(caught_up, timeout=CATCH_UP, interval=0.05)
         except TimeoutError:
-            return f"listed by its primary, still missing after {CATCH_UP}s"
+            return f"listed by its primary, not there with its material after {CATCH_UP}s"
         return True
 
     def _decrypts(self, ct: Any) -> None:
