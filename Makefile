@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench clean demo-envelope demo-global demo-drill
+.PHONY: up test lint bench torture clean demo-envelope demo-global demo-drill
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,6 +28,11 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest
+
+# The crash harness at length: SIGKILL during mixed writes, restart, check (tests/crash_harness.py).
+TORTURE_ROUNDS ?= 30
+torture: $(STAMP)
+	$(PY) -m tests.crash_harness --rounds $(TORTURE_ROUNDS) $(TORTURE_ARGS)
 
 demo-envelope: $(STAMP)
 	$(PY) examples/envelope_encryption.py

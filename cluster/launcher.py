@@ -70,9 +70,20 @@ class RegionRuntime:
 
 
 def write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    """Write ``path`` (mode 0600) whole or not at all: written beside it, then renamed over it, so a crash leaves
+    the old file or none, never an empty or cut one (an empty token file would read as an empty token)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def make_private_dir(path: Path) -> None:
@@ -145,7 +156,10 @@ class Cluster:
         make_private_dir(self.data_dir)
         path = self.data_dir / name
         if path.exists():
-            return path.read_text().strip()
+            token = path.read_text().strip()
+            if token:
+                return token
+            # Empty: left by a crash of an older version mid-write. Never an empty token (it matches no header).
         token = secrets.token_urlsafe(24)
         write_private(path, token)
         return token

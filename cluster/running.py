@@ -5,6 +5,7 @@ end-to-end tests all start their clusters this way."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -36,6 +37,16 @@ def poll(predicate: Callable[..., T], timeout: float = 20.0, interval: float = 0
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, exited but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
 
 
 def admin_address(data_dir: str | Path) -> tuple[str, str]:
@@ -77,6 +88,8 @@ class RunningCluster:
     proc: subprocess.Popen[bytes] | None = None
     # Region activity in the log too (trent up -v).
     verbose: bool = field(default=True, kw_only=True)
+    # A process group of its own (with its workers), so kill(group=True) takes every process at the same instant.
+    own_group: bool = field(default=False, kw_only=True)
     log_path: Path = field(init=False)
     # How long the last start took: from launching the process until the cluster answered, its cluster.json written.
     startup_seconds: float = field(default=0.0, init=False)
@@ -94,7 +107,8 @@ class RunningCluster:
                     str(self.port), "--regions", ",".join(self.regions), *(["-v"] if self.verbose else []),
                     *self.extra_args]
             with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-                self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                             start_new_session=self.own_group)
             launched = time.monotonic()
             try:
                 poll(self._healthy, timeout, interval)
@@ -126,11 +140,21 @@ class RunningCluster:
         self.proc = None
         return code
 
-    def kill(self) -> None:
+    def kill(self, group: bool = False) -> None:
+        """SIGKILL the process (``group``: its whole process group, workers included; needs ``own_group``)."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        if group:
+            assert self.own_group, "only a cluster started in its own process group can be killed as a group"
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        else:
+            self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=20)
         self.proc = None
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes (`--workers`) of the last start, as its cluster.json names them."""
+        pids: list[int] = json.loads((self.data_dir / "cluster.json").read_text()).get("workers", [])
+        return pids
 
     def restart(self) -> Self:
         if self.proc is not None:

@@ -92,7 +92,19 @@ class AuditSink:
         self._failing = False  # the last append could not be written
 
     def _open(self) -> BinaryIO:
+        if self._torn():
+            with open(self.path, "ab") as f:
+                f.write(b"\n")  # the next event starts a line of its own, not glued onto the cut one
         return open(self.path, "ab", buffering=self.BUFFER_BYTES)
+
+    def _torn(self) -> bool:
+        """The file's last line lacks its newline: a crash cut it."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                return f.read(1) != b"\n"
+        except OSError:  # no file yet, or an empty one
+            return False
 
     def emit(self, event: dict[str, Any]) -> None:
         """Queue one event; ``flush`` makes it durable (the caller flushes in batches)."""

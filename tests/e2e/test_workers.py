@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from cluster.audit_view import audit_events
-from cluster.running import admin_send
+from cluster.running import admin_send, alive
 from tests.e2e.harness import RunningCluster, code_of, poll, private_cluster
 from tests.e2e.test_mrk_rotation import material_everywhere, wait_current_everywhere, wait_rotation_done
 from tests.e2e.test_multi_region import REGIONS, A, clients, create_mrk, encrypt, replicate, wait_for
@@ -41,21 +41,6 @@ def health(cluster: RunningCluster) -> dict[str, Any]:
     return admin_send(cluster.gateway_url, (cluster.data_dir / "admin.token").read_text().strip(), "/_trent/health")
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by its parent) counts as gone.
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(")")[-1].split()[0] != "Z"
-
-
-def worker_pids(cluster: RunningCluster) -> list[int]:
-    pids: list[int] = json.loads((cluster.data_dir / "cluster.json").read_text())["workers"]
-    return pids
-
-
 def everywhere(cluster: RunningCluster, call: Callable[[Any], Any], region: str = A) -> list[Any]:
     return [call(fresh(cluster, region)) for _ in range(FRESH)]
 
@@ -70,7 +55,7 @@ def test_both_processes_answer_on_the_gateway_port(workers: RunningCluster) -> N
         return len(seen) == 2
     poll(both, timeout=10, interval=0)
     assert seen[0] == workers.proc.pid
-    assert [seen[1]] == worker_pids(workers)
+    assert [seen[1]] == workers.worker_pids()
 
 
 def test_a_new_key_is_usable_at_once_through_every_process(workers: RunningCluster) -> None:
@@ -249,13 +234,13 @@ def _has(path: Path, key_id: str) -> bool:
 
 
 def test_no_worker_outlives_the_cluster(workers: RunningCluster) -> None:
-    pids = worker_pids(workers)
+    pids = workers.worker_pids()
     assert pids and all(alive(p) for p in pids)
     assert workers.stop() == 0
     poll(lambda: not any(alive(p) for p in pids), timeout=10)
     # Even a leader killed outright takes its workers with it.
     workers.start()
-    pids = worker_pids(workers)
+    pids = workers.worker_pids()
     assert workers.proc is not None
     os.kill(workers.proc.pid, signal.SIGKILL)
     workers.proc.wait(10)

@@ -211,6 +211,20 @@ def test_a_refused_flush_leaves_its_lines_for_the_next_one(tmp_path: Path) -> No
     sink.close()
 
 
+def test_a_line_torn_by_a_crash_does_not_swallow_the_first_line_after_the_restart(tmp_path: Path) -> None:
+    """A process killed in the middle of writing its buffer leaves a cut last line; the next process's first event
+    must start on a line of its own, not be glued onto the torn one (both then unreadable)."""
+    sink = AuditSink(tmp_path / "audit")
+    sink.emit({"n": 0})
+    sink.close()
+    with open(tmp_path / "audit" / "audit.jsonl", "ab") as f:
+        f.write(b'{"n": 1, "cut": "he')  # SIGKILL here
+    sink = AuditSink(tmp_path / "audit")
+    sink.emit({"n": 2})
+    sink.close()
+    assert [e["n"] for e in read_events(tmp_path / "audit")] == [0, 2]
+
+
 def test_sink_batches_rotates_and_reads_back_in_order(tmp_path: Path) -> None:
     sink = AuditSink(tmp_path / "audit", max_bytes=2000)
     for i in range(40):
