@@ -35,7 +35,7 @@ class AdminApi:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.get("/_trent/health", self._health),
+            health_route(self._token, self._identity),
             web.get("/_trent/status", self._guard(self._get_status)),
             web.get("/_trent/clock", self._guard(self._get_clock)),
             web.post("/_trent/clock", self._guard(self._post_clock)),
@@ -43,7 +43,7 @@ class AdminApi:
         ]
 
     def _authorized(self, request: web.Request) -> bool:
-        return hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), self._token.encode())
+        return _authorized(request, self._token)
 
     def _guard(self, fn: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
         async def guarded(request: web.Request) -> web.Response:
@@ -55,12 +55,6 @@ class AdminApi:
 
     async def _post_faults(self, request: web.Request) -> web.Response:
         return await _post_faults_impl(self._fault_action, request)
-
-    async def _health(self, request: web.Request) -> web.Response:
-        # Liveness for anyone (load balancers, the harness); which process answered only with the token.
-        if self._authorized(request):
-            return _json({"status": "ok", **self._identity})
-        return _json({"status": "ok"})
 
     async def _get_status(self, request: web.Request) -> web.Response:
         return _json(self._status())
@@ -78,6 +72,19 @@ class AdminApi:
         except (ValueError, AttributeError) as exc:
             return _json({"error": str(exc)}, 400)
         return _json(self._advance(seconds))
+
+
+def health_route(token: str, identity: dict[str, Any]) -> web.RouteDef:
+    """Liveness for anyone (load balancers, the harness); which process answered only with the token."""
+    async def health(request: web.Request) -> web.Response:
+        if _authorized(request, token):
+            return _json({"status": "ok", **identity})
+        return _json({"status": "ok"})
+    return web.get("/_trent/health", health)
+
+
+def _authorized(request: web.Request, token: str) -> bool:
+    return hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), token.encode())
 
 
 async def _post_faults_impl(action: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None,

@@ -21,7 +21,7 @@ from cluster.running import admin_address, admin_send
 from node.config import ConfigError, load_config
 
 if TYPE_CHECKING:
-    from cluster.launcher import Cluster
+    from cluster.region_host import RegionHost
 
 BANNER = """Trent is up: {n} regions, account {account}, credentials {ak}/{sk}
   gateway         {gateway}   (routes by the region your client signs for)
@@ -53,7 +53,7 @@ def _up(args: argparse.Namespace) -> int:
 
 async def _serve(config: Any) -> int:
     from cluster.heap import freeze_start_up
-    from cluster.launcher import Cluster  # the server stack (aiohttp, botocore): only `trent up` needs it
+    from cluster.region_host import RegionHost  # the server stack (aiohttp, botocore): only `trent up` needs it
 
     # Signals are handled from the very start: a SIGTERM that arrives while the cluster is still starting
     # stops it cleanly as soon as it is up, instead of killing it half-way.
@@ -61,11 +61,11 @@ async def _serve(config: Any) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    cluster: Cluster | None = None
+    cluster: RegionHost | None = None
     lock: DataDirLock | None = None
     try:
         lock = DataDirLock(config.data_dir)  # first: a second `trent up` on this directory touches nothing in it
-        cluster = Cluster(config)
+        cluster = RegionHost.from_config(config)
         await cluster.start()
     except (OSError, ValueError) as exc:
         # Another cluster on the directory, ports in use, an unreadable data directory, a root key of the wrong size
@@ -79,10 +79,11 @@ async def _serve(config: Any) -> int:
         return 1
     freeze_start_up()
     principal = config.effective_principals()[0]
-    regions = "\n".join(f"  {name:<16}{cluster.url(r.port)}" for name, r in cluster.regions.items())
+    urls = cluster.region_urls()
+    regions = "\n".join(f"  {name:<16}{url}" for name, url in urls.items())
     if config.workers > 1:
         regions += f"\n  workers         {config.workers} processes on the gateway port"
-    print(BANNER.format(n=len(cluster.regions), account=config.account, ak=principal.access_key,
+    print(BANNER.format(n=len(urls), account=config.account, ak=principal.access_key,
                         sk=principal.secret_key, gateway=cluster.gateway_url, regions=regions,
                         data=config.data_dir, first=config.regions[0]), flush=True)
     await stop.wait()

@@ -58,9 +58,13 @@ class Region:
         change_log: ChangeLog | None = None,
         cluster_regions: Iterable[str] = (),
         feed: ChangeFeed | None = None,
+        audit: AuditTrail | None = None,
+        key_pairs: Callable[[str], tuple[SecretBytes, bytes]] | None = None,
     ) -> None:
         """``feed``: other processes write this region's store too (the store's change feed): ``sync`` catches up
-        with their commits, and every commit is conditional on this view having seen every change before it."""
+        with their commits, and every commit is conditional on this view having seen every change before it.
+        ``audit``: the region's audit trail (GetKeyLastUsage reads it); ``key_pairs``: where slow (RSA) key pairs
+        come from (a pre-generating pool), else generated on the spot."""
         self.identity = identity
         # Plain attributes, not properties: read several times by every request.
         self.name = identity.name
@@ -77,10 +81,8 @@ class Region:
         self.keys: dict[str, KeyRecord] = {}
         self.aliases: dict[str, AliasRecord] = {}
         self._aliases_by_key: dict[str, set[str]] = {}
-        # The region's audit trail, when one is attached (GetKeyLastUsage reads it).
-        self.audit: AuditTrail | None = None
-        # Where slow (RSA) key pairs come from: a pre-generating pool when the launcher attaches one.
-        self.key_pairs: Callable[[str], tuple[SecretBytes, bytes]] | None = None
+        self.audit = audit
+        self.key_pairs = key_pairs
         self.grants: dict[str, GrantRecord] = {}
         self._grants_by_key: dict[str, set[str]] = {}
         self._feed = feed

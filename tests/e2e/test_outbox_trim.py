@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from cluster.launcher import Cluster
 from cluster.ports import free_port_block
+from cluster.region_host import RegionHost
 from node.config import ClusterConfig
 from node.ops.keys import create_key
 from node.ops.multi_region import replicate_key
@@ -22,11 +22,13 @@ async def _until(predicate: object, timeout: float = 15.0) -> None:
 
 
 async def test_trim_keeps_replication_going(tmp_path: Path) -> None:
-    cluster = Cluster(ClusterConfig(data_dir=tmp_path / "data", port=free_port_block(4),
-                                    replica_creating_seconds=0))
+    cluster = RegionHost.from_config(ClusterConfig(data_dir=tmp_path / "data", port=free_port_block(4),
+                                                   replica_creating_seconds=0))
     await cluster.start()
     try:
-        home = cluster.regions["us-east-1"]
+        regions = cluster.parts.regions
+        home = regions["us-east-1"]
+        replications = cluster.jobs.replication.replications
         ctx = RequestContext("r", "op", cluster.config.effective_principals()[0], "127.0.0.1", "test")
         key_id = create_key(home.region, {"MultiRegion": True}, ctx)["KeyMetadata"]["KeyId"]
         for region in ("eu-west-1", "ap-northeast-2"):
@@ -35,14 +37,14 @@ async def test_trim_keeps_replication_going(tmp_path: Path) -> None:
             rotate_key_on_demand(home.region, {"KeyId": key_id}, ctx)
             await _until(lambda: home.region.keys[key_id].mrk is not None
                          and home.region.keys[key_id].mrk.pending_material_id is None)
-        outbox = home.replication.outbox
-        await _until(lambda: all(r.replication.cursors.get("us-east-1") == outbox.head
-                                 for n, r in cluster.regions.items() if n != "us-east-1"))
+        outbox = home.outbox
+        await _until(lambda: all(r.cursors.get("us-east-1") == outbox.head
+                                 for n, r in replications.items() if n != "us-east-1"))
         before = len(outbox.read_after(0, 1000))
-        assert cluster.trim_outboxes() > 0
+        assert cluster.jobs.trimming.trim() > 0
         assert len(outbox.read_after(0, 1000)) == 1 < before  # only the newest record stays
         rotate_key_on_demand(home.region, {"KeyId": key_id}, ctx)  # replication goes on after the trim
         await _until(lambda: all(r.region.keys[key_id].current_material_id
-                                 == home.region.keys[key_id].current_material_id for r in cluster.regions.values()))
+                                 == home.region.keys[key_id].current_material_id for r in regions.values()))
     finally:
         await cluster.stop()

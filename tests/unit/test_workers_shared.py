@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cluster.compose import compose, host_jobs
 from cluster.faults import Faults
-from cluster.launcher import Cluster
 from cluster.ports import free_port_block
-from cluster.workers import SharedState, worker_import_path
-from node.audit.sink import WORKER_CURRENT, AuditSink, read_events
+from cluster.worker_processes import worker_import_path
+from cluster.workers import SharedState
+from node.audit.sink import CURRENT, WORKER_CURRENT, AuditSink, read_events
 from node.clock import AdjustableClock
 from node.config import load_config
 from tests.unit.test_scheduler import create
@@ -59,22 +60,20 @@ def test_every_process_file_is_read_back_merged_by_time(tmp_path: Path) -> None:
 
 def test_only_the_leader_schedules_background_work(tmp_path: Path) -> None:
     config = load_config(None, {"data_dir": str(tmp_path / "data"), "port": free_port_block(4), "workers": 2})
-    leader = Cluster(config)
-    leader._build_regions()
-    assert set(leader.schedulers) == set(config.regions)
-    worker = Cluster(config, worker=1, leader_admin="http://127.0.0.1:1")
-    worker._build_regions()
-    assert worker.schedulers == {}
-    name = config.regions[0]
-    # The leader's region records the keys its scheduler must look at again; a worker's, which runs none, does not.
-    created = create(leader.regions[name].region)
-    assert leader.regions[name].region.take_touched() == {created}
-    worker.regions[name].region.sync()  # it catches up with the leader's commit first, as every request does
-    create(worker.regions[name].region)
-    assert worker.regions[name].region.take_touched() == set()
-    for cluster in (leader, worker):
-        for runtime in cluster.regions.values():
-            runtime.replication.outbox.close()
+    leader = compose(config, CURRENT)
+    assert set(host_jobs(leader).schedulers) == set(config.regions)
+    worker = compose(config, WORKER_CURRENT.format(1))  # a worker's parts get no jobs that schedule
+    try:
+        name = config.regions[0]
+        # The leader's region records the keys its scheduler must look at again; a worker's, which runs none, not.
+        created = create(leader.regions[name].region)
+        assert leader.regions[name].region.take_touched() == {created}
+        worker.regions[name].region.sync()  # it catches up with the leader's commit first, as every request does
+        create(worker.regions[name].region)
+        assert worker.regions[name].region.take_touched() == set()
+    finally:
+        leader.close()
+        worker.close()
 
 
 def test_a_worker_imports_nothing_from_the_working_directory(tmp_path: Path) -> None:

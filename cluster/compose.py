@@ -1,0 +1,241 @@
+"""The composition root: everything a process of the cluster serves, built from the configuration and nothing else.
+
+``compose`` builds what every role serves: per region its store, state, audit trail, outbox and endpoint, and what
+the regions share (the clock, the faults, the registry, decoder, verifier, authorizer, the key-pair pool). The
+region host adds its background work with ``host_jobs``; a gateway worker with ``worker_jobs``. Stores are made in
+one place (``make_store``), and the multi-process consistency pieces (cluster/workers.py) are chosen only here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+
+from cluster.clock_control import load_clock
+from cluster.faults import Faults, fault_gate
+from cluster.files import load_or_create_token, make_private_dir
+from cluster.jobs import (
+    AuditFlushing,
+    FollowWorkers,
+    Job,
+    Jobs,
+    KeyPairPoolJob,
+    OutboxTrimming,
+    ReplicationLinks,
+    SchedulerJob,
+)
+from cluster.replication.commands import CommandCodec
+from cluster.replication.log import Outbox
+from cluster.replication.wiring import RegionReplication
+from cluster.workers import RUNTIME_DB, SharedAuditTrail, SharedState, retrying, shared_gate
+from node.app import Gate
+from node.audit.sink import DAY, MIB, AuditSink, Retention
+from node.audit.trail import AuditTrail
+from node.auth.authorizer import AccessSettings, Authorizer
+from node.auth.principals import Principal, PrincipalDirectory
+from node.clock import AdjustableClock
+from node.config import ClusterConfig
+from node.crypto.asymmetric import generate_key_pair
+from node.crypto.keypool import KeyPairPool
+from node.crypto.rootkey import RootKey
+from node.endpoint import KmsEndpoint
+from node.ops import build_registry
+from node.ops.registry import Registry
+from node.scheduler import Scheduler
+from node.service import Region, RegionIdentity
+from node.store.base import Batch, Store
+from node.store.sqlite import SqliteStore
+from node.wire.sigv4 import SigV4Verifier
+from node.wire.validation import RequestDecoder
+
+# -- stores: the one place they are made ----------------------------------------------------------------------
+
+
+def make_store(config: ClusterConfig, region_dir: Path, shared: bool) -> SqliteStore:
+    """A region's store. ``shared``: several processes write it (--workers > 1), so it keeps a change feed."""
+    del config  # one backend today; the configuration will choose among several
+    return SqliteStore(region_dir / "kms.db", feed=shared)
+
+
+def feed_trimmer(store: Store) -> Callable[[], object] | None:
+    """How to drop change-feed entries every process has seen, for a store that keeps a feed."""
+    return store.trim_changes if isinstance(store, SqliteStore) else None
+
+
+# -- the parts every role serves ------------------------------------------------------------------------------
+
+
+@dataclass
+class RegionParts:
+    """One region as this process serves it."""
+    region: Region
+    endpoint: KmsEndpoint
+    outbox: Outbox
+    trail: AuditTrail
+    port: int
+
+
+@dataclass
+class Parts:
+    config: ClusterConfig
+    clock: AdjustableClock
+    faults: Faults
+    admin_token: str
+    codec: CommandCodec
+    key_pairs: KeyPairPool
+    regions: dict[str, RegionParts]
+    # --workers > 1: the clock offset and faults the region host sets, for every process to follow.
+    runtime: SharedState | None
+
+    def gate(self, follows_runtime: bool) -> Gate:
+        """What every KMS request passes before its region: injected faults; with several processes, first the
+        shared clock and faults (``follows_runtime``: this process takes them from another) and a catch-up."""
+        gate = fault_gate(self.faults)
+        if self.runtime is None:
+            return gate
+        return shared_gate(gate, self.runtime if follows_runtime else None, self._follow_runtime)
+
+    def _follow_runtime(self, doc: dict[str, Any]) -> None:
+        self.clock.follow(float(doc.get("clock_offset", 0.0)))
+        self.faults.load(doc.get("faults", {}))
+
+    def publish_runtime(self) -> None:
+        if self.runtime is not None:
+            self.runtime.publish({"clock_offset": self.clock.offset, "faults": self.faults.describe()})
+
+    def url(self, port: int) -> str:
+        return f"http://{self.config.host}:{port}"
+
+    def close(self) -> None:
+        for parts in self.regions.values():
+            parts.trail.close()
+            parts.region.store.close()
+        if self.runtime is not None:
+            self.runtime.close()
+
+
+@dataclass(frozen=True)
+class _Serving:
+    """What every region's endpoint shares."""
+    registry: Registry
+    decoder: RequestDecoder
+    verifier: SigV4Verifier
+    directory: PrincipalDirectory
+    anonymous: Principal
+    authorizer: Authorizer
+
+
+def compose(config: ClusterConfig, audit_file: str) -> Parts:
+    """Every region's parts; ``audit_file``: this process's own audit file name in each region's audit folder."""
+    make_private_dir(config.data_dir)
+    shared = config.workers > 1
+    clock = load_clock(config.data_dir)
+    # Key material crosses between regions only wrapped under the cluster's transport key.
+    codec = CommandCodec(RootKey.load_or_create(config.data_dir / "cluster.key"))
+    key_pairs = KeyPairPool(generate_key_pair)
+    serving = _serving(config, shared)
+    regions = {name: _region(config, name, clock, codec, key_pairs, serving, audit_file)
+               for name in config.regions}
+    return Parts(config, clock, Faults(time.monotonic, share=1.0 / config.workers),
+                 config.admin_token or load_or_create_token(config.data_dir, "admin.token"), codec, key_pairs, regions,
+                 SharedState(config.data_dir / RUNTIME_DB) if shared else None)
+
+
+def _serving(config: ClusterConfig, shared: bool) -> _Serving:
+    decoder = RequestDecoder(botocore.session.get_session().get_service_model("kms"))
+    registry = build_registry(decoder.operation_names())
+    principals = config.effective_principals()
+    directory = PrincipalDirectory(principals)
+    # Clients sign with the real time, so signatures are checked against the wall clock: moving the cluster's clock
+    # (to drive deletion windows and rotations) must not make every signature expire.
+    verifier = SigV4Verifier(directory, AdjustableClock(), config.max_skew_seconds)
+    authorizer = Authorizer(AccessSettings(config.enforce_access, config.identity_policies))
+    return _Serving(retrying(registry) if shared else registry, decoder, verifier, directory, principals[0],
+                    authorizer)
+
+
+def _region(config: ClusterConfig, name: str, clock: AdjustableClock, codec: CommandCodec, key_pairs: KeyPairPool,
+            serving: _Serving, audit_file: str) -> RegionParts:
+    shared = config.workers > 1
+    region_dir = config.data_dir / name
+    region_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(region_dir, 0o700)  # also when it already existed: it holds the root key
+    root_hex = config.root_key_hex(name)
+    root = RootKey.from_bytes(bytes.fromhex(root_hex)) if root_hex else RootKey.load_or_create(region_dir / "root.key")
+    store = make_store(config, region_dir, shared)
+    outbox = Outbox(name, store, codec, clock)
+    retention = Retention(config.audit_retention_days * DAY, config.audit_retention_mib * MIB)
+    sink = AuditSink(region_dir / "audit", config.audit_rotate_mib * MIB, audit_file, retention)
+    trail = (SharedAuditTrail if shared else AuditTrail)(name, config.account, sink,
+                                                         started=_tracking_start(store, clock.now()))
+    region = Region(RegionIdentity(name, config.account), store, root, clock, change_log=outbox,
+                    cluster_regions=config.regions, feed=store if shared else None, audit=trail,
+                    key_pairs=key_pairs.take)
+    endpoint = KmsEndpoint(region, serving.registry, serving.decoder, serving.verifier,
+                           verify_signatures=config.verify_signatures, anonymous=serving.anonymous,
+                           principals=serving.directory, audit=trail, authorizer=serving.authorizer)
+    return RegionParts(region, endpoint, outbox, trail, config.port_of(name))
+
+
+def _tracking_start(store: Store, now: float) -> float:
+    """When this region began recording key usage (GetKeyLastUsage's TrackingStartDate), kept across restarts."""
+    raw = store.get("meta", "tracking_start")
+    if raw is not None:
+        return float(raw.decode())
+    store.commit(Batch().put("meta", "tracking_start", repr(now).encode()))
+    return now
+
+
+# -- background work, per role -------------------------------------------------------------------------------
+
+
+@dataclass
+class HostJobs:
+    """The region host's background work: ``background`` runs beside the ports, ``replication`` once they are open."""
+    schedulers: dict[str, Scheduler]
+    replication: ReplicationLinks
+    trimming: OutboxTrimming
+    background: Jobs
+
+
+def host_jobs(parts: Parts) -> HostJobs:
+    config = parts.config
+    # Only the host schedules: a worker's scheduler would make its region record changed keys nothing takes.
+    schedulers = {name: Scheduler(r.region) for name, r in parts.regions.items()}
+    replications = {name: RegionReplication(r.region, r.outbox, parts.codec, config.replica_creating_seconds,
+                                            _waker(schedulers[name]))
+                    for name, r in parts.regions.items()}
+    token = load_or_create_token(config.data_dir, "replication.token")
+    links = ReplicationLinks(replications, {n: parts.url(r.port) for n, r in parts.regions.items()}, token,
+                             parts.faults)
+    # Change feeds exist only while several processes share the stores.
+    feeds = [] if parts.runtime is None else [feed_trimmer(r.region.store) for r in parts.regions.values()]
+    trimming = OutboxTrimming(replications, [trim for trim in feeds if trim is not None])
+    jobs: list[Job] = [KeyPairPoolJob(parts.key_pairs)]
+    jobs += [SchedulerJob(s, config.scheduler_interval) for s in schedulers.values()]
+    jobs += [AuditFlushing(_trails(parts)), trimming]
+    if parts.runtime is not None:
+        jobs.append(FollowWorkers([r.region for r in parts.regions.values()]))
+    return HostJobs(schedulers, links, trimming, Jobs(jobs))
+
+
+def worker_jobs(parts: Parts) -> Jobs:
+    return Jobs([KeyPairPoolJob(parts.key_pairs), AuditFlushing(_trails(parts))])
+
+
+def _trails(parts: Parts) -> dict[str, AuditTrail]:
+    return {name: r.trail for name, r in parts.regions.items()}
+
+
+def _waker(scheduler: Scheduler) -> Callable[[float], None]:
+    """For the applier: run the scheduler just after ``delay`` (a replica's Creating window ends then)."""
+    def wake_after(delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay + 0.005, scheduler.run_due)
+    return wake_after
