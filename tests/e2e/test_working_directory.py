@@ -27,7 +27,7 @@ def shadow(cwd: Path, markers: Path, names: tuple[str, ...]) -> None:
         if name in PACKAGES:
             (cwd / name).mkdir()
             (cwd / name / "__init__.py").write_text(code)
-            (cwd / name / "worker.py").write_text(code)
+            (cwd / name / "gateway_worker.py").write_text(code)
         else:
             (cwd / f"{name}.py").write_text(code)
 

@@ -1,4 +1,4 @@
-"""The applier between in-process regions wired as the launcher wires them: records from a peer's outbox apply
+"""The applier between in-process regions wired as cluster/compose.py wires them: records from a peer's outbox apply
 exactly once, in any order, all or nothing with the cursor; two-phase rotation across three regions."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def ctx(operation: str = "Test") -> RequestContext:
 
 
 class Node:
-    """One region wired as the launcher wires it: its outbox is the region's change log."""
+    """One region wired as cluster/compose.py wires it: its outbox is the region's change log."""
 
     def __init__(self, name: str, store: Store | None = None, clock: FixedClock | None = None,
                  creating_delay: float = 0) -> None:

@@ -67,7 +67,7 @@ async def edge() -> AsyncIterator[Edge]:
 
     guard = ConnectionGuard(LIMITS)
     app = make_app(kms_handler(endpoint_for), [web.post("/_admin", admin), web.get("/_admin", admin)])
-    # As cluster/launcher.py serves (aiohttp's TestServer would cancel handlers whose client goes away).
+    # As cluster/serving.py serves (aiohttp's TestServer would cancel handlers whose client goes away).
     runner = web.AppRunner(app, access_log=None, **guard.server_kwargs())
     await runner.setup()
     assert runner.server is not None

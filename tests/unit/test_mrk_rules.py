@@ -252,7 +252,7 @@ CTX = RequestContext("req", "Test", Principal("test", "test", f"arn:aws:iam::{AC
 
 
 class Node:
-    """One region with its outbox and applier, as the launcher wires them; pulls happen only when told."""
+    """One region with its outbox and applier, as cluster/compose.py wires them; pulls happen only when told."""
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -250,7 +250,7 @@ async def test_wait_is_woken_by_close() -> None:
 
 
 def test_outbox_made_before_the_loop_works_in_it() -> None:
-    # The launcher builds outboxes before (or outside) the loop that serves them; tests run a loop each.
+    # The composition builds outboxes before (or outside) the loop that serves them; tests run a loop each.
     region, outbox = region_over(MemoryStore())
 
     async def round_trip(n: int) -> None:

@@ -64,7 +64,7 @@ async def link() -> AsyncIterator[Link]:
         for task in state.tasks:
             task.cancel()
         await asyncio.gather(*state.tasks, return_exceptions=True)
-        a.outbox.close()  # releases the server's long-polls, as the launcher does on stop
+        a.outbox.close()  # releases the server's long-polls, as the region host does on stop
         await session.close()
         await server.close()
 
