@@ -60,7 +60,7 @@ from node.wire.validation import RequestDecoder
 
 def make_store(config: ClusterConfig, region_dir: Path, shared: bool) -> SqliteStore:
     """A region's store. ``shared``: several processes write it (--workers > 1), so it keeps a change feed."""
-    del config  # one backend today; the configuration will choose among several
+    del config  # one backend today: the store factory (node/store) will choose it from the configuration
     return SqliteStore(region_dir / "kms.db", feed=shared)
 
 
@@ -84,6 +84,7 @@ class RegionParts:
 
 @dataclass
 class Parts:
+    """Everything a role of this process serves: the regions and what they share. Building them opens no port."""
     config: ClusterConfig
     clock: AdjustableClock
     faults: Faults
