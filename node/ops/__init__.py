@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from node.ops import (
     aliases,
     asymmetric,
-    crypto,
     custom_key_stores,
     data_key_pairs,
+    encryption,
     grants,
     key_agreement,
     keys,
@@ -27,7 +27,7 @@ from node.ops.registry import Registry
 
 def build_registry(model_operations: Iterable[str]) -> Registry:
     registry = Registry()
-    for family in (keys, aliases, tags, crypto, asymmetric, signing, mac, key_agreement, data_key_pairs, rotation,
+    for family in (keys, aliases, tags, encryption, asymmetric, signing, mac, key_agreement, data_key_pairs, rotation,
                    policies, grants, usage, custom_key_stores, multi_region):
         family.register(registry)
     # Whatever the model has that no family implements yet answers with a proper KMS error.

@@ -1,4 +1,4 @@
-"""Asymmetric keys: GetPublicKey, and the RSA-OAEP branch of Encrypt, Decrypt and ReEncrypt (node/ops/crypto.py
+"""Asymmetric keys: GetPublicKey, and the RSA-OAEP branch of Encrypt, Decrypt and ReEncrypt (node/ops/encryption.py
 calls in here only when the key is not SYMMETRIC_DEFAULT, so the symmetric path stays as it was).
 
 An asymmetric ciphertext is the bare RSA-OAEP output (KMS-REFERENCE.md §5.1): it names no key, so Decrypt needs

@@ -24,7 +24,7 @@ from node.crypto.rootkey import RootKey
 from node.model.errors import KmsError
 from node.model.grants import Constraints, GrantRecord, new_token
 from node.model.key import AliasRecord
-from node.ops import crypto as crypto_ops
+from node.ops import encryption
 from node.ops import keys as key_ops
 from node.ops.registry import RequestContext
 from node.service import Region, RegionIdentity
@@ -154,7 +154,7 @@ def test_key_policy_deny_is_reported_as_resource_based(region: Region, authz: Au
 
 def test_decrypt_without_key_id_is_authorized_on_the_ciphertexts_key(region: Region, authz: Authorizer) -> None:
     key = make_key(region, authz, policy(ROOT_ALL, allow(APP.arn, "kms:Encrypt")))
-    blob = crypto_ops.encrypt(region, {"KeyId": key.key_id, "Plaintext": b"p"}, ctx(ROOT, authz))["CiphertextBlob"]
+    blob = encryption.encrypt(region, {"KeyId": key.key_id, "Plaintext": b"p"}, ctx(ROOT, authz))["CiphertextBlob"]
     with pytest.raises(KmsError) as exc:
         authz.check_request(region, APP, "Decrypt", {"CiphertextBlob": blob})
     assert denial(exc) == msg(APP, "Decrypt", key.arn)
