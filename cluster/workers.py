@@ -20,6 +20,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from node.audit.sink import current_files
 from node.audit.trail import AuditTrail, KeyUsage
 from node.endpoint import KmsEndpoint, WireResponse
 from node.model.errors import KmsError
-from node.ops.registry import Handler, Params, Registry, RequestContext, Response
+from node.ops.registry import Handler, Operation, Params, Registry, RequestContext, Response
 from node.service import STALE_ATTEMPTS, Region
 from node.store.base import StaleState
 from node.store.signal import CommitSignal
@@ -99,20 +100,19 @@ def retrying(registry: Registry) -> Registry:
     """The same operations, each run again (after catching up) when its commit found that another process had
     changed the region first."""
     out = Registry()
-    for name in registry.names():
-        operation = registry.get(name)
-        assert operation is not None
-        handler = operation.handler if operation.read_only else _retrying(operation.handler)
-        out.add(name, handler, read_only=operation.read_only)
+    for operation in registry:
+        out.add(operation if operation.read_only else replace(operation, handler=_retrying(operation)))
     return out
 
 
-def _retrying(handler: Handler) -> Handler:
+def _retrying(operation: Operation) -> Handler:
+    handler = operation.handler
+
     def run(region: Region, params: Params, ctx: RequestContext) -> Response:
         def authorize_again() -> None:
             # Decided again on the current state, authorization included (a key policy or grant may have changed).
             if ctx.authorizer is not None:
-                ctx.authorizer.check_request(region, ctx.principal, ctx.operation, params)
+                ctx.authorizer.check_request(region, ctx.principal, operation, params)
         try:
             return region.run_fresh(lambda: handler(region, params, ctx), after_sync=authorize_again)
         except StaleState:

@@ -18,7 +18,7 @@ from node.auth.authorizer import Authorizer
 from node.auth.principals import Principal, PrincipalDirectory
 from node.model.errors import KmsError, internal
 from node.model.grants import grant_id_of_token
-from node.ops.registry import Registry, RequestContext
+from node.ops.registry import Operation, Registry, RequestContext
 from node.service import Region
 from node.store.base import StoreError
 from node.wire.protocol import (
@@ -34,9 +34,6 @@ from node.wire.sigv4 import SigV4Verifier, parse_scope
 from node.wire.validation import RequestDecoder
 
 log = logging.getLogger("trent.endpoint")
-# Operations that delete what names their key (the alias, the grant): the audit record's key must be found before
-# they run. For every other call the request's keys are found afterwards, and only if the answer names none.
-CONSUMES_KEY_NAME = frozenset({"DeleteAlias", "RetireGrant"})
 
 
 @dataclass(slots=True)
@@ -63,7 +60,7 @@ class _Call:
     request_id: str
     started: float
     principal: Principal | None = None
-    operation: str | None = None
+    operation: Operation | None = None
     params: dict[str, Any] | None = None
     raw: Mapping[str, Any] | None = None  # the body as sent (before validation): to scrub error messages with
     named: list[str] | None = None  # the keys the request named, found before the operation ran
@@ -138,11 +135,11 @@ class KmsEndpoint:
             # A message may quote the request (validation errors do): nothing secret may reach the log that way.
             error = KmsError(error.code, scrub_message(error.message, call.raw), error.status)
         headers = request.headers
-        # Positional: one call is recorded per request, and keywords cost more.
         self.audit.call(
-            call.operation, call.principal, self.region.now(), request.remote, headers.get("User-Agent", ""),
-            headers.get("Host", ""), call.request_id, params, call.response, error, self._resources(call),
-            (time.perf_counter() - call.started) * 1000,
+            operation=call.operation, principal=call.principal, at=self.region.now(), source_ip=request.remote,
+            user_agent=headers.get("User-Agent", ""), host=headers.get("Host", ""), request_id=call.request_id,
+            params=params, response=call.response, error=error, resources=self._resources(call),
+            latency_ms=(time.perf_counter() - call.started) * 1000,
         )
 
     def _resources(self, call: _Call) -> list[str]:
@@ -207,18 +204,20 @@ class KmsEndpoint:
         operation = self.registry.get(name)
         if operation is None:
             raise KmsError("UnknownOperationException")
-        call.operation = name
+        call.operation = operation
         raw = parse_body(request.body)
         call.raw = raw if type(raw) is dict else None  # what orjson makes of a JSON object
         params = self.decoder.decode(name, raw)
         call.params = params
-        if self.audit is not None and name in CONSUMES_KEY_NAME:
+        if self.audit is not None and operation.consumes_key_name:
+            # It deletes what names its key (an alias, a grant): the audit record's key is found before it runs.
+            # For every other call the request's keys are found afterwards, and only if the answer names none.
             call.named = self._named_keys(params)
         context = RequestContext(request_id, name, principal, request.remote, request.headers.get("User-Agent", ""),
                                  self.authorizer)
         if self.authorizer is not None:
             # After validation and key resolution, before the key's state: the order AWS checks in.
-            self.authorizer.check_request(self.region, principal, name, params)
+            self.authorizer.check_request(self.region, principal, operation, params)
         call.response = operation.handler(self.region, params, context)
         return encode_response(call.response)
 

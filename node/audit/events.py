@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from node.model.operations import Operation
+
 EVENT_VERSION = "1.08"
 NEVER_LOGGED = frozenset({
     "Plaintext", "CiphertextBlob", "PrivateKeyPlaintext", "PrivateKeyCiphertextBlob", "Message", "Signature", "Mac",
@@ -21,14 +23,6 @@ NEVER_LOGGED = frozenset({
     "GrantTokens", "CiphertextForRecipient", "Recipient", "KeyStorePassword", "XksProxyAuthenticationCredential",
 })
 REDACTED = "HIDDEN_DUE_TO_SECURITY_REASONS"
-# Responses whose non-secret parts CloudTrail records; every other operation logs responseElements null.
-RESPONSE_LOGGED = {
-    "CreateKey": ("KeyMetadata",),
-    "ReplicateKey": ("ReplicaKeyMetadata", "ReplicaPolicy"),
-    "CreateGrant": ("GrantId",),
-    "ScheduleKeyDeletion": ("KeyId", "DeletionDate", "KeyState", "PendingWindowInDays"),
-    "CancelKeyDeletion": ("KeyId",),
-}
 # CloudTrail cuts a field whose contents pass the field's maximum size and marks the event "omitted": true. Here:
 # request parameters of more than 100 KB (CloudTrail's size for them) are left out; an error message is cut.
 MAX_PARAMETERS_BYTES = 100 * 1024
@@ -36,9 +30,6 @@ MAX_ERROR_MESSAGE_CHARS = 4096
 # More secret strings than this in one request (the model allows ten grant tokens) are not looked for one by one in
 # its error message: the message's details are withheld instead (scrubbing is one pass over it per secret).
 MAX_SCRUBBED_SECRETS = 64
-READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
-                      "GenerateRandom", "GenerateMac", "VerifyMac", "Sign", "Verify", "DeriveSharedSecret",
-                      "Encapsulate", "Decapsulate")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -145,9 +136,10 @@ def _parameters_fit(logged: dict[str, Any] | None) -> bool:
     return logged is None or len(orjson.dumps(logged)) <= MAX_PARAMETERS_BYTES
 
 
-def response_elements(operation: str, response: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    names = RESPONSE_LOGGED.get(operation)
-    if names is None or not response:
+def response_elements(operation: Operation, response: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The parts of the answer CloudTrail records (the operation declares which); most operations log none."""
+    names = operation.logged_response
+    if not names or not response:
         return None
     picked = {n: response[n] for n in names if n in response}
     logged = _loggable(picked)
@@ -155,13 +147,8 @@ def response_elements(operation: str, response: Mapping[str, Any] | None) -> dic
     return logged or None
 
 
-@functools.lru_cache(maxsize=128)
-def is_read_only(operation: str) -> bool:
-    return operation.startswith(READ_ONLY_PREFIXES)
-
-
 def api_call_event(
-    *, operation: str, region: str, account: str, principal_arn: str, principal_account: str, access_key: str,
+    *, operation: Operation, region: str, account: str, principal_arn: str, principal_account: str, access_key: str,
     at: float, source_ip: str, user_agent: str, host: str, request_id: str, params: Mapping[str, Any],
     response: Mapping[str, Any] | None, error_code: str | None, error_message: str | None,
     resources: list[str], latency_ms: float, event_id_: str | None = None,
@@ -172,7 +159,7 @@ def api_call_event(
         "userIdentity": user_identity(principal_arn, principal_account, access_key),
         "eventTime": cloudtrail_time(at),
         "eventSource": "kms.amazonaws.com",
-        "eventName": operation,
+        "eventName": operation.name,
         "awsRegion": region,
         "sourceIPAddress": source_ip,
         "userAgent": user_agent,
@@ -182,7 +169,7 @@ def api_call_event(
         event["errorCode"] = error_code
         if error_message:
             event["errorMessage"], omitted = audit_message(error_message, params)
-    logged = request_parameters(operation, params)
+    logged = request_parameters(operation.name, params)
     if not _parameters_fit(logged):
         logged, omitted = None, True
     event["requestParameters"] = logged
@@ -192,7 +179,7 @@ def api_call_event(
     event["eventID"] = event_id_ or event_id()
     if omitted:
         event["omitted"] = True
-    event["readOnly"] = is_read_only(operation)
+    event["readOnly"] = operation.cloudtrail_read_only
     event["resources"] = [{"accountId": account, "type": "AWS::KMS::Key", "ARN": arn} for arn in resources]
     event["eventType"] = "AwsApiCall"
     event["managementEvent"] = True
@@ -215,7 +202,7 @@ class CallLineEncoder:
         self._frames: dict[tuple[str, str, str, str, str, str, str, tuple[str, ...]], tuple[bytes, bytes, bytes]] = {}
 
     def line(  # positional or by name: the trail passes them in order, once per request
-        self, operation: str, principal_arn: str, principal_account: str, access_key: str, at: float,
+        self, operation: Operation, principal_arn: str, principal_account: str, access_key: str, at: float,
         source_ip: str, user_agent: str, host: str, request_id: str, params: Mapping[str, Any],
         response: Mapping[str, Any] | None, error_code: str | None, error_message: str | None, resources: list[str],
         latency_ms: float, event_id_: str,
@@ -228,15 +215,16 @@ class CallLineEncoder:
                 error_code=error_code, error_message=error_message, resources=resources, latency_ms=latency_ms,
                 event_id_=event_id_,
             ))
-        kind = (operation, principal_arn, principal_account, access_key, source_ip, user_agent, host, tuple(resources))
+        name = operation.name
+        kind = (name, principal_arn, principal_account, access_key, source_ip, user_agent, host, tuple(resources))
         frame = self._frames.get(kind)
         if frame is None:
-            frame = self._frame(kind)
+            frame = self._frame(operation, kind)
         # The members a call owns, in the event's order (they stand together, after userAgent).
-        logged = request_parameters(operation, params)
+        logged = request_parameters(name, params)
         owned: dict[str, Any] = {
             "requestParameters": logged,
-            "responseElements": None if operation not in RESPONSE_LOGGED else response_elements(operation, response),
+            "responseElements": response_elements(operation, response) if operation.logged_response else None,
             "additionalEventData": {"latencyMs": round(latency_ms, 3)},
             "requestID": request_id,
             "eventID": event_id_,
@@ -248,10 +236,11 @@ class CallLineEncoder:
             own = orjson.dumps(owned)
         return b"".join((frame[0], _quoted_second(int(at)), frame[1], own[1:-1], frame[2]))
 
-    def _frame(self, kind: tuple[str, str, str, str, str, str, str, tuple[str, ...]]) -> tuple[bytes, bytes, bytes]:
+    def _frame(self, operation: Operation,
+               kind: tuple[str, str, str, str, str, str, str, tuple[str, ...]]) -> tuple[bytes, bytes, bytes]:
         """The event of this kind of call cut around its time and around the members a call owns. Member names are
         found by their quoted form: inside a serialised string every quote is escaped, so they cannot be faked."""
-        operation, principal_arn, principal_account, access_key, source_ip, user_agent, host, resources = kind
+        _, principal_arn, principal_account, access_key, source_ip, user_agent, host, resources = kind
         text = orjson.dumps(api_call_event(
             operation=operation, region=self.region, account=self.account, principal_arn=principal_arn,
             principal_account=principal_account, access_key=access_key, at=0.0, source_ip=source_ip,

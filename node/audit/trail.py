@@ -10,14 +10,14 @@ from node.audit.events import CallLineEncoder, event_id, parse_cloudtrail_time, 
 from node.audit.sink import AuditSink, read_events
 from node.auth.principals import Principal
 from node.model.errors import KmsError
+from node.model.operations import Operation
+from node.ops import declare
+from node.ops.registry import Registry
+from node.ops.tables import usage_tracked
 
-# Operations that count as using a key, as GetKeyLastUsage reports them (the model's enum
-# KeyLastUsageTrackingOperation: GetPublicKey is not one of them).
-USAGE_OPERATIONS = frozenset({
-    "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext", "Sign", "Verify", "GenerateMac", "VerifyMac", "DeriveSharedSecret",
-    "Encapsulate", "Decapsulate",
-})
+# The operations that count as using a key, as GetKeyLastUsage reports them, by name: for the records read back
+# from the log (a call being recorded carries its declaration).
+USAGE_OPERATIONS = usage_tracked(declare(Registry()))
 
 
 class KeyUsage(NamedTuple):
@@ -42,8 +42,8 @@ class AuditTrail:
         for event in read_events(self.sink.directory):
             self._track(event)
 
-    def call(  # one call is recorded per request: its fields come as they are, positionally from the endpoint
-        self, operation: str, principal: Principal, at: float, source_ip: str, user_agent: str, host: str,
+    def call(  # by name: most of its fields are strings, and a swapped pair would still type-check
+        self, *, operation: Operation, principal: Principal, at: float, source_ip: str, user_agent: str, host: str,
         request_id: str, params: Mapping[str, Any], response: Mapping[str, Any] | None, error: KmsError | None,
         resources: list[str], latency_ms: float,
     ) -> None:
@@ -53,9 +53,9 @@ class AuditTrail:
             request_id, params, response, None if error is None else error.code,
             None if error is None else error.message, resources, latency_ms, eid,
         ))
-        if error is None and operation in USAGE_OPERATIONS:
+        if error is None and operation.usage_tracked:
             # The event's own time (CloudTrail's whole seconds), so the answer is the same after a restart.
-            usage = KeyUsage(operation, float(int(at)), eid, request_id)
+            usage = KeyUsage(operation.name, float(int(at)), eid, request_id)
             for arn in resources:
                 self.last_usage[arn.rsplit("/", 1)[-1]] = usage
 

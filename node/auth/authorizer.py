@@ -1,7 +1,10 @@
 """Who may do what to a key: the key policy, the caller's identity (IAM) policy and the key's grants, evaluated
 as AWS does — after the key is resolved and before its state is checked.
 
-Which request members name keys, and which action each needs, is one explicit table (KEY_ACTIONS)."""
+Which request members name keys, which action each needs and whether another account may call it is each
+operation's declaration (node/model/operations.py). Operations that name no key (ListAliases even with KeyId,
+ListKeys, CreateKey, GenerateRandom, ListRetirableGrants, the custom key store operations) AWS authorizes by IAM
+policy alone."""
 
 from __future__ import annotations
 
@@ -18,41 +21,8 @@ from node.model.errors import KmsError
 from node.model.grants import grant_id_of_token
 from node.model.ids import RefKind, alias_arn, key_arn, parse_key_ref
 from node.model.key import KeyRecord
+from node.model.operations import Operation
 from node.service import Region
-
-# operation → (request member naming the key, action, encryption-context member)
-KEY_ACTIONS: dict[str, tuple[tuple[str, str, str | None], ...]] = {
-    "Encrypt": (("KeyId", "Encrypt", "EncryptionContext"),),
-    "Decrypt": (("KeyId", "Decrypt", "EncryptionContext"),),
-    "ReEncrypt": (("SourceKeyId", "ReEncryptFrom", "SourceEncryptionContext"),
-                  ("DestinationKeyId", "ReEncryptTo", "DestinationEncryptionContext")),
-    "CreateAlias": (("TargetKeyId", "CreateAlias", None),),
-    "UpdateAlias": (("TargetKeyId", "UpdateAlias", None),),
-}
-for _name in ("GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
-              "GenerateDataKeyPairWithoutPlaintext"):
-    KEY_ACTIONS[_name] = (("KeyId", _name, "EncryptionContext"),)
-for _name in ("DescribeKey", "GetPublicKey", "Sign", "Verify", "GenerateMac", "VerifyMac", "DeriveSharedSecret",
-              "Encapsulate", "Decapsulate", "CreateGrant", "ListGrants", "RevokeGrant", "EnableKey", "DisableKey",
-              "ScheduleKeyDeletion", "CancelKeyDeletion", "UpdateKeyDescription", "TagResource", "UntagResource",
-              "ListResourceTags", "GetKeyPolicy", "PutKeyPolicy", "ListKeyPolicies", "EnableKeyRotation",
-              "DisableKeyRotation", "GetKeyRotationStatus", "RotateKeyOnDemand", "ListKeyRotations", "ReplicateKey",
-              "UpdatePrimaryRegion", "GetKeyLastUsage", "GetParametersForImport", "ImportKeyMaterial",
-              "DeleteImportedKeyMaterial"):
-    KEY_ACTIONS[_name] = (("KeyId", _name, None),)
-
-# ListAliases (even with KeyId), ListKeys, CreateKey, GenerateRandom, ListRetirableGrants and the custom key store
-# operations name no key resource: AWS authorizes them by IAM policy alone, and so they are not in the table.
-
-# The operations AWS lets a principal of another account call on a key ("Cross-account use: Yes" in the API
-# reference). For every other operation a key policy that allows another account has no effect.
-CROSS_ACCOUNT_OPERATIONS = frozenset({
-    "CreateGrant", "Decapsulate", "Decrypt", "DeriveSharedSecret", "DescribeKey", "Encapsulate", "Encrypt",
-    "GenerateDataKey", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "GenerateDataKeyWithoutPlaintext",
-    "GenerateMac", "GetKeyRotationStatus", "GetPublicKey", "ListGrants", "ReEncrypt", "RetireGrant", "RevokeGrant",
-    "Sign", "Verify", "VerifyMac",
-})
-
 
 # Request members that policies can test, and the condition key each one feeds.
 REQUEST_KEYS = {
@@ -136,28 +106,31 @@ class Authorizer:
 
     # -- the check run before every operation that names a key ---------------------------------------------
 
-    def check_request(self, region: Region, principal: Principal, operation: str, params: Mapping[str, Any]) -> None:
+    def check_request(self, region: Region, principal: Principal, operation: Operation,
+                      params: Mapping[str, Any]) -> None:
         tokens = params.get("GrantTokens") or ()
         for token in tokens:
             grant_id_of_token(token)  # garbled tokens are refused whatever the policy says
         if not self.settings.enforce:
             return
-        for member, action, ec_member in KEY_ACTIONS.get(operation, ()):
-            key = self._key_named(region, principal, operation, params, member)
+        name = operation.name
+        for named in operation.keys:
+            member, action, ec_member = named.member, named.action, named.context
+            key = self._key_named(region, principal, name, params, member)
             if key is None:
                 continue  # the operation itself answers NotFound / InvalidCiphertext as AWS does
-            if principal.account != region.account and operation not in CROSS_ACCOUNT_OPERATIONS:
+            if principal.account != region.account and not operation.cross_account:
                 # Whatever the key policy says: permissions given to another account for this have no effect.
                 raise not_allowed(principal, action, key)
             if self._verdicts.get(self._verdict_key(region, principal, key, action)) is Verdict.ALLOWED:
                 continue  # allowed before by condition-free policies: nothing in this request can change that
             ec = params.get(ec_member) if ec_member else None
             conditional = self._conditional(key, principal)
-            extra = request_condition_keys(operation, params) if conditional else None
+            extra = request_condition_keys(name, params) if conditional else None
             self.require(region, principal, key, action, encryption_context=ec, request_alias=params.get(member),
-                         extra=extra, conditional=conditional)
-        if operation in ("DeleteAlias", "UpdateAlias"):
-            self._check_alias_target(region, principal, operation, params.get("AliasName"))
+                         extra=extra, conditional=conditional, constrained=ec_member is not None)
+        if operation.alias_target:
+            self._check_alias_target(region, principal, name, params.get("AliasName"))
 
     def _check_alias_target(self, region: Region, principal: Principal, operation: str, name: Any) -> None:
         """DeleteAlias and UpdateAlias also need the permission on the key the alias points at now (key policy)."""
@@ -169,7 +142,7 @@ class Authorizer:
         key = region.key_of_alias(name)
         if key is None:
             return  # the operation answers NotFound
-        self.require(region, principal, key, operation, request_alias=name)
+        self.require(region, principal, key, operation, request_alias=name, constrained=False)
 
     def _key_named(self, region: Region, principal: Principal, operation: str, params: Mapping[str, Any],
                    member: str) -> KeyRecord | None:
@@ -198,8 +171,10 @@ class Authorizer:
 
     def require(self, region: Region, principal: Principal, key: KeyRecord, action: str, *,
                 encryption_context: Mapping[str, str] | None = None, request_alias: str | None = None,
-                extra: Mapping[str, Sequence[str]] | None = None, conditional: bool | None = None) -> None:
-        """``conditional``: whether the policies in play have conditions, when the caller already knows."""
+                extra: Mapping[str, Sequence[str]] | None = None, conditional: bool | None = None,
+                constrained: bool) -> None:
+        """``conditional``: whether the policies in play have conditions, when the caller already knows.
+        ``constrained``: the action takes an encryption context, so grants' constraints on it apply."""
         if not self.settings.enforce:
             return
         if conditional if conditional is not None else self._conditional(key, principal):
@@ -213,7 +188,8 @@ class Authorizer:
             raise denied(principal, action, key, "with an explicit deny in an identity-based policy")
         if verdict is Verdict.ALLOWED:
             return
-        if any(g.permits(principal.arn, action, encryption_context) for g in region.grants_of(key.key_id)):
+        if any(g.permits(principal.arn, action, encryption_context, constrained=constrained)
+               for g in region.grants_of(key.key_id)):
             return
         raise not_allowed(principal, action, key)
 

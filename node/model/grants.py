@@ -15,10 +15,6 @@ from node.model.errors import KmsError
 
 MAX_GRANTS_PER_KEY = 50000
 TOKEN_PREFIX = b"\x01TG"
-# Operations that take an encryption context, so EC constraints mean something for them.
-EC_OPERATIONS = frozenset({"Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
-                           "ReEncryptFrom", "ReEncryptTo", "GenerateDataKeyPair",
-                           "GenerateDataKeyPairWithoutPlaintext"})
 
 
 @dataclass(frozen=True)
@@ -73,10 +69,13 @@ class GrantRecord:
     name: str | None = None
     constraints: Constraints = field(default_factory=Constraints)
 
-    def permits(self, principal_arn: str, operation: str, encryption_context: Mapping[str, str] | None) -> bool:
+    def permits(self, principal_arn: str, operation: str, encryption_context: Mapping[str, str] | None, *,
+                constrained: bool) -> bool:
+        """``constrained``: the operation takes an encryption context (its declaration names the member), so the
+        grant's encryption-context constraints apply to it, also when the request carries none."""
         if self.grantee_principal != principal_arn or operation not in self.operations:
             return False
-        if operation in EC_OPERATIONS:
+        if constrained:
             return self.constraints.allows(encryption_context)
         return True
 

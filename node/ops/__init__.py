@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from node.ops import (
     aliases,
     asymmetric,
-    crypto,
     custom_key_stores,
     data_key_pairs,
+    encryption,
     grants,
     key_agreement,
     keys,
@@ -24,12 +24,19 @@ from node.ops import (
 )
 from node.ops.registry import Registry
 
+FAMILIES = (keys, aliases, tags, encryption, asymmetric, signing, mac, key_agreement, data_key_pairs, rotation,
+            policies, grants, usage, custom_key_stores, multi_region, later)
+
+
+def declare(registry: Registry) -> Registry:
+    """Every operation the families declare, each once, with its facts."""
+    for family in FAMILIES:
+        family.register(registry)
+    return registry
+
 
 def build_registry(model_operations: Iterable[str]) -> Registry:
-    registry = Registry()
-    for family in (keys, aliases, tags, crypto, asymmetric, signing, mac, key_agreement, data_key_pairs, rotation,
-                   policies, grants, usage, custom_key_stores, multi_region):
-        family.register(registry)
-    # Whatever the model has that no family implements yet answers with a proper KMS error.
-    later.register(registry, model_operations)
+    registry = declare(Registry())
+    # Whatever the model has that no family declares answers with a proper KMS error.
+    later.register_rest(registry, model_operations)
     return registry

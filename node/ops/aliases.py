@@ -5,6 +5,7 @@ from __future__ import annotations
 from node.model.errors import KmsError, not_found, validation
 from node.model.ids import check_alias_name
 from node.model.key import AliasRecord, KeyRecord
+from node.model.operations import KeyAction, Operation
 from node.model.states import OpClass, check_state
 from node.ops.common import key_for
 from node.ops.paging import check_limit, page_response, paginate
@@ -88,7 +89,9 @@ def list_aliases(region: Region, params: Params, ctx: RequestContext) -> Respons
 
 
 def register(registry: Registry) -> None:
-    registry.add("CreateAlias", create_alias)
-    registry.add("UpdateAlias", update_alias)
-    registry.add("DeleteAlias", delete_alias)
-    registry.add("ListAliases", list_aliases, read_only=True)
+    registry.add(Operation(name="CreateAlias", handler=create_alias,
+                           keys=(KeyAction("TargetKeyId", "CreateAlias"),)))
+    registry.add(Operation(name="UpdateAlias", handler=update_alias, keys=(KeyAction("TargetKeyId", "UpdateAlias"),),
+                           alias_target=True))
+    registry.add(Operation(name="DeleteAlias", handler=delete_alias, alias_target=True, consumes_key_name=True))
+    registry.add(Operation(name="ListAliases", handler=list_aliases, read_only=True))

@@ -1,4 +1,4 @@
-"""Asymmetric keys: GetPublicKey, and the RSA-OAEP branch of Encrypt, Decrypt and ReEncrypt (node/ops/crypto.py
+"""Asymmetric keys: GetPublicKey, and the RSA-OAEP branch of Encrypt, Decrypt and ReEncrypt (node/ops/encryption.py
 calls in here only when the key is not SYMMETRIC_DEFAULT, so the symmetric path stays as it was).
 
 An asymmetric ciphertext is the bare RSA-OAEP output (KMS-REFERENCE.md §5.1): it names no key, so Decrypt needs
@@ -11,7 +11,16 @@ from node.crypto.asymmetric import oaep_decrypt, oaep_encrypt, public_key_der
 from node.crypto.handles import SecretBytes
 from node.model.errors import unsupported, validation
 from node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord
-from node.model.key_specs import algorithm_lists, encryption_algorithms, is_asymmetric, oaep_max_plaintext
+from node.model.key_specs import (
+    ENCAPSULATE_DECAPSULATE,
+    KEY_AGREEMENT,
+    SIGN_VERIFY,
+    algorithm_lists,
+    encryption_algorithms,
+    is_asymmetric,
+    oaep_max_plaintext,
+)
+from node.model.operations import KeyAction, Operation, keys_for
 from node.model.states import OpClass
 from node.ops.common import key_for, reject_encryption_context, require_algorithm, require_usage
 from node.ops.registry import Params, Registry, RequestContext, Response
@@ -83,4 +92,7 @@ def get_public_key(region: Region, params: Params, ctx: RequestContext) -> Respo
 
 
 def register(registry: Registry) -> None:
-    registry.add("GetPublicKey", get_public_key, read_only=True)
+    # Any key with a public key: asymmetric keys of every usage but MACs.
+    public = keys_for(SIGN_VERIFY, KEY_AGREEMENT, ENCAPSULATE_DECAPSULATE, ENCRYPT_DECRYPT, symmetric=False)
+    registry.add(Operation(name="GetPublicKey", handler=get_public_key, read_only=True, cross_account=True,
+                           keys=(KeyAction("KeyId", "GetPublicKey", grant=public),)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from node.model.errors import KmsError, unsupported
+from node.model.operations import Operation
 from node.ops.registry import Params, Registry, RequestContext, Response
 from node.service import Region
 
@@ -27,8 +28,8 @@ def missing_store(region: Region, params: Params, ctx: RequestContext) -> Respon
 
 
 def register(registry: Registry) -> None:
-    registry.add("DescribeCustomKeyStores", describe_custom_key_stores, read_only=True)
-    registry.add("CreateCustomKeyStore", create_custom_key_store)
+    registry.add(Operation(name="DescribeCustomKeyStores", handler=describe_custom_key_stores, read_only=True))
+    registry.add(Operation(name="CreateCustomKeyStore", handler=create_custom_key_store))
     for name in ("UpdateCustomKeyStore", "DeleteCustomKeyStore", "ConnectCustomKeyStore",
                  "DisconnectCustomKeyStore"):
-        registry.add(name, missing_store)
+        registry.add(Operation(name=name, handler=missing_store))

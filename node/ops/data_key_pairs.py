@@ -9,7 +9,9 @@ from node.crypto.asymmetric import can_generate, generate_key_pair
 from node.crypto.blob import encode_encryption_context, seal
 from node.crypto.handles import SecretBytes
 from node.model.errors import unsupported
+from node.model.key import ENCRYPT_DECRYPT
 from node.model.key_specs import UNSUPPORTED_SPECS
+from node.model.operations import KeyAction, Operation, keys_for
 from node.model.states import OpClass
 from node.ops.common import finish_dry_run, key_for, reject_recipient, require_symmetric_encryption
 from node.ops.registry import Params, Registry, RequestContext, Response
@@ -44,5 +46,8 @@ def generate_data_key_pair_without_plaintext(region: Region, params: Params, ctx
 
 
 def register(registry: Registry) -> None:
-    registry.add("GenerateDataKeyPair", generate_data_key_pair, read_only=True)
-    registry.add("GenerateDataKeyPairWithoutPlaintext", generate_data_key_pair_without_plaintext, read_only=True)
+    for name, handler in (("GenerateDataKeyPair", generate_data_key_pair),
+                          ("GenerateDataKeyPairWithoutPlaintext", generate_data_key_pair_without_plaintext)):
+        registry.add(Operation(name=name, handler=handler, read_only=True, cross_account=True, usage_tracked=True,
+                               keys=(KeyAction("KeyId", name, "EncryptionContext",
+                                               keys_for(ENCRYPT_DECRYPT, symmetric=True)),)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from node.auth.authorizer import Verdict, denied, not_allowed
@@ -17,6 +18,7 @@ from node.model.grants import (
     new_token,
 )
 from node.model.key import KeyRecord
+from node.model.operations import ANY_KEY, GrantScope, KeyAction, Operation
 from node.model.states import OpClass
 from node.ops.common import finish_dry_run, key_for
 from node.ops.paging import check_limit, page_response, paginate
@@ -25,25 +27,11 @@ from node.service import Region
 
 GRANT_ID_RE = re.compile(r"[0-9a-f]{64}")
 PRINCIPAL_RE = re.compile(r"arn:aws[a-z-]*:(iam|sts)::\d{12}:[\w+=,.@/:-]+")
-COMMON_OPERATIONS = {"CreateGrant", "RetireGrant", "DescribeKey"}
-USAGE_OPERATIONS = {
-    "ENCRYPT_DECRYPT": {"Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo"},
-    "SIGN_VERIFY": {"Sign", "Verify", "GetPublicKey"},
-    "GENERATE_VERIFY_MAC": {"GenerateMac", "VerifyMac"},
-    "KEY_AGREEMENT": {"DeriveSharedSecret", "GetPublicKey"},
-    "ENCAPSULATE_DECAPSULATE": {"Encapsulate", "Decapsulate", "GetPublicKey"},
-}
-SYMMETRIC_ONLY = {"GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
-                  "GenerateDataKeyPairWithoutPlaintext"}
 
 
-def _allowed_operations(key: KeyRecord) -> set[str]:
-    allowed = COMMON_OPERATIONS | USAGE_OPERATIONS.get(key.key_usage, set())
-    if key.key_spec == "SYMMETRIC_DEFAULT":
-        allowed |= SYMMETRIC_ONLY
-    elif key.key_usage == "ENCRYPT_DECRYPT":
-        allowed.add("GetPublicKey")  # RSA encryption keys
-    return allowed
+def _invalid_operations(operations: tuple[str, ...], key: KeyRecord, scopes: Mapping[str, GrantScope]) -> list[str]:
+    """The grant operations asked for that a grant on ``key`` cannot allow (each declared with its keys)."""
+    return [op for op in operations if (scope := scopes.get(op)) is None or not scope.allows(key)]
 
 
 def _check_principal(value: str | None, field: str) -> None:
@@ -52,7 +40,7 @@ def _check_principal(value: str | None, field: str) -> None:
                          "Member must be a valid IAM principal ARN")
 
 
-def create_grant(region: Region, params: Params, ctx: RequestContext) -> Response:
+def create_grant(region: Region, params: Params, ctx: RequestContext, scopes: Mapping[str, GrantScope]) -> Response:
     key = key_for(region, params, OpClass.CRYPTO, allow_alias=False)
     grantee, service = params.get("GranteePrincipal"), params.get("GranteeServicePrincipal")
     if (grantee is None) == (service is None):
@@ -64,7 +52,7 @@ def create_grant(region: Region, params: Params, ctx: RequestContext) -> Respons
             params.get("RetiringPrincipal") or params.get("RetiringServicePrincipal"))):
         raise validation("A grant for a service principal needs a SourceArn constraint and a retiring principal.")
     operations = tuple(dict.fromkeys(params["Operations"]))
-    invalid = [op for op in operations if op not in _allowed_operations(key)]
+    invalid = _invalid_operations(operations, key, scopes)
     if invalid:
         raise validation(f"Grant operations {', '.join(invalid)} are not valid for {key.arn} "
                          f"(KeySpec {key.key_spec}, KeyUsage {key.key_usage}).")
@@ -195,7 +183,7 @@ def _check_derived_grant(region: Region, ctx: RequestContext, key: KeyRecord, pa
     if authorizer.policy_verdict(region, ctx.principal, key, "CreateGrant", params) is Verdict.ALLOWED:
         return
     for parent in region.grants_of(key.key_id):
-        if (parent.permits(ctx.principal.arn, "CreateGrant", None)
+        if (parent.permits(ctx.principal.arn, "CreateGrant", None, constrained=False)
                 and set(grant.operations) <= set(parent.operations)
                 and grant.constraints.at_least_as_strict_as(parent.constraints)):
             return
@@ -211,8 +199,17 @@ def revoke_grant(region: Region, params: Params, ctx: RequestContext) -> Respons
 
 
 def register(registry: Registry) -> None:
-    registry.add("CreateGrant", create_grant)
-    registry.add("ListGrants", list_grants, read_only=True)
-    registry.add("ListRetirableGrants", list_retirable_grants, read_only=True)
-    registry.add("RetireGrant", retire_grant)
-    registry.add("RevokeGrant", revoke_grant)
+    def create(region: Region, params: Params, ctx: RequestContext) -> Response:
+        # The grant operations come from every operation's declaration: known once all are registered.
+        return create_grant(region, params, ctx, registry.grant_scopes())
+
+    registry.add(Operation(name="CreateGrant", handler=create, cross_account=True,
+                           keys=(KeyAction("KeyId", "CreateGrant", grant=ANY_KEY),), logged_response=("GrantId",)))
+    registry.add(Operation(name="ListGrants", handler=list_grants, read_only=True, cross_account=True,
+                           keys=(KeyAction("KeyId", "ListGrants"),)))
+    registry.add(Operation(name="ListRetirableGrants", handler=list_retirable_grants, read_only=True))
+    # Authorized by the grant itself and IAM (_check_may_retire), not by a key action.
+    registry.add(Operation(name="RetireGrant", handler=retire_grant, cross_account=True, consumes_key_name=True,
+                           grant=ANY_KEY))
+    registry.add(Operation(name="RevokeGrant", handler=revoke_grant, cross_account=True,
+                           keys=(KeyAction("KeyId", "RevokeGrant"),)))

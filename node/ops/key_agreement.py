@@ -7,6 +7,7 @@ from node.crypto import asymmetric as crypto
 from node.model.errors import invalid_ciphertext, validation
 from node.model.key import KeyRecord
 from node.model.key_specs import ECDH, ENCAPSULATE_DECAPSULATE, KEY_AGREEMENT, ML_KEM
+from node.model.operations import KeyAction, Operation, keys_for
 from node.ops.asymmetric import private_key, usable_key
 from node.ops.common import finish_dry_run, reject_recipient, require_algorithm
 from node.ops.registry import Params, Registry, RequestContext, Response
@@ -51,6 +52,8 @@ def decapsulate(region: Region, params: Params, ctx: RequestContext) -> Response
 
 
 def register(registry: Registry) -> None:
-    registry.add("DeriveSharedSecret", derive_shared_secret, read_only=True)
-    registry.add("Encapsulate", encapsulate, read_only=True)
-    registry.add("Decapsulate", decapsulate, read_only=True)
+    for name, handler, usage in (("DeriveSharedSecret", derive_shared_secret, KEY_AGREEMENT),
+                                 ("Encapsulate", encapsulate, ENCAPSULATE_DECAPSULATE),
+                                 ("Decapsulate", decapsulate, ENCAPSULATE_DECAPSULATE)):
+        registry.add(Operation(name=name, handler=handler, read_only=True, cross_account=True, usage_tracked=True,
+                               keys=(KeyAction("KeyId", name, grant=keys_for(usage)),)))

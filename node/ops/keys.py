@@ -8,6 +8,7 @@ from node.model.ids import new_key_id
 from node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord, MaterialVersion
 from node.model.key_specs import UNSUPPORTED_SPECS, USAGES
 from node.model.mrk import MultiRegionState
+from node.model.operations import ANY_KEY, KeyAction, Operation
 from node.model.rotation import on_reenable
 from node.model.states import KeyState, OpClass
 from node.ops.common import key_for, key_metadata
@@ -153,11 +154,15 @@ def cancel_key_deletion(region: Region, params: Params, ctx: RequestContext) -> 
 
 
 def register(registry: Registry) -> None:
-    registry.add("CreateKey", create_key)
-    registry.add("DescribeKey", describe_key, read_only=True)
-    registry.add("ListKeys", list_keys, read_only=True)
-    registry.add("UpdateKeyDescription", update_key_description)
-    registry.add("EnableKey", enable_key)
-    registry.add("DisableKey", disable_key)
-    registry.add("ScheduleKeyDeletion", schedule_key_deletion)
-    registry.add("CancelKeyDeletion", cancel_key_deletion)
+    registry.add(Operation(name="CreateKey", handler=create_key, logged_response=("KeyMetadata",)))
+    registry.add(Operation(name="DescribeKey", handler=describe_key, read_only=True, cross_account=True,
+                           keys=(KeyAction("KeyId", "DescribeKey", grant=ANY_KEY),)))
+    registry.add(Operation(name="ListKeys", handler=list_keys, read_only=True))
+    for name, handler in (("UpdateKeyDescription", update_key_description), ("EnableKey", enable_key),
+                          ("DisableKey", disable_key)):
+        registry.add(Operation(name=name, handler=handler, keys=(KeyAction("KeyId", name),)))
+    registry.add(Operation(name="ScheduleKeyDeletion", handler=schedule_key_deletion,
+                           keys=(KeyAction("KeyId", "ScheduleKeyDeletion"),),
+                           logged_response=("KeyId", "DeletionDate", "KeyState", "PendingWindowInDays")))
+    registry.add(Operation(name="CancelKeyDeletion", handler=cancel_key_deletion,
+                           keys=(KeyAction("KeyId", "CancelKeyDeletion"),), logged_response=("KeyId",)))

@@ -7,6 +7,7 @@ from node.crypto.asymmetric import hmac_tag, hmac_verify
 from node.model.errors import KmsError
 from node.model.key import KeyRecord
 from node.model.key_specs import GENERATE_VERIFY_MAC, MAC_ALGORITHM
+from node.model.operations import KeyAction, Operation, keys_for
 from node.ops.asymmetric import private_key, usable_key
 from node.ops.common import finish_dry_run, require_algorithm
 from node.ops.registry import Params, Registry, RequestContext, Response
@@ -36,5 +37,6 @@ def verify_mac(region: Region, params: Params, ctx: RequestContext) -> Response:
 
 
 def register(registry: Registry) -> None:
-    registry.add("GenerateMac", generate_mac, read_only=True)
-    registry.add("VerifyMac", verify_mac, read_only=True)
+    for name, handler in (("GenerateMac", generate_mac), ("VerifyMac", verify_mac)):
+        registry.add(Operation(name=name, handler=handler, read_only=True, cross_account=True, usage_tracked=True,
+                               keys=(KeyAction("KeyId", name, grant=keys_for(GENERATE_VERIFY_MAC)),)))

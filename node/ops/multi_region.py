@@ -9,6 +9,7 @@ from node.model.errors import KmsError, unsupported, validation
 from node.model.key import KeyRecord
 from node.model.mrk import MultiRegionState, ReplicaInit
 from node.model.mrk_rules import bump, snapshot_of
+from node.model.operations import KeyAction, Operation
 from node.model.states import KeyState, OpClass, check_state
 from node.ops.common import key_metadata
 from node.ops.keys import default_policy
@@ -84,5 +85,7 @@ def update_primary_region(region: Region, params: Params, ctx: RequestContext) -
 
 
 def register(registry: Registry) -> None:
-    registry.add("ReplicateKey", replicate_key)
-    registry.add("UpdatePrimaryRegion", update_primary_region)
+    registry.add(Operation(name="ReplicateKey", handler=replicate_key, keys=(KeyAction("KeyId", "ReplicateKey"),),
+                           logged_response=("ReplicaKeyMetadata", "ReplicaPolicy")))
+    registry.add(Operation(name="UpdatePrimaryRegion", handler=update_primary_region,
+                           keys=(KeyAction("KeyId", "UpdatePrimaryRegion"),)))

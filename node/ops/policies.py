@@ -5,6 +5,7 @@ from __future__ import annotations
 from node.auth.policy import parse_policy
 from node.model.errors import KmsError, not_found, validation
 from node.model.key import KeyRecord
+from node.model.operations import KeyAction, Operation
 from node.model.states import OpClass
 from node.ops.common import key_for
 from node.ops.paging import page_response, paginate
@@ -65,6 +66,6 @@ def list_key_policies(region: Region, params: Params, ctx: RequestContext) -> Re
 
 
 def register(registry: Registry) -> None:
-    registry.add("GetKeyPolicy", get_key_policy, read_only=True)
-    registry.add("PutKeyPolicy", put_key_policy)
-    registry.add("ListKeyPolicies", list_key_policies, read_only=True)
+    for name, handler, read_only in (("GetKeyPolicy", get_key_policy, True), ("PutKeyPolicy", put_key_policy, False),
+                                     ("ListKeyPolicies", list_key_policies, True)):
+        registry.add(Operation(name=name, handler=handler, read_only=read_only, keys=(KeyAction("KeyId", name),)))

@@ -8,6 +8,7 @@ from typing import Any
 from node.model.errors import KmsError, unsupported
 from node.model.key import KeyRecord, MaterialVersion
 from node.model.mrk_rules import bump, rotation_in_progress, snapshot_of, start_rotation
+from node.model.operations import KeyAction, Operation
 from node.model.rotation import (
     MAX_ON_DEMAND_ROTATIONS,
     ON_DEMAND,
@@ -131,8 +132,10 @@ def list_key_rotations(region: Region, params: Params, ctx: RequestContext) -> R
 
 
 def register(registry: Registry) -> None:
-    registry.add("EnableKeyRotation", enable_key_rotation)
-    registry.add("DisableKeyRotation", disable_key_rotation)
-    registry.add("GetKeyRotationStatus", get_key_rotation_status, read_only=True)
-    registry.add("RotateKeyOnDemand", rotate_key_on_demand)
-    registry.add("ListKeyRotations", list_key_rotations, read_only=True)
+    for name, handler in (("EnableKeyRotation", enable_key_rotation), ("DisableKeyRotation", disable_key_rotation),
+                          ("RotateKeyOnDemand", rotate_key_on_demand)):
+        registry.add(Operation(name=name, handler=handler, keys=(KeyAction("KeyId", name),)))
+    registry.add(Operation(name="GetKeyRotationStatus", handler=get_key_rotation_status, read_only=True,
+                           cross_account=True, keys=(KeyAction("KeyId", "GetKeyRotationStatus"),)))
+    registry.add(Operation(name="ListKeyRotations", handler=list_key_rotations, read_only=True,
+                           keys=(KeyAction("KeyId", "ListKeyRotations"),)))

@@ -23,6 +23,7 @@ from node.model.key_specs import (
     UNSUPPORTED_SIGNING,
     signing_algorithms,
 )
+from node.model.operations import KeyAction, Operation, keys_for
 from node.ops.asymmetric import private_key, usable_key
 from node.ops.common import finish_dry_run, require_algorithm
 from node.ops.registry import Params, Registry, RequestContext, Response
@@ -90,5 +91,6 @@ def verify(region: Region, params: Params, ctx: RequestContext) -> Response:
 
 
 def register(registry: Registry) -> None:
-    registry.add("Sign", sign, read_only=True)
-    registry.add("Verify", verify, read_only=True)
+    for name, handler in (("Sign", sign), ("Verify", verify)):
+        registry.add(Operation(name=name, handler=handler, read_only=True, cross_account=True, usage_tracked=True,
+                               keys=(KeyAction("KeyId", name, grant=keys_for(SIGN_VERIFY)),)))

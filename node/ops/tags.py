@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 
 from node.model.errors import KmsError
+from node.model.operations import KeyAction, Operation
 from node.model.states import OpClass
 from node.ops.common import key_for
 from node.ops.paging import check_limit, page_response, paginate
@@ -61,6 +62,7 @@ def list_resource_tags(region: Region, params: Params, ctx: RequestContext) -> R
 
 
 def register(registry: Registry) -> None:
-    registry.add("TagResource", tag_resource)
-    registry.add("UntagResource", untag_resource)
-    registry.add("ListResourceTags", list_resource_tags, read_only=True)
+    registry.add(Operation(name="TagResource", handler=tag_resource, keys=(KeyAction("KeyId", "TagResource"),)))
+    registry.add(Operation(name="UntagResource", handler=untag_resource, keys=(KeyAction("KeyId", "UntagResource"),)))
+    registry.add(Operation(name="ListResourceTags", handler=list_resource_tags, read_only=True,
+                           keys=(KeyAction("KeyId", "ListResourceTags"),)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.model.operations import KeyAction, Operation
 from node.model.states import OpClass
 from node.ops.common import key_for
 from node.ops.registry import Params, Registry, RequestContext, Response
@@ -26,4 +27,5 @@ def get_key_last_usage(region: Region, params: Params, ctx: RequestContext) -> R
 
 
 def register(registry: Registry) -> None:
-    registry.add("GetKeyLastUsage", get_key_last_usage, read_only=True)
+    registry.add(Operation(name="GetKeyLastUsage", handler=get_key_last_usage, read_only=True,
+                           keys=(KeyAction("KeyId", "GetKeyLastUsage"),)))

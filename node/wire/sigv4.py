@@ -193,6 +193,42 @@ def _parse_authorization_slow(authorization: str) -> tuple[CredentialScope, str,
     return CredentialScope(access_key, date, region, service), signed, signature
 
 
+def _signed_names(scope: CredentialScope, signed_headers: str) -> list[str]:
+    """The signed header names, once the scope is for this service and Host is among them."""
+    if scope.service != SERVICE:
+        raise _invalid(_MSG_WRONG_SERVICE)
+    names = signed_headers.split(";")
+    if "host" not in names:
+        raise _invalid(_must_sign("Host"))
+    return names
+
+
+def _canonical_headers(get: Callable[[str], Sequence[str]], names: list[str]) -> str:
+    """The canonical headers, in SignedHeaders order; each line ends in '\\n'."""
+    lines: list[str] = []
+    for name in names:
+        values = get(name)
+        if not values:
+            raise _incomplete(f"Signed header '{name}' is not present in the request.")
+        if len(values) == 1:
+            lines.append(f"{name}:{_trim(values[0])}\n")
+        else:
+            lines.append(f"{name}:{','.join([_trim(v) for v in values])}\n")
+    return "".join(lines)
+
+
+def _payload_hash(get: Callable[[str], Sequence[str]], body: bytes) -> str:
+    """The body's SHA-256, which a declared x-amz-content-sha256 must match (an unsigned payload is refused)."""
+    payload_hash = hashlib.sha256(body).hexdigest()
+    declared = get("x-amz-content-sha256")
+    if declared:
+        if declared[0] == UNSIGNED_PAYLOAD:
+            raise _invalid("UNSIGNED-PAYLOAD is not supported; the payload must be signed.")
+        if declared[0] != payload_hash:
+            raise _invalid("The provided 'x-amz-content-sha256' header does not match what was computed.")
+    return payload_hash
+
+
 class SigV4Verifier:
     """Verifies SigV4-signed KMS requests against a principal directory. Thread-safe."""
 
@@ -236,23 +272,33 @@ class SigV4Verifier:
 
         ``path`` is the raw percent-encoded path, ``query`` the raw query string without '?'.
         ``headers`` may be a case-insensitive multidict (aiohttp) or a plain dict of any key case.
+        The steps run in the order AWS checks in, which decides the error a request with several faults gets.
         """
         get = _header_lookup(headers)
         scope, signed_headers, signature = _parse_authorization(_authorization(get))
-        if scope.service != SERVICE:
-            raise _invalid(_MSG_WRONG_SERVICE)
+        names = _signed_names(scope, signed_headers)
+        request_time, amz_date = self._request_time(get, names)
+        _check_amz_headers_signed(headers, names)
+        canonical_headers = _canonical_headers(get, names)
+        principal = self._caller(scope, get, names, expected_region)
+        self._check_time(scope, amz_date, request_time)
+        payload_hash = _payload_hash(get, body)
+        canonical_request = "\n".join(
+            (method.upper(), _canonical_uri(path), _canonical_query(query), canonical_headers, signed_headers,
+             payload_hash)
+        )
+        self._check_signature(principal, scope, amz_date, canonical_request, signature)
+        return VerifiedCaller(principal, scope.region, scope.access_key)
 
-        names = signed_headers.split(";")
-        if "host" not in names:
-            raise _invalid(_must_sign("Host"))
-
-        # Timestamp: X-Amz-Date, else the Date header; whichever is used must be signed.
+    def _request_time(self, get: Callable[[str], Sequence[str]], names: list[str]) -> tuple[float, str]:
+        """(epoch seconds, X-Amz-Date form) of the request: X-Amz-Date, else the Date header; whichever is used must
+        be signed."""
         amz_values = get("x-amz-date")
         if amz_values:
             amz_date = amz_values[0].strip()
             if "x-amz-date" not in names:
                 raise _invalid(_must_sign("X-Amz-Date"))
-            last = self._last_date
+            last = self._last_date  # every request within one second carries the same one
             if last[0] == amz_date:
                 request_time = last[1]
             else:
@@ -260,41 +306,30 @@ class SigV4Verifier:
                 self._last_date = (amz_date, request_time)
             if request_time is None:
                 raise _incomplete("X-Amz-Date must be in ISO-8601 basic format (yyyyMMddTHHmmssZ).")
-        else:
-            date_values = get("date")
-            if not date_values:
-                raise _incomplete(
-                    "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
-                )
-            if "date" not in names:
-                raise _invalid(_must_sign("Date"))
-            http_date = _parse_http_date(date_values[0])
-            if http_date is None:
-                raise _incomplete("Date header must be an RFC 1123 date.")
-            request_time = http_date.timestamp()
-            amz_date = http_date.strftime(_AMZ_DATE_FORMAT)
+            return request_time, amz_date
+        date_values = get("date")
+        if not date_values:
+            raise _incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+        if "date" not in names:
+            raise _invalid(_must_sign("Date"))
+        http_date = _parse_http_date(date_values[0])
+        if http_date is None:
+            raise _incomplete("Date header must be an RFC 1123 date.")
+        return http_date.timestamp(), http_date.strftime(_AMZ_DATE_FORMAT)
 
-        _check_amz_headers_signed(headers, names)
-
-        # Canonical headers, in SignedHeaders order; each line ends in '\n'.
-        lines: list[str] = []
-        for name in names:
-            values = get(name)
-            if not values:
-                raise _incomplete(f"Signed header '{name}' is not present in the request.")
-            if len(values) == 1:
-                lines.append(f"{name}:{_trim(values[0])}\n")
-            else:
-                lines.append(f"{name}:{','.join([_trim(v) for v in values])}\n")
-
+    def _caller(self, scope: CredentialScope, get: Callable[[str], Sequence[str]], names: list[str],
+                expected_region: str | None) -> Principal:
+        """The principal the credential names, scoped to this region, with its session token if it has one."""
         if expected_region is not None and scope.region != expected_region:
             raise _invalid(f"Credential should be scoped to a valid region, not '{scope.region}'.")
-
         principal = self._principals.lookup(scope.access_key)
         if principal is None:
             raise _unrecognized()
         self._check_session_token(principal, get("x-amz-security-token"), names)
+        return principal
 
+    def _check_time(self, scope: CredentialScope, amz_date: str, request_time: float) -> None:
+        """The scope's date is the request's, and the request time is within the allowed skew of now."""
         date = amz_date[:8]
         if scope.date != date:
             raise _invalid(
@@ -313,24 +348,9 @@ class SigV4Verifier:
                 f"{_format_amz(now + self._max_skew)} ({_format_amz(now)} + {self._skew_label})"
             )
 
-        payload_hash = hashlib.sha256(body).hexdigest()
-        declared = get("x-amz-content-sha256")
-        if declared:
-            if declared[0] == UNSIGNED_PAYLOAD:
-                raise _invalid("UNSIGNED-PAYLOAD is not supported; the payload must be signed.")
-            if declared[0] != payload_hash:
-                raise _invalid("The provided 'x-amz-content-sha256' header does not match what was computed.")
-
-        canonical_request = "\n".join(
-            (
-                method.upper(),
-                _canonical_uri(path),
-                _canonical_query(query),
-                "".join(lines),
-                signed_headers,
-                payload_hash,
-            )
-        )
+    def _check_signature(self, principal: Principal, scope: CredentialScope, amz_date: str, canonical_request: str,
+                         signature: str) -> None:
+        date = amz_date[:8]
         string_to_sign = (
             f"{ALGORITHM}\n{amz_date}\n{date}/{scope.region}/{SERVICE}/{TERMINATOR}\n"
             f"{hashlib.sha256(_encode(canonical_request)).hexdigest()}"
@@ -339,7 +359,6 @@ class SigV4Verifier:
         expected = hmac.digest(key, _encode(string_to_sign), "sha256").hex()
         if not hmac.compare_digest(expected, signature):
             raise _invalid(_MSG_MISMATCH)
-        return VerifiedCaller(principal, scope.region, scope.access_key)
 
     @staticmethod
     def _check_session_token(principal: Principal, sent: Sequence[str], names: list[str]) -> None:

@@ -28,12 +28,15 @@ from node.audit.sink import AuditSink, read_events
 from node.audit.trail import AuditTrail
 from node.auth.principals import Principal
 from node.model.errors import KmsError
+from node.ops import declare
+from node.ops.registry import Registry
 
 ACCT = "111122223333"
 KEY_ARN = f"arn:aws:kms:eu-west-1:{ACCT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 APP = Principal("AKIAAPP", "secret-app", f"arn:aws:iam::{ACCT}:role/app", ACCT)
 SECRET = b"top secret plaintext \x00\x01"
 
+OPS = declare(Registry())  # every operation's declaration, its logged facts included
 
 def test_secrets_never_reach_request_parameters() -> None:
     params = {"KeyId": "alias/app", "Plaintext": SECRET, "EncryptionContext": {"Dept": "Eng"},
@@ -52,15 +55,15 @@ def test_encrypt_and_decrypt_always_log_their_algorithm() -> None:
 
 
 def test_response_elements_only_for_the_operations_cloudtrail_records() -> None:
-    assert response_elements("Encrypt", {"CiphertextBlob": SECRET, "KeyId": KEY_ARN}) is None
-    created = response_elements("CreateKey", {"KeyMetadata": {"KeyId": "k", "Arn": KEY_ARN, "Enabled": True}})
+    assert response_elements(OPS["Encrypt"], {"CiphertextBlob": SECRET, "KeyId": KEY_ARN}) is None
+    created = response_elements(OPS["CreateKey"], {"KeyMetadata": {"KeyId": "k", "Arn": KEY_ARN, "Enabled": True}})
     assert created == {"keyMetadata": {"keyId": "k", "arn": KEY_ARN, "enabled": True}}
-    assert response_elements("CreateGrant", {"GrantId": "g", "GrantToken": "tok"}) == {"grantId": "g"}
+    assert response_elements(OPS["CreateGrant"], {"GrantId": "g", "GrantToken": "tok"}) == {"grantId": "g"}
 
 
 def test_api_call_event_shape() -> None:
     event = api_call_event(
-        operation="Encrypt", region="eu-west-1", account=ACCT, principal_arn=APP.arn, principal_account=ACCT,
+        operation=OPS["Encrypt"], region="eu-west-1", account=ACCT, principal_arn=APP.arn, principal_account=ACCT,
         access_key="AKIAAPP", at=1_800_000_000.5, source_ip="127.0.0.1", user_agent="Boto3/1.44.5",
         host="127.0.0.1:4599", request_id="req-1", params={"KeyId": KEY_ARN, "Plaintext": SECRET},
         response={"CiphertextBlob": SECRET, "KeyId": KEY_ARN}, error_code="AccessDeniedException",
@@ -78,22 +81,23 @@ def test_api_call_event_shape() -> None:
 
 
 CALLS = [
-    dict(operation="Encrypt", principal_arn=APP.arn, principal_account=ACCT, access_key="AKIAAPP", at=1_800_000_000.5,
+    dict(operation=OPS["Encrypt"], principal_arn=APP.arn, principal_account=ACCT, access_key="AKIAAPP",
+         at=1_800_000_000.5,
          source_ip="127.0.0.1", user_agent="Boto3/1.44.5", host="127.0.0.1:4599", request_id="req-1",
          params={"KeyId": KEY_ARN, "Plaintext": SECRET, "EncryptionContext": {"Dept": "ü\"x"}},
          response={"CiphertextBlob": SECRET, "KeyId": KEY_ARN}, resources=[KEY_ARN], latency_ms=1.25),
-    dict(operation="CreateKey", principal_arn=f"arn:aws:iam::{ACCT}:root", principal_account=ACCT,
+    dict(operation=OPS["CreateKey"], principal_arn=f"arn:aws:iam::{ACCT}:root", principal_account=ACCT,
          access_key="AKIAROOT", at=1_800_000_001.0, source_ip="10.0.0.1", user_agent='agent "quoted" \\ ☃',
          host="kms.local", request_id="req-2", params={"Description": "d", "Tags": [{"TagKey": "a", "TagValue": "b"}]},
          response={"KeyMetadata": {"KeyId": "k", "Arn": KEY_ARN, "Enabled": True, "CreationDate": 1.5}},
          resources=[KEY_ARN, KEY_ARN + "0"], latency_ms=0.0004),
-    dict(operation="ListKeys", principal_arn=APP.arn, principal_account=ACCT, access_key="AKIAAPP", at=0.0,
+    dict(operation=OPS["ListKeys"], principal_arn=APP.arn, principal_account=ACCT, access_key="AKIAAPP", at=0.0,
          source_ip="", user_agent="", host="", request_id="req-3", params={}, response={"Keys": []}, resources=[],
          latency_ms=12345.6789),
 ]
 
 
-@pytest.mark.parametrize("call", CALLS, ids=[c["operation"] for c in CALLS])
+@pytest.mark.parametrize("call", CALLS, ids=[c["operation"].name for c in CALLS])
 @pytest.mark.parametrize(("code", "message"), [(None, None), ("AccessDeniedException", f"User: {APP.arn} is not")])
 def test_encoded_call_line_is_the_event_serialised(call: dict, code: str | None,  # type: ignore[type-arg]
                                                    message: str | None) -> None:
@@ -122,7 +126,7 @@ def test_huge_request_parameters_are_omitted_as_cloudtrail_does() -> None:
     encoder = CallLineEncoder("eu-west-1", ACCT)
     huge = {"KeyId": KEY_ARN, "GranteePrincipal": APP.arn, "Operations": ["Decrypt"] * 100_000}
     for code, message in ((None, None), ("LimitExceededException", "too many")):
-        line = _line(encoder, operation="CreateGrant", params=huge, error_code=code, error_message=message)
+        line = _line(encoder, operation=OPS["CreateGrant"], params=huge, error_code=code, error_message=message)
         event = orjson.loads(line)
         assert len(line) < 4096
         assert event["requestParameters"] is None and event["omitted"] is True
@@ -239,7 +243,7 @@ def test_sink_batches_rotates_and_reads_back_in_order(tmp_path: Path) -> None:
 
 def test_last_usage_tracked_and_rebuilt_after_restart(tmp_path: Path) -> None:
     def record(op: str, error: KmsError | None = None) -> dict[str, Any]:
-        return dict(operation=op, principal=APP, at=1_800_000_000.0, source_ip="127.0.0.1", user_agent="t",
+        return dict(operation=OPS[op], principal=APP, at=1_800_000_000.0, source_ip="127.0.0.1", user_agent="t",
                     host="h", request_id=f"req-{op}", params={"KeyId": KEY_ARN}, response=None, error=error,
                     resources=[KEY_ARN], latency_ms=0.1)
 

@@ -1,5 +1,6 @@
-"""The authorizer: which request member names which key for which action (KEY_ACTIONS), key policy together with
-identity policies and grants, cross-account rules, the condition context, and the lockout check."""
+"""The authorizer: which request member names which key for which action (each operation's declaration), key
+policy together with identity policies and grants, cross-account rules, the condition context, and the lockout
+check."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ import botocore.session
 import pytest
 
 from node.auth.authorizer import (
-    CROSS_ACCOUNT_OPERATIONS,
-    KEY_ACTIONS,
     AccessSettings,
     Authorizer,
     Verdict,
@@ -24,9 +23,10 @@ from node.crypto.rootkey import RootKey
 from node.model.errors import KmsError
 from node.model.grants import Constraints, GrantRecord, new_token
 from node.model.key import AliasRecord
-from node.ops import crypto as crypto_ops
+from node.ops import build_registry, encryption
 from node.ops import keys as key_ops
 from node.ops.registry import RequestContext
+from node.ops.tables import cross_account, key_actions
 from node.service import Region, RegionIdentity
 from node.store.memory import MemoryStore
 
@@ -93,6 +93,9 @@ def msg(principal: Principal, action: str, arn: str, why: str = "") -> tuple[str
 # -- the tables agree with the service model ------------------------------------------------------------------
 
 MODEL = botocore.session.get_session().get_service_model("kms")
+OPS = build_registry(MODEL.operation_names)
+KEY_ACTIONS = key_actions(OPS)
+CROSS_ACCOUNT_OPERATIONS = cross_account(OPS)
 
 
 def test_key_actions_name_real_operations_and_members() -> None:
@@ -129,18 +132,18 @@ def test_cross_account_operations_are_those_the_api_reference_names() -> None:
 
 def test_default_policy(region: Region, authz: Authorizer) -> None:
     key = make_key(region, authz)
-    authz.check_request(region, ROOT, "Encrypt", {"KeyId": key.key_id, "Plaintext": b"x"})
-    authz.check_request(region, ADMIN, "Encrypt", {"KeyId": key.key_id, "Plaintext": b"x"})
+    authz.check_request(region, ROOT, OPS["Encrypt"], {"KeyId": key.key_id, "Plaintext": b"x"})
+    authz.check_request(region, ADMIN, OPS["Encrypt"], {"KeyId": key.key_id, "Plaintext": b"x"})
     with pytest.raises(KmsError) as exc:
-        authz.check_request(region, APP, "Encrypt", {"KeyId": key.key_id, "Plaintext": b"x"})
+        authz.check_request(region, APP, OPS["Encrypt"], {"KeyId": key.key_id, "Plaintext": b"x"})
     assert denial(exc) == msg(APP, "Encrypt", key.arn)
 
 
 def test_identity_policy_deny_wins(region: Region, authz: Authorizer) -> None:
     key = make_key(region, authz)
-    authz.check_request(region, AUDITOR, "DescribeKey", {"KeyId": key.key_id})
+    authz.check_request(region, AUDITOR, OPS["DescribeKey"], {"KeyId": key.key_id})
     with pytest.raises(KmsError) as exc:
-        authz.check_request(region, AUDITOR, "Decrypt", {"KeyId": key.key_id, "CiphertextBlob": b"x"})
+        authz.check_request(region, AUDITOR, OPS["Decrypt"], {"KeyId": key.key_id, "CiphertextBlob": b"x"})
     assert denial(exc) == msg(AUDITOR, "Decrypt", key.arn, "with an explicit deny in an identity-based policy")
 
 
@@ -148,21 +151,21 @@ def test_key_policy_deny_is_reported_as_resource_based(region: Region, authz: Au
     key = make_key(region, authz, policy(ROOT_ALL, {"Effect": "Deny", "Principal": "*", "Action": "kms:Encrypt",
                                                     "Resource": "*"}))
     with pytest.raises(KmsError) as exc:
-        authz.check_request(region, ROOT, "Encrypt", {"KeyId": key.key_id, "Plaintext": b"x"})
+        authz.check_request(region, ROOT, OPS["Encrypt"], {"KeyId": key.key_id, "Plaintext": b"x"})
     assert denial(exc) == msg(ROOT, "Encrypt", key.arn, "with an explicit deny in a resource-based policy")
 
 
 def test_decrypt_without_key_id_is_authorized_on_the_ciphertexts_key(region: Region, authz: Authorizer) -> None:
     key = make_key(region, authz, policy(ROOT_ALL, allow(APP.arn, "kms:Encrypt")))
-    blob = crypto_ops.encrypt(region, {"KeyId": key.key_id, "Plaintext": b"p"}, ctx(ROOT, authz))["CiphertextBlob"]
+    blob = encryption.encrypt(region, {"KeyId": key.key_id, "Plaintext": b"p"}, ctx(ROOT, authz))["CiphertextBlob"]
     with pytest.raises(KmsError) as exc:
-        authz.check_request(region, APP, "Decrypt", {"CiphertextBlob": blob})
+        authz.check_request(region, APP, OPS["Decrypt"], {"CiphertextBlob": blob})
     assert denial(exc) == msg(APP, "Decrypt", key.arn)
     # ReEncrypt: ReEncryptFrom on the source (from the blob), ReEncryptTo on the destination.
     with pytest.raises(KmsError) as exc:
-        authz.check_request(region, APP, "ReEncrypt", {"CiphertextBlob": blob, "DestinationKeyId": key.key_id})
+        authz.check_request(region, APP, OPS["ReEncrypt"], {"CiphertextBlob": blob, "DestinationKeyId": key.key_id})
     assert denial(exc) == msg(APP, "ReEncryptFrom", key.arn)
-    authz.check_request(region, APP, "Decrypt", {"CiphertextBlob": b"garbage"})  # the operation answers this
+    authz.check_request(region, APP, OPS["Decrypt"], {"CiphertextBlob": b"garbage"})  # the operation answers this
 
 
 def test_grants_allow_their_grantee(region: Region, authz: Authorizer) -> None:
@@ -170,27 +173,27 @@ def test_grants_allow_their_grantee(region: Region, authz: Authorizer) -> None:
     grant = GrantRecord("a" * 64, key.key_id, 1.0, ("Encrypt",), f"arn:aws:iam::{ACCT}:root", APP.arn,
                         constraints=Constraints(ec_subset={"t": "1"}))
     region.commit(grants=[grant])
-    authz.check_request(region, APP, "Encrypt", {"KeyId": key.key_id, "EncryptionContext": {"t": "1", "u": "2"}})
+    authz.check_request(region, APP, OPS["Encrypt"], {"KeyId": key.key_id, "EncryptionContext": {"t": "1", "u": "2"}})
     for params in ({"KeyId": key.key_id}, {"KeyId": key.key_id, "EncryptionContext": {"t": "2"}}):
         with pytest.raises(KmsError):
-            authz.check_request(region, APP, "Encrypt", params)
+            authz.check_request(region, APP, OPS["Encrypt"], params)
     with pytest.raises(KmsError):
-        authz.check_request(region, APP, "Decrypt", {"KeyId": key.key_id, "EncryptionContext": {"t": "1"}})
+        authz.check_request(region, APP, OPS["Decrypt"], {"KeyId": key.key_id, "EncryptionContext": {"t": "1"}})
     # Grant tokens: well-formed ones pass, garbled ones are refused before anything else.
-    authz.check_request(region, APP, "Encrypt", {"KeyId": key.key_id, "EncryptionContext": {"t": "1"},
+    authz.check_request(region, APP, OPS["Encrypt"], {"KeyId": key.key_id, "EncryptionContext": {"t": "1"},
                                                  "GrantTokens": [new_token(grant.grant_id)]})
     with pytest.raises(KmsError) as exc:
-        authz.check_request(region, ROOT, "Encrypt", {"KeyId": key.key_id, "GrantTokens": ["garbled"]})
+        authz.check_request(region, ROOT, OPS["Encrypt"], {"KeyId": key.key_id, "GrantTokens": ["garbled"]})
     assert exc.value.code == "InvalidGrantTokenException"
 
 
 def test_enforcement_off(region: Region) -> None:
     off = Authorizer(AccessSettings(False, {}))
     key = make_key(region, off, policy(ROOT_ALL))
-    off.check_request(region, APP, "Encrypt", {"KeyId": key.key_id})
-    off.check_request(region, PARTNER, "ScheduleKeyDeletion", {"KeyId": key.key_id})
+    off.check_request(region, APP, OPS["Encrypt"], {"KeyId": key.key_id})
+    off.check_request(region, PARTNER, OPS["ScheduleKeyDeletion"], {"KeyId": key.key_id})
     with pytest.raises(KmsError):
-        off.check_request(region, APP, "Encrypt", {"KeyId": key.key_id, "GrantTokens": ["garbled"]})
+        off.check_request(region, APP, OPS["Encrypt"], {"KeyId": key.key_id, "GrantTokens": ["garbled"]})
 
 
 # -- across accounts ----------------------------------------------------------------------------------------------
@@ -199,32 +202,32 @@ def test_enforcement_off(region: Region) -> None:
 def test_cross_account_needs_key_policy_and_iam(region: Region, authz: Authorizer) -> None:
     key = make_key(region, authz, policy(ROOT_ALL, allow(f"arn:aws:iam::{OTHER}:root", "kms:Encrypt"),
                                          allow(GUEST.arn, "kms:Encrypt")))
-    authz.check_request(region, PARTNER, "Encrypt", {"KeyId": key.arn})
-    authz.check_request(region, PARTNER_ROOT, "Encrypt", {"KeyId": key.arn})  # an account's root needs no IAM
+    authz.check_request(region, PARTNER, OPS["Encrypt"], {"KeyId": key.arn})
+    authz.check_request(region, PARTNER_ROOT, OPS["Encrypt"], {"KeyId": key.arn})  # an account's root needs no IAM
     with pytest.raises(KmsError) as exc:  # named in the key policy, but no IAM policy in its own account
-        authz.check_request(region, GUEST, "Encrypt", {"KeyId": key.arn})
+        authz.check_request(region, GUEST, OPS["Encrypt"], {"KeyId": key.arn})
     assert denial(exc) == msg(GUEST, "Encrypt", key.arn)
     with pytest.raises(KmsError) as exc:
-        authz.check_request(region, PARTNER, "GenerateDataKey", {"KeyId": key.arn})
+        authz.check_request(region, PARTNER, OPS["GenerateDataKey"], {"KeyId": key.arn})
     assert denial(exc) == msg(PARTNER, "GenerateDataKey", key.arn)
 
 
 def test_cross_account_names_and_operations(region: Region, authz: Authorizer) -> None:
     key = make_key(region, authz, policy(ROOT_ALL, allow(f"arn:aws:iam::{OTHER}:root", "kms:*")))
     region.commit(aliases=[AliasRecord("alias/shared", key.key_id, 1.0, 1.0)])
-    authz.check_request(region, PARTNER, "DescribeKey", {"KeyId": f"arn:aws:kms:us-east-1:{ACCT}:alias/shared"})
+    authz.check_request(region, PARTNER, OPS["DescribeKey"], {"KeyId": f"arn:aws:kms:us-east-1:{ACCT}:alias/shared"})
     with pytest.raises(KmsError) as exc:
-        authz.check_request(region, PARTNER, "DescribeKey", {"KeyId": key.key_id})
+        authz.check_request(region, PARTNER, OPS["DescribeKey"], {"KeyId": key.key_id})
     assert denial(exc) == ("NotFoundException", f"Key 'arn:aws:kms:us-east-1:{OTHER}:key/{key.key_id}' does not exist")
     with pytest.raises(KmsError) as exc:
-        authz.check_request(region, PARTNER, "DescribeKey", {"KeyId": "alias/shared"})
+        authz.check_request(region, PARTNER, OPS["DescribeKey"], {"KeyId": "alias/shared"})
     assert denial(exc) == ("NotFoundException", f"Alias arn:aws:kms:us-east-1:{OTHER}:alias/shared is not found.")
     for operation in ("DisableKey", "PutKeyPolicy", "TagResource", "GetKeyLastUsage"):
         with pytest.raises(KmsError) as exc:
-            authz.check_request(region, PARTNER, operation, {"KeyId": key.arn})
+            authz.check_request(region, PARTNER, OPS[operation], {"KeyId": key.arn})
         assert denial(exc) == msg(PARTNER, operation, key.arn)
     with pytest.raises(KmsError) as exc:
-        authz.check_request(region, PARTNER, "DeleteAlias", {"AliasName": "alias/shared"})
+        authz.check_request(region, PARTNER, OPS["DeleteAlias"], {"AliasName": "alias/shared"})
     assert exc.value.code == "NotFoundException"
 
 
@@ -251,10 +254,10 @@ def test_grant_condition_keys_limit_create_grant(region: Region, authz: Authoriz
         "ForAllValues:StringEquals": {"kms:GrantOperations": ["Encrypt", "Decrypt"]},
         "StringEquals": {"kms:GranteePrincipal": ADMIN.arn}})))
     ok = {"KeyId": key.key_id, "GranteePrincipal": ADMIN.arn, "Operations": ["Decrypt"]}
-    authz.check_request(region, APP, "CreateGrant", ok)
+    authz.check_request(region, APP, OPS["CreateGrant"], ok)
     for bad in ({**ok, "Operations": ["Decrypt", "DescribeKey"]}, {**ok, "GranteePrincipal": APP.arn}):
         with pytest.raises(KmsError):
-            authz.check_request(region, APP, "CreateGrant", bad)
+            authz.check_request(region, APP, OPS["CreateGrant"], bad)
 
 
 def test_context_keys(region: Region, authz: Authorizer) -> None:

@@ -20,7 +20,7 @@ from node.clock import FixedClock
 from node.crypto.rootkey import RootKey
 from node.endpoint import KmsEndpoint, WireRequest, WireResponse
 from node.model.errors import KmsError
-from node.ops.registry import Params, Registry, RequestContext, Response
+from node.ops.registry import Operation, Params, Registry, RequestContext, Response
 from node.service import Region, RegionIdentity
 from node.store.base import StoreError
 from node.store.memory import MemoryStore
@@ -87,11 +87,11 @@ def make_endpoint(decoder: RequestDecoder, verifier: FakeVerifier | None = None,
                   ) -> tuple[KmsEndpoint, Handlers, FakeVerifier]:
     handlers = Handlers()
     registry = Registry()
-    registry.add("Encrypt", handlers.echo)
-    registry.add("ListKeys", handlers.explode)
-    registry.add("CreateKey", handlers.store_down)
-    registry.add("DescribeKey", handlers.not_found)
-    registry.add("ListAliases", handlers.nothing)
+    registry.add(Operation(name="Encrypt", handler=handlers.echo))
+    registry.add(Operation(name="ListKeys", handler=handlers.explode))
+    registry.add(Operation(name="CreateKey", handler=handlers.store_down))
+    registry.add(Operation(name="DescribeKey", handler=handlers.not_found))
+    registry.add(Operation(name="ListAliases", handler=handlers.nothing))
     region = Region(RegionIdentity("eu-west-1", "111122223333"), MemoryStore(), RootKey.from_bytes(b"\x01" * 32),
                     FixedClock())
     verifier = verifier or FakeVerifier()

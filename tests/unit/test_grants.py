@@ -22,9 +22,10 @@ from node.model.grants import (
     new_grant_id,
     new_token,
 )
+from node.ops import declare
 from node.ops import grants as grant_ops
 from node.ops import keys as key_ops
-from node.ops.registry import RequestContext
+from node.ops.registry import Registry, RequestContext
 from node.service import Region, RegionIdentity
 from node.store.memory import MemoryStore
 
@@ -34,6 +35,7 @@ APP = Principal("AKIAAPP", "s", f"arn:aws:iam::{ACCT}:role/app", ACCT)
 WORKER = Principal("AKIAWORK", "s", f"arn:aws:iam::{ACCT}:role/worker", ACCT)
 ADMIN = Principal("AKIAADMIN", "s", f"arn:aws:iam::{ACCT}:user/admin", ACCT)
 PARTNER = Principal("AKIAPARTNER", "s", "arn:aws:iam::444455556666:role/partner", "444455556666")
+GRANT_OPERATIONS = declare(Registry()).grant_scopes()
 ALL_KMS = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]})
 NO_RETIRE = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": "kms:*", "Resource": "*"},
@@ -92,11 +94,12 @@ def test_encoding_round_trip_and_permits() -> None:
     grant = GrantRecord(new_grant_id(), "k", 12.5, ("Encrypt", "DescribeKey"), f"arn:aws:iam::{ACCT}:root", APP.arn,
                         None, ADMIN.arn, None, "name", Constraints(ec_equals={"a": "1"}))
     assert decode_grant(encode_grant(grant)) == grant
-    assert grant.permits(APP.arn, "Encrypt", {"a": "1"})
-    assert not grant.permits(APP.arn, "Encrypt", {"a": "2"})
-    assert grant.permits(APP.arn, "DescribeKey", None)  # no context: constraints do not apply
-    assert not grant.permits(APP.arn, "Decrypt", {"a": "1"})
-    assert not grant.permits(WORKER.arn, "Encrypt", {"a": "1"})
+    assert grant.permits(APP.arn, "Encrypt", {"a": "1"}, constrained=True)
+    assert not grant.permits(APP.arn, "Encrypt", {"a": "2"}, constrained=True)
+    assert not grant.permits(APP.arn, "Encrypt", None, constrained=True)  # constrained, so a context is needed
+    assert grant.permits(APP.arn, "DescribeKey", None, constrained=False)  # no context: constraints do not apply
+    assert not grant.permits(APP.arn, "Decrypt", {"a": "1"}, constrained=True)
+    assert not grant.permits(WORKER.arn, "Encrypt", {"a": "1"}, constrained=True)
 
 
 # -- the operations ---------------------------------------------------------------------------------------------
@@ -125,7 +128,7 @@ def key_id(region: Region, authz: Authorizer, **params: Any) -> str:
 def create(region: Region, authz: Authorizer, who: Principal = ROOT, **params: Any) -> dict[str, Any]:
     params.setdefault("GranteePrincipal", APP.arn)
     params.setdefault("Operations", ["Encrypt"])
-    out: dict[str, Any] = grant_ops.create_grant(region, params, ctx(who, authz))
+    out: dict[str, Any] = grant_ops.create_grant(region, params, ctx(who, authz), GRANT_OPERATIONS)
     return out
 
 

@@ -26,7 +26,7 @@ from node.model.rotation import (
     rotation_due,
 )
 from node.model.states import KeyState
-from node.ops import crypto, keys
+from node.ops import encryption, keys
 from node.ops import rotation as rotation_ops
 from node.ops.registry import RequestContext
 from node.service import Region, RegionIdentity
@@ -251,11 +251,11 @@ def test_on_demand_limit_and_conflict(region: Region, clock: FixedClock) -> None
 
 def test_old_ciphertexts_decrypt_after_rotations(region: Region) -> None:
     kid = create(region)
-    blob = crypto.encrypt(region, {"KeyId": kid, "Plaintext": b"old"}, ctx("Encrypt"))["CiphertextBlob"]
+    blob = encryption.encrypt(region, {"KeyId": kid, "Plaintext": b"old"}, ctx("Encrypt"))["CiphertextBlob"]
     first = region.keys[kid].current_material_id.hex()
     for _ in range(3):
         rotation_ops.rotate_key_on_demand(region, {"KeyId": kid}, ctx("RotateKeyOnDemand"))
-    out = crypto.decrypt(region, {"CiphertextBlob": blob}, ctx("Decrypt"))
+    out = encryption.decrypt(region, {"CiphertextBlob": blob}, ctx("Decrypt"))
     assert out["Plaintext"] == b"old" and out["KeyMaterialId"] == first
     listed = rotation_ops.list_key_rotations(region, {"KeyId": kid}, ctx("ListKeyRotations"))["Rotations"]
     assert [r["RotationType"] for r in listed] == [ON_DEMAND] * 3

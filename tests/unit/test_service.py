@@ -18,7 +18,7 @@ from node.model.key import AliasRecord, KeyRecord, MaterialVersion
 from node.model.mrk import ReplicaGone
 from node.model.states import KeyState
 from node.ops import aliases as alias_ops
-from node.ops import crypto as crypto_ops
+from node.ops import encryption
 from node.ops import keys as key_ops
 from node.ops import rotation as rotation_ops
 from node.ops.registry import RequestContext
@@ -224,11 +224,11 @@ def test_material_and_plaintexts_never_reach_the_sqlite_files(tmp_path: Path) ->
     key_id = key_ops.create_key(region, {"Description": "at rest"}, CTX)["KeyMetadata"]["KeyId"]
     alias_ops.create_alias(region, {"AliasName": "alias/at-rest", "TargetKeyId": key_id}, CTX)
     plaintext = b"PLAINTEXT-MARKER-" + bytes(range(48))
-    blob = crypto_ops.encrypt(region, {"KeyId": "alias/at-rest", "Plaintext": plaintext}, CTX)["CiphertextBlob"]
-    data_key = crypto_ops.generate_data_key(region, {"KeyId": key_id, "KeySpec": "AES_256"}, CTX)["Plaintext"]
+    blob = encryption.encrypt(region, {"KeyId": "alias/at-rest", "Plaintext": plaintext}, CTX)["CiphertextBlob"]
+    data_key = encryption.generate_data_key(region, {"KeyId": key_id, "KeySpec": "AES_256"}, CTX)["Plaintext"]
     rotation_ops.rotate_key_on_demand(region, {"KeyId": key_id}, CTX)
     rotation_ops.enable_key_rotation(region, {"KeyId": key_id}, CTX)
-    assert crypto_ops.decrypt(region, {"CiphertextBlob": blob}, CTX)["Plaintext"] == plaintext
+    assert encryption.decrypt(region, {"CiphertextBlob": blob}, CTX)["Plaintext"] == plaintext
     key = region.keys[key_id]
     materials = [v.material.secret.reveal() for v in key.materials]
     assert len(materials) == 2
@@ -244,5 +244,5 @@ def test_material_and_plaintexts_never_reach_the_sqlite_files(tmp_path: Path) ->
     # ... and the material is recoverable only with the root key
     reopened = make_region(SqliteStore(tmp_path / "kms.db"))
     assert [v.material.secret.reveal() for v in reopened.keys[key_id].materials] == materials
-    assert crypto_ops.decrypt(reopened, {"CiphertextBlob": blob}, CTX)["Plaintext"] == plaintext
+    assert encryption.decrypt(reopened, {"CiphertextBlob": blob}, CTX)["Plaintext"] == plaintext
     reopened.store.close()

@@ -11,7 +11,8 @@ from typing import Any
 
 from node.crypto.blob import BlobHeader, open_blob, parse_header, seal
 from node.model.errors import KmsError, invalid_ciphertext, validation
-from node.model.key import SYMMETRIC_DEFAULT, KeyRecord, MaterialVersion
+from node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord, MaterialVersion
+from node.model.operations import KeyAction, Operation, keys_for
 from node.model.states import OpClass, check_state
 from node.ops import asymmetric
 from node.ops.common import (
@@ -189,9 +190,18 @@ def generate_random(region: Region, params: Params, ctx: RequestContext) -> Resp
 
 
 def register(registry: Registry) -> None:
-    registry.add("Encrypt", encrypt, read_only=True)
-    registry.add("Decrypt", decrypt, read_only=True)
-    registry.add("ReEncrypt", re_encrypt, read_only=True)
-    registry.add("GenerateDataKey", generate_data_key, read_only=True)
-    registry.add("GenerateDataKeyWithoutPlaintext", generate_data_key_without_plaintext, read_only=True)
-    registry.add("GenerateRandom", generate_random, read_only=True)
+    encryption = keys_for(ENCRYPT_DECRYPT)
+    for name, handler in (("Encrypt", encrypt), ("Decrypt", decrypt)):
+        registry.add(Operation(name=name, handler=handler, read_only=True, cross_account=True, usage_tracked=True,
+                               keys=(KeyAction("KeyId", name, "EncryptionContext", encryption),)))
+    registry.add(Operation(name="ReEncrypt", handler=re_encrypt, read_only=True, cross_account=True,
+                           usage_tracked=True,
+                           keys=(KeyAction("SourceKeyId", "ReEncryptFrom", "SourceEncryptionContext", encryption),
+                                 KeyAction("DestinationKeyId", "ReEncryptTo", "DestinationEncryptionContext",
+                                           encryption))))
+    data_keys = keys_for(ENCRYPT_DECRYPT, symmetric=True)
+    for name, handler in (("GenerateDataKey", generate_data_key),
+                          ("GenerateDataKeyWithoutPlaintext", generate_data_key_without_plaintext)):
+        registry.add(Operation(name=name, handler=handler, read_only=True, cross_account=True, usage_tracked=True,
+                               keys=(KeyAction("KeyId", name, "EncryptionContext", data_keys),)))
+    registry.add(Operation(name="GenerateRandom", handler=generate_random, read_only=True))
