@@ -29,6 +29,7 @@ from node.wire.protocol import (
     parse_body,
     parse_target,
     too_large,
+    valid_text,
 )
 from node.wire.sigv4 import SigV4Verifier, parse_scope
 from node.wire.validation import RequestDecoder
@@ -136,10 +137,12 @@ class KmsEndpoint:
             # A message may quote the request (validation errors do): nothing secret may reach the log that way.
             error = KmsError(error.code, scrub_message(error.message, call.raw), error.status)
         headers = request.headers
+        # Header text reaches the record as sent, and a client may send bytes that are not UTF-8.
         # Positional: one call is recorded per request, and keywords cost more.
         self.audit.call(
-            call.operation, call.principal, self.region.now(), request.remote, headers.get("User-Agent", ""),
-            headers.get("Host", ""), call.request_id, params, call.response, error, self._resources(call),
+            call.operation, call.principal, self.region.now(), request.remote,
+            valid_text(headers.get("User-Agent", "")), valid_text(headers.get("Host", "")), call.request_id, params,
+            call.response, error, self._resources(call),
             (time.perf_counter() - call.started) * 1000,
         )
 

@@ -14,6 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from node.app import kms_handler, make_app
+from node.audit.sink import AuditSink, read_events
+from node.audit.trail import AuditTrail
 from node.auth.principals import Principal, PrincipalDirectory
 from node.clock import FixedClock
 from node.crypto.rootkey import RootKey
@@ -361,3 +363,18 @@ async def test_adapter_passes_a_routers_own_answer_through() -> None:
         assert await response.read() == b'{"__type":"X"}'
     finally:
         await client.close()
+
+
+def test_header_bytes_that_are_not_utf8_reach_the_audit_record(decoder: RequestDecoder, tmp_path: Any) -> None:
+    # aiohttp hands such bytes over as lone surrogates (surrogateescape), which the audit line's JSON refused: the
+    # call had run, and its client got a 500.
+    trail = AuditTrail("eu-west-1", "111122223333", AuditSink(tmp_path / "audit"), started=0.0)
+    endpoint, _, _ = make_endpoint(decoder, audit=trail)
+    headers = {"User-Agent": b"fuzz/\xff\xfe".decode("utf-8", "surrogateescape"),
+               "Host": b"h\xe9".decode("utf-8", "surrogateescape")}
+    response = endpoint.handle(request("ListAliases", headers=headers))
+    assert response.status == 200
+    trail.sink.flush()
+    (event,) = read_events(tmp_path / "audit")
+    assert event["userAgent"] == "fuzz/\ufffd\ufffd"
+    assert event["tlsDetails"]["clientProvidedHostHeader"] == "h\ufffd"
