@@ -114,7 +114,11 @@ class KmsEndpoint:
             body = self._dispatch(request, call)
             response = WireResponse(200, body, {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE})
         except KmsError as exc:
-            error = exc
+            # What the audit record needs, kept past the except block without the exception itself: its traceback
+            # (and that of the error it was raised from) holds this frame, a cycle that would keep the request, its
+            # parsed body and the answer alive until a full collection, which the tuned collector seldom makes
+            # (cluster/heap.py); refused megabyte requests would pile up.
+            error = KmsError(exc.code, exc.message, exc.status)
             response = error_response(exc, request_id)
         except StoreError as exc:
             # Nothing was written (the store's contract); the client may retry the 500.
