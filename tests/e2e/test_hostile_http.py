@@ -1,0 +1,32 @@
+"""Requests no SDK would send, at the HTTP level, each answered as KMS would and without noise in the server's log
+(the fuzzer in test_fuzz.py found these)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+from node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES
+from tests.e2e.harness import RunningCluster
+
+
+def post(port: int, headers: list[tuple[str, str]], body: bytes) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.putrequest("POST", "/", skip_accept_encoding=True)
+        for name, value in [*headers, ("Content-Length", str(len(body)))]:
+            conn.putheader(name, value)
+        conn.endheaders(body)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_the_gateway_refuses_an_oversize_body_for_its_size_before_its_credentials(cluster: RunningCluster) -> None:
+    # A region port always did; the gateway answered 403 (no credentials) for a body of exactly one byte too many.
+    headers = [("X-Amz-Target", "TrentService.ListKeys"), ("Content-Type", CONTENT_TYPE)]
+    for port in (cluster.port, cluster.region_port("us-east-1")):
+        status, body = post(port, headers, b" " * (MAX_BODY_BYTES + 1))
+        assert (status, json.loads(body)["__type"]) == (413, "ValidationException")
+
