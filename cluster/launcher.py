@@ -47,6 +47,7 @@ from node.crypto.asymmetric import generate_key_pair
 from node.crypto.keypool import KeyPairPool
 from node.crypto.rootkey import RootKey
 from node.endpoint import KmsEndpoint, WireResponse
+from node.http_log import protocol_log
 from node.ops import build_registry
 from node.scheduler import Scheduler
 from node.service import Region, RegionIdentity
@@ -318,7 +319,7 @@ class Cluster:
         """KMS calls to ``endpoint_for``, the rest to ``routes``; on ``port`` if given (else the caller opens sites)."""
         app = make_app(kms_handler(endpoint_for, gate), routes)
         # In-flight requests (replication long-polls among them) get a moment to finish, not a minute.
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0, logger=protocol_log())
         await runner.setup()
         assert runner.server is not None
         kms_first(runner.server, endpoint_for, gate)

@@ -30,3 +30,14 @@ def test_the_gateway_refuses_an_oversize_body_for_its_size_before_its_credential
         status, body = post(port, headers, b" " * (MAX_BODY_BYTES + 1))
         assert (status, json.loads(body)["__type"]) == (413, "ValidationException")
 
+
+def test_a_request_the_http_parser_refuses_is_one_line_in_the_log(cluster: RunningCluster) -> None:
+    # aiohttp answers a duplicated Content-Type itself (400), and logged it as an error with a traceback: any client
+    # could fill the log so.
+    start = cluster.log_path.stat().st_size
+    headers = [("X-Amz-Target", "TrentService.ListKeys"), ("Content-Type", CONTENT_TYPE), ("Content-Type", "text/x")]
+    for port in (cluster.port, cluster.region_port("us-east-1")):
+        assert post(port, headers, b"{}")[0] == 400
+    log = cluster.log_path.read_bytes()[start:]
+    assert log.count(b"Duplicate 'Content-Type' header found.") == 2
+    assert b"Traceback" not in log
