@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 
 from node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES
-from tests.e2e.harness import RunningCluster
+from tests.e2e.harness import RunningCluster, poll
 
 
 def post(port: int, headers: list[tuple[str, str]], body: bytes) -> tuple[int, bytes]:
@@ -41,3 +42,13 @@ def test_a_request_the_http_parser_refuses_is_one_line_in_the_log(cluster: Runni
     log = cluster.log_path.read_bytes()[start:]
     assert log.count(b"Duplicate 'Content-Type' header found.") == 2
     assert b"Traceback" not in log
+
+
+def test_a_client_that_goes_away_mid_body_is_one_line_in_the_log(cluster: RunningCluster) -> None:
+    start = cluster.log_path.stat().st_size
+    with socket.create_connection(("127.0.0.1", cluster.region_port("us-east-1")), timeout=10) as sock:
+        # A tenth of the body it announces, and gone.
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: TrentService.ListKeys\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"Limit\":")
+    poll(lambda: b"Connection lost" in cluster.log_path.read_bytes()[start:])
+    assert b"Traceback" not in cluster.log_path.read_bytes()[start:]
