@@ -218,12 +218,6 @@ def unexcused(req: FuzzRequest, found: list[tuple[str, str]], excused: Counter[s
     return left
 
 
-def describe(req: FuzzRequest) -> str:
-    return (f"{req.method} {req.path} via {req.via}, {req.operation}, auth {req.auth} ({req.sign_region}), "
-            f"body {req.mutation} {len(req.body)} bytes: {req.body[:200]!r}, headers {req.headers}, "
-            f"extra {req.extra_headers}, authorization {req.authorization!r}")
-
-
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -301,7 +295,7 @@ def fuzz_operation(shapes: ShapeStrategies, sender: Sender, operation: str, regi
             statuses[answer.status] += 1
             found = problems(req, answer)
         left = unexcused(req, found, excused)
-        assert not left, f"{'; '.join(left)} -- {describe(req)}"
+        assert not left, f"{'; '.join(left)} -- {req!r}"
 
     for case in pinned_cases(regions[0]):
         if case.operation == operation:
