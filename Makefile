@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench torture clean demo-envelope demo-global demo-drill
+.PHONY: up test fuzz lint bench torture clean demo-envelope demo-global demo-drill
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,6 +33,12 @@ test: lint
 TORTURE_ROUNDS ?= 30
 torture: $(STAMP)
 	$(PY) -m tests.crash_harness --rounds $(TORTURE_ROUNDS) $(TORTURE_ARGS)
+
+# The fuzzer of `make test` (40 examples per operation, about 45 s), ten times longer.
+FUZZ_EXAMPLES ?= 400
+
+fuzz: $(STAMP)
+	TRENT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -p no:cacheprovider tests/e2e/test_fuzz.py -s
 
 demo-envelope: $(STAMP)
 	$(PY) examples/envelope_encryption.py

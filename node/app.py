@@ -29,8 +29,7 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
     ``otherwise`` it stands in front of an application (``kms_first``): what is not a KMS call goes there."""
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        if guard is not None:
-            guard.started(request)
+        body_deadline = guard.started(request) if guard is not None else None
         try:
             if otherwise is not None and (request.method != "POST" or request.raw_path != "/"
                                           or request.headers.get("Expect")):
@@ -71,6 +70,9 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
             # Never aiohttp's text/plain 500: clients parse a KMS error, and retry it.
             log.exception("internal error routing %s %s", request.method, request.path)
             return to_http(error_response(internal()))
+        finally:
+            if body_deadline is not None:
+                body_deadline.cancel()  # answered: the body is in, or no longer wanted
 
     return handle
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import Any
 
 from aiohttp import web
@@ -86,13 +87,16 @@ class ConnectionGuard:
         server.connection_made = connection_made  # type: ignore[method-assign]
         server.connection_lost = connection_lost  # type: ignore[method-assign]
 
-    def started(self, request: web.BaseRequest) -> None:
-        """A request's head is in: the connection's first deadline is met; its body now has one if it is not in."""
+    def started(self, request: web.BaseRequest) -> asyncio.TimerHandle | None:
+        """A request's head is in: the connection's first deadline is met; its body now has one if it is not in (the
+        timer returned: whoever reads the body cancels it then). The timer holds the request only weakly: a request
+        and its body, up to a megabyte, must not outlive their answer by the body deadline."""
         timer = self._awaiting.pop(request.protocol, None)
         if timer is not None:
             timer.cancel()
-        if not request.content.is_eof():
-            asyncio.get_running_loop().call_later(self.limits.body_timeout, self._body_late, request)
+        if request.content.is_eof():
+            return None
+        return asyncio.get_running_loop().call_later(self.limits.body_timeout, self._body_late, weakref.ref(request))
 
     def _no_request(self, handler: RequestHandler) -> None:
         if self._awaiting.pop(handler, None) is not None:
@@ -100,7 +104,10 @@ class ConnectionGuard:
                      self.limits.header_timeout)
             handler.force_close()
 
-    def _body_late(self, request: web.BaseRequest) -> None:
+    def _body_late(self, ref: weakref.ref[web.BaseRequest]) -> None:
+        request = ref()
+        if request is None:
+            return  # answered and gone
         handler = request.protocol
         if not request.content.is_eof() and handler.transport is not None:
             request[BODY_LATE] = True  # the handler, whose read now fails as if the client had gone, says why

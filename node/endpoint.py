@@ -29,6 +29,7 @@ from node.wire.protocol import (
     parse_body,
     parse_target,
     too_large,
+    valid_text,
 )
 from node.wire.sigv4 import SigV4Verifier, parse_scope
 from node.wire.validation import RequestDecoder
@@ -110,9 +111,11 @@ class KmsEndpoint:
             body = self._dispatch(request, call)
             response = WireResponse(200, body, {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE})
         except KmsError as exc:
-            # Without its traceback: kept here, the frames it holds would hold this frame (through ``error``), a cycle
-            # that keeps the request's parsed body (however big) alive until a full garbage collection.
-            error = exc.with_traceback(None)
+            # What the audit record needs, kept past the except block without the exception itself: its traceback
+            # (and that of the error it was raised from) holds this frame, a cycle that would keep the request, its
+            # parsed body and the answer alive until a full collection, which the tuned collector seldom makes
+            # (cluster/heap.py); refused megabyte requests would pile up.
+            error = KmsError(exc.code, exc.message, exc.status)
             response = error_response(exc, request_id)
         except StoreError as exc:
             # Nothing was written (the store's contract); the client may retry the 500.
@@ -135,11 +138,12 @@ class KmsEndpoint:
             # A message may quote the request (validation errors do): nothing secret may reach the log that way.
             error = KmsError(error.code, scrub_message(error.message, call.raw), error.status)
         headers = request.headers
+        # Header text reaches the record as sent, and a client may send bytes that are not UTF-8.
         self.audit.call(
             operation=call.operation, principal=call.principal, at=self.region.now(), source_ip=request.remote,
-            user_agent=headers.get("User-Agent", ""), host=headers.get("Host", ""), request_id=call.request_id,
-            params=params, response=call.response, error=error, resources=self._resources(call),
-            latency_ms=(time.perf_counter() - call.started) * 1000,
+            user_agent=valid_text(headers.get("User-Agent", "")), host=valid_text(headers.get("Host", "")),
+            request_id=call.request_id, params=params, response=call.response, error=error,
+            resources=self._resources(call), latency_ms=(time.perf_counter() - call.started) * 1000,
         )
 
     def _resources(self, call: _Call) -> list[str]:

@@ -67,8 +67,24 @@ def encode_response(payload: dict[str, Any]) -> bytes:
     return orjson.dumps(_jsonable(payload))
 
 
+def valid_text(text: str) -> str:
+    """``text`` as valid Unicode, for JSON. aiohttp keeps header bytes that are not UTF-8 as lone surrogates
+    (surrogateescape), which orjson refuses: each such byte becomes U+FFFD, as a UTF-8 decoder would show it."""
+    if text.isascii():
+        return text
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
+
+
 def encode_error(error: KmsError) -> bytes:
     doc: dict[str, str] = {"__type": error.code}
     if error.message is not None:
         doc["message"] = error.message
-    return orjson.dumps(doc)
+    try:
+        return orjson.dumps(doc)
+    except TypeError:
+        # The message quotes a header that was not UTF-8 (a credential scope's region, a date).
+        return orjson.dumps({k: valid_text(v) for k, v in doc.items()})

@@ -147,3 +147,19 @@ def test_error_answers_and_a_compressed_bomb_do_not_grow_memory(edge: RunningClu
     connection.close()
     assert rss_bytes(pid) - before < 16 * 1024 * 1024
     log_is_quiet(edge)
+
+
+def test_refused_megabyte_bodies_are_not_held_until_the_body_deadline(edge: RunningCluster) -> None:
+    # A body that arrives in pieces gets a deadline; its timer once held the request, and so the whole body, until
+    # the deadline passed even though the answer had long gone: 100 unsigned 1 MB requests kept ~100 MB for 30 s.
+    pid = pid_of(edge)
+    body = b"{" + b" " * 1_000_000 + b"}"
+    before = rss_bytes(pid)
+    for _ in range(100):
+        connection = http.client.HTTPConnection("127.0.0.1", edge.port, timeout=10)
+        connection.request("POST", "/", body=body, headers={"X-Amz-Target": "TrentService.ListKeys",
+                                                            "Content-Type": "application/x-amz-json-1.1"})
+        answer = connection.getresponse()
+        assert (answer.status, json.loads(answer.read())["__type"]) == (403, "MissingAuthenticationTokenException")
+        connection.close()
+    assert rss_bytes(pid) - before < 24 * 1024 * 1024

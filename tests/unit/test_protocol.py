@@ -15,6 +15,7 @@ from node.wire.protocol import (
     encode_response,
     parse_body,
     parse_target,
+    valid_text,
 )
 
 
@@ -125,3 +126,25 @@ def test_internal_error_is_a_retryable_500() -> None:
 def test_error_messages_are_json_escaped() -> None:
     error = KmsError("ValidationException", 'Value "a\\b" at \'x\'\nfailed')
     assert json.loads(encode_error(error))["message"] == 'Value "a\\b" at \'x\'\nfailed'
+
+
+# -- text from the wire ----------------------------------------------------------------------------------------
+
+
+def test_valid_text_turns_undecodable_header_bytes_into_replacement_characters() -> None:
+    assert valid_text("plain") == "plain"
+    assert valid_text("tést \u202e") == "tést \u202e"
+    assert valid_text(b"r\xfcgion".decode("utf-8", "surrogateescape")) == "r\ufffdgion"
+    assert valid_text("lone \ud800") == "lone ?"
+
+
+def test_an_error_quoting_header_bytes_that_are_not_utf8_is_still_a_kms_error() -> None:
+    # The gateway quotes the credential scope's region: sent as b"\xfc", it reached orjson as a lone surrogate and the
+    # client got a 500 instead of InvalidSignatureException.
+    region = b"\xfc".decode("utf-8", "surrogateescape")
+    message = f"Credential should be scoped to a valid region, not '{region}'."
+    error = KmsError("InvalidSignatureException", message, 403)
+    assert json.loads(encode_error(error)) == {
+        "__type": "InvalidSignatureException",
+        "message": "Credential should be scoped to a valid region, not '\ufffd'.",
+    }

@@ -1,0 +1,56 @@
+"""Requests no SDK would send, at the HTTP level, each answered as KMS would and without noise in the server's log
+(the fuzzer in test_fuzz.py found these)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+
+from node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES
+from tests.e2e.harness import RunningCluster, poll
+
+
+def post(port: int, headers: list[tuple[str, str]], body: bytes) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.putrequest("POST", "/", skip_accept_encoding=True)
+        for name, value in [*headers, ("Content-Length", str(len(body)))]:
+            conn.putheader(name, value)
+        conn.endheaders(body)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_the_gateway_refuses_an_oversize_body_for_its_size_before_its_credentials(cluster: RunningCluster) -> None:
+    # A region port always did; the gateway answered 403 (no credentials) for a body of exactly one byte too many.
+    headers = [("X-Amz-Target", "TrentService.ListKeys"), ("Content-Type", CONTENT_TYPE)]
+    for port in (cluster.port, cluster.region_port("us-east-1")):
+        status, body = post(port, headers, b" " * (MAX_BODY_BYTES + 1))
+        assert (status, json.loads(body)["__type"]) == (413, "ValidationException")
+
+
+def test_a_request_the_http_parser_refuses_is_a_kms_error_and_one_line_in_the_log(cluster: RunningCluster) -> None:
+    # aiohttp answers a duplicated Content-Type itself (400, plain text), and logged it as an error with a traceback:
+    # any client could fill the log so. Its message quotes the request's bytes, so the line names the error only.
+    start = cluster.log_path.stat().st_size
+    headers = [("X-Amz-Target", "TrentService.ListKeys"), ("Content-Type", CONTENT_TYPE), ("Content-Type", "text/x")]
+    for port in (cluster.port, cluster.region_port("us-east-1")):
+        status, body = post(port, headers, b"{}")
+        assert (status, json.loads(body)["__type"]) == (400, "ValidationException")
+    log = cluster.log_path.read_bytes()[start:]
+    assert log.count(b"malformed request from 127.0.0.1: BadHttpMessage") == 2
+    assert b"text/x" not in log and b"Traceback" not in log
+
+
+def test_a_client_that_goes_away_mid_body_is_one_line_in_the_log(cluster: RunningCluster) -> None:
+    start = cluster.log_path.stat().st_size
+    with socket.create_connection(("127.0.0.1", cluster.region_port("us-east-1")), timeout=10) as sock:
+        # A tenth of the body it announces, and gone.
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: TrentService.ListKeys\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"Limit\":")
+    poll(lambda: b"the client went away" in cluster.log_path.read_bytes()[start:])
+    log = cluster.log_path.read_bytes()[start:]
+    assert log.count(b"the client went away") == 1 and b"Traceback" not in log
