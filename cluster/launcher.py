@@ -27,15 +27,8 @@ from cluster.replication.commands import CommandCodec
 from cluster.replication.log import Outbox
 from cluster.replication.shipper import outbox_route
 from cluster.replication.wiring import RegionReplication, consistency_report, lag_report
-from cluster.workers import (
-    RUNTIME_DB,
-    SharedAuditTrail,
-    SharedState,
-    WorkerProcesses,
-    forwarding_admin_routes,
-    retrying,
-    shared_gate,
-)
+from cluster.shared_runtime import CommitNotifier, SharedAuditTrail, SharedState, follow_workers, following_runtime
+from cluster.workers import WorkerProcesses, forwarding_admin_routes
 from node.app import EndpointFor, Gate, kms_first, kms_handler, make_app
 from node.audit.sink import CURRENT, DAY, MIB, WORKER_CURRENT, AuditSink, Retention
 from node.audit.trail import AuditTrail
@@ -43,6 +36,7 @@ from node.auth.authorizer import AccessSettings, Authorizer
 from node.auth.principals import PrincipalDirectory
 from node.clock import AdjustableClock
 from node.config import ClusterConfig
+from node.consistency import RegionConsistency
 from node.crypto.asymmetric import generate_key_pair
 from node.crypto.keypool import KeyPairPool
 from node.crypto.rootkey import RootKey
@@ -51,8 +45,8 @@ from node.endpoint import KmsEndpoint, WireResponse
 from node.ops import build_registry
 from node.scheduler import Scheduler
 from node.service import Region, RegionIdentity
-from node.store.base import Batch, StoreError
-from node.store.sqlite import SqliteStore
+from node.store.base import Batch, Store, StoreError
+from node.store.factory import make_store_factory
 from node.wire.sigv4 import SigV4Verifier
 from node.wire.validation import RequestDecoder
 
@@ -98,7 +92,7 @@ def _fixed(endpoint: KmsEndpoint) -> Callable[[web.BaseRequest], KmsEndpoint]:
     return route
 
 
-def _tracking_start(store: SqliteStore, now: float) -> float:
+def _tracking_start(store: Store, now: float) -> float:
     """When this region began recording key usage (GetKeyLastUsage's TrackingStartDate), kept across restarts."""
     raw = store.get("meta", "tracking_start")
     if raw is not None:
@@ -132,6 +126,9 @@ class Cluster:
         self.faults = Faults(time.monotonic, share=1.0 / config.workers)
         self.workers = WorkerProcesses()
         self.runtime: SharedState | None = None
+        self.stores = make_store_factory(config.store)
+        # A worker tells the leader of its commits at once (the leader's replication long-polls wait on them).
+        self.notify_commits = CommitNotifier(config.data_dir) if self.shared and worker else None
         self._admin_close: Any = None
         self._session: aiohttp.ClientSession | None = None
         self._region_runners: dict[str, web.AppRunner] = {}
@@ -178,8 +175,6 @@ class Cluster:
         # Key material crosses between regions only wrapped under the cluster's transport key.
         codec = CommandCodec(RootKey.load_or_create(self.data_dir / "cluster.key"))
         authorizer = Authorizer(AccessSettings(self.config.enforce_access, self.config.identity_policies))
-        if self.shared:
-            registry = retrying(registry)
         self.key_pairs = KeyPairPool(generate_key_pair)
         retention = Retention(self.config.audit_retention_days * DAY, self.config.audit_retention_mib * MIB)
         for name in self.config.regions:
@@ -189,11 +184,10 @@ class Cluster:
             root_hex = self.config.root_key_hex(name)
             root = RootKey.from_bytes(bytes.fromhex(root_hex)) if root_hex else RootKey.load_or_create(
                 region_dir / "root.key")
-            store = SqliteStore(region_dir / "kms.db", feed=self.shared)
+            store = self.stores.open(name, region_dir, shared=self.shared)
             outbox = Outbox(name, store, codec, self.clock)
             region = Region(RegionIdentity(name, self.config.account), store, root, self.clock,
-                            change_log=outbox, cluster_regions=self.config.regions,
-                            feed=store if self.shared else None)
+                            change_log=outbox, cluster_regions=self.config.regions)
             region.key_pairs = self.key_pairs.take
             sink = AuditSink(region_dir / "audit", self.config.audit_rotate_mib * MIB,
                              WORKER_CURRENT.format(self.worker) if self.worker else CURRENT, retention)
@@ -201,7 +195,8 @@ class Cluster:
             region.audit = trail(name, self.config.account, sink, started=_tracking_start(store, self.clock.now()))
             endpoint = KmsEndpoint(region, registry, decoder, verifier,
                                    verify_signatures=self.config.verify_signatures, anonymous=principals[0],
-                                   principals=directory, audit=region.audit, authorizer=authorizer)
+                                   principals=directory, audit=region.audit, authorizer=authorizer,
+                                   consistency=RegionConsistency(region, self.notify_commits) if self.shared else None)
             # Background work is the leader's: a worker's scheduler would only make its region record changed keys
             # that nothing ever takes.
             scheduler = None
@@ -220,7 +215,7 @@ class Cluster:
         if not self.shared:
             return gate
         # The leader writes the shared clock and faults; the workers follow them.
-        return shared_gate(gate, self.runtime if self.worker else None, self._follow_runtime)
+        return following_runtime(gate, self.runtime if self.worker else None, self._follow_runtime)
 
     def _follow_runtime(self, doc: dict[str, Any]) -> None:
         self.clock.follow(float(doc.get("clock_offset", 0.0)))
@@ -234,7 +229,7 @@ class Cluster:
         make_private_dir(self.data_dir)
         self._build_regions()
         if self.shared:
-            self.runtime = SharedState(self.data_dir / RUNTIME_DB)
+            self.runtime = SharedState(self.stores.open_runtime(self.data_dir))
             self._publish_runtime()  # before any worker starts: faults of an earlier run are gone
         if self.worker:
             await self._start_worker()
@@ -260,7 +255,8 @@ class Cluster:
             peers = {p: self.url(r.port) for p, r in self.regions.items() if p != name}
             runtime.replication.start(peers, token, self.faults, self._session)
         if self.shared:
-            self._tasks.append(asyncio.create_task(self._follow_workers_forever()))
+            self._tasks.append(asyncio.create_task(follow_workers(self.data_dir,
+                                                                  (r.region for r in self.regions.values()))))
             # The admin API on a private loopback port, for the workers to pass admin calls to.
             admin_runner = await self._serve(self._no_kms, None, admin_routes, None)
             site = web.TCPSite(admin_runner, "127.0.0.1", 0)
@@ -284,17 +280,6 @@ class Cluster:
         await self._serve(gateway.route, self._gate(), admin_routes, self.config.port, reuse_port=True)
         self._tasks.append(asyncio.create_task(self._flush_audit_forever()))
 
-    async def _follow_workers_forever(self, interval: float = 0.005) -> None:
-        """The leader catches up with the workers' commits every few milliseconds even when idle: replication
-        long-polls it answers wake on their outbox records, and its scheduler sees their keys."""
-        while True:
-            await asyncio.sleep(interval)
-            for runtime in self.regions.values():
-                try:
-                    runtime.region.sync()
-                except Exception:
-                    log.exception("region %s: cannot catch up with the workers' changes", runtime.region.name)
-
     def trim_outboxes(self) -> int:
         """Drop outbox records that every other region has applied (all cursors are in this process)."""
         removed = 0
@@ -309,11 +294,8 @@ class Cluster:
             await asyncio.sleep(interval)
             try:
                 self.trim_outboxes()
-                if self.shared:
-                    for runtime in self.regions.values():
-                        store = runtime.region.store
-                        if isinstance(store, SqliteStore):
-                            store.trim_changes()
+                for runtime in self.regions.values():
+                    runtime.region.store.trim_changes()  # the change feed (0 without one)
             except StoreError:
                 log.warning("outbox trimming deferred (store error)")
 
@@ -384,6 +366,8 @@ class Cluster:
             runtime.region.store.close()
         if self.runtime is not None:
             self.runtime.close()
+        if self.notify_commits is not None:
+            self.notify_commits.close()
         if not self.worker:
             with contextlib.suppress(OSError):
                 (self.data_dir / "cluster.json").unlink()

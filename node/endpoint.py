@@ -16,6 +16,7 @@ from node.audit.events import event_id, scrub_message
 from node.audit.trail import AuditTrail
 from node.auth.authorizer import Authorizer
 from node.auth.principals import Principal, PrincipalDirectory
+from node.consistency import Consistency
 from node.model.errors import KmsError, internal
 from node.model.grants import grant_id_of_token
 from node.ops.registry import Registry, RequestContext
@@ -92,7 +93,10 @@ class KmsEndpoint:
         principals: PrincipalDirectory | None = None,
         audit: AuditTrail | None = None,
         authorizer: Authorizer | None = None,
+        consistency: Consistency | None = None,
     ) -> None:
+        """``consistency``: other processes serve the region too (node/consistency.py): each request first catches
+        up with their commits, and an operation that writes runs again when one of them committed first."""
         if not verify_signatures and anonymous is None:
             raise ValueError("an endpoint without signature checks needs a principal to act as")
         self.region = region
@@ -104,6 +108,7 @@ class KmsEndpoint:
         self._principals = principals
         self.audit = audit
         self.authorizer = authorizer
+        self.consistency = consistency
 
     def handle(self, request: WireRequest) -> WireResponse:
         call = _Call(new_request_id(), time.perf_counter())
@@ -216,10 +221,21 @@ class KmsEndpoint:
             call.named = self._named_keys(params)
         context = RequestContext(request_id, name, principal, request.remote, request.headers.get("User-Agent", ""),
                                  self.authorizer)
-        if self.authorizer is not None:
+        consistency = self.consistency
+        if consistency is not None:
+            consistency.before_request()
+        authorizer, region, handler = self.authorizer, self.region, operation.handler
+        if authorizer is not None:
             # After validation and key resolution, before the key's state: the order AWS checks in.
-            self.authorizer.check_request(self.region, principal, name, params)
-        call.response = operation.handler(self.region, params, context)
+            authorizer.check_request(region, principal, name, params)
+        if consistency is None or operation.read_only:
+            call.response = handler(region, params, context)
+        else:
+            def authorize_again() -> None:
+                # Decided again on the caught-up state: a key policy or grant may have changed.
+                if authorizer is not None:
+                    authorizer.check_request(region, principal, name, params)
+            call.response = consistency.run_write(name, lambda: handler(region, params, context), authorize_again)
         return encode_response(call.response)
 
     def _authenticate(self, request: WireRequest) -> Principal:

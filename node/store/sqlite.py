@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from node.store.base import FEED_TABLES, TABLES, Batch, StaleState, StoreError
+from node.store.base import Batch, ChangeFeed, StaleState, StoreError
 from node.store.signal import CommitSignal
 
 
@@ -25,8 +25,9 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        for table in TABLES:
-            self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, doc BLOB NOT NULL)")
+        # The tables the store's users declared (it knows none of its own), and those the change feed records.
+        self._tables: set[str] = set()
+        self._feed_tables: set[str] = set()
         # Off in a single process: nobody else reads it, and the commit path stays as it always was.
         self.feed = feed
         self._signal: CommitSignal | None = None
@@ -35,7 +36,19 @@ class SqliteStore:
                              "(seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, id TEXT NOT NULL)")
             self._signal = CommitSignal(path.with_name(path.name + "-signal"))
 
+    def declare(self, table: str, *, feed: bool = False) -> None:
+        if not table.isidentifier():
+            raise ValueError(f"bad table name {table!r}")
+        with self._lock:
+            self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, doc BLOB NOT NULL)")
+        self._tables.add(table)
+        if feed:
+            self._feed_tables.add(table)
+
     # -- the change feed (several processes over one database) -----------------------------------------
+
+    def change_feed(self) -> ChangeFeed | None:
+        return self if self.feed else None
 
     def data_version(self) -> int:
         """Changes whenever another connection (another process) commits; cheap enough to ask per request: SQLite
@@ -65,6 +78,8 @@ class SqliteStore:
 
     def trim_changes(self, keep: int = 10000) -> int:
         """Forget all but the newest ``keep`` changes (a reader further behind loads everything again)."""
+        if not self.feed:
+            return 0
         with self._lock:
             cursor = self._db.execute("DELETE FROM changes WHERE seq <= ?", (self._head() - keep,))
         return int(cursor.rowcount)
@@ -120,7 +135,7 @@ class SqliteStore:
                 head: int | None = None
                 if self.feed:
                     changed = [(t, i) for part in (batch.puts, batch.deletes) for t, ids in part.items()
-                               if t in FEED_TABLES for i in ids]
+                               if t in self._feed_tables for i in ids]
                     if changed:
                         self._db.executemany("INSERT INTO changes (tbl, id) VALUES (?, ?)", changed)
                     head = self._head()
@@ -149,7 +164,6 @@ class SqliteStore:
             if self._signal is not None:
                 self._signal.close()
 
-    @staticmethod
-    def _check(table: str) -> None:
-        if table not in TABLES:
+    def _check(self, table: str) -> None:
+        if table not in self._tables:
             raise ValueError(f"unknown table {table}")
