@@ -94,7 +94,7 @@ def test_read_only_operations_never_commit(decoder: RequestDecoder) -> None:
     # One request per read-only operation, each one that succeeds on the state made above.
     requests: dict[str, dict[str, Any]] = {
         "Decapsulate": {"KeyId": kem, "EncapsulationAlgorithm": "ML_KEM",
-                        "Ciphertext": encapsulated["Ciphertext"]},
+                        "SharedSecretCiphertextBlob": encapsulated["SharedSecretCiphertextBlob"]},
         "Decrypt": {"CiphertextBlob": ciphertext},
         "DeriveSharedSecret": {"KeyId": agree, "KeyAgreementAlgorithm": "ECDH", "PublicKey": peer},
         "DescribeCustomKeyStores": {},
