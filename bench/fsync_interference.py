@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"writes {'on ' if writes else 'off'}: Encrypt p50 {statistics.median(m['p50_ms'] for m in mine)} ms, "
               f"p99 {statistics.median(m['p99_ms'] for m in mine)} ms, "
               f"{statistics.median(m['req_per_s'] for m in mine)} req/s (medians of {len(mine)} rounds)")
+    creates = [r["create_key"] for r in rounds if "create_key" in r]
+    print(f"CreateKey beside it: {statistics.median(c['req_per_s'] for c in creates)} req/s, "
+          f"p50 {statistics.median(c['p50_ms'] for c in creates)} ms")
     return 0
 
 
