@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,9 @@ class WireResponse:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    # Set when the region's store has commits not yet durable (it syncs them in a thread of its own, off the event
+    # loop): the adapter sends the response only once this is done (a failure is answered as a store failure).
+    durable: Future[None] | None = None
 
 
 @dataclass(slots=True)
@@ -134,6 +138,8 @@ class KmsEndpoint:
             response = error_response(error, request_id)
         if self.audit is not None and call.principal is not None and call.operation is not None:
             self._audit(request, call, error)
+        # Whatever the answer rests on (this request's commit, or an earlier one it read) is durable before it goes.
+        response.durable = self.region.store.durable()
         return response
 
     def _audit(self, request: WireRequest, call: _Call, error: KmsError | None) -> None:

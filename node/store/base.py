@@ -7,6 +7,7 @@ keys, aliases and grants; replication its outbox and cursors), and which of them
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -80,6 +81,11 @@ class Store(Protocol):
 
     def commit(self, batch: Batch) -> None:
         """Durably apply the batch (committed before returning) or raise StoreError having written nothing."""
+        ...
+
+    def durable(self) -> Future[None] | None:
+        """None when every commit so far is durable (a store whose commit returns only then); else a future done
+        once they are, or failed with StoreError. Nothing that rests on a commit is answered before that."""
         ...
 
     def change_feed(self) -> ChangeFeed | None:

@@ -14,7 +14,8 @@ class SqliteStoreFactory:
     """One SQLite database per region, ``kms.db`` in the region's directory."""
 
     def open(self, region: str, directory: Path, *, shared: bool) -> Store:
-        return SqliteStore(directory / "kms.db", feed=shared)
+        # Group sync: a region's fsyncs wait in a thread of its store, not on the loop every region shares.
+        return SqliteStore(directory / "kms.db", feed=shared, group_sync=True)
 
     def open_runtime(self, directory: Path) -> Store:
         return SqliteStore(directory / "runtime.db", feed=True)

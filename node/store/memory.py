@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future
 
 from node.store.base import Batch, ChangeFeed, StoreError
 
@@ -15,6 +16,9 @@ class MemoryStore:
 
     def declare(self, table: str, *, feed: bool = False) -> None:
         self.tables.setdefault(table, {})
+
+    def durable(self) -> Future[None] | None:
+        return None  # nothing is ever written to a disk
 
     def change_feed(self) -> ChangeFeed | None:
         return None  # only this process writes it
