@@ -1,8 +1,9 @@
 """What one region's fsync-bound writes do to another region's latency in the same process.
 
-A one-process cluster serves every region on one event loop, and every commit (SQLite WAL, synchronous=FULL) waits
-for its fsync on that loop. This runs Encrypt against eu-west-1's port alone, then with CreateKey in a loop against
-us-east-1's port beside it, in alternating rounds, and prints Encrypt's latency both ways:
+A one-process cluster serves every region on one event loop. Commits used to wait for their fsync on it (SQLite
+WAL, synchronous=FULL); now a thread of each region's store does the fsyncs (node/store/groupsync.py). This runs
+Encrypt against eu-west-1's port alone, then with CreateKey in a loop against us-east-1's port beside it, in
+alternating rounds, and prints Encrypt's latency both ways (figures: bench/README.md, "fsync and the event loop"):
 
     .venv/bin/python -m bench.fsync_interference [--seconds 3] [--rounds 3] [--writers 4] [--readers 4]
 """

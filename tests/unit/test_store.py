@@ -10,6 +10,7 @@ from typing import Any
 import msgpack
 import pytest
 
+from node.config import ConfigError, load_config
 from node.crypto.handles import SecretBytes, new_material
 from node.crypto.rootkey import RootKey
 from node.model.key import AliasRecord, KeyRecord, MaterialVersion, RotationSettings
@@ -17,6 +18,7 @@ from node.model.mrk import MultiRegionState
 from node.model.states import KeyState
 from node.store.base import Batch, Store, StoreError
 from node.store.codec import FORMAT_VERSION, RecordCodec
+from node.store.factory import SqliteStoreFactory, make_store_factory
 from node.store.memory import MemoryStore
 from node.store.sqlite import SqliteStore
 
@@ -282,3 +284,39 @@ def test_secret_handles_do_not_leak_through_the_codec_repr() -> None:
     for version in key.materials:
         assert version.material.secret.reveal().hex() not in text
         assert isinstance(version.material.secret, SecretBytes)
+
+
+# -- choosing a backend ----------------------------------------------------------------------------------------
+
+
+def test_the_config_names_the_store_backend_and_an_unknown_one_is_refused(tmp_path: Path) -> None:
+    assert load_config(None, {}).store == "sqlite"
+    with pytest.raises(ConfigError, match="store must be one of: sqlite"):
+        load_config(None, {"store": "etcd"})
+    with pytest.raises(ValueError, match="unknown store backend"):
+        make_store_factory("etcd")
+    factory = make_store_factory(load_config(None, {"store": "sqlite"}).store)
+    assert isinstance(factory, SqliteStoreFactory)
+    shared = factory.open("us-east-1", tmp_path / "us-east-1", shared=True)
+    alone = factory.open("eu-west-1", tmp_path / "eu-west-1", shared=False)
+    try:
+        assert shared.change_feed() is not None and alone.change_feed() is None
+        assert alone.trim_changes() == 0  # no feed: nothing to trim, and no need to know the backend to ask
+        assert (tmp_path / "us-east-1" / "kms.db").is_file()
+    finally:
+        shared.close()
+        alone.close()
+
+
+def test_a_store_knows_only_the_tables_declared_to_it(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "kms.db")
+    try:
+        with pytest.raises(ValueError, match="unknown table"):
+            store.get("outbox", "1")
+        store.declare("outbox", feed=True)
+        store.declare("outbox", feed=True)  # again: harmless
+        assert store.get("outbox", "1") is None
+        with pytest.raises(ValueError, match="bad table name"):
+            store.declare("x; DROP TABLE outbox")
+    finally:
+        store.close()
