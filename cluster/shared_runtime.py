@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from aiohttp import web
 
 from node.app import Gate, Verdict
 from node.audit.sink import current_files
@@ -72,7 +73,7 @@ def following_runtime(faults: Gate, state: SharedState | None, follow: Callable[
     if state is None:
         return faults
 
-    def gate(endpoint: KmsEndpoint, request: Any) -> Verdict:
+    def gate(endpoint: KmsEndpoint, request: web.BaseRequest) -> Verdict:
         doc = state.changed()
         if doc is not None:
             follow(doc)
