@@ -14,17 +14,19 @@ from node.model.key import KeyRecord, MaterialVersion
 from node.model.states import KeyState
 from node.ops.keys import default_policy
 from node.service import Region, RegionIdentity
-from node.store.sqlite import SqliteStore
+from node.store.factory import make_store_factory
 
 BATCH = 2000
 
 
-def seed(data_dir: Path, regions: tuple[str, ...], keys_per_region: int, account: str = "111122223333") -> None:
+def seed(data_dir: Path, regions: tuple[str, ...], keys_per_region: int, account: str = "111122223333",
+         backend: str = "sqlite") -> None:
     clock = AdjustableClock()
+    stores = make_store_factory(backend)
     for name in regions:
         region_dir = data_dir / name
         region_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        store = SqliteStore(region_dir / "kms.db")
+        store = stores.open(name, region_dir, shared=False)
         region = Region(RegionIdentity(name, account), store, RootKey.load_or_create(region_dir / "root.key"), clock)
         policy = default_policy(account)
         made = len(region.keys)

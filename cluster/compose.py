@@ -2,8 +2,9 @@
 
 ``compose`` builds what every role serves: per region its store, state, audit trail, outbox and endpoint, and what
 the regions share (the clock, the faults, the registry, decoder, verifier, authorizer, the key-pair pool). The
-region host adds its background work with ``host_jobs``; a gateway worker with ``worker_jobs``. Stores are made in
-one place (``make_store``), and the multi-process consistency pieces (cluster/workers.py) are chosen only here.
+region host adds its background work with ``host_jobs``; a gateway worker with ``worker_jobs``. Stores come from
+the factory the configuration names (node/store/factory.py), and the multi-process pieces (node/consistency.py,
+cluster/shared_runtime.py) are chosen only here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import botocore.session
@@ -34,7 +34,7 @@ from cluster.jobs import (
 from cluster.replication.commands import CommandCodec
 from cluster.replication.log import Outbox
 from cluster.replication.wiring import RegionReplication
-from cluster.workers import RUNTIME_DB, SharedAuditTrail, SharedState, retrying, shared_gate
+from cluster.shared_runtime import SharedAuditTrail, SharedState, following_runtime
 from node.app import Gate
 from node.audit.sink import DAY, MIB, AuditSink, Retention
 from node.audit.trail import AuditTrail
@@ -42,6 +42,7 @@ from node.auth.authorizer import AccessSettings, Authorizer
 from node.auth.principals import Principal, PrincipalDirectory
 from node.clock import AdjustableClock
 from node.config import ClusterConfig
+from node.consistency import RegionConsistency
 from node.crypto.asymmetric import generate_key_pair
 from node.crypto.keypool import KeyPairPool
 from node.crypto.rootkey import RootKey
@@ -50,24 +51,10 @@ from node.ops import build_registry
 from node.ops.registry import Registry
 from node.scheduler import Scheduler
 from node.service import Region, RegionIdentity
-from node.store.base import Batch, Store
-from node.store.sqlite import SqliteStore
+from node.store.base import Batch, Store, StoreFactory
+from node.store.factory import make_store_factory
 from node.wire.sigv4 import SigV4Verifier
 from node.wire.validation import RequestDecoder
-
-# -- stores: the one place they are made ----------------------------------------------------------------------
-
-
-def make_store(config: ClusterConfig, region_dir: Path, shared: bool) -> SqliteStore:
-    """A region's store. ``shared``: several processes write it (--workers > 1), so it keeps a change feed."""
-    del config  # one backend today: the store factory (node/store) will choose it from the configuration
-    return SqliteStore(region_dir / "kms.db", feed=shared)
-
-
-def feed_trimmer(store: Store) -> Callable[[], object] | None:
-    """How to drop change-feed entries every process has seen, for a store that keeps a feed."""
-    return store.trim_changes if isinstance(store, SqliteStore) else None
-
 
 # -- the parts every role serves ------------------------------------------------------------------------------
 
@@ -101,7 +88,7 @@ class Parts:
         gate = fault_gate(self.faults)
         if self.runtime is None:
             return gate
-        return shared_gate(gate, self.runtime if follows_runtime else None, self._follow_runtime)
+        return following_runtime(gate, self.runtime if follows_runtime else None, self._follow_runtime)
 
     def _follow_runtime(self, doc: dict[str, Any]) -> None:
         self.clock.follow(float(doc.get("clock_offset", 0.0)))
@@ -133,23 +120,25 @@ class _Serving:
     authorizer: Authorizer
 
 
-def compose(config: ClusterConfig, audit_file: str) -> Parts:
-    """Every region's parts; ``audit_file``: this process's own audit file name in each region's audit folder."""
+def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[], None] | None = None) -> Parts:
+    """Every region's parts; ``audit_file``: this process's own audit file name in each region's audit folder;
+    ``notify_commits``: told after each of this process's commits (a worker's, so the host catches up at once)."""
     make_private_dir(config.data_dir)
     shared = config.workers > 1
+    stores = make_store_factory(config.store)
     clock = load_clock(config.data_dir)
     # Key material crosses between regions only wrapped under the cluster's transport key.
     codec = CommandCodec(RootKey.load_or_create(config.data_dir / "cluster.key"))
     key_pairs = KeyPairPool(generate_key_pair)
-    serving = _serving(config, shared)
-    regions = {name: _region(config, name, clock, codec, key_pairs, serving, audit_file)
+    serving = _serving(config)
+    regions = {name: _region(config, name, stores, clock, codec, key_pairs, serving, audit_file, notify_commits)
                for name in config.regions}
     return Parts(config, clock, Faults(time.monotonic, share=1.0 / config.workers),
                  config.admin_token or load_or_create_token(config.data_dir, "admin.token"), codec, key_pairs, regions,
-                 SharedState(config.data_dir / RUNTIME_DB) if shared else None)
+                 SharedState(stores.open_runtime(config.data_dir)) if shared else None)
 
 
-def _serving(config: ClusterConfig, shared: bool) -> _Serving:
+def _serving(config: ClusterConfig) -> _Serving:
     decoder = RequestDecoder(botocore.session.get_session().get_service_model("kms"))
     registry = build_registry(decoder.operation_names())
     principals = config.effective_principals()
@@ -158,35 +147,36 @@ def _serving(config: ClusterConfig, shared: bool) -> _Serving:
     # (to drive deletion windows and rotations) must not make every signature expire.
     verifier = SigV4Verifier(directory, AdjustableClock(), config.max_skew_seconds)
     authorizer = Authorizer(AccessSettings(config.enforce_access, config.identity_policies))
-    return _Serving(retrying(registry) if shared else registry, decoder, verifier, directory, principals[0],
-                    authorizer)
+    return _Serving(registry, decoder, verifier, directory, principals[0], authorizer)
 
 
-def _region(config: ClusterConfig, name: str, clock: AdjustableClock, codec: CommandCodec, key_pairs: KeyPairPool,
-            serving: _Serving, audit_file: str) -> RegionParts:
+def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: AdjustableClock, codec: CommandCodec,
+            key_pairs: KeyPairPool, serving: _Serving, audit_file: str,
+            notify_commits: Callable[[], None] | None) -> RegionParts:
     shared = config.workers > 1
     region_dir = config.data_dir / name
     region_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(region_dir, 0o700)  # also when it already existed: it holds the root key
     root_hex = config.root_key_hex(name)
     root = RootKey.from_bytes(bytes.fromhex(root_hex)) if root_hex else RootKey.load_or_create(region_dir / "root.key")
-    store = make_store(config, region_dir, shared)
+    store = stores.open(name, region_dir, shared=shared)
     outbox = Outbox(name, store, codec, clock)
     retention = Retention(config.audit_retention_days * DAY, config.audit_retention_mib * MIB)
     sink = AuditSink(region_dir / "audit", config.audit_rotate_mib * MIB, audit_file, retention)
     trail = (SharedAuditTrail if shared else AuditTrail)(name, config.account, sink,
                                                          started=_tracking_start(store, clock.now()))
     region = Region(RegionIdentity(name, config.account), store, root, clock, change_log=outbox,
-                    cluster_regions=config.regions, feed=store if shared else None, audit=trail,
-                    key_pairs=key_pairs.take)
+                    cluster_regions=config.regions, audit=trail, key_pairs=key_pairs.take)
     endpoint = KmsEndpoint(region, serving.registry, serving.decoder, serving.verifier,
                            verify_signatures=config.verify_signatures, anonymous=serving.anonymous,
-                           principals=serving.directory, audit=trail, authorizer=serving.authorizer)
+                           principals=serving.directory, audit=trail, authorizer=serving.authorizer,
+                           consistency=RegionConsistency(region, notify_commits) if shared else None)
     return RegionParts(region, endpoint, outbox, trail, config.port_of(name))
 
 
 def _tracking_start(store: Store, now: float) -> float:
     """When this region began recording key usage (GetKeyLastUsage's TrackingStartDate), kept across restarts."""
+    store.declare("meta")  # the region's own table; its trail is made (and asks this) before the region is
     raw = store.get("meta", "tracking_start")
     if raw is not None:
         return float(raw.decode())
@@ -216,14 +206,13 @@ def host_jobs(parts: Parts) -> HostJobs:
     token = load_or_create_token(config.data_dir, "replication.token")
     links = ReplicationLinks(replications, {n: parts.url(r.port) for n, r in parts.regions.items()}, token,
                              parts.faults)
-    # Change feeds exist only while several processes share the stores.
-    feeds = [] if parts.runtime is None else [feed_trimmer(r.region.store) for r in parts.regions.values()]
-    trimming = OutboxTrimming(replications, [trim for trim in feeds if trim is not None])
+    # A store keeps a change feed only while several processes share it (trimming one without is a no-op).
+    trimming = OutboxTrimming(replications, [r.region.store.trim_changes for r in parts.regions.values()])
     jobs: list[Job] = [KeyPairPoolJob(parts.key_pairs)]
     jobs += [SchedulerJob(s, config.scheduler_interval) for s in schedulers.values()]
     jobs += [AuditFlushing(_trails(parts)), trimming]
     if parts.runtime is not None:
-        jobs.append(FollowWorkers([r.region for r in parts.regions.values()]))
+        jobs.append(FollowWorkers(config.data_dir, [r.region for r in parts.regions.values()]))
     return HostJobs(schedulers, links, trimming, Jobs(jobs))
 
 

@@ -21,6 +21,7 @@ from cluster.gateway import Gateway
 from cluster.heap import freeze_start_up, tune_collector
 from cluster.jobs import Jobs
 from cluster.serving import Servers
+from cluster.shared_runtime import CommitNotifier
 from cluster.worker_processes import die_with_parent, forwarding_admin_routes
 from node.audit.sink import WORKER_CURRENT
 from node.config import ClusterConfig
@@ -28,8 +29,10 @@ from node.edge import ConnectionGuard
 
 
 class GatewayWorker:
-    def __init__(self, parts: Parts, jobs: Jobs, worker_id: int, host_admin: str) -> None:
+    def __init__(self, parts: Parts, jobs: Jobs, worker_id: int, host_admin: str,
+                 notifier: CommitNotifier | None = None) -> None:
         self.parts = parts
+        self.notifier = notifier
         self.jobs = jobs
         self.worker_id = worker_id
         self.host_admin = host_admin
@@ -38,8 +41,11 @@ class GatewayWorker:
 
     @classmethod
     def from_config(cls, config: ClusterConfig, worker_id: int, host_admin: str) -> GatewayWorker:
-        parts = compose(config, audit_file=WORKER_CURRENT.format(worker_id))  # each process its own audit file
-        return cls(parts, worker_jobs(parts), worker_id, host_admin)
+        # A worker tells the host of its commits at once (the host's replication long-polls wait on them).
+        notifier = CommitNotifier(config.data_dir)
+        parts = compose(config, audit_file=WORKER_CURRENT.format(worker_id),  # each process its own audit file
+                        notify_commits=notifier)
+        return cls(parts, worker_jobs(parts), worker_id, host_admin, notifier)
 
     async def start(self) -> None:
         health = health_route(self.parts.admin_token, {"worker": self.worker_id, "pid": os.getpid()})
@@ -55,6 +61,8 @@ class GatewayWorker:
         await self.jobs.stop()
         await self.servers.close()
         self.parts.close()
+        if self.notifier is not None:
+            self.notifier.close()
 
 
 async def serve(config: ClusterConfig, worker: int, leader_pid: int, leader_admin: str) -> int:

@@ -8,12 +8,14 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
 
 from cluster.faults import Faults
 from cluster.replication.wiring import RegionReplication
+from cluster.shared_runtime import follow_workers
 from node.audit.trail import AuditTrail
 from node.crypto.keypool import KeyPairPool
 from node.scheduler import Scheduler
@@ -150,20 +152,17 @@ class OutboxTrimming(Periodic):
             log.warning("outbox trimming deferred (store error)")
 
 
-class FollowWorkers(Periodic):
-    """The region host catches up with the workers' commits every few milliseconds even when idle: replication
-    long-polls it answers wake on their outbox records, and its scheduler sees their keys."""
+class FollowWorkers(_Task):
+    """The region host catches up with the workers' commits as they tell of them (cluster/shared_runtime.py): the
+    replication long-polls it answers wake on their outbox records, and its scheduler sees their keys."""
 
-    def __init__(self, regions: list[Region], interval: float = 0.005) -> None:
-        super().__init__("following the workers", interval, self.catch_up)
+    def __init__(self, data_dir: Path, regions: list[Region]) -> None:
+        super().__init__("following the workers")
+        self.data_dir = data_dir
         self.regions = regions
 
-    def catch_up(self) -> None:
-        for region in self.regions:
-            try:
-                region.sync()
-            except Exception:
-                log.exception("region %s: cannot catch up with the workers' changes", region.name)
+    async def start(self) -> None:
+        self._run(follow_workers(self.data_dir, self.regions))
 
 
 class KeyPairPoolJob:

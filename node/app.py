@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -10,6 +11,7 @@ from aiohttp import web
 from node.edge import BODY_LATE, ConnectionGuard, http_error, to_http
 from node.endpoint import KmsEndpoint, WireRequest, WireResponse, error_response
 from node.model.errors import internal
+from node.store.base import StoreError
 from node.wire.protocol import MAX_BODY_BYTES, too_large
 
 EndpointFor = Callable[[web.BaseRequest], KmsEndpoint | WireResponse]
@@ -57,8 +59,11 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
                         return to_http(refused)
             # The query as sent (still percent-encoded), without building aiohttp's parsed URL for every request.
             raw_path, _, query = request.raw_path.partition("?")
-            return to_http(target.handle(WireRequest(request.method, raw_path, query, request.headers, body,
-                                                     request.remote or "")))
+            response = target.handle(WireRequest(request.method, raw_path, query, request.headers, body,
+                                                 request.remote or ""))
+            if response.durable is not None:
+                response = await durable(response, target)
+            return to_http(response)
         except web.HTTPException:
             raise  # aiohttp's own answers
         except Exception as exc:
@@ -75,6 +80,18 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
                 body_deadline.cancel()  # answered: the body is in, or no longer wanted
 
     return handle
+
+
+async def durable(response: WireResponse, endpoint: KmsEndpoint) -> WireResponse:
+    """``response`` once the commits it rests on are durable; a retryable 500 if the store could not sync them."""
+    assert response.durable is not None
+    try:
+        await asyncio.wrap_future(response.durable)
+    except StoreError as exc:
+        log.warning("region %s: %s", endpoint.region.name, exc)
+        return error_response(internal(), response.headers.get("x-amzn-RequestId"))
+    response.durable = None
+    return response
 
 
 def kms_first(server: web.Server, endpoint_for: EndpointFor, gate: Gate | None = None,

@@ -16,6 +16,7 @@ from typing import Any
 from node.auth.policy import parse_policy
 from node.auth.principals import Principal
 from node.model.errors import KmsError
+from node.store.factory import BACKENDS as STORE_BACKENDS
 
 DEFAULT_ACCOUNT = "111122223333"
 DEFAULT_REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-2")
@@ -58,6 +59,8 @@ class ClusterConfig:
     identity_policies: Mapping[str, str] = field(default_factory=dict)
     # Processes serving the cluster: the leader (everything) plus workers - 1 more on the gateway port.
     workers: int = 1
+    # Where regions keep their state: a backend of node/store/factory.py.
+    store: str = "sqlite"
     # Each region's audit log: rotated at this size; rotated files kept this long and within this total (0: no limit).
     audit_rotate_mib: int = 64
     audit_retention_days: float = 30.0
@@ -239,6 +242,10 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         if not 1 <= workers <= 64:
             raise ConfigError("workers must be between 1 and 64")
         changes["workers"] = workers
+    if "store" in raw:
+        changes["store"] = _convert("store", raw["store"], str)
+        if changes["store"] not in STORE_BACKENDS:
+            raise ConfigError(f"store must be one of: {', '.join(sorted(STORE_BACKENDS))}")
     changes.update(_audit_settings(raw))
     edge = _edge_limits(raw)
     if edge != config.edge:

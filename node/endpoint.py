@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from node.audit.events import event_id, scrub_message
 from node.audit.trail import AuditTrail
 from node.auth.authorizer import Authorizer
 from node.auth.principals import Principal, PrincipalDirectory
+from node.consistency import Consistency
 from node.model.errors import KmsError, internal
 from node.model.grants import grant_id_of_token
 from node.ops.registry import Operation, Registry, RequestContext
@@ -52,6 +54,9 @@ class WireResponse:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    # Set when the region's store has commits not yet durable (it syncs them in a thread of its own, off the event
+    # loop): the adapter sends the response only once this is done (a failure is answered as a store failure).
+    durable: Future[None] | None = None
 
 
 @dataclass(slots=True)
@@ -90,7 +95,10 @@ class KmsEndpoint:
         principals: PrincipalDirectory | None = None,
         audit: AuditTrail | None = None,
         authorizer: Authorizer | None = None,
+        consistency: Consistency | None = None,
     ) -> None:
+        """``consistency``: other processes serve the region too (node/consistency.py): each request first catches
+        up with their commits, and an operation that writes runs again when one of them committed first."""
         if not verify_signatures and anonymous is None:
             raise ValueError("an endpoint without signature checks needs a principal to act as")
         self.region = region
@@ -102,6 +110,7 @@ class KmsEndpoint:
         self._principals = principals
         self.audit = audit
         self.authorizer = authorizer
+        self.consistency = consistency
 
     def handle(self, request: WireRequest) -> WireResponse:
         call = _Call(new_request_id(), time.perf_counter())
@@ -129,6 +138,8 @@ class KmsEndpoint:
             response = error_response(error, request_id)
         if self.audit is not None and call.principal is not None and call.operation is not None:
             self._audit(request, call, error)
+        # Whatever the answer rests on (this request's commit, or an earlier one it read) is durable before it goes.
+        response.durable = self.region.store.durable()
         return response
 
     def _audit(self, request: WireRequest, call: _Call, error: KmsError | None) -> None:
@@ -219,10 +230,21 @@ class KmsEndpoint:
             call.named = self._named_keys(params)
         context = RequestContext(request_id, name, principal, request.remote, request.headers.get("User-Agent", ""),
                                  self.authorizer)
-        if self.authorizer is not None:
+        consistency = self.consistency
+        if consistency is not None:
+            consistency.before_request()
+        authorizer, region, handler = self.authorizer, self.region, operation.handler
+        if authorizer is not None:
             # After validation and key resolution, before the key's state: the order AWS checks in.
-            self.authorizer.check_request(self.region, principal, operation, params)
-        call.response = operation.handler(self.region, params, context)
+            authorizer.check_request(region, principal, operation, params)
+        if consistency is None or operation.read_only:
+            call.response = handler(region, params, context)
+        else:
+            def authorize_again() -> None:
+                # Decided again on the caught-up state: a key policy or grant may have changed.
+                if authorizer is not None:
+                    authorizer.check_request(region, principal, operation, params)
+            call.response = consistency.run_write(name, lambda: handler(region, params, context), authorize_again)
         return encode_response(call.response)
 
     def _authenticate(self, request: WireRequest) -> Principal:

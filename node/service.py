@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from node.clock import Clock
+from node.consistency import STALE_ATTEMPTS, ChangeFollower, Changes
 from node.crypto.blob import parse_header
 from node.crypto.handles import SecretBytes
 from node.crypto.rootkey import RootKey
@@ -20,7 +21,7 @@ from node.model.grants import GrantRecord, decode_grant, encode_grant
 from node.model.ids import RefKind, alias_arn, key_arn, parse_key_ref
 from node.model.key import AliasRecord, KeyRecord
 from node.model.mrk import Command
-from node.store.base import Batch, ChangeFeed, StaleState, Store
+from node.store.base import Batch, StaleState, Store
 from node.store.codec import RecordCodec
 
 if TYPE_CHECKING:
@@ -28,7 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("trent.region")
 T = TypeVar("T")
-STALE_ATTEMPTS = 8  # tries of one decision racing other processes' commits before giving up
+# The region's own tables: its state (held in memory, so followed through the change feed), and anything else.
+KEYS, ALIASES, GRANTS, META = "keys", "aliases", "grants", "meta"
+STATE_TABLES = (KEYS, ALIASES, GRANTS)
 
 
 class ChangeLog(Protocol):
@@ -40,10 +43,6 @@ class ChangeLog(Protocol):
     def committed(self) -> None: ...
 
     def rolled_back(self) -> None: ...
-
-    def refresh(self) -> None:
-        """Another process appended records: catch up with the log's numbering."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -57,12 +56,11 @@ class Region:
         self, identity: RegionIdentity, store: Store, root_key: RootKey, clock: Clock,
         change_log: ChangeLog | None = None,
         cluster_regions: Iterable[str] = (),
-        feed: ChangeFeed | None = None,
         audit: AuditTrail | None = None,
         key_pairs: Callable[[str], tuple[SecretBytes, bytes]] | None = None,
     ) -> None:
-        """``feed``: other processes write this region's store too (the store's change feed): ``sync`` catches up
-        with their commits, and every commit is conditional on this view having seen every change before it.
+        """When other processes write this region's store too (it has a change feed), ``sync`` catches up with
+        their commits, and every commit is conditional on this view having seen every change before it.
         ``audit``: the region's audit trail (GetKeyLastUsage reads it); ``key_pairs``: where slow (RSA) key pairs
         come from (a pre-generating pool), else generated on the spot."""
         self.identity = identity
@@ -85,10 +83,16 @@ class Region:
         self.key_pairs = key_pairs
         self.grants: dict[str, GrantRecord] = {}
         self._grants_by_key: dict[str, set[str]] = {}
-        self._feed = feed
-        # Taken before the load: a commit made during it is looked at again by the first sync (harmlessly).
-        self._version = feed.data_version() if feed is not None else 0
-        self.seen = feed.change_head() if feed is not None else 0  # the newest change this view includes
+        for table in STATE_TABLES:
+            store.declare(table, feed=True)
+        store.declare(META)
+        self._appliers: dict[str, Callable[[str, bytes | None], None]] = {
+            KEYS: self._apply_key, ALIASES: self._apply_alias, GRANTS: self._apply_grant}
+        feed = store.change_feed()
+        # Made before the load: it notes how far the feed is, and the load includes at least that.
+        self.follower = ChangeFollower(feed) if feed is not None else None
+        if self.follower is not None:
+            self.follower.follow(STATE_TABLES, self._apply_changes)
         self._load()
 
     def now(self) -> float:
@@ -101,19 +105,19 @@ class Region:
         self._aliases_by_key.clear()
         self.grants.clear()
         self._grants_by_key.clear()
-        for _, raw in self.store.scan("keys"):
+        for _, raw in self.store.scan(KEYS):
             key = self.codec.decode_key(raw)
             self.keys[key.key_id] = key
-        for _, raw in self.store.scan("aliases"):
+        for _, raw in self.store.scan(ALIASES):
             alias = self.codec.decode_alias(raw)
             self._index_alias(alias)
-        for _, raw in self.store.scan("grants"):
+        for _, raw in self.store.scan(GRANTS):
             self._index_grant(decode_grant(raw))
         self._touch(self.keys)
         log.info("region %s loaded %d keys, %d aliases, %d grants", self.name, len(self.keys), len(self.aliases),
                  len(self.grants))
 
-    # -- several processes over one store -----------------------------------------------------------------
+    # -- several processes over one store (node/consistency.py) ----------------------------------------
 
     def run_fresh(self, run: Callable[[], T], attempts: int = STALE_ATTEMPTS,
                   after_sync: Callable[[], None] | None = None) -> T:
@@ -132,54 +136,36 @@ class Region:
         raise ValueError("run_fresh needs at least one attempt")
 
     def sync(self, force: bool = False) -> bool:
-        """Catch up with what other processes committed; True if anything changed. Cheap when nothing did (one
-        look at the store's data version); ``force`` looks at the feed even if that version did not move (after
-        StaleState: a commit of this process's own, made outside ``commit``, does not move it)."""
-        feed = self._feed
-        if feed is None:
-            return False
-        version = feed.data_version()
-        if version == self._version and not force:
-            return False
-        self._version = version
-        oldest, changes = feed.changes_after(self.seen)
-        if not changes:
-            return False
-        if oldest > self.seen + 1:
-            # Changes this view never saw were trimmed away: load everything again.
-            head = feed.change_head()
+        """Catch up with what other processes committed (nothing to do when none shares the store); True if
+        anything changed."""
+        return self.follower is not None and self.follower.sync(force)
+
+    def _apply_changes(self, changes: Changes) -> None:
+        """The feed's news of the region's own tables, applied to the in-memory view (None: load it all again)."""
+        if changes is None:
             self._load()
-            self.seen = head
-            if self.change_log is not None:
-                self.change_log.refresh()
-            return True
-        touched = dict.fromkeys((table, ident) for _, table, ident in changes)
-        outbox = False
-        for table, ident in touched:
-            if table == "outbox":
-                outbox = True
-                continue
-            raw = self.store.get(table, ident)
-            if table == "keys":
-                self._touch((ident,))
-                if raw is None:
-                    self.keys.pop(ident, None)
-                else:
-                    self.keys[ident] = self.codec.decode_key(raw)
-            elif table == "aliases":
-                self._unindex_alias(ident)
-                if raw is not None:
-                    self._index_alias(self.codec.decode_alias(raw))
-            elif table == "grants":
-                self._unindex_grant(ident)
-                if raw is not None:
-                    self._index_grant(decode_grant(raw))
-        # The rows read are at least as new as the last change listed (possibly newer: a commit that follows
-        # fails as stale and catches up again, never the reverse).
-        self.seen = changes[-1][0]
-        if outbox and self.change_log is not None:
-            self.change_log.refresh()
-        return True
+            return
+        for table, idents in changes.items():
+            apply = self._appliers[table]
+            for ident in idents:
+                apply(ident, self.store.get(table, ident))
+
+    def _apply_key(self, key_id: str, raw: bytes | None) -> None:
+        self._touch((key_id,))
+        if raw is None:
+            self.keys.pop(key_id, None)
+        else:
+            self.keys[key_id] = self.codec.decode_key(raw)
+
+    def _apply_alias(self, name: str, raw: bytes | None) -> None:
+        self._unindex_alias(name)
+        if raw is not None:
+            self._index_alias(self.codec.decode_alias(raw))
+
+    def _apply_grant(self, grant_id: str, raw: bytes | None) -> None:
+        self._unindex_grant(grant_id)
+        if raw is not None:
+            self._index_grant(decode_grant(raw))
 
     def watch_keys(self) -> list[str]:
         """Start recording which keys change (see ``take_touched``); the ids of every key there is now."""
@@ -275,17 +261,17 @@ class Region:
         delete_grants = list(delete_grants) + [g for k in delete_keys for g in self._grants_by_key.get(k, ())]
         batch = batch if batch is not None else Batch()
         for key in keys:
-            batch.put("keys", key.key_id, self.codec.encode_key(key))
+            batch.put(KEYS, key.key_id, self.codec.encode_key(key))
         for key_id in delete_keys:
-            batch.delete("keys", key_id)
+            batch.delete(KEYS, key_id)
         for alias in aliases:
-            batch.put("aliases", alias.name, self.codec.encode_alias(alias))
+            batch.put(ALIASES, alias.name, self.codec.encode_alias(alias))
         for name in delete_aliases:
-            batch.delete("aliases", name)
+            batch.delete(ALIASES, name)
         for grant in grants:
-            batch.put("grants", grant.grant_id, encode_grant(grant))
+            batch.put(GRANTS, grant.grant_id, encode_grant(grant))
         for grant_id in delete_grants:
-            batch.delete("grants", grant_id)
+            batch.delete(GRANTS, grant_id)
         change_log = self.change_log
         staged = False
         if change_log is not None:
@@ -293,12 +279,12 @@ class Region:
                 change_log.append(batch, command)
                 staged = True
         try:
-            feed = self._feed
-            if feed is None:
+            follower = self.follower
+            if follower is None:
                 self.store.commit(batch)  # raises StoreError with nothing written; memory stays as it was
             else:
                 # Only over a view that has seen every change (else StaleState: the caller syncs, decides again).
-                self.seen = feed.commit_if(batch, self.seen)
+                follower.commit(batch)
         except BaseException:
             if staged and change_log is not None:
                 change_log.rolled_back()

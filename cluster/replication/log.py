@@ -10,10 +10,15 @@ import struct
 
 from cluster.replication.commands import CommandCodec
 from node.clock import Clock
+from node.consistency import ChangeFollower, Changes
 from node.model.mrk import Command
 from node.store.base import Batch, Store
 
 SEQ_WIDTH = 16
+# Replication's tables in the region's store: the outbox (ids are zero-padded sequence numbers, so id order is log
+# order; followed through the change feed, as other processes serving the region append to it), and how far this
+# region has applied each peer's outbox.
+OUTBOX, CURSORS = "outbox", "cursors"
 
 
 def seq_id(seq: int) -> str:
@@ -28,6 +33,7 @@ class Outbox:
         self.store = store
         self.codec = codec
         self.clock = clock
+        store.declare(OUTBOX, feed=True)
         self.head = self._last_seq()
         self._identity: str | None = None
         self._allocated = self.head
@@ -50,7 +56,7 @@ class Outbox:
 
     def append(self, batch: Batch, command: Command) -> None:
         self._allocated += 1
-        batch.put("outbox", seq_id(self._allocated), self.codec.encode(command, self.region, self.clock.now()))
+        batch.put(OUTBOX, seq_id(self._allocated), self.codec.encode(command, self.region, self.clock.now()))
 
     def committed(self) -> None:
         """Called once a batch holding appended records is durable: wakes peers waiting for news."""
@@ -59,10 +65,15 @@ class Outbox:
 
     def _last_seq(self) -> int:
         """The newest record's number in the store (0 for an empty outbox)."""
-        last = self.store.last_id("outbox")
+        last = self.store.last_id(OUTBOX)
         return int(last) if last is not None else 0
 
-    def refresh(self) -> None:
+    def follow(self, follower: ChangeFollower | None) -> None:
+        """Where several processes serve the region: hear of the records they append."""
+        if follower is not None:
+            follower.follow((OUTBOX,), self.refresh)
+
+    def refresh(self, _changes: Changes = None) -> None:
         """Another process committed records (several processes serve the region): take up its numbering and wake
         the peers waiting for news."""
         newest = self._last_seq()
@@ -92,17 +103,17 @@ class Outbox:
         limit = min(applied_everywhere, self.head - 1)
         removed = 0
         while True:
-            doomed = [int(i) for i, _ in self.store.scan_after("outbox", seq_id(0), batch_size) if int(i) <= limit]
+            doomed = [int(i) for i, _ in self.store.scan_after(OUTBOX, seq_id(0), batch_size) if int(i) <= limit]
             if not doomed:
                 return removed
             batch = Batch()
             for seq in doomed:
-                batch.delete("outbox", seq_id(seq))
+                batch.delete(OUTBOX, seq_id(seq))
             self.store.commit(batch)
             removed += len(doomed)
 
     def read_after(self, after: int, limit: int) -> list[tuple[int, bytes]]:
-        return [(int(i), doc) for i, doc in self.store.scan_after("outbox", seq_id(after), limit)]
+        return [(int(i), doc) for i, doc in self.store.scan_after(OUTBOX, seq_id(after), limit)]
 
     async def wait_beyond(self, after: int, timeout: float) -> None:
         """Return once a record beyond ``after`` is committed, the outbox closes, or ``timeout`` seconds pass."""
@@ -130,15 +141,16 @@ class Cursors:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        store.declare(CURSORS)
         self.positions: dict[str, int] = {}
-        for peer, raw in store.scan("cursors"):
+        for peer, raw in store.scan(CURSORS):
             self.positions[peer] = struct.unpack(">Q", raw)[0]
 
     def get(self, peer: str) -> int:
         return self.positions.get(peer, 0)
 
     def stage(self, batch: Batch, peer: str, seq: int) -> None:
-        batch.put("cursors", peer, struct.pack(">Q", seq))
+        batch.put(CURSORS, peer, struct.pack(">Q", seq))
 
     def committed(self, peer: str, seq: int) -> None:
         self.positions[peer] = max(self.positions.get(peer, 0), seq)
@@ -154,7 +166,7 @@ class Cursors:
             return
         batch = Batch().put("meta", f"peer-outbox-identity:{peer}", identity.encode())
         if known is not None:  # not the first contact: the peer's numbering restarted, so must this cursor
-            batch.put("cursors", peer, struct.pack(">Q", 0))
+            batch.put(CURSORS, peer, struct.pack(">Q", 0))
         self.store.commit(batch)
         if known is not None:
             self.positions[peer] = 0

@@ -46,6 +46,14 @@ def outbox_route(region: str, outbox: Outbox, token: str, faults: Faults) -> web
             _drop(request)
             return response
         records = outbox.read_after(after, limit)
+        durable = outbox.store.durable()
+        if durable is not None:
+            # No peer applies a record its origin could still lose (a crash of the machine before the fsync).
+            try:
+                await asyncio.wrap_future(durable)
+            except StoreError:
+                _drop(request)
+                return response
         body = msgpack.packb({"region": region, "identity": outbox.identity, "head": outbox.head,
                               "records": records}, use_bin_type=True)
         with contextlib.suppress(ConnectionError):  # the peer went away, or this region went down meanwhile

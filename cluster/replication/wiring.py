@@ -21,6 +21,7 @@ class RegionReplication:
                  wake_after: Callable[[float], None] | None = None) -> None:
         self.region = region
         self.outbox = outbox
+        outbox.follow(region.follower)  # the records other processes serving the region append
         self.cursors = Cursors(region.store)
         self.applier = Applier(region, self.cursors, codec, creating_delay, wake_after)
         self.pullers: dict[str, Puller] = {}

@@ -1,14 +1,16 @@
-"""The narrow storage Protocol a region writes through: opaque documents in a few named tables."""
+"""The narrow storage Protocol a region writes through: opaque documents in named tables.
+
+The store knows no table of its own: whoever keeps documents in it declares the tables it owns (the region its
+keys, aliases and grants; replication its outbox and cursors), and which of them the change feed records.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
-
-# keys/aliases: the region's state; outbox: its replication log (ids are zero-padded sequence numbers, so id
-# order is log order); cursors: how far it has applied each peer's log; meta: anything else.
-TABLES = ("keys", "aliases", "meta", "outbox", "cursors", "grants")
 
 
 @dataclass
@@ -41,11 +43,30 @@ class StaleState(StoreError):
     written, and the writer must catch up and decide again."""
 
 
-# The tables whose changes the change feed records (what a region holds in memory, and its outbox numbering).
-FEED_TABLES = frozenset({"keys", "aliases", "grants", "outbox"})
+class ChangeFeed(Protocol):
+    """A store several processes share: what the others changed, and commits conditional on having seen it all."""
+
+    def data_version(self) -> int:
+        """A number that changes whenever another process commits."""
+        ...
+
+    def change_head(self) -> int: ...
+
+    def changes_after(self, seq: int) -> tuple[int, list[tuple[int, str, str]]]:
+        """(oldest change still recorded, [(seq, table, id), ...] after ``seq``)."""
+        ...
+
+    def commit_if(self, batch: Batch, expect: int) -> int:
+        """Commit unless changes beyond ``expect`` exist (then raise StaleState); return the new change head."""
+        ...
 
 
 class Store(Protocol):
+    def declare(self, table: str, *, feed: bool = False) -> None:
+        """Make ``table`` usable (idempotent; its documents survive). ``feed``: the change feed records which of
+        its rows every commit changed (it is state some process holds in memory)."""
+        ...
+
     def scan(self, table: str) -> Iterator[tuple[str, bytes]]: ...
 
     def get(self, table: str, ident: str) -> bytes | None: ...
@@ -62,22 +83,33 @@ class Store(Protocol):
         """Durably apply the batch (committed before returning) or raise StoreError having written nothing."""
         ...
 
+    def durable(self) -> Future[None] | None:
+        """None when every commit so far is durable (a store whose commit returns only then); else a future done
+        once they are, or failed with StoreError. Nothing that rests on a commit is answered before that."""
+        ...
+
+    def change_feed(self) -> ChangeFeed | None:
+        """The feed of what other processes serving the same data commit; None for a store only this process
+        writes."""
+        ...
+
+    def trim_changes(self, keep: int = 10000) -> int:
+        """Forget all but the newest ``keep`` changes of the feed (a reader further behind loads everything
+        again); how many were forgotten (0 without a feed)."""
+        ...
+
     def close(self) -> None: ...
 
 
-class ChangeFeed(Protocol):
-    """A store several processes share: what the others changed, and commits conditional on having seen it all."""
+class StoreFactory(Protocol):
+    """Opens a region's store: the one place a backend is chosen (config key ``store``)."""
 
-    def data_version(self) -> int:
-        """A number that changes whenever another process commits."""
+    def open(self, region: str, directory: Path, *, shared: bool) -> Store:
+        """The store of ``region`` whose files (if any) live in ``directory``; ``shared``: several processes serve
+        the region, so the store keeps a change feed (``Store.change_feed``)."""
         ...
 
-    def change_head(self) -> int: ...
-
-    def changes_after(self, seq: int) -> tuple[int, list[tuple[int, str, str]]]:
-        """(oldest change still recorded, [(seq, table, id), ...] after ``seq``)."""
-        ...
-
-    def commit_if(self, batch: Batch, expect: int) -> int:
-        """Commit unless changes beyond ``expect`` exist (then raise StaleState); return the new change head."""
+    def open_runtime(self, directory: Path) -> Store:
+        """The small store the processes of one cluster share (its clock offset and faults), with a change feed;
+        ``directory`` is the cluster's data directory."""
         ...

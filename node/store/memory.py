@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future
 
-from node.store.base import TABLES, Batch, StoreError
+from node.store.base import Batch, ChangeFeed, StoreError
 
 
 class MemoryStore:
     def __init__(self) -> None:
-        self.tables: dict[str, dict[str, bytes]] = {t: {} for t in TABLES}
+        self.tables: dict[str, dict[str, bytes]] = {}
         self.fail_commits = 0  # the next N commits raise StoreError
         self.commits = 0
+
+    def declare(self, table: str, *, feed: bool = False) -> None:
+        self.tables.setdefault(table, {})
+
+    def durable(self) -> Future[None] | None:
+        return None  # nothing is ever written to a disk
+
+    def change_feed(self) -> ChangeFeed | None:
+        return None  # only this process writes it
+
+    def trim_changes(self, keep: int = 10000) -> int:
+        return 0
 
     def scan(self, table: str) -> Iterator[tuple[str, bytes]]:
         yield from sorted(self.tables[table].items())

@@ -1,4 +1,6 @@
-"""SQLite store: WAL, synchronous=FULL, one database per region; a commit returns only once durable.
+"""SQLite store: WAL, one database per region. A commit is durable when it returns (synchronous=FULL), or, with
+``group_sync``, once ``durable()`` says so: commits are written at once (synchronous=NORMAL) and a thread of the
+store's fsyncs the WAL after them, one fsync for every commit written before it (node/store/groupsync.py).
 
 With the change feed on (several processes serving one region), every commit also records which rows of the
 region's state it changed, in the same transaction, so other processes can catch up with exactly those rows; and a
@@ -10,23 +12,28 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
-from node.store.base import FEED_TABLES, TABLES, Batch, StaleState, StoreError
+from node.store.base import Batch, ChangeFeed, StaleState, StoreError
+from node.store.groupsync import GroupSync, fsync_path
 from node.store.signal import CommitSignal
 
 
 class SqliteStore:
-    def __init__(self, path: Path, *, feed: bool = False) -> None:
+    def __init__(self, path: Path, *, feed: bool = False, group_sync: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         # check_same_thread=False: the launcher may close it from another thread; access is serialised by _lock.
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
         self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        for table in TABLES:
-            self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, doc BLOB NOT NULL)")
+        # NORMAL in WAL mode: a commit is written to the WAL without an fsync; the group sync makes it durable.
+        self._db.execute("PRAGMA synchronous=NORMAL" if group_sync else "PRAGMA synchronous=FULL")
+        self._group = GroupSync(fsync_path(f"{path}-wal", str(path)), path.name) if group_sync else None
+        # The tables the store's users declared (it knows none of its own), and those the change feed records.
+        self._tables: set[str] = set()
+        self._feed_tables: set[str] = set()
         # Off in a single process: nobody else reads it, and the commit path stays as it always was.
         self.feed = feed
         self._signal: CommitSignal | None = None
@@ -35,7 +42,19 @@ class SqliteStore:
                              "(seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, id TEXT NOT NULL)")
             self._signal = CommitSignal(path.with_name(path.name + "-signal"))
 
+    def declare(self, table: str, *, feed: bool = False) -> None:
+        if not table.isidentifier():
+            raise ValueError(f"bad table name {table!r}")
+        with self._lock:
+            self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, doc BLOB NOT NULL)")
+        self._tables.add(table)
+        if feed:
+            self._feed_tables.add(table)
+
     # -- the change feed (several processes over one database) -----------------------------------------
+
+    def change_feed(self) -> ChangeFeed | None:
+        return self if self.feed else None
 
     def data_version(self) -> int:
         """Changes whenever another connection (another process) commits; cheap enough to ask per request: SQLite
@@ -61,10 +80,16 @@ class SqliteStore:
             oldest = self._db.execute("SELECT min(seq) FROM changes").fetchone()[0]
             rows = self._db.execute("SELECT seq, tbl, id FROM changes WHERE seq > ? ORDER BY seq",
                                     (seq,)).fetchall()
+        if rows and self._group is not None:
+            # Another process's commits, perhaps not durable yet: nothing that rests on them is answered before
+            # this process's next fsync of the WAL they share.
+            self._group.wrote()
         return int(oldest or 0), [(int(s), str(t), str(i)) for s, t, i in rows]
 
     def trim_changes(self, keep: int = 10000) -> int:
         """Forget all but the newest ``keep`` changes (a reader further behind loads everything again)."""
+        if not self.feed:
+            return 0
         with self._lock:
             cursor = self._db.execute("DELETE FROM changes WHERE seq <= ?", (self._head() - keep,))
         return int(cursor.rowcount)
@@ -120,11 +145,13 @@ class SqliteStore:
                 head: int | None = None
                 if self.feed:
                     changed = [(t, i) for part in (batch.puts, batch.deletes) for t, ids in part.items()
-                               if t in FEED_TABLES for i in ids]
+                               if t in self._feed_tables for i in ids]
                     if changed:
                         self._db.executemany("INSERT INTO changes (tbl, id) VALUES (?, ?)", changed)
                     head = self._head()
                 self._db.execute("COMMIT")
+                if self._group is not None:
+                    self._group.wrote()
                 if self._signal is not None:
                     self._signal.bump()
                 return head
@@ -143,13 +170,17 @@ class SqliteStore:
         except sqlite3.Error:
             pass  # closed or broken connection: nothing was committed, and nothing more can be done here
 
+    def durable(self) -> Future[None] | None:
+        return None if self._group is None else self._group.durable()
+
     def close(self) -> None:
+        if self._group is not None:
+            self._group.close()  # what is written is made durable first
         with self._lock:
             self._db.close()
             if self._signal is not None:
                 self._signal.close()
 
-    @staticmethod
-    def _check(table: str) -> None:
-        if table not in TABLES:
+    def _check(self, table: str) -> None:
+        if table not in self._tables:
             raise ValueError(f"unknown table {table}")

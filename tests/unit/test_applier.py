@@ -27,6 +27,7 @@ from node.service import Region, RegionIdentity
 from node.store.base import Store, StoreError
 from node.store.memory import MemoryStore
 from node.store.sqlite import SqliteStore
+from tests.unit.test_store import declared
 
 A, B, C = "us-east-1", "eu-west-1", "ap-northeast-2"
 REGIONS = (A, B, C)
@@ -216,14 +217,14 @@ def test_failed_apply_sends_no_acknowledgement() -> None:
 def test_cursor_is_persisted_with_the_change(tmp_path: Path) -> None:
     a = Node(A)
     path = tmp_path / "b" / "kms.db"
-    b = Node(B, SqliteStore(path))
+    b = Node(B, declared(SqliteStore(path)))
     key_id = new_mrk(a)
     replicate(a, key_id, B)
     enable_key_rotation(a.region, {"KeyId": key_id}, ctx())
     assert b.pull(a) == 2
     applied = b.key(key_id)
     b.store.close()
-    store = SqliteStore(path)
+    store = declared(SqliteStore(path))
     try:
         again = Node(B, store)
         assert again.cursors.get(A) == 2

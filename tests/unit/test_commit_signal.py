@@ -12,6 +12,7 @@ from node.clock import FixedClock
 from node.store.base import Batch
 from node.store.signal import RECHECK_SECONDS, CommitSignal
 from node.store.sqlite import SqliteStore
+from tests.unit.test_store import declared
 
 
 def test_a_reader_sees_every_bump_once(tmp_path: Path) -> None:
@@ -37,7 +38,7 @@ def test_without_a_bump_a_reader_still_looks_after_a_while(tmp_path: Path) -> No
 
 
 def test_a_commit_is_seen_by_the_next_look_of_another_store(tmp_path: Path) -> None:
-    a, b = SqliteStore(tmp_path / "kms.db", feed=True), SqliteStore(tmp_path / "kms.db", feed=True)
+    a, b = declared(SqliteStore(tmp_path / "kms.db", feed=True)), declared(SqliteStore(tmp_path / "kms.db", feed=True))
     before = b.data_version()
     assert b.data_version() == before
     a.commit(Batch().put("keys", "k1", b"x"))
@@ -47,7 +48,7 @@ def test_a_commit_is_seen_by_the_next_look_of_another_store(tmp_path: Path) -> N
 
 def test_a_commit_whose_writer_never_signalled_shows_within_the_recheck_interval(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    a, b = SqliteStore(tmp_path / "kms.db", feed=True), SqliteStore(tmp_path / "kms.db", feed=True)
+    a, b = declared(SqliteStore(tmp_path / "kms.db", feed=True)), declared(SqliteStore(tmp_path / "kms.db", feed=True))
     clock = FixedClock(0.0)
     assert b._signal is not None and a._signal is not None
     b._signal._monotonic = clock.now  # type: ignore[assignment]
@@ -60,5 +61,5 @@ def test_a_commit_whose_writer_never_signalled_shows_within_the_recheck_interval
 
 
 def test_a_single_process_store_keeps_no_signal_file(tmp_path: Path) -> None:
-    SqliteStore(tmp_path / "kms.db").commit(Batch().put("keys", "k1", b"x"))
+    declared(SqliteStore(tmp_path / "kms.db")).commit(Batch().put("keys", "k1", b"x"))
     assert not (tmp_path / "kms.db-signal").exists()

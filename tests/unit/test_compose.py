@@ -16,7 +16,7 @@ from cluster.clock_control import ClockControl, load_clock
 from cluster.compose import Parts, compose, host_jobs, worker_jobs
 from cluster.fault_control import parse_fault
 from cluster.jobs import FollowWorkers, Jobs, Periodic, SchedulerJob
-from cluster.workers import SharedAuditTrail
+from cluster.shared_runtime import SharedAuditTrail
 from node.audit.sink import CURRENT, WORKER_CURRENT
 from node.config import ClusterConfig, load_config
 from node.endpoint import WireResponse
@@ -86,9 +86,13 @@ def test_a_worker_follows_what_the_host_publishes_and_commits(tmp_path: Path) ->
         refused = gate(worker.regions["us-east-1"].endpoint, request)
         assert isinstance(refused, WireResponse) and refused.status == 503
         assert worker.clock.offset == DAY
-        # A commit through the worker is in the host's view once a request passes the host's gate.
+        # A commit through the worker is in the host's view once a request is past the host's gate and its
+        # endpoint's catch-up step.
         key_id = create(worker.regions["eu-west-1"].region)
-        assert host.gate(follows_runtime=False)(host.regions["eu-west-1"].endpoint, request) is None
+        endpoint = host.regions["eu-west-1"].endpoint
+        assert host.gate(follows_runtime=False)(endpoint, request) is None
+        assert endpoint.consistency is not None
+        endpoint.consistency.before_request()
         assert key_id in host.regions["eu-west-1"].region.keys
     finally:
         host.close()

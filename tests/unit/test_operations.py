@@ -5,7 +5,6 @@ declarations as they were (the literals below are those tables as they stood, th
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import fields
 
 import botocore.session
 
@@ -194,15 +193,3 @@ def test_grant_operations_allowed_per_key_are_as_before() -> None:
             key = KeyRecord("k", "us-east-1", "111122223333", 0.0, KeyState.ENABLED, key_usage=usage, key_spec=spec)
             allowed = {name for name, scope in scopes.items() if scope.allows(key)}
             assert allowed == allowed_operations_before(spec, usage), (spec, usage)
-
-
-def test_the_retrying_registry_of_several_processes_keeps_every_fact() -> None:
-    from cluster.workers import retrying  # a worker's registry: writes retried on conflict, facts unchanged
-
-    registry = build_registry(MODEL.operation_names)
-    wrapped = retrying(registry)
-    facts = [f.name for f in fields(Operation) if f.name != "handler"]
-    for op in registry:
-        again = wrapped[op.name]
-        assert [getattr(again, f) for f in facts] == [getattr(op, f) for f in facts], op.name
-        assert (again.handler is op.handler) == op.read_only, op.name

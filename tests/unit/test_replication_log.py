@@ -22,6 +22,7 @@ from node.service import Region, RegionIdentity
 from node.store.base import Batch, Store, StoreError
 from node.store.memory import MemoryStore
 from node.store.sqlite import SqliteStore
+from tests.unit.test_store import declared
 
 A, B = "us-east-1", "eu-west-1"
 ACCOUNT = "111122223333"
@@ -121,7 +122,7 @@ def test_read_after_pages_from_any_position() -> None:
 
 def test_records_survive_reopening_the_store(tmp_path: Path) -> None:
     path = tmp_path / "a" / "kms.db"
-    store = SqliteStore(path)
+    store = declared(SqliteStore(path))
     region, outbox = region_over(store)
     key = mrk()
     region.commit(keys=[key], commands=[snapshot_of(key)])
@@ -129,7 +130,7 @@ def test_records_survive_reopening_the_store(tmp_path: Path) -> None:
     before = outbox.read_after(0, 100)
     store.close()
 
-    reopened = SqliteStore(path)
+    reopened = declared(SqliteStore(path))
     try:
         region2, outbox2 = region_over(reopened)
         assert outbox2.head == 3
@@ -144,7 +145,7 @@ def test_records_survive_reopening_the_store(tmp_path: Path) -> None:
 
 
 def test_head_of_an_empty_outbox_is_zero(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "kms.db")
+    store = declared(SqliteStore(tmp_path / "kms.db"))
     try:
         _, outbox = region_over(store)
         assert outbox.head == 0 and outbox.read_after(0, 10) == []
@@ -279,7 +280,7 @@ def test_oldest_after_reports_when_the_first_unread_record_was_written() -> None
 
 def test_cursors_stage_commit_and_reload(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
-    store = SqliteStore(path)
+    store = declared(SqliteStore(path))
     cursors = Cursors(store)
     assert cursors.get(A) == 0
     batch = Batch()
@@ -291,7 +292,7 @@ def test_cursors_stage_commit_and_reload(tmp_path: Path) -> None:
     cursors.committed(A, 3)  # never moves back
     assert cursors.get(A) == 7
     store.close()
-    reopened = SqliteStore(path)
+    reopened = declared(SqliteStore(path))
     try:
         assert Cursors(reopened).get(A) == 7 and Cursors(reopened).get(B) == 0
     finally:
@@ -357,7 +358,7 @@ def test_restart_after_a_failed_commit_numbers_on_from_the_last_committed_record
 
 
 def test_trim_drops_only_what_every_peer_applied_and_keeps_the_newest(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "a.db")
+    store = declared(SqliteStore(tmp_path / "a.db"))
     region, outbox = region_over(store)
     for n in range(10):
         region.commit(commands=[gone(n)])
@@ -367,7 +368,7 @@ def test_trim_drops_only_what_every_peer_applied_and_keeps_the_newest(tmp_path: 
     assert outbox.trim_through(100) == 5  # everything applied everywhere: the newest record still stays
     assert [seq for seq, _ in outbox.read_after(0, 100)] == [10]
     store.close()
-    reopened = SqliteStore(tmp_path / "a.db")
+    reopened = declared(SqliteStore(tmp_path / "a.db"))
     region, outbox = region_over(reopened)
     assert outbox.head == 10  # numbering continues: peers at cursor 10 will not miss record 11
     region.commit(commands=[gone(99)])

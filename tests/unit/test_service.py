@@ -26,6 +26,7 @@ from node.service import Region, RegionIdentity
 from node.store.base import Batch, StoreError
 from node.store.memory import MemoryStore
 from node.store.sqlite import SqliteStore
+from tests.unit.test_store import declared
 
 ACCOUNT = "111122223333"
 ROOT_BYTES = bytes(range(100, 132))
@@ -187,7 +188,7 @@ class RecordingLog:
 
 
 def test_commands_commit_in_the_same_batch_as_the_change() -> None:
-    store, log = MemoryStore(), RecordingLog()
+    store, log = declared(MemoryStore()), RecordingLog()
     region = make_region(store, change_log=log)
     command = ReplicaGone(K1, "eu-west-1")
     region.commit(keys=[make_key(region, K1)], commands=[command])
@@ -204,7 +205,7 @@ def test_commands_commit_in_the_same_batch_as_the_change() -> None:
 
 
 def test_commands_without_a_change_log_are_dropped() -> None:
-    store = MemoryStore()
+    store = declared(MemoryStore())
     region = make_region(store)
     region.commit(keys=[make_key(region, K1)], commands=[ReplicaGone(K1, "eu-west-1")])
     assert store.tables["outbox"] == {}
@@ -219,7 +220,7 @@ def _forms(secret: bytes) -> list[bytes]:
 
 
 def test_material_and_plaintexts_never_reach_the_sqlite_files(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "kms.db")
+    store = declared(SqliteStore(tmp_path / "kms.db"))
     region = make_region(store)
     key_id = key_ops.create_key(region, {"Description": "at rest"}, CTX)["KeyMetadata"]["KeyId"]
     alias_ops.create_alias(region, {"AliasName": "alias/at-rest", "TargetKeyId": key_id}, CTX)
@@ -242,7 +243,7 @@ def test_material_and_plaintexts_never_reach_the_sqlite_files(tmp_path: Path) ->
         for needle in _forms(secret):
             assert needle not in contents
     # ... and the material is recoverable only with the root key
-    reopened = make_region(SqliteStore(tmp_path / "kms.db"))
+    reopened = make_region(declared(SqliteStore(tmp_path / "kms.db")))
     assert [v.material.secret.reveal() for v in reopened.keys[key_id].materials] == materials
     assert encryption.decrypt(reopened, {"CiphertextBlob": blob}, CTX)["Plaintext"] == plaintext
     reopened.store.close()

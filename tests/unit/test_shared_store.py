@@ -17,10 +17,11 @@ from node.model.mrk import ReplicaGone
 from node.store.base import Batch, StaleState
 from node.store.sqlite import SqliteStore
 from tests.unit.test_service import K1, K2, K3, make_key, make_region
+from tests.unit.test_store import declared
 
 
 def two(tmp_path: Path) -> tuple[SqliteStore, SqliteStore]:
-    return SqliteStore(tmp_path / "kms.db", feed=True), SqliteStore(tmp_path / "kms.db", feed=True)
+    return declared(SqliteStore(tmp_path / "kms.db", feed=True)), declared(SqliteStore(tmp_path / "kms.db", feed=True))
 
 
 def test_feed_records_state_changes_in_the_same_transaction(tmp_path: Path) -> None:
@@ -74,7 +75,7 @@ def test_trimmed_feed_keeps_the_newest_changes(tmp_path: Path) -> None:
 
 def shared_pair(tmp_path: Path) -> tuple[object, object]:
     a, b = two(tmp_path)
-    ra, rb = make_region(a, feed=a), make_region(b, feed=b)
+    ra, rb = make_region(a), make_region(b)
     return ra, rb
 
 
@@ -117,17 +118,19 @@ def test_a_region_far_behind_a_trimmed_feed_loads_everything(tmp_path: Path) -> 
     for key_id in (K1, K2, K3):
         ra.commit(keys=[make_key(ra, key_id)])
     ra.commit(delete_keys=[K1])
-    assert ra.store.trim_changes(keep=1) == 3  # type: ignore[attr-defined]
+    assert ra.store.trim_changes(keep=1) == 3
     assert rb.sync()
     assert set(rb.keys) == {K2, K3}
-    assert rb.seen == 4
+    assert rb.follower is not None and rb.follower.seen == 4
 
 
 def test_outbox_numbering_follows_other_processes(tmp_path: Path) -> None:
     a, b = two(tmp_path)
     codec = CommandCodec(RootKey.from_bytes(bytes(32)))
     oa, ob = Outbox("us-east-1", a, codec, FixedClock()), Outbox("us-east-1", b, codec, FixedClock())
-    ra, rb = make_region(a, change_log=oa, feed=a), make_region(b, change_log=ob, feed=b)
+    ra, rb = make_region(a, change_log=oa), make_region(b, change_log=ob)
+    oa.follow(ra.follower)  # as replication registers its outbox (RegionReplication)
+    ob.follow(rb.follower)
     ra.commit(keys=[make_key(ra, K1)], commands=[ReplicaGone(K1, "eu-west-1")])
     assert oa.head == 1
     rb.sync()
@@ -140,7 +143,7 @@ def test_outbox_numbering_follows_other_processes(tmp_path: Path) -> None:
 
 def test_a_decision_that_lost_a_race_is_made_again_on_the_caught_up_region(tmp_path: Path) -> None:
     a, b = two(tmp_path)
-    ra, rb = make_region(a, feed=a), make_region(b, feed=b)
+    ra, rb = make_region(a), make_region(b)
     seen: list[set[str]] = []
     rechecks: list[int] = []
 

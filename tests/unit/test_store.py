@@ -10,15 +10,29 @@ from typing import Any
 import msgpack
 import pytest
 
+from node.config import ConfigError, load_config
 from node.crypto.handles import SecretBytes, new_material
 from node.crypto.rootkey import RootKey
 from node.model.key import AliasRecord, KeyRecord, MaterialVersion, RotationSettings
 from node.model.mrk import MultiRegionState
 from node.model.states import KeyState
-from node.store.base import TABLES, Batch, Store, StoreError
+from node.store.base import Batch, Store, StoreError
 from node.store.codec import FORMAT_VERSION, RecordCodec
+from node.store.factory import SqliteStoreFactory, make_store_factory
 from node.store.memory import MemoryStore
 from node.store.sqlite import SqliteStore
+
+# The tables a region and its replication declare (the store itself knows none): (name, recorded in the feed).
+TABLES = (("keys", True), ("aliases", True), ("grants", True), ("meta", False), ("outbox", True),
+          ("cursors", False))
+
+
+def declared(store: Any) -> Any:
+    """``store`` with the tables its users would have declared."""
+    for table, feed in TABLES:
+        store.declare(table, feed=feed)
+    return store
+
 
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
 MRK_ID = "mrk-1234abcd12ab34cd56ef1234567890ab"
@@ -62,9 +76,9 @@ def test_empty_batch_is_false() -> None:
 @pytest.fixture(params=["memory", "sqlite"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "memory":
-        yield MemoryStore()
+        yield declared(MemoryStore())
         return
-    s = SqliteStore(tmp_path / "region" / "kms.db")
+    s = declared(SqliteStore(tmp_path / "region" / "kms.db"))
     yield s
     s.close()
 
@@ -80,7 +94,7 @@ def test_commit_scan_get(store: Store) -> None:
 
 def test_empty_commit_is_a_no_op(store: Store) -> None:
     store.commit(Batch())
-    assert all(list(store.scan(t)) == [] for t in TABLES)
+    assert all(list(store.scan(t)) == [] for t, _ in TABLES)
 
 
 def test_unknown_table_is_refused_and_writes_nothing(store: Store) -> None:
@@ -107,7 +121,7 @@ def test_last_id_and_scan_after(store: Store) -> None:
 
 
 def test_memory_store_fail_commits_writes_nothing_then_recovers() -> None:
-    store = MemoryStore()
+    store = declared(MemoryStore())
     store.commit(Batch().put("keys", "a", b"A"))
     store.fail_commits = 2
     for _ in range(2):
@@ -124,11 +138,11 @@ def test_memory_store_fail_commits_writes_nothing_then_recovers() -> None:
 
 def test_sqlite_survives_reopen_and_uses_wal_and_full_sync(tmp_path: Path) -> None:
     path = tmp_path / "kms.db"
-    store = SqliteStore(path)
+    store = declared(SqliteStore(path))
     store.commit(Batch().put("keys", "k", b"\x00doc\xff").put("aliases", "alias/a", b"A").put("meta", "m", b"M"))
     store.commit(Batch().delete("aliases", "alias/a"))
     store.close()
-    again = SqliteStore(path)
+    again = declared(SqliteStore(path))
     try:
         assert list(again.scan("keys")) == [("k", b"\x00doc\xff")]
         assert list(again.scan("aliases")) == []
@@ -142,7 +156,7 @@ def test_sqlite_survives_reopen_and_uses_wal_and_full_sync(tmp_path: Path) -> No
 def test_sqlite_commit_is_visible_to_another_connection_at_once(tmp_path: Path) -> None:
     # "Committed before returning": a second process (another worker) sees the write immediately.
     path = tmp_path / "kms.db"
-    store = SqliteStore(path)
+    store = declared(SqliteStore(path))
     other = sqlite3.connect(str(path))
     try:
         store.commit(Batch().put("keys", "k", b"v"))
@@ -154,7 +168,7 @@ def test_sqlite_commit_is_visible_to_another_connection_at_once(tmp_path: Path) 
 
 def test_sqlite_failure_mid_batch_rolls_back_the_whole_batch(tmp_path: Path) -> None:
     path = tmp_path / "kms.db"
-    store = SqliteStore(path)
+    store = declared(SqliteStore(path))
     store.commit(Batch().put("keys", "kept", b"1"))
     # A trigger makes the second table's write fail after the first table's rows went in.
     other = sqlite3.connect(str(path))
@@ -172,7 +186,7 @@ def test_sqlite_failure_mid_batch_rolls_back_the_whole_batch(tmp_path: Path) -> 
         assert [i for i, _ in store.scan("keys")] == ["after", "kept"]
     finally:
         store.close()
-    reopened = SqliteStore(path)
+    reopened = declared(SqliteStore(path))
     try:
         assert [i for i, _ in reopened.scan("keys")] == ["after", "kept"]
     finally:
@@ -180,14 +194,14 @@ def test_sqlite_failure_mid_batch_rolls_back_the_whole_batch(tmp_path: Path) -> 
 
 
 def test_sqlite_commit_on_a_closed_store_is_a_store_error(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "kms.db")
+    store = declared(SqliteStore(tmp_path / "kms.db"))
     store.close()
     with pytest.raises(StoreError):
         store.commit(Batch().put("keys", "k", b"v"))
 
 
 def test_sqlite_creates_its_directory(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "a" / "b" / "kms.db")
+    store = declared(SqliteStore(tmp_path / "a" / "b" / "kms.db"))
     store.close()
     assert (tmp_path / "a" / "b" / "kms.db").is_file()
 
@@ -270,3 +284,39 @@ def test_secret_handles_do_not_leak_through_the_codec_repr() -> None:
     for version in key.materials:
         assert version.material.secret.reveal().hex() not in text
         assert isinstance(version.material.secret, SecretBytes)
+
+
+# -- choosing a backend ----------------------------------------------------------------------------------------
+
+
+def test_the_config_names_the_store_backend_and_an_unknown_one_is_refused(tmp_path: Path) -> None:
+    assert load_config(None, {}).store == "sqlite"
+    with pytest.raises(ConfigError, match="store must be one of: sqlite"):
+        load_config(None, {"store": "etcd"})
+    with pytest.raises(ValueError, match="unknown store backend"):
+        make_store_factory("etcd")
+    factory = make_store_factory(load_config(None, {"store": "sqlite"}).store)
+    assert isinstance(factory, SqliteStoreFactory)
+    shared = factory.open("us-east-1", tmp_path / "us-east-1", shared=True)
+    alone = factory.open("eu-west-1", tmp_path / "eu-west-1", shared=False)
+    try:
+        assert shared.change_feed() is not None and alone.change_feed() is None
+        assert alone.trim_changes() == 0  # no feed: nothing to trim, and no need to know the backend to ask
+        assert (tmp_path / "us-east-1" / "kms.db").is_file()
+    finally:
+        shared.close()
+        alone.close()
+
+
+def test_a_store_knows_only_the_tables_declared_to_it(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "kms.db")
+    try:
+        with pytest.raises(ValueError, match="unknown table"):
+            store.get("outbox", "1")
+        store.declare("outbox", feed=True)
+        store.declare("outbox", feed=True)  # again: harmless
+        assert store.get("outbox", "1") is None
+        with pytest.raises(ValueError, match="bad table name"):
+            store.declare("x; DROP TABLE outbox")
+    finally:
+        store.close()

@@ -8,11 +8,12 @@ from pathlib import Path
 from cluster.compose import compose, host_jobs
 from cluster.faults import Faults
 from cluster.ports import free_port_block
+from cluster.shared_runtime import SharedState
 from cluster.worker_processes import worker_import_path
-from cluster.workers import SharedState
 from node.audit.sink import CURRENT, WORKER_CURRENT, AuditSink, read_events
 from node.clock import AdjustableClock
 from node.config import load_config
+from node.store.factory import SqliteStoreFactory
 from tests.unit.test_scheduler import create
 
 
@@ -34,7 +35,8 @@ def test_faults_described_by_one_process_are_taken_on_by_another() -> None:
 
 
 def test_shared_state_reports_only_what_another_process_changed(tmp_path: Path) -> None:
-    writer, reader = SharedState(tmp_path / "runtime.db"), SharedState(tmp_path / "runtime.db")
+    stores = SqliteStoreFactory()
+    writer, reader = SharedState(stores.open_runtime(tmp_path)), SharedState(stores.open_runtime(tmp_path))
     writer.publish({"clock_offset": 0.0})
     assert reader.changed() == {"clock_offset": 0.0}
     assert reader.changed() is None
