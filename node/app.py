@@ -10,9 +10,9 @@ from aiohttp import web
 
 from node.edge import BODY_LATE, ConnectionGuard, http_error, to_http
 from node.endpoint import KmsEndpoint, WireRequest, WireResponse, error_response
-from node.model.errors import internal
+from node.model.errors import KmsError, internal
 from node.store.base import StoreError
-from node.wire.protocol import MAX_BODY_BYTES, too_large
+from node.wire.protocol import MAX_BODY_BYTES, decode_content, too_large
 
 EndpointFor = Callable[[web.BaseRequest], KmsEndpoint | WireResponse]
 # Consulted before a request reaches its region: injected faults answer here (or cut the connection). A gate
@@ -41,12 +41,18 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
             except web.HTTPRequestEntityTooLarge:
                 return to_http(error_response(too_large()))
             except web.RequestPayloadError as exc:
-                # A body that does not decode (its Content-Encoding, its chunks). aiohttp would go on reading the
+                # A body whose chunked framing is broken. aiohttp would go on reading the
                 # rest to keep the connection, and fail again: the connection ends with this answer instead.
                 request.content.feed_eof()
                 undecodable = to_http(error_response(http_error(exc)))
                 undecodable.force_close()
                 return undecodable
+            encoding = request.headers.get("Content-Encoding")
+            if encoding:
+                try:
+                    body = decode_content(encoding, body)
+                except KmsError as exc:
+                    return to_http(error_response(exc))
             target = endpoint_for(request)
             if type(target) is WireResponse:
                 return to_http(target)

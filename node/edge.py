@@ -56,8 +56,10 @@ class ConnectionGuard:
         return len(self._awaiting)
 
     def server_kwargs(self) -> dict[str, Any]:
-        """For the AppRunner: aiohttp's own keep-alive timer closes connections idle between requests."""
-        return {"keepalive_timeout": self.limits.idle_timeout}
+        """For the AppRunner: aiohttp's own keep-alive timer closes connections idle between requests. Bodies come as
+        sent (the KMS handler undoes their Content-Encoding, node/wire/protocol.py): aiohttp's parser, failing on a
+        body that does not inflate after the handler began to read it, would leave that handler waiting for good."""
+        return {"keepalive_timeout": self.limits.idle_timeout, "auto_decompress": False}
 
     def install(self, server: web.Server) -> None:
         made, lost = server.connection_made, server.connection_lost

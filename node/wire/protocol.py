@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import zlib
 from typing import Any
 
 import orjson
@@ -21,6 +22,39 @@ def too_large() -> KmsError:
 def undecodable_body() -> KmsError:
     # The body's Content-Encoding (gzip, deflate) does not undo, or is one this server cannot undo.
     return serialization("The request body could not be decoded with its Content-Encoding.")
+
+
+# Content codings undone here (as zlib window bits: gzip's header and trailer; zlib's, else raw deflate), and those
+# that compress in a way this server cannot undo. A Content-Encoding of anything else is taken as none, as aiohttp
+# takes it (KMS has no request compression of its own: no SDK compresses its requests).
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+_UNDECODABLE = frozenset({"br", "zstd"})
+
+
+def decode_content(encoding: str, body: bytes) -> bytes:
+    """``body`` with its Content-Encoding undone, never inflated past MAX_BODY_BYTES: a small bomb is refused for its
+    size, as a large body is."""
+    coding = encoding.strip().lower()
+    if coding == "gzip":
+        wbits = _GZIP_WBITS
+    elif coding == "deflate":
+        # RFC 9110 says zlib-wrapped; some clients send raw deflate, which aiohttp also takes.
+        wrapped = len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
+        wbits = zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS
+    elif coding in _UNDECODABLE:
+        raise undecodable_body()
+    else:
+        return body
+    inflater = zlib.decompressobj(wbits)
+    try:
+        plain = inflater.decompress(body, MAX_BODY_BYTES + 1)
+    except zlib.error:
+        raise undecodable_body() from None
+    if len(plain) > MAX_BODY_BYTES:
+        raise too_large()
+    if not inflater.eof or inflater.unused_data:
+        raise undecodable_body()  # cut short, or bytes after its end
+    return plain
 
 
 def malformed_request() -> KmsError:

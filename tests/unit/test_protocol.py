@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
+import zlib
 
 import pytest
 
@@ -11,6 +13,7 @@ from node.model.errors import KmsError, internal, invalid_ciphertext, not_found
 from node.wire.protocol import (
     CONTENT_TYPE,
     MAX_BODY_BYTES,
+    decode_content,
     encode_error,
     encode_response,
     parse_body,
@@ -148,3 +151,33 @@ def test_an_error_quoting_header_bytes_that_are_not_utf8_is_still_a_kms_error() 
         "__type": "InvalidSignatureException",
         "message": "Credential should be scoped to a valid region, not '\ufffd'.",
     }
+
+
+def test_bodies_are_inflated_as_their_content_encoding_says() -> None:
+    doc = b'{"KeyId": "alias/a"}'
+    raw_deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    assert decode_content("gzip", gzip.compress(doc)) == doc
+    assert decode_content(" Deflate ", zlib.compress(doc)) == doc
+    assert decode_content("deflate", raw_deflate.compress(doc) + raw_deflate.flush()) == doc
+    assert decode_content("identity", doc) == decode_content("x-unknown", doc) == doc  # taken as no coding
+
+
+@pytest.mark.parametrize("encoding, body", [
+    ("gzip", b"{}"),  # not gzip at all
+    ("gzip", gzip.compress(b'{"KeyId": "k"}')[:-6]),  # cut short
+    ("gzip", gzip.compress(b"{}") + b"junk"),  # bytes after its end
+    ("deflate", b"\xff\xfe"),
+    ("br", b"{}"), ("zstd", b"{}"),  # compressed in a way this server cannot undo
+])
+def test_a_body_that_does_not_inflate_is_a_serialization_exception(encoding: str, body: bytes) -> None:
+    with pytest.raises(KmsError) as caught:
+        decode_content(encoding, body)
+    assert (caught.value.code, caught.value.status) == ("SerializationException", 400)
+
+
+def test_a_body_is_never_inflated_past_the_limit() -> None:
+    bomb = gzip.compress(b"\0" * (64 * MAX_BODY_BYTES))  # 64 MiB in about 64 KB
+    with pytest.raises(KmsError) as caught:
+        decode_content("gzip", bomb)
+    assert (caught.value.code, caught.value.status) == ("ValidationException", 413)
+    assert decode_content("gzip", gzip.compress(b" " * MAX_BODY_BYTES)) == b" " * MAX_BODY_BYTES
