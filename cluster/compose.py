@@ -167,6 +167,9 @@ def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: Adjus
                                                          started=_tracking_start(store, clock.now()))
     region = Region(RegionIdentity(name, config.account), store, root, clock, change_log=outbox,
                     cluster_regions=config.regions, audit=trail, key_pairs=key_pairs.take)
+    # In every process, whatever its role: an outbox that missed the records another process appended would number
+    # its next record as one of theirs, and overwrite it.
+    outbox.follow(region.follower)
     endpoint = KmsEndpoint(region, serving.registry, serving.decoder, serving.verifier,
                            verify_signatures=config.verify_signatures, anonymous=serving.anonymous,
                            principals=serving.directory, audit=trail, authorizer=serving.authorizer,

@@ -20,8 +20,7 @@ class RegionReplication:
     def __init__(self, region: Region, outbox: Outbox, codec: CommandCodec, creating_delay: float,
                  wake_after: Callable[[float], None] | None = None) -> None:
         self.region = region
-        self.outbox = outbox
-        outbox.follow(region.follower)  # the records other processes serving the region append
+        self.outbox = outbox  # following the records other processes append is the composition's (every process)
         self.cursors = Cursors(region.store)
         self.applier = Applier(region, self.cursors, codec, creating_delay, wake_after)
         self.pullers: dict[str, Puller] = {}

@@ -20,6 +20,7 @@ from cluster.shared_runtime import SharedAuditTrail
 from node.audit.sink import CURRENT, WORKER_CURRENT
 from node.config import ClusterConfig, load_config
 from node.endpoint import WireResponse
+from node.model.mrk import ReplicaGone
 from node.model.rotation import DAY
 from tests.unit.test_scheduler import create, schedule
 
@@ -193,3 +194,24 @@ def test_bad_fault_commands_are_refused(doc: dict[str, Any], message: str) -> No
     with pytest.raises(ValueError, match=message):
         parse_fault(doc, lambda name: name == "us-east-1")
     assert parse_fault({"action": "clear", "value": "anything"}, lambda name: False).action == "clear"
+
+
+def test_every_process_numbers_its_outbox_after_the_records_of_the_others(tmp_path: Path) -> None:
+    # A worker has no replication jobs, but appends to its regions' outboxes: composed without following them, it
+    # numbered its next multi-Region record as one the host had already written, and overwrote it (acknowledged
+    # replicas and rotations never reached the other regions).
+    config = two_regions(tmp_path, workers=2)
+    host, worker = compose(config, CURRENT), compose(config, WORKER_CURRENT.format(1))
+    try:
+        host_side, worker_side = host.regions["us-east-1"], worker.regions["us-east-1"]
+        key_id = create(host_side.region, MultiRegion=True)
+        host_side.region.commit(commands=[ReplicaGone(key_id, "eu-west-1")])
+        assert worker_side.endpoint.consistency is not None
+        worker_side.endpoint.consistency.before_request()  # as every request on the worker does
+        worker_side.region.commit(commands=[ReplicaGone(key_id, "us-east-1")])
+        host_side.region.sync()
+        assert [seq for seq, _ in host_side.outbox.read_after(0, 10)] == [1, 2]
+        assert worker_side.outbox.head == host_side.outbox.head == 2
+    finally:
+        host.close()
+        worker.close()
