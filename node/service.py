@@ -274,11 +274,11 @@ class Region:
             batch.delete(GRANTS, grant_id)
         change_log = self.change_log
         staged = False
-        if change_log is not None:
-            for command in commands:
-                change_log.append(batch, command)
-                staged = True
         try:
+            if change_log is not None:
+                for command in commands:
+                    staged = True
+                    change_log.append(batch, command)
             follower = self.follower
             if follower is None:
                 self.store.commit(batch)  # raises StoreError with nothing written; memory stays as it was

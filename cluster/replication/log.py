@@ -12,7 +12,7 @@ from cluster.replication.commands import CommandCodec
 from node.clock import Clock
 from node.consistency import ChangeFollower, Changes
 from node.model.mrk import Command
-from node.store.base import Batch, Store
+from node.store.base import Batch, StaleState, Store
 
 SEQ_WIDTH = 16
 # Replication's tables in the region's store: the outbox (ids are zero-padded sequence numbers, so id order is log
@@ -55,8 +55,13 @@ class Outbox:
         return self._identity
 
     def append(self, batch: Batch, command: Command) -> None:
+        seq = seq_id(self._allocated + 1)
+        if self.store.get(OUTBOX, seq) is not None:
+            # Numbered by another process already, which this one has not heard of: a record is never overwritten.
+            # The region's write is decided again once it has caught up.
+            raise StaleState(f"outbox record {seq} of {self.region} exists already")
         self._allocated += 1
-        batch.put(OUTBOX, seq_id(self._allocated), self.codec.encode(command, self.region, self.clock.now()))
+        batch.put(OUTBOX, seq, self.codec.encode(command, self.region, self.clock.now()))
 
     def committed(self) -> None:
         """Called once a batch holding appended records is durable: wakes peers waiting for news."""

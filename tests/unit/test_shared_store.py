@@ -163,3 +163,18 @@ def test_a_decision_that_lost_a_race_is_made_again_on_the_caught_up_region(tmp_p
     with pytest.raises(StaleState):
         rb.run_fresh(always_stale, attempts=3, after_sync=lambda: rechecks.append(1))
     assert rechecks == [1] * 4
+
+
+def test_an_outbox_that_missed_records_never_overwrites_one(tmp_path: Path) -> None:
+    # Had a process not heard of another's records (no follower registered), its next record took an existing
+    # number and replaced that record. Now its write loses the race instead, and is decided again once caught up.
+    a, b = two(tmp_path)
+    codec = CommandCodec(RootKey.from_bytes(bytes(32)))
+    oa, ob = Outbox("us-east-1", a, codec, FixedClock()), Outbox("us-east-1", b, codec, FixedClock())
+    ra, rb = make_region(a, change_log=oa), make_region(b, change_log=ob)  # neither outbox follows the feed
+    ra.commit(keys=[make_key(ra, K1)], commands=[ReplicaGone(K1, "eu-west-1")])
+    first = oa.read_after(0, 10)
+    rb.sync()
+    with pytest.raises(StaleState):
+        rb.commit(keys=[make_key(rb, K2)], commands=[ReplicaGone(K2, "eu-west-1")])
+    assert oa.read_after(0, 10) == first and K2 not in rb.keys
