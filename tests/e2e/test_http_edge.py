@@ -132,6 +132,19 @@ def error_requests(port: int, count: int) -> list[int]:
     return statuses
 
 
+def post_once(port: int, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """An unsigned ListKeys with ``body`` on a connection of its own: the status and error type answered."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("POST", "/", body=body, headers={"X-Amz-Target": "TrentService.ListKeys",
+                                                            "Content-Type": "application/x-amz-json-1.1",
+                                                            **(headers or {})})
+        answer = connection.getresponse()
+        return answer.status, json.loads(answer.read())["__type"]
+    finally:
+        connection.close()
+
+
 def test_error_answers_and_a_compressed_bomb_do_not_grow_memory(edge: RunningCluster) -> None:
     pid = pid_of(edge)
     error_requests(edge.port, 100)  # caches and pools warm
@@ -140,12 +153,7 @@ def test_error_answers_and_a_compressed_bomb_do_not_grow_memory(edge: RunningClu
     assert set(statuses) <= {400, 403} and 500 not in statuses
     assert rss_bytes(pid) - before < 8 * 1024 * 1024
     bomb = gzip.compress(b"\0" * 50_000_000, compresslevel=9)  # 50 MB in about 50 KB
-    connection = http.client.HTTPConnection("127.0.0.1", edge.port, timeout=10)
-    connection.request("POST", "/", body=bomb, headers={"X-Amz-Target": "TrentService.ListKeys",
-                                                        "Content-Encoding": "gzip"})
-    answer = connection.getresponse()
-    assert (answer.status, json.loads(answer.read())["__type"]) == (413, "ValidationException")
-    connection.close()
+    assert post_once(edge.port, bomb, {"Content-Encoding": "gzip"}) == (413, "ValidationException")
     assert rss_bytes(pid) - before < 16 * 1024 * 1024
     log_is_quiet(edge)
 
@@ -157,10 +165,5 @@ def test_refused_megabyte_bodies_are_not_held_until_the_body_deadline(edge: Runn
     body = b"{" + b" " * 1_000_000 + b"}"
     before = rss_bytes(pid)
     for _ in range(100):
-        connection = http.client.HTTPConnection("127.0.0.1", edge.port, timeout=10)
-        connection.request("POST", "/", body=body, headers={"X-Amz-Target": "TrentService.ListKeys",
-                                                            "Content-Type": "application/x-amz-json-1.1"})
-        answer = connection.getresponse()
-        assert (answer.status, json.loads(answer.read())["__type"]) == (403, "MissingAuthenticationTokenException")
-        connection.close()
+        assert post_once(edge.port, body) == (403, "MissingAuthenticationTokenException")
     assert rss_bytes(pid) - before < 24 * 1024 * 1024
