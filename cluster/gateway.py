@@ -9,7 +9,6 @@ from aiohttp import web
 
 from node.endpoint import KmsEndpoint, WireResponse, error_response
 from node.model.errors import KmsError
-from node.wire.protocol import MAX_BODY_BYTES, too_large
 from node.wire.sigv4 import scope_of, scope_region
 
 
@@ -19,9 +18,6 @@ class Gateway:
         self._local = dict(local)
 
     def route(self, request: web.BaseRequest) -> KmsEndpoint | WireResponse:
-        if (request.content_length or 0) > MAX_BODY_BYTES:
-            # Before the credentials, as a region port checks: an oversize body is refused whoever sends it.
-            return error_response(too_large())
         region = scope_region(request.headers.get("Authorization"))
         if region is None:
             # Absent, blank or not the usual shape: the strict parser either finds the scope anyway or says exactly

@@ -53,6 +53,9 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
                     body = decode_content(encoding, body)
                 except KmsError as exc:
                     return to_http(error_response(exc))
+            elif len(body) > MAX_BODY_BYTES:
+                # Before routing (the gateway reads credentials): an oversize body is refused whoever sends it.
+                return to_http(error_response(too_large()))
             target = endpoint_for(request)
             if type(target) is WireResponse:
                 return to_http(target)

@@ -152,7 +152,8 @@ class KmsEndpoint:
         # Header text reaches the record as sent, and a client may send bytes that are not UTF-8.
         self.audit.call(
             operation=call.operation, principal=call.principal, at=self.region.now(), source_ip=request.remote,
-            user_agent=valid_text(headers.get("User-Agent", "")), host=valid_text(headers.get("Host", "")),
+            user_agent=agent if (agent := headers.get("User-Agent", "")).isascii() else valid_text(agent),
+            host=host if (host := headers.get("Host", "")).isascii() else valid_text(host),
             request_id=call.request_id, params=params, response=call.response, error=error,
             resources=self._resources(call), latency_ms=(time.perf_counter() - call.started) * 1000,
         )
