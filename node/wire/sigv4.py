@@ -199,7 +199,7 @@ def _signed_names(scope: CredentialScope, signed_headers: str) -> list[str]:
         raise _invalid(_MSG_WRONG_SERVICE)
     names = signed_headers.split(";")
     if "host" not in names:
-        raise _invalid(_must_sign("Host"))
+        raise _invalid(_must_sign("Host' or ':authority"))  # AWS's wording today (HTTP/2 names the host so)
     return names
 
 
