@@ -351,7 +351,7 @@ class FuzzRequest:
 
     @property
     def decoded_as(self) -> str | None:
-        """The Content-Encoding aiohttp inflates the body with: the last one sent, if it is one it knows."""
+        """The Content-Encoding the server inflates the body with: the last one sent, if it is one it knows."""
         sent = [str(v) for n, v in (*self.headers, *self.extra_headers) if n.lower() == "content-encoding"]
         last = sent[-1].lower() if sent else ""
         return last if last in ("gzip", "deflate", "br", "zstd") else None
@@ -364,16 +364,16 @@ class FuzzRequest:
 
     @property
     def mislabelled(self) -> bool:
-        """Declared in an encoding aiohttp inflates, but not encoded so: refused as a body that does not decode."""
+        """Declared in an encoding the server inflates, but not encoded so: refused as a body that does not decode."""
         return self.decoded_as is not None and not (self.encoded and self.decoded_as == self.encoding)
 
     @property
     def http_layer(self) -> bool:
-        """Refused by aiohttp's HTTP parser before any handler runs: a header that may appear once sent twice, or an
-        encoding it has no decoder for (Brotli and Zstandard are optional extras of aiohttp)."""
+        """Refused by aiohttp's HTTP parser before any handler runs: a header that may appear once sent twice. (Bodies
+        reach the handler as sent: it refuses an encoding it cannot undo, Brotli or Zstandard, itself.)"""
         names = Counter(n.lower() for n, _ in (*self.headers, *self.extra_headers))
         names["host"] += 1  # the client's own
-        return any(names[n] > 1 for n in SINGLETON_HEADERS) or self.decoded_as in ("br", "zstd")
+        return any(names[n] > 1 for n in SINGLETON_HEADERS)
 
 
 # What aiohttp's parser accepts at most once (its SINGLETON_HEADERS, those a request may carry).

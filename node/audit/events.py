@@ -195,6 +195,10 @@ class CallLineEncoder:
     per kind of call, from ``api_call_event`` itself, and kept; only what a call owns is serialised per call."""
 
     _LIMIT = 4096  # kinds of call kept; past it, the cache starts over
+    # Kept only for calls whose User-Agent and Host together are no longer (an SDK's are a few hundred characters):
+    # a frame holds them twice, and a client sending a new 8 KB User-Agent with each call would otherwise make the
+    # cache hold some 100 MB per region.
+    _LONGEST_HEADERS = 1024
 
     def __init__(self, region: str, account: str) -> None:
         self.region = region
@@ -252,6 +256,8 @@ class CallLineEncoder:
         own_at = text.index(b',"requestParameters":', time_end)
         own_end = text.index(b',"readOnly":', own_at)
         frame = (text[:time_at], text[time_end:own_at] + b",", text[own_end:])
+        if len(kind[5]) + len(kind[6]) > self._LONGEST_HEADERS:
+            return frame  # a caller's own User-Agent and Host: an odd client's 8 KB headers are not kept
         if len(self._frames) >= self._LIMIT:
             self._frames.clear()
         self._frames[kind] = frame

@@ -62,7 +62,9 @@ class KeyRef:
     account: str | None = None
 
 
-@functools.lru_cache(maxsize=65536)  # pure, and asked up to four times per request (hot path)
+# Pure, and asked up to four times per request (hot path). Bounded by entries, and an entry can be a 2 KB alias or
+# ARN that any caller sends: 4,096 of them are a few MiB, enough for the keys a workload names.
+@functools.lru_cache(maxsize=4096)
 def parse_key_ref(value: str, *, allow_alias: bool) -> KeyRef:
     """Parse a KeyId parameter; a form the operation does not accept is 'Invalid keyId', as AWS answers."""
     if value.startswith("arn:"):
