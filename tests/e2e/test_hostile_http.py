@@ -85,9 +85,15 @@ def test_requests_refused_by_the_parser_are_not_kept_after_their_connection_goes
     assert cluster.proc is not None
     pid = cluster.proc.pid
     garbage = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}" + b"\x00BAD " + b"A" * 200_000 + b"\r\n\r\n"
-    before = rss_bytes(pid)
-    for _ in range(150):
-        with socket.create_connection(("127.0.0.1", cluster.region_port("us-east-1")), timeout=5) as sock:
-            sock.sendall(garbage)  # a request, then one the parser refuses, and gone before its answer
-    cluster.client("us-east-1").list_keys()  # the server has read what came before
-    assert rss_bytes(pid) - before < 12 * 1024 * 1024
+
+    def send_and_leave() -> int:
+        for _ in range(150):
+            with socket.create_connection(("127.0.0.1", cluster.region_port("us-east-1")), timeout=5) as sock:
+                sock.sendall(garbage)  # a request, then one the parser refuses, and gone before its answer
+        cluster.client("us-east-1").list_keys()  # the server has read what came before
+        return rss_bytes(pid)
+
+    # The first round may leave the allocator's heap larger (freed memory stays resident for reuse); a second round
+    # reuses it when nothing is kept, and grows it by another ~60 MB when every refused request is.
+    warmed = send_and_leave()
+    assert send_and_leave() - warmed < 12 * 1024 * 1024

@@ -112,4 +112,5 @@ def test_request_properties_judge_what_is_sent() -> None:
     assert odd.decoded_as is None and not odd.mislabelled
     assert dataclasses.replace(plain, extra_headers=(("Content-Type", "text/plain"),)).http_layer
     assert dataclasses.replace(plain, extra_headers=(("Host", "x"),)).http_layer
-    assert dataclasses.replace(plain, headers=(*plain.headers, ("Content-Encoding", "br"))).http_layer
+    brotli = dataclasses.replace(plain, headers=(*plain.headers, ("Content-Encoding", "br")))
+    assert not brotli.http_layer and brotli.mislabelled  # the handler refuses what it cannot undo
