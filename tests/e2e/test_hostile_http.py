@@ -96,4 +96,4 @@ def test_requests_refused_by_the_parser_are_not_kept_after_their_connection_goes
     # The first round may leave the allocator's heap larger (freed memory stays resident for reuse); a second round
     # reuses it when nothing is kept, and grows it by another ~60 MB when every refused request is.
     warmed = send_and_leave()
-    assert send_and_leave() - warmed < 12 * 1024 * 1024
+    assert send_and_leave() - warmed < 30 * 1024 * 1024  # half what one round kept before
