@@ -15,7 +15,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from tests.e2e.harness import RunningCluster, error, poll
+from tests.e2e.harness import RunningCluster, error
+from tests.e2e.test_multi_region import wait_state
 
 ACCOUNT = "111122223333"
 HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
@@ -515,7 +516,7 @@ def replicate(cluster: RunningCluster, spec: str, usage: str, target: str = "eu-
     meta = home.create_key(KeySpec=spec, KeyUsage=usage, MultiRegion=True)["KeyMetadata"]
     assert meta["KeyId"].startswith("mrk-")
     home.replicate_key(KeyId=meta["KeyId"], ReplicaRegion=target)
-    poll(lambda: away.describe_key(KeyId=meta["KeyId"])["KeyMetadata"]["KeyState"] == "Enabled", timeout=30)
+    wait_state(away, meta["KeyId"], "Enabled", timeout=30)  # the replica reaches its region through the log
     return str(meta["KeyId"]), home, away
 
 

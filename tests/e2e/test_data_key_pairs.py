@@ -10,7 +10,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mlkem, rsa
 
-from tests.e2e.harness import RunningCluster, error, poll, spki_of
+from tests.e2e.harness import RunningCluster, error, spki_of
+from tests.e2e.test_multi_region import wait_state
 
 PAIR_SPECS: dict[str, Callable[[Any], bool]] = {
     "RSA_2048": lambda k: isinstance(k, rsa.RSAPrivateKey) and k.key_size == 2048,
@@ -120,7 +121,7 @@ def test_a_multi_region_wrapping_key_opens_the_pair_in_its_replica(cluster: Runn
     us, eu = cluster.client("us-east-1"), cluster.client("eu-west-1")
     key_id = us.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
     us.replicate_key(KeyId=key_id, ReplicaRegion="eu-west-1")
-    poll(lambda: eu.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled", timeout=30)
+    wait_state(eu, key_id, "Enabled", timeout=30)  # the replica reaches its region through the log
     out = us.generate_data_key_pair(KeyId=key_id, KeyPairSpec="ECC_NIST_P256", EncryptionContext=EC)
     opened = eu.decrypt(CiphertextBlob=out["PrivateKeyCiphertextBlob"], EncryptionContext=EC)
     assert opened["Plaintext"] == out["PrivateKeyPlaintext"]

@@ -20,6 +20,7 @@ from aws_encryption_sdk.key_providers.kms import (
 from botocore.exceptions import ClientError
 
 from tests.e2e.harness import RunningCluster, poll, private_cluster
+from tests.e2e.test_multi_region import wait_state
 
 ACCOUNT = "111122223333"
 PLAINTEXT = os.urandom(1024 * 1024)
@@ -60,7 +61,7 @@ def mrk(esdk_cluster: RunningCluster) -> dict[str, str]:
     key_id = meta["KeyId"]
     assert key_id.startswith("mrk-")
     replica = us.replicate_key(KeyId=key_id, ReplicaRegion="eu-west-1")["ReplicaKeyMetadata"]
-    poll(lambda: eu.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled", timeout=20)
+    wait_state(eu, key_id, "Enabled", timeout=20)  # the replica reaches its region through the log
     assert replica["Arn"] == f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/{key_id}"
     return {"id": key_id, "primary": meta["Arn"], "replica": replica["Arn"]}
 

@@ -16,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 from tests.e2e.harness import RunningCluster, admin_post, poll, private_cluster
+from tests.e2e.test_multi_region import wait_state
 
 INJECTED = ("KMSInternalException", "KeyUnavailableException")
 NO_FAULTS = {"down": [], "partitions": [], "latency_ms": {}, "errors_percent": {}, "throttle_per_second": {}}
@@ -234,7 +235,7 @@ def test_partition_stops_replication_between_two_regions_only(c: RunningCluster)
     us.replicate_key(KeyId=key, ReplicaRegion="eu-west-1")
     us.replicate_key(KeyId=key, ReplicaRegion="ap-northeast-2")
     # Clients still reach both sides; ap-northeast-2 gets its replica, eu-west-1 does not (yet).
-    poll(lambda: ap.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == "Enabled", timeout=20)
+    wait_state(ap, key, "Enabled", timeout=20)  # the replica reaches its region through the log
 
     def eu_waiting() -> bool:
         link = c.admin("/_trent/status")["regions"]["eu-west-1"]["replication"]["us-east-1"]

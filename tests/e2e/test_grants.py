@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from tests.e2e.harness import RunningCluster, poll
+from tests.e2e.test_multi_region import wait_state
 from tests.e2e.test_policies import (
     ACCOUNT,
     ADMIN_ARN,
@@ -284,7 +285,7 @@ def test_grants_are_per_region(kms: Clients) -> None:
     primary = new_key(kms, MultiRegion=True)
     kms("root").replicate_key(KeyId=primary["KeyId"], ReplicaRegion="eu-west-1")
     eu = kms("root", "eu-west-1")
-    poll(lambda: eu.describe_key(KeyId=primary["KeyId"])["KeyMetadata"]["KeyState"] == "Enabled", timeout=20)
+    wait_state(eu, primary["KeyId"], "Enabled", timeout=20)  # the replica reaches its region through the log
     replica_arn = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/{primary['KeyId']}"
     us_grant = grant(kms, primary, operations=("Encrypt", "Decrypt"))
     blob = kms("app").encrypt(KeyId=primary["KeyId"], Plaintext=b"mrk")["CiphertextBlob"]

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import RunningCluster, error, poll
+from tests.e2e.harness import RunningCluster, error
+from tests.e2e.test_multi_region import wait_state
 
 SPECS = {"HMAC_224": ("HMAC_SHA_224", 28), "HMAC_256": ("HMAC_SHA_256", 32), "HMAC_384": ("HMAC_SHA_384", 48),
          "HMAC_512": ("HMAC_SHA_512", 64)}
@@ -123,7 +124,7 @@ def test_multi_region_hmac_key_macs_agree_across_regions(cluster: RunningCluster
     meta = us.create_key(KeySpec="HMAC_512", KeyUsage="GENERATE_VERIFY_MAC", MultiRegion=True)["KeyMetadata"]
     key_id = meta["KeyId"]
     us.replicate_key(KeyId=key_id, ReplicaRegion="eu-west-1")
-    poll(lambda: eu.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled", timeout=30)
+    wait_state(eu, key_id, "Enabled", timeout=30)  # the replica reaches its region through the log
     replica = eu.describe_key(KeyId=key_id)["KeyMetadata"]
     assert (replica["KeySpec"], replica["MacAlgorithms"]) == ("HMAC_512", ["HMAC_SHA_512"])
     assert replica["MultiRegionConfiguration"]["MultiRegionKeyType"] == "REPLICA"
