@@ -24,7 +24,7 @@ class SqliteStore:
     def __init__(self, path: Path, *, feed: bool = False, group_sync: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        # check_same_thread=False: the launcher may close it from another thread; access is serialised by _lock.
+        # check_same_thread=False: a role may close it from another thread; access is serialised by _lock.
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
         self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
