@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from node.edge import BODY_LATE, ConnectionGuard, http_error, to_http
+from node.edge import BODY_LATE, ConnectionGuard, to_http
 from node.endpoint import KmsEndpoint, WireRequest, WireResponse, error_response
 from node.model.errors import KmsError, internal
 from node.store.base import StoreError
-from node.wire.protocol import MAX_BODY_BYTES, decode_content, too_large
+from node.wire.protocol import MAX_BODY_BYTES, decode_content, malformed_request, too_large
 
 EndpointFor = Callable[[web.BaseRequest], KmsEndpoint | WireResponse]
 # Consulted before a request reaches its region: injected faults answer here (or cut the connection). A gate
@@ -40,13 +40,13 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 return to_http(error_response(too_large()))
-            except web.RequestPayloadError as exc:
-                # A body whose chunked framing is broken. aiohttp would go on reading the
-                # rest to keep the connection, and fail again: the connection ends with this answer instead.
+            except web.RequestPayloadError:
+                # A body whose chunked framing is broken. aiohttp would go on reading the rest to keep the connection,
+                # and fail again: the connection ends with this answer instead.
                 request.content.feed_eof()
-                undecodable = to_http(error_response(http_error(exc)))
-                undecodable.force_close()
-                return undecodable
+                broken = to_http(error_response(malformed_request()))
+                broken.force_close()
+                return broken
             if "Content-Encoding" in request.headers:
                 try:
                     # Sent more than once, the last one counts (as it did when aiohttp inflated bodies).

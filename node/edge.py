@@ -10,13 +10,12 @@ import weakref
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestHandler
 
 from node.config import EdgeLimits
 from node.endpoint import WireResponse, error_response
-from node.model.errors import KmsError, internal
-from node.wire.protocol import malformed_request, undecodable_body
+from node.model.errors import internal
+from node.wire.protocol import malformed_request
 
 log = logging.getLogger("trent.http")
 # Set on a request whose connection was closed for a body that came too slowly.
@@ -25,14 +24,6 @@ BODY_LATE: web.RequestKey[bool] = web.RequestKey("trent.body_late", bool)
 
 def to_http(response: WireResponse) -> web.Response:
     return web.Response(status=response.status, body=response.body, headers=response.headers)
-
-
-def http_error(exc: BaseException | None) -> KmsError:
-    """The KMS error for a request aiohttp could not read: a body in an encoding it cannot undo, or not HTTP."""
-    cause = exc.__cause__ if isinstance(exc, web.RequestPayloadError) else exc
-    if isinstance(cause, ContentEncodingError):
-        return undecodable_body()
-    return malformed_request()
 
 
 class ConnectionGuard:
@@ -135,7 +126,7 @@ class KmsRequestHandler(RequestHandler):
         else:
             # The class only: aiohttp's message quotes the request's bytes, which may hold credentials.
             log.info("malformed request from %s: %s", request.remote, type(exc).__name__)
-            error = http_error(exc)
+            error = malformed_request()  # aiohttp inflates no body here (the KMS handler does): not HTTP
         response = to_http(error_response(error))
         response.force_close()
         return response

@@ -20,7 +20,7 @@ def too_large() -> KmsError:
 
 
 def undecodable_body() -> KmsError:
-    # The body's Content-Encoding (gzip, deflate) does not undo, or is one this server cannot undo.
+    # The body's Content-Encoding (gzip, deflate) does not undo, or is one this server cannot undo (decode_content).
     return serialization("The request body could not be decoded with its Content-Encoding.")
 
 
