@@ -9,7 +9,6 @@ import json
 import logging
 import math
 import re
-import signal
 import sys
 import urllib.error
 from pathlib import Path
@@ -17,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from cluster.datadir import DataDirLock
 from cluster.durations import parse_duration
+from cluster.lifecycle import start_role, stop_signal
 from cluster.running import admin_address, admin_send
 from node.config import ConfigError, load_config
 
 if TYPE_CHECKING:
-    from cluster.region_host import RegionHost
+    pass
 
 BANNER = """Trent is up: {n} regions, account {account}, credentials {ak}/{sk}
   gateway         {gateway}   (routes by the region your client signs for)
@@ -55,27 +55,15 @@ async def _serve(config: Any) -> int:
     from cluster.heap import freeze_start_up
     from cluster.region_host import RegionHost  # the server stack (aiohttp, botocore): only `trent up` needs it
 
-    # Signals are handled from the very start: a SIGTERM that arrives while the cluster is still starting
-    # stops it cleanly as soon as it is up, instead of killing it half-way.
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    cluster: RegionHost | None = None
-    lock: DataDirLock | None = None
+    stop = stop_signal()
     try:
         lock = DataDirLock(config.data_dir)  # first: a second `trent up` on this directory touches nothing in it
-        cluster = RegionHost.from_config(config)
-        await cluster.start()
-    except (OSError, ValueError) as exc:
-        # Another cluster on the directory, ports in use, an unreadable data directory, a root key of the wrong size
-        # or that unwraps nothing.
+    except OSError as exc:  # another cluster on the directory, or one that cannot be made
         print(f"trent: cannot start: {exc}", file=sys.stderr)
-        if cluster is not None:
-            with contextlib.suppress(Exception):
-                await cluster.stop()
-        if lock is not None:
-            lock.abandon()
+        return 1
+    cluster = await start_role(lambda: RegionHost.from_config(config), "trent")
+    if cluster is None:
+        lock.abandon()
         return 1
     freeze_start_up()
     principal = config.effective_principals()[0]

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import pickle
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -20,6 +19,7 @@ from cluster.compose import Parts, compose, worker_jobs
 from cluster.gateway import Gateway
 from cluster.heap import freeze_start_up, tune_collector
 from cluster.jobs import Jobs
+from cluster.lifecycle import start_role, stop_signal
 from cluster.serving import Servers
 from cluster.shared_runtime import CommitNotifier
 from cluster.worker_processes import die_with_parent, forwarding_admin_routes
@@ -66,19 +66,9 @@ class GatewayWorker:
 
 
 async def serve(config: ClusterConfig, worker: int, leader_pid: int, leader_admin: str) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    role: GatewayWorker | None = None
-    try:
-        role = GatewayWorker.from_config(config, worker, leader_admin)
-        await role.start()
-    except (OSError, ValueError) as exc:
-        print(f"trent worker {worker}: cannot start: {exc}", file=sys.stderr)
-        if role is not None:
-            with contextlib.suppress(Exception):
-                await role.stop()
+    stop = stop_signal()
+    role = await start_role(lambda: GatewayWorker.from_config(config, worker, leader_admin), f"trent worker {worker}")
+    if role is None:
         return 1
     freeze_start_up()
     print("ready", flush=True)
