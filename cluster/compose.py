@@ -24,13 +24,13 @@ from cluster.files import load_or_create_token, make_private_dir
 from cluster.jobs import (
     AuditFlushing,
     FollowWorkers,
-    Job,
     Jobs,
     KeyPairPoolJob,
     OutboxTrimming,
     ReplicationLinks,
     SchedulerJob,
 )
+from cluster.lifecycle import Component
 from cluster.replication.commands import CommandCodec
 from cluster.replication.log import Outbox
 from cluster.replication.wiring import RegionReplication
@@ -211,7 +211,7 @@ def host_jobs(parts: Parts) -> HostJobs:
                              parts.faults)
     # A store keeps a change feed only while several processes share it (trimming one without is a no-op).
     trimming = OutboxTrimming(replications, [r.region.store.trim_changes for r in parts.regions.values()])
-    jobs: list[Job] = [KeyPairPoolJob(parts.key_pairs)]
+    jobs: list[Component] = [KeyPairPoolJob(parts.key_pairs)]
     jobs += [SchedulerJob(s, config.scheduler_interval) for s in schedulers.values()]
     jobs += [AuditFlushing(_trails(parts)), trimming]
     if parts.runtime is not None:

@@ -9,11 +9,12 @@ import inspect
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
 from cluster.faults import Faults
+from cluster.lifecycle import Component as Job
 from cluster.replication.wiring import RegionReplication
 from cluster.shared_runtime import follow_workers
 from node.audit.trail import AuditTrail
@@ -23,12 +24,6 @@ from node.service import Region
 from node.store.base import StoreError
 
 log = logging.getLogger("trent.jobs")
-
-
-class Job(Protocol):
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 class Jobs:

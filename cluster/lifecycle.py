@@ -10,13 +10,15 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 
-class Role(Protocol):
+class Component(Protocol):
+    """What a process starts and stops: a role, and each of a role's background jobs (cluster/jobs.py)."""
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
 
-R = TypeVar("R", bound=Role)
+R = TypeVar("R", bound=Component)
 
 
 def stop_signal() -> asyncio.Event:
