@@ -50,7 +50,7 @@ from node.endpoint import KmsEndpoint
 from node.ops import build_registry
 from node.ops.registry import Registry
 from node.scheduler import Scheduler
-from node.service import Region, RegionIdentity
+from node.service import META, Region, RegionIdentity
 from node.store.base import Batch, Store, StoreFactory
 from node.store.factory import make_store_factory
 from node.wire.sigv4 import SigV4Verifier
@@ -179,11 +179,11 @@ def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: Adjus
 
 def _tracking_start(store: Store, now: float) -> float:
     """When this region began recording key usage (GetKeyLastUsage's TrackingStartDate), kept across restarts."""
-    store.declare("meta")  # the region's own table; its trail is made (and asks this) before the region is
-    raw = store.get("meta", "tracking_start")
+    store.declare(META)  # the region's own table; its trail is made (and asks this) before the region is
+    raw = store.get(META, "tracking_start")
     if raw is not None:
         return float(raw.decode())
-    store.commit(Batch().put("meta", "tracking_start", repr(now).encode()))
+    store.commit(Batch().put(META, "tracking_start", repr(now).encode()))
     return now
 
 
