@@ -242,10 +242,8 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         if not 1 <= workers <= 64:
             raise ConfigError("workers must be between 1 and 64")
         changes["workers"] = workers
-    if "store" in raw:
-        changes["store"] = _convert("store", raw["store"], str)
-        if changes["store"] not in STORE_BACKENDS:
-            raise ConfigError(f"store must be one of: {', '.join(sorted(STORE_BACKENDS))}")
+    changes |= _checked(raw, "store", str, lambda backend: backend in STORE_BACKENDS,
+                        f"must be one of: {', '.join(sorted(STORE_BACKENDS))}")
     changes.update(_audit_settings(raw))
     edge = _edge_limits(raw)
     if edge != config.edge:
@@ -266,30 +264,33 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     return replace(config, **changes)
 
 
+def _checked(raw: Mapping[str, Any], name: str, kind: Callable[[Any], Any], ok: Callable[[Any], bool],
+             rule: str) -> dict[str, Any]:
+    """``{name: value}`` when the file or a flag sets ``name`` and its value meets ``ok`` (else a ConfigError saying
+    ``name`` ``rule``); ``{}`` when it is not set."""
+    if name not in raw:
+        return {}
+    value = _convert(name, raw[name], kind)
+    if not ok(value):
+        raise ConfigError(f"{name} {rule}")
+    return {name: value}
+
+
 def _audit_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, least in (("audit_rotate_mib", 1), ("audit_retention_mib", 0)):
-        if name in raw:
-            out[name] = _convert(name, raw[name], int)
-            if out[name] < least:
-                raise ConfigError(f"{name} must be at least {least}")
-    if "audit_retention_days" in raw:
-        days = out["audit_retention_days"] = _convert("audit_retention_days", raw["audit_retention_days"], float)
-        if not (math.isfinite(days) and days >= 0):
-            raise ConfigError("audit_retention_days must be a non-negative number (0: keep every file)")
-    return out
+    return {
+        **_checked(raw, "audit_rotate_mib", int, lambda n: n >= 1, "must be at least 1"),
+        **_checked(raw, "audit_retention_mib", int, lambda n: n >= 0, "must be at least 0"),
+        **_checked(raw, "audit_retention_days", float, lambda d: math.isfinite(d) and d >= 0,
+                   "must be a non-negative number (0: keep every file)"),
+    }
+
+
 def _edge_limits(raw: Mapping[str, Any]) -> EdgeLimits:
     changes: dict[str, Any] = {}
     for key in ("header_timeout", "body_timeout", "idle_timeout"):
-        if key in raw:
-            seconds = _convert(key, raw[key], float)
-            if not (math.isfinite(seconds) and seconds > 0):
-                raise ConfigError(f"{key} must be a positive number of seconds")
-            changes[key] = seconds
-    if "max_connections" in raw:
-        changes["max_connections"] = _convert("max_connections", raw["max_connections"], int)
-        if changes["max_connections"] < 1:
-            raise ConfigError("max_connections must be at least 1")
+        changes |= _checked(raw, key, float, lambda s: math.isfinite(s) and s > 0,
+                            "must be a positive number of seconds")
+    changes |= _checked(raw, "max_connections", int, lambda n: n >= 1, "must be at least 1")
     return replace(EdgeLimits(), **changes)
 
 
