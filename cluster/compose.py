@@ -49,6 +49,7 @@ from node.crypto.rootkey import RootKey
 from node.endpoint import KmsEndpoint
 from node.ops import build_registry
 from node.ops.registry import Registry
+from node.ops.tables import usage_tracked
 from node.scheduler import Scheduler
 from node.service import META, Region, RegionIdentity
 from node.store.base import Batch, Store, StoreFactory
@@ -118,6 +119,7 @@ class _Serving:
     directory: PrincipalDirectory
     anonymous: Principal
     authorizer: Authorizer
+    usage_tracked: frozenset[str]  # by name, for the audit trails reading their logs back
 
 
 def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[], None] | None = None) -> Parts:
@@ -147,7 +149,7 @@ def _serving(config: ClusterConfig) -> _Serving:
     # (to drive deletion windows and rotations) must not make every signature expire.
     verifier = SigV4Verifier(directory, AdjustableClock(), config.max_skew_seconds)
     authorizer = Authorizer(AccessSettings(config.enforce_access, config.identity_policies))
-    return _Serving(registry, decoder, verifier, directory, principals[0], authorizer)
+    return _Serving(registry, decoder, verifier, directory, principals[0], authorizer, usage_tracked(registry))
 
 
 def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: AdjustableClock, codec: CommandCodec,
@@ -164,7 +166,8 @@ def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: Adjus
     retention = Retention(config.audit_retention_days * DAY, config.audit_retention_mib * MIB)
     sink = AuditSink(region_dir / "audit", config.audit_rotate_mib * MIB, audit_file, retention)
     trail = (SharedAuditTrail if shared else AuditTrail)(name, config.account, sink,
-                                                         started=_tracking_start(store, clock.now()))
+                                                         started=_tracking_start(store, clock.now()),
+                                                         usage_tracked=serving.usage_tracked)
     region = Region(RegionIdentity(name, config.account), store, root, clock, change_log=outbox,
                     cluster_regions=config.regions, audit=trail, key_pairs=key_pairs.take)
     # In every process, whatever its role: an outbox that missed the records another process appended would number

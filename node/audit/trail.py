@@ -11,13 +11,6 @@ from node.audit.sink import AuditSink, read_events
 from node.auth.principals import Principal
 from node.model.errors import KmsError
 from node.model.operations import Operation
-from node.ops import declare
-from node.ops.registry import Registry
-from node.ops.tables import usage_tracked
-
-# The operations that count as using a key, as GetKeyLastUsage reports them, by name: for the records read back
-# from the log (a call being recorded carries its declaration).
-USAGE_OPERATIONS = usage_tracked(declare(Registry()))
 
 
 class KeyUsage(NamedTuple):
@@ -28,8 +21,13 @@ class KeyUsage(NamedTuple):
 
 
 class AuditTrail:
-    def __init__(self, region: str, account: str, sink: AuditSink, started: float) -> None:
+    def __init__(self, region: str, account: str, sink: AuditSink, started: float, *,
+                 usage_tracked: frozenset[str]) -> None:
+        """``usage_tracked``: the operations that count as using a key (GetKeyLastUsage), by name, for the records
+        read back from the log (node/ops/tables.py derives them from the declarations; a call being recorded
+        carries its own)."""
         self.region = region
+        self._usage_tracked = usage_tracked
         self.account = account
         self.sink = sink
         self.tracking_start = started
@@ -68,7 +66,7 @@ class AuditTrail:
                                      event_type=event_type))
 
     def _track(self, event: Mapping[str, Any]) -> None:
-        if event.get("eventName") not in USAGE_OPERATIONS or "errorCode" in event:
+        if event.get("eventName") not in self._usage_tracked or "errorCode" in event:
             return
         when = parse_cloudtrail_time(str(event.get("eventTime", "")))
         for resource in event.get("resources") or ():

@@ -30,6 +30,7 @@ from node.auth.principals import Principal
 from node.model.errors import KmsError
 from node.ops import declare
 from node.ops.registry import Registry
+from node.ops.tables import usage_tracked
 
 ACCT = "111122223333"
 KEY_ARN = f"arn:aws:kms:eu-west-1:{ACCT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -37,6 +38,7 @@ APP = Principal("AKIAAPP", "secret-app", f"arn:aws:iam::{ACCT}:role/app", ACCT)
 SECRET = b"top secret plaintext \x00\x01"
 
 OPS = declare(Registry())  # every operation's declaration, its logged facts included
+USAGE_TRACKED = usage_tracked(OPS)  # as the composition gives it to a region's trail
 
 def test_secrets_never_reach_request_parameters() -> None:
     params = {"KeyId": "alias/app", "Plaintext": SECRET, "EncryptionContext": {"Dept": "Eng"},
@@ -247,7 +249,7 @@ def test_last_usage_tracked_and_rebuilt_after_restart(tmp_path: Path) -> None:
                     host="h", request_id=f"req-{op}", params={"KeyId": KEY_ARN}, response=None, error=error,
                     resources=[KEY_ARN], latency_ms=0.1)
 
-    trail = AuditTrail("eu-west-1", ACCT, AuditSink(tmp_path / "a"), started=0.0)
+    trail = AuditTrail("eu-west-1", ACCT, AuditSink(tmp_path / "a"), started=0.0, usage_tracked=USAGE_TRACKED)
     trail.call(**record("DescribeKey"))
     assert trail.last_usage == {}  # describing a key is not using it
     trail.call(**record("Encrypt"))
@@ -255,7 +257,7 @@ def test_last_usage_tracked_and_rebuilt_after_restart(tmp_path: Path) -> None:
     key_id = KEY_ARN.rsplit("/", 1)[-1]
     assert trail.last_usage[key_id].operation == "Encrypt"
     trail.close()
-    again = AuditTrail("eu-west-1", ACCT, AuditSink(tmp_path / "a"), started=0.0)
+    again = AuditTrail("eu-west-1", ACCT, AuditSink(tmp_path / "a"), started=0.0, usage_tracked=USAGE_TRACKED)
     assert again.last_usage[key_id].operation == "Encrypt"
     assert again.last_usage[key_id].request_id == "req-Encrypt"
 

@@ -22,7 +22,9 @@ from node.clock import FixedClock
 from node.crypto.rootkey import RootKey
 from node.endpoint import KmsEndpoint, WireRequest, WireResponse
 from node.model.errors import KmsError
+from node.ops import declare
 from node.ops.registry import Operation, Params, Registry, RequestContext, Response
+from node.ops.tables import usage_tracked
 from node.service import Region, RegionIdentity
 from node.store.base import StoreError
 from node.store.memory import MemoryStore
@@ -34,6 +36,8 @@ UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 ALICE = Principal("AKIAALICE", "alice-secret", "arn:aws:iam::111122223333:user/alice", "111122223333")
 BOB = Principal("AKIABOB", "bob-secret", "arn:aws:iam::111122223333:user/bob", "111122223333")
 SECRET_TEXT = "SECRET-PLAINTEXT-IN-EXCEPTION"
+
+USAGE_TRACKED = usage_tracked(declare(Registry()))  # as the composition gives it to a region's trail
 
 
 class FakeVerifier:
@@ -385,7 +389,8 @@ def test_an_error_answer_leaves_no_reference_cycle(decoder: RequestDecoder) -> N
 def test_header_bytes_that_are_not_utf8_reach_the_audit_record(decoder: RequestDecoder, tmp_path: Any) -> None:
     # aiohttp hands such bytes over as lone surrogates (surrogateescape), which the audit line's JSON refused: the
     # call had run, and its client got a 500.
-    trail = AuditTrail("eu-west-1", "111122223333", AuditSink(tmp_path / "audit"), started=0.0)
+    trail = AuditTrail("eu-west-1", "111122223333", AuditSink(tmp_path / "audit"), started=0.0,
+                       usage_tracked=USAGE_TRACKED)
     endpoint, _, _ = make_endpoint(decoder, audit=trail)
     headers = {"User-Agent": b"fuzz/\xff\xfe".decode("utf-8", "surrogateescape"),
                "Host": b"h\xe9".decode("utf-8", "surrogateescape")}
