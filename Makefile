@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test fuzz lint bench torture clean demo-envelope demo-global demo-drill
+.PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,14 +19,18 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(VENV)/bin/trent bench $(BENCH_ARGS)
 
-up: $(STAMP)
+# System packages the real components come from (SoftHSM2, etcd, Chromium, ...): deploy/debian-packages.txt.
+sysdeps:
+	@deploy/install-debian-packages
+
+up: $(STAMP) sysdeps
 	$(VENV)/bin/trent up
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check node cluster tests examples
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint sysdeps
 	$(PY) -m pytest
 
 # The crash harness at length: SIGKILL during mixed writes, restart, check (tests/crash_harness.py).
