@@ -85,7 +85,7 @@ class ClusterConfig:
 # Fields a file spells differently (a choice of words instead of a boolean), or does not set at all.
 _FILE_NAME_OF = {"verify_signatures": "auth", "enforce_access": "access_control", "identity_policies": None,
                  "edge": None}
-PRINCIPAL_KEYS = ("access_key", "secret_key", "arn", "session_token", "account", "policy")
+PRINCIPAL_KEYS = ("access_key", "secret_key", "arn", "session_token", "account", "policy", "via_service")
 
 
 def _file_keys() -> list[str]:
@@ -131,6 +131,7 @@ def _check_region_tables(changes: Mapping[str, Any], regions: tuple[str, ...]) -
 
 _REGION_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _HEX_KEY_RE = re.compile(r"[0-9a-fA-F]{64}")
+_SERVICE_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 def _convert(name: str, value: Any, conv: Callable[[Any], Any]) -> Any:
@@ -166,10 +167,14 @@ def _principals(items: Any, account: str) -> tuple[Principal, ...]:
         token = item.get("session_token")
         if token is not None and (not isinstance(token, str) or not token):
             raise ConfigError(f"principal {access_key}: session_token must be a non-empty string")
+        via = item.get("via_service")
+        if via is not None and (not isinstance(via, str) or _SERVICE_RE.fullmatch(via) is None):
+            raise ConfigError(f"principal {access_key}: via_service must be a service name such as s3 or ec2")
         if any(p.access_key == access_key for p in out):
             raise ConfigError(f"principal {access_key} is configured twice")
         out.append(Principal(access_key=access_key, secret_key=secret_key, arn=arn,
-                             account=str(item.get("account") or parts[4] or account), session_token=token))
+                             account=str(item.get("account") or parts[4] or account), session_token=token,
+                             via_service=via))
     return tuple(out)
 
 

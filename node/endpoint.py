@@ -20,6 +20,7 @@ from node.auth.principals import Principal, PrincipalDirectory
 from node.consistency import Consistency
 from node.model.errors import KmsError, internal
 from node.model.grants import grant_id_of_token
+from node.ops.managed import PROVISIONING_OPERATIONS, provision, wanted
 from node.ops.registry import Operation, Registry, RequestContext
 from node.service import Region
 from node.store.base import StoreError
@@ -235,6 +236,8 @@ class KmsEndpoint:
         if consistency is not None:
             consistency.before_request()
         authorizer, region, handler = self.authorizer, self.region, operation.handler
+        if name in PROVISIONING_OPERATIONS:
+            self._provision_managed_keys(name, principal, params)
         if authorizer is not None:
             # After validation and key resolution, before the key's state: the order AWS checks in.
             authorizer.check_request(region, principal, operation, params)
@@ -247,6 +250,17 @@ class KmsEndpoint:
                     authorizer.check_request(region, principal, operation, params)
             call.response = consistency.run_write(name, lambda: handler(region, params, context), authorize_again)
         return encode_response(call.response)
+
+    def _provision_managed_keys(self, name: str, principal: Principal, params: dict[str, Any]) -> None:
+        """An AWS managed key named by its predefined alias is created on first use (node/ops/managed.py), before
+        the request is authorized against the key's policy."""
+        services = wanted(self.region, principal, params)
+        if not services:
+            return
+        if self.consistency is None:
+            provision(self.region, services)
+        else:
+            self.consistency.run_write(name, lambda: provision(self.region, services), lambda: None)
 
     def _authenticate(self, request: WireRequest) -> Principal:
         if not self.verify_signatures:

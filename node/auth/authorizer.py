@@ -21,6 +21,7 @@ from node.model.errors import KmsError
 from node.model.grants import grant_id_of_token
 from node.model.ids import RefKind, alias_arn, key_arn, parse_key_ref
 from node.model.key import KeyRecord
+from node.model.managed import KEY_MANAGER_AWS, MANAGED_ALIAS_PREFIX
 from node.model.operations import Operation
 from node.service import Region
 
@@ -112,6 +113,7 @@ class Authorizer:
         for token in tokens:
             grant_id_of_token(token)  # garbled tokens are refused whatever the policy says
         if not self.settings.enforce:
+            self._check_managed(region, principal, operation, params)
             return
         name = operation.name
         for named in operation.keys:
@@ -127,15 +129,31 @@ class Authorizer:
             ec = params.get(ec_member) if ec_member else None
             conditional = self._conditional(key, principal)
             extra = request_condition_keys(name, params) if conditional else None
-            self.require(region, principal, key, action, encryption_context=ec, request_alias=params.get(member),
-                         extra=extra, conditional=conditional, constrained=ec_member is not None)
+            self._require(region, principal, key, action, encryption_context=ec, request_alias=params.get(member),
+                          extra=extra, conditional=conditional, constrained=ec_member is not None)
         if operation.alias_target:
             self._check_alias_target(region, principal, name, params.get("AliasName"))
 
+    def _check_managed(self, region: Region, principal: Principal, operation: Operation,
+                       params: Mapping[str, Any]) -> None:
+        """With access control off, an AWS managed key still answers to its fixed policy: it is AWS's key, and what
+        a customer may not do to it (disable, delete, change its policy, rotation or tags) stays refused."""
+        for named in operation.keys:
+            try:
+                key = self._key_named(region, principal, operation.name, params, named.member)
+            except KmsError:
+                continue  # the operation answers as it would
+            if key is not None and key.key_manager == KEY_MANAGER_AWS:
+                ec = params.get(named.context) if named.context else None
+                self._require(region, principal, key, named.action, encryption_context=ec,
+                              request_alias=params.get(named.member),
+                              extra=request_condition_keys(operation.name, params), conditional=True,
+                              constrained=named.context is not None)
+
     def _check_alias_target(self, region: Region, principal: Principal, operation: str, name: Any) -> None:
         """DeleteAlias and UpdateAlias also need the permission on the key the alias points at now (key policy)."""
-        if not isinstance(name, str) or not name.startswith("alias/"):
-            return  # the operation answers the malformed name
+        if not isinstance(name, str) or not name.startswith("alias/") or name.startswith(MANAGED_ALIAS_PREFIX):
+            return  # the operation answers the malformed name, or a reserved one (NotAuthorizedException)
         if principal.account != region.account:  # an alias name is looked up in the caller's own account
             raise KmsError("NotFoundException",
                            f"Alias {alias_arn(region.name, principal.account, name)} is not found.")
@@ -177,6 +195,12 @@ class Authorizer:
         ``constrained``: the action takes an encryption context, so grants' constraints on it apply."""
         if not self.settings.enforce:
             return
+        self._require(region, principal, key, action, encryption_context=encryption_context,
+                      request_alias=request_alias, extra=extra, conditional=conditional, constrained=constrained)
+
+    def _require(self, region: Region, principal: Principal, key: KeyRecord, action: str, *,
+                 encryption_context: Mapping[str, str] | None, request_alias: str | None,
+                 extra: Mapping[str, Sequence[str]] | None, conditional: bool | None, constrained: bool) -> None:
         if conditional if conditional is not None else self._conditional(key, principal):
             context = self._context(region, principal, key, encryption_context, request_alias, extra)
             verdict = self._verdict(key.policy, region, principal, key, action, context)
@@ -271,6 +295,9 @@ class Authorizer:
             "kms:resourcealiases": [a.name for a in region.aliases_of(key.key_id)],
             "aws:requestedregion": [region.name],
         }
+        if principal.via_service is not None:
+            # A request an integrated service makes for the caller (node/auth/principals.py).
+            ctx["kms:viaservice"] = [f"{principal.via_service}.{region.name}.amazonaws.com"]
         if key.mrk is not None:
             ctx["kms:multiregionkeytype"] = ["PRIMARY" if key.mrk.is_primary(region.name) else "REPLICA"]
         if request_alias is not None and "alias/" in request_alias:
@@ -283,6 +310,8 @@ class Authorizer:
                 ctx[f"kms:encryptioncontext:{k.lower()}"] = [v]
         for name, values in (extra or {}).items():
             ctx[name.lower()] = list(values)
+        if principal.via_service is not None and "kms:grantisforawsresource" in ctx:
+            ctx["kms:grantisforawsresource"] = ["true"]  # a grant a service makes is for its AWS resource
         return ctx
 
 

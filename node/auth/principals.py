@@ -14,6 +14,9 @@ class Principal:
     account: str
     # Temporary credentials: the request must carry (and sign) this X-Amz-Security-Token.
     session_token: str | None = None
+    # Acting on behalf of an AWS service (``s3``, ``ec2``, ...): its requests carry kms:ViaService
+    # ``<service>.<region>.amazonaws.com``, as calls an integrated service makes for a user do.
+    via_service: str | None = None
 
     def __repr__(self) -> str:  # never show the secret
         return f"Principal(access_key={self.access_key!r}, arn={self.arn!r})"

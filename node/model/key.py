@@ -73,6 +73,11 @@ class KeyRecord:
         return self.state is KeyState.ENABLED
 
     @property
+    def key_manager(self) -> str:
+        """AWS for an AWS managed key (node/model/managed.py), else CUSTOMER."""
+        return str(self.extra.get("key_manager", "CUSTOMER"))
+
+    @property
     def pending_deletion(self) -> bool:
         return self.state in PENDING_DELETION_STATES
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from node.model.errors import KmsError, not_found, validation
 from node.model.ids import check_alias_name
 from node.model.key import AliasRecord, KeyRecord
+from node.model.managed import SERVICES
 from node.model.operations import KeyAction, Operation
 from node.model.states import OpClass, check_state
 from node.ops.common import key_for
@@ -72,20 +73,28 @@ def delete_alias(region: Region, params: Params, ctx: RequestContext) -> Respons
 
 def list_aliases(region: Region, params: Params, ctx: RequestContext) -> Response:
     check_limit(params.get("Limit"), 100)
+    aliases: list[AliasRecord | str]
     if params.get("KeyId") is not None:
         key = key_for(region, params, OpClass.ANY, allow_alias=False)
-        aliases = region.aliases_of(key.key_id)
+        aliases = list(region.aliases_of(key.key_id))
     else:
-        aliases = sorted(region.aliases.values(), key=lambda a: a.name)
+        # The predefined alias/aws/<service> names are listed, without a target, until their managed key exists.
+        unbound = [name for name in SERVICES if name not in region.aliases]
+        aliases = sorted([*region.aliases.values(), *unbound], key=_alias_name)
     if ctx.principal.account != region.account:
         aliases = []  # aliases belong to an account: another account's principal sees only its own (none here)
-    page, marker = paginate(aliases, lambda a: a.name, params.get("Limit"), params.get("Marker"), default=50)
+    page, marker = paginate(aliases, _alias_name, params.get("Limit"), params.get("Marker"), default=50)
     entries: list[object] = [
+        {"AliasName": a, "AliasArn": region.alias_arn(a)} if isinstance(a, str) else
         {"AliasName": a.name, "AliasArn": region.alias_arn(a.name), "TargetKeyId": a.key_id,
          "CreationDate": a.created, "LastUpdatedDate": a.updated}
         for a in page
     ]
     return page_response("Aliases", entries, marker)
+
+
+def _alias_name(alias: AliasRecord | str) -> str:
+    return alias if isinstance(alias, str) else alias.name
 
 
 def register(registry: Registry) -> None:

@@ -86,7 +86,7 @@ def key_metadata(region: Region, key: KeyRecord) -> dict[str, Any]:
         "KeyUsage": key.key_usage,
         "KeyState": key.state.value,
         "Origin": key.origin,
-        "KeyManager": "CUSTOMER",
+        "KeyManager": key.key_manager,
         "CustomerMasterKeySpec": key.key_spec,
         "KeySpec": key.key_spec,
         "MultiRegion": key.multi_region,
