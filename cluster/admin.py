@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +23,10 @@ class AdminApi:
         advance_clock: Callable[[float], dict[str, Any]],
         fault_action: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
         identity: dict[str, Any] | None = None,
+        reports: Mapping[str, Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]]] | None = None,
     ) -> None:
+        """``reports``: further read-only answers, GET /_trent/<name> with the query string as their parameters
+        (compliance, cost); a ValueError they raise is a 400."""
         self._token = token
         self._status = status
         self._clock_state = clock_state
@@ -32,6 +35,7 @@ class AdminApi:
         # Which process answers (several may serve one port): in the health answer, for the token's holders only
         # (a process id is nobody else's business).
         self._identity = identity or {}
+        self._reports = dict(reports or {})
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -40,6 +44,8 @@ class AdminApi:
             web.get("/_trent/clock", self._guard(self._get_clock)),
             web.post("/_trent/clock", self._guard(self._post_clock)),
             web.post("/_trent/faults", self._guard(self._post_faults)),
+            *(web.get(f"/_trent/{name}", self._guard(_report_handler(report)))
+              for name, report in self._reports.items()),
         ]
 
     def _authorized(self, request: web.Request) -> bool:
@@ -72,6 +78,16 @@ class AdminApi:
         except (ValueError, AttributeError) as exc:
             return _json({"error": str(exc)}, 400)
         return _json(self._advance(seconds))
+
+
+def _report_handler(report: Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]]
+                    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            return _json(await report(dict(request.query)))
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 400)
+    return handle
 
 
 def health_route(token: str, identity: dict[str, Any]) -> web.RouteDef:

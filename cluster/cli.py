@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from cluster.datadir import DataDirLock
 from cluster.durations import parse_duration
 from cluster.lifecycle import start_role, stop_signal
+from cluster.report_commands import add_report_commands
 from cluster.running import admin_address, admin_send
 from node.config import ConfigError, load_config
 
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true", help="one JSON record per line")
     audit.add_argument("--data-dir", dest="data_dir", default=".trent")
     audit.set_defaults(func=_audit)
+    add_report_commands(sub, lambda data_dir, path: _admin_call(data_dir, path))
     bench = sub.add_parser("bench", help="run the benchmark suite (see bench/README.md)", add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     bench.set_defaults(func=_bench)

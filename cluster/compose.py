@@ -14,11 +14,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import botocore.session
 
 from cluster.clock_control import load_clock
+from cluster.compliance_watch import ComplianceNotifier, Sinks, settings_of
 from cluster.faults import Faults, fault_gate
 from cluster.files import load_or_create_token, make_private_dir
 from cluster.jobs import (
@@ -219,6 +221,10 @@ def host_jobs(parts: Parts) -> HostJobs:
     jobs += [AuditFlushing(_trails(parts)), trimming]
     if parts.runtime is not None:
         jobs.append(FollowWorkers(config.data_dir, [r.region for r in parts.regions.values()]))
+    if config.compliance_webhook or config.compliance_file:
+        sinks = Sinks(config.compliance_webhook, Path(config.compliance_file) if config.compliance_file else None)
+        jobs.append(ComplianceNotifier({n: r.region for n, r in parts.regions.items()}, parts.clock,
+                                       settings_of(config), sinks, config.data_dir, config.scheduler_interval))
     return HostJobs(schedulers, links, trimming, Jobs(jobs))
 
 

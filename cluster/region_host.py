@@ -7,9 +7,12 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+from collections.abc import Mapping
+from typing import Any
 
 from cluster.admin import AdminApi
 from cluster.clock_control import ClockControl
+from cluster.compliance_watch import compliance_report, settings_of
 from cluster.compose import HostJobs, Parts, compose, host_jobs
 from cluster.fault_control import FaultControl, RegionSite
 from cluster.files import remove_cluster_file, write_cluster_file
@@ -48,7 +51,11 @@ class RegionHost:
 
     def admin(self) -> AdminApi:
         return AdminApi(self.parts.admin_token, self.status, self.clock.state, self.clock.advance, self.faults.apply,
-                        identity={"worker": 0, "pid": os.getpid()})
+                        identity={"worker": 0, "pid": os.getpid()}, reports={"compliance": self.compliance})
+
+    async def compliance(self, query: Mapping[str, str]) -> dict[str, Any]:
+        regions = {name: r.region for name, r in self.parts.regions.items()}
+        return compliance_report(regions, self.parts.clock, settings_of(self.config), query)
 
     def status(self) -> dict[str, object]:
         return status_report(self.parts, self.jobs.replication.replications, self.clock.state())

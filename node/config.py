@@ -66,6 +66,13 @@ class ClusterConfig:
     audit_retention_days: float = 30.0
     audit_retention_mib: int = 1024
     edge: EdgeLimits = EdgeLimits()
+    # Rotation-age monitoring (node/compliance.py): current material older than this many days is a finding;
+    # imported material expiring within compliance_expiry_days too. Crossings are sent to the webhook (a JSON POST)
+    # and/or appended to the file (JSON lines), once each.
+    compliance_max_age_days: float = 365.0
+    compliance_expiry_days: float = 30.0
+    compliance_webhook: str | None = None
+    compliance_file: str | None = None
 
     def port_of(self, region: str) -> int:
         if region in self.region_ports:
@@ -250,6 +257,7 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     changes |= _checked(raw, "store", str, lambda backend: backend in STORE_BACKENDS,
                         f"must be one of: {', '.join(sorted(STORE_BACKENDS))}")
     changes.update(_audit_settings(raw))
+    changes.update(_compliance_settings(raw))
     edge = _edge_limits(raw)
     if edge != config.edge:
         changes["edge"] = edge
@@ -287,6 +295,18 @@ def _audit_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
         **_checked(raw, "audit_retention_mib", int, lambda n: n >= 0, "must be at least 0"),
         **_checked(raw, "audit_retention_days", float, lambda d: math.isfinite(d) and d >= 0,
                    "must be a non-negative number (0: keep every file)"),
+    }
+
+
+def _compliance_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        **_checked(raw, "compliance_max_age_days", float, lambda d: math.isfinite(d) and d > 0,
+                   "must be a positive number of days"),
+        **_checked(raw, "compliance_expiry_days", float, lambda d: math.isfinite(d) and d >= 0,
+                   "must be a non-negative number of days"),
+        **_checked(raw, "compliance_webhook", str, lambda u: re.fullmatch(r"https?://[^\s/]+(/\S*)?", u) is not None,
+                   "must be an http:// or https:// URL"),
+        **_checked(raw, "compliance_file", str, bool, "must be a file path"),
     }
 
 

@@ -79,7 +79,8 @@ def _service(alias_suffix: str, name: str, protects: str, policy_id: str, *, via
     return ManagedService(alias_suffix, via or alias_suffix, name, protects, policy_id, **options)
 
 
-# alias/aws/<service> → the service. Descriptions follow AWS's wording for each key.
+# alias/aws/<service> → the service: those whose key description and policy AWS's keys show (other services that
+# once had AWS managed keys are left out rather than guessed).
 SERVICES: dict[str, ManagedService] = {s.alias: s for s in (
     _service("backup", "Backup", "Backup data", "auto-backup-1",
              actions=("kms:CreateGrant", "kms:Decrypt", "kms:GenerateDataKey*")),
@@ -92,12 +93,9 @@ SERVICES: dict[str, ManagedService] = {s.alias: s for s in (
     _service("es", "OpenSearch Service", "Elasticsearch data", "auto-es-2",
              describes_itself="Allow OpenSearch service principals to describe the key directly"),
     _service("glue", "Glue", "Glue data", "auto-glue-1"),
-    _service("kinesis", "Amazon Kinesis", "Kinesis data", "auto-kinesis-1", actions=_NO_GRANTS,
-             revoke_grant=False),
     _service("kinesisvideo", "Kinesis Video Streams", "kinesis video data", "auto-kinesisvideo-1"),
     _service("lambda", "AWS Lambda", "Lambda functions", "auto-awslambda"),
     _service("rds", "RDS", "RDS database volumes", "auto-rds-2", actions=_WITH_LIST_GRANTS),
-    _service("redshift", "RedShift", "Redshift data", "auto-redshift-3"),
     _service("s3", "S3", "S3 objects", "auto-s3-2", actions=_NO_GRANTS, revoke_grant=False),
     _service("secretsmanager", "AWS Secrets Manager", "Secrets Manager data", "auto-secretsmanager-2",
              actions=(*_CRYPTO[:3], "kms:CreateGrant", "kms:DescribeKey"),

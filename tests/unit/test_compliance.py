@@ -1,0 +1,123 @@
+"""Compliance findings from constructed key records: age against the threshold, rotation off, keys that cannot
+rotate, imported material expiring (wherever the import feature keeps its expiry), replicas behind their primary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cluster.compliance_watch import ComplianceNotifier, Sinks
+from node.clock import FixedClock
+from node.compliance import ComplianceSettings, Finding, counts, evaluate, material_expiry
+from node.crypto.handles import new_material
+from node.crypto.rootkey import RootKey
+from node.model.key import KeyRecord, MaterialVersion, RotationSettings
+from node.model.mrk import MultiRegionState
+from node.model.states import KeyState
+from node.service import Region, RegionIdentity
+from node.store.memory import MemoryStore
+
+DAY = 86400.0
+NOW = 1_800_000_000.0
+SETTINGS = ComplianceSettings(max_age_days=90, expiry_days=30)
+
+
+def key(key_id: str = "k1", *, age_days: float = 10, region: str = "us-east-1", **changes: object) -> KeyRecord:
+    version = MaterialVersion(new_material(key_id), NOW - age_days * DAY)
+    record = KeyRecord(key_id=key_id, region=region, account="111122223333", created=version.created,
+                       state=KeyState.ENABLED, materials=(version,), current_material_id=version.material_id,
+                       rotation=RotationSettings(enabled=True, next_rotation=NOW + DAY))
+    return record.with_changes(**changes)
+
+
+def kinds(findings: list[Finding], key_id: str = "k1") -> set[str]:
+    return {f.kind for f in findings if f.key_id == key_id}
+
+
+def test_age_is_measured_on_the_current_material_against_the_threshold() -> None:
+    assert kinds(evaluate({"us-east-1": [key(age_days=89.9)]}, NOW, SETTINGS)) == set()
+    (finding,) = evaluate({"us-east-1": [key(age_days=100)]}, NOW, SETTINGS)
+    assert (finding.kind, finding.age_days, finding.region) == ("age", 100.0, "us-east-1")
+    old = key(age_days=400)
+    fresh = MaterialVersion(new_material("k1"), NOW - 5 * DAY, "AUTOMATIC")
+    rotated = old.with_changes(materials=(*old.materials, fresh), current_material_id=fresh.material_id)
+    assert kinds(evaluate({"us-east-1": [rotated]}, NOW, SETTINGS)) == set()
+    # The default threshold is a year.
+    assert kinds(evaluate({"us-east-1": [key(age_days=100)]}, NOW)) == set()
+
+
+def test_rotation_off_cannot_rotate_and_what_is_left_out() -> None:
+    off = key("off", rotation=RotationSettings())
+    hmac = key("hmac", key_spec="HMAC_256", key_usage="GENERATE_VERIFY_MAC", rotation=RotationSettings())
+    ecc = key("ecc", key_spec="ECC_NIST_P256", key_usage="SIGN_VERIFY", rotation=RotationSettings())
+    imported = key("imp", origin="EXTERNAL", rotation=RotationSettings())
+    managed = key("aws", extra={"key_manager": "AWS"})
+    leaving = key("gone", age_days=500, state=KeyState.PENDING_DELETION, rotation=RotationSettings())
+    found = evaluate({"us-east-1": [off, hmac, ecc, imported, managed, leaving]}, NOW, SETTINGS)
+    assert kinds(found, "off") == {"rotation-off"}
+    assert kinds(found, "hmac") == kinds(found, "ecc") == kinds(found, "imp") == {"cannot-rotate"}
+    assert kinds(found, "aws") == kinds(found, "gone") == set()
+    assert counts(found) == {("us-east-1", "rotation-off"): 1, ("us-east-1", "cannot-rotate"): 3}
+
+
+@dataclass(frozen=True)
+class ImportedVersion(MaterialVersion):
+    """A material version as the import feature may keep it: with its own expiry."""
+
+    valid_to: float | None = None
+
+
+def test_imported_material_expiry_is_read_wherever_it_is_kept() -> None:
+    in_extra = key("a", origin="EXTERNAL", extra={"valid_to": NOW + 10 * DAY})
+    iso = key("b", origin="EXTERNAL",
+              extra={"ValidTo": datetime.fromtimestamp(NOW + 40 * DAY, UTC).isoformat().replace("+00:00", "Z")})
+    base = key("c", origin="EXTERNAL")
+    version = ImportedVersion(base.materials[0].material, base.materials[0].created, None, NOW - DAY)
+    expired = base.with_changes(materials=(version,))
+    never = key("d", origin="EXTERNAL", extra={"valid_to": None})
+    generated = key("e", extra={"valid_to": NOW})  # AWS_KMS material never expires, whatever an extra says
+    assert material_expiry(in_extra) == NOW + 10 * DAY and material_expiry(iso) == NOW + 40 * DAY
+    assert material_expiry(expired) == NOW - DAY and material_expiry(never) is None is material_expiry(generated)
+    found = evaluate({"us-east-1": [in_extra, iso, expired, never, generated]}, NOW, SETTINGS)
+    expiring = {f.key_id: f for f in found if f.kind == "expiring"}
+    assert set(expiring) == {"a", "c"}
+    assert expiring["a"].detail == "imported key material expires in 10.0 days"
+    assert expiring["c"].detail == "imported key material expired 1 days ago"
+
+
+def test_a_replica_behind_its_primary_rotation_is_reported() -> None:
+    state = MultiRegionState("us-east-1", ("eu-west-1",), epoch=1, version=2)
+    primary = key("mrk-1", mrk=state, multi_region=True)
+    replica = primary.with_changes(region="eu-west-1")
+    assert evaluate({"us-east-1": [primary], "eu-west-1": [replica]}, NOW, SETTINGS) == []
+    fresh = MaterialVersion(new_material("mrk-1"), NOW, "ON_DEMAND")
+    rotated = primary.with_changes(materials=(*primary.materials, fresh), current_material_id=fresh.material_id)
+    (lag,) = evaluate({"us-east-1": [rotated], "eu-west-1": [replica]}, NOW, SETTINGS)
+    assert (lag.kind, lag.region, lag.key_id) == ("replica-lag", "eu-west-1", "mrk-1")
+    assert "us-east-1" in lag.detail and "1 material version(s)" in lag.detail
+
+
+def test_the_notifier_sends_each_crossing_once_and_remembers_across_restarts(tmp_path: Path) -> None:
+    clock = FixedClock(NOW)
+    region = Region(RegionIdentity("us-east-1", "111122223333"), MemoryStore(), RootKey.from_bytes(bytes(32)),
+                    clock)
+    old = key(age_days=120)
+    region.commit(keys=[old])
+    sink = tmp_path / "notes.jsonl"
+
+    def notifier() -> ComplianceNotifier:
+        return ComplianceNotifier({"us-east-1": region}, clock, SETTINGS, Sinks(file=sink), tmp_path)
+
+    assert asyncio.run(notifier().tick()) == 1
+    first = notifier()
+    assert asyncio.run(first.tick()) == 0  # remembered in the data directory
+    (line,) = sink.read_text().splitlines()
+    assert json.loads(line)["event"] == "RotationAgeExceeded"
+    # A rotation and another crossing of the new material: a new notification.
+    fresh = MaterialVersion(new_material("k1"), NOW, "AUTOMATIC")
+    region.commit(keys=[old.with_changes(materials=(*old.materials, fresh), current_material_id=fresh.material_id)])
+    clock.advance(91 * DAY)
+    assert asyncio.run(first.tick()) == 1
