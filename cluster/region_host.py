@@ -4,6 +4,7 @@ gateway workers (cluster/gateway_worker.py) and is the process they follow."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import pickle
@@ -14,6 +15,7 @@ from cluster.admin import AdminApi
 from cluster.clock_control import ClockControl
 from cluster.compliance_watch import compliance_report, settings_of
 from cluster.compose import HostJobs, Parts, compose, host_jobs
+from cluster.cost_meter import cost_report
 from cluster.fault_control import FaultControl, RegionSite
 from cluster.files import remove_cluster_file, write_cluster_file
 from cluster.gateway import Gateway
@@ -51,7 +53,17 @@ class RegionHost:
 
     def admin(self) -> AdminApi:
         return AdminApi(self.parts.admin_token, self.status, self.clock.state, self.clock.advance, self.faults.apply,
-                        identity={"worker": 0, "pid": os.getpid()}, reports={"compliance": self.compliance})
+                        identity={"worker": 0, "pid": os.getpid()},
+                        reports={"compliance": self.compliance, "cost": self.cost})
+
+    async def cost(self, query: Mapping[str, str]) -> dict[str, Any]:
+        regions = {n: r for n, r in self.parts.regions.items() if query.get("region") in (None, n)}
+        if not regions:
+            raise ValueError(f"unknown region {query.get('region')!r}")
+        now = self.parts.clock.now()
+        # The key records as they are now, taken on the event loop; the logs are read off it.
+        keys = {n: list(r.region.keys.values()) for n, r in regions.items()}
+        return await asyncio.to_thread(cost_report, keys, {n: r.trail for n, r in regions.items()}, query, now)
 
     async def compliance(self, query: Mapping[str, str]) -> dict[str, Any]:
         regions = {name: r.region for name, r in self.parts.regions.items()}
