@@ -163,3 +163,21 @@ def test_what_a_customer_may_not_do_to_a_managed_key(cluster: RunningCluster, km
     after = kms.describe_key(KeyId=key_id)["KeyMetadata"]
     assert (after["KeyState"], after["Description"]) == ("Enabled", S3_DESCRIPTION)
     assert kms.list_resource_tags(KeyId=key_id)["Tags"] == []
+
+
+def test_unknown_aws_aliases_and_paging_over_the_predefined_ones(cluster: RunningCluster, kms: Any) -> None:
+    for name in ("alias/aws/not-a-service", "alias/aws/" + "x" * 200):
+        assert error(kms.describe_key, KeyId=name) == {
+            "Code": "NotFoundException", "Status": 400,
+            "Message": f"Alias arn:aws:kms:us-east-1:{ACCOUNT}:{name} is not found."}
+    keys_before = {k["KeyId"] for k in kms.list_keys(Limit=1000)["Keys"]}
+    paged: list[str] = []
+    kwargs: dict[str, Any] = {"Limit": 3}
+    while True:
+        page = kms.list_aliases(**kwargs)
+        paged += [a["AliasName"] for a in page["Aliases"]]
+        if not page["Truncated"]:
+            break
+        kwargs["Marker"] = page["NextMarker"]
+    assert paged == sorted(_aliases(kms)) and len(paged) == len(set(paged))
+    assert {k["KeyId"] for k in kms.list_keys(Limit=1000)["Keys"]} == keys_before  # listing creates nothing
