@@ -9,7 +9,9 @@ the account may read its metadata directly."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 MANAGED_ALIAS_PREFIX = "alias/aws/"
@@ -81,7 +83,7 @@ def _service(alias_suffix: str, name: str, protects: str, policy_id: str, *, via
 
 # alias/aws/<service> → the service: those whose key description and policy AWS's keys show (other services that
 # once had AWS managed keys are left out rather than guessed).
-SERVICES: dict[str, ManagedService] = {s.alias: s for s in (
+SERVICES: Mapping[str, ManagedService] = MappingProxyType({s.alias: s for s in (
     _service("backup", "Backup", "Backup data", "auto-backup-1",
              actions=("kms:CreateGrant", "kms:Decrypt", "kms:GenerateDataKey*")),
     _service("codecommit", "CodeCommit", "CodeCommit repositories", "auto-codecommit-2", actions=_NO_GRANTS,
@@ -106,7 +108,7 @@ SERVICES: dict[str, ManagedService] = {s.alias: s for s in (
     _service("sqs", "Simple Queue Service (SQS)", "SQS messages", "auto-sqs-1"),
     _service("ssm", "SSM", "SSM parameters", "auto-ssm-1", actions=_NO_GRANTS, revoke_grant=False),
     _service("xray", "X-Ray", "X-Ray data", "auto-xray-1"),
-)}
+)})
 
 
 def managed_service(alias_name: str) -> ManagedService | None:

@@ -119,3 +119,15 @@ def test_bad_fail_on_and_unknown_region_are_usage_errors(cluster: RunningCluster
     assert bad.returncode == 2 and "--fail-on takes" in bad.stderr
     unknown = cluster.trent("compliance", "--region", "mars-north-1", check=False)
     assert unknown.returncode == 2 and "unknown region 'mars-north-1'" in unknown.stderr
+
+
+def test_reports_need_the_admin_token(cluster: RunningCluster) -> None:
+    import urllib.error
+    import urllib.request
+
+    for path in ("/_trent/compliance", "/_trent/cost"):
+        for headers in ({}, {"X-Trent-Admin-Token": "wrong"}, {"Authorization": "AWS4-HMAC-SHA256 x"}):
+            request = urllib.request.Request(cluster.gateway_url + path, headers=headers)
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(request, timeout=10)
+            assert info.value.code == 403, (path, headers)

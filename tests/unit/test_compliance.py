@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from cluster.compliance_watch import ComplianceNotifier, Sinks
 from node.clock import FixedClock
 from node.compliance import ComplianceSettings, Finding, counts, evaluate, material_expiry
@@ -121,3 +123,21 @@ def test_the_notifier_sends_each_crossing_once_and_remembers_across_restarts(tmp
     region.commit(keys=[old.with_changes(materials=(*old.materials, fresh), current_material_id=fresh.material_id)])
     clock.advance(91 * DAY)
     assert asyncio.run(first.tick()) == 1
+
+
+def test_compliance_config_keys(tmp_path: Path) -> None:
+    from node.config import ConfigError, load_config
+
+    config = tmp_path / "trent.toml"
+    config.write_text('compliance_max_age_days = 90\ncompliance_expiry_days = 7\n'
+                      'compliance_webhook = "https://hooks.example/kms"\ncompliance_file = "notes.jsonl"\n')
+    loaded = load_config(config)
+    assert (loaded.compliance_max_age_days, loaded.compliance_expiry_days, loaded.compliance_webhook,
+            loaded.compliance_file) == (90.0, 7.0, "https://hooks.example/kms", "notes.jsonl")
+    assert load_config(None).compliance_max_age_days == 365.0
+    for bad, message in (("compliance_max_age_days = 0", "positive"), ("compliance_expiry_days = -1", "negative"),
+                         ('compliance_webhook = "file:///etc/passwd"', "http"), ("compliance_max_age = 90",
+                                                                                 "did you mean")):
+        config.write_text(bad + "\n")
+        with pytest.raises(ConfigError, match=message):
+            load_config(config)

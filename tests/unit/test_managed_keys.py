@@ -113,3 +113,21 @@ def test_unused_predefined_aliases_list_without_target(region: Region) -> None:
     assert {a["AliasName"] for a in listed} == set(SERVICES)
     assert all(set(a) == {"AliasName", "AliasArn"} for a in listed)
     assert list_aliases(region, {}, context._replace(principal=OTHER))["Aliases"] == []
+
+
+def test_a_service_principal_makes_grants_for_aws_resources(region: Region) -> None:
+    from node.ops import keys as key_ops
+
+    authz = Authorizer(AccessSettings(True, {}))
+    only_for_resources = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": ROOT.arn}, "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:CreateGrant", "Resource": "*",
+         "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}}]})
+    context = RequestContext("r", "CreateKey", ROOT, "127.0.0.1", "unit", authz)
+    key_id = key_ops.create_key(region, {"Policy": only_for_resources}, context)["KeyMetadata"]["KeyId"]
+    grant = {"KeyId": key_id, "GranteePrincipal": S3.arn, "Operations": ["Decrypt"]}
+    _call(authz, region, S3, "CreateGrant", **grant)
+    app = Principal("AKIAAPP", "s", f"arn:aws:iam::{ACCT}:role/app", ACCT)
+    with pytest.raises(KmsError) as info:
+        _call(authz, region, app, "CreateGrant", **grant)
+    assert info.value.code == "AccessDeniedException"
