@@ -131,3 +131,11 @@ def test_a_service_principal_makes_grants_for_aws_resources(region: Region) -> N
     with pytest.raises(KmsError) as info:
         _call(authz, region, app, "CreateGrant", **grant)
     assert info.value.code == "AccessDeniedException"
+
+
+def test_provisioning_operations_are_declared_and_name_their_key_by_key_id() -> None:
+    from node.ops.managed import PROVISIONING_OPERATIONS
+
+    for name in PROVISIONING_OPERATIONS:
+        members = {action.member for action in REGISTRY[name].keys}
+        assert members & {"KeyId", "SourceKeyId", "DestinationKeyId"}, name
