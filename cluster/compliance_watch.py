@@ -85,6 +85,7 @@ class ComplianceNotifier:
         self._sent = self._load()
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
+        self._failing: set[str] = set()
 
     def _load(self) -> set[str]:
         try:
@@ -136,12 +137,21 @@ class ComplianceNotifier:
                 if sink in down or f"{sink}:{ident}" in self._sent:
                     continue
                 if await senders[sink](line):
+                    if sink in self._failing:
+                        self._failing.discard(sink)
+                        log.warning("compliance notifications to the %s are delivered again", sink)
                     self._sent.add(f"{sink}:{ident}")
                     self._save()
                     delivered += 1
                 else:
                     down.add(sink)
         return delivered
+
+    def _failed(self, sink: str, why: str) -> None:
+        """Said once when a sink starts failing (it is retried every tick), not once a tick."""
+        if sink not in self._failing:
+            self._failing.add(sink)
+            log.warning("%s; retrying every %g s", why, self.interval)
 
     async def _to_file(self, line: str) -> bool:
         assert self.sinks.file is not None
@@ -150,7 +160,7 @@ class ComplianceNotifier:
             with os.fdopen(fd, "a") as out:
                 out.write(line + "\n")
         except OSError as exc:
-            log.warning("cannot write compliance notification to %s: %s", self.sinks.file, exc)
+            self._failed("file", f"cannot write compliance notifications to {self.sinks.file}: {exc}")
             return False
         return True
 
@@ -162,9 +172,9 @@ class ComplianceNotifier:
             async with self._session.post(self.sinks.webhook, data=line,
                                           headers={"Content-Type": "application/json"}) as response:
                 if response.status >= 300:
-                    log.warning("compliance webhook answered %d", response.status)
+                    self._failed("webhook", f"the compliance webhook answered {response.status}")
                     return False
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("compliance webhook not reachable: %s", exc)
+            self._failed("webhook", f"the compliance webhook is not reachable: {exc}")
             return False
         return True

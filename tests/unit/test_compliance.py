@@ -141,3 +141,30 @@ def test_compliance_config_keys(tmp_path: Path) -> None:
         config.write_text(bad + "\n")
         with pytest.raises(ConfigError, match=message):
             load_config(config)
+
+
+def test_a_failing_sink_is_retried_and_does_not_hold_up_the_other(tmp_path: Path) -> None:
+    clock = FixedClock(NOW)
+    region = Region(RegionIdentity("us-east-1", "111122223333"), MemoryStore(), RootKey.from_bytes(bytes(32)),
+                    clock)
+    region.commit(keys=[key("a", age_days=120), key("b", age_days=150)])
+    blocked = tmp_path / "no-such-dir" / "notes.jsonl"
+    notifier = ComplianceNotifier({"us-east-1": region}, clock, SETTINGS,
+                                  Sinks(webhook="http://127.0.0.1:9/unreachable", file=tmp_path / "ok.jsonl"),
+                                  tmp_path)
+
+    async def run() -> tuple[int, int]:
+        await notifier.start()
+        try:
+            first = await notifier.tick()
+            return first, await notifier.tick()
+        finally:
+            await notifier.stop()
+
+    assert asyncio.run(run()) == (2, 0)  # the file got both; the webhook, refused, is retried each tick
+    assert len((tmp_path / "ok.jsonl").read_text().splitlines()) == 2
+    broken = ComplianceNotifier({"us-east-1": region}, clock, SETTINGS, Sinks(file=blocked), tmp_path / "other")
+    (tmp_path / "other").mkdir()
+    assert asyncio.run(broken.tick()) == 0
+    blocked.parent.mkdir()
+    assert asyncio.run(broken.tick()) == 2
