@@ -29,6 +29,7 @@ from node.model.managed import KEY_MANAGER_AWS
 from node.model.states import KeyState
 
 DAY = 86400.0
+LAST_SECOND = 253402300800.0  # 10000-01-01T00:00:00Z
 # The calls whose price depends on the key's spec (the pricing page's "requests that involve asymmetric keys").
 KEYED_CRYPTO = frozenset({"Encrypt", "Decrypt", "ReEncrypt", "Sign", "Verify", "GetPublicKey", "DeriveSharedSecret",
                           "Encapsulate", "Decapsulate"})
@@ -130,17 +131,23 @@ def parse_time(text: str | None, now: float) -> float | None:
     if text is None or not text.strip():
         return None
     try:
-        return float(text)
+        return _in_range(float(text), text)
     except ValueError:
         pass
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         try:
-            return now - parse_duration(text)
-        except ValueError:
+            return _in_range(now - parse_duration(text), text)
+        except (ValueError, OverflowError):
             raise ValueError(f"not a time or a duration: {text!r}") from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return _in_range((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp(), text)
+
+
+def _in_range(at: float, text: str) -> float:
+    if not 0 <= at < LAST_SECOND:  # also NaN and infinities
+        raise ValueError(f"not a time between 1970 and 9999: {text!r}")
+    return at
 
 
 def _month(at: float) -> str:

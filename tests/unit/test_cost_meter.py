@@ -114,7 +114,8 @@ def test_times_are_iso_epoch_or_a_duration_back() -> None:
     assert parse_time(str(T0), now) == T0
     assert parse_time("10d", now) == T0
     assert parse_time(None, now) is None
-    with pytest.raises(ValueError, match="not a time"):
-        parse_time("soon", now)
+    for bad in ("soon", "nan", "inf", "-5", "1e400", "99999999999999d", "0001-01-01T00:00:00Z"):
+        with pytest.raises(ValueError, match="not a time"):
+            parse_time(bad, now)
     with pytest.raises(ValueError, match="before"):
         estimate([], [], now, T0)
