@@ -5,7 +5,7 @@ event times), so a moved clock bills the time it skipped."""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -160,68 +160,81 @@ def estimate(keys: list[KeyInfo], events: Iterable[Mapping[str, Any]], since: fl
     if until < since:
         raise ValueError("--until is before --since")
     hour_month = 3600.0 * prices.hours_per_month
-    by_key: dict[str, dict[str, Any]] = {}
-    key_months = storage = 0.0
-    for info in keys:
-        end = min(until, info.billed_until) if info.billed_until is not None else until
-        start = max(since, info.created)
-        months = rotation_months = 0.0
-        if info.manager != KEY_MANAGER_AWS and end > start:  # AWS managed keys are stored free
-            months = (end - start) / hour_month
-            rotation_months = sum(max(0.0, end - max(start, at)) / hour_month
-                                  for at in info.rotations[:prices.billed_rotations])
-        usd = months * prices.key_month_usd + rotation_months * prices.rotation_month_usd
-        key_months += months
-        storage += usd
-        by_key[info.arn] = {"region": info.region, "spec": info.spec, "origin": info.origin,
-                            "manager": info.manager, "deleted": info.deleted, "key_months": round(months, 6),
-                            "rotation_months": round(rotation_months, 6), "storage_usd": usd, "requests": 0,
-                            "requests_usd": 0.0}
-    spec_of = {info.arn: info.spec for info in keys}
+    by_key = {info.arn: _storage(info, since, until, prices) for info in keys}
+    requests = _Requests(prices, {info.arn: info.spec for info in keys}, by_key)
     calls = sorted(((parse_cloudtrail_time(str(e.get("eventTime", ""))), e) for e in events
                     if e.get("eventType") == "AwsApiCall" and "errorCode" not in e),
                    key=lambda item: item[0])
-    free_left: Counter[str] = Counter()
-    classes: dict[str, dict[str, Any]] = {name: {"requests": 0, "billed": 0, "usd": 0.0} for name in prices.requests}
-    operations: dict[str, dict[str, Any]] = {}
-    total_requests = free_used = 0
-    requests_usd = 0.0
     for at, event in calls:
-        if not since <= at < until:
-            continue
-        kind = request_class(event, spec_of)
-        price = prices.requests[kind]
-        month = _month(at)
-        if month not in free_left:
-            free_left[month] = prices.free_tier_requests
-        free = price.free_tier and free_left[month] > 0
-        if free:
-            free_left[month] -= 1
-            free_used += 1
-        usd = 0.0 if free else price.usd_per_10k / 10_000
-        total_requests += 1
-        requests_usd += usd
-        line = classes[kind]
-        line["requests"] += 1
-        line["billed"] += 0 if free else 1
-        line["usd"] += usd
-        op = operations.setdefault(str(event.get("eventName")), {"requests": 0, "usd": 0.0})
-        op["requests"] += 1
-        op["usd"] += usd
-        arn = _first_arn(event)
-        if arn is not None and arn in by_key:
-            by_key[arn]["requests"] += 1
-            by_key[arn]["requests_usd"] += usd
+        if since <= at < until:
+            requests.add(at, event)
+    storage = sum(line["storage_usd"] for line in by_key.values())
     return {
         "since": since, "until": until, "since_iso": cloudtrail_time(since), "until_iso": cloudtrail_time(until),
         "months": (until - since) / hour_month, "prices": prices.describe(),
-        "key_months": key_months, "key_storage_usd": storage,
-        "requests": total_requests, "free_tier_used": free_used, "requests_usd": requests_usd,
-        "total_usd": storage + requests_usd,
-        "by_class": classes,
-        "by_operation": dict(sorted(operations.items(), key=lambda item: (-item[1]["usd"], item[0]))),
+        "key_months": sum(line["key_months"] for line in by_key.values()), "key_storage_usd": storage,
+        "requests": requests.count, "free_tier_used": requests.free_used, "requests_usd": requests.usd,
+        "total_usd": storage + requests.usd,
+        "by_class": requests.classes,
+        "by_operation": dict(sorted(requests.operations.items(), key=lambda item: (-item[1]["usd"], item[0]))),
         "by_key": by_key,
     }
+
+
+def _storage(info: KeyInfo, since: float, until: float, prices: PriceTable) -> dict[str, Any]:
+    """One key's storage over the window: $1 a key-month while not scheduled for deletion, and $1 more from each
+    of the first (billed) rotations; AWS managed keys are stored free."""
+    hour_month = 3600.0 * prices.hours_per_month
+    end = min(until, info.billed_until) if info.billed_until is not None else until
+    start = max(since, info.created)
+    months = rotation_months = 0.0
+    if info.manager != KEY_MANAGER_AWS and end > start:
+        months = (end - start) / hour_month
+        rotation_months = sum(max(0.0, end - max(start, at)) / hour_month
+                              for at in info.rotations[:prices.billed_rotations])
+    return {"region": info.region, "spec": info.spec, "origin": info.origin, "manager": info.manager,
+            "deleted": info.deleted, "key_months": months, "rotation_months": rotation_months,
+            "storage_usd": months * prices.key_month_usd + rotation_months * prices.rotation_month_usd,
+            "requests": 0, "requests_usd": 0.0}
+
+
+class _Requests:
+    """Requests priced one by one, oldest first: the free tier of a calendar month goes to its first eligible ones."""
+
+    def __init__(self, prices: PriceTable, spec_of: Mapping[str, str], by_key: dict[str, dict[str, Any]]) -> None:
+        self.prices = prices
+        self.spec_of = spec_of
+        self.by_key = by_key
+        self.free_left: dict[str, int] = {}
+        self.classes: dict[str, dict[str, Any]] = {name: {"requests": 0, "billed": 0, "usd": 0.0}
+                                                   for name in prices.requests}
+        self.operations: dict[str, dict[str, Any]] = {}
+        self.count = self.free_used = 0
+        self.usd = 0.0
+
+    def add(self, at: float, event: Mapping[str, Any]) -> None:
+        kind = request_class(event, self.spec_of)
+        price = self.prices.requests[kind]
+        month = _month(at)
+        left = self.free_left.setdefault(month, self.prices.free_tier_requests)
+        free = price.free_tier and left > 0
+        if free:
+            self.free_left[month] = left - 1
+            self.free_used += 1
+        usd = 0.0 if free else price.usd_per_10k / 10_000
+        self.count += 1
+        self.usd += usd
+        line = self.classes[kind]
+        line["requests"] += 1
+        line["billed"] += 0 if free else 1
+        line["usd"] += usd
+        op = self.operations.setdefault(str(event.get("eventName")), {"requests": 0, "usd": 0.0})
+        op["requests"] += 1
+        op["usd"] += usd
+        arn = _first_arn(event)
+        if arn is not None and arn in self.by_key:
+            self.by_key[arn]["requests"] += 1
+            self.by_key[arn]["requests_usd"] += usd
 
 
 def cost_report(keys: Mapping[str, list[KeyRecord]], trails: Mapping[str, AuditTrail], query: Mapping[str, str],
