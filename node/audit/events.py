@@ -151,12 +151,12 @@ def api_call_event(
     *, operation: Operation, region: str, account: str, principal_arn: str, principal_account: str, access_key: str,
     at: float, source_ip: str, user_agent: str, host: str, request_id: str, params: Mapping[str, Any],
     response: Mapping[str, Any] | None, error_code: str | None, error_message: str | None,
-    resources: list[str], latency_ms: float, event_id_: str | None = None,
+    resources: list[str], latency_ms: float, event_id_: str | None = None, invoked_by: str | None = None,
 ) -> dict[str, Any]:
     # Built in CloudTrail's member order, the optional error members in their place.
     event: dict[str, Any] = {
         "eventVersion": EVENT_VERSION,
-        "userIdentity": user_identity(principal_arn, principal_account, access_key),
+        "userIdentity": user_identity(principal_arn, principal_account, access_key, invoked_by),
         "eventTime": cloudtrail_time(at),
         "eventSource": "kms.amazonaws.com",
         "eventName": operation.name,
@@ -189,6 +189,10 @@ def api_call_event(
     return event
 
 
+# A kind of call: operation, caller (ARN, account, access key), source IP, User-Agent, Host, keys, invoking service.
+_Kind = tuple[str, str, str, str, str, str, str, tuple[str, ...], str | None]
+
+
 class CallLineEncoder:
     """API calls straight to their JSON line, byte for byte ``orjson.dumps(api_call_event(...))``. Under load most of
     an event repeats from one call to the next (the caller, the operation, the key): that part is serialised once
@@ -203,13 +207,13 @@ class CallLineEncoder:
     def __init__(self, region: str, account: str) -> None:
         self.region = region
         self.account = account
-        self._frames: dict[tuple[str, str, str, str, str, str, str, tuple[str, ...]], tuple[bytes, bytes, bytes]] = {}
+        self._frames: dict[_Kind, tuple[bytes, bytes, bytes]] = {}
 
     def line(  # positional or by name: the trail passes them in order, once per request
         self, operation: Operation, principal_arn: str, principal_account: str, access_key: str, at: float,
         source_ip: str, user_agent: str, host: str, request_id: str, params: Mapping[str, Any],
         response: Mapping[str, Any] | None, error_code: str | None, error_message: str | None, resources: list[str],
-        latency_ms: float, event_id_: str,
+        latency_ms: float, event_id_: str, invoked_by: str | None = None,
     ) -> bytes:
         if error_code is not None:  # failures also log their (scrubbed) message: the general way
             return orjson.dumps(api_call_event(
@@ -217,10 +221,11 @@ class CallLineEncoder:
                 principal_account=principal_account, access_key=access_key, at=at, source_ip=source_ip,
                 user_agent=user_agent, host=host, request_id=request_id, params=params, response=response,
                 error_code=error_code, error_message=error_message, resources=resources, latency_ms=latency_ms,
-                event_id_=event_id_,
+                event_id_=event_id_, invoked_by=invoked_by,
             ))
         name = operation.name
-        kind = (name, principal_arn, principal_account, access_key, source_ip, user_agent, host, tuple(resources))
+        kind = (name, principal_arn, principal_account, access_key, source_ip, user_agent, host, tuple(resources),
+                invoked_by)
         frame = self._frames.get(kind)
         if frame is None:
             frame = self._frame(operation, kind)
@@ -240,16 +245,15 @@ class CallLineEncoder:
             own = orjson.dumps(owned)
         return b"".join((frame[0], _quoted_second(int(at)), frame[1], own[1:-1], frame[2]))
 
-    def _frame(self, operation: Operation,
-               kind: tuple[str, str, str, str, str, str, str, tuple[str, ...]]) -> tuple[bytes, bytes, bytes]:
+    def _frame(self, operation: Operation, kind: _Kind) -> tuple[bytes, bytes, bytes]:
         """The event of this kind of call cut around its time and around the members a call owns. Member names are
         found by their quoted form: inside a serialised string every quote is escaped, so they cannot be faked."""
-        _, principal_arn, principal_account, access_key, source_ip, user_agent, host, resources = kind
+        _, principal_arn, principal_account, access_key, source_ip, user_agent, host, resources, invoked_by = kind
         text = orjson.dumps(api_call_event(
             operation=operation, region=self.region, account=self.account, principal_arn=principal_arn,
             principal_account=principal_account, access_key=access_key, at=0.0, source_ip=source_ip,
             user_agent=user_agent, host=host, request_id="", params={}, response=None, error_code=None,
-            error_message=None, resources=list(resources), latency_ms=0.0, event_id_="",
+            error_message=None, resources=list(resources), latency_ms=0.0, event_id_="", invoked_by=invoked_by,
         ))
         time_at = text.index(b'"eventTime":') + len(b'"eventTime":')
         time_end = text.index(b',"eventSource":', time_at)
@@ -265,7 +269,8 @@ class CallLineEncoder:
 
 
 @functools.lru_cache(maxsize=256)
-def user_identity(principal_arn: str, principal_account: str, access_key: str) -> dict[str, Any]:
+def user_identity(principal_arn: str, principal_account: str, access_key: str,
+                  invoked_by: str | None = None) -> dict[str, Any]:
     """CloudTrail's userIdentity of a caller. Cached per caller, so the same dict is shared by many events: it is
     only ever serialised, never changed."""
     kind, name = _identity_kind(principal_arn)
@@ -273,6 +278,8 @@ def user_identity(principal_arn: str, principal_account: str, access_key: str) -
                                 "accountId": principal_account, "accessKeyId": access_key}
     if name is not None:
         identity["userName"] = name
+    if invoked_by is not None:
+        identity["invokedBy"] = invoked_by  # a call a service made for the principal (kms:ViaService)
     return identity
 
 

@@ -50,6 +50,7 @@ class AuditTrail:
             operation, principal.arn, principal.account, principal.access_key, at, source_ip, user_agent, host,
             request_id, params, response, None if error is None else error.code,
             None if error is None else error.message, resources, latency_ms, eid,
+            None if principal.via_service is None else f"{principal.via_service}.amazonaws.com",
         ))
         if error is None and operation.usage_tracked:
             # The event's own time (CloudTrail's whole seconds), so the answer is the same after a restart.

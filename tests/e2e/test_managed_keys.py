@@ -129,9 +129,21 @@ def test_a_service_using_an_alias_first_creates_its_key(cluster: RunningCluster,
     assert json.loads(kms.get_key_policy(KeyId=meta["KeyId"])["Policy"])["Statement"][0]["Condition"][
         "StringEquals"]["kms:ViaService"] == "ec2.us-east-1.amazonaws.com"
     # Audited like any key: the creation is KMS's own event, and the use is recorded against the key.
-    found = poll(lambda: json.loads(cluster.trent("audit", "--json", "--key", meta["KeyId"]).stdout.splitlines()[0])
-                 if cluster.trent("audit", "--json", "--key", meta["KeyId"]).stdout else None, timeout=20)
+    def first_event() -> dict[str, Any] | None:
+        lines = cluster.trent("audit", "--json", "--key", meta["KeyId"]).stdout.splitlines()
+        return json.loads(lines[0]) if lines else None
+
+    found = poll(first_event, timeout=20)
     assert found["eventName"] == "CreateKey" and found["eventType"] == "AwsServiceEvent"
+    # The service's call is recorded as CloudTrail records calls a service makes for a principal.
+    def service_call() -> dict[str, Any] | None:
+        lines = cluster.trent("audit", "--json", "--event", "GenerateDataKeyWithoutPlaintext", "--principal",
+                              "ec2.amazonaws.com").stdout.splitlines()
+        return json.loads(lines[-1]) if lines else None
+
+    used = poll(service_call, timeout=20)
+    assert used["userIdentity"]["invokedBy"] == "ec2.amazonaws.com"
+    assert used["userIdentity"]["arn"] == EC2_APP[2] and used["resources"][0]["ARN"] == meta["Arn"]
 
 
 def test_what_a_customer_may_not_do_to_a_managed_key(cluster: RunningCluster, kms: Any) -> None:
