@@ -145,7 +145,20 @@ class ComplianceNotifier:
                     delivered += 1
                 else:
                     down.add(sink)
+        self._forget_deleted()
         return delivered
+
+    def _forget_deleted(self) -> None:
+        """What was sent about keys that no longer exist is forgotten, so the remembered set does not only grow."""
+        gone = set()
+        for ident in self._sent:  # "<sink>:<region>/<key id>/<kind>/<material id>"
+            region_name, _, rest = ident.split(":", 1)[-1].partition("/")
+            region = self.regions.get(region_name)
+            if region is None or rest.split("/", 1)[0] not in region.keys:
+                gone.add(ident)
+        if gone:
+            self._sent -= gone
+            self._save()
 
     def _failed(self, sink: str, why: str) -> None:
         """Said once when a sink starts failing (it is retried every tick), not once a tick."""

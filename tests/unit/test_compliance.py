@@ -123,6 +123,10 @@ def test_the_notifier_sends_each_crossing_once_and_remembers_across_restarts(tmp
     region.commit(keys=[old.with_changes(materials=(*old.materials, fresh), current_material_id=fresh.material_id)])
     clock.advance(91 * DAY)
     assert asyncio.run(first.tick()) == 1
+    # A deleted key's entries are forgotten.
+    region.commit(delete_keys=["k1"])
+    assert asyncio.run(first.tick()) == 0
+    assert json.loads((tmp_path / "compliance-notified.json").read_text()) == []
 
 
 def test_compliance_config_keys(tmp_path: Path) -> None:
