@@ -14,6 +14,7 @@ from cluster.compose import HostJobs, Parts, compose, host_jobs
 from cluster.fault_control import FaultControl, RegionSite
 from cluster.files import remove_cluster_file, write_cluster_file
 from cluster.gateway import Gateway
+from cluster.metrics import ClusterCollector, clear_snapshots, metrics_routes
 from cluster.replication.shipper import outbox_route
 from cluster.serving import Servers, fixed
 from cluster.status import status_report
@@ -50,6 +51,17 @@ class RegionHost:
         return AdminApi(self.parts.admin_token, self.status, self.clock.state, self.clock.advance, self.faults.apply,
                         identity={"worker": 0, "pid": os.getpid()})
 
+    def metrics(self) -> ClusterCollector:
+        parts = self.parts
+
+        def state() -> dict[str, object]:
+            return {"faults": parts.faults.describe(), "clock_offset": parts.clock.offset,
+                    "audit_queue": {name: r.trail.sink.pending for name, r in parts.regions.items()}}
+
+        return ClusterCollector({name: r.region for name, r in parts.regions.items()}, parts.request_metrics(),
+                                lambda: self.jobs.replication.replications, state,
+                                self.config.data_dir if self.config.workers > 1 else None, parts.clock.now)
+
     def status(self) -> dict[str, object]:
         return status_report(self.parts, self.jobs.replication.replications, self.clock.state())
 
@@ -57,7 +69,9 @@ class RegionHost:
         parts = self.parts
         parts.publish_runtime()  # before any worker starts: faults of an earlier run are gone
         await self.jobs.background.start()  # the schedulers first do what fell due while the cluster was stopped
-        admin_routes = self.admin().routes()
+        clear_snapshots(self.config.data_dir)
+        admin_routes = [*self.admin().routes(),
+                        *metrics_routes(self.metrics(), parts.admin_token, self.config.metrics_open)]
         gate = parts.gate(follows_runtime=False)  # the host sets the shared clock and faults
         gateway = Gateway({name: r.endpoint for name, r in parts.regions.items()})
         await self.servers.serve(gateway.route, gate, admin_routes, self.config.port,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +18,7 @@ from node.audit.trail import AuditTrail
 from node.auth.authorizer import Authorizer
 from node.auth.principals import Principal, PrincipalDirectory
 from node.consistency import Consistency
+from node.metrics import NO_OPERATION, SUCCESS, RequestMetrics
 from node.model.errors import KmsError, internal
 from node.model.grants import grant_id_of_token
 from node.ops.registry import Operation, Registry, RequestContext
@@ -73,6 +74,9 @@ class _Call:
     response: dict[str, Any] | None = None
 
 
+# Decides whether a request may run now (request quotas); raises a KmsError (ThrottlingException) if not.
+Admission = Callable[[Region, Principal, str, Mapping[str, Any]], None]
+
 new_request_id = event_id  # the same random UUIDs; a name of its own, without a call more per request
 
 
@@ -96,6 +100,8 @@ class KmsEndpoint:
         audit: AuditTrail | None = None,
         authorizer: Authorizer | None = None,
         consistency: Consistency | None = None,
+        metrics: RequestMetrics | None = None,
+        admission: Admission | None = None,
     ) -> None:
         """``consistency``: other processes serve the region too (node/consistency.py): each request first catches
         up with their commits, and an operation that writes runs again when one of them committed first."""
@@ -111,6 +117,8 @@ class KmsEndpoint:
         self.audit = audit
         self.authorizer = authorizer
         self.consistency = consistency
+        self.metrics = metrics
+        self.admission = admission
 
     def handle(self, request: WireRequest) -> WireResponse:
         call = _Call(new_request_id(), time.perf_counter())
@@ -138,6 +146,11 @@ class KmsEndpoint:
             response = error_response(error, request_id)
         if self.audit is not None and call.principal is not None and call.operation is not None:
             self._audit(request, call, error)
+        metrics = self.metrics
+        if metrics is not None:
+            operation = call.operation
+            metrics.observe(NO_OPERATION if operation is None else operation.name,
+                            SUCCESS if error is None else error.code, time.perf_counter() - call.started)
         # Whatever the answer rests on (this request's commit, or an earlier one it read) is durable before it goes.
         response.durable = self.region.store.durable()
         return response
@@ -229,6 +242,9 @@ class KmsEndpoint:
             # It deletes what names its key (an alias, a grant): the audit record's key is found before it runs.
             # For every other call the request's keys are found afterwards, and only if the answer names none.
             call.named = self._named_keys(params)
+        if self.admission is not None:
+            # Request quotas (--quotas aws): after validation, so a malformed call gets its own error first.
+            self.admission(self.region, principal, name, params)
         context = RequestContext(request_id, name, principal, request.remote, request.headers.get("User-Agent", ""),
                                  self.authorizer)
         consistency = self.consistency
