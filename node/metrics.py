@@ -16,50 +16,70 @@ NO_OPERATION = "-"  # a request refused before its operation was known (a bad si
 
 
 class RequestMetrics:
-    """Counts by (operation, error code) and a latency histogram by operation, for one region."""
+    """For one region: per (operation, error code) a latency histogram whose buckets also count the requests, and
+    the requests a fault refused before they were timed."""
 
-    __slots__ = ("counts", "latency", "region")
+    __slots__ = ("refused", "region", "series")
 
     def __init__(self, region: str) -> None:
         self.region = region
-        self.counts: dict[tuple[str, str], int] = {}
-        # operation -> [one count per bucket (not cumulative), the count above the last bucket, the sum of seconds]
-        self.latency: dict[str, list[float]] = {}
+        # (operation, error code) -> [one count per bucket (not cumulative), the count above the last bucket,
+        # the sum of seconds]: one lookup per request does both the count and the histogram.
+        self.series: dict[tuple[str, str], list[float]] = {}
+        self.refused: dict[tuple[str, str], int] = {}
 
     def observe(self, operation: str, error_code: str, seconds: float) -> None:
         """One answered request that reached the endpoint."""
-        key = (operation, error_code)
-        counts = self.counts
-        counts[key] = counts.get(key, 0) + 1
-        histogram = self.latency.get(operation)
-        if histogram is None:
-            histogram = self.latency[operation] = [0.0] * (len(LATENCY_BUCKETS) + 2)
-        histogram[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        histogram[-1] += seconds
+        series = self.series.get((operation, error_code))
+        if series is None:
+            series = self.series[(operation, error_code)] = [0.0] * _WIDTH
+        series[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        series[-1] += seconds
 
     def count(self, operation: str, error_code: str) -> None:
         """A request refused before its region's endpoint (an injected fault): counted, not timed."""
         key = (operation, error_code)
-        self.counts[key] = self.counts.get(key, 0) + 1
+        self.refused[key] = self.refused.get(key, 0) + 1
+
+    @property
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Requests by (operation, error code), timed or not."""
+        out = {key: int(sum(series[:-1])) for key, series in self.series.items()}
+        for key, n in self.refused.items():
+            out[key] = out.get(key, 0) + n
+        return out
+
+    @property
+    def latency(self) -> dict[str, list[float]]:
+        """The histograms by operation (every error code together)."""
+        out: dict[str, list[float]] = {}
+        for (operation, _), series in self.series.items():
+            mine = out.setdefault(operation, [0.0] * _WIDTH)
+            for i, value in enumerate(series):
+                mine[i] += value
+        return out
 
     def snapshot(self) -> dict[str, Any]:
         """The counts as JSON-ready data (for another process to add to its own)."""
-        return {"counts": [[op, code, n] for (op, code), n in self.counts.items()],
-                "latency": {op: list(h) for op, h in self.latency.items()}}
+        return {"series": [[op, code, list(s)] for (op, code), s in self.series.items()],
+                "refused": [[op, code, n] for (op, code), n in self.refused.items()]}
 
     def add(self, snapshot: dict[str, Any]) -> None:
         """Add another process's ``snapshot`` of the same region to these counts."""
-        for op, code, n in snapshot.get("counts", ()):
-            key = (str(op), str(code))
-            self.counts[key] = self.counts.get(key, 0) + int(n)
-        for op, other in snapshot.get("latency", {}).items():
-            if len(other) != len(LATENCY_BUCKETS) + 2:
+        for op, code, other in snapshot.get("series", ()):
+            if not isinstance(other, list) or len(other) != _WIDTH:
                 continue  # written with other buckets: not comparable
-            mine = self.latency.setdefault(str(op), [0.0] * (len(LATENCY_BUCKETS) + 2))
+            mine = self.series.setdefault((str(op), str(code)), [0.0] * _WIDTH)
             for i, value in enumerate(other):
                 mine[i] += float(value)
+        for op, code, n in snapshot.get("refused", ()):
+            key = (str(op), str(code))
+            self.refused[key] = self.refused.get(key, 0) + int(n)
 
     def copy(self) -> RequestMetrics:
         out = RequestMetrics(self.region)
         out.add(self.snapshot())
         return out
+
+
+_WIDTH = len(LATENCY_BUCKETS) + 2
