@@ -11,6 +11,7 @@ import pickle
 from cluster.admin import AdminApi
 from cluster.clock_control import ClockControl
 from cluster.compose import HostJobs, Parts, compose, host_jobs
+from cluster.console import console_routes
 from cluster.fault_control import FaultControl, RegionSite
 from cluster.files import remove_cluster_file, write_cluster_file
 from cluster.gateway import Gateway
@@ -71,7 +72,9 @@ class RegionHost:
         await self.jobs.background.start()  # the schedulers first do what fell due while the cluster was stopped
         clear_snapshots(self.config.data_dir)
         admin_routes = [*self.admin().routes(),
-                        *metrics_routes(self.metrics(), parts.admin_token, self.config.metrics_open)]
+                        *metrics_routes(self.metrics(), parts.admin_token, self.config.metrics_open),
+                        *console_routes(parts.admin_token, self.status,
+                                        {name: r.region for name, r in parts.regions.items()}, self.config.data_dir)]
         gate = parts.gate(follows_runtime=False)  # the host sets the shared clock and faults
         gateway = Gateway({name: r.endpoint for name, r in parts.regions.items()})
         await self.servers.serve(gateway.route, gate, admin_routes, self.config.port,

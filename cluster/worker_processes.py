@@ -121,5 +121,5 @@ def forwarding_admin_routes(leader_admin: str, health: web.RouteDef) -> tuple[li
             await session.close()
 
     routes = [health, web.route("*", "/_trent/{name:status|clock|faults|metrics}", forward),
-              web.get("/metrics", forward)]
+              web.get("/metrics", forward), web.get("/_trent/console{tail:(/.*)?}", forward)]
     return routes, close
