@@ -120,6 +120,17 @@ def _clock(args: argparse.Namespace) -> int:
     return 0
 
 
+def _console(args: argparse.Namespace) -> int:
+    """The console's address with the admin token in its fragment (which a browser never sends to a server)."""
+    root = Path(args.data_dir)
+    try:
+        gateway, token = admin_address(root)
+    except OSError as exc:
+        raise SystemExit(f"trent: no running cluster found under {root} ({exc.strerror})") from exc
+    print(f"{gateway}/_trent/console#token={token}")
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     status = _admin_call(args.data_dir, "/_trent/status")
     if args.json:
@@ -242,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("regions", nargs="*", help="region(s), then the value for latency/errors/throttle")
     fault.add_argument("--data-dir", dest="data_dir", default=".trent")
     fault.set_defaults(func=_fault)
+    console = sub.add_parser("console", help="print the web console's address (with the admin token) to open")
+    console.add_argument("--data-dir", dest="data_dir", default=".trent")
+    console.set_defaults(func=_console)
     audit = sub.add_parser("audit", help="read the audit trail (CloudTrail-shaped), newest last")
     audit.add_argument("--region", help="only this region")
     audit.add_argument("--key", help="only events about this key (id or ARN)")

@@ -71,7 +71,9 @@ def test_the_console_shows_the_cluster_and_its_buttons_drive_faults_and_the_cloc
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{console.gateway_url}/_trent/console#token={token_of(console)}")
+    url = console.trent("console").stdout.strip()  # `trent console`: the address, the token in its fragment
+    assert url == f"{console.gateway_url}/_trent/console#token={token_of(console)}"
+    page.goto(url)
     sync_api.expect(health(page, "eu-west-1")).to_have_text("up")
     assert "token=" not in page.url  # the token left the address bar
 

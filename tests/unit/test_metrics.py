@@ -79,3 +79,23 @@ def test_a_torn_or_foreign_snapshot_is_skipped(tmp_path: Path) -> None:
     (tmp_path / "metrics" / "worker-1.json").write_text('{"regions": ')
     (tmp_path / "metrics" / "worker-2.json").write_text('[1, 2]')
     assert read_snapshots(tmp_path) == []
+
+
+def test_the_grafana_dashboard_queries_only_metrics_trent_exposes() -> None:
+    import json
+    import re
+
+    from cluster.running import ROOT
+
+    collector = ClusterCollector({}, {}, _Replications(), _state, None, lambda: 0.0)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    exposed: set[str] = set()
+    for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", generate_latest(registry).decode(), re.MULTILINE):
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}.get(kind, [""])
+        exposed.update(name.removesuffix("_total") + s for s in suffixes)
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"\btrent_[a-z_]+", target["expr"])}
+    assert queried and queried <= exposed, queried - exposed
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
