@@ -244,8 +244,8 @@ def metrics_routes(collector: Collector, token: str, open_to_all: bool) -> list[
 
 
 def metrics_authorized(request: web.BaseRequest, token: str) -> bool:
-    given = request.headers.get(TOKEN_HEADER)
-    if given is None:
+    given = request.headers.get(TOKEN_HEADER, "")
+    if not given:  # (a worker passing a scrape on sends the header empty)
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         given = credentials.strip() if scheme.lower() == "bearer" else ""
     return hmac.compare_digest(given.encode(), token.encode())

@@ -9,13 +9,16 @@ import re
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
 from botocore.exceptions import ClientError
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.loadgen import Call, Target, signed_request
 from tests.e2e.harness import RunningCluster, private_cluster
+from tests.e2e.test_metrics import scrape
 
 RATE = 40.0  # DescribeKey's quota in this cluster, requests per second
 _STATUS_RE = re.compile(rb"HTTP/1\.1 (\d{3})")
@@ -25,7 +28,7 @@ _LENGTH_RE = re.compile(rb"(?i)content-length:\s*(\d+)")
 @pytest.fixture(scope="module")
 def quotas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
     config = tmp_path_factory.mktemp("quota-config") / "trent.toml"
-    config.write_text(f'quotas = "aws"\nmetrics_open = true\n[quota_overrides]\nDescribeKey = {RATE}\n')
+    config.write_text(f'quotas = "aws"\n[quota_overrides]\nDescribeKey = {RATE}\n')
     yield from private_cluster(tmp_path_factory, "quotas", "--workers", "2", "--config", str(config), kill=False)
 
 
@@ -46,8 +49,10 @@ def _exchange(conn: socket.socket, raw: bytes) -> tuple[int, bytes]:
     return int(status[1]), body
 
 
-def hammer(cluster: RunningCluster, raw: bytes, seconds: float, threads: int = 6) -> list[tuple[float, int, bytes]]:
-    """Send ``raw`` back to back from ``threads`` connections for ``seconds``: (when answered, status, body)."""
+def hammer(cluster: RunningCluster, raw: bytes, seconds: float, threads: int = 6, pause: float = 0.004
+           ) -> list[tuple[float, int, bytes]]:
+    """Send ``raw`` from ``threads`` connections for ``seconds``, each waiting ``pause`` between its requests (far
+    more than the quota, without taking every core of the machine): (when answered, status, body)."""
     answers: list[tuple[float, int, bytes]] = []
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
@@ -58,6 +63,7 @@ def hammer(cluster: RunningCluster, raw: bytes, seconds: float, threads: int = 6
             while time.monotonic() < stop_at:
                 status, body = _exchange(conn, raw)
                 mine.append((time.monotonic(), status, body))
+                time.sleep(pause)
         with lock:
             answers.extend(mine)
 
@@ -102,3 +108,22 @@ def test_each_quota_is_its_own_and_boto3_sees_throttling(quotas: RunningCluster)
     assert kms.encrypt(KeyId=key_id, Plaintext=b"x")["KeyId"].endswith(key_id)
     other = quotas.client("us-east-1")
     assert other.describe_key(KeyId=other.create_key()["KeyMetadata"]["KeyId"])["KeyMetadata"]["Enabled"]
+
+
+def test_throttles_are_counted_and_every_process_serves_metrics_and_the_console(quotas: RunningCluster) -> None:
+    """A worker passes /metrics and the console to the leader, with the caller's token, whichever answers."""
+    token = (quotas.data_dir / "admin.token").read_text().strip()
+    totals = set()
+    for _ in range(10):  # new connections: both processes answer some
+        status, content_type, text = scrape(quotas, {"Authorization": f"Bearer {token}"})
+        assert status == 200 and content_type.startswith("text/plain"), text
+        assert scrape(quotas)[0] == 403
+        found = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                 for f in text_string_to_metric_families(text) for s in f.samples}
+        totals.add(found[("trent_requests_total", (("error_code", "ThrottlingException"),
+                                                   ("operation", "DescribeKey"), ("region", "us-east-1")))])
+        page = urllib.request.Request(quotas.gateway_url + "/_trent/console/state",
+                                      headers={"X-Trent-Admin-Token": token})
+        with urllib.request.urlopen(page, timeout=30) as answer:
+            assert set(json.loads(answer.read())["regions"]) == set(quotas.regions)
+    assert min(totals) > 0
