@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.loadgen import Call, Target, signed_request
 from tests.e2e.harness import RunningCluster, poll, private_cluster
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -155,3 +157,31 @@ def test_workers_counts_add_up_and_open_metrics_need_no_token(workers: RunningCl
     by_worker = json.loads((workers.data_dir / "metrics" / "worker-1.json").read_text())
     series = by_worker["regions"]["ap-northeast-2"]["series"]
     assert sum(sum(s[:-1]) for op, code, s in series if (op, code) == ("DescribeKey", "NotFoundException")) > 0
+
+
+def test_a_made_up_operation_mints_no_label_and_assets_are_only_the_consoles(cluster: RunningCluster) -> None:
+    raw = signed_request(Target("127.0.0.1", cluster.port, "us-east-1"), Call("MadeUpOperation7f3a", b"{}"),
+                         keep_alive=False)
+    before = value(samples(cluster), "trent_requests_total", region="us-east-1", operation="-",
+                   error_code="UnknownOperationException")
+    with socket.create_connection(("127.0.0.1", cluster.port)) as conn:
+        conn.sendall(raw)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    assert b"UnknownOperationException" in answer
+    status, _, text = scrape(cluster, {"X-Trent-Admin-Token": token(cluster)})
+    assert "MadeUpOperation7f3a" not in text
+    found = samples(cluster)
+    assert value(found, "trent_requests_total", region="us-east-1", operation="-",
+                 error_code="UnknownOperationException") - before == 1
+    for path in ("/_trent/console/assets/index.html", "/_trent/console/assets/..%2Fconsole.py",
+                 "/_trent/console/assets/console.py"):
+        try:
+            urllib.request.urlopen(cluster.gateway_url + path, timeout=10)
+            raise AssertionError(f"{path} was served")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404
+    with urllib.request.urlopen(cluster.gateway_url + "/_trent/console/assets/console.js", timeout=10) as answer:
+        assert answer.headers["Content-Type"].startswith("text/javascript")
+        assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
