@@ -171,7 +171,7 @@ def test_a_made_up_operation_mints_no_label_and_assets_are_only_the_consoles(clu
             answer += chunk
     assert b"UnknownOperationException" in answer
     status, _, text = scrape(cluster, {"X-Trent-Admin-Token": token(cluster)})
-    assert "MadeUpOperation7f3a" not in text
+    assert status == 200 and "MadeUpOperation7f3a" not in text
     found = samples(cluster)
     assert value(found, "trent_requests_total", region="us-east-1", operation="-",
                  error_code="UnknownOperationException") - before == 1
