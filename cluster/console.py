@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from cluster.admin import _authorized
+from cluster.metrics import metrics_authorized
 from node.audit.sink import current_files
 from node.service import Region
 
@@ -110,7 +110,7 @@ def console_routes(token: str, status: Callable[[], dict[str, Any]], regions: Ma
         return web.Response(body=_asset(name), content_type=ASSETS[name], headers=_HEADERS)
 
     async def state(request: web.Request) -> web.Response:
-        if not _authorized(request, token):
+        if not metrics_authorized(request, token):
             return web.json_response({"error": "admin token required"}, status=403, headers=_HEADERS)
         doc = status()
         doc["keys"] = {name: key_rows(region) for name, region in regions.items()}

@@ -244,6 +244,7 @@ def metrics_routes(collector: Collector, token: str, open_to_all: bool) -> list[
 
 
 def metrics_authorized(request: web.BaseRequest, token: str) -> bool:
+    """The admin token, in the admin header or as a bearer token."""
     given = request.headers.get(TOKEN_HEADER, "")
     if not given:  # (a worker passing a scrape on sends the header empty)
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")

@@ -16,6 +16,7 @@ from typing import Any
 from node.auth.policy import parse_policy
 from node.auth.principals import Principal
 from node.model.errors import KmsError
+from node.quotas.aws_table import QUOTA_NAMES
 from node.store.factory import BACKENDS as STORE_BACKENDS
 
 DEFAULT_ACCOUNT = "111122223333"
@@ -273,7 +274,6 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
 
 def _observability_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
     """metrics_open, quotas and quota_overrides."""
-    from node.quotas.aws_table import QUOTA_NAMES  # the table is read only when a config names quotas
     changes: dict[str, Any] = {}
     if "metrics_open" in raw:
         if not isinstance(raw["metrics_open"], bool):
