@@ -28,8 +28,9 @@ _LENGTH_RE = re.compile(rb"(?i)content-length:\s*(\d+)")
 @pytest.fixture(scope="module")
 def quotas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
     config = tmp_path_factory.mktemp("quota-config") / "trent.toml"
-    config.write_text(f'quotas = "aws"\n[quota_overrides]\nDescribeKey = {RATE}\n')
-    yield from private_cluster(tmp_path_factory, "quotas", "--workers", "2", "--config", str(config), kill=False)
+    config.write_text(f'[quota_overrides]\nDescribeKey = {RATE}\n')  # in force with the flag's quotas
+    yield from private_cluster(tmp_path_factory, "quotas", "--workers", "2", "--quotas", "aws", "--config", str(config),
+                               kill=False)
 
 
 def _exchange(conn: socket.socket, raw: bytes) -> tuple[int, bytes]:
