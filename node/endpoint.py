@@ -242,14 +242,15 @@ class KmsEndpoint:
             # It deletes what names its key (an alias, a grant): the audit record's key is found before it runs.
             # For every other call the request's keys are found afterwards, and only if the answer names none.
             call.named = self._named_keys(params)
-        if self.admission is not None:
-            # Request quotas (--quotas aws): after validation, so a malformed call gets its own error first.
-            self.admission(self.region, principal, name, params)
         context = RequestContext(request_id, name, principal, request.remote, request.headers.get("User-Agent", ""),
                                  self.authorizer)
         consistency = self.consistency
         if consistency is not None:
             consistency.before_request()
+        if self.admission is not None:
+            # Request quotas (--quotas aws): after validation, so a malformed call gets its own error first; after
+            # the catch-up, so the key that decides a cryptographic call's quota is found whichever process made it.
+            self.admission(self.region, principal, name, params)
         authorizer, region, handler = self.authorizer, self.region, operation.handler
         if authorizer is not None:
             # After validation and key resolution, before the key's state: the order AWS checks in.
