@@ -249,7 +249,8 @@ def host_jobs(parts: Parts) -> HostJobs:
 def worker_jobs(parts: Parts, worker_id: int | None = None) -> Jobs:
     jobs: list[Component] = [KeyPairPoolJob(parts.key_pairs), AuditFlushing(_trails(parts))]
     if worker_id is not None:  # its request counts, for the host's /metrics
-        jobs.append(MetricsSnapshots(parts.request_metrics(), parts.config.data_dir, worker_id))
+        jobs.append(MetricsSnapshots(parts.request_metrics(), parts.config.data_dir, worker_id,
+                                     lambda: {name: r.trail.sink.pending for name, r in parts.regions.items()}))
     return Jobs(jobs)
 
 

@@ -67,14 +67,17 @@ class MetricsSnapshots(Periodic):
     """A worker's job: its request counts to ``<data dir>/metrics/worker-<id>.json`` every second, and at stop."""
 
     def __init__(self, metrics: Mapping[str, RequestMetrics], data_dir: Path, worker_id: int,
-                 interval: float = SNAPSHOT_SECONDS) -> None:
+                 audit_queue: Callable[[], Mapping[str, int]] = dict, interval: float = SNAPSHOT_SECONDS) -> None:
+        """``audit_queue``: this process's audit records not yet fsynced, per region."""
         super().__init__("metrics snapshots", interval, self.write)
         self.metrics = metrics
+        self.audit_queue = audit_queue
         self.path = snapshot_dir(data_dir) / f"worker-{worker_id}.json"
 
     def write(self) -> None:
         self.path.parent.mkdir(mode=0o700, exist_ok=True)
-        doc = {"pid": os.getpid(), "regions": {name: m.snapshot() for name, m in self.metrics.items()}}
+        doc = {"pid": os.getpid(), "regions": {name: m.snapshot() for name, m in self.metrics.items()},
+               "audit_queue": dict(self.audit_queue())}
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text(json.dumps(doc))
         os.replace(tmp, self.path)  # a reader sees the old snapshot or the new one, never half of one
@@ -125,25 +128,26 @@ class ClusterCollector(Collector):
         self.now = now
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._requests()
+        workers = read_snapshots(self.data_dir) if self.data_dir is not None else []
+        yield from self._requests(workers)
         yield from self._keys()
         yield from self._replication()
-        yield from self._runtime()
+        yield from self._runtime(workers)
 
-    def _merged(self) -> dict[str, RequestMetrics]:
+    def _merged(self, workers: list[dict[str, Any]]) -> dict[str, RequestMetrics]:
         merged = {name: m.copy() for name, m in self.metrics.items()}
-        for doc in read_snapshots(self.data_dir) if self.data_dir is not None else ():
+        for doc in workers:
             for name, snapshot in doc["regions"].items():
                 if name in merged and isinstance(snapshot, dict):
                     merged[name].add(snapshot)
         return merged
 
-    def _requests(self) -> Iterator[Metric]:
+    def _requests(self, workers: list[dict[str, Any]]) -> Iterator[Metric]:
         requests = CounterMetricFamily("trent_requests", "KMS requests answered, by region, operation and error code "
                                        "(OK: success)", labels=["region", "operation", "error_code"])
         latency = HistogramMetricFamily("trent_request_duration_seconds", "Time from a request reaching its "
                                         "region's endpoint to its answer", labels=["region", "operation"])
-        for region, m in sorted(self._merged().items()):
+        for region, m in sorted(self._merged(workers).items()):
             for (operation, code), n in sorted(m.counts.items()):
                 requests.add_metric([region, operation, code], n)
             for operation, histogram in sorted(m.latency.items()):
@@ -195,11 +199,16 @@ class ClusterCollector(Collector):
                 linked.add_metric([name, peer], 1 if lag["connected"] else 0)
         yield from (lag_s, lag_n, depth, linked, head)
 
-    def _runtime(self) -> Iterator[Metric]:
+    def _runtime(self, workers: list[dict[str, Any]]) -> Iterator[Metric]:
         state = self.state()
+        queued = dict(state["audit_queue"])
+        for doc in workers:
+            for name, n in (doc.get("audit_queue") or {}).items():
+                if name in queued and isinstance(n, int):
+                    queued[name] += n
         faults = state["faults"]
         audit = GaugeMetricFamily("trent_audit_queue", "Audit records written but not yet fsynced, per region "
-                                  "(this process)", labels=["region"])
+                                  "(every process)", labels=["region"])
         down = GaugeMetricFamily("trent_fault_down", "1 while a fault holds the region down", labels=["region"])
         latency = GaugeMetricFamily("trent_fault_latency_seconds", "Injected latency per request",
                                     labels=["region"])
@@ -210,7 +219,7 @@ class ClusterCollector(Collector):
         partition = GaugeMetricFamily("trent_fault_partition", "1 while two regions cannot replicate",
                                       labels=["region", "peer"])
         for name in sorted(self.regions):
-            audit.add_metric([name], state["audit_queue"].get(name, 0))
+            audit.add_metric([name], queued.get(name, 0))
             down.add_metric([name], 1 if name in faults["down"] else 0)
             latency.add_metric([name], faults["latency_ms"].get(name, 0.0) / 1000)
             errors.add_metric([name], faults["errors_percent"].get(name, 0.0) / 100)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cluster.metrics import ClusterCollector, MetricsSnapshots, clear_snapshots, read_snapshots
 from node.metrics import LATENCY_BUCKETS, RequestMetrics
+from node.service import Region
 
 
 def test_counts_and_latency_buckets() -> None:
@@ -40,6 +41,10 @@ def test_snapshots_add_up() -> None:
     assert a.counts == {("Sign", "OK"): 1}  # a copy, not the live counts
 
 
+class _NoKeys:
+    keys: dict[str, object] = {}
+
+
 class _Replications:
     def __call__(self) -> dict[str, Any]:
         return {}
@@ -57,9 +62,10 @@ def test_a_scrape_adds_the_workers_snapshots(tmp_path: Path) -> None:
     worker = {"us-east-1": RequestMetrics("us-east-1")}
     worker["us-east-1"].observe("Encrypt", "OK", 0.001)
     worker["us-east-1"].observe("Encrypt", "OK", 0.001)
-    MetricsSnapshots(worker, tmp_path, worker_id=1).write()
+    MetricsSnapshots(worker, tmp_path, worker_id=1, audit_queue=lambda: {"us-east-1": 4, "elsewhere": 9}).write()
     assert len(read_snapshots(tmp_path)) == 1
-    collector = ClusterCollector({}, {"us-east-1": host}, _Replications(), _state, tmp_path, lambda: 0.0)
+    collector = ClusterCollector({"us-east-1": cast(Region, _NoKeys())}, {"us-east-1": host}, _Replications(), _state,
+                                 tmp_path, lambda: 0.0)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     found = {(s.name, tuple(sorted(s.labels.items()))): s.value
@@ -69,6 +75,7 @@ def test_a_scrape_adds_the_workers_snapshots(tmp_path: Path) -> None:
     assert found[("trent_request_duration_seconds_count", (("operation", "Encrypt"), ("region", "us-east-1")))] == 3
     assert found[("trent_fault_partition", (("peer", "us-east-1"), ("region", "eu-west-1")))] == 1
     assert found[("trent_clock_offset_seconds", ())] == 86400.0
+    assert found[("trent_audit_queue", (("region", "us-east-1"),))] == 3 + 4  # the host's and the worker's
     assert host.counts == {("Encrypt", "OK"): 1}  # the scrape did not add the worker's counts to the live ones
     clear_snapshots(tmp_path)
     assert read_snapshots(tmp_path) == []
