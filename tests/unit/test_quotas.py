@@ -85,8 +85,9 @@ def test_processes_share_one_bucket(tmp_path: Path) -> None:
     for p in procs:
         p.join(30)
     total = sum(out.get(timeout=5) for _ in procs)
-    # 50/s for two seconds plus the first second's burst, whatever the number of processes.
-    assert 100 <= total <= 160, total
+    # At most 50/s for two seconds plus the first second's burst, whatever the number of processes (three separate
+    # buckets would let 450 through); at least the burst, however starved the processes are on a busy machine.
+    assert 50 <= total <= 160, total
 
 
 def test_quota_config_keys(tmp_path: Path) -> None:
