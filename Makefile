@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill
+.PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill console-shots
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -52,6 +52,10 @@ demo-global: $(STAMP)
 
 demo-drill: $(STAMP)
 	$(PY) examples/dr_drill.py
+
+# The README's pictures of the web console, taken by its Chromium test (docs/console/*.png).
+console-shots: $(STAMP) sysdeps
+	TRENT_CONSOLE_SCREENSHOTS=docs/console $(PY) -m pytest -p no:cacheprovider tests/e2e/test_console.py -q
 
 clean:
 	rm -rf $(VENV) .trent

@@ -38,7 +38,8 @@ Ctrl-C stops the cluster."""
 
 def _up(args: argparse.Namespace) -> int:
     overrides = {"data_dir": args.data_dir, "host": args.host, "port": args.port, "regions": args.regions,
-                 "auth": args.auth, "replica_creating_seconds": args.replica_delay, "workers": args.workers}
+                 "auth": args.auth, "replica_creating_seconds": args.replica_delay, "workers": args.workers,
+                 "quotas": args.quotas}
     try:
         config = load_config(Path(args.config) if args.config else None, overrides)
     except ConfigError as exc:
@@ -117,6 +118,17 @@ def _clock(args: argparse.Namespace) -> int:
     else:
         state = _admin_call(args.data_dir, "/_trent/clock")
     print(json.dumps(state, indent=2))
+    return 0
+
+
+def _console(args: argparse.Namespace) -> int:
+    """The console's address with the admin token in its fragment (which a browser never sends to a server)."""
+    root = Path(args.data_dir)
+    try:
+        gateway, token = admin_address(root)
+    except OSError as exc:
+        raise SystemExit(f"trent: no running cluster found under {root} ({exc.strerror})") from exc
+    print(f"{gateway}/_trent/console#token={token}")
     return 0
 
 
@@ -222,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds a new multi-Region replica stays Creating (default 2)")
     up.add_argument("--workers", type=int, help="processes serving the gateway port (default 1); the first also "
                     "runs the region ports, replication and background work")
+    up.add_argument("--quotas", choices=["off", "aws"], help="request quotas: 'aws' throttles at KMS's published "
+                    "per-account, per-region rates, as AWS does (default off)")
     up.add_argument("-v", "--verbose", action="store_true", help="log region activity")
     up.set_defaults(func=_up)
     clock = sub.add_parser("clock", help="show or move the cluster's clock")
@@ -240,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("regions", nargs="*", help="region(s), then the value for latency/errors/throttle")
     fault.add_argument("--data-dir", dest="data_dir", default=".trent")
     fault.set_defaults(func=_fault)
+    console = sub.add_parser("console", help="print the web console's address (with the admin token) to open")
+    console.add_argument("--data-dir", dest="data_dir", default=".trent")
+    console.set_defaults(func=_console)
     audit = sub.add_parser("audit", help="read the audit trail (CloudTrail-shaped), newest last")
     audit.add_argument("--region", help="only this region")
     audit.add_argument("--key", help="only events about this key (id or ARN)")

@@ -13,7 +13,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from cluster.jobs import (
     SchedulerJob,
 )
 from cluster.lifecycle import Component
+from cluster.metrics import MetricsSnapshots, count_refusals
 from cluster.replication.commands import CommandCodec
 from cluster.replication.log import Outbox
 from cluster.replication.wiring import RegionReplication
@@ -49,9 +50,12 @@ from node.crypto.asymmetric import generate_key_pair
 from node.crypto.keypool import KeyPairPool
 from node.crypto.rootkey import RootKey
 from node.endpoint import KmsEndpoint
+from node.metrics import RequestMetrics
 from node.ops import build_registry
 from node.ops.registry import Registry
 from node.ops.tables import usage_tracked
+from node.quotas.admission import RequestQuotas
+from node.quotas.buckets import SharedBuckets
 from node.scheduler import Scheduler
 from node.service import META, Region, RegionIdentity
 from node.store.base import Batch, Store, StoreFactory
@@ -84,11 +88,17 @@ class Parts:
     regions: dict[str, RegionParts]
     # --workers > 1: the clock offset and faults the region host sets, for every process to follow.
     runtime: SharedState | None
+    # --quotas aws: the request quotas, in buckets every process shares.
+    quotas: RequestQuotas | None = field(default=None, kw_only=True)
+
+    def request_metrics(self) -> dict[str, RequestMetrics]:
+        """This process's request counts per region (each endpoint keeps its own)."""
+        return {name: r.endpoint.metrics for name, r in self.regions.items() if r.endpoint.metrics is not None}
 
     def gate(self, follows_runtime: bool) -> Gate:
         """What every KMS request passes before its region: injected faults; with several processes, first the
         shared clock and faults (``follows_runtime``: this process takes them from another) and a catch-up."""
-        gate = fault_gate(self.faults)
+        gate = fault_gate(self.faults, count_refusals(self.request_metrics()))
         if self.runtime is None:
             return gate
         return following_runtime(gate, self.runtime if follows_runtime else None, self._follow_runtime)
@@ -110,6 +120,8 @@ class Parts:
             parts.region.store.close()
         if self.runtime is not None:
             self.runtime.close()
+        if self.quotas is not None:
+            self.quotas.buckets.close()
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,7 @@ class _Serving:
     anonymous: Principal
     authorizer: Authorizer
     usage_tracked: frozenset[str]  # by name, for the audit trails reading their logs back
+    quotas: RequestQuotas | None = None
 
 
 def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[], None] | None = None) -> Parts:
@@ -139,7 +152,7 @@ def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[],
                for name in config.regions}
     return Parts(config, clock, Faults(time.monotonic, share=1.0 / config.workers),
                  config.admin_token or load_or_create_token(config.data_dir, "admin.token"), codec, key_pairs, regions,
-                 SharedState(stores.open_runtime(config.data_dir)) if shared else None)
+                 SharedState(stores.open_runtime(config.data_dir)) if shared else None, quotas=serving.quotas)
 
 
 def _serving(config: ClusterConfig) -> _Serving:
@@ -151,7 +164,17 @@ def _serving(config: ClusterConfig) -> _Serving:
     # (to drive deletion windows and rotations) must not make every signature expire.
     verifier = SigV4Verifier(directory, AdjustableClock(), config.max_skew_seconds)
     authorizer = Authorizer(AccessSettings(config.enforce_access, config.identity_policies))
-    return _Serving(registry, decoder, verifier, directory, principals[0], authorizer, usage_tracked(registry))
+    return _Serving(registry, decoder, verifier, directory, principals[0], authorizer, usage_tracked(registry),
+                    _quotas(config))
+
+
+def _quotas(config: ClusterConfig) -> RequestQuotas | None:
+    if config.quotas != "aws":
+        return None
+    accounts = [config.account, *(p.account for p in config.effective_principals())]
+    slots = RequestQuotas.slots_needed(accounts, config.regions)
+    return RequestQuotas(SharedBuckets(config.data_dir / "quotas.bin", slots), accounts, config.regions,
+                         config.quota_overrides)
 
 
 def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: AdjustableClock, codec: CommandCodec,
@@ -178,7 +201,8 @@ def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: Adjus
     endpoint = KmsEndpoint(region, serving.registry, serving.decoder, serving.verifier,
                            verify_signatures=config.verify_signatures, anonymous=serving.anonymous,
                            principals=serving.directory, audit=trail, authorizer=serving.authorizer,
-                           consistency=RegionConsistency(region, notify_commits) if shared else None)
+                           consistency=RegionConsistency(region, notify_commits) if shared else None,
+                           metrics=RequestMetrics(name), admission=serving.quotas)
     return RegionParts(region, endpoint, outbox, trail, config.port_of(name))
 
 
@@ -228,8 +252,12 @@ def host_jobs(parts: Parts) -> HostJobs:
     return HostJobs(schedulers, links, trimming, Jobs(jobs))
 
 
-def worker_jobs(parts: Parts) -> Jobs:
-    return Jobs([KeyPairPoolJob(parts.key_pairs), AuditFlushing(_trails(parts))])
+def worker_jobs(parts: Parts, worker_id: int | None = None) -> Jobs:
+    jobs: list[Component] = [KeyPairPoolJob(parts.key_pairs), AuditFlushing(_trails(parts))]
+    if worker_id is not None:  # its request counts, for the host's /metrics
+        jobs.append(MetricsSnapshots(parts.request_metrics(), parts.config.data_dir, worker_id,
+                                     lambda: {name: r.trail.sink.pending for name, r in parts.regions.items()}))
+    return Jobs(jobs)
 
 
 def _trails(parts: Parts) -> dict[str, AuditTrail]:

@@ -150,7 +150,11 @@ class Faults:
                 self.set("throttle", [region], rate)
 
 
-def fault_gate(faults: Faults) -> Gate:
+# Told of each request a fault refused before it reached its endpoint (the metrics count it).
+Refused = Callable[[KmsEndpoint, web.BaseRequest, KmsError], None]
+
+
+def fault_gate(faults: Faults, refused: Refused | None = None) -> Gate:
     """The HTTP adapters' gate: a down region's connections are cut; latency, 5xx and throttling are injected."""
 
     def gate(endpoint: KmsEndpoint, request: web.BaseRequest) -> Verdict:
@@ -158,20 +162,29 @@ def fault_gate(faults: Faults) -> Gate:
         if faults.is_down(region):
             if request.transport is not None:
                 request.transport.close()
-            return error_response(KmsError("ServiceUnavailableException", f"{region} is down.", 503))
+            error = KmsError("ServiceUnavailableException", f"{region} is down.", 503)
+            if refused is not None:
+                refused(endpoint, request, error)
+            return error_response(error)
         delay = faults.delay_for(region)
         if delay > 0:
-            return _after(delay, faults, region)
-        return _injected_error(faults, region)
+            return _after(delay, faults, endpoint, request, refused)
+        return _injected_error(faults, endpoint, request, refused)
 
     return gate
 
 
-async def _after(delay: float, faults: Faults, region: str) -> WireResponse | None:
+async def _after(delay: float, faults: Faults, endpoint: KmsEndpoint, request: web.BaseRequest,
+                 refused: Refused | None) -> WireResponse | None:
     await asyncio.sleep(delay)
-    return _injected_error(faults, region)
+    return _injected_error(faults, endpoint, request, refused)
 
 
-def _injected_error(faults: Faults, region: str) -> WireResponse | None:
-    error = faults.request_error(region)
-    return error_response(error) if error is not None else None
+def _injected_error(faults: Faults, endpoint: KmsEndpoint, request: web.BaseRequest,
+                    refused: Refused | None) -> WireResponse | None:
+    error = faults.request_error(endpoint.region.name)
+    if error is None:
+        return None
+    if refused is not None:
+        refused(endpoint, request, error)
+    return error_response(error)

@@ -45,7 +45,7 @@ class GatewayWorker:
         notifier = CommitNotifier(config.data_dir)
         parts = compose(config, audit_file=WORKER_CURRENT.format(worker_id),  # each process its own audit file
                         notify_commits=notifier)
-        return cls(parts, worker_jobs(parts), worker_id, host_admin, notifier)
+        return cls(parts, worker_jobs(parts, worker_id), worker_id, host_admin, notifier)
 
     async def start(self) -> None:
         health = health_route(self.parts.admin_token, {"worker": self.worker_id, "pid": os.getpid()})

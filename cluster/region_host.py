@@ -15,10 +15,12 @@ from cluster.admin import AdminApi
 from cluster.clock_control import ClockControl
 from cluster.compliance_watch import compliance_report, settings_of
 from cluster.compose import HostJobs, Parts, compose, host_jobs
+from cluster.console import console_routes
 from cluster.cost_meter import cost_report
 from cluster.fault_control import FaultControl, RegionSite
 from cluster.files import remove_cluster_file, write_cluster_file
 from cluster.gateway import Gateway
+from cluster.metrics import ClusterCollector, clear_snapshots, metrics_routes
 from cluster.replication.shipper import outbox_route
 from cluster.serving import Servers, fixed
 from cluster.status import status_report
@@ -69,6 +71,17 @@ class RegionHost:
         regions = {name: r.region for name, r in self.parts.regions.items()}
         return compliance_report(regions, self.parts.clock, settings_of(self.config), query)
 
+    def metrics(self) -> ClusterCollector:
+        parts = self.parts
+
+        def state() -> dict[str, object]:
+            return {"faults": parts.faults.describe(), "clock_offset": parts.clock.offset,
+                    "audit_queue": {name: r.trail.sink.pending for name, r in parts.regions.items()}}
+
+        return ClusterCollector({name: r.region for name, r in parts.regions.items()}, parts.request_metrics(),
+                                lambda: self.jobs.replication.replications, state,
+                                self.config.data_dir if self.config.workers > 1 else None, parts.clock.now)
+
     def status(self) -> dict[str, object]:
         return status_report(self.parts, self.jobs.replication.replications, self.clock.state())
 
@@ -76,7 +89,11 @@ class RegionHost:
         parts = self.parts
         parts.publish_runtime()  # before any worker starts: faults of an earlier run are gone
         await self.jobs.background.start()  # the schedulers first do what fell due while the cluster was stopped
-        admin_routes = self.admin().routes()
+        clear_snapshots(self.config.data_dir)
+        admin_routes = [*self.admin().routes(),
+                        *metrics_routes(self.metrics(), parts.admin_token, self.config.metrics_open),
+                        *console_routes(parts.admin_token, self.status,
+                                        {name: r.region for name, r in parts.regions.items()}, self.config.data_dir)]
         gate = parts.gate(follows_runtime=False)  # the host sets the shared clock and faults
         gateway = Gateway({name: r.endpoint for name, r in parts.regions.items()})
         await self.servers.serve(gateway.route, gate, admin_routes, self.config.port,

@@ -105,12 +105,14 @@ def forwarding_admin_routes(leader_admin: str, health: web.RouteDef) -> tuple[li
         if not sessions:
             sessions.append(aiohttp.ClientSession())
         headers = {TOKEN_HEADER: request.headers.get(TOKEN_HEADER, ""), "Content-Type": "application/json"}
+        if "Authorization" in request.headers:  # a Prometheus scrape's bearer token
+            headers["Authorization"] = request.headers["Authorization"]
         try:
             async with sessions[0].request(request.method, leader_admin + request.path_qs,
                                            data=await request.read(), headers=headers,
                                            timeout=aiohttp.ClientTimeout(total=60)) as answer:
                 return web.Response(status=answer.status, body=await answer.read(),
-                                    content_type="application/json")
+                                    headers={"Content-Type": answer.headers.get("Content-Type", "application/json")})
         except (aiohttp.ClientError, TimeoutError) as exc:
             return web.json_response({"error": f"the cluster's leader is not reachable: {exc}"}, status=503)
 
@@ -118,5 +120,6 @@ def forwarding_admin_routes(leader_admin: str, health: web.RouteDef) -> tuple[li
         for session in sessions:
             await session.close()
 
-    routes = [health, web.route("*", "/_trent/{name:status|clock|faults|compliance|cost}", forward)]
+    routes = [health, web.route("*", "/_trent/{name:status|clock|faults|compliance|cost|metrics}", forward),
+              web.get("/metrics", forward), web.get("/_trent/console{tail:(/.*)?}", forward)]
     return routes, close

@@ -16,6 +16,7 @@ from typing import Any
 from node.auth.policy import parse_policy
 from node.auth.principals import Principal
 from node.model.errors import KmsError
+from node.quotas.aws_table import QUOTA_NAMES
 from node.store.factory import BACKENDS as STORE_BACKENDS
 
 DEFAULT_ACCOUNT = "111122223333"
@@ -73,6 +74,12 @@ class ClusterConfig:
     compliance_expiry_days: float = 30.0
     compliance_webhook: str | None = None
     compliance_file: str | None = None
+    # /metrics without the admin token (for a Prometheus that cannot send one).
+    metrics_open: bool = False
+    # Request quotas: "off", or "aws" (KMS's published per-account, per-region rates, node/quotas/aws_table.py);
+    # quota_overrides sets some of them (by quota name) to other rates, in requests per second.
+    quotas: str = "off"
+    quota_overrides: Mapping[str, float] = field(default_factory=dict)
 
     def port_of(self, region: str) -> int:
         if region in self.region_ports:
@@ -274,7 +281,29 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
             raise ConfigError("access_control must be 'enforce' or 'off'")
         changes["enforce_access"] = raw["access_control"] == "enforce"
     _check_region_tables(changes, changes.get("regions", config.regions))
+    changes.update(_observability_settings(raw))
     return replace(config, **changes)
+
+
+def _observability_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """metrics_open, quotas and quota_overrides."""
+    changes: dict[str, Any] = {}
+    if "metrics_open" in raw:
+        if not isinstance(raw["metrics_open"], bool):
+            raise ConfigError("metrics_open must be true or false")
+        changes["metrics_open"] = raw["metrics_open"]
+    changes |= _checked(raw, "quotas", str, lambda mode: mode in ("off", "aws"), "must be 'off' or 'aws'")
+    if "quota_overrides" in raw:
+        overrides = raw["quota_overrides"]
+        if not isinstance(overrides, Mapping):
+            raise ConfigError("quota_overrides must be a table of quota name = requests per second")
+        _check_names(overrides, list(QUOTA_NAMES), "quota_overrides", what="quota")
+        rates = {str(k): _convert(f"quota_overrides.{k}", v, float) for k, v in overrides.items()}
+        for name, rate in rates.items():
+            if not (math.isfinite(rate) and rate > 0):
+                raise ConfigError(f"quota_overrides.{name} must be a positive number of requests per second")
+        changes["quota_overrides"] = rates
+    return changes
 
 
 def _checked(raw: Mapping[str, Any], name: str, kind: Callable[[Any], Any], ok: Callable[[Any], bool],

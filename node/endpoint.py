@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +18,7 @@ from node.audit.trail import AuditTrail
 from node.auth.authorizer import Authorizer
 from node.auth.principals import Principal, PrincipalDirectory
 from node.consistency import Consistency
+from node.metrics import NO_OPERATION, SUCCESS, RequestMetrics
 from node.model.errors import KmsError, internal
 from node.model.grants import grant_id_of_token
 from node.ops.managed import PROVISIONING_OPERATIONS, provision, wanted
@@ -74,6 +75,9 @@ class _Call:
     response: dict[str, Any] | None = None
 
 
+# Decides whether a request may run now (request quotas); raises a KmsError (ThrottlingException) if not.
+Admission = Callable[[Region, Principal, str, Mapping[str, Any]], None]
+
 new_request_id = event_id  # the same random UUIDs; a name of its own, without a call more per request
 
 
@@ -97,6 +101,8 @@ class KmsEndpoint:
         audit: AuditTrail | None = None,
         authorizer: Authorizer | None = None,
         consistency: Consistency | None = None,
+        metrics: RequestMetrics | None = None,
+        admission: Admission | None = None,
     ) -> None:
         """``consistency``: other processes serve the region too (node/consistency.py): each request first catches
         up with their commits, and an operation that writes runs again when one of them committed first."""
@@ -112,6 +118,8 @@ class KmsEndpoint:
         self.audit = audit
         self.authorizer = authorizer
         self.consistency = consistency
+        self.metrics = metrics
+        self.admission = admission
 
     def handle(self, request: WireRequest) -> WireResponse:
         call = _Call(new_request_id(), time.perf_counter())
@@ -139,6 +147,11 @@ class KmsEndpoint:
             response = error_response(error, request_id)
         if self.audit is not None and call.principal is not None and call.operation is not None:
             self._audit(request, call, error)
+        metrics = self.metrics
+        if metrics is not None:
+            operation = call.operation
+            metrics.observe(NO_OPERATION if operation is None else operation.name,
+                            SUCCESS if error is None else error.code, time.perf_counter() - call.started)
         # Whatever the answer rests on (this request's commit, or an earlier one it read) is durable before it goes.
         response.durable = self.region.store.durable()
         return response
@@ -235,6 +248,10 @@ class KmsEndpoint:
         consistency = self.consistency
         if consistency is not None:
             consistency.before_request()
+        if self.admission is not None:
+            # Request quotas (--quotas aws): after validation, so a malformed call gets its own error first; after
+            # the catch-up, so the key that decides a cryptographic call's quota is found whichever process made it.
+            self.admission(self.region, principal, name, params)
         authorizer, region, handler = self.authorizer, self.region, operation.handler
         if name in PROVISIONING_OPERATIONS:
             self._provision_managed_keys(name, principal, params)

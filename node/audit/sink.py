@@ -126,6 +126,11 @@ class AuditSink:
             self._size += len(line) + 1
             self._unsynced += 1
 
+    @property
+    def pending(self) -> int:
+        """Lines appended and not yet made durable (the audit queue the metrics show)."""
+        return self._unsynced
+
     def flush(self) -> int:
         """Write and fsync what is pending; the number of lines it made durable. Safe to run in another thread:
         callers of ``emit`` never wait for the disk, at most for the write of what was buffered."""

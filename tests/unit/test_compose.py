@@ -72,6 +72,7 @@ def test_usage_tracking_start_survives_a_restart(tmp_path: Path) -> None:
 
 class _Request:
     transport = None  # what a fault gate looks at of a request it refuses
+    headers = {"X-Amz-Target": "TrentService.Encrypt"}  # and what the metrics count it under
 
 
 def test_a_worker_follows_what_the_host_publishes_and_commits(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Request quotas (`--quotas aws`): KMS's published request rates, applied per account and region."""
