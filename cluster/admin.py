@@ -23,12 +23,14 @@ class AdminApi:
         advance_clock: Callable[[float], dict[str, Any]],
         fault_action: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
         identity: dict[str, Any] | None = None,
+        reset: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         self._token = token
         self._status = status
         self._clock_state = clock_state
         self._advance = advance_clock
         self._fault_action = fault_action
+        self._reset = reset  # `trent reset` (cluster/reset.py)
         # Which process answers (several may serve one port): in the health answer, for the token's holders only
         # (a process id is nobody else's business).
         self._identity = identity or {}
@@ -40,6 +42,7 @@ class AdminApi:
             web.get("/_trent/clock", self._guard(self._get_clock)),
             web.post("/_trent/clock", self._guard(self._post_clock)),
             web.post("/_trent/faults", self._guard(self._post_faults)),
+            web.post("/_trent/reset", self._guard(self._post_reset)),
         ]
 
     def _authorized(self, request: web.Request) -> bool:
@@ -54,7 +57,12 @@ class AdminApi:
         return guarded
 
     async def _post_faults(self, request: web.Request) -> web.Response:
-        return await _post_faults_impl(self._fault_action, request)
+        return await _post_action(self._fault_action, request)
+
+    async def _post_reset(self, request: web.Request) -> web.Response:
+        if self._reset is None:
+            return _json({"error": "reset is not available here"}, 404)
+        return await _post_action(self._reset, request)
 
     async def _get_status(self, request: web.Request) -> web.Response:
         return _json(self._status())
@@ -87,10 +95,10 @@ def _authorized(request: web.Request, token: str) -> bool:
     return hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), token.encode())
 
 
-async def _post_faults_impl(action: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None,
+async def _post_action(action: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None,
                             request: web.Request) -> web.Response:
     if action is None:
-        return _json({"error": "fault injection is not available here"}, 404)
+        return _json({"error": "not available here"}, 404)
     try:
         doc = json.loads(await request.read() or b"{}")
         if not isinstance(doc, dict):

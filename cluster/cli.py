@@ -158,6 +158,21 @@ def _fault(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reset(args: argparse.Namespace) -> int:
+    answer = _admin_call(args.data_dir, "/_trent/reset", {})
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    cleared = answer["cleared"]
+    totals = {what: sum(region[what] for region in cleared.values()) for what in ("keys", "aliases", "grants")}
+    print(f"reset {len(cleared)} regions: {totals['keys']} keys, {totals['aliases']} aliases, "
+          f"{totals['grants']} grants removed")
+    seeded = answer.get("seeded")
+    if seeded:
+        print(f"seed applied again: {seeded.get('created', 0)} keys created")
+    return 0
+
+
 def _fault_value(kind: str, raw: str) -> float:
     """200ms → 0.2 s; 5% → 0.05; 10/s → 10."""
     text = raw.strip().lower()
@@ -239,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("regions", nargs="*", help="region(s), then the value for latency/errors/throttle")
     fault.add_argument("--data-dir", dest="data_dir", default=".trent")
     fault.set_defaults(func=_fault)
+    reset = sub.add_parser("reset", help="remove every region's keys, aliases and grants (no restart); the seed "
+                           "file, if any, is applied again")
+    reset.add_argument("--json", action="store_true", help="the cluster's answer as JSON")
+    reset.add_argument("--data-dir", dest="data_dir", default=".trent", help="the running cluster's data directory")
+    reset.set_defaults(func=_reset)
     audit = sub.add_parser("audit", help="read the audit trail (CloudTrail-shaped), newest last")
     audit.add_argument("--region", help="only this region")
     audit.add_argument("--key", help="only events about this key (id or ARN)")

@@ -15,6 +15,7 @@ from cluster.fault_control import FaultControl, RegionSite
 from cluster.files import remove_cluster_file, write_cluster_file
 from cluster.gateway import Gateway
 from cluster.replication.shipper import outbox_route
+from cluster.reset import ResetControl
 from cluster.serving import Servers, fixed
 from cluster.status import status_report
 from cluster.worker_processes import WorkerProcesses
@@ -33,6 +34,8 @@ class RegionHost:
         self.clock = ClockControl(parts.clock, self.config.data_dir, jobs.schedulers, parts.publish_runtime)
         self.faults = FaultControl(parts.faults, self.servers, self.sites, parts.publish_runtime)
         self.workers = WorkerProcesses()
+        self.resets = ResetControl({name: (r.region, r.outbox) for name, r in parts.regions.items()},
+                                   jobs.replication)
 
     @classmethod
     def from_config(cls, config: ClusterConfig) -> RegionHost:
@@ -48,7 +51,7 @@ class RegionHost:
 
     def admin(self) -> AdminApi:
         return AdminApi(self.parts.admin_token, self.status, self.clock.state, self.clock.advance, self.faults.apply,
-                        identity={"worker": 0, "pid": os.getpid()})
+                        identity={"worker": 0, "pid": os.getpid()}, reset=self.resets.reset)
 
     def status(self) -> dict[str, object]:
         return status_report(self.parts, self.jobs.replication.replications, self.clock.state())

@@ -118,5 +118,5 @@ def forwarding_admin_routes(leader_admin: str, health: web.RouteDef) -> tuple[li
         for session in sessions:
             await session.close()
 
-    routes = [health, web.route("*", "/_trent/{name:status|clock|faults}", forward)]
+    routes = [health, web.route("*", "/_trent/{name:status|clock|faults|reset}", forward)]
     return routes, close
