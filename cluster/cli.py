@@ -150,7 +150,7 @@ def _fault(args: argparse.Namespace) -> int:
             if len(args.regions) != 2:
                 raise ValueError(f"usage: trent fault {args.kind} REGION VALUE")
             doc["regions"], raw = [args.regions[0]], args.regions[1]
-            doc["value"] = _fault_value(args.kind, raw)
+            doc["value"] = fault_value(args.kind, raw)
     except ValueError as exc:
         print(f"trent: {exc}", file=sys.stderr)
         return 2
@@ -173,7 +173,7 @@ def _reset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fault_value(kind: str, raw: str) -> float:
+def fault_value(kind: str, raw: str) -> float:
     """200ms → 0.2 s; 5% → 0.05; 10/s → 10."""
     text = raw.strip().lower()
     if kind == "latency":
