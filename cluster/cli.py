@@ -37,7 +37,8 @@ Ctrl-C stops the cluster."""
 
 def _up(args: argparse.Namespace) -> int:
     overrides = {"data_dir": args.data_dir, "host": args.host, "port": args.port, "regions": args.regions,
-                 "auth": args.auth, "replica_creating_seconds": args.replica_delay, "workers": args.workers}
+                 "auth": args.auth, "replica_creating_seconds": args.replica_delay, "workers": args.workers,
+                 "seed": args.seed}
     try:
         config = load_config(Path(args.config) if args.config else None, overrides)
     except ConfigError as exc:
@@ -236,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds a new multi-Region replica stays Creating (default 2)")
     up.add_argument("--workers", type=int, help="processes serving the gateway port (default 1); the first also "
                     "runs the region ports, replication and background work")
+    up.add_argument("--seed", metavar="FILE", help="seed file (TOML, or YAML such as local-kms's): keys with fixed ids "
+                    "and material, created at every start if missing")
     up.add_argument("-v", "--verbose", action="store_true", help="log region activity")
     up.set_defaults(func=_up)
     clock = sub.add_parser("clock", help="show or move the cluster's clock")

@@ -16,6 +16,8 @@ from cluster.files import remove_cluster_file, write_cluster_file
 from cluster.gateway import Gateway
 from cluster.replication.shipper import outbox_route
 from cluster.reset import ResetControl
+from cluster.seed_file import Seed, load_seed
+from cluster.seeding import apply_seed
 from cluster.serving import Servers, fixed
 from cluster.status import status_report
 from cluster.worker_processes import WorkerProcesses
@@ -25,7 +27,7 @@ from node.edge import ConnectionGuard
 
 
 class RegionHost:
-    def __init__(self, parts: Parts, jobs: HostJobs) -> None:
+    def __init__(self, parts: Parts, jobs: HostJobs, seed: Seed | None = None) -> None:
         self.parts = parts
         self.jobs = jobs
         self.config = parts.config
@@ -34,13 +36,22 @@ class RegionHost:
         self.clock = ClockControl(parts.clock, self.config.data_dir, jobs.schedulers, parts.publish_runtime)
         self.faults = FaultControl(parts.faults, self.servers, self.sites, parts.publish_runtime)
         self.workers = WorkerProcesses()
+        self.seed = seed
         self.resets = ResetControl({name: (r.region, r.outbox) for name, r in parts.regions.items()},
-                                   jobs.replication)
+                                   jobs.replication, after=self.apply_seed)
 
     @classmethod
     def from_config(cls, config: ClusterConfig) -> RegionHost:
+        # The seed file first: one that cannot be used stops the start before anything is made.
+        seed = load_seed(config.seed, config.regions) if config.seed is not None else None
         parts = compose(config, audit_file=CURRENT)
-        return cls(parts, host_jobs(parts))
+        return cls(parts, host_jobs(parts), seed)
+
+    def apply_seed(self) -> dict[str, int]:
+        """The seed file's keys and aliases the regions lack, created (at every start, and after a reset)."""
+        if self.seed is None:
+            return {}
+        return apply_seed(self.seed, {name: r.region for name, r in self.parts.regions.items()})
 
     @property
     def gateway_url(self) -> str:
@@ -59,6 +70,7 @@ class RegionHost:
     async def start(self) -> None:
         parts = self.parts
         parts.publish_runtime()  # before any worker starts: faults of an earlier run are gone
+        self.apply_seed()  # before anything serves or schedules: the seeded keys are there from the first request
         await self.jobs.background.start()  # the schedulers first do what fell due while the cluster was stopped
         admin_routes = self.admin().routes()
         gate = parts.gate(follows_runtime=False)  # the host sets the shared clock and faults

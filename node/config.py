@@ -66,6 +66,8 @@ class ClusterConfig:
     audit_retention_days: float = 30.0
     audit_retention_mib: int = 1024
     edge: EdgeLimits = EdgeLimits()
+    # A seed file (TOML, or YAML such as local-kms's): keys every start creates if missing (cluster/seeding.py).
+    seed: Path | None = None
 
     def port_of(self, region: str) -> int:
         if region in self.region_ports:
@@ -215,6 +217,8 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         changes["port"] = _port("port", raw["port"])
     if "data_dir" in raw:
         changes["data_dir"] = Path(_convert("data_dir", raw["data_dir"], str))
+    if "seed" in raw:
+        changes["seed"] = Path(_convert("seed", raw["seed"], str))
     if "regions" in raw:
         changes["regions"] = _regions(raw["regions"])
     if "region_ports" in raw:

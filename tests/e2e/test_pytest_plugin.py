@@ -105,9 +105,25 @@ def test_a_marker_gets_its_own_cluster(trent_cluster, trent_kms):
     assert trent_cluster.endpoint not in SEEN
 
 
+@pytest.mark.trent(seed="fixtures/keys.toml")
+def test_a_seeded_cluster(trent_cluster, trent_kms):
+    kms = trent_kms()
+    assert kms.describe_key(KeyId="alias/fixture")["KeyMetadata"]["KeyId"] == "0b7c9e2a-4d6f-4a1b-8c3e-5f7a9b1d3e5f"
+    trent_cluster.reset()
+    assert [k["KeyId"] for k in kms.list_keys()["Keys"]] == ["0b7c9e2a-4d6f-4a1b-8c3e-5f7a9b1d3e5f"]
+
+
 def test_one_cluster_per_session(trent_cluster):
     assert SEEN == {trent_cluster.endpoint}
 '''
+
+
+SEED = """\
+[[keys]]
+key_id = "0b7c9e2a-4d6f-4a1b-8c3e-5f7a9b1d3e5f"
+material = "hex:8d2f6b0e4c1a3957b2e6d4f0a8c1e3b5d7f9a2c4e6b8d0f1a3c5e7b9d2f4a6c8"
+aliases = ["alias/fixture"]
+"""
 
 
 def _entry_point() -> str:
@@ -140,6 +156,8 @@ def test_a_user_project_runs_against_the_plugin(tmp_path: Path) -> None:
     (project / "pyproject.toml").write_text(PROJECT_PYPROJECT)
     (project / "invoices" / "__init__.py").write_text(INVOICES)
     (project / "checks" / "test_invoices.py").write_text(USER_TESTS)
+    (project / "fixtures").mkdir()
+    (project / "fixtures" / "keys.toml").write_text(SEED)
     site = tmp_path / "site"
     _installed_metadata(site)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(project), str(ROOT), str(site)])}
@@ -149,7 +167,7 @@ def test_a_user_project_runs_against_the_plugin(tmp_path: Path) -> None:
                             cwd=project, env=env, capture_output=True, text=True, timeout=300)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    assert "7 passed" in out, out
+    assert "8 passed" in out, out
     # The clusters were stopped at the end of the session: nothing of them still runs.
     assert not list(tmp_path.glob("**/cluster.json"))
 
