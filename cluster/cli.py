@@ -38,7 +38,7 @@ Ctrl-C stops the cluster."""
 def _up(args: argparse.Namespace) -> int:
     overrides = {"data_dir": args.data_dir, "host": args.host, "port": args.port, "regions": args.regions,
                  "auth": args.auth, "replica_creating_seconds": args.replica_delay, "workers": args.workers,
-                 "seed": args.seed}
+                 "seed": args.seed, "any_region": args.any_region}
     try:
         config = load_config(Path(args.config) if args.config else None, overrides)
     except ConfigError as exc:
@@ -239,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "runs the region ports, replication and background work")
     up.add_argument("--seed", metavar="FILE", help="seed file (TOML, or YAML such as local-kms's): keys with fixed ids "
                     "and material, created at every start if missing")
+    up.add_argument("--any-region", dest="any_region", action="store_const", const=True,
+                    help="make a region nobody configured on its first request through the gateway (a client "
+                    "signing for us-west-2 just works)")
     up.add_argument("-v", "--verbose", action="store_true", help="log region activity")
     up.set_defaults(func=_up)
     clock = sub.add_parser("clock", help="show or move the cluster's clock")

@@ -13,7 +13,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import botocore.session
@@ -82,6 +82,8 @@ class Parts:
     regions: dict[str, RegionParts]
     # --workers > 1: the clock offset and faults the region host sets, for every process to follow.
     runtime: SharedState | None
+    # Builds a region the configuration does not name, standing alone (--any-region: cluster/any_region.py).
+    make_region: Callable[[str], RegionParts] | None = None
 
     def gate(self, follows_runtime: bool) -> Gate:
         """What every KMS request passes before its region: injected faults; with several processes, first the
@@ -135,9 +137,15 @@ def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[],
     serving = _serving(config)
     regions = {name: _region(config, name, stores, clock, codec, key_pairs, serving, audit_file, notify_commits)
                for name in config.regions}
+
+    def make_region(name: str) -> RegionParts:
+        # A cluster of its own as far as multi-Region keys go: no replica goes to it or comes from it.
+        alone = replace(config, regions=(name,))
+        return _region(alone, name, stores, clock, codec, key_pairs, serving, audit_file, notify_commits)
+
     return Parts(config, clock, Faults(time.monotonic, share=1.0 / config.workers),
                  config.admin_token or load_or_create_token(config.data_dir, "admin.token"), codec, key_pairs, regions,
-                 SharedState(stores.open_runtime(config.data_dir)) if shared else None)
+                 SharedState(stores.open_runtime(config.data_dir)) if shared else None, make_region)
 
 
 def _serving(config: ClusterConfig) -> _Serving:

@@ -9,6 +9,7 @@ import os
 import pickle
 
 from cluster.admin import AdminApi
+from cluster.any_region import AnyRegion
 from cluster.clock_control import ClockControl
 from cluster.compose import HostJobs, Parts, compose, host_jobs
 from cluster.fault_control import FaultControl, RegionSite
@@ -37,6 +38,10 @@ class RegionHost:
         self.faults = FaultControl(parts.faults, self.servers, self.sites, parts.publish_runtime)
         self.workers = WorkerProcesses()
         self.seed = seed
+        self.any_region: AnyRegion | None = None
+        if self.config.any_region and parts.make_region is not None:
+            self.any_region = AnyRegion(parts, parts.make_region, jobs.schedulers,
+                                        lambda name, r: self.resets.add_region(name, r.region, r.outbox))
         self.resets = ResetControl({name: (r.region, r.outbox) for name, r in parts.regions.items()},
                                    jobs.replication, after=self.apply_seed)
 
@@ -51,7 +56,7 @@ class RegionHost:
         """The seed file's keys and aliases the regions lack, created (at every start, and after a reset)."""
         if self.seed is None:
             return {}
-        return apply_seed(self.seed, {name: r.region for name, r in self.parts.regions.items()})
+        return apply_seed(self.seed, {name: self.parts.regions[name].region for name in self.config.regions})
 
     @property
     def gateway_url(self) -> str:
@@ -74,10 +79,14 @@ class RegionHost:
         await self.jobs.background.start()  # the schedulers first do what fell due while the cluster was stopped
         admin_routes = self.admin().routes()
         gate = parts.gate(follows_runtime=False)  # the host sets the shared clock and faults
-        gateway = Gateway({name: r.endpoint for name, r in parts.regions.items()})
+        gateway = Gateway({name: r.endpoint for name, r in parts.regions.items()},
+                          create=self.any_region.endpoint if self.any_region is not None else None)
+        if self.any_region is not None:
+            await self.any_region.start()
         await self.servers.serve(gateway.route, gate, admin_routes, self.config.port,
                                  reuse_port=parts.runtime is not None)
-        for name, r in parts.regions.items():
+        for name in self.config.regions:  # (a region made on first use meanwhile is served by the gateway alone)
+            r = parts.regions[name]
             routes = [*admin_routes, outbox_route(name, r.outbox, self.jobs.replication.token, parts.faults)]
             runner = await self.servers.serve(fixed(r.endpoint), gate, routes)
             self.sites[name] = RegionSite(runner, r.port, await self.servers.open_site(runner, r.port))
@@ -96,5 +105,7 @@ class RegionHost:
         await self.jobs.replication.stop()  # before the servers: it releases the peers' long-polls
         await self.jobs.background.stop()
         await self.servers.close()
+        if self.any_region is not None:
+            await self.any_region.stop()
         self.parts.close()
         remove_cluster_file(self.config.data_dir)
