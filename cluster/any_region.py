@@ -38,7 +38,11 @@ class AnyRegion:
         self.created: list[str] = []
 
     async def start(self) -> None:
+        """Also opens the regions earlier runs made (their directories), so status, clock and reset see them."""
         await self._flushing.start()
+        for path in sorted(self._parts.config.data_dir.iterdir()):
+            if path.is_dir() and path.name not in self._parts.regions:
+                self.endpoint(path.name)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -51,6 +55,9 @@ class AnyRegion:
 
     def endpoint(self, region: str) -> KmsEndpoint | None:
         """The endpoint of ``region``, made now if it is a region name and the limit is not reached."""
+        known = self._parts.regions.get(region)
+        if known is not None:
+            return known.endpoint
         if REGION_NAME_RE.fullmatch(region) is None or len(self.created) >= MAX_NEW_REGIONS:
             return None
         parts = self._make(region)

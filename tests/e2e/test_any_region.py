@@ -40,6 +40,8 @@ def test_a_new_region_keeps_its_keys_across_a_restart_and_moves_with_the_clock(a
     doomed = frankfurt.create_key()["KeyMetadata"]["KeyId"]
     frankfurt.schedule_key_deletion(KeyId=doomed, PendingWindowInDays=7)
     anywhere.restart()
+    # Opened again at the start (before any request names it): status, clock and reset see it.
+    assert anywhere.admin("/_trent/status")["regions"]["eu-central-1"]["keys"] == 2
     frankfurt = anywhere.client("eu-central-1")
     assert frankfurt.describe_key(KeyId=kept)["KeyMetadata"]["Enabled"]
     anywhere.admin("/_trent/clock", {"advance": "8d"})
