@@ -38,12 +38,12 @@ class RegionHost:
         self.faults = FaultControl(parts.faults, self.servers, self.sites, parts.publish_runtime)
         self.workers = WorkerProcesses()
         self.seed = seed
+        self.resets = ResetControl({name: (r.region, r.outbox) for name, r in parts.regions.items()},
+                                   jobs.replication, after=self.apply_seed)
         self.any_region: AnyRegion | None = None
         if self.config.any_region and parts.make_region is not None:
             self.any_region = AnyRegion(parts, parts.make_region, jobs.schedulers,
                                         lambda name, r: self.resets.add_region(name, r.region, r.outbox))
-        self.resets = ResetControl({name: (r.region, r.outbox) for name, r in parts.regions.items()},
-                                   jobs.replication, after=self.apply_seed)
 
     @classmethod
     def from_config(cls, config: ClusterConfig) -> RegionHost:

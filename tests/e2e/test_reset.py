@@ -3,7 +3,7 @@ replication working afterwards as before."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -97,3 +97,22 @@ def test_reset_needs_the_admin_token(resettable: RunningCluster) -> None:
     status, doc = admin_post(resettable.gateway_url + "/_trent/reset", b"{}", {"X-Trent-Admin-Token": "wrong"})
     assert status == 403 and doc == {"error": "admin token required"}
     assert east.describe_key(KeyId=key)["KeyMetadata"]["KeyId"] == key
+
+
+def test_reset_reaches_every_process_of_a_multi_process_cluster(fresh_cluster: Callable[..., RunningCluster]) -> None:
+    c = fresh_cluster(extra_args=("--workers", "2", "--replica-delay", "0"))
+    east = c.client("us-east-1")
+    keys = [east.create_key()["KeyMetadata"]["KeyId"] for _ in range(6)]  # spread over both processes
+    east.create_alias(AliasName="alias/w", TargetKeyId=keys[0])
+    answer = c.admin("/_trent/reset", {})
+    assert answer["cleared"]["us-east-1"]["keys"] == 6
+    # Every process answers from the emptied store: new connections land on either of them.
+    for _ in range(8):
+        fresh = c.client("us-east-1")
+        assert fresh.list_keys()["Keys"] == [] and fresh.list_aliases()["Aliases"] == []
+        with pytest.raises(ClientError):
+            fresh.describe_key(KeyId=keys[-1])
+    # And writes go on, on every process, with replication.
+    mrk = east.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    east.replicate_key(KeyId=mrk, ReplicaRegion="eu-west-1")
+    poll(lambda: _exists(c.client("eu-west-1"), mrk))

@@ -9,6 +9,7 @@ import hmac
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.e2e.harness import ROOT, RunningCluster, free_port_block, poll
+
+Fresh = Callable[..., RunningCluster]
 
 AES = "8d2f6b0e4c1a3957b2e6d4f0a8c1e3b5d7f9a2c4e6b8d0f1a3c5e7b9d2f4a6c8"
 OLD_AES = "1f3e5d7c9b0a2f4e6d8c0b2a4f6e8d0c2b4a6f8e0d2c4b6a8f0e2d4c6b8a0f2e"
@@ -86,7 +89,7 @@ def seed_file(tmp_path: Path) -> Path:
     return _seed(tmp_path / "keys.toml")
 
 
-def test_seeded_keys_are_there_from_the_first_start(fresh_cluster, seed_file: Path) -> None:
+def test_seeded_keys_are_there_from_the_first_start(fresh_cluster: Fresh, seed_file: Path) -> None:
     c = fresh_cluster(extra_args=("--seed", str(seed_file), "--replica-delay", "0"))
     east, west, tokyo = c.client("us-east-1"), c.client("eu-west-1"), c.client("ap-northeast-2")
     meta = east.describe_key(KeyId="alias/orders")["KeyMetadata"]
@@ -119,7 +122,7 @@ def test_seeded_keys_are_there_from_the_first_start(fresh_cluster, seed_file: Pa
     assert c.admin("/_trent/status")["consistency"]["consistent"]
 
 
-def test_ciphertexts_decrypt_after_a_restart_and_in_a_new_cluster(fresh_cluster, seed_file: Path) -> None:
+def test_ciphertexts_decrypt_after_a_restart_and_in_a_new_cluster(fresh_cluster: Fresh, seed_file: Path) -> None:
     c = fresh_cluster(extra_args=("--seed", str(seed_file)))
     east = c.client("us-east-1")
     blob = east.encrypt(KeyId="alias/orders", Plaintext=b"kept", EncryptionContext={"a": "b"})["CiphertextBlob"]
@@ -137,7 +140,8 @@ def test_ciphertexts_decrypt_after_a_restart_and_in_a_new_cluster(fresh_cluster,
     assert other.client("eu-west-1").decrypt(CiphertextBlob=mrk_blob)["Plaintext"] == b"mrk"
 
 
-def test_a_conflicting_seed_is_refused_and_changes_nothing(fresh_cluster, tmp_path: Path, seed_file: Path) -> None:
+def test_a_conflicting_seed_is_refused_and_changes_nothing(fresh_cluster: Fresh, tmp_path: Path,
+                                                          seed_file: Path) -> None:
     c = fresh_cluster(extra_args=("--seed", str(seed_file)))
     blob = c.client("us-east-1").encrypt(KeyId=SYM_ID, Plaintext=b"x")["CiphertextBlob"]
     before = {r: c.client(r).list_keys()["Keys"] for r in c.regions}
@@ -161,7 +165,7 @@ def test_a_conflicting_seed_is_refused_and_changes_nothing(fresh_cluster, tmp_pa
     assert "alias/new" not in {a["AliasName"] for a in east.list_aliases()["Aliases"]}
 
 
-def test_an_alias_naming_another_key_is_a_conflict(fresh_cluster, seed_file: Path) -> None:
+def test_an_alias_naming_another_key_is_a_conflict(fresh_cluster: Fresh, seed_file: Path) -> None:
     c = fresh_cluster(extra_args=("--seed", str(seed_file)))
     east = c.client("us-east-1")
     east.update_alias(AliasName="alias/orders", TargetKeyId=OFF_ID)
@@ -196,7 +200,7 @@ Aliases:
 """
 
 
-def test_a_local_kms_seed_file_loads(fresh_cluster, tmp_path: Path) -> None:
+def test_a_local_kms_seed_file_loads(fresh_cluster: Fresh, tmp_path: Path) -> None:
     pem = "\n".join("          " + line for line in _ec_pem().strip().splitlines())
     path = tmp_path / "seed.yaml"
     path.write_text(LOCAL_KMS.format(pem=pem))
@@ -209,7 +213,7 @@ def test_a_local_kms_seed_file_loads(fresh_cluster, tmp_path: Path) -> None:
     assert (ecc["KeySpec"], ecc["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
 
 
-def test_reset_brings_the_seeded_keys_back(fresh_cluster, seed_file: Path) -> None:
+def test_reset_brings_the_seeded_keys_back(fresh_cluster: Fresh, seed_file: Path) -> None:
     c = fresh_cluster(extra_args=("--seed", str(seed_file), "--replica-delay", "0"))
     east = c.client("us-east-1")
     blob = east.encrypt(KeyId=SYM_ID, Plaintext=b"x")["CiphertextBlob"]
@@ -234,7 +238,7 @@ def test_a_bad_seed_file_stops_the_start_with_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
-def test_clients_see_seeded_keys_through_errors_as_aws_would(fresh_cluster, seed_file: Path) -> None:
+def test_clients_see_seeded_keys_through_errors_as_aws_would(fresh_cluster: Fresh, seed_file: Path) -> None:
     c = fresh_cluster(extra_args=("--seed", str(seed_file)))
     with pytest.raises(ClientError) as err:
         c.client("us-east-1").encrypt(KeyId=OFF_ID, Plaintext=b"x")
