@@ -53,6 +53,14 @@ class AnyRegion:
         for name in self.created:
             self._flushing.trails[name].flush()
 
+    def for_request(self, region: str, access_key: str) -> KmsEndpoint | None:
+        """The gateway's question: only a request naming a configured principal's access key makes a region (with
+        signatures checked; the request's own signature is checked by the region as usual)."""
+        config = self._parts.config
+        if config.verify_signatures and all(p.access_key != access_key for p in config.effective_principals()):
+            return None
+        return self.endpoint(region)
+
     def endpoint(self, region: str) -> KmsEndpoint | None:
         """The endpoint of ``region``, made now if it is a region name and the limit is not reached."""
         known = self._parts.regions.get(region)

@@ -14,10 +14,11 @@ from node.wire.sigv4 import scope_of, scope_region
 
 class Gateway:
     def __init__(self, local: Mapping[str, KmsEndpoint],
-                 create: Callable[[str], KmsEndpoint | None] | None = None) -> None:
+                 create: Callable[[str, str], KmsEndpoint | None] | None = None) -> None:
         # Regions hosted in this process are called directly: no second HTTP hop.
         self._local = dict(local)
-        # --any-region: makes a region on its first request (None: that name is not made into one).
+        # --any-region: makes a region on its first request, given its name and the access key the request names
+        # (None: not made).
         self._create = create
 
     def route(self, request: web.BaseRequest) -> KmsEndpoint | WireResponse:
@@ -31,7 +32,10 @@ class Gateway:
                 return error_response(error)
         endpoint = self._local.get(region)
         if endpoint is None and self._create is not None:
-            endpoint = self._create(region)
+            try:
+                endpoint = self._create(region, scope_of(request.headers).access_key)
+            except KmsError as error:
+                return error_response(error)
             if endpoint is not None:
                 self._local[region] = endpoint
         if endpoint is None:

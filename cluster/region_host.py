@@ -80,7 +80,7 @@ class RegionHost:
         admin_routes = self.admin().routes()
         gate = parts.gate(follows_runtime=False)  # the host sets the shared clock and faults
         gateway = Gateway({name: r.endpoint for name, r in parts.regions.items()},
-                          create=self.any_region.endpoint if self.any_region is not None else None)
+                          create=self.any_region.for_request if self.any_region is not None else None)
         if self.any_region is not None:
             await self.any_region.start()
         await self.servers.serve(gateway.route, gate, admin_routes, self.config.port,

@@ -99,6 +99,14 @@ def test_names_that_are_not_regions_make_nothing(anywhere: RunningCluster, name:
     assert name not in anywhere.admin("/_trent/status")["regions"]
 
 
+def test_an_unknown_access_key_makes_no_region(anywhere: RunningCluster) -> None:
+    stranger = anywhere.client("sa-east-1", access_key="AKIASTRANGER", secret_key="x")
+    with pytest.raises(ClientError) as err:
+        stranger.list_keys()
+    assert err.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert not (anywhere.data_dir / "sa-east-1").exists()
+
+
 def test_without_the_flag_an_unknown_region_is_refused(cluster: RunningCluster) -> None:
     with pytest.raises(ClientError) as err:
         cluster.client("us-west-2").list_keys()
