@@ -58,9 +58,13 @@ class Settings:
 class TrentCluster:
     """A running cluster as tests drive it: its addresses, clients, faults, clock and reset."""
 
-    def __init__(self, running: RunningCluster) -> None:
+    def __init__(self, running: RunningCluster, account: str = "111122223333",
+                 credentials: tuple[str, str] = ("test", "test")) -> None:
         self._running = running
         self._clients: dict[str, Any] = {}
+        self.account = account
+        # The first principal of the cluster's config (test/test without one): what clients sign with by default.
+        self.credentials = credentials
 
     @property
     def endpoint(self) -> str:
@@ -86,7 +90,10 @@ class TrentCluster:
 
     def client(self, region: str | None = None, **kwargs: Any) -> Any:
         """A new boto3 KMS client for ``region`` (default the first) through the gateway; ``kwargs`` as
-        RunningCluster.client takes them (via, access_key, secret_key, retries)."""
+        RunningCluster.client takes them (via="region", access_key, secret_key, session_token, retries: 0 by
+        default, so an injected fault reaches the test rather than a retry)."""
+        kwargs.setdefault("access_key", self.credentials[0])
+        kwargs.setdefault("secret_key", self.credentials[1])
         return self._running.client(region or self.regions[0], **kwargs)
 
     def kms(self, region: str | None = None) -> Any:
@@ -169,7 +176,15 @@ class _Clusters:
     def get(self, settings: Settings) -> TrentCluster:
         cluster = self._clusters.get(settings)
         if cluster is None:
-            cluster = self._clusters[settings] = TrentCluster(self._start(settings))
+            from node.config import ConfigError, load_config
+
+            try:
+                config = load_config(Path(settings.config) if settings.config else None)
+            except ConfigError as exc:
+                raise pytest.UsageError(f"trent: {exc}") from None
+            principal = config.effective_principals()[0]
+            cluster = TrentCluster(self._start(settings), config.account, (principal.access_key, principal.secret_key))
+            self._clusters[settings] = cluster
         return cluster
 
     def _start(self, settings: Settings) -> RunningCluster:

@@ -113,6 +113,13 @@ def test_a_seeded_cluster(trent_cluster, trent_kms):
     assert [k["KeyId"] for k in kms.list_keys()["Keys"]] == ["0b7c9e2a-4d6f-4a1b-8c3e-5f7a9b1d3e5f"]
 
 
+@pytest.mark.trent(config="fixtures/trent.toml", regions="eu-north-1")
+def test_a_configured_cluster_signs_with_its_principal(trent_cluster, trent_kms):
+    assert trent_cluster.account == "444455556666"
+    arn = trent_kms().create_key()["KeyMetadata"]["Arn"]
+    assert arn.startswith("arn:aws:kms:eu-north-1:444455556666:key/")
+
+
 def test_one_cluster_per_session(trent_cluster):
     assert SEEN == {trent_cluster.endpoint}
 '''
@@ -158,6 +165,8 @@ def test_a_user_project_runs_against_the_plugin(tmp_path: Path) -> None:
     (project / "checks" / "test_invoices.py").write_text(USER_TESTS)
     (project / "fixtures").mkdir()
     (project / "fixtures" / "keys.toml").write_text(SEED)
+    (project / "fixtures" / "trent.toml").write_text(
+        'account = "444455556666"\n[[principals]]\naccess_key = "AKIAPROJECT"\nsecret_key = "project-secret"\n')
     site = tmp_path / "site"
     _installed_metadata(site)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(project), str(ROOT), str(site)])}
@@ -167,7 +176,7 @@ def test_a_user_project_runs_against_the_plugin(tmp_path: Path) -> None:
                             cwd=project, env=env, capture_output=True, text=True, timeout=300)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    assert "8 passed" in out, out
+    assert "9 passed" in out, out
     # The clusters were stopped at the end of the session: nothing of them still runs.
     assert not list(tmp_path.glob("**/cluster.json"))
 
