@@ -243,3 +243,12 @@ def test_clients_see_seeded_keys_through_errors_as_aws_would(fresh_cluster: Fres
     with pytest.raises(ClientError) as err:
         c.client("us-east-1").encrypt(KeyId=OFF_ID, Plaintext=b"x")
     assert err.value.response["Error"]["Code"] == "DisabledException"
+
+
+def test_seeded_keys_with_several_processes(fresh_cluster: Fresh, seed_file: Path) -> None:
+    c = fresh_cluster(extra_args=("--seed", str(seed_file), "--workers", "2", "--replica-delay", "0"))
+    for _ in range(6):  # new connections land on either process
+        client = c.client("us-east-1")
+        assert client.describe_key(KeyId="alias/orders")["KeyMetadata"]["KeyId"] == SYM_ID
+    c.restart()
+    assert c.client("ap-northeast-2").describe_key(KeyId="alias/global")["KeyMetadata"]["KeyId"] == MRK_ID
