@@ -51,3 +51,16 @@ def test_dates_and_spans() -> None:
     assert span(8 * 86400) == "8d"
     assert span(93784) == "1d 2h 3m 4s"
     assert span(0) == "0s"
+
+
+def test_make_up_passes_args_to_trent_up(tmp_path: object) -> None:
+    import shutil
+    import subprocess
+
+    from cluster.running import ROOT
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    dry = subprocess.run(["make", "-n", "up", "ARGS=--regions us-east-1 --any-region", f"VENV={tmp_path}/venv"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert f"{tmp_path}/venv/bin/trent up --regions us-east-1 --any-region" in dry.stdout.splitlines()
