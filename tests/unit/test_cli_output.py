@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+from pathlib import Path
 
 import pytest
 
@@ -53,7 +54,7 @@ def test_dates_and_spans() -> None:
     assert span(0) == "0s"
 
 
-def test_make_up_passes_args_to_trent_up(tmp_path: object) -> None:
+def test_make_up_passes_args_to_trent_up(tmp_path: Path) -> None:
     import shutil
     import subprocess
 
