@@ -252,3 +252,24 @@ def test_seeded_keys_with_several_processes(fresh_cluster: Fresh, seed_file: Pat
         assert client.describe_key(KeyId="alias/orders")["KeyMetadata"]["KeyId"] == SYM_ID
     c.restart()
     assert c.client("ap-northeast-2").describe_key(KeyId="alias/global")["KeyMetadata"]["KeyId"] == MRK_ID
+
+
+def test_a_replica_added_to_the_file_later_is_added(fresh_cluster: Fresh, tmp_path: Path) -> None:
+    path = tmp_path / "mrk.toml"
+    path.write_text(f'[[keys]]\nkey_id = "{MRK_ID}"\nreplicas = ["eu-west-1"]\n')
+    c = fresh_cluster(extra_args=("--seed", str(path), "--replica-delay", "0"))
+    blob = c.client("us-east-1").encrypt(KeyId=MRK_ID, Plaintext=b"one")["CiphertextBlob"]
+    c.stop()
+    path.write_text(f'[[keys]]\nkey_id = "{MRK_ID}"\nreplicas = ["eu-west-1", "ap-northeast-2"]\n')
+    c.start()
+    tokyo = c.client("ap-northeast-2")
+    assert tokyo.decrypt(CiphertextBlob=blob)["Plaintext"] == b"one"
+    replicas = c.client("us-east-1").describe_key(KeyId=MRK_ID)["KeyMetadata"]["MultiRegionConfiguration"]
+    assert sorted(r["Region"] for r in replicas["ReplicaKeys"]) == ["ap-northeast-2", "eu-west-1"]
+
+    def told() -> bool:  # the existing replica hears of its new sibling through the primary's outbox
+        meta = c.client("eu-west-1").describe_key(KeyId=MRK_ID)["KeyMetadata"]["MultiRegionConfiguration"]
+        return sorted(r["Region"] for r in meta["ReplicaKeys"]) == ["ap-northeast-2", "eu-west-1"]
+
+    poll(told)
+    poll(lambda: c.admin("/_trent/status")["consistency"]["consistent"])
