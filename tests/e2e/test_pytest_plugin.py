@@ -170,7 +170,8 @@ def test_a_user_project_runs_against_the_plugin(tmp_path: Path) -> None:
     site = tmp_path / "site"
     _installed_metadata(site)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(project), str(ROOT), str(site)])}
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS", "PYTEST_ADDOPTS"):
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS", "PYTEST_ADDOPTS",
+                 "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         env.pop(name, None)
     result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA", "checks"],
                             cwd=project, env=env, capture_output=True, text=True, timeout=300)
@@ -185,6 +186,7 @@ def test_help_lists_the_options(tmp_path: Path) -> None:
     site = tmp_path / "site"
     _installed_metadata(site)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(site)])}
+    env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
     result = subprocess.run([sys.executable, "-m", "pytest", "--help"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     for option in ("--trent-regions", "--trent-config", "--trent-seed", "--trent-args"):
