@@ -172,18 +172,24 @@ class _Clusters:
         self._factory = factory
         self._clusters: dict[Settings, TrentCluster] = {}
         self._running: list[RunningCluster] = []
+        # A cluster that could not start is not tried again by every test that wants it: they all fail at once.
+        self._failed: dict[Settings, str] = {}
 
     def get(self, settings: Settings) -> TrentCluster:
         cluster = self._clusters.get(settings)
+        if settings in self._failed:
+            pytest.fail(self._failed[settings], pytrace=False)
         if cluster is None:
             from node.config import ConfigError, load_config
 
             try:
                 config = load_config(Path(settings.config) if settings.config else None)
-            except ConfigError as exc:
-                raise pytest.UsageError(f"trent: {exc}") from None
+                running = self._start(settings)
+            except (ConfigError, RuntimeError) as exc:
+                self._failed[settings] = f"trent: {exc}"
+                pytest.fail(self._failed[settings], pytrace=False)
             principal = config.effective_principals()[0]
-            cluster = TrentCluster(self._start(settings), config.account, (principal.access_key, principal.secret_key))
+            cluster = TrentCluster(running, config.account, (principal.access_key, principal.secret_key))
             self._clusters[settings] = cluster
         return cluster
 
@@ -202,7 +208,7 @@ class _Clusters:
             if running.proc is not None:
                 running.kill()
             tail = running.log_path.read_text(errors="replace")[-2000:] if running.log_path.exists() else ""
-            raise pytest.UsageError(f"the trent cluster did not start ({exc}):\n{tail}") from None
+            raise RuntimeError(f"the cluster did not start ({exc}):\n{tail}") from None
         self._running.append(running)
         return running
 

@@ -195,3 +195,37 @@ def test_help_lists_the_options(tmp_path: Path) -> None:
     markers = subprocess.run([sys.executable, "-m", "pytest", "--markers"], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=120)
     assert "@pytest.mark.trent(regions=None" in markers.stdout
+
+
+FAILING_TESTS = '''\
+import pytest
+
+pytestmark = pytest.mark.trent(seed="absent.toml")
+
+
+def test_one(trent_kms):
+    trent_kms().list_keys()
+
+
+def test_two(trent_cluster):
+    pass
+'''
+
+
+def test_a_cluster_that_cannot_start_fails_its_tests_once(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(PROJECT_PYPROJECT)
+    (project / "test_broken.py").write_text(FAILING_TESTS)
+    site = tmp_path / "site"
+    _installed_metadata(site)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(site)])}
+    env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+    base = tmp_path / "base"
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--basetemp={base}"],
+                            cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "2 failed" in out or "2 errors" in out, out
+    assert out.count("cannot read seed file") >= 2, out
+    assert len(list(base.glob("trent[0-9]*"))) == 1  # one attempt to start it, not one per test
