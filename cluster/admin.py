@@ -57,12 +57,12 @@ class AdminApi:
         return guarded
 
     async def _post_faults(self, request: web.Request) -> web.Response:
-        return await _post_action(self._fault_action, request)
+        return await _post_faults_impl(self._fault_action, request)
 
     async def _post_reset(self, request: web.Request) -> web.Response:
         if self._reset is None:
             return _json({"error": "reset is not available here"}, 404)
-        return await _post_action(self._reset, request)
+        return await _post_faults_impl(self._reset, request)  # the same JSON-object body handling
 
     async def _get_status(self, request: web.Request) -> web.Response:
         return _json(self._status())
@@ -95,10 +95,10 @@ def _authorized(request: web.Request, token: str) -> bool:
     return hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), token.encode())
 
 
-async def _post_action(action: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None,
+async def _post_faults_impl(action: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None,
                             request: web.Request) -> web.Response:
     if action is None:
-        return _json({"error": "not available here"}, 404)
+        return _json({"error": "fault injection is not available here"}, 404)
     try:
         doc = json.loads(await request.read() or b"{}")
         if not isinstance(doc, dict):
