@@ -23,8 +23,9 @@ bench: $(BENCH_STAMP)
 sysdeps:
 	@deploy/install-debian-packages
 
+# make up ARGS="--regions us-east-1,eu-west-1 --seed keys.toml": any `trent up` flags.
 up: $(STAMP) sysdeps
-	$(VENV)/bin/trent up
+	$(VENV)/bin/trent up $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check node cluster tests examples

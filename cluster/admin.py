@@ -24,6 +24,7 @@ class AdminApi:
         fault_action: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
         identity: dict[str, Any] | None = None,
         reports: Mapping[str, Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]]] | None = None,
+        reset: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         """``reports``: further read-only answers, GET /_trent/<name> with the query string as their parameters
         (compliance, cost); a ValueError they raise is a 400."""
@@ -32,6 +33,7 @@ class AdminApi:
         self._clock_state = clock_state
         self._advance = advance_clock
         self._fault_action = fault_action
+        self._reset = reset  # `trent reset` (cluster/reset.py)
         # Which process answers (several may serve one port): in the health answer, for the token's holders only
         # (a process id is nobody else's business).
         self._identity = identity or {}
@@ -46,6 +48,7 @@ class AdminApi:
             web.post("/_trent/faults", self._guard(self._post_faults)),
             *(web.get(f"/_trent/{name}", self._guard(_report_handler(report)))
               for name, report in self._reports.items()),
+            web.post("/_trent/reset", self._guard(self._post_reset)),
         ]
 
     def _authorized(self, request: web.Request) -> bool:
@@ -61,6 +64,11 @@ class AdminApi:
 
     async def _post_faults(self, request: web.Request) -> web.Response:
         return await _post_faults_impl(self._fault_action, request)
+
+    async def _post_reset(self, request: web.Request) -> web.Response:
+        if self._reset is None:
+            return _json({"error": "reset is not available here"}, 404)
+        return await _post_faults_impl(self._reset, request)  # the same JSON-object body handling
 
     async def _get_status(self, request: web.Request) -> web.Response:
         return _json(self._status())

@@ -49,6 +49,37 @@ def audit_events(data_dir: Path, *, region: str | None = None, key: str | None =
     return [record for _, _, record in found]
 
 
+# Work KMS does by itself, recorded beside the API calls (node/scheduler.py, cluster/replication/applier.py).
+SERVICE_EVENTS = ("RotateKey", "DeleteKey", "SynchronizeMultiRegionKey")
+
+
+def known_region(data_dir: Path, name: str) -> str:
+    """``name`` (any case) as a region with an audit trail under ``data_dir``; ValueError naming those there are."""
+    regions = sorted(p.name for p in data_dir.iterdir() if (p / "audit").is_dir())
+    wanted = name.strip().lower()
+    if wanted in regions:
+        return wanted
+    raise ValueError(f"unknown region {name!r} (regions with an audit trail here: {', '.join(regions) or 'none'})")
+
+
+def known_event(name: str) -> str:
+    """``name`` (any case) as the event name KMS records (an operation, or work KMS does by itself); ValueError
+    naming the closest one."""
+    import difflib
+
+    import botocore.session  # the list of operations; only for this check
+
+    names: list[str] = [*botocore.session.get_session().get_service_model("kms").operation_names, *SERVICE_EVENTS]
+    by_lower = {str(n).lower(): str(n) for n in names}
+    found = by_lower.get(name.strip().lower())
+    if found is not None:
+        return found
+    close = difflib.get_close_matches(name.strip().lower(), list(by_lower), n=1)
+    hint = f" (did you mean {by_lower[close[0]]}?)" if close else ""
+    raise ValueError(f"unknown event {name!r}{hint}: an event is a KMS operation, such as Decrypt, or one of "
+                     f"{', '.join(SERVICE_EVENTS)}")
+
+
 def _principal_matches(identity: dict[str, Any], wanted: str) -> bool:
     """A principal ARN, the tail of one (``role/app``, ``user/admin``), an account id or an access key id."""
     arn = str(identity.get("arn") or "")

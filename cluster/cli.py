@@ -14,6 +14,7 @@ import urllib.error
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cluster.cli_output import Style, quiet_broken_pipe, span, table, utc
 from cluster.datadir import DataDirLock
 from cluster.durations import parse_duration
 from cluster.lifecycle import start_role, stop_signal
@@ -39,7 +40,7 @@ Ctrl-C stops the cluster."""
 def _up(args: argparse.Namespace) -> int:
     overrides = {"data_dir": args.data_dir, "host": args.host, "port": args.port, "regions": args.regions,
                  "auth": args.auth, "replica_creating_seconds": args.replica_delay, "workers": args.workers,
-                 "quotas": args.quotas}
+                 "quotas": args.quotas, "seed": args.seed, "any_region": args.any_region}
     try:
         config = load_config(Path(args.config) if args.config else None, overrides)
     except ConfigError as exc:
@@ -117,7 +118,17 @@ def _clock(args: argparse.Namespace) -> int:
         state = _admin_call(args.data_dir, "/_trent/clock", {"advance": seconds})
     else:
         state = _admin_call(args.data_dir, "/_trent/clock")
-    print(json.dumps(state, indent=2))
+    if args.json:
+        print(json.dumps(state, indent=2))
+        return 0
+    style = Style()
+    offset = float(state["offset"])
+    ahead = f"{span(offset)} ahead of the real time" if offset else "the real time"
+    print(table(["now", utc(float(state["now"]))], [["offset", ahead]], style))
+    changed = {region: n for region, n in state.get("changed", {}).items() if n}
+    if "changed" in state:
+        done = ", ".join(f"{region} {n} key{'s' if n != 1 else ''}" for region, n in changed.items())
+        print("due deletions and rotations done: " + (done or style("none", "dim")))
     return 0
 
 
@@ -137,19 +148,21 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
+    style = Style()
     print(f"gateway {status['gateway']}")
     for name, region in status["regions"].items():
-        print(f"  {name:<16} {'up' if region['up'] else 'DOWN':<5} {region['url']:<24} keys={region['keys']} "
+        state = style("up   ", "green") if region["up"] else style("DOWN ", "red")
+        print(f"  {name:<16} {state} {region['url']:<24} keys={region['keys']} "
               f"multi-region={region['multi_region_keys']} outbox={region['outbox_head']}")
         for peer, lag in region["replication"].items():
-            link = "connected" if lag["connected"] else "not connected"
+            link = "connected" if lag["connected"] else style("not connected", "yellow")
             print(f"      <- {peer:<16} cursor={lag['cursor']:<6} lag={lag['lag_records']} records, "
                   f"{lag['lag_seconds']}s ({link})")
     consistency = status["consistency"]
     missing = consistency.get("missing", {})
-    verdict = "consistent" if consistency["consistent"] else "DIVERGENT: " + ", ".join(
-        f"{key} (not yet in {', '.join(missing[key])})" if key in missing else key
-        for key in consistency["divergent_keys"])
+    verdict = style("consistent", "green") if consistency["consistent"] else style("DIVERGENT", "red") + ": " + \
+        ", ".join(f"{key} (not yet in {', '.join(missing[key])})" if key in missing else key
+                  for key in consistency["divergent_keys"])
     print(f"multi-Region keys: {consistency['multi_region_keys']}, {verdict}")
     active = {k: v for k, v in status["faults"].items() if v}
     print("faults: " + (json.dumps(active) if active else "none"))
@@ -157,21 +170,65 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _fault(args: argparse.Namespace) -> int:
+    if args.kind == "show":
+        if args.regions:
+            print("trent: usage: trent fault show", file=sys.stderr)
+            return 2
+        status = _admin_call(args.data_dir, "/_trent/status")
+        return _print_faults(status["faults"], list(status["regions"]), args.json)
     doc: dict[str, Any] = {"action": args.kind, "regions": args.regions}
     try:
         if args.kind in ("latency", "errors", "throttle"):
             if len(args.regions) != 2:
                 raise ValueError(f"usage: trent fault {args.kind} REGION VALUE")
             doc["regions"], raw = [args.regions[0]], args.regions[1]
-            doc["value"] = _fault_value(args.kind, raw)
+            doc["value"] = fault_value(args.kind, raw)
     except ValueError as exc:
         print(f"trent: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(_admin_call(args.data_dir, "/_trent/faults", doc), indent=2))
+    faults = _admin_call(args.data_dir, "/_trent/faults", doc)
+    regions = [] if args.json else list(_admin_call(args.data_dir, "/_trent/status")["regions"])
+    return _print_faults(faults, regions, args.json)
+
+
+def _print_faults(faults: dict[str, Any], regions: list[str], as_json: bool) -> int:
+    """The faults in force: one row per region, then the partitions."""
+    if as_json:
+        print(json.dumps(faults, indent=2))
+        return 0
+    style = Style()
+    rows = []
+    for region in regions:
+        latency = faults["latency_ms"].get(region)
+        errors = faults["errors_percent"].get(region)
+        throttle = faults["throttle_per_second"].get(region)
+        rows.append([region, "DOWN" if region in faults["down"] else "up",
+                     f"{latency:g} ms" if latency is not None else "-", f"{errors:g}%" if errors is not None else "-",
+                     f"{throttle:g}/s" if throttle is not None else "-"])
+    print(table(["REGION", "STATE", "LATENCY", "ERRORS", "THROTTLE"], rows, style,
+                lambda col, cell: ("red" if cell == "DOWN" else "green") if col == 1 else
+                ("yellow" if col > 1 and cell != "-" else None)))
+    partitions = [" <-> ".join(pair) for pair in faults["partitions"]]
+    print("partitions: " + (", ".join(partitions) if partitions else "none"))
     return 0
 
 
-def _fault_value(kind: str, raw: str) -> float:
+def _reset(args: argparse.Namespace) -> int:
+    answer = _admin_call(args.data_dir, "/_trent/reset", {})
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    cleared = answer["cleared"]
+    totals = {what: sum(region[what] for region in cleared.values()) for what in ("keys", "aliases", "grants")}
+    print(f"reset {len(cleared)} regions: {totals['keys']} keys, {totals['aliases']} aliases, "
+          f"{totals['grants']} grants removed")
+    seeded = answer.get("seeded")
+    if seeded:
+        print(f"seed applied again: {seeded.get('created', 0)} keys created")
+    return 0
+
+
+def fault_value(kind: str, raw: str) -> float:
     """200ms → 0.2 s; 5% → 0.05; 10/s → 10."""
     text = raw.strip().lower()
     if kind == "latency":
@@ -197,20 +254,27 @@ def _fault_value(kind: str, raw: str) -> float:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from cluster.audit_view import audit_events, format_event  # only this command reads the logs
+    from cluster.audit_view import audit_events, format_event, known_event, known_region  # only this command
 
     root = Path(args.data_dir)
     if not root.is_dir():
         print(f"trent: no data directory at {root}", file=sys.stderr)
         return 2
     try:
-        events = audit_events(root, region=args.region, key=args.key, principal=args.principal,
-                              event=args.event, since=args.since)
+        region = known_region(root, args.region) if args.region is not None else None
+        event_name = known_event(args.event) if args.event is not None else None
+        events = audit_events(root, region=region, key=args.key, principal=args.principal,
+                              event=event_name, since=args.since)
     except ValueError as exc:
         print(f"trent: {exc}", file=sys.stderr)
         return 2
+    style = Style()
     for event in events:
-        print(json.dumps(event) if args.json else format_event(event))
+        if args.json:
+            print(json.dumps(event))
+        else:
+            line = format_event(event)
+            print(style(line, "red") if event.get("errorCode") else line)
     return 0
 
 
@@ -236,39 +300,55 @@ def build_parser() -> argparse.ArgumentParser:
                     "runs the region ports, replication and background work")
     up.add_argument("--quotas", choices=["off", "aws"], help="request quotas: 'aws' throttles at KMS's published "
                     "per-account, per-region rates, as AWS does (default off)")
+    up.add_argument("--seed", metavar="FILE", help="seed file (TOML, or YAML such as local-kms's): keys with fixed ids "
+                    "and material, created at every start if missing")
+    up.add_argument("--any-region", dest="any_region", action="store_const", const=True,
+                    help="make a region nobody configured on its first request through the gateway (a client "
+                    "signing for us-west-2 just works)")
     up.add_argument("-v", "--verbose", action="store_true", help="log region activity")
     up.set_defaults(func=_up)
+    running = "the running cluster's data directory (default ./.trent)"
     clock = sub.add_parser("clock", help="show or move the cluster's clock")
-    clock.add_argument("action", choices=["show", "advance"])
-    clock.add_argument("duration", nargs="?", default="0", help="e.g. 8d, 12h, 90m")
-    clock.add_argument("--data-dir", dest="data_dir", default=".trent")
+    clock.add_argument("action", choices=["show", "advance"], help="show the time, or advance it")
+    clock.add_argument("duration", nargs="?", default="0", help="how far to advance, e.g. 8d, 12h, 90m, 1d12h")
+    clock.add_argument("--json", action="store_true", help="the cluster's answer as JSON (epoch seconds)")
+    clock.add_argument("--data-dir", dest="data_dir", default=".trent", help=running)
     clock.set_defaults(func=_clock)
     status = sub.add_parser("status", help="regions and keys of a running cluster")
-    status.add_argument("--json", action="store_true")
-    status.add_argument("--data-dir", dest="data_dir", default=".trent")
+    status.add_argument("--json", action="store_true", help="the full status as JSON")
+    status.add_argument("--data-dir", dest="data_dir", default=".trent", help=running)
     status.set_defaults(func=_status)
-    fault = sub.add_parser("fault", help="break regions on purpose (DR drills)", description=(
-        "down REGION | up REGION | partition A B | heal A B | latency REGION 200ms | errors REGION 5% | "
+    fault = sub.add_parser("fault", help="break regions on purpose (DR drills), or show the faults", description=(
+        "show | down REGION | up REGION | partition A B | heal A B | latency REGION 200ms | errors REGION 5% | "
         "throttle REGION 10/s | clear"))
-    fault.add_argument("kind", choices=["down", "up", "partition", "heal", "latency", "errors", "throttle", "clear"])
+    fault.add_argument("kind", nargs="?", default="show", choices=["show", "down", "up", "partition", "heal",
+                                                                    "latency", "errors", "throttle", "clear"],
+                       help="what to do (default show: the faults in force, as a table)")
     fault.add_argument("regions", nargs="*", help="region(s), then the value for latency/errors/throttle")
-    fault.add_argument("--data-dir", dest="data_dir", default=".trent")
+    fault.add_argument("--json", action="store_true", help="the faults in force as JSON")
+    fault.add_argument("--data-dir", dest="data_dir", default=".trent", help=running)
     fault.set_defaults(func=_fault)
     console = sub.add_parser("console", help="print the web console's address (with the admin token) to open")
     console.add_argument("--data-dir", dest="data_dir", default=".trent")
     console.set_defaults(func=_console)
+    reset = sub.add_parser("reset", help="remove every region's keys, aliases and grants (no restart); the seed "
+                           "file, if any, is applied again")
+    reset.add_argument("--json", action="store_true", help="the cluster's answer as JSON")
+    reset.add_argument("--data-dir", dest="data_dir", default=".trent", help=running)
+    reset.set_defaults(func=_reset)
     audit = sub.add_parser("audit", help="read the audit trail (CloudTrail-shaped), newest last")
-    audit.add_argument("--region", help="only this region")
+    audit.add_argument("--region", help="only this region (any case)")
     audit.add_argument("--key", help="only events about this key (id or ARN)")
     audit.add_argument("--principal", help="only calls by this principal (ARN or access key)")
-    audit.add_argument("--event", help="only this event name, e.g. Decrypt")
+    audit.add_argument("--event", help="only this event name, e.g. Decrypt (any case)")
     audit.add_argument("--since", help="an ISO time (2026-11-23T15:00:00Z) or a duration back from now (15m, 2h)")
     audit.add_argument("--json", action="store_true", help="one JSON record per line")
-    audit.add_argument("--data-dir", dest="data_dir", default=".trent")
+    audit.add_argument("--data-dir", dest="data_dir", default=".trent",
+                       help="the cluster's data directory, running or not (default ./.trent)")
     audit.set_defaults(func=_audit)
     add_report_commands(sub, lambda data_dir, path: _admin_call(data_dir, path))
     bench = sub.add_parser("bench", help="run the benchmark suite (see bench/README.md)", add_help=False)
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="the suite's own options (trent bench --help)")
     bench.set_defaults(func=_bench)
     return parser
 
@@ -279,8 +359,12 @@ def main(argv: list[str] | None = None) -> int:
         # The suite has its own options (argparse cannot pass "--flags" through a sub-command untouched).
         return _bench(argparse.Namespace(bench_args=argv[1:]))
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
-    return result
+
+    def run() -> int:
+        result: int = args.func(args)
+        sys.stdout.flush()  # inside: a reader that left is noticed here, not at exit
+        return result
+    return quiet_broken_pipe(run, 1)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,8 @@ class Parts:
     def request_metrics(self) -> dict[str, RequestMetrics]:
         """This process's request counts per region (each endpoint keeps its own)."""
         return {name: r.endpoint.metrics for name, r in self.regions.items() if r.endpoint.metrics is not None}
+    # Builds a region the configuration does not name, standing alone (--any-region: cluster/any_region.py).
+    make_region: Callable[[str], RegionParts] | None = None
 
     def gate(self, follows_runtime: bool) -> Gate:
         """What every KMS request passes before its region: injected faults; with several processes, first the
@@ -150,9 +152,16 @@ def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[],
     serving = _serving(config)
     regions = {name: _region(config, name, stores, clock, codec, key_pairs, serving, audit_file, notify_commits)
                for name in config.regions}
+
+    def make_region(name: str) -> RegionParts:
+        # A cluster of its own as far as multi-Region keys go: no replica goes to it or comes from it.
+        alone = replace(config, regions=(name,))
+        return _region(alone, name, stores, clock, codec, key_pairs, serving, audit_file, notify_commits)
+
     return Parts(config, clock, Faults(time.monotonic, share=1.0 / config.workers),
                  config.admin_token or load_or_create_token(config.data_dir, "admin.token"), codec, key_pairs, regions,
-                 SharedState(stores.open_runtime(config.data_dir)) if shared else None, quotas=serving.quotas)
+                 SharedState(stores.open_runtime(config.data_dir)) if shared else None, make_region,
+                 quotas=serving.quotas)
 
 
 def _serving(config: ClusterConfig) -> _Serving:

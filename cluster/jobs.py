@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -187,9 +187,23 @@ class ReplicationLinks:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
+        self._start_pullers(self._session)
+
+    def _start_pullers(self, session: aiohttp.ClientSession) -> None:
         for name, replication in self.replications.items():
             peers = {peer: url for peer, url in self.urls.items() if peer != name}
-            replication.start(peers, self.token, self.faults, self._session)
+            replication.start(peers, self.token, self.faults, session)
+
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """No puller runs inside (a reset: nothing fetched before it is applied after it); they start again after."""
+        for replication in self.replications.values():
+            await replication.stop()
+        try:
+            yield
+        finally:
+            if self._session is not None:  # started (and not stopped meanwhile)
+                self._start_pullers(self._session)
 
     async def stop(self) -> None:
         for replication in self.replications.values():

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cluster.admin import AdminApi
+from cluster.any_region import AnyRegion
 from cluster.clock_control import ClockControl
 from cluster.compliance_watch import compliance_report, settings_of
 from cluster.compose import HostJobs, Parts, compose, host_jobs
@@ -22,6 +23,9 @@ from cluster.files import remove_cluster_file, write_cluster_file
 from cluster.gateway import Gateway
 from cluster.metrics import ClusterCollector, clear_snapshots, metrics_routes
 from cluster.replication.shipper import outbox_route
+from cluster.reset import ResetControl
+from cluster.seed_file import Seed, load_seed
+from cluster.seeding import apply_seed
 from cluster.serving import Servers, fixed
 from cluster.status import status_report
 from cluster.worker_processes import WorkerProcesses
@@ -31,7 +35,7 @@ from node.edge import ConnectionGuard
 
 
 class RegionHost:
-    def __init__(self, parts: Parts, jobs: HostJobs) -> None:
+    def __init__(self, parts: Parts, jobs: HostJobs, seed: Seed | None = None) -> None:
         self.parts = parts
         self.jobs = jobs
         self.config = parts.config
@@ -40,11 +44,26 @@ class RegionHost:
         self.clock = ClockControl(parts.clock, self.config.data_dir, jobs.schedulers, parts.publish_runtime)
         self.faults = FaultControl(parts.faults, self.servers, self.sites, parts.publish_runtime)
         self.workers = WorkerProcesses()
+        self.seed = seed
+        self.resets = ResetControl({name: (r.region, r.outbox) for name, r in parts.regions.items()},
+                                   jobs.replication, after=self.apply_seed)
+        self.any_region: AnyRegion | None = None
+        if self.config.any_region and parts.make_region is not None:
+            self.any_region = AnyRegion(parts, parts.make_region, jobs.schedulers,
+                                        lambda name, r: self.resets.add_region(name, r.region, r.outbox))
 
     @classmethod
     def from_config(cls, config: ClusterConfig) -> RegionHost:
+        # The seed file first: one that cannot be used stops the start before anything is made.
+        seed = load_seed(config.seed, config.regions) if config.seed is not None else None
         parts = compose(config, audit_file=CURRENT)
-        return cls(parts, host_jobs(parts))
+        return cls(parts, host_jobs(parts), seed)
+
+    def apply_seed(self) -> dict[str, int]:
+        """The seed file's keys and aliases the regions lack, created (at every start, and after a reset)."""
+        if self.seed is None:
+            return {}
+        return apply_seed(self.seed, {name: self.parts.regions[name].region for name in self.config.regions})
 
     @property
     def gateway_url(self) -> str:
@@ -56,7 +75,7 @@ class RegionHost:
     def admin(self) -> AdminApi:
         return AdminApi(self.parts.admin_token, self.status, self.clock.state, self.clock.advance, self.faults.apply,
                         identity={"worker": 0, "pid": os.getpid()},
-                        reports={"compliance": self.compliance, "cost": self.cost})
+                        reports={"compliance": self.compliance, "cost": self.cost}, reset=self.resets.reset)
 
     async def cost(self, query: Mapping[str, str]) -> dict[str, Any]:
         regions = {n: r for n, r in self.parts.regions.items() if query.get("region") in (None, n)}
@@ -88,6 +107,7 @@ class RegionHost:
     async def start(self) -> None:
         parts = self.parts
         parts.publish_runtime()  # before any worker starts: faults of an earlier run are gone
+        self.apply_seed()  # before anything serves or schedules: the seeded keys are there from the first request
         await self.jobs.background.start()  # the schedulers first do what fell due while the cluster was stopped
         clear_snapshots(self.config.data_dir)
         admin_routes = [*self.admin().routes(),
@@ -95,10 +115,14 @@ class RegionHost:
                         *console_routes(parts.admin_token, self.status,
                                         {name: r.region for name, r in parts.regions.items()}, self.config.data_dir)]
         gate = parts.gate(follows_runtime=False)  # the host sets the shared clock and faults
-        gateway = Gateway({name: r.endpoint for name, r in parts.regions.items()})
+        gateway = Gateway({name: r.endpoint for name, r in parts.regions.items()},
+                          create=self.any_region.for_request if self.any_region is not None else None)
+        if self.any_region is not None:
+            await self.any_region.start()
         await self.servers.serve(gateway.route, gate, admin_routes, self.config.port,
                                  reuse_port=parts.runtime is not None)
-        for name, r in parts.regions.items():
+        for name in self.config.regions:  # (a region made on first use meanwhile is served by the gateway alone)
+            r = parts.regions[name]
             routes = [*admin_routes, outbox_route(name, r.outbox, self.jobs.replication.token, parts.faults)]
             runner = await self.servers.serve(fixed(r.endpoint), gate, routes)
             self.sites[name] = RegionSite(runner, r.port, await self.servers.open_site(runner, r.port))
@@ -117,5 +141,7 @@ class RegionHost:
         await self.jobs.replication.stop()  # before the servers: it releases the peers' long-polls
         await self.jobs.background.stop()
         await self.servers.close()
+        if self.any_region is not None:
+            await self.any_region.stop()
         self.parts.close()
         remove_cluster_file(self.config.data_dir)

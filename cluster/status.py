@@ -14,12 +14,12 @@ def status_report(parts: Parts, replications: Mapping[str, RegionReplication],
     now = parts.clock.now()
     regions: dict[str, Any] = {}
     for name, r in parts.regions.items():
-        replication = replications[name]
+        replication = replications.get(name)  # None: a region made on first use (--any-region) replicates nothing
         regions[name] = {
             "url": parts.url(r.port), "up": not parts.faults.is_down(name), "keys": len(r.region.keys),
             "multi_region_keys": sum(1 for k in r.region.keys.values() if k.mrk is not None),
             "aliases": len(r.region.aliases), "outbox_head": r.outbox.head,
-            "replication": lag_report(replication, replications, now)}
+            "replication": lag_report(replication, replications, now) if replication is not None else {}}
     return {
         "gateway": parts.url(parts.config.port),
         "clock": clock_state,

@@ -120,6 +120,6 @@ def forwarding_admin_routes(leader_admin: str, health: web.RouteDef) -> tuple[li
         for session in sessions:
             await session.close()
 
-    routes = [health, web.route("*", "/_trent/{name:status|clock|faults|compliance|cost|metrics}", forward),
+    routes = [health, web.route("*", "/_trent/{name:status|clock|faults|compliance|cost|metrics|reset}", forward),
               web.get("/metrics", forward), web.get("/_trent/console{tail:(/.*)?}", forward)]
     return routes, close

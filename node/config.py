@@ -80,6 +80,10 @@ class ClusterConfig:
     # quota_overrides sets some of them (by quota name) to other rates, in requests per second.
     quotas: str = "off"
     quota_overrides: Mapping[str, float] = field(default_factory=dict)
+    # A seed file (TOML, or YAML such as local-kms's): keys every start creates if missing (cluster/seeding.py).
+    seed: Path | None = None
+    # A region no one configured is made on its first request through the gateway (cluster/any_region.py).
+    any_region: bool = False
 
     def port_of(self, region: str) -> int:
         if region in self.region_ports:
@@ -234,6 +238,12 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         changes["port"] = _port("port", raw["port"])
     if "data_dir" in raw:
         changes["data_dir"] = Path(_convert("data_dir", raw["data_dir"], str))
+    if "seed" in raw:
+        changes["seed"] = Path(_convert("seed", raw["seed"], str))
+    if "any_region" in raw:
+        if not isinstance(raw["any_region"], bool):
+            raise ConfigError("any_region must be true or false")
+        changes["any_region"] = raw["any_region"]
     if "regions" in raw:
         changes["regions"] = _regions(raw["regions"])
     if "region_ports" in raw:
@@ -282,6 +292,8 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         changes["enforce_access"] = raw["access_control"] == "enforce"
     _check_region_tables(changes, changes.get("regions", config.regions))
     changes.update(_observability_settings(raw))
+    if changes.get("any_region") and changes.get("workers", 1) > 1:
+        raise ConfigError("any_region works with workers = 1 only (for now)")
     return replace(config, **changes)
 
 

@@ -19,6 +19,9 @@ SEQ_WIDTH = 16
 # order; followed through the change feed, as other processes serving the region append to it), and how far this
 # region has applied each peer's outbox.
 OUTBOX, CURSORS = "outbox", "cursors"
+# After a reset emptied the outbox: the number its records had reached, so numbering continues above every peer's
+# cursor (a peer that has applied record N asks for records after N, and must find the next one there).
+FLOOR = "outbox-floor"
 
 
 def seq_id(seq: int) -> str:
@@ -34,6 +37,7 @@ class Outbox:
         self.codec = codec
         self.clock = clock
         store.declare(OUTBOX, feed=True)
+        store.declare("meta")
         self.head = self._last_seq()
         self._identity: str | None = None
         self._allocated = self.head
@@ -71,7 +75,17 @@ class Outbox:
     def _last_seq(self) -> int:
         """The newest record's number in the store (0 for an empty outbox)."""
         last = self.store.last_id(OUTBOX)
-        return int(last) if last is not None else 0
+        floor = self.store.get("meta", FLOOR)
+        return max(int(last) if last is not None else 0, int(floor) if floor is not None else 0)
+
+    def stage_clear(self, batch: Batch) -> int:
+        """Stage the deletion of every record (a reset); numbering goes on from the newest, so the cursors peers
+        hold stay valid. How many records there were."""
+        doomed = [ident for ident, _ in self.store.scan(OUTBOX)]
+        for ident in doomed:
+            batch.delete(OUTBOX, ident)
+        batch.put("meta", FLOOR, str(max(self._allocated, self.head)).encode())
+        return len(doomed)
 
     def follow(self, follower: ChangeFollower | None) -> None:
         """Where several processes serve the region: hear of the records they append."""

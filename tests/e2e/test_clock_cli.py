@@ -21,7 +21,7 @@ def clocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster
 
 
 def show(cluster: RunningCluster) -> dict[str, Any]:
-    result = cluster.trent("clock", "show")
+    result = cluster.trent("clock", "show", "--json")
     doc: dict[str, Any] = json.loads(result.stdout)
     return doc
 
@@ -48,7 +48,7 @@ def test_clock_advance_through_the_cli_ends_a_deletion_window(clocked: RunningCl
     kid = kms.create_key()["KeyMetadata"]["KeyId"]
     kms.schedule_key_deletion(KeyId=kid, PendingWindowInDays=7)
     offset = state(clocked)["offset"]
-    result = clocked.trent("clock", "advance", "8d")
+    result = clocked.trent("clock", "advance", "8d", "--json")
     assert result.returncode == 0
     doc = json.loads(result.stdout)
     assert doc["offset"] == pytest.approx(offset + 8 * DAY)
@@ -69,7 +69,7 @@ def state(cluster: RunningCluster) -> dict[str, Any]:
 def test_clock_advance_accepts_human_durations(clocked: RunningCluster) -> None:
     for text, seconds in (("1d12h", 129600.0), ("1.5h", 5400.0), ("45", 45.0)):
         offset = state(clocked)["offset"]
-        doc = json.loads(clocked.trent("clock", "advance", text).stdout)
+        doc = json.loads(clocked.trent("clock", "advance", text, "--json").stdout)
         assert doc["offset"] == pytest.approx(offset + seconds), text
     # The admin API takes the same forms.
     for text, seconds in (("90m", 5400.0), ("30s", 30.0), ("2h", 7200.0), ("0", 0.0), (" 1D ", 86400.0),

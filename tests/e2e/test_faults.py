@@ -46,7 +46,7 @@ def _connect(port: int) -> int:
 
 
 def _fault(c: RunningCluster, *args: str) -> dict[str, Any]:
-    out = c.trent("fault", *args)
+    out = c.trent("fault", *args, "--json")
     assert out.returncode == 0, out.stderr
     doc: dict[str, Any] = json.loads(out.stdout)
     return doc
