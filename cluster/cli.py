@@ -329,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("--data-dir", dest="data_dir", default=".trent", help=running)
     fault.set_defaults(func=_fault)
     console = sub.add_parser("console", help="print the web console's address (with the admin token) to open")
-    console.add_argument("--data-dir", dest="data_dir", default=".trent")
+    console.add_argument("--data-dir", dest="data_dir", default=".trent", help=running)
     console.set_defaults(func=_console)
     reset = sub.add_parser("reset", help="remove every region's keys, aliases and grants (no restart); the seed "
                            "file, if any, is applied again")

@@ -23,14 +23,16 @@ def add_report_commands(sub: Any, admin: AdminCall) -> None:
     compliance.add_argument("--fail-on", dest="fail_on", metavar="KINDS",
                             help=f"exit {FINDINGS_EXIT} if there is a finding of these kinds (comma-separated: "
                                  f"{', '.join(KINDS)}; or 'any')")
-    compliance.add_argument("--data-dir", dest="data_dir", default=".trent")
+    compliance.add_argument("--data-dir", dest="data_dir", default=".trent",
+                            help="the running cluster's data directory (default ./.trent)")
     compliance.set_defaults(func=lambda args: compliance_command(args, admin))
     cost = sub.add_parser("cost", help="what the cluster's keys and calls would cost in AWS KMS")
     cost.add_argument("--since", help="start of the period: an ISO time or a duration back from now (30d)")
     cost.add_argument("--until", help="end of the period: an ISO time (default: now, on the cluster's clock)")
     cost.add_argument("--region", help="only this region")
     cost.add_argument("--json", action="store_true", help="the estimate as JSON")
-    cost.add_argument("--data-dir", dest="data_dir", default=".trent")
+    cost.add_argument("--data-dir", dest="data_dir", default=".trent",
+                            help="the running cluster's data directory (default ./.trent)")
     cost.set_defaults(func=lambda args: cost_command(args, admin))
 
 
