@@ -340,3 +340,64 @@ def test_no_material_token_or_wrapped_bytes_in_the_audit_trail_or_data_files(roo
         if path.is_file():
             data = path.read_bytes()
             assert not any(f in data for f in forms), path
+
+
+def _materials(root: Any, key_id: str, include: str = "ALL_KEY_MATERIAL") -> list[dict[str, Any]]:
+    rotations: list[dict[str, Any]] = root.list_key_rotations(KeyId=key_id, IncludeKeyMaterial=include)["Rotations"]
+    return rotations
+
+
+def test_imported_material_rotates_on_demand_and_every_version_keeps_working(root: Any) -> None:
+    meta = external_key(root)
+    key_id = meta["KeyId"]
+    first, second, third = os.urandom(32), os.urandom(32), os.urandom(32)
+    m1 = import_material(root, key_id, first)["KeyMaterialId"]  # ImportType omitted: the first is NEW
+    old = root.generate_data_key(KeyId=key_id, NumberOfBytes=32)
+    assert old["KeyMaterialId"] == m1
+    m2 = import_material(root, key_id, second, ImportType="NEW_KEY_MATERIAL",
+                         KeyMaterialDescription="second material")["KeyMaterialId"]
+    assert root.describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"] == m1
+    assert [(r["KeyMaterialId"], r["KeyMaterialState"], r["ImportState"]) for r in _materials(root, key_id)] == [
+        (m1, "CURRENT", "IMPORTED"), (m2, "PENDING_ROTATION", "IMPORTED")]
+    assert _materials(root, key_id)[1]["KeyMaterialDescription"] == "second material"
+    assert _materials(root, key_id, "ROTATIONS_ONLY") == []
+    assert root.generate_data_key(KeyId=key_id, NumberOfBytes=32)["KeyMaterialId"] == m1  # not current yet
+    err = import_error(root, key_id, third, ImportType="NEW_KEY_MATERIAL")
+    assert err["Code"] == "KMSInvalidStateException"  # one material waits for rotation at a time
+
+    assert root.rotate_key_on_demand(KeyId=key_id)["KeyId"] == meta["Arn"]
+    assert root.describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"] == m2
+    new = root.generate_data_key(KeyId=key_id, NumberOfBytes=32)
+    assert new["KeyMaterialId"] == m2
+    opened = root.decrypt(CiphertextBlob=old["CiphertextBlob"])
+    assert (opened["Plaintext"], opened["KeyMaterialId"]) == (old["Plaintext"], m1)
+    rotations = _materials(root, key_id, "ROTATIONS_ONLY")
+    assert [(r["KeyMaterialId"], r["KeyMaterialState"], r["RotationType"]) for r in rotations] == [
+        (m2, "CURRENT", "ON_DEMAND")]
+    assert "RotationDate" in rotations[0]
+    assert [r["KeyMaterialState"] for r in _materials(root, key_id)] == ["NON_CURRENT", "CURRENT"]
+    assert error(root.rotate_key_on_demand, KeyId=key_id)["Code"] == "KMSInvalidStateException"
+    assert error(root.get_key_rotation_status, KeyId=key_id)["Code"] == "UnsupportedOperationException"
+
+    # Re-importing old material (EXISTING is the default now) may change its expiry; the id must match if named.
+    assert import_error(root, key_id, first, KeyMaterialId=m2)["Code"] == "IncorrectKeyMaterialException"
+    import_material(root, key_id, first, KeyMaterialId=m1, ExpirationModel="KEY_MATERIAL_EXPIRES",
+                    ValidTo=time.time() + 30 * DAY)
+    listed = _materials(root, key_id)[0]
+    assert (listed["KeyMaterialId"], listed["ExpirationModel"]) == (m1, "KEY_MATERIAL_EXPIRES") and listed["ValidTo"]
+
+    # Deleting non-current material leaves the key PendingImport until it is back.
+    assert root.delete_imported_key_material(KeyId=key_id, KeyMaterialId=m1)["KeyMaterialId"] == m1
+    assert root.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "PendingImport"
+    assert _materials(root, key_id)[0]["ImportState"] == "PENDING_IMPORT"
+    assert error(root.decrypt, CiphertextBlob=new["CiphertextBlob"])["Code"] == "KMSInvalidStateException"
+    import_material(root, key_id, first)
+    assert root.decrypt(CiphertextBlob=new["CiphertextBlob"])["Plaintext"] == new["Plaintext"]
+
+    # Material waiting for rotation can be deleted outright (it was never part of the key); the key stays usable.
+    m3 = import_material(root, key_id, third, ImportType="NEW_KEY_MATERIAL")["KeyMaterialId"]
+    root.delete_imported_key_material(KeyId=key_id, KeyMaterialId=m3)
+    assert [r["KeyMaterialId"] for r in _materials(root, key_id)] == [m1, m2]
+    assert root.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+    err = error(root.delete_imported_key_material, KeyId=key_id, KeyMaterialId=m3)
+    assert err["Code"] == "NotFoundException"
