@@ -1,0 +1,167 @@
+"""Imported key material without a network: the wrapping algorithms against `cryptography` doing the client side,
+the import token's binding, what each key spec accepts, and the catalogue rules (ImportType, deletion, expiry,
+rotation) as pure functions."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from node.crypto.asymmetric import generate_key_pair
+from node.crypto.handles import Material, SecretBytes, material_id_for
+from node.crypto.import_token import ImportParameters, InvalidToken, open_token, seal
+from node.crypto.keypool import KeyPairPool
+from node.crypto.rootkey import RootKey
+from node.crypto.wrapping import BadMaterial, UnwrapFailed, canonical_material, combination_error, unwrap
+from node.crypto.wrapping_keys import WrappingKeys
+from node.model.errors import KmsError
+from node.model.imported import (
+    DOES_NOT_EXPIRE,
+    EXPIRES,
+    ImportRequest,
+    apply_import,
+    catalogue,
+    check_expiration,
+    delete_material,
+    expire,
+    expiry_due,
+    material_state,
+    rotate_in,
+)
+from node.model.key import KeyRecord
+from node.model.states import KeyState
+from tests.e2e.byok import pkcs8, wrap
+
+T0 = 1_800_000_000.0
+KEY = "1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+@pytest.fixture(scope="module")
+def wrapping() -> tuple[SecretBytes, bytes]:
+    return generate_key_pair("RSA_2048")
+
+
+@pytest.mark.parametrize("algorithm", ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1",
+                                       "RSA_AES_KEY_WRAP_SHA_256"])
+def test_every_wrapping_algorithm_unwraps_what_a_client_wrapped(wrapping: tuple[SecretBytes, bytes],
+                                                                algorithm: str) -> None:
+    private, public = wrapping
+    material = os.urandom(32)
+    assert unwrap(private, "RSA_2048", algorithm, wrap(public, algorithm, material)).reveal() == material
+    other = "RSAES_OAEP_SHA_1" if algorithm.endswith("256") else "RSAES_OAEP_SHA_256"
+    with pytest.raises(UnwrapFailed):
+        unwrap(private, "RSA_2048", algorithm, wrap(public, other, material))
+    with pytest.raises(UnwrapFailed):
+        unwrap(private, "RSA_2048", algorithm, os.urandom(300))
+
+
+def test_material_each_spec_accepts() -> None:
+    assert canonical_material(SecretBytes(b"k" * 32), "SYMMETRIC_DEFAULT").reveal() == b"k" * 32
+    for bad, spec in ((b"k" * 16, "SYMMETRIC_DEFAULT"), (b"k" * 27, "HMAC_224"), (b"k" * 65, "HMAC_256"),
+                      (b"k" * 47, "HMAC_384"), (b"k" * 129, "HMAC_512"), (b"not der" * 10, "ECC_NIST_P256")):
+        with pytest.raises(BadMaterial):
+            canonical_material(SecretBytes(bad), spec)
+    p256 = pkcs8(ec.generate_private_key(ec.SECP256R1()))
+    with pytest.raises(BadMaterial, match="not one of key spec ECC_NIST_P384"):
+        canonical_material(SecretBytes(p256), "ECC_NIST_P384")
+    with pytest.raises(BadMaterial):
+        canonical_material(SecretBytes(pkcs8(rsa.generate_private_key(65537, 2048))), "RSA_3072")
+    assert canonical_material(SecretBytes(p256), "ECC_NIST_P256").reveal() == p256
+
+
+def test_combination_rules() -> None:
+    assert combination_error("RSAES_OAEP_SHA_256", "RSA_4096", "RSA_2048") is not None
+    assert combination_error("RSA_AES_KEY_WRAP_SHA_256", "RSA_2048", "RSA_4096") is None
+    assert combination_error("RSAES_OAEP_SHA_1", "RSA_2048", "ECC_NIST_P521") is not None
+    assert combination_error("RSAES_OAEP_SHA_1", "RSA_3072", "ECC_NIST_P521") is None
+    assert combination_error("RSAES_OAEP_SHA_256", "RSA_2048", "SYMMETRIC_DEFAULT") is None
+
+
+def test_the_token_opens_only_under_its_root_key_and_unaltered(wrapping: tuple[SecretBytes, bytes]) -> None:
+    root, other = RootKey.from_bytes(os.urandom(32)), RootKey.from_bytes(os.urandom(32))
+    params = ImportParameters(KEY, "us-east-1", "RSAES_OAEP_SHA_256", "RSA_2048", T0, wrapping[0])
+    token = seal(root, params)
+    opened = open_token(root, token)
+    assert (opened.key_id, opened.region, opened.valid_to) == (KEY, "us-east-1", T0)
+    assert opened.private == wrapping[0]
+    assert wrapping[0].reveal() not in token  # the wrapping private key travels sealed
+    for bad in (token[:-1], token[:20] + bytes([token[20] ^ 1]) + token[21:], b"", os.urandom(64)):
+        with pytest.raises(InvalidToken):
+            open_token(root, bad)
+    with pytest.raises(InvalidToken):
+        open_token(other, token)
+
+
+def test_wrapping_keys_never_generate_on_the_caller_when_one_was_handed_out_before() -> None:
+    made: list[str] = []
+
+    def generate(spec: str) -> tuple[SecretBytes, bytes]:
+        made.append(spec)
+        return SecretBytes(os.urandom(64)), spec.encode()
+
+    pool = KeyPairPool(generate, depth=1)
+    keys = WrappingKeys(lambda spec: None, generate, pool.want)  # a pool that never has one ready
+    first = keys.take("RSA_4096")
+    assert keys.take("RSA_4096") is first and made == ["RSA_4096"]
+    pool.stop()
+    ready = (SecretBytes(b"r" * 64), b"ready")
+    assert WrappingKeys(lambda spec: ready, generate, lambda spec: None).take("RSA_2048") is ready
+
+
+def _key(**changes: object) -> KeyRecord:
+    return KeyRecord(key_id=KEY, region="us-east-1", account="111122223333", created=T0,
+                     state=KeyState.PENDING_IMPORT, origin="EXTERNAL").with_changes(**changes)
+
+
+def _request(raw: bytes, import_type: str | None = None, **changes: object) -> ImportRequest:
+    material = Material(material_id_for(raw, KEY), SecretBytes(raw))
+    base = dict(material=material, import_type=import_type, material_id=None, expiration_model=DOES_NOT_EXPIRE,
+                valid_to=None, description=None, now=T0, replica=False)
+    base.update(changes)
+    return ImportRequest(**base)  # type: ignore[arg-type]
+
+
+def test_import_rules_new_existing_and_deletion() -> None:
+    a, b = os.urandom(32), os.urandom(32)
+    key = apply_import(_key(), _request(a))
+    assert key.state is KeyState.ENABLED and key.current_material_id == material_id_for(a, KEY)
+    with pytest.raises(KmsError) as info:
+        apply_import(key, _request(b))  # omitted after the first: EXISTING, and b is not known
+    assert info.value.code == "IncorrectKeyMaterialException"
+    with pytest.raises(KmsError) as info:
+        apply_import(key, _request(b, "NEW_KEY_MATERIAL", material_id="ab" * 32))
+    assert info.value.code == "ValidationException"
+    with pytest.raises(KmsError) as info:
+        apply_import(key, _request(b, "NEW_KEY_MATERIAL", replica=True))
+    assert info.value.code == "UnsupportedOperationException"
+    pending = apply_import(key, _request(b, "NEW_KEY_MATERIAL"))
+    entries = catalogue(pending)
+    assert [material_state(pending, e) for e in entries] == ["CURRENT", "PENDING_ROTATION"]
+    rotated = rotate_in(pending, T0 + 5)
+    assert rotated.current_material_id == material_id_for(b, KEY)
+    gone = delete_material(rotated, material_id_for(a, KEY))
+    assert gone.state is KeyState.PENDING_IMPORT and gone.material(material_id_for(a, KEY)) is None
+    back = apply_import(gone, _request(a))
+    assert back.state is KeyState.ENABLED and back.material(material_id_for(a, KEY)) is not None
+
+
+def test_expiry_deletes_exactly_the_material_whose_valid_to_passed() -> None:
+    a = os.urandom(32)
+    key = apply_import(_key(), _request(a, expiration_model=EXPIRES, valid_to=T0 + 100))
+    assert expiry_due(key) == T0 + 100
+    same, none = expire(key, T0 + 99)
+    assert none == [] and same.state is KeyState.ENABLED
+    expired, gone = expire(key, T0 + 100)
+    assert gone == [material_id_for(a, KEY)] and expired.state is KeyState.PENDING_IMPORT
+    assert expiry_due(expired) is None
+    assert catalogue(expired)[0].import_state == "PENDING_IMPORT"
+
+
+def test_expiration_parameters() -> None:
+    assert check_expiration(None, T0 + 10, T0) == (EXPIRES, T0 + 10)
+    assert check_expiration(DOES_NOT_EXPIRE, None, T0) == (DOES_NOT_EXPIRE, None)
+    for model, valid_to in ((None, None), (EXPIRES, T0), (EXPIRES, T0 + 366 * 86400), (DOES_NOT_EXPIRE, T0 + 5)):
+        with pytest.raises(KmsError):
+            check_expiration(model, valid_to, T0)
