@@ -14,6 +14,7 @@ from node.crypto.handles import Material
 from node.crypto.wrapping import importable
 from node.model.errors import KmsError, invalid_state, unsupported, validation
 from node.model.key import SYMMETRIC_DEFAULT, KeyRecord, MaterialVersion
+from node.model.mrk import SharedImport
 from node.model.states import PENDING_DELETION_STATES, KeyState
 
 EXTERNAL = "EXTERNAL"
@@ -22,6 +23,8 @@ NEW, EXISTING = "NEW_KEY_MATERIAL", "EXISTING_KEY_MATERIAL"
 CURRENT, NON_CURRENT = "CURRENT", "NON_CURRENT"
 PENDING_ROTATION = "PENDING_ROTATION"
 PENDING_MULTI_REGION = "PENDING_MULTI_REGION_IMPORT_AND_ROTATION"
+# MultiRegionState.pending_type while a primary waits for its replicas to import new material.
+IMPORT_PENDING = "IMPORT"
 MAX_VALID_DAYS = 365
 DAY = 86400.0
 _EXTRA = "imports"
@@ -45,13 +48,11 @@ class ImportedMaterial:
         return "IMPORTED" if self.imported else "PENDING_IMPORT"
 
 
-def check_importable(key_spec: str, multi_region: bool) -> None:
+def check_importable(key_spec: str) -> None:
     """CreateKey with Origin EXTERNAL: refused (with the reason) for what cannot hold imported material here."""
     if not importable(key_spec):
         raise unsupported(f"KeySpec {key_spec} cannot have imported key material in this cluster: the cryptography "
                           "library it uses cannot load such private keys.")
-    if multi_region and not MULTI_REGION_IMPORT:
-        raise unsupported("Multi-Region keys with imported key material are not supported by this cluster yet.")
 
 
 def incorrect_material(message: str) -> KmsError:
@@ -144,14 +145,14 @@ def _import_new(key: KeyRecord, entries: tuple[ImportedMaterial, ...], req: Impo
     if not entries:
         first = _with_catalogue(key, (fresh,), materials=(version,), current_material_id=mid)
         return first.with_changes(state=settled_state(first))
+    if req.replica:
+        raise unsupported(f"{key.arn} is a replica key; import new key material into its primary key, then the same "
+                          "key material into each replica with ImportType EXISTING_KEY_MATERIAL.")
     if any(e.material_id == mid for e in entries):
         raise incorrect_material("This key material is already associated with the KMS key; import it again with "
                                  "ImportType EXISTING_KEY_MATERIAL.")
     if key.key_spec != SYMMETRIC_DEFAULT:
         raise incorrect_material(f"The key material of a {key.key_spec} key cannot change after its first import.")
-    if req.replica:
-        raise unsupported(f"{key.arn} is a replica key; import new key material into its primary key, then the same "
-                          "key material into each replica with ImportType EXISTING_KEY_MATERIAL.")
     if any(e.pending for e in entries):
         raise invalid_state(f"{key.arn} already has key material pending rotation; rotate it in with "
                             "RotateKeyOnDemand or delete it first.")
@@ -190,7 +191,8 @@ def material_state(key: KeyRecord, e: ImportedMaterial) -> str:
         return CURRENT
     if e.pending:
         mrk = key.mrk
-        if mrk is not None and set(mrk.replica_regions) - set(mrk.holders):
+        if mrk is not None and mrk.pending_material_id == e.material_id and set(mrk.replica_regions) - set(
+                mrk.holders):
             return PENDING_MULTI_REGION
         return PENDING_ROTATION
     return NON_CURRENT
@@ -241,3 +243,32 @@ def rotation_entry(key: KeyRecord, e: ImportedMaterial) -> dict[str, Any]:
         out["RotationDate"] = e.rotated_at
         out["RotationType"] = "ON_DEMAND"
     return out
+
+
+# -- multi-Region keys: what travels is the catalogue's shared part, never the bytes -----------------------------
+
+
+def shared_imports(key: KeyRecord) -> tuple[SharedImport, ...]:
+    return tuple(SharedImport(e.material_id, e.created, e.pending, e.rotated_at) for e in catalogue(key))
+
+
+def merged_from_primary(local: KeyRecord | None, shared: tuple[SharedImport, ...]) -> dict[str, Any]:
+    """The materials and catalogue of a related key after its primary's snapshot: every material the primary
+    lists (this region's own import state, expiry and description kept; new ones PENDING_IMPORT here), and
+    material the primary dropped while it waited for rotation dropped here too, bytes and all."""
+    mine = {e.material_id: e for e in catalogue(local)} if local is not None else {}
+    entries = []
+    for s in shared:
+        own = mine.get(s.material_id)
+        base = own if own is not None else ImportedMaterial(s.material_id, False, s.created)
+        entries.append(replace(base, created=s.created, pending=s.pending, rotated_at=s.rotated_at))
+    kept = {e.material_id for e in entries}
+    materials = tuple(v for v in (local.materials if local is not None else ()) if v.material_id in kept)
+    extra = {**(local.extra if local is not None else {}), _EXTRA: [asdict(e) for e in entries]}
+    return {"materials": materials, "extra": extra}
+
+
+def holds_pending(key: KeyRecord) -> bool:
+    """A replica holds the material its primary waits to rotate in (it imported the same bytes)."""
+    mrk = key.mrk
+    return mrk is not None and mrk.pending_material_id is not None and key.material(mrk.pending_material_id) is not None

@@ -19,14 +19,19 @@ from node.crypto.wrapping import (
 from node.model.errors import KmsError, invalid_ciphertext, invalid_state, not_found, unsupported, validation
 from node.model.imported import (
     EXTERNAL,
+    IMPORT_PENDING,
     ImportRequest,
     apply_import,
     catalogue,
     check_expiration,
     delete_material,
+    holds_pending,
     incorrect_material,
+    shared_imports,
 )
 from node.model.key import SYMMETRIC_DEFAULT, KeyRecord
+from node.model.mrk import HoldsMaterial
+from node.model.mrk_rules import bump, snapshot_of
 from node.model.operations import KeyAction, Operation
 from node.model.states import KeyState
 from node.ops.registry import Params, Registry, RequestContext, Response
@@ -113,7 +118,7 @@ def import_key_material(region: Region, params: Params, ctx: RequestContext) -> 
     replica = key.mrk is not None and not key.mrk.is_primary(region.name)
     request = ImportRequest(material, params.get("ImportType"), params.get("KeyMaterialId"), model, valid_to,
                             params.get("KeyMaterialDescription"), now, replica)
-    region.commit(keys=[apply_import(key, request)])
+    commit_imported(region, key, apply_import(key, request))
     return {"KeyId": key.arn, "KeyMaterialId": material.material_id.hex()}
 
 
@@ -130,8 +135,34 @@ def delete_imported_key_material(region: Region, params: Params, ctx: RequestCon
     if target is None or (not target.imported and not target.pending):
         # Nothing held (never imported, or already deleted): no effect, as AWS answers for PendingImport keys.
         return {"KeyId": key.arn, "KeyMaterialId": target.material_id.hex() if target is not None else ""}
-    region.commit(keys=[delete_material(key, target.material_id)])
+    commit_imported(region, key, delete_material(key, target.material_id))
     return {"KeyId": key.arn, "KeyMaterialId": target.material_id.hex()}
+
+
+def commit_imported(region: Region, before: KeyRecord, after: KeyRecord) -> None:
+    """Commit an import or deletion. A multi-Region primary tells its replicas when the materials they share
+    changed (by id: the bytes stay here); a replica that now holds the material its primary waits to rotate in
+    says so (the primary's PENDING_MULTI_REGION_IMPORT_AND_ROTATION ends when every replica has)."""
+    mrk = after.mrk
+    if mrk is None:
+        region.commit(keys=[after])
+        return
+    if mrk.is_primary(region.name):
+        if shared_imports(before) == shared_imports(after) and before.current_material_id == after.current_material_id:
+            region.commit(keys=[after])
+            return
+        waiting = next((e.material_id for e in catalogue(after) if e.pending), None)
+        same = waiting is not None and waiting == mrk.pending_material_id
+        after = bump(after, pending_material_id=waiting, holders=mrk.holders if same else (),
+                     pending_since=(mrk.pending_since if same else region.now()) if waiting else None,
+                     pending_type=IMPORT_PENDING if waiting else None)
+        region.commit(keys=[after], commands=[snapshot_of(after)])
+        return
+    pending = mrk.pending_material_id
+    if pending is not None and holds_pending(after) and not holds_pending(before) and region.name not in mrk.holders:
+        region.commit(keys=[after], commands=[HoldsMaterial(after.key_id, region.name, pending, mrk.epoch)])
+    else:
+        region.commit(keys=[after])
 
 
 def register(registry: Registry) -> None:

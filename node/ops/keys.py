@@ -65,7 +65,7 @@ def create_key(region: Region, params: Params, ctx: RequestContext) -> Response:
         raise KmsError("CustomKeyStoreNotFoundException", f"Origin {origin} requires a custom key store, "
                        "which this cluster does not support.")
     if origin == EXTERNAL:
-        check_importable(spec, bool(params.get("MultiRegion")))
+        check_importable(spec)
     tags = validate_new_tags(params.get("Tags") or [], existing=())
     policy = params.get("Policy")
     if policy is not None:

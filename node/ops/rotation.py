@@ -119,7 +119,10 @@ def _rotate_imported(region: Region, key: KeyRecord) -> Response:
                        f"{MAX_ON_DEMAND_ROTATIONS} on-demand rotations.")
     rotated = rotate_in(key, region.now())
     counted = rotated.with_changes(rotation=replace(rotated.rotation, on_demand_count=done + 1))
-    _commit_shared(region, bump(counted) if counted.mrk is not None else counted)
+    if counted.mrk is not None:
+        # Every replica holds it (rotate_in checked): the multi-Region rotation completes here and now.
+        counted = bump(counted, pending_material_id=None, pending_since=None, pending_type=None, holders=())
+    _commit_shared(region, counted)
     return {"KeyId": key.arn}
 
 

@@ -165,3 +165,23 @@ def test_expiration_parameters() -> None:
     for model, valid_to in ((None, None), (EXPIRES, T0), (EXPIRES, T0 + 366 * 86400), (DOES_NOT_EXPIRE, T0 + 5)):
         with pytest.raises(KmsError):
             check_expiration(model, valid_to, T0)
+
+
+def test_a_multi_region_snapshot_of_imported_material_carries_ids_never_bytes() -> None:
+    from cluster.replication.commands import CommandCodec
+    from node.model.mrk import MultiRegionState
+    from node.model.mrk_rules import apply_snapshot, snapshot_of
+
+    raw = os.urandom(32)
+    key = apply_import(_key(key_id="mrk-" + "a" * 32, multi_region=True,
+                            mrk=MultiRegionState("us-east-1", ("eu-west-1",), 1, 1)), _request(raw))
+    snap = snapshot_of(key)
+    assert snap.materials == () and [s.material_id for s in snap.imported] == [key.current_material_id]
+    codec = CommandCodec(RootKey.from_bytes(os.urandom(32)))
+    decoded, _, _ = codec.decode(codec.encode(snap, "us-east-1", T0))
+    assert decoded == snap
+    existing = key.with_changes(region="eu-west-1", materials=(), state=KeyState.ENABLED, extra={},
+                                mrk=MultiRegionState("us-east-1", ("eu-west-1",), 1, 0))
+    replica, _ = apply_snapshot("eu-west-1", "111122223333", existing, snap, T0, 0.0)
+    assert replica is not None and replica.materials == () and replica.state is KeyState.PENDING_IMPORT
+    assert [e.import_state for e in catalogue(replica)] == ["PENDING_IMPORT"]
