@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill
+.PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill demo-byok
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -52,6 +52,9 @@ demo-global: $(STAMP)
 
 demo-drill: $(STAMP)
 	$(PY) examples/dr_drill.py
+
+demo-byok: $(STAMP)
+	$(PY) examples/bring_your_own_key.py
 
 clean:
 	rm -rf $(VENV) .trent
