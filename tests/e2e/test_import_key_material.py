@@ -401,3 +401,40 @@ def test_imported_material_rotates_on_demand_and_every_version_keeps_working(roo
     assert root.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
     err = error(root.delete_imported_key_material, KeyId=key_id, KeyMaterialId=m3)
     assert err["Code"] == "NotFoundException"
+
+
+def test_grants_on_an_imported_key_and_what_the_audit_records(kms: Clients, cluster: RunningCluster) -> None:
+    root, app = kms("root"), kms("app")
+    meta = external_key(root)
+    import_material(root, meta["KeyId"], os.urandom(32))
+    grant = root.create_grant(KeyId=meta["KeyId"], GranteePrincipal=APP_ARN, Operations=["Encrypt", "Decrypt"])
+    blob = app.encrypt(KeyId=meta["KeyId"], Plaintext=b"granted", GrantTokens=[grant["GrantToken"]])[
+        "CiphertextBlob"]
+    assert app.decrypt(CiphertextBlob=blob, GrantTokens=[grant["GrantToken"]])["Plaintext"] == b"granted"
+    # The import operations are not grant operations: a grant cannot hand them out.
+    err = error(root.create_grant, KeyId=meta["KeyId"], GranteePrincipal=APP_ARN, Operations=["ImportKeyMaterial"])
+    assert err["Code"] == "ValidationException"
+    # Deleting the material makes the grant useless until the material is back, as every other use.
+    root.delete_imported_key_material(KeyId=meta["KeyId"])
+    assert error(app.decrypt, CiphertextBlob=blob, GrantTokens=[grant["GrantToken"]])["Code"] == (
+        "KMSInvalidStateException")
+
+    def records() -> dict[str, dict[str, Any]] | None:
+        found: dict[str, dict[str, Any]] = {}
+        for path in cluster.data_dir.glob("us-east-1/audit/*.jsonl"):
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                params = record.get("requestParameters") or {}
+                if params.get("keyId") == meta["KeyId"]:
+                    found.setdefault(record["eventName"], record)
+        wanted = {"GetParametersForImport", "ImportKeyMaterial", "DeleteImportedKeyMaterial"}
+        return found if wanted <= set(found) else None
+
+    found = poll(records, timeout=20)
+    assert found["GetParametersForImport"]["requestParameters"] == {
+        "keyId": meta["KeyId"], "wrappingAlgorithm": "RSAES_OAEP_SHA_256", "wrappingKeySpec": "RSA_2048"}
+    assert found["GetParametersForImport"]["readOnly"] is True
+    imported = found["ImportKeyMaterial"]
+    assert imported["requestParameters"] == {"keyId": meta["KeyId"],
+                                             "expirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"}
+    assert imported["readOnly"] is False and imported["resources"][0]["ARN"] == meta["Arn"]
