@@ -5,7 +5,7 @@ from __future__ import annotations
 from node.crypto.asymmetric import new_key_material
 from node.model.errors import KmsError, unsupported, validation
 from node.model.ids import new_key_id
-from node.model.imported import EXTERNAL, check_importable
+from node.model.imported import EXTERNAL, check_importable, settled_state
 from node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord, MaterialVersion
 from node.model.key_specs import UNSUPPORTED_SPECS, USAGES
 from node.model.mrk import MultiRegionState
@@ -154,8 +154,12 @@ def schedule_key_deletion(region: Region, params: Params, ctx: RequestContext) -
 
 def cancel_key_deletion(region: Region, params: Params, ctx: RequestContext) -> Response:
     key = key_for(region, params, OpClass.CANCEL_DELETION, allow_alias=False)
-    # AWS never returns a key straight to Enabled from a cancelled deletion.
-    region.commit(keys=[key.with_changes(state=KeyState.DISABLED, deletion_date=None, pending_window_days=None)])
+    # AWS never returns a key straight to Enabled from a cancelled deletion; a key whose imported material is
+    # missing goes back to PendingImport instead.
+    cancelled = key.with_changes(state=KeyState.DISABLED, deletion_date=None, pending_window_days=None)
+    if cancelled.origin == EXTERNAL:
+        cancelled = cancelled.with_changes(state=settled_state(cancelled))
+    region.commit(keys=[cancelled])
     return {"KeyId": key.arn}
 
 

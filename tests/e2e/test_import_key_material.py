@@ -248,11 +248,22 @@ def test_pending_import_state_rules(root: Any) -> None:
     assert (err["Code"], err["Message"]) == ("KMSInvalidStateException", f"{arn} is pending deletion.")
     root.delete_imported_key_material(KeyId=meta["KeyId"])
     assert root.describe_key(KeyId=meta["KeyId"])["KeyMetadata"]["KeyState"] == "PendingDeletion"
+    # Cancelled without material: back to PendingImport, not Disabled.
+    root.cancel_key_deletion(KeyId=meta["KeyId"])
+    assert root.describe_key(KeyId=meta["KeyId"])["KeyMetadata"]["KeyState"] == "PendingImport"
+    material = os.urandom(32)
+    import_material(root, meta["KeyId"], material)
+    root.disable_key(KeyId=meta["KeyId"])
+    # Re-importing into a disabled key (to change its expiry) leaves it disabled; cancelling a deletion with the
+    # material present gives Disabled.
+    import_material(root, meta["KeyId"], material, ExpirationModel="KEY_MATERIAL_EXPIRES",
+                    ValidTo=time.time() + 300 * DAY)
+    assert root.describe_key(KeyId=meta["KeyId"])["KeyMetadata"]["KeyState"] == "Disabled"
+    root.schedule_key_deletion(KeyId=meta["KeyId"], PendingWindowInDays=7)
     root.cancel_key_deletion(KeyId=meta["KeyId"])
     assert root.describe_key(KeyId=meta["KeyId"])["KeyMetadata"]["KeyState"] == "Disabled"
-    import_material(root, meta["KeyId"], os.urandom(32))
-    # A disabled key's import leaves it disabled; material deleted and brought back enables it.
-    assert root.describe_key(KeyId=meta["KeyId"])["KeyMetadata"]["KeyState"] == "Disabled"
+    root.enable_key(KeyId=meta["KeyId"])
+    assert root.encrypt(KeyId=meta["KeyId"], Plaintext=b"x")["KeyId"] == arn
 
 
 def test_material_expires_on_the_cluster_clock_with_the_service_event(root: Any, cluster: RunningCluster) -> None:
