@@ -449,3 +449,44 @@ def test_grants_on_an_imported_key_and_what_the_audit_records(kms: Clients, clus
     assert imported["requestParameters"] == {"keyId": meta["KeyId"],
                                              "expirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"}
     assert imported["readOnly"] is False and imported["resources"][0]["ARN"] == meta["Arn"]
+
+
+def test_hostile_import_requests_get_validation_errors_not_500s(root: Any) -> None:
+    meta = external_key(root)
+    params = root.get_parameters_for_import(KeyId=meta["KeyId"], WrappingAlgorithm="RSA_AES_KEY_WRAP_SHA_256",
+                                            WrappingKeySpec="RSA_2048")
+    base = {"KeyId": meta["KeyId"], "ImportToken": params["ImportToken"],
+            "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"}
+    for material in (b"", os.urandom(6145)):
+        assert error(root.import_key_material, EncryptedKeyMaterial=material, **base)["Code"] == "ValidationException"
+    for junk in (os.urandom(257), os.urandom(256) + b"\0" * 8, os.urandom(6000)):
+        assert error(root.import_key_material, EncryptedKeyMaterial=junk, **base)["Code"] == (
+            "InvalidCiphertextException")
+    # An RSA_AES_KEY_WRAP wrap whose AES part is tampered with.
+    good = wrap(params["PublicKey"], "RSA_AES_KEY_WRAP_SHA_256", os.urandom(32))
+    bad = good[:-1] + bytes([good[-1] ^ 0xFF])
+    assert error(root.import_key_material, EncryptedKeyMaterial=bad, **base)["Code"] == "InvalidCiphertextException"
+    for extra in ({"KeyMaterialId": "Z" * 64}, {"KeyMaterialDescription": "no <html> here"},
+                  {"ImportToken": os.urandom(6145)}, {"ImportType": "SOMETIMES"}):
+        err = error(root.import_key_material, EncryptedKeyMaterial=good, **{**base, **extra})
+        assert err["Code"] == "ValidationException" and err["Status"] == 400
+    assert error(root.get_parameters_for_import, KeyId=meta["KeyId"], WrappingAlgorithm="ROT13",
+                 WrappingKeySpec="RSA_2048")["Code"] == "ValidationException"
+    assert error(root.import_key_material, KeyId="alias/nope", EncryptedKeyMaterial=good,
+                 ImportToken=params["ImportToken"])["Code"] in ("NotFoundException", "ValidationException")
+    assert root.describe_key(KeyId=meta["KeyId"])["KeyMetadata"]["KeyState"] == "PendingImport"
+
+
+def test_imported_material_and_its_expiry_survive_a_restart(root: Any, cluster: RunningCluster,
+                                                           kms: Clients) -> None:
+    meta = external_key(root)
+    material = os.urandom(32)
+    import_material(root, meta["KeyId"], material, ExpirationModel="KEY_MATERIAL_EXPIRES",
+                    ValidTo=server_now(cluster) + 2 * DAY)
+    blob = root.encrypt(KeyId=meta["KeyId"], Plaintext=b"durable")["CiphertextBlob"]
+    cluster.restart()
+    again = cluster.client("us-east-1")
+    assert again.decrypt(CiphertextBlob=blob)["Plaintext"] == b"durable"
+    assert again.describe_key(KeyId=meta["KeyId"])["KeyMetadata"]["ExpirationModel"] == "KEY_MATERIAL_EXPIRES"
+    cluster.advance_clock("3d")
+    poll(lambda: again.describe_key(KeyId=meta["KeyId"])["KeyMetadata"]["KeyState"] == "PendingImport", timeout=20)
