@@ -5,6 +5,7 @@ rotation) as pure functions."""
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -12,11 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from node.crypto.asymmetric import generate_key_pair
 from node.crypto.handles import Material, SecretBytes, material_id_for
 from node.crypto.import_token import ImportParameters, InvalidToken, open_token, seal
-from node.crypto.keypool import KeyPairPool
 from node.crypto.rootkey import RootKey
 from node.crypto.wrapping import BadMaterial, UnwrapFailed, canonical_material, combination_error, unwrap
 from node.crypto.wrapping_keys import WrappingKeys
-from node.model.errors import KmsError
+from node.model.errors import KmsError, NotReady
 from node.model.imported import (
     DOES_NOT_EXPIRE,
     EXPIRES,
@@ -94,18 +94,22 @@ def test_the_token_opens_only_under_its_root_key_and_unaltered(wrapping: tuple[S
         open_token(other, token)
 
 
-def test_wrapping_keys_never_generate_on_the_caller_when_one_was_handed_out_before() -> None:
-    made: list[str] = []
+def test_wrapping_keys_are_never_generated_on_the_callers_thread() -> None:
+    made: list[tuple[str, str]] = []
 
     def generate(spec: str) -> tuple[SecretBytes, bytes]:
-        made.append(spec)
+        made.append((spec, threading.current_thread().name))
         return SecretBytes(os.urandom(64)), spec.encode()
 
-    pool = KeyPairPool(generate, depth=1)
-    keys = WrappingKeys(lambda spec: None, generate, pool.want)  # a pool that never has one ready
-    first = keys.take("RSA_4096")
-    assert keys.take("RSA_4096") is first and made == ["RSA_4096"]
-    pool.stop()
+    keys = WrappingKeys(lambda spec: None, generate, lambda spec: None)  # a pool that never has one ready
+    with pytest.raises(NotReady) as first:
+        keys.take("RSA_4096")
+    with pytest.raises(NotReady) as second:
+        keys.take("RSA_4096")  # the same generation, not a second one
+    assert second.value.ready is first.value.ready
+    pair = first.value.ready.result(timeout=10)
+    assert keys.take("RSA_4096") is pair and keys.take("RSA_4096") is pair
+    assert made == [("RSA_4096", "trent-wrapping-key")]
     ready = (SecretBytes(b"r" * 64), b"ready")
     assert WrappingKeys(lambda spec: ready, generate, lambda spec: None).take("RSA_2048") is ready
 
