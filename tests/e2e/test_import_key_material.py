@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, mlkem, padding, rsa
 
 from tests.e2e.byok import external_key, import_error, import_material, pkcs8, wrap
 from tests.e2e.harness import RunningCluster, error, poll, server_now, spki_of
@@ -88,6 +88,29 @@ def test_hmac_import_gives_the_mac_computed_locally(root: Any, spec: str) -> Non
         "IncorrectKeyMaterialException")
     err = import_error(root, meta["KeyId"], material, ImportType="EXISTING_KEY_MATERIAL")
     assert err["Code"] == "ValidationException"
+    # A MAC made before the material was deleted verifies again once the same bytes are back.
+    root.delete_imported_key_material(KeyId=meta["KeyId"])
+    verify = {"KeyId": meta["KeyId"], "Message": message, "Mac": mac, "MacAlgorithm": f"HMAC_SHA_{bits}"}
+    assert error(root.verify_mac, **verify)["Code"] == "KMSInvalidStateException"
+    import_material(root, meta["KeyId"], material, "RSA_AES_KEY_WRAP_SHA_256", "RSA_4096")
+    assert root.verify_mac(**verify)["MacValid"] is True
+
+
+def test_key_agreement_and_ml_kem_imports_agree_with_the_local_private_key(root: Any) -> None:
+    private = ec.generate_private_key(ec.SECP384R1())
+    meta = external_key(root, KeySpec="ECC_NIST_P384", KeyUsage="KEY_AGREEMENT")
+    import_material(root, meta["KeyId"], pkcs8(private), "RSAES_OAEP_SHA_256", "RSA_3072")
+    peer = ec.generate_private_key(ec.SECP384R1())
+    shared = root.derive_shared_secret(KeyId=meta["KeyId"], KeyAgreementAlgorithm="ECDH",
+                                       PublicKey=spki_of(peer))["SharedSecret"]
+    assert shared == peer.exchange(ec.ECDH(), private.public_key())
+    kem = mlkem.MLKEM768PrivateKey.generate()
+    meta = external_key(root, KeySpec="ML_KEM_768", KeyUsage="ENCAPSULATE_DECAPSULATE")
+    import_material(root, meta["KeyId"], pkcs8(kem), "RSAES_OAEP_SHA_256", "RSA_2048")
+    secret, ciphertext = kem.public_key().encapsulate()
+    out = root.decapsulate(KeyId=meta["KeyId"], EncapsulationAlgorithm="ML_KEM",
+                           SharedSecretCiphertextBlob=ciphertext)
+    assert out["SharedSecret"] == secret
 
 
 def _signing_cases() -> list[tuple[str, str, str, Any]]:
