@@ -87,7 +87,19 @@ def unwrap(wrapping_private: SecretBytes, wrapping_spec: str, algorithm: str, wr
         raise UnwrapFailed from None
 
 
+def _is_pkcs8(raw: bytes) -> bool:
+    """PKCS #8 (RFC 5208/5958): SEQUENCE { INTEGER version 0|1, SEQUENCE algorithm, ... }. The library also loads
+    PKCS #1 and SEC1 private keys; AWS takes PKCS #8 only (in PKCS #1 the version is followed by an INTEGER, in
+    SEC1 by an OCTET STRING)."""
+    if len(raw) < 8 or raw[0] != 0x30:
+        return False
+    at = 2 if raw[1] < 0x80 else 2 + (raw[1] & 0x7F)
+    return raw[at:at + 3] in (b"\x02\x01\x00", b"\x02\x01\x01") and raw[at + 3:at + 4] == b"\x30"
+
+
 def _load_private(raw: bytes, key_spec: str) -> PrivateKeyTypes:
+    if not _is_pkcs8(raw):
+        raise BadMaterial(f"The key material is not a DER-encoded PKCS #8 private key of key spec {key_spec}.")
     try:
         key = serialization.load_der_private_key(raw, None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -119,8 +131,12 @@ def canonical_material(raw: SecretBytes, key_spec: str) -> SecretBytes:
             raise BadMaterial(f"Key material for an {key_spec} key must be {low} to {high} bytes.")
         return raw
     key = _load_private(value, key_spec)
-    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    try:
+        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        # An ML-DSA or ML-KEM key given without its seed cannot be kept in the seed form this cluster stores.
+        raise BadMaterial(f"The {key_spec} private key must carry its seed (PKCS #8 seed form).") from None
     return SecretBytes(der, label="imported-material")
 
 

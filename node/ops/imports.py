@@ -37,7 +37,6 @@ from node.model.states import KeyState
 from node.ops.registry import Params, Registry, RequestContext, Response
 from node.service import Region
 
-DAY = 86400.0
 PARAMETERS_VALID_SECONDS = 24 * 3600.0
 _STATE_WORDS = {KeyState.PENDING_DELETION: "pending deletion", KeyState.PENDING_REPLICA_DELETION:
                 "pending replica deletion", KeyState.CREATING: "creating", KeyState.UPDATING: "updating"}

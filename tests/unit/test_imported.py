@@ -8,6 +8,7 @@ import os
 import threading
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from node.crypto.asymmetric import generate_key_pair
@@ -69,6 +70,17 @@ def test_material_each_spec_accepts() -> None:
     with pytest.raises(BadMaterial):
         canonical_material(SecretBytes(pkcs8(rsa.generate_private_key(65537, 2048))), "RSA_3072")
     assert canonical_material(SecretBytes(p256), "ECC_NIST_P256").reveal() == p256
+    # The same keys in PKCS #1 / SEC1 (which the library would load) are not what AWS takes.
+    traditional = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+    with pytest.raises(BadMaterial, match="PKCS #8"):
+        canonical_material(SecretBytes(traditional), "ECC_NIST_P256")
+    rsa_key = rsa.generate_private_key(65537, 2048)
+    pkcs1 = rsa_key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL,
+                                  serialization.NoEncryption())
+    with pytest.raises(BadMaterial, match="PKCS #8"):
+        canonical_material(SecretBytes(pkcs1), "RSA_2048")
+    assert canonical_material(SecretBytes(pkcs8(rsa_key)), "RSA_2048").reveal() == pkcs8(rsa_key)
 
 
 def test_combination_rules() -> None:
