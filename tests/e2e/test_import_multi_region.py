@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from tests.e2e.byok import import_error, import_material
+from tests.e2e.byok import import_error, import_material, wrap
 from tests.e2e.harness import RunningCluster, poll
 from tests.e2e.test_multi_region import REGIONS, TIMEOUT, A, B, C, clients, describe, error_of
 
@@ -43,6 +43,13 @@ def test_imported_multi_region_key_across_regions_with_one_down(fresh_cluster: C
         assert (replica["Origin"], replica["CurrentKeyMaterialId"]) == ("EXTERNAL", m1)
     blob = kms[A].encrypt(KeyId=key_id, Plaintext=b"made in the primary")["CiphertextBlob"]
     assert error_of(kms[B].decrypt, CiphertextBlob=blob)["Code"] == "KMSInvalidStateException"
+    # A token of the replica's own region is needed: the primary's (same key id) does not open there.
+    params = kms[A].get_parameters_for_import(KeyId=key_id, WrappingAlgorithm="RSAES_OAEP_SHA_256",
+                                              WrappingKeySpec="RSA_2048")
+    err = error_of(kms[B].import_key_material, KeyId=key_id, ImportToken=params["ImportToken"],
+                   EncryptedKeyMaterial=wrap(params["PublicKey"], "RSAES_OAEP_SHA_256", first),
+                   ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    assert err["Code"] == "InvalidImportTokenException"
     # Each replica imports the same bytes itself; other bytes are refused.
     assert import_error(kms[B], key_id, os.urandom(32))["Code"] == "IncorrectKeyMaterialException"
     assert import_material(kms[B], key_id, first)["KeyMaterialId"] == m1
@@ -83,6 +90,18 @@ def test_imported_multi_region_key_across_regions_with_one_down(fresh_cluster: C
         assert kms[region].decrypt(CiphertextBlob=blob)["KeyMaterialId"] == m1
         assert [s[1] for s in states(kms[region], key_id)] == ["NON_CURRENT", "CURRENT"]
 
+    # New material the primary deletes while it waits for rotation is deleted in every replica too.
+    third = os.urandom(32)
+    m3 = import_material(kms[A], key_id, third, ImportType="NEW_KEY_MATERIAL")["KeyMaterialId"]
+    for region in (B, C):
+        poll(lambda r=region: len(states(kms[r], key_id)) == 3, timeout=TIMEOUT, interval=0.02)
+        import_material(kms[region], key_id, third)
+    poll(lambda: states(kms[A], key_id)[2][1] == "PENDING_ROTATION", timeout=TIMEOUT, interval=0.02)
+    kms[A].delete_imported_key_material(KeyId=key_id, KeyMaterialId=m3)
+    for region in REGIONS:
+        poll(lambda r=region: [s[0] for s in states(kms[r], key_id)] == [m1, m2], timeout=TIMEOUT, interval=0.02)
+        assert kms[region].describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+
     def consistent() -> bool:
         return bool(json.loads(c.trent("status", "--json").stdout)["consistency"]["consistent"])
     poll(consistent, timeout=TIMEOUT, interval=0.1)
@@ -90,4 +109,4 @@ def test_imported_multi_region_key_across_regions_with_one_down(fresh_cluster: C
     for path in c.data_dir.rglob("*"):
         if path.is_file():
             data = path.read_bytes()
-            assert first not in data and second not in data, path
+            assert first not in data and second not in data and third not in data, path
