@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill console-shots
+.PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill console-shots demo-byok
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -57,6 +57,9 @@ demo-drill: $(STAMP)
 # The README's pictures of the web console, taken by its Chromium test (docs/console/*.png).
 console-shots: $(STAMP) sysdeps
 	TRENT_CONSOLE_SCREENSHOTS=docs/console $(PY) -m pytest -p no:cacheprovider tests/e2e/test_console.py -q
+
+demo-byok: $(STAMP)
+	$(PY) examples/bring_your_own_key.py
 
 clean:
 	rm -rf $(VENV) .trent

@@ -49,6 +49,7 @@ from node.consistency import RegionConsistency
 from node.crypto.asymmetric import generate_key_pair
 from node.crypto.keypool import KeyPairPool
 from node.crypto.rootkey import RootKey
+from node.crypto.wrapping_keys import WrappingKeys
 from node.endpoint import KmsEndpoint
 from node.metrics import RequestMetrics
 from node.ops import build_registry
@@ -149,14 +150,15 @@ def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[],
     # Key material crosses between regions only wrapped under the cluster's transport key.
     codec = CommandCodec(RootKey.load_or_create(config.data_dir / "cluster.key"))
     key_pairs = KeyPairPool(generate_key_pair)
+    wrapping = WrappingKeys(key_pairs.take_ready, generate_key_pair, key_pairs.want)
     serving = _serving(config)
-    regions = {name: _region(config, name, stores, clock, codec, key_pairs, serving, audit_file, notify_commits)
-               for name in config.regions}
+    regions = {name: _region(config, name, stores, clock, codec, key_pairs, serving, audit_file, notify_commits,
+                             wrapping) for name in config.regions}
 
     def make_region(name: str) -> RegionParts:
         # A cluster of its own as far as multi-Region keys go: no replica goes to it or comes from it.
         alone = replace(config, regions=(name,))
-        return _region(alone, name, stores, clock, codec, key_pairs, serving, audit_file, notify_commits)
+        return _region(alone, name, stores, clock, codec, key_pairs, serving, audit_file, notify_commits, wrapping)
 
     return Parts(config, clock, Faults(time.monotonic, share=1.0 / config.workers),
                  config.admin_token or load_or_create_token(config.data_dir, "admin.token"), codec, key_pairs, regions,
@@ -188,7 +190,7 @@ def _quotas(config: ClusterConfig) -> RequestQuotas | None:
 
 def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: AdjustableClock, codec: CommandCodec,
             key_pairs: KeyPairPool, serving: _Serving, audit_file: str,
-            notify_commits: Callable[[], None] | None) -> RegionParts:
+            notify_commits: Callable[[], None] | None, wrapping: WrappingKeys | None = None) -> RegionParts:
     shared = config.workers > 1
     region_dir = config.data_dir / name
     region_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -203,7 +205,7 @@ def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: Adjus
                                                          started=_tracking_start(store, clock.now()),
                                                          usage_tracked=serving.usage_tracked)
     region = Region(RegionIdentity(name, config.account), store, root, clock, change_log=outbox,
-                    cluster_regions=config.regions, audit=trail, key_pairs=key_pairs.take)
+                    cluster_regions=config.regions, audit=trail, key_pairs=key_pairs.take, wrapping_keys=wrapping)
     # In every process, whatever its role: an outbox that missed the records another process appended would number
     # its next record as one of theirs, and overwrite it.
     outbox.follow(region.follower)

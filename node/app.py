@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -68,8 +69,10 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
                         return to_http(refused)
             # The query as sent (still percent-encoded), without building aiohttp's parsed URL for every request.
             raw_path, _, query = request.raw_path.partition("?")
-            response = target.handle(WireRequest(request.method, raw_path, query, request.headers, body,
-                                                 request.remote or ""))
+            wire = WireRequest(request.method, raw_path, query, request.headers, body, request.remote or "")
+            response = target.handle(wire)
+            if response.pending is not None:
+                response = await after_slow_work(response, target, wire)
             if response.durable is not None:
                 response = await durable(response, target)
             return to_http(response)
@@ -89,6 +92,25 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
                 body_deadline.cancel()  # answered: the body is in, or no longer wanted
 
     return handle
+
+
+# How many times one request may wait for slow work before it is answered as an internal error (one suffices: the
+# work it waited for is what its second run uses).
+MAX_SLOW_WAITS = 3
+
+
+async def after_slow_work(response: WireResponse, endpoint: KmsEndpoint, wire: WireRequest) -> WireResponse:
+    """The answer to a request whose operation first needed slow work done off the event loop (NotReady): wait
+    for it without blocking the loop, then run the request again."""
+    for _ in range(MAX_SLOW_WAITS):
+        if response.pending is None:
+            return response
+        with contextlib.suppress(Exception):  # a failure shows in the second run, as that operation's own error
+            await asyncio.wrap_future(response.pending)
+        response = endpoint.handle(wire)
+    if response.pending is not None:
+        return error_response(internal())
+    return response
 
 
 async def durable(response: WireResponse, endpoint: KmsEndpoint) -> WireResponse:

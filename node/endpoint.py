@@ -19,7 +19,7 @@ from node.auth.authorizer import Authorizer
 from node.auth.principals import Principal, PrincipalDirectory
 from node.consistency import Consistency
 from node.metrics import NO_OPERATION, SUCCESS, RequestMetrics
-from node.model.errors import KmsError, internal
+from node.model.errors import KmsError, NotReady, internal
 from node.model.grants import grant_id_of_token
 from node.ops.managed import PROVISIONING_OPERATIONS, provision, wanted
 from node.ops.registry import Operation, Registry, RequestContext
@@ -59,6 +59,9 @@ class WireResponse:
     # Set when the region's store has commits not yet durable (it syncs them in a thread of its own, off the event
     # loop): the adapter sends the response only once this is done (a failure is answered as a store failure).
     durable: Future[None] | None = None
+    # Set instead of an answer when the operation needs slow work done off the event loop first (NotReady): the
+    # adapter waits for it and sends the request again; nothing was audited or changed.
+    pending: Future[Any] | None = None
 
 
 @dataclass(slots=True)
@@ -128,6 +131,8 @@ class KmsEndpoint:
         try:
             body = self._dispatch(request, call)
             response = WireResponse(200, body, {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE})
+        except NotReady as exc:
+            return WireResponse(503, b"", pending=exc.ready)
         except KmsError as exc:
             # What the audit record needs, kept past the except block without the exception itself: its traceback
             # (and that of the error it was raised from) holds this frame, a cycle that would keep the request, its

@@ -1,4 +1,5 @@
-"""Background work of one region on its clock: key deletion when the window ends, automatic rotation."""
+"""Background work of one region on its clock: key deletion when the window ends, automatic rotation, the deletion
+of imported key material when its ValidTo passes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import replace
 
+from node.model.imported import expire, expiry_due
 from node.model.key import KeyRecord
 from node.model.mrk import Command, ReplicaGone
 from node.model.mrk_rules import rotation_in_progress, snapshot_of, start_rotation
@@ -27,7 +29,7 @@ def deletion_due(key: KeyRecord) -> float | None:
 def due_at(key: KeyRecord) -> float | None:
     """When the scheduler next has work for ``key`` (end of a transient state, deletion, rotation), if ever."""
     times = [t for t in (key.ready_at if key.state in TRANSIENT_STATES else None, deletion_due(key),
-                         rotation_due(key)) if t is not None]
+                         rotation_due(key), expiry_due(key)) if t is not None]
     return min(times) if times else None
 
 
@@ -94,6 +96,13 @@ class Scheduler:
         due = deletion_due(key)
         if due is not None and due <= now:
             self._delete(key)
+            return 1
+        expiry = expiry_due(key)
+        if expiry is not None and expiry <= now:
+            expired, gone = expire(key, now)
+            self.region.commit(keys=[expired])
+            for _ in gone:  # the event AWS writes when imported material reaches its ValidTo
+                self._service_event("DeleteExpiredKeyMaterial", expired, now)
             return 1
         rotation = rotation_due(key)
         if rotation is None or rotation > now:

@@ -16,6 +16,7 @@ from node.consistency import STALE_ATTEMPTS, ChangeFollower, Changes
 from node.crypto.blob import parse_header
 from node.crypto.handles import SecretBytes
 from node.crypto.rootkey import RootKey
+from node.crypto.wrapping_keys import WrappingKeys
 from node.model.errors import KmsError, not_found
 from node.model.grants import GrantRecord, decode_grant, encode_grant
 from node.model.ids import RefKind, alias_arn, key_arn, parse_key_ref
@@ -58,11 +59,13 @@ class Region:
         cluster_regions: Iterable[str] = (),
         audit: AuditTrail | None = None,
         key_pairs: Callable[[str], tuple[SecretBytes, bytes]] | None = None,
+        wrapping_keys: WrappingKeys | None = None,
     ) -> None:
         """When other processes write this region's store too (it has a change feed), ``sync`` catches up with
         their commits, and every commit is conditional on this view having seen every change before it.
         ``audit``: the region's audit trail (GetKeyLastUsage reads it); ``key_pairs``: where slow (RSA) key pairs
-        come from (a pre-generating pool), else generated on the spot."""
+        come from (a pre-generating pool), else generated on the spot; ``wrapping_keys``: the RSA wrapping keys of
+        key material imports (None: generated on the spot)."""
         self.identity = identity
         # Plain attributes, not properties: read several times by every request.
         self.name = identity.name
@@ -74,6 +77,8 @@ class Region:
         # None: a region with no peers; replication commands then have no one to go to and are dropped.
         self.change_log = change_log
         self.codec = RecordCodec(root_key)
+        # Import tokens are sealed under it (node/crypto/import_token.py).
+        self.root_key = root_key
         # Key ids changed since the scheduler last looked; None while no scheduler watches (worker processes).
         self._touched: set[str] | None = None
         self.keys: dict[str, KeyRecord] = {}
@@ -81,6 +86,7 @@ class Region:
         self._aliases_by_key: dict[str, set[str]] = {}
         self.audit = audit
         self.key_pairs = key_pairs
+        self.wrapping_keys = wrapping_keys
         self.grants: dict[str, GrantRecord] = {}
         self._grants_by_key: dict[str, set[str]] = {}
         for table in STATE_TABLES:

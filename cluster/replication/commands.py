@@ -16,6 +16,7 @@ from node.model.mrk import (
     MultiRegionState,
     ReplicaGone,
     ReplicaInit,
+    SharedImport,
     SharedMaterial,
 )
 
@@ -75,6 +76,7 @@ class CommandCodec:
                       st.pending_since, st.pending_type, list(st.holders)],
             "init": {r: [i.description, i.policy, [list(t) for t in i.tags], i.created]
                      for r, i in s.replica_init.items()},
+            "imp": [[m.material_id, m.created, m.pending, m.rotated_at] for m in s.imported],
         }
 
     def _unsnapshot(self, b: dict[str, Any]) -> KeySnapshot:
@@ -92,6 +94,8 @@ class CommandCodec:
             state=MultiRegionState(primary, tuple(replicas), epoch, version, pending, since, ptype, tuple(holders)),
             replica_init={r: ReplicaInit(d, p, tuple((k, v) for k, v in t), c)
                           for r, (d, p, t, c) in b["init"].items()},
+            imported=tuple(SharedImport(_typed(mid, bytes), created, bool(pending), rotated)
+                           for mid, created, pending, rotated in b.get("imp") or ()),
         )
 
 

@@ -13,6 +13,7 @@ from cluster.replication.applier import Applier
 from cluster.replication.commands import CommandCodec
 from cluster.replication.log import Cursors, Outbox
 from cluster.replication.shipper import Puller
+from node.model.imported import EXTERNAL, catalogue
 from node.service import Region
 
 
@@ -67,7 +68,9 @@ def consistency_report(regions: Mapping[str, Region]) -> dict[str, Any]:
         for key in region.keys.values():
             if key.mrk is None:
                 continue
-            materials = frozenset(m.material_id for m in key.materials)
+            # Imported material is each region's own to import: what must agree is which materials the key has.
+            materials = frozenset(e.material_id for e in catalogue(key)) if key.origin == EXTERNAL else frozenset(
+                m.material_id for m in key.materials)
             views.setdefault(key.key_id, {})[name] = (materials, key.current_material_id, key.mrk.stamp)
             newest = related.get(key.key_id)
             if newest is None or key.mrk.stamp > newest[0]:

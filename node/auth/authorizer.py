@@ -34,7 +34,7 @@ REQUEST_KEYS = {
     "RotationPeriodInDays": "kms:RotationPeriodInDays", "ReplicaRegion": "kms:ReplicaRegion",
     "PrimaryRegion": "kms:PrimaryRegion", "BypassPolicyLockoutSafetyCheck": "kms:BypassPolicyLockoutSafetyCheck",
     "WrappingAlgorithm": "kms:WrappingAlgorithm", "WrappingKeySpec": "kms:WrappingKeySpec",
-    "ExpirationModel": "kms:ExpirationModel",
+    "ExpirationModel": "kms:ExpirationModel", "ValidTo": "kms:ValidTo",
 }
 
 

@@ -38,6 +38,24 @@ class KeyPairPool:
         finally:
             self._wake.set()
 
+    def take_ready(self, spec: str) -> KeyPair | None:
+        """A pre-generated key pair of ``spec`` if one is ready, never generating on the caller's thread (None: not
+        yet; the pool starts keeping ``spec`` ready)."""
+        pool = self._queues.get(spec)
+        if pool is None:
+            return None
+        self.want(spec)
+        try:
+            return pool.get_nowait()
+        except queue.Empty:
+            return None
+
+    def want(self, spec: str) -> None:
+        """Start keeping ``spec`` ready (before anyone takes one: a caller that knows it will need them soon)."""
+        if spec in self._queues:
+            self._want(spec)
+            self._wake.set()
+
     def _want(self, spec: str) -> None:
         with self._lock:
             self._wanted.add(spec)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+from typing import Any
+
 
 class KmsError(Exception):
     """An error with the AWS error code (``__type``), HTTP status and message clients see."""
@@ -11,6 +14,15 @@ class KmsError(Exception):
         self.code = code
         self.message = message
         self.status = status
+
+
+class NotReady(Exception):
+    """An operation whose answer needs slow work (an RSA key generated) that must not run on the event loop: the
+    adapter waits for ``ready`` off the loop, then runs the request again. Never an answer by itself."""
+
+    def __init__(self, ready: Future[Any]) -> None:
+        super().__init__("not ready")
+        self.ready = ready
 
 
 def validation(message: str) -> KmsError:

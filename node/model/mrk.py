@@ -54,6 +54,17 @@ class SharedMaterial:
 
 
 @dataclass(frozen=True)
+class SharedImport:
+    """A material of a key with EXTERNAL origin as its primary knows it: its id and place in the key's history,
+    never its bytes (AWS never copies imported material between Regions; each Region imports it itself)."""
+
+    material_id: bytes
+    created: float
+    pending: bool  # imported as new material on the primary, not yet rotated in
+    rotated_at: float | None
+
+
+@dataclass(frozen=True)
 class KeySnapshot:
     """Everything related multi-Region keys share, as the primary sees it (command SYNC)."""
 
@@ -69,6 +80,7 @@ class KeySnapshot:
     next_rotation: float | None
     state: MultiRegionState
     replica_init: dict[str, ReplicaInit] = field(default_factory=dict)
+    imported: tuple[SharedImport, ...] = ()  # EXTERNAL origin: the materials (by id) instead of ``materials``
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from node.crypto.handles import new_material
+from node.model.imported import EXTERNAL, holds_pending, merged_from_primary, settled_state, shared_imports
 from node.model.key import KeyRecord, MaterialVersion, RotationSettings
 from node.model.mrk import (
     Command,
@@ -25,7 +26,10 @@ def snapshot_of(key: KeyRecord, replica_init: dict[str, ReplicaInit] | None = No
     return KeySnapshot(
         key_id=key.key_id, origin_region=key.region, key_spec=key.key_spec, key_usage=key.key_usage,
         origin=key.origin,
-        materials=tuple(SharedMaterial(m.material, m.created, m.rotation_type) for m in key.materials),
+        # Imported material never leaves its region: an EXTERNAL key's snapshot names its materials by id only.
+        materials=() if key.origin == EXTERNAL else tuple(
+            SharedMaterial(m.material, m.created, m.rotation_type) for m in key.materials),
+        imported=shared_imports(key) if key.origin == EXTERNAL else (),
         current_material_id=key.current_material_id, rotation_enabled=key.rotation.enabled,
         rotation_period_days=key.rotation.period_days, next_rotation=key.rotation.next_rotation,
         state=key.mrk, replica_init=replica_init or {},
@@ -50,9 +54,13 @@ def _shared_fields(key: KeyRecord | None, snap: KeySnapshot) -> dict[str, object
         enabled=snap.rotation_enabled, period_days=snap.rotation_period_days, next_rotation=snap.next_rotation,
         on_demand_count=key.rotation.on_demand_count if key is not None else 0,
     )
-    return {"key_spec": snap.key_spec, "key_usage": snap.key_usage, "origin": snap.origin,
-            "materials": _merged_materials(key, snap), "current_material_id": snap.current_material_id,
-            "rotation": rotation, "mrk": snap.state, "multi_region": True}
+    shared: dict[str, object] = {
+        "key_spec": snap.key_spec, "key_usage": snap.key_usage, "origin": snap.origin,
+        "materials": _merged_materials(key, snap), "current_material_id": snap.current_material_id,
+        "rotation": rotation, "mrk": snap.state, "multi_region": True}
+    if snap.origin == EXTERNAL:
+        shared.update(merged_from_primary(key, snap.imported))
+    return shared
 
 
 def apply_snapshot(
@@ -71,15 +79,19 @@ def apply_snapshot(
         if init is None or snap.state.is_primary(region):
             return None, []
         ready = creating_delay <= 0
+        # A replica of a key with imported material has none until it is imported in its own region.
+        usable = KeyState.PENDING_IMPORT if snap.origin == EXTERNAL else KeyState.ENABLED
         local = KeyRecord(
             # Created when ReplicateKey was called: the date its response showed.
             key_id=snap.key_id, region=region, account=account, created=init.created,
-            state=KeyState.ENABLED if ready else KeyState.CREATING, description=init.description,
-            policy=init.policy, tags=init.tags, resume_state=None if ready else KeyState.ENABLED,
+            state=usable if ready else KeyState.CREATING, description=init.description,
+            policy=init.policy, tags=init.tags, resume_state=None if ready else usable,
             ready_at=None if ready else now + creating_delay, **_shared_fields(None, snap),  # type: ignore[arg-type]
         )
     else:
         local = local.with_changes(**_shared_fields(local, snap))
+        if local.origin == EXTERNAL:
+            local = local.with_changes(state=settled_state(local))
     out: list[Command] = []
     state = snap.state
     if state.is_primary(region) and snap.origin_region != region:
@@ -102,7 +114,9 @@ def apply_snapshot(
     elif local.state is KeyState.UPDATING and not state.is_primary(region) and local.resume_state is not None:
         # The old primary learns the new primary has taken over: the hand-off is complete here.
         local = local.with_changes(state=local.resume_state, resume_state=None, ready_at=None)
-    if state.pending_material_id is not None and not state.is_primary(region) and region not in state.holders:
+    if state.pending_material_id is not None and not state.is_primary(region) and region not in state.holders and (
+            local.origin != EXTERNAL or holds_pending(local)):
+        # Imported material is held only once this region has imported the same bytes itself.
         out.append(HoldsMaterial(snap.key_id, region, state.pending_material_id, state.epoch))
     return local, out
 
@@ -141,6 +155,8 @@ def _maybe_flip(key: KeyRecord) -> KeyRecord:
     st = key.mrk
     if st.pending_material_id is None or not set(st.replica_regions) <= set(st.holders):
         return key
+    if key.origin == EXTERNAL:
+        return key  # imported material waits in PENDING_ROTATION for RotateKeyOnDemand on the primary
     return bump(key.with_changes(current_material_id=st.pending_material_id), pending_material_id=None,
                 pending_since=None, pending_type=None, holders=())
 

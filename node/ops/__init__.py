@@ -11,6 +11,7 @@ from node.ops import (
     data_key_pairs,
     encryption,
     grants,
+    imports,
     key_agreement,
     keys,
     later,
@@ -25,7 +26,7 @@ from node.ops import (
 from node.ops.registry import Registry
 
 FAMILIES = (keys, aliases, tags, encryption, asymmetric, signing, mac, key_agreement, data_key_pairs, rotation,
-            policies, grants, usage, custom_key_stores, multi_region, later)
+            policies, grants, usage, custom_key_stores, multi_region, imports, later)
 
 
 def declare(registry: Registry) -> Registry:

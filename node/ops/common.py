@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from node.model.errors import KmsError, unsupported, validation
+from node.model.imported import metadata as imported_metadata
 from node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord
 from node.model.key_specs import algorithm_lists
 from node.model.states import KeyState, OpClass, check_state
@@ -95,6 +96,7 @@ def key_metadata(region: Region, key: KeyRecord) -> dict[str, Any]:
     # Only symmetric encryption keys name their material (AWS has no material versions for other keys).
     if key.key_spec == SYMMETRIC_DEFAULT and key.current_material_id:
         meta["CurrentKeyMaterialId"] = key.current_material_id.hex()
+    meta.update(imported_metadata(key))  # ExpirationModel, ValidTo (EXTERNAL origin)
     if key.mrk is not None:
         meta["MultiRegionConfiguration"] = multi_region_configuration(region, key)
     if key.state is KeyState.PENDING_DELETION and key.deletion_date is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from node.crypto.asymmetric import new_key_material
 from node.model.errors import KmsError, unsupported, validation
 from node.model.ids import new_key_id
+from node.model.imported import EXTERNAL, check_importable, settled_state
 from node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord, MaterialVersion
 from node.model.key_specs import UNSUPPORTED_SPECS, USAGES
 from node.model.mrk import MultiRegionState
@@ -63,8 +64,8 @@ def create_key(region: Region, params: Params, ctx: RequestContext) -> Response:
     if origin in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"):
         raise KmsError("CustomKeyStoreNotFoundException", f"Origin {origin} requires a custom key store, "
                        "which this cluster does not support.")
-    if origin != "AWS_KMS":
-        raise unsupported(f"Origin {origin} (imported key material) is not supported by this cluster yet.")
+    if origin == EXTERNAL:
+        check_importable(spec)
     tags = validate_new_tags(params.get("Tags") or [], existing=())
     policy = params.get("Policy")
     if policy is not None:
@@ -72,17 +73,22 @@ def create_key(region: Region, params: Params, ctx: RequestContext) -> Response:
     now = region.now()
     multi_region = bool(params.get("MultiRegion"))
     key_id = new_key_id(multi_region=multi_region)
-    material = MaterialVersion(new_key_material(spec, key_id, region.key_pairs), now)
+    # EXTERNAL: no material until ImportKeyMaterial brings it.
+    materials = () if origin == EXTERNAL else (MaterialVersion(new_key_material(spec, key_id, region.key_pairs), now),)
     key = KeyRecord(
-        key_id=key_id, region=region.name, account=region.account, created=now, state=KeyState.ENABLED,
+        key_id=key_id, region=region.name, account=region.account, created=now,
+        state=KeyState.PENDING_IMPORT if origin == EXTERNAL else KeyState.ENABLED,
         description=params.get("Description") or "", key_usage=usage, key_spec=spec, origin=origin,
         policy=policy if policy is not None else default_policy(region.account), tags=tags,
-        materials=(material,), current_material_id=material.material_id, multi_region=multi_region,
+        materials=materials, current_material_id=materials[0].material_id if materials else b"",
+        multi_region=multi_region,
         mrk=MultiRegionState(region.name, epoch=1, version=1) if multi_region else None,
     )
     if policy is not None:
         check_new_policy(region, ctx, key, policy, bool(params.get("BypassPolicyLockoutSafetyCheck")))
     region.commit(keys=[key])
+    if origin == EXTERNAL and region.wrapping_keys is not None:
+        region.wrapping_keys.prepare()  # GetParametersForImport is coming: have wrapping keys ready by then
     return {"KeyMetadata": key_metadata(region, key)}
 
 
@@ -148,8 +154,12 @@ def schedule_key_deletion(region: Region, params: Params, ctx: RequestContext) -
 
 def cancel_key_deletion(region: Region, params: Params, ctx: RequestContext) -> Response:
     key = key_for(region, params, OpClass.CANCEL_DELETION, allow_alias=False)
-    # AWS never returns a key straight to Enabled from a cancelled deletion.
-    region.commit(keys=[key.with_changes(state=KeyState.DISABLED, deletion_date=None, pending_window_days=None)])
+    # AWS never returns a key straight to Enabled from a cancelled deletion; a key whose imported material is
+    # missing goes back to PendingImport instead.
+    cancelled = key.with_changes(state=KeyState.DISABLED, deletion_date=None, pending_window_days=None)
+    if cancelled.origin == EXTERNAL:
+        cancelled = cancelled.with_changes(state=settled_state(cancelled))
+    region.commit(keys=[cancelled])
     return {"KeyId": key.arn}
 
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from node.model.errors import unsupported
-from node.model.operations import KeyAction, Operation
+from node.model.operations import Operation
 from node.ops.registry import Handler, Params, Registry, RequestContext, Response
 from node.service import Region
-
-FAMILY = "imported key material"
 
 
 def _refuse(family: str, operation: str) -> Handler:
@@ -20,11 +18,7 @@ def _refuse(family: str, operation: str) -> Handler:
 
 
 def register(registry: Registry) -> None:
-    """The operations planned for a later release, declared with what is known of them already."""
-    for name in ("GetParametersForImport", "ImportKeyMaterial", "DeleteImportedKeyMaterial"):
-        # CloudTrail logs GetParametersForImport as read-only (a Get); whether it commits is for its handler to say.
-        registry.add(Operation(name=name, handler=_refuse(FAMILY, name), keys=(KeyAction("KeyId", name),),
-                               logged_read_only=True if name == "GetParametersForImport" else None))
+    """The operations planned for a later release (none today), declared with what is known of them already."""
 
 
 def register_rest(registry: Registry, model_operations: Iterable[str]) -> None:

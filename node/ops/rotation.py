@@ -6,7 +6,8 @@ from dataclasses import replace
 from typing import Any
 
 from node.model.errors import KmsError, unsupported
-from node.model.key import KeyRecord, MaterialVersion
+from node.model.imported import EXTERNAL, catalogue, rotate_in, rotation_entry
+from node.model.key import SYMMETRIC_DEFAULT, KeyRecord, MaterialVersion
 from node.model.mrk_rules import bump, rotation_in_progress, snapshot_of, start_rotation
 from node.model.operations import KeyAction, Operation
 from node.model.rotation import (
@@ -87,6 +88,8 @@ def on_demand_rotations(key: KeyRecord) -> int:
 
 def rotate_key_on_demand(region: Region, params: Params, ctx: RequestContext) -> Response:
     key = key_for(region, params, OpClass.ROTATE_ON_DEMAND, allow_alias=False)
+    if key.origin == EXTERNAL and key.key_spec == SYMMETRIC_DEFAULT:
+        return _rotate_imported(region, key)
     require_rotatable(key)
     _require_primary(region, key)
     if rotation_in_progress(key):
@@ -107,6 +110,22 @@ def rotate_key_on_demand(region: Region, params: Params, ctx: RequestContext) ->
     return {"KeyId": key.arn}
 
 
+def _rotate_imported(region: Region, key: KeyRecord) -> Response:
+    """Imported material rotates only on demand, to material already imported as NEW_KEY_MATERIAL."""
+    _require_primary(region, key)
+    done = on_demand_rotations(key)
+    if done >= MAX_ON_DEMAND_ROTATIONS:
+        raise KmsError("LimitExceededException", f"{key.arn} has reached the limit of "
+                       f"{MAX_ON_DEMAND_ROTATIONS} on-demand rotations.")
+    rotated = rotate_in(key, region.now())
+    counted = rotated.with_changes(rotation=replace(rotated.rotation, on_demand_count=done + 1))
+    if counted.mrk is not None:
+        # Every replica holds it (rotate_in checked): the multi-Region rotation completes here and now.
+        counted = bump(counted, pending_material_id=None, pending_since=None, pending_type=None, holders=())
+    _commit_shared(region, counted)
+    return {"KeyId": key.arn}
+
+
 def _rotation_entry(key: KeyRecord, version: MaterialVersion) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "KeyId": key.key_id,
@@ -121,6 +140,8 @@ def _rotation_entry(key: KeyRecord, version: MaterialVersion) -> dict[str, Any]:
 
 def list_key_rotations(region: Region, params: Params, ctx: RequestContext) -> Response:
     key = key_for(region, params, OpClass.ANY, allow_alias=False)
+    if key.origin == EXTERNAL and key.key_spec == SYMMETRIC_DEFAULT:
+        return _list_imported(key, params)
     require_rotatable(key)
     include_all = params.get("IncludeKeyMaterial") == "ALL_KEY_MATERIAL"
     # Positions are zero-padded indexes: versions are append-only, so a position never moves.
@@ -129,6 +150,14 @@ def list_key_rotations(region: Region, params: Params, ctx: RequestContext) -> R
                 if (include_all or v.rotation_type is not None) and v.material_id != pending]
     page, marker = paginate(versions, lambda p: p[0], params.get("Limit"), params.get("Marker"), default=100)
     return page_response("Rotations", [_rotation_entry(key, v) for _, v in page], marker)
+
+
+def _list_imported(key: KeyRecord, params: Params) -> Response:
+    """Every material ever imported (ALL_KEY_MATERIAL), with its import state and expiry; else the rotations."""
+    include_all = params.get("IncludeKeyMaterial") == "ALL_KEY_MATERIAL"
+    entries = [(f"{i:08d}", e) for i, e in enumerate(catalogue(key)) if include_all or e.rotated_at is not None]
+    page, marker = paginate(entries, lambda p: p[0], params.get("Limit"), params.get("Marker"), default=100)
+    return page_response("Rotations", [rotation_entry(key, e) for _, e in page], marker)
 
 
 def register(registry: Registry) -> None:

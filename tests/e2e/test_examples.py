@@ -15,6 +15,8 @@ from tests.e2e.harness import ROOT
     ("global_encryption.py", ["decrypted in ap-northeast-2 again, with us-east-1 still down",
                               "global encryption demo OK"]),
     ("dr_drill.py", ["primary moved to eu-west-1", "replication lag 0", "consistent", "DR drill OK"]),
+    ("bring_your_own_key.py", ["rotated on demand", "old data still decrypts", "decrypt refused while material",
+                               "re-imported the same bytes: Enabled", "bring your own key demo OK"]),
 ])
 def test_demo_runs(script: str, expected: list[str]) -> None:
     done = subprocess.run([sys.executable, str(ROOT / "examples" / script)], cwd=ROOT, capture_output=True,

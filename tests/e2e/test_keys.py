@@ -122,7 +122,8 @@ def test_create_key_with_both_spec_fields_is_a_validation_error(kms: Any) -> Non
     ({"KeySpec": "RSA_2048"}, "ValidationException", "KeyUsage"),
     ({"CustomerMasterKeySpec": "HMAC_256"}, "ValidationException", "KeyUsage"),
     ({"KeySpec": "ECC_NIST_P256", "KeyUsage": "ENCRYPT_DECRYPT"}, "ValidationException", "ECC_NIST_P256"),
-    ({"Origin": "EXTERNAL"}, "UnsupportedOperationException", "EXTERNAL"),
+    ({"Origin": "EXTERNAL", "KeySpec": "ML_KEM_512", "KeyUsage": "ENCAPSULATE_DECAPSULATE"},
+     "UnsupportedOperationException", "ML_KEM_512"),
     ({"CustomKeyStoreId": "cks-1234567890abcdef0"}, "CustomKeyStoreNotFoundException", None),
     ({"KeyUsage": "SIGN_VERIFY"}, "ValidationException", "SIGN_VERIFY"),
 ])

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from cluster.audit_view import audit_events
 from cluster.running import admin_send, alive
+from tests.e2e.byok import external_key, wrap
 from tests.e2e.harness import RunningCluster, code_of, poll, private_cluster
 from tests.e2e.test_mrk_rotation import material_everywhere, wait_current_everywhere, wait_rotation_done
 from tests.e2e.test_multi_region import REGIONS, A, clients, create_mrk, encrypt, replicate, wait_for
@@ -246,3 +247,20 @@ def test_no_worker_outlives_the_cluster(workers: RunningCluster) -> None:
     workers.proc.wait(10)
     workers.proc = None
     poll(lambda: not any(alive(p) for p in pids), timeout=10)
+
+
+def test_imported_key_material_through_every_process(workers: RunningCluster) -> None:
+    """An import token made by one process opens in another (it is sealed under the region's root key, not held in
+    a process), and the imported material is usable through every process at once."""
+    key_id = external_key(fresh(workers))["KeyId"]
+    material = os.urandom(32)
+    tokens = everywhere(workers, lambda kms: kms.get_parameters_for_import(
+        KeyId=key_id, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048"))
+    for params in tokens:  # each through a new connection: whichever process answers
+        fresh(workers).import_key_material(KeyId=key_id, ImportToken=params["ImportToken"],
+                                           EncryptedKeyMaterial=wrap(params["PublicKey"], "RSAES_OAEP_SHA_256",
+                                                                     material),
+                                           ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    assert {kms_state(workers, key_id) for _ in range(4)} == {"Enabled"}
+    blobs = everywhere(workers, lambda kms: kms.encrypt(KeyId=key_id, Plaintext=b"byok")["CiphertextBlob"])
+    assert {fresh(workers).decrypt(CiphertextBlob=b)["Plaintext"] for b in blobs} == {b"byok"}

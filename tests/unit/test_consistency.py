@@ -83,6 +83,7 @@ def test_read_only_operations_never_commit(decoder: RequestDecoder) -> None:
     hmac = create(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")
     agree = create(KeySpec="ECC_NIST_P256", KeyUsage="KEY_AGREEMENT")
     kem = create(KeySpec="ML_KEM_768", KeyUsage="ENCAPSULATE_DECAPSULATE")
+    external = create(Origin="EXTERNAL")
     ok(endpoint, "CreateAlias", AliasName="alias/app", TargetKeyId=sym)
     ok(endpoint, "CreateGrant", KeyId=sym, GranteePrincipal=CALLER.arn, RetiringPrincipal=CALLER.arn,
        Operations=["Decrypt"])
@@ -110,6 +111,8 @@ def test_read_only_operations_never_commit(decoder: RequestDecoder) -> None:
         "GetKeyLastUsage": {"KeyId": sym},
         "GetKeyPolicy": {"KeyId": sym},
         "GetKeyRotationStatus": {"KeyId": sym},
+        "GetParametersForImport": {"KeyId": external, "WrappingAlgorithm": "RSAES_OAEP_SHA_256",
+                                   "WrappingKeySpec": "RSA_2048"},
         "GetPublicKey": {"KeyId": rsa},
         "ListAliases": {},
         "ListGrants": {"KeyId": sym},

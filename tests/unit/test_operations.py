@@ -109,6 +109,7 @@ READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Encrypt", "Decrypt", "ReEncryp
                       "GenerateRandom", "GenerateMac", "VerifyMac", "Sign", "Verify", "DeriveSharedSecret",
                       "Encapsulate", "Decapsulate")
 STORE_READ_ONLY = {
+    "GetParametersForImport",
     "Decapsulate", "Decrypt", "DeriveSharedSecret", "DescribeCustomKeyStores", "DescribeKey", "Encapsulate", "Encrypt",
     "GenerateDataKey", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "GenerateDataKeyWithoutPlaintext",
     "GenerateMac", "GenerateRandom", "GetKeyLastUsage", "GetKeyPolicy", "GetKeyRotationStatus", "GetPublicKey",
