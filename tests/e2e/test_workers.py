@@ -234,21 +234,6 @@ def _has(path: Path, key_id: str) -> bool:
     return path.exists() and key_id in path.read_text()
 
 
-def test_no_worker_outlives_the_cluster(workers: RunningCluster) -> None:
-    pids = workers.worker_pids()
-    assert pids and all(alive(p) for p in pids)
-    assert workers.stop() == 0
-    poll(lambda: not any(alive(p) for p in pids), timeout=10)
-    # Even a leader killed outright takes its workers with it.
-    workers.start()
-    pids = workers.worker_pids()
-    assert workers.proc is not None
-    os.kill(workers.proc.pid, signal.SIGKILL)
-    workers.proc.wait(10)
-    workers.proc = None
-    poll(lambda: not any(alive(p) for p in pids), timeout=10)
-
-
 def test_imported_key_material_through_every_process(workers: RunningCluster) -> None:
     """An import token made by one process opens in another (it is sealed under the region's root key, not held in
     a process), and the imported material is usable through every process at once."""
@@ -264,3 +249,19 @@ def test_imported_key_material_through_every_process(workers: RunningCluster) ->
     assert {kms_state(workers, key_id) for _ in range(4)} == {"Enabled"}
     blobs = everywhere(workers, lambda kms: kms.encrypt(KeyId=key_id, Plaintext=b"byok")["CiphertextBlob"])
     assert {fresh(workers).decrypt(CiphertextBlob=b)["Plaintext"] for b in blobs} == {b"byok"}
+
+
+# Last in this module: it stops the module's cluster.
+def test_no_worker_outlives_the_cluster(workers: RunningCluster) -> None:
+    pids = workers.worker_pids()
+    assert pids and all(alive(p) for p in pids)
+    assert workers.stop() == 0
+    poll(lambda: not any(alive(p) for p in pids), timeout=10)
+    # Even a leader killed outright takes its workers with it.
+    workers.start()
+    pids = workers.worker_pids()
+    assert workers.proc is not None
+    os.kill(workers.proc.pid, signal.SIGKILL)
+    workers.proc.wait(10)
+    workers.proc = None
+    poll(lambda: not any(alive(p) for p in pids), timeout=10)
