@@ -37,7 +37,8 @@ Ctrl-C stops the cluster."""
 
 def _up(args: argparse.Namespace) -> int:
     overrides = {"data_dir": args.data_dir, "host": args.host, "port": args.port, "regions": args.regions,
-                 "auth": args.auth, "replica_creating_seconds": args.replica_delay, "workers": args.workers}
+                 "auth": args.auth, "replica_creating_seconds": args.replica_delay, "workers": args.workers,
+                 "latency_profile": args.latency_profile}
     try:
         config = load_config(Path(args.config) if args.config else None, overrides)
     except ConfigError as exc:
@@ -48,6 +49,14 @@ def _up(args: argparse.Namespace) -> int:
     from cluster.heap import tune_collector
 
     tune_collector()
+    if args.processes:
+        if config.workers > 1:
+            print("trent: --processes runs one process per region; --workers is for the single-process mode",
+                  file=sys.stderr)
+            return 2
+        from cluster.processes_cli import serve_processes
+
+        return asyncio.run(serve_processes(config, args.verbose))
     return asyncio.run(_serve(config))
 
 
@@ -131,7 +140,7 @@ def _status(args: argparse.Namespace) -> int:
         for peer, lag in region["replication"].items():
             link = "connected" if lag["connected"] else "not connected"
             print(f"      <- {peer:<16} cursor={lag['cursor']:<6} lag={lag['lag_records']} records, "
-                  f"{lag['lag_seconds']}s ({link})")
+                  f"{lag['lag_seconds'] if lag['lag_seconds'] is not None else '?'}s ({link})")
     consistency = status["consistency"]
     missing = consistency.get("missing", {})
     verdict = "consistent" if consistency["consistent"] else "DIVERGENT: " + ", ".join(
@@ -221,8 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds a new multi-Region replica stays Creating (default 2)")
     up.add_argument("--workers", type=int, help="processes serving the gateway port (default 1); the first also "
                     "runs the region ports, replication and background work")
+    up.add_argument("--processes", action="store_true", help="each region and the gateway in an OS process of "
+                    "its own, under this one (real crashes: trent fault crash|restart REGION)")
+    up.add_argument("--latency-profile", dest="latency_profile", choices=["none", "aws"],
+                    help="delay replication between regions by a published inter-region round-trip matrix")
     up.add_argument("-v", "--verbose", action="store_true", help="log region activity")
     up.set_defaults(func=_up)
+    from cluster.processes_cli import add_commands
+
+    add_commands(sub)
     clock = sub.add_parser("clock", help="show or move the cluster's clock")
     clock.add_argument("action", choices=["show", "advance"])
     clock.add_argument("duration", nargs="?", default="0", help="e.g. 8d, 12h, 90m")
@@ -234,8 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_status)
     fault = sub.add_parser("fault", help="break regions on purpose (DR drills)", description=(
         "down REGION | up REGION | partition A B | heal A B | latency REGION 200ms | errors REGION 5% | "
-        "throttle REGION 10/s | clear"))
-    fault.add_argument("kind", choices=["down", "up", "partition", "heal", "latency", "errors", "throttle", "clear"])
+        "throttle REGION 10/s | clear | crash REGION | restart REGION (the last two: trent up --processes)"))
+    fault.add_argument("kind", choices=["down", "up", "partition", "heal", "latency", "errors", "throttle", "clear",
+                                        "crash", "restart"])
     fault.add_argument("regions", nargs="*", help="region(s), then the value for latency/errors/throttle")
     fault.add_argument("--data-dir", dest="data_dir", default=".trent")
     fault.set_defaults(func=_fault)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ from cluster.jobs import (
     ReplicationLinks,
     SchedulerJob,
 )
+from cluster.latency import one_way_seconds
 from cluster.lifecycle import Component
 from cluster.replication.commands import CommandCodec
 from cluster.replication.log import Outbox
@@ -122,9 +124,11 @@ class _Serving:
     usage_tracked: frozenset[str]  # by name, for the audit trails reading their logs back
 
 
-def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[], None] | None = None) -> Parts:
+def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[], None] | None = None,
+            hosted: Sequence[str] | None = None) -> Parts:
     """Every region's parts; ``audit_file``: this process's own audit file name in each region's audit folder;
-    ``notify_commits``: told after each of this process's commits (a worker's, so the host catches up at once)."""
+    ``notify_commits``: told after each of this process's commits (a worker's, so the host catches up at once);
+    ``hosted``: only these regions (`trent node`: one region, its peers elsewhere)."""
     make_private_dir(config.data_dir)
     shared = config.workers > 1
     stores = make_store_factory(config.store)
@@ -134,7 +138,7 @@ def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[],
     key_pairs = KeyPairPool(generate_key_pair)
     serving = _serving(config)
     regions = {name: _region(config, name, stores, clock, codec, key_pairs, serving, audit_file, notify_commits)
-               for name in config.regions}
+               for name in (hosted or config.regions)}
     return Parts(config, clock, Faults(time.monotonic, share=1.0 / config.workers),
                  config.admin_token or load_or_create_token(config.data_dir, "admin.token"), codec, key_pairs, regions,
                  SharedState(stores.open_runtime(config.data_dir)) if shared else None)
@@ -202,7 +206,8 @@ class HostJobs:
     background: Jobs
 
 
-def host_jobs(parts: Parts) -> HostJobs:
+def host_jobs(parts: Parts, client_tls: ssl.SSLContext | None = None) -> HostJobs:
+    """``client_tls``: how pullers check peers served over https (the cluster CA)."""
     config = parts.config
     # Only the host schedules: a worker's scheduler would make its region record changed keys nothing takes.
     schedulers = {name: Scheduler(r.region) for name, r in parts.regions.items()}
@@ -210,8 +215,10 @@ def host_jobs(parts: Parts) -> HostJobs:
                                             _waker(schedulers[name]))
                     for name, r in parts.regions.items()}
     token = load_or_create_token(config.data_dir, "replication.token")
-    links = ReplicationLinks(replications, {n: parts.url(r.port) for n, r in parts.regions.items()}, token,
-                             parts.faults)
+    urls = {n: parts.url(r.port) for n, r in parts.regions.items()}
+    urls |= {n: peer_urls[0] for n, peer_urls in config.peers.items() if n not in urls}  # regions elsewhere
+    delay = one_way_seconds if config.latency_profile == "aws" else None
+    links = ReplicationLinks(replications, urls, token, parts.faults, delay, client_tls)
     # A store keeps a change feed only while several processes share it (trimming one without is a no-op).
     trimming = OutboxTrimming(replications, [r.region.store.trim_changes for r in parts.regions.values()])
     jobs: list[Component] = [KeyPairPoolJob(parts.key_pairs)]
