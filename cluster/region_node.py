@@ -14,6 +14,7 @@ import os
 import pickle
 import sys
 from pathlib import Path
+from typing import Any
 
 from cluster.admin import AdminApi
 from cluster.clock_control import ClockControl
@@ -96,14 +97,21 @@ def region_lock(config: ClusterConfig, region: str) -> DataDirLock:
     return DataDirLock(config.data_dir / region)
 
 
-async def serve(config: ClusterConfig, region: str, supervised: bool = False) -> int:
+async def serve(config: ClusterConfig, region: str, supervised: bool = False,
+                faults: dict[str, Any] | None = None) -> int:
+    """``faults``: in force from the start (as ``Faults.describe`` gives them; a restarted region's)."""
     stop = stop_signal()
     try:
         lock = region_lock(config, region)
     except OSError as exc:
         print(f"trent node {region}: cannot start: {exc}", file=sys.stderr)
         return 1
-    role = await start_role(lambda: RegionNode.from_config(config, region), f"trent node {region}")
+    def make() -> RegionNode:
+        node = RegionNode.from_config(config, region)
+        node.parts.faults.load(faults or {})
+        return node
+
+    role = await start_role(make, f"trent node {region}")
     if role is None:
         lock.release()
         return 1
@@ -129,11 +137,11 @@ def supervised_main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format=f"%(asctime)s {args.region} %(name)s %(levelname)s %(message)s")
     die_with_parent()
-    config = pickle.loads(sys.stdin.buffer.read())  # written by our parent process, through a pipe
-    if not isinstance(config, ClusterConfig):
+    config, faults = pickle.loads(sys.stdin.buffer.read())  # written by our parent process, through a pipe
+    if not isinstance(config, ClusterConfig) or not isinstance(faults, dict):
         return 2
     tune_collector()
-    return asyncio.run(serve(config, args.region, supervised=True))
+    return asyncio.run(serve(config, args.region, supervised=True, faults=faults))
 
 
 if __name__ == "__main__":

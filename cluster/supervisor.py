@@ -32,20 +32,6 @@ log = logging.getLogger("trent.supervisor")
 START_TIMEOUT = 60.0
 
 
-def replay_commands(described: dict[str, Any]) -> list[dict[str, Any]]:
-    """The fault commands that set up the faults ``Faults.describe`` describes (for a region process that starts
-    again into a cluster with faults in force)."""
-    out: list[dict[str, Any]] = []
-    if described.get("down"):
-        out.append({"action": "down", "regions": list(described["down"])})
-    out += [{"action": "partition", "regions": list(pair)} for pair in described.get("partitions", [])]
-    for kind, table, scale in (("latency", "latency_ms", 1000.0), ("errors", "errors_percent", 100.0),
-                               ("throttle", "throttle_per_second", 1.0)):
-        out += [{"action": kind, "regions": [r], "value": float(v) / scale}
-                for r, v in described.get(table, {}).items()]
-    return out
-
-
 class Supervisor:
     def __init__(self, config: ClusterConfig, verbose: bool = False) -> None:
         self.config = config
@@ -116,10 +102,10 @@ class Supervisor:
             raise OSError(f"{module} {' '.join(args)} did not start (exit status {proc.returncode})")
         return proc
 
-    async def _start_node(self, region: str) -> None:
+    async def _start_node(self, region: str, faults: dict[str, Any] | None = None) -> None:
         # Its peers are the other regions' processes, on their ports of this host.
         config = replace(self.config, peers=region_urls(self.config))
-        self.nodes[region] = await self._spawn("cluster.region_node", ["--region", region], config)
+        self.nodes[region] = await self._spawn("cluster.region_node", ["--region", region], (config, faults or {}))
 
     async def act(self, action: str, regions: list[str]) -> dict[str, Any]:
         unknown = [r for r in regions if r not in self.nodes]
@@ -147,10 +133,8 @@ class Supervisor:
     async def restart(self, region: str) -> None:
         if self.nodes[region].returncode is None:
             raise ValueError(f"{region} is running (crash it first)")
-        described = await self._faults_in_force(exclude=region)
-        await self._start_node(region)
-        for command in replay_commands(described):
-            await self._node_call(region, "POST", "/_trent/faults", command)
+        # It starts with the faults in force (a partition must hold from its first pull on).
+        await self._start_node(region, await self._faults_in_force(exclude=region))
 
     async def _faults_in_force(self, exclude: str) -> dict[str, Any]:
         for name, proc in self.nodes.items():

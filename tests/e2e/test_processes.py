@@ -1,0 +1,158 @@
+"""`trent up --processes`: each region and the gateway in an OS process of its own. A region's process is
+SIGKILLed in the middle of a burst of writes and started again on the same data: nothing it acknowledged is lost,
+and every multi-Region ciphertext decrypts in every region. The in-memory faults still work in this mode."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from cluster.running import RunningCluster, alive, poll
+
+REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-2")
+
+
+def _processes(c: RunningCluster) -> dict[str, int | None]:
+    doc: dict[str, int | None] = json.loads((c.data_dir / "cluster.json").read_text())["processes"]
+    return doc
+
+
+def _replicated_mrk(c: RunningCluster) -> str:
+    primary = c.client("us-east-1")
+    key_id: str = primary.create_key(MultiRegion=True, Description="dr")["KeyMetadata"]["KeyId"]
+    for region in REGIONS[1:]:
+        primary.replicate_key(KeyId=key_id, ReplicaRegion=region)
+    for region in REGIONS[1:]:
+        kms = c.client(region)
+        poll(lambda k=kms: k.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled", 20)
+    return key_id
+
+
+class Burst:
+    """Writes to one region until stopped: new keys and ciphertexts under the MRK; only what was answered counts."""
+
+    def __init__(self, c: RunningCluster, region: str, mrk: str) -> None:
+        self.kms = c.client(region)
+        self.mrk = mrk
+        self.keys: list[str] = []
+        self.blobs: list[tuple[bytes, bytes]] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            try:
+                if n % 2:
+                    self.keys.append(self.kms.create_key(Description=f"burst-{n}")["KeyMetadata"]["KeyId"])
+                else:
+                    plain = f"burst-{n}".encode()
+                    self.blobs.append((self.kms.encrypt(KeyId=self.mrk, Plaintext=plain)["CiphertextBlob"], plain))
+            except (ClientError, EndpointConnectionError, OSError):
+                self.failures += 1  # not acknowledged: no promise was made
+                time.sleep(0.02)
+
+    def start(self) -> Burst:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def _rotating(c: RunningCluster, region: str, key_id: str) -> bool:
+    return bool(c.client(region).get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"])
+
+
+def _until(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
+    return poll(predicate, timeout, 0.1)
+
+
+def test_sigkill_of_a_region_process_mid_burst_loses_nothing_acknowledged(
+        fresh_cluster: Callable[..., RunningCluster]) -> None:
+    c = fresh_cluster(extra_args=("--processes", "--replica-delay", "0.2"))
+    pids = _processes(c)
+    assert len({pids[r] for r in REGIONS} | {pids["gateway"], c.proc.pid if c.proc else 0}) == 5  # 5 processes
+    mrk = _replicated_mrk(c)
+    burst = Burst(c, "eu-west-1", mrk).start()
+    _until(lambda: len(burst.keys) >= 5 and len(burst.blobs) >= 5)
+    victim = pids["eu-west-1"]
+    assert victim is not None
+    crashed = c.trent("fault", "crash", "eu-west-1")
+    assert json.loads(crashed.stdout)["processes"]["eu-west-1"] is None
+    assert not alive(victim)  # SIGKILLed, not asked to stop
+    burst.stop()
+    assert burst.keys and burst.blobs
+
+    # While it is gone: the gateway answers for it with an AWS-shaped error; the other regions carry on.
+    with pytest.raises(ClientError) as caught:
+        c.client("eu-west-1").list_keys()
+    assert caught.value.response["Error"]["Code"] == "ServiceUnavailableException"
+    assert "eu-west-1" in caught.value.response["Error"]["Message"]
+    status = json.loads(c.trent("status", "--json").stdout)
+    assert status["regions"]["eu-west-1"]["up"] is False
+    assert status["regions"]["us-east-1"]["up"] is True
+    # A change at the primary while the replica's process is dead reaches it once it is back.
+    c.client("us-east-1").enable_key_rotation(KeyId=mrk)  # rotation settings are shared by related MRKs
+
+    restarted = json.loads(c.trent("fault", "restart", "eu-west-1").stdout)["processes"]["eu-west-1"]
+    assert restarted not in (None, victim) and alive(restarted)
+    kms = c.client("eu-west-1")
+    for key_id in burst.keys:
+        assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+    for region in REGIONS:  # every MRK ciphertext the crashed region acknowledged, in every region
+        other = c.client(region)
+        for blob, plain in burst.blobs:
+            assert other.decrypt(CiphertextBlob=blob, KeyId=mrk)["Plaintext"] == plain
+    _until(lambda: _rotating(c, "eu-west-1", mrk))
+    _until(lambda: json.loads(c.trent("status", "--json").stdout)["consistency"]["consistent"])
+    # A second restart of a running region is refused (crash it first), and names no unknown region.
+    assert c.trent("fault", "restart", "eu-west-1", check=False).returncode != 0
+    assert c.trent("fault", "crash", "mars-east-1", check=False).returncode == 2
+
+
+def test_in_memory_faults_still_work_between_region_processes(
+        fresh_cluster: Callable[..., RunningCluster]) -> None:
+    c = fresh_cluster(extra_args=("--processes", "--replica-delay", "0.2"))
+    mrk = _replicated_mrk(c)
+    c.trent("fault", "down", "ap-northeast-2")
+    with pytest.raises((ClientError, EndpointConnectionError)):
+        c.client("ap-northeast-2").list_keys()
+    c.trent("fault", "up", "ap-northeast-2")
+    assert c.client("ap-northeast-2").list_keys()["Keys"]
+
+    c.trent("fault", "partition", "us-east-1", "eu-west-1")
+    c.client("us-east-1").enable_key_rotation(KeyId=mrk)
+    # ap-northeast-2 hears of it; eu-west-1 does not while the partition stands.
+    _until(lambda: _rotating(c, "ap-northeast-2", mrk))
+    time.sleep(0.5)
+    assert not _rotating(c, "eu-west-1", mrk)
+    # The partition survives a crash and restart of one side (the supervisor sets it up again).
+    c.trent("fault", "crash", "eu-west-1")
+    c.trent("fault", "restart", "eu-west-1")
+    time.sleep(1.0)
+    assert not _rotating(c, "eu-west-1", mrk)
+    status = json.loads(c.trent("status", "--json").stdout)
+    assert status["faults"]["partitions"] == [["eu-west-1", "us-east-1"]]
+    c.trent("fault", "heal", "us-east-1", "eu-west-1")
+    _until(lambda: _rotating(c, "eu-west-1", mrk))
+    # The clock moves in every region's process.
+    moved = json.loads(c.trent("clock", "advance", "1d").stdout)
+    assert moved["offset"] == 86400.0
+    for region in REGIONS:
+        assert json.loads(c.trent("status", "--json").stdout)["clock"]["offset"] == 86400.0, region
+
+
+def test_crash_needs_region_processes(cluster: RunningCluster) -> None:
+    refused = cluster.trent("fault", "crash", "us-east-1", check=False)
+    assert refused.returncode == 2
+    assert "trent up --processes" in refused.stderr
