@@ -29,11 +29,18 @@ class Launched:
     started_at: float = 0.0
 
     def start(self, timeout: float = 40.0) -> Launched:
+        return self.launch().wait(timeout)
+
+    def launch(self) -> Launched:
+        """Start the process without waiting for it (several start side by side, then ``wait`` for each)."""
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "cluster.cli", *self.args], cwd=ROOT,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.started_at = time.monotonic()
-        poll(self._healthy, timeout, 0.1)
+        return self
+
+    def wait(self, timeout: float = 40.0) -> Launched:
+        poll(self._healthy, timeout, 0.05)
         return self
 
     def _context(self) -> ssl.SSLContext | None:
