@@ -25,8 +25,8 @@ from typing import Any
 
 from cluster.latency import rtt_ms
 
-NET = ipaddress.ip_network("198.18.0.0/24")
-ALLOWED = ipaddress.ip_network("198.18.0.0/15")
+NET = ipaddress.IPv4Network("198.18.0.0/24")
+ALLOWED = ipaddress.IPv4Network("198.18.0.0/15")
 NOWHERE_MAC = "02:00:5e:00:53:01"  # locally administered; no namespace of the drill has it
 CLIENT = "client"
 
