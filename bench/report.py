@@ -24,6 +24,13 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         out["encrypt_gateway_workers2_p99_ms"] = w["trent_p99_ms"]
         out["encrypt_gateway_workers2_cpu_vs_ceiling2"] = round(
             w["ceiling_server_cpu_ms_per_request"] / w["trent_server_cpu_ms_per_request"], 3)
+    p = (results.get("processes") or {}).get("standalone_gateway")
+    if p:
+        out["encrypt_standalone_gateway_32_vs_ceiling"] = p["gateway_vs_ceiling"]
+        out["encrypt_region_process_port_32_vs_ceiling"] = p["region_vs_ceiling"]
+    rotation = (results.get("processes") or {}).get("netem_rotation") or {}
+    for region, v in (rotation.get("visibility_ms") or {}).items():
+        out[f"rotation_visible_p99_ms_{region}"] = f"{v['p99']} (target {v['target_ms']}, {rotation.get('delays')})"
     t = results.get("throughput")
     if not t:
         return out

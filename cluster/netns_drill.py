@@ -85,6 +85,25 @@ def poll(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -
         time.sleep(interval)
 
 
+# -- the deploy recipe's configuration files ------------------------------------------------------------------
+
+
+def node_toml(region: str, regions: list[str], urls: dict[str, str], host: str, bundle: Path, data: Path,
+              latency: str = "none", replica_delay: float = 2.0) -> str:
+    """/etc/trent/REGION.toml of deploy/README.md: what `trent node --region REGION --config` reads on its host."""
+    peers = "\n".join(f'"{r}" = "{urls[r]}"' for r in regions if r != region)
+    return (f'regions = {json.dumps(regions)}\nhost = "{host}"\ndata_dir = "{data}"\nbundle = "{bundle}"\n'
+            f'latency_profile = "{latency}"\nreplica_creating_seconds = {replica_delay}\n\n'
+            f'[region_ports]\n"{region}" = {NODE_PORT}\n\n[peers]\n{peers}\n')
+
+
+def gateway_toml(urls: dict[str, str], host: str, bundle: Path, data: Path) -> str:
+    """/etc/trent/gateway.toml of deploy/README.md: every region's node(s) by URL."""
+    peers = "\n".join(f'"{r}" = ["{url}"]' for r, url in urls.items())
+    return (f'regions = {json.dumps(list(urls))}\nhost = "{host}"\nport = {GATEWAY_PORT}\ndata_dir = "{data}"\n'
+            f'bundle = "{bundle}"\n\n[peers]\n{peers}\n')
+
+
 # -- the outside: namespaces made, checked, removed ---------------------------------------------------------------
 
 
@@ -149,21 +168,21 @@ class Drill:
 
         nodes = [f"{r}={self.net.address(r)}" for r in self.regions] + ["gateway=127.0.0.1,localhost"]
         init_cluster(self.run / "bundles", nodes, self.regions)  # the deploy recipe's first step
-        latency = [] if self.net.netem else ["--latency-profile", "aws"]
+        latency = "none" if self.net.netem else "aws"
         for region in self.regions:
-            peers = [arg for p in self.regions if p != region for arg in ("--peer", f"{p}={self.node_url(p)}")]
+            # The deploy recipe's node configuration (deploy/README.md), one file per host.
+            config = self.run / f"{region}.toml"
+            config.write_text(node_toml(region, self.regions, {r: self.node_url(r) for r in self.regions},
+                                        self.net.address(region), self.run / "bundles" / region, self.run / region,
+                                        latency, self.plan.replica_delay))
             self.nodes[region] = Launched(
-                region, ["node", "--region", region, "--host", self.net.address(region), "--port", str(NODE_PORT),
-                         "--regions", ",".join(self.regions), *peers, "--bundle", str(self.run / "bundles" / region),
-                         "--data-dir", str(self.run / region), "--replica-delay", str(self.plan.replica_delay),
-                         *latency],
-                self.out / f"{region}.log", f"{self.node_url(region)}/_trent/health", self.ca,
-                prefix=self.net.exec_prefix(region))
-        self.gateway = Launched(
-            "gateway", ["gateway", "--host", "127.0.0.1", "--port", str(GATEWAY_PORT),
-                        *[arg for r in self.regions for arg in ("--region", f"{r}={self.node_url(r)}")],
-                        "--bundle", str(self.run / "bundles" / "gateway"), "--data-dir", str(self.run / "gateway")],
-            self.out / "gateway.log", f"https://127.0.0.1:{GATEWAY_PORT}/_trent/health", self.ca)
+                region, ["node", "--region", region, "--config", str(config)], self.out / f"{region}.log",
+                f"{self.node_url(region)}/_trent/health", self.ca, prefix=self.net.exec_prefix(region))
+        gateway_config = self.run / "gateway.toml"
+        gateway_config.write_text(gateway_toml({r: self.node_url(r) for r in self.regions}, "127.0.0.1",
+                                               self.run / "bundles" / "gateway", self.run / "gateway"))
+        self.gateway = Launched("gateway", ["gateway", "--config", str(gateway_config)], self.out / "gateway.log",
+                                f"https://127.0.0.1:{GATEWAY_PORT}/_trent/health", self.ca)
         for launched in [*self.nodes.values(), self.gateway]:
             launched.launch()
         for launched in [*self.nodes.values(), self.gateway]:

@@ -30,7 +30,7 @@ def _replicated_mrk(c: RunningCluster) -> str:
         primary.replicate_key(KeyId=key_id, ReplicaRegion=region)
     for region in REGIONS[1:]:
         kms = c.client(region)
-        poll(lambda k=kms: k.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled", 20)
+        poll(lambda k=kms: _state(k, key_id) == "Enabled", 20)
     return key_id
 
 
@@ -67,6 +67,15 @@ class Burst:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(30)
+
+
+def _state(kms: Any, key_id: str) -> str:
+    try:
+        return str(kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"])
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "NotFoundException":
+            return "absent"  # not replicated yet
+        raise
 
 
 def _rotating(c: RunningCluster, region: str, key_id: str) -> bool:
@@ -156,3 +165,27 @@ def test_crash_needs_region_processes(cluster: RunningCluster) -> None:
     refused = cluster.trent("fault", "crash", "us-east-1", check=False)
     assert refused.returncode == 2
     assert "trent up --processes" in refused.stderr
+
+
+def test_latency_profile_aws_delays_replication_in_one_process(fresh_cluster: Callable[..., RunningCluster]) -> None:
+    """`trent up --latency-profile aws`: replication between regions takes at least the published one-way delay
+    (us-east-1 → ap-northeast-2: 178 ms round trip), while a client's own region answers at once."""
+    from cluster.latency import one_way_seconds
+
+    c = fresh_cluster(extra_args=("--latency-profile", "aws", "--replica-delay", "0"))
+    home = c.client("us-east-1")
+    key_id = home.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    far = c.client("ap-northeast-2")
+    home.replicate_key(KeyId=key_id, ReplicaRegion="ap-northeast-2")
+    _until(lambda: _state(far, key_id) == "Enabled")
+    samples = []
+    for _ in range(3):
+        before = _rotating(c, "us-east-1", key_id)
+        started = time.monotonic()
+        (home.disable_key_rotation if before else home.enable_key_rotation)(KeyId=key_id)
+        _until(lambda b=before: _rotating(c, "ap-northeast-2", key_id) != b)
+        samples.append(time.monotonic() - started)
+    assert min(samples) >= one_way_seconds("us-east-1", "ap-northeast-2") * 0.95, samples
+    started = time.monotonic()
+    home.list_keys()
+    assert time.monotonic() - started < 0.08  # no delay between a client and its region
