@@ -27,6 +27,7 @@ from cluster.durations import parse_duration
 from cluster.heap import freeze_start_up, tune_collector
 from cluster.lifecycle import start_role, stop_signal
 from cluster.links import sign
+from cluster.node_client import NodeConnections, NotConnected
 from cluster.region_pool import Backend, RegionPool
 from cluster.serving import Servers
 from cluster.tls import client_context, server_context
@@ -69,6 +70,8 @@ class ProxyGateway:
         self.servers = Servers(config.host, ConnectionGuard(config.edge), server_context(config))
         self._session: aiohttp.ClientSession | None = None
         self._health: asyncio.Task[None] | None = None
+        tls = client_context(config)
+        self._connections = {b.url: NodeConnections(b.url, tls) for b in self.pool.all()}
 
     @property
     def url(self) -> str:
@@ -90,6 +93,15 @@ class ProxyGateway:
                                **self.servers.guard.server_kwargs())
         await runner.setup()
         assert runner.server is not None
+        # KMS calls (POST /) skip the application's router and middleware, as on the region ports (node/app.py).
+        admin = runner.server.request_handler
+
+        async def first(request: web.BaseRequest) -> web.StreamResponse:
+            if request.method == "POST" and request.raw_path == "/" and not request.headers.get("Expect"):
+                return await self.forward(request)
+            return await admin(request)
+
+        runner.server.request_handler = first
         self.servers.guard.install(runner.server)
         self._runner = runner
         await self.servers.open_site(runner, self.config.port)
@@ -103,6 +115,8 @@ class ProxyGateway:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
+        for connections in self._connections.values():
+            connections.close()
 
     # -- KMS calls --------------------------------------------------------------------------------------------
 
@@ -122,30 +136,27 @@ class ProxyGateway:
         if not self.pool.knows(region):
             return to_http(error_response(KmsError(
                 "InvalidSignatureException", f"Credential should be scoped to a valid region, not '{region}'.", 403)))
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP]
+        head = "".join([f"{request.method} {request.raw_path} HTTP/1.1\r\n",
+                        *(f"{k}: {v}\r\n" for k, v in request.headers.items() if k.lower() not in _HOP)]).encode()
         for backend in self.pool.order(region):
             try:
-                return await self._send(backend, request, headers, body)
-            except aiohttp.ClientConnectorError:
+                return await self._send(backend, head, body)
+            except NotConnected:
                 backend.healthy = False  # never reached: the next node of the region may take it
                 continue
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            except (asyncio.IncompleteReadError, TimeoutError, OSError, ValueError) as exc:
                 # Sent, but no answer: it may have been carried out, so it is not sent again elsewhere.
                 log.info("%s node %s: %s", region, backend.url, exc)
                 return unreachable(region)
         return unreachable(region)
 
-    async def _send(self, backend: Backend, request: web.BaseRequest, headers: list[tuple[str, str]],
-                    body: bytes) -> web.Response:
-        async with self.session.request(request.method, backend.url + request.raw_path, data=body,
-                                        headers=headers, allow_redirects=False,
-                                        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as answer:
-            payload = await answer.read()
-            out = web.Response(status=answer.status, body=payload)
-            for name, value in answer.headers.items():
-                if name.lower() not in _HOP and name.lower() not in ("date", "server"):
-                    out.headers.add(name, value)
-            return out
+    async def _send(self, backend: Backend, head: bytes, body: bytes) -> web.Response:
+        status, headers, payload = await self._connections[backend.url].send(head, body, REQUEST_TIMEOUT)
+        out = web.Response(status=status, body=payload)
+        for name, value in headers:
+            if name.lower() not in _HOP and name.lower() not in ("date", "server"):
+                out.headers.add(name, value)
+        return out
 
     # -- the cluster's admin API ----------------------------------------------------------------------------
 
