@@ -219,6 +219,8 @@ def write(results: dict[str, Any], command: str) -> Path:
     settings = results.get("settings") or {}
     # A smoke run, or a run against someone's cluster, never overwrites the day's full results.
     stem += "-target" if settings.get("target") else "-quick" if settings.get("quick") else ""
+    if settings.get("only"):  # a run of some sections only: never in place of a full run's results
+        stem += "-" + "-".join(settings["only"])
     results["ratios"] = ratios(results)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1))
     plots = _plots(results, stem)

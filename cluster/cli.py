@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from cluster.datadir import DataDirLock
 from cluster.durations import parse_duration
 from cluster.lifecycle import start_role, stop_signal
-from cluster.running import admin_address, admin_send
+from cluster.running import admin_address, admin_ca, admin_send
 from node.config import ConfigError, load_config
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def _admin_call(data_dir: str, path: str, body: dict[str, Any] | None = None) ->
     except OSError as exc:
         raise SystemExit(f"trent: no running cluster found under {root} ({exc.strerror})") from exc
     try:
-        return admin_send(gateway, token, path, body)
+        return admin_send(gateway, token, path, body, ca=admin_ca(root))
     except urllib.error.HTTPError as exc:
         raise _refused(exc) from exc
     except urllib.error.URLError as exc:

@@ -24,6 +24,7 @@ from cluster.admin import _authorized as token_authorized
 from cluster.admin import health_route
 from cluster.cluster_view import cluster_status
 from cluster.durations import parse_duration
+from cluster.files import remove_cluster_file, write_cluster_file
 from cluster.heap import freeze_start_up, tune_collector
 from cluster.lifecycle import start_role, stop_signal
 from cluster.links import sign
@@ -260,6 +261,12 @@ async def serve(config: ClusterConfig, admin_token: str, supervisor: str | None 
     if role is None:
         return 1
     freeze_start_up()
+    if not supervised:
+        # For `trent status|clock|fault --data-dir` on this host (a supervisor writes its own).
+        write_cluster_file(config.data_dir, {"gateway": role.url, "regions": {r: u[0].url for r, u in
+                                                                             role.pool.backends.items()},
+                                             "pid": os.getpid(), "workers": [],
+                                             "ca": str(config.tls_ca) if config.tls_ca else None})
     print("ready" if supervised else f"Trent gateway is up on {role.url}", flush=True)
     parent = os.getppid()
     while not stop.is_set():
@@ -268,6 +275,8 @@ async def serve(config: ClusterConfig, admin_token: str, supervisor: str | None 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.5)
     await role.stop()
+    if not supervised:
+        remove_cluster_file(config.data_dir)
     return 0
 
 

@@ -295,6 +295,12 @@ class Drill:
             self._decrypt_all(kms[region], region)
         self.checks["acked_ciphertexts"] = len(self.blobs)
         t.say(f"every one of {len(self.blobs)} ciphertexts decrypts in every region")
+        # The operator's view, as the recipe has it: `trent status` on the gateway's host.
+        status = subprocess.run([sys.executable, "-m", "cluster.cli", "status", "--data-dir",
+                                 str(self.run / "gateway")], capture_output=True, text=True, timeout=60,
+                                cwd=Path(__file__).resolve().parents[1])
+        self.checks["trent_status"] = status.returncode == 0 and "consistent" in status.stdout
+        t.say("trent status on the gateway's host: " + (status.stdout.strip().splitlines() or ["?"])[-2])
         self.checks["rotation_visibility_ms"] = self.visibility(kms, standby)
 
     def visibility(self, kms: dict[str, Any], primary: str) -> dict[str, Any]:
@@ -361,7 +367,7 @@ class Drill:
             sampler.start()
             self.drive()
             ok = (not self.checks["lost_keys"] and not self.checks["undecryptable"]
-                  and bool(self.checks.get("partition_held")))
+                  and bool(self.checks.get("partition_held")) and bool(self.checks.get("trent_status")))
             result.update(ok=ok)
             self.timeline.say("DR drill " + ("OK" if ok else "FAILED"))
         except Exception as exc:
