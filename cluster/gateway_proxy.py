@@ -38,7 +38,7 @@ from node.config import ClusterConfig
 from node.edge import ConnectionGuard, to_http
 from node.endpoint import error_response
 from node.model.errors import KmsError
-from node.wire.protocol import MAX_BODY_BYTES, too_large
+from node.wire.protocol import MAX_BODY_BYTES, malformed_request, too_large
 from node.wire.sigv4 import scope_of, scope_region
 
 log = logging.getLogger("trent.gateway")
@@ -97,10 +97,17 @@ class ProxyGateway:
         # KMS calls (POST /) skip the application's router and middleware, as on the region ports (node/app.py).
         admin = runner.server.request_handler
 
+        guard = self.servers.guard
+
         async def first(request: web.BaseRequest) -> web.StreamResponse:
-            if request.method == "POST" and request.raw_path == "/" and not request.headers.get("Expect"):
-                return await self.forward(request)
-            return await admin(request)
+            body_deadline = guard.started(request)  # the connection's head deadline is met (node/edge.py)
+            try:
+                if request.method == "POST" and request.raw_path == "/" and not request.headers.get("Expect"):
+                    return await self.forward(request)
+                return await admin(request)
+            finally:
+                if body_deadline is not None:
+                    body_deadline.cancel()
 
         runner.server.request_handler = first
         self.servers.guard.install(runner.server)
@@ -126,6 +133,11 @@ class ProxyGateway:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return to_http(error_response(too_large()))
+        except (web.RequestPayloadError, ConnectionError):
+            # A broken chunked body, or one too slow (the guard cut it): this connection ends with the answer.
+            broken = to_http(error_response(malformed_request()))
+            broken.force_close()
+            return broken
         if len(body) > MAX_BODY_BYTES:
             return to_http(error_response(too_large()))
         region = scope_region(request.headers.get("Authorization"))

@@ -304,29 +304,25 @@ class Drill:
         self.checks["rotation_visibility_ms"] = self.visibility(kms, standby)
 
     def visibility(self, kms: dict[str, Any], primary: str) -> dict[str, Any]:
-        """An on-demand rotation at the primary, timed until each replica names the new material current."""
+        """An on-demand rotation at the primary of a key replicated to one region, timed until that replica names
+        the new material current: the pair's own figure (with more replicas, a rotation waits for the farthest)."""
         samples: dict[str, list[float]] = {r: [] for r in self.regions if r != primary}
         per_key = 8  # on-demand rotations of one key stay well under the service's limit
-        keys: list[str] = []
-        for i in range(self.plan.visibility_samples):
-            if i % per_key == 0:
-                key_id = kms[primary].create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
-                for region in samples:
+        for region, values in samples.items():
+            key_id = ""
+            for i in range(self.plan.visibility_samples):
+                if i % per_key == 0:
+                    key_id = kms[primary].create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
                     kms[primary].replicate_key(KeyId=key_id, ReplicaRegion=region)
-                poll(partial(self._enabled, kms, key_id, list(samples)), 30)
-                keys.append(key_id)
-            key_id = keys[-1]
-            before = kms[primary].describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"]
-            started = time.monotonic()
-            kms[primary].rotate_key_on_demand(KeyId=key_id)
-            waiting = set(samples)
-            while waiting and time.monotonic() - started < 30:
-                for region in list(waiting):
-                    now = kms[region].describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"]
-                    if now != before:
-                        samples[region].append(round((time.monotonic() - started) * 1000, 1))
-                        waiting.discard(region)
-            poll(partial(self._rotated, kms[primary], key_id), 30)
+                    poll(partial(self._enabled, kms, key_id, [region]), 30)
+                before = kms[primary].describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"]
+                started = time.monotonic()
+                kms[primary].rotate_key_on_demand(KeyId=key_id)
+                while time.monotonic() - started < 30:
+                    if kms[region].describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"] != before:
+                        values.append(round((time.monotonic() - started) * 1000, 1))
+                        break
+                poll(partial(self._rotated, kms[primary], key_id), 30)
         out: dict[str, Any] = {}
         for region, values in samples.items():
             ordered = sorted(values)

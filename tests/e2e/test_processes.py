@@ -4,10 +4,12 @@ and every multi-Region ciphertext decrypts in every region. The in-memory faults
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -189,3 +191,35 @@ def test_latency_profile_aws_delays_replication_in_one_process(fresh_cluster: Ca
     started = time.monotonic()
     home.list_keys()
     assert time.monotonic() - started < 0.08  # no delay between a client and its region
+
+
+def test_the_standalone_gateway_keeps_connections_and_refuses_bad_calls_as_kms_does(
+        fresh_cluster: Callable[..., RunningCluster], tmp_path: Path) -> None:
+    config = tmp_path / "trent.toml"
+    config.write_text("header_timeout = 1.0\n")
+    c = fresh_cluster(extra_args=("--processes", "--config", str(config)))
+    # A kept-alive connection outlives the deadline for its first request's head.
+    connection = http.client.HTTPConnection("127.0.0.1", c.port, timeout=10)
+    for _ in range(2):
+        connection.request("GET", "/_trent/health")
+        answer = connection.getresponse()
+        assert answer.status == 200 and json.loads(answer.read()) == {"status": "ok"}
+        time.sleep(1.5)
+    kms = c.client("us-east-1")
+    assert kms.list_keys()["Keys"] == []
+    # Calls the gateway refuses itself answer with the AWS error a region port gives.
+    for headers, body, code, status in (
+            ({"X-Amz-Target": "TrentService.ListKeys", "Content-Type": "application/x-amz-json-1.1"}, b"{}",
+             "MissingAuthenticationTokenException", 403),
+            ({"X-Amz-Target": "TrentService.ListKeys", "Content-Type": "application/x-amz-json-1.1",
+              "Authorization": "AWS4-HMAC-SHA256 Credential=test/20260101/mars-east-1/kms/aws4_request, "
+                               "SignedHeaders=host, Signature=00"}, b"{}", "InvalidSignatureException", 403),
+            ({"X-Amz-Target": "TrentService.ListKeys", "Content-Type": "application/x-amz-json-1.1"},
+             b"x" * (1024 * 1024 + 10), None, 413)):
+        connection = http.client.HTTPConnection("127.0.0.1", c.port, timeout=10)
+        connection.request("POST", "/", body=body, headers=headers)
+        answer = connection.getresponse()
+        doc = json.loads(answer.read() or b"{}")
+        assert answer.status == status, (answer.status, doc)
+        if code is not None:
+            assert doc["__type"] == code, doc
