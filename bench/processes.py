@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,47 @@ def netem_rotation_visibility(settings: Any, progress: Any) -> dict[str, Any]:
             "leftover_namespaces": result.get("leftover_namespaces")}
 
 
+def profile_rotation_visibility(settings: Any, progress: Any) -> dict[str, Any]:
+    """The same figure in the single-process mode with `--latency-profile aws`: a key replicated to one region,
+    rotated on demand at us-east-1, timed until the replica names the new material current."""
+    from bench.suite import _current, _state
+    from cluster.latency import rtt_ms
+    from cluster.running import poll
+
+    cluster = TrentCluster(extra=("--latency-profile", "aws"))
+    out: dict[str, Any] = {}
+    samples_per_pair = 8 if settings.quick else 24
+    try:
+        home = cluster.client("us-east-1")
+        for region in ("eu-west-1", "ap-northeast-2"):
+            away = cluster.client(region)
+            values: list[float] = []
+            key_id = ""
+            for i in range(samples_per_pair):
+                if i % 8 == 0:
+                    key_id = home.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+                    home.replicate_key(KeyId=key_id, ReplicaRegion=region)
+                    poll(lambda k=key_id, a=away: _state(a, k) == "Enabled", timeout=10, interval=0.01)
+                before = _current(home, key_id)
+                started = time.perf_counter()
+                home.rotate_key_on_demand(KeyId=key_id)
+                poll(lambda k=key_id, a=away, b=before: _current(a, k) != b, timeout=10, interval=0)
+                values.append(round((time.perf_counter() - started) * 1000, 1))
+                poll(lambda k=key_id: "OnDemandRotationStartDate" not in home.get_key_rotation_status(KeyId=k),
+                     timeout=10, interval=0.01)
+            ordered = sorted(values)
+            rtt = rtt_ms("us-east-1", region)
+            out[region] = {"samples": values, "p50": ordered[len(ordered) // 2],
+                           "p99": ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)],
+                           "rtt_ms": rtt, "target_ms": 1.5 * rtt + 20}
+        progress.step("rotation visibility, --latency-profile aws",
+                      ", ".join(f"{r} p99 {v['p99']} ms" for r, v in out.items()))
+    finally:
+        cluster.stop()
+    return out
+
+
 def processes(settings: Any, progress: Any) -> dict[str, Any]:
     return {"standalone_gateway": standalone_gateway(settings, progress),
+            "profile_rotation": profile_rotation_visibility(settings, progress),
             "netem_rotation": netem_rotation_visibility(settings, progress)}

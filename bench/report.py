@@ -30,7 +30,10 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         out["encrypt_region_process_port_32_vs_ceiling"] = p["region_vs_ceiling"]
     rotation = (results.get("processes") or {}).get("netem_rotation") or {}
     for region, v in (rotation.get("visibility_ms") or {}).items():
-        out[f"rotation_visible_p99_ms_{region}"] = f"{v['p99']} (target {v['target_ms']}, {rotation.get('delays')})"
+        out[f"rotation_visible_p99_ms_netns_{region}"] = (f"{v['p99']} (target {v['target_ms']}, "
+                                                          f"{rotation.get('delays')})")
+    for region, v in ((results.get("processes") or {}).get("profile_rotation") or {}).items():
+        out[f"rotation_visible_p99_ms_one_process_{region}"] = f"{v['p99']} (target {v['target_ms']})"
     t = results.get("throughput")
     if not t:
         return out

@@ -335,7 +335,7 @@ def run(settings: Settings, target_cluster: TargetCluster | None = None) -> dict
             settings.rounds + 1 + settings.rounds + 2 + len(settings.scale)
     if settings.only:
         sections = [s for s in sections if s[0] in settings.only]
-        steps = 2 * settings.rounds + 1
+        steps = settings.rounds + 2
     progress = Progress(steps)
     started = time.time()
     results: dict[str, Any] = {"started": started, "machine": machine(), "settings": settings.__dict__}
