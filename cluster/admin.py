@@ -25,11 +25,15 @@ class AdminApi:
         fault_action: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
         identity: dict[str, Any] | None = None,
         signed: LinkVerifier | None = None,
+        signed_for: str | None = None,
     ) -> None:
         self._token = token
         # A node also takes calls signed with the admin token (the gateway's, cluster/links.py): the token itself
         # then never crosses the network between hosts.
         self._signed = signed
+        # The region a signed call must name (in its signed query): one captured on its way to another node of the
+        # cluster cannot be replayed here.
+        self._signed_for = signed_for
         self._status = status
         self._clock_state = clock_state
         self._advance = advance_clock
@@ -60,7 +64,7 @@ class AdminApi:
 
     async def _signed_by_peer(self, request: web.Request) -> bool:
         header = request.headers.get(SIGNATURE_HEADER)
-        if self._signed is None or header is None:
+        if self._signed is None or header is None or request.query.get("region") != self._signed_for:
             return False
         return self._signed.verify(request.method, request.path, request.query.items(), header,
                                    await request.read())

@@ -191,9 +191,10 @@ class ProxyGateway:
 
     async def _node_call(self, backend: Backend, method: str, path: str, body: bytes = b"",
                          timeout: float = 10.0) -> tuple[int, Any]:
-        headers = {**sign(self.token, method, path, {}, body), "Content-Type": "application/json"}
-        async with self.session.request(method, backend.url + path, data=body or None, headers=headers,
-                                        timeout=aiohttp.ClientTimeout(total=timeout)) as answer:
+        query = {"region": backend.region}  # signed: the call is good for this node's region only
+        headers = {**sign(self.token, method, path, query, body), "Content-Type": "application/json"}
+        async with self.session.request(method, backend.url + path, params=query, data=body or None,
+                                        headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as answer:
             return answer.status, json.loads(await answer.read() or b"{}")
 
     async def _each_region(self, method: str, path: str, body: bytes = b"") -> dict[str, tuple[int, Any] | None]:

@@ -315,6 +315,9 @@ class Drill:
                     key_id = kms[primary].create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
                     kms[primary].replicate_key(KeyId=key_id, ReplicaRegion=region)
                     poll(partial(self._enabled, kms, key_id, [region]), 30)
+                # Idle links, as the figure is defined: right after the last rotation the replica's next
+                # long-poll would still be on its way (one more one-way delay).
+                time.sleep(rtt_ms(primary, region) / 1000 + 0.05)
                 before = kms[primary].describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"]
                 started = time.monotonic()
                 kms[primary].rotate_key_on_demand(KeyId=key_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import pickle
@@ -20,9 +21,9 @@ from cluster.admin import AdminApi
 from cluster.clock_control import ClockControl
 from cluster.cluster_view import node_status
 from cluster.compose import HostJobs, Parts, compose, host_jobs
-from cluster.datadir import DataDirLock
+from cluster.datadir import LOCK_FILE, DataDirInUse, DataDirLock, holder
 from cluster.fault_control import FaultControl
-from cluster.files import write_private
+from cluster.files import make_private_dir, write_private
 from cluster.heap import freeze_start_up, tune_collector
 from cluster.lifecycle import start_role, stop_signal
 from cluster.links import LinkVerifier
@@ -64,7 +65,7 @@ class RegionNode:
     def admin(self) -> AdminApi:
         return AdminApi(self.parts.admin_token, self.status, self.clock.state, self.clock.advance, self.faults.apply,
                         identity={"region": self.region, "pid": os.getpid()},
-                        signed=LinkVerifier(self.parts.admin_token))
+                        signed=LinkVerifier(self.parts.admin_token), signed_for=self.region)
 
     def status(self) -> dict[str, object]:
         doc = node_status(self.parts, self.jobs.replication.replications[self.region], self.clock.state())
@@ -92,9 +93,35 @@ class RegionNode:
             self._node_file().unlink()
 
 
-def region_lock(config: ClusterConfig, region: str) -> DataDirLock:
-    """One node per region directory (OSError when another holds it)."""
-    return DataDirLock(config.data_dir / region)
+class NodeLocks:
+    """One node per region directory; and no `trent up` on the data directory while nodes run on it (they share it:
+    a shared lock beside `trent up`'s exclusive one). A supervised node's supervisor holds the directory already.
+    OSError when either is held."""
+
+    def __init__(self, config: ClusterConfig, region: str, supervised: bool) -> None:
+        self._shared: int | None = None
+        if not supervised:
+            make_private_dir(config.data_dir)
+            fd = os.open(config.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise DataDirInUse(f"{config.data_dir} is in use by a running cluster ({holder(config.data_dir)})"
+                                   ) from None
+            self._shared = fd
+        try:
+            self._region = DataDirLock(config.data_dir / region)
+        except OSError:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        if getattr(self, "_region", None) is not None:
+            self._region.release()
+        if self._shared is not None:
+            os.close(self._shared)
+            self._shared = None
 
 
 async def serve(config: ClusterConfig, region: str, supervised: bool = False,
@@ -102,7 +129,7 @@ async def serve(config: ClusterConfig, region: str, supervised: bool = False,
     """``faults``: in force from the start (as ``Faults.describe`` gives them; a restarted region's)."""
     stop = stop_signal()
     try:
-        lock = region_lock(config, region)
+        lock = NodeLocks(config, region, supervised)
     except OSError as exc:
         print(f"trent node {region}: cannot start: {exc}", file=sys.stderr)
         return 1

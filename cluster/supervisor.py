@@ -23,6 +23,7 @@ from cluster.files import load_or_create_token, make_private_dir, remove_cluster
 from cluster.gateway_proxy import PROCESSES_PATH, region_urls
 from cluster.links import SIGNATURE_HEADER, LinkVerifier, sign
 from cluster.serving import Servers
+from cluster.tls import client_context
 from cluster.worker_processes import role_command
 from node.config import ClusterConfig
 from node.crypto.rootkey import RootKey
@@ -50,7 +51,8 @@ class Supervisor:
 
     @property
     def gateway_url(self) -> str:
-        return self.servers.url(self.config.port).replace("127.0.0.1", self.config.host, 1)
+        scheme = "https" if self.config.tls_cert is not None else "http"
+        return f"{scheme}://{self.config.host}:{self.config.port}"
 
     async def start(self) -> None:
         config = self.config
@@ -59,7 +61,7 @@ class Supervisor:
         self.token = config.admin_token or load_or_create_token(config.data_dir, "admin.token")
         load_or_create_token(config.data_dir, "replication.token")
         RootKey.load_or_create(config.data_dir / "cluster.key")
-        self._session = aiohttp.ClientSession()
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_context(config) or True))
         verifier = LinkVerifier(self.token)
 
         async def processes(request: web.Request) -> web.Response:
@@ -81,6 +83,7 @@ class Supervisor:
     def _write_cluster_file(self) -> None:
         write_cluster_file(self.config.data_dir, {
             "gateway": self.gateway_url, "regions": self.urls, "pid": os.getpid(), "workers": [],
+            "ca": str(self.config.tls_ca) if self.config.tls_ca else None,
             "processes": {"gateway": self.gateway.pid if self.gateway else None,
                           **{name: (p.pid if p.returncode is None else None) for name, p in self.nodes.items()}}})
 
@@ -147,9 +150,10 @@ class Supervisor:
     async def _node_call(self, region: str, method: str, path: str, doc: dict[str, Any] | None = None) -> Any:
         assert self._session is not None
         body = json.dumps(doc).encode() if doc is not None else b""
-        headers = {**sign(self.token, method, path, {}, body), "Content-Type": "application/json"}
-        async with self._session.request(method, self.urls[region] + path, data=body or None, headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=10)) as answer:
+        query = {"region": region}
+        headers = {**sign(self.token, method, path, query, body), "Content-Type": "application/json"}
+        async with self._session.request(method, self.urls[region] + path, params=query, data=body or None,
+                                         headers=headers, timeout=aiohttp.ClientTimeout(total=10)) as answer:
             return json.loads(await answer.read())
 
     async def stop(self) -> None:

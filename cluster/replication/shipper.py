@@ -32,8 +32,10 @@ def outbox_route(region: str, outbox: Outbox, token: str, faults: Faults,
         if faults.is_down(region):
             _drop(request)
             return web.Response(status=503)
-        if not links.verify(request.method, request.path, request.query.items(),
-                            request.headers.get(SIGNATURE_HEADER)):
+        # Signed for this region's outbox (the region is in the signed query): a pull captured on its way to one
+        # region cannot be replayed to another.
+        if request.query.get("region") != region or not links.verify(
+                request.method, request.path, request.query.items(), request.headers.get(SIGNATURE_HEADER)):
             return web.Response(status=403, text="a request signed by a node of this cluster is required")
         try:
             after = int(request.query.get("after", "0"))
@@ -121,7 +123,7 @@ class Puller:
 
     async def _pull_once(self) -> None:
         after = self.applier.cursors.get(self.peer)
-        params = {"after": str(after), "limit": str(BATCH), "wait": str(LONG_POLL_SECONDS)}
+        params = {"after": str(after), "limit": str(BATCH), "wait": str(LONG_POLL_SECONDS), "region": self.peer}
         timeout = aiohttp.ClientTimeout(total=LONG_POLL_SECONDS + 10)
         if self.delay:
             await asyncio.sleep(self.delay)  # the request on its way

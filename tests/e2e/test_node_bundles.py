@@ -129,8 +129,8 @@ def test_no_unauthenticated_peer_reads_an_outbox_or_the_status(hosts: Hosts, tmp
     a = hosts.client(A)
     key_id = a.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]  # type: ignore[attr-defined]
     a.replicate_key(KeyId=key_id, ReplicaRegion=B)  # type: ignore[attr-defined]
-    outbox = hosts.url(A) + LOG_PATH + "?after=0&wait=0"
-    params = {"after": "0", "wait": "0"}
+    outbox = hosts.url(A) + LOG_PATH + f"?after=0&wait=0&region={A}"
+    params = {"after": "0", "wait": "0", "region": A}
     other = tmp_path / "other"
     assert trent("init", str(other), "--node", "x=127.0.0.1").returncode == 0
     strangers = {"replication": (other / "x" / "replication.token").read_text(),
@@ -141,12 +141,16 @@ def test_no_unauthenticated_peer_reads_an_outbox_or_the_status(hosts: Hosts, tmp
         assert status == 403 and b"records" not in body
     ours = (hosts.bundles / A / "replication.token").read_text()
     assert hosts.get(outbox, sign(ours, "GET", LOG_PATH, params))[0] == 200
+    admin = (hosts.bundles / A / "admin.token").read_text()
     for path in ("/_trent/status", "/_trent/clock"):
-        for headers in ({}, sign(strangers["admin"], "GET", path)):
-            status, body = hosts.get(hosts.url(A) + path, headers)
+        here, there = {"region": A}, {"region": B}
+        for query, headers in (({}, {}), (here, sign(strangers["admin"], "GET", path, here)),
+                               # Signed by the cluster, but for the other region's node: not good here.
+                               (there, sign(admin, "GET", path, there)), ({}, sign(admin, "GET", path))):
+            url = hosts.url(A) + path + ("?region=" + query["region"] if query else "")
+            status, body = hosts.get(url, headers)
             assert status == 403 and b"keys" not in body
-        assert hosts.get(hosts.url(A) + path, sign((hosts.bundles / A / "admin.token").read_text(), "GET",
-                                                   path))[0] == 200
+        assert hosts.get(f"{hosts.url(A)}{path}?region={A}", sign(admin, "GET", path, here))[0] == 200
     # The gateway's admin API takes the operator's token, and gathers every node's status (signed calls).
     token = (hosts.bundles / "gateway" / "admin.token").read_text()
     status, body = hosts.get(f"https://127.0.0.1:{hosts.base}/_trent/status", {"X-Trent-Admin-Token": token})

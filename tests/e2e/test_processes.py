@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +17,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from cluster.running import RunningCluster, alive, poll
+from cluster.launched import Launched
+from cluster.ports import free_port_block
+from cluster.running import ROOT, RunningCluster, alive, poll
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-2")
 
@@ -223,3 +227,22 @@ def test_the_standalone_gateway_keeps_connections_and_refuses_bad_calls_as_kms_d
         assert answer.status == status, (answer.status, doc)
         if code is not None:
             assert doc["__type"] == code, doc
+
+
+def test_a_node_never_opens_a_region_another_process_serves(cluster: RunningCluster, tmp_path: Path) -> None:
+    peer = "eu-west-1=http://127.0.0.1:9"
+    # The data directory of a running `trent up`: refused before anything in it is touched.
+    busy = cluster.trent("node", "--region", "us-east-1", "--port", "9", "--peer", peer, check=False)
+    assert busy.returncode == 1 and "in use by a running cluster" in busy.stderr
+    # Two nodes for one region on one directory: the second is refused.
+    data = tmp_path / "data"
+    port = free_port_block(1)
+    first = Launched("first", ["node", "--region", "us-east-1", "--port", str(port), "--peer", peer, "--data-dir",
+                               str(data)], tmp_path / "first.log", f"http://127.0.0.1:{port}/_trent/health").start()
+    try:
+        second = subprocess.run([sys.executable, "-m", "cluster.cli", "node", "--region", "us-east-1", "--port",
+                                 "9", "--peer", peer, "--data-dir", str(data)], cwd=ROOT, capture_output=True,
+                                text=True, timeout=60)
+        assert second.returncode == 1 and "in use" in second.stderr
+    finally:
+        first.stop()

@@ -44,7 +44,7 @@ class Link:
         return puller
 
     async def get(self, after: int = 0, wait: float = 0, token: str = TOKEN, **extra: str) -> aiohttp.ClientResponse:
-        params = {"after": str(after), "wait": str(wait), **extra}
+        params = {"after": str(after), "wait": str(wait), "region": A, **extra}
         headers = sign(token, "GET", LOG_PATH, params) if token else {}
         return await self.session.get(self.url + LOG_PATH, params=params, headers=headers,
                                       timeout=aiohttp.ClientTimeout(total=8))
@@ -121,7 +121,7 @@ async def test_wrong_or_missing_token_is_refused(link: Link) -> None:
 async def test_a_replayed_or_stale_or_altered_signature_is_refused(link: Link) -> None:
     key_id = new_mrk(link.a)
     replicate(link.a, key_id, B)
-    params = {"after": "0", "wait": "0"}
+    params = {"after": "0", "wait": "0", "region": A}
     headers = sign(TOKEN, "GET", LOG_PATH, params)
     async with await link.session.get(link.url + LOG_PATH, params=params, headers=headers) as r:
         assert r.status == 200
@@ -132,7 +132,13 @@ async def test_a_replayed_or_stale_or_altered_signature_is_refused(link: Link) -
         assert r.status == 403
     # Signed for one cursor, sent for another: the query is covered.
     moved = sign(TOKEN, "GET", LOG_PATH, params)
-    async with await link.session.get(link.url + LOG_PATH, params={"after": "1", "wait": "0"}, headers=moved) as r:
+    async with await link.session.get(link.url + LOG_PATH, params={"after": "1", "wait": "0", "region": A},
+                                      headers=moved) as r:
+        assert r.status == 403
+    # Signed for another region's outbox: not good for this one.
+    elsewhere = {**params, "region": B}
+    async with await link.session.get(link.url + LOG_PATH, params=elsewhere,
+                                      headers=sign(TOKEN, "GET", LOG_PATH, elsewhere)) as r:
         assert r.status == 403
     async with await link.session.get(link.url + LOG_PATH, params=params,
                                       headers={SIGNATURE_HEADER: "t=nan,n=x,s=y"}) as r:
@@ -140,7 +146,8 @@ async def test_a_replayed_or_stale_or_altered_signature_is_refused(link: Link) -
 
 
 async def test_bad_query_is_refused(link: Link) -> None:
-    for params in ({"after": "x"}, {"wait": "soon"}, {"limit": "many"}):
+    for bad in ({"after": "x"}, {"wait": "soon"}, {"limit": "many"}):
+        params = {**bad, "region": A}
         async with await link.session.get(link.url + LOG_PATH, params=params,
                                           headers=sign(TOKEN, "GET", LOG_PATH, params)) as r:
             assert r.status == 400
