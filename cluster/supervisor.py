@@ -44,6 +44,9 @@ class Supervisor:
         self.admin_url = ""
         self._lock = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
+        self._crashing: set[str] = set()  # killed on purpose: their exit is no news
+        self._watchers: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     @property
     def urls(self) -> dict[str, str]:
@@ -108,7 +111,20 @@ class Supervisor:
     async def _start_node(self, region: str, faults: dict[str, Any] | None = None) -> None:
         # Its peers are the other regions' processes, on their ports of this host.
         config = replace(self.config, peers=region_urls(self.config))
-        self.nodes[region] = await self._spawn("cluster.region_node", ["--region", region], (config, faults or {}))
+        proc = await self._spawn("cluster.region_node", ["--region", region], (config, faults or {}))
+        self.nodes[region] = proc
+        self._watchers.append(asyncio.create_task(self._watch(region, proc)))
+
+    async def _watch(self, region: str, proc: asyncio.subprocess.Process) -> None:
+        """A region's process that ends on its own stays down (as a crashed host would) and is said so."""
+        code = await proc.wait()
+        if region in self._crashing or self._stopping:
+            self._crashing.discard(region)
+            return
+        log.warning("%s's process (pid %d) exited with %s; `trent fault restart %s` starts it again", region,
+                    proc.pid, code, region)
+        with contextlib.suppress(OSError):
+            self._write_cluster_file()
 
     async def act(self, action: str, regions: list[str]) -> dict[str, Any]:
         unknown = [r for r in regions if r not in self.nodes]
@@ -129,6 +145,7 @@ class Supervisor:
         """SIGKILL: no shutdown, no flush, exactly what a power cut leaves."""
         proc = self.nodes[region]
         if proc.returncode is None:
+            self._crashing.add(region)
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGKILL)
             await proc.wait()
@@ -157,6 +174,7 @@ class Supervisor:
             return json.loads(await answer.read())
 
     async def stop(self) -> None:
+        self._stopping = True
         procs = [p for p in [self.gateway, *self.nodes.values()] if p is not None]
         for proc in procs:  # the gateway first: it stops taking requests while the regions still answer
             if proc.returncode is None:
@@ -169,6 +187,8 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
+        for watcher in self._watchers:
+            watcher.cancel()
         if self._session is not None:
             await self._session.close()
         await self.servers.close()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -246,3 +248,16 @@ def test_a_node_never_opens_a_region_another_process_serves(cluster: RunningClus
         assert second.returncode == 1 and "in use" in second.stderr
     finally:
         first.stop()
+
+
+def test_a_region_process_that_dies_on_its_own_stays_down_until_restarted(
+        fresh_cluster: Callable[..., RunningCluster]) -> None:
+    c = fresh_cluster(extra_args=("--processes",))
+    pid = _processes(c)["ap-northeast-2"]
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # not through trent: as the kernel's OOM killer would
+    _until(lambda: _processes(c)["ap-northeast-2"] is None)
+    assert b"ap-northeast-2's process" in c.log_path.read_bytes()
+    assert json.loads(c.trent("status", "--json").stdout)["regions"]["ap-northeast-2"]["up"] is False
+    c.trent("fault", "restart", "ap-northeast-2")
+    assert c.client("ap-northeast-2").list_keys()["Keys"] == []
