@@ -102,7 +102,8 @@ class Parts:
             self.runtime.publish({"clock_offset": self.clock.offset, "faults": self.faults.describe()})
 
     def url(self, port: int) -> str:
-        return f"http://{self.config.host}:{port}"
+        scheme = "https" if self.config.tls_cert is not None else "http"  # client-facing TLS (cluster/tls.py)
+        return f"{scheme}://{self.config.host}:{port}"
 
     def close(self) -> None:
         for parts in self.regions.values():

@@ -181,3 +181,40 @@ def test_the_gateway_answers_for_an_unreachable_region(hosts: Hosts) -> None:
     assert hosts.client(A).list_keys()["Keys"] is not None  # type: ignore[attr-defined]
     hosts.nodes[B].start()  # back on the same data, and the gateway sends to it again
     poll(lambda: hosts.client(B).list_keys() is not None, 10)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("mode", [(), ("--processes",)])
+def test_client_facing_tls_when_a_certificate_is_configured(tmp_path: Path, mode: tuple[str, ...]) -> None:
+    """`trent up` (one process, or --processes) with `tls_cert`/`tls_key`: every port serves TLS, replication
+    between the regions runs over it, and `trent status` reaches the gateway with the configured CA."""
+    bundles = tmp_path / "b"
+    assert trent("init", str(bundles), "--node", "local=127.0.0.1,localhost").returncode == 0
+    config = tmp_path / "trent.toml"
+    config.write_text(f'tls_cert = "{bundles}/local/node.pem"\ntls_key = "{bundles}/local/node.key"\n'
+                      f'tls_ca = "{bundles}/local/ca.pem"\nreplica_creating_seconds = 0.2\n')
+    base = free_port_block(4)
+    up = Launched("up", ["up", "--config", str(config), "--data-dir", str(tmp_path / "data"), "--port", str(base),
+                         *mode], tmp_path / "up.log", f"https://127.0.0.1:{base}/_trent/health",
+                  bundles / "local" / "ca.pem").start()
+    try:
+        def client(region: str, port: int) -> object:
+            return boto3.client("kms", endpoint_url=f"https://127.0.0.1:{port}", region_name=region,
+                                aws_access_key_id="test", aws_secret_access_key="test",
+                                verify=str(bundles / "local" / "ca.pem"), config=Config(retries={"max_attempts": 0}))
+        home, away = client(A, base), client(B, base + 2)  # the gateway, and eu-west-1's own port
+        key_id = home.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]  # type: ignore[attr-defined]
+        blob = home.encrypt(KeyId=key_id, Plaintext=b"tls")["CiphertextBlob"]  # type: ignore[attr-defined]
+        home.replicate_key(KeyId=key_id, ReplicaRegion=B)  # type: ignore[attr-defined]
+
+        def decrypts() -> bool:
+            try:
+                return bool(away.decrypt(CiphertextBlob=blob)["Plaintext"] == b"tls")  # type: ignore[attr-defined]
+            except ClientError:
+                return False
+        poll(decrypts, 20)
+        status = trent("status", "--data-dir", str(tmp_path / "data"))
+        assert status.returncode == 0 and "consistent" in status.stdout, status.stderr
+        with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{base + 1}/_trent/health", timeout=5)
+    finally:
+        up.stop()
