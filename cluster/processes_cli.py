@@ -151,10 +151,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def add_commands(sub: Any) -> None:
     node = sub.add_parser("node", help="run one region in this process, its peers given by URL")
     node.add_argument("--region", required=True, help="the region this node serves")
-    node.add_argument("--port", type=int, help="the region's port (default: its place in --regions after --port)")
+    node.add_argument("--port", type=int, help="the region's port (default: the config's region_ports, else 4600 + "
+                      "its place in --regions)")
     node.add_argument("--regions", help="every region of the cluster, comma-separated (default: --region and "
                       "the --peer regions)")
-    node.add_argument("--peer", action="append", metavar="REGION=URL", help="another region's node (repeatable)")
+    node.add_argument("--peer", action="append", metavar="REGION=URL", help="another region's node (repeatable; "
+                      "config key peers)")
     node.add_argument("--auth", choices=["verify", "off"])
     node.add_argument("--replica-delay", dest="replica_delay", type=float)
     node.add_argument("--latency-profile", dest="latency_profile", choices=["none", "aws"])
