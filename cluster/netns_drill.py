@@ -426,7 +426,7 @@ class _Burst:
 def write_report(result: dict[str, Any], out: Path) -> list[Path]:
     """timeline.txt always; lag.png when matplotlib is installed (the bench extra)."""
     made = [out / "timeline.txt"]
-    lines = [f"[{at:8.3f}s] {text}" for at, text in result.get("timeline", [])]
+    lines = [f"{n:2d} [{at:8.3f}s] {text}" for n, (at, text) in enumerate(result.get("timeline", []), 1)]
     lines.append(f"result: {'OK' if result.get('ok') else 'FAILED'}; leftover namespaces: "
                  f"{result.get('leftover_namespaces')}")
     (out / "timeline.txt").write_text("\n".join(lines) + "\n")
@@ -442,10 +442,11 @@ def write_report(result: dict[str, Any], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     for name in links:
         ax.step([s["t"] for s in samples], [s["links"].get(name, 0) for s in samples], where="post", label=name)
-    for at, text in result.get("timeline", []):
+    top = max([1, *(v for s in samples for v in s["links"].values())])
+    for n, (at, _text) in enumerate(result.get("timeline", []), 1):
         ax.axvline(at, color="grey", alpha=0.3, linewidth=0.8)
-        ax.annotate(text[:40], (at, 0), rotation=90, fontsize=6, va="bottom", alpha=0.7)
-    ax.set_xlabel("seconds into the drill")
+        ax.annotate(str(n), (at, top * 1.02), fontsize=7, ha="center", va="bottom", color="dimgrey")
+    ax.set_xlabel("seconds into the drill (numbered lines: the events of timeline.txt)")
     ax.set_ylabel("replication lag (records)")
     ax.set_title(f"DR drill across network namespaces ({result.get('delays')})")
     ax.legend(fontsize=7, loc="upper right")
