@@ -2,7 +2,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill console-shots demo-byok
+.PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill console-shots demo-byok \
+	drill-netns up-processes
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -60,6 +61,15 @@ console-shots: $(STAMP) sysdeps
 
 demo-byok: $(STAMP)
 	$(PY) examples/bring_your_own_key.py
+
+# Three regions as three processes under one supervisor (real SIGKILL: trent fault crash|restart REGION).
+up-processes: $(STAMP) sysdeps
+	$(VENV)/bin/trent up --processes
+
+# The full DR drill across network namespaces (root): timeline, result and lag plot in $(DRILL_OUT).
+DRILL_OUT ?= drill-netns
+drill-netns: $(BENCH_STAMP) sysdeps
+	$(PY) -m cluster.netns_drill --out $(DRILL_OUT)
 
 clean:
 	rm -rf $(VENV) .trent

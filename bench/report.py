@@ -24,6 +24,16 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         out["encrypt_gateway_workers2_p99_ms"] = w["trent_p99_ms"]
         out["encrypt_gateway_workers2_cpu_vs_ceiling2"] = round(
             w["ceiling_server_cpu_ms_per_request"] / w["trent_server_cpu_ms_per_request"], 3)
+    p = (results.get("processes") or {}).get("standalone_gateway")
+    if p:
+        out["encrypt_standalone_gateway_32_vs_ceiling"] = p["gateway_vs_ceiling"]
+        out["encrypt_region_process_port_32_vs_ceiling"] = p["region_vs_ceiling"]
+    rotation = (results.get("processes") or {}).get("netem_rotation") or {}
+    for region, v in (rotation.get("visibility_ms") or {}).items():
+        out[f"rotation_visible_p99_ms_netns_{region}"] = (f"{v['p99']} (target {v['target_ms']}, "
+                                                          f"{rotation.get('delays')})")
+    for region, v in ((results.get("processes") or {}).get("profile_rotation") or {}).items():
+        out[f"rotation_visible_p99_ms_one_process_{region}"] = f"{v['p99']} (target {v['target_ms']})"
     t = results.get("throughput")
     if not t:
         return out
@@ -212,6 +222,8 @@ def write(results: dict[str, Any], command: str) -> Path:
     settings = results.get("settings") or {}
     # A smoke run, or a run against someone's cluster, never overwrites the day's full results.
     stem += "-target" if settings.get("target") else "-quick" if settings.get("quick") else ""
+    if settings.get("only"):  # a run of some sections only: never in place of a full run's results
+        stem += "-" + "-".join(settings["only"])
     results["ratios"] = ratios(results)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1))
     plots = _plots(results, stem)

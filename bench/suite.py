@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import Call, LoadResult, Target, percentile, run_load
+from bench.processes import processes
 from bench.procs import (
     Server,
     TargetCluster,
@@ -46,6 +47,8 @@ class Settings:
     # A running cluster's gateway (http://host:port) to measure instead of starting one; None: start our own.
     target: str | None = None
     region: str = "us-east-1"
+    # Only these sections (by name), when given: e.g. ("processes",).
+    only: tuple[str, ...] = ()
 
 
 class Progress:
@@ -321,7 +324,7 @@ def run(settings: Settings, target_cluster: TargetCluster | None = None) -> dict
         target_cluster = TargetCluster(settings.target)
     sections: list[tuple[str, Callable[[Settings, Progress], Any]]] = [
         ("throughput", lambda s, p: throughput(s, p, target_cluster)), ("workers", workers),
-        ("replication", replication), ("scale", scale)]
+        ("replication", replication), ("scale", scale), ("processes", processes)]
     if settings.target:
         # A running cluster: what needs our own clusters (several processes, faults, seeded stores) is not run.
         sections = sections[:1]
@@ -330,6 +333,9 @@ def run(settings: Settings, target_cluster: TargetCluster | None = None) -> dict
     else:
         steps = len(OPERATIONS) * (1 + len(_other_counts(settings))) + len(settings.connections) * 5 + \
             settings.rounds + 1 + settings.rounds + 2 + len(settings.scale)
+    if settings.only:
+        sections = [s for s in sections if s[0] in settings.only]
+        steps = settings.rounds + 2
     progress = Progress(steps)
     started = time.time()
     results: dict[str, Any] = {"started": started, "machine": machine(), "settings": settings.__dict__}

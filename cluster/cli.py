@@ -19,7 +19,7 @@ from cluster.datadir import DataDirLock
 from cluster.durations import parse_duration
 from cluster.lifecycle import start_role, stop_signal
 from cluster.report_commands import add_report_commands
-from cluster.running import admin_address, admin_send
+from cluster.running import admin_address, admin_ca, admin_send
 from node.config import ConfigError, load_config
 
 if TYPE_CHECKING:
@@ -40,7 +40,8 @@ Ctrl-C stops the cluster."""
 def _up(args: argparse.Namespace) -> int:
     overrides = {"data_dir": args.data_dir, "host": args.host, "port": args.port, "regions": args.regions,
                  "auth": args.auth, "replica_creating_seconds": args.replica_delay, "workers": args.workers,
-                 "quotas": args.quotas, "seed": args.seed, "any_region": args.any_region}
+                 "quotas": args.quotas, "seed": args.seed, "any_region": args.any_region,
+                 "latency_profile": args.latency_profile}
     try:
         config = load_config(Path(args.config) if args.config else None, overrides)
     except ConfigError as exc:
@@ -51,6 +52,14 @@ def _up(args: argparse.Namespace) -> int:
     from cluster.heap import tune_collector
 
     tune_collector()
+    if args.processes:
+        if config.workers > 1:
+            print("trent: --processes runs one process per region; --workers is for the single-process mode",
+                  file=sys.stderr)
+            return 2
+        from cluster.processes_cli import serve_processes
+
+        return asyncio.run(serve_processes(config, args.verbose))
     return asyncio.run(_serve(config))
 
 
@@ -92,7 +101,7 @@ def _admin_call(data_dir: str, path: str, body: dict[str, Any] | None = None) ->
     except OSError as exc:
         raise SystemExit(f"trent: no running cluster found under {root} ({exc.strerror})") from exc
     try:
-        return admin_send(gateway, token, path, body)
+        return admin_send(gateway, token, path, body, ca=admin_ca(root))
     except urllib.error.HTTPError as exc:
         raise _refused(exc) from exc
     except urllib.error.URLError as exc:
@@ -157,7 +166,7 @@ def _status(args: argparse.Namespace) -> int:
         for peer, lag in region["replication"].items():
             link = "connected" if lag["connected"] else style("not connected", "yellow")
             print(f"      <- {peer:<16} cursor={lag['cursor']:<6} lag={lag['lag_records']} records, "
-                  f"{lag['lag_seconds']}s ({link})")
+                  f"{lag['lag_seconds'] if lag['lag_seconds'] is not None else '?'}s ({link})")
     consistency = status["consistency"]
     missing = consistency.get("missing", {})
     verdict = style("consistent", "green") if consistency["consistent"] else style("DIVERGENT", "red") + ": " + \
@@ -305,9 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--any-region", dest="any_region", action="store_const", const=True,
                     help="make a region nobody configured on its first request through the gateway (a client "
                     "signing for us-west-2 just works)")
+    up.add_argument("--processes", action="store_true", help="each region and the gateway in an OS process of "
+                    "its own, under this one (real crashes: trent fault crash|restart REGION)")
+    up.add_argument("--latency-profile", dest="latency_profile", choices=["none", "aws"],
+                    help="delay replication between regions by a published inter-region round-trip matrix")
     up.add_argument("-v", "--verbose", action="store_true", help="log region activity")
     up.set_defaults(func=_up)
     running = "the running cluster's data directory (default ./.trent)"
+    from cluster.processes_cli import add_commands
+
+    add_commands(sub)
     clock = sub.add_parser("clock", help="show or move the cluster's clock")
     clock.add_argument("action", choices=["show", "advance"], help="show the time, or advance it")
     clock.add_argument("duration", nargs="?", default="0", help="how far to advance, e.g. 8d, 12h, 90m, 1d12h")
@@ -320,9 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_status)
     fault = sub.add_parser("fault", help="break regions on purpose (DR drills), or show the faults", description=(
         "show | down REGION | up REGION | partition A B | heal A B | latency REGION 200ms | errors REGION 5% | "
-        "throttle REGION 10/s | clear"))
+        "throttle REGION 10/s | clear | crash REGION | restart REGION (the last two: trent up --processes)"))
     fault.add_argument("kind", nargs="?", default="show", choices=["show", "down", "up", "partition", "heal",
-                                                                    "latency", "errors", "throttle", "clear"],
+                                                                    "latency", "errors", "throttle", "clear",
+                                                                    "crash", "restart"],
                        help="what to do (default show: the faults in force, as a table)")
     fault.add_argument("regions", nargs="*", help="region(s), then the value for latency/errors/throttle")
     fault.add_argument("--json", action="store_true", help="the faults in force as JSON")

@@ -44,6 +44,7 @@ class ClockControl:
         return {**self.state(), "changed": changed}
 
     def _save(self) -> None:
-        tmp = self._data_dir / (CLOCK_FILE + ".tmp")
+        # Named per process: the regions' processes of `trent up --processes` share the data directory.
+        tmp = self._data_dir / f"{CLOCK_FILE}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps({"offset": self.clock.offset}))
         os.replace(tmp, self._data_dir / CLOCK_FILE)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from cluster.jobs import (
     ReplicationLinks,
     SchedulerJob,
 )
+from cluster.latency import one_way_seconds
 from cluster.lifecycle import Component
 from cluster.metrics import MetricsSnapshots, count_refusals
 from cluster.replication.commands import CommandCodec
@@ -115,7 +117,8 @@ class Parts:
             self.runtime.publish({"clock_offset": self.clock.offset, "faults": self.faults.describe()})
 
     def url(self, port: int) -> str:
-        return f"http://{self.config.host}:{port}"
+        scheme = "https" if self.config.tls_cert is not None else "http"  # client-facing TLS (cluster/tls.py)
+        return f"{scheme}://{self.config.host}:{port}"
 
     def close(self) -> None:
         for parts in self.regions.values():
@@ -140,9 +143,11 @@ class _Serving:
     quotas: RequestQuotas | None = None
 
 
-def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[], None] | None = None) -> Parts:
+def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[], None] | None = None,
+            hosted: Sequence[str] | None = None) -> Parts:
     """Every region's parts; ``audit_file``: this process's own audit file name in each region's audit folder;
-    ``notify_commits``: told after each of this process's commits (a worker's, so the host catches up at once)."""
+    ``notify_commits``: told after each of this process's commits (a worker's, so the host catches up at once);
+    ``hosted``: only these regions (`trent node`: one region, its peers elsewhere)."""
     make_private_dir(config.data_dir)
     shared = config.workers > 1
     stores = make_store_factory(config.store)
@@ -153,7 +158,7 @@ def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[],
     wrapping = WrappingKeys(key_pairs.take_ready, generate_key_pair, key_pairs.want)
     serving = _serving(config)
     regions = {name: _region(config, name, stores, clock, codec, key_pairs, serving, audit_file, notify_commits,
-                             wrapping) for name in config.regions}
+                             wrapping) for name in (hosted or config.regions)}
 
     def make_region(name: str) -> RegionParts:
         # A cluster of its own as far as multi-Region keys go: no replica goes to it or comes from it.
@@ -239,7 +244,8 @@ class HostJobs:
     background: Jobs
 
 
-def host_jobs(parts: Parts) -> HostJobs:
+def host_jobs(parts: Parts, client_tls: ssl.SSLContext | None = None) -> HostJobs:
+    """``client_tls``: how pullers check peers served over https (the cluster CA)."""
     config = parts.config
     # Only the host schedules: a worker's scheduler would make its region record changed keys nothing takes.
     schedulers = {name: Scheduler(r.region) for name, r in parts.regions.items()}
@@ -247,8 +253,10 @@ def host_jobs(parts: Parts) -> HostJobs:
                                             _waker(schedulers[name]))
                     for name, r in parts.regions.items()}
     token = load_or_create_token(config.data_dir, "replication.token")
-    links = ReplicationLinks(replications, {n: parts.url(r.port) for n, r in parts.regions.items()}, token,
-                             parts.faults)
+    urls = {n: parts.url(r.port) for n, r in parts.regions.items()}
+    urls |= {n: peer_urls[0] for n, peer_urls in config.peers.items() if n not in urls}  # regions elsewhere
+    delay = one_way_seconds if config.latency_profile == "aws" else None
+    links = ReplicationLinks(replications, urls, token, parts.faults, delay, client_tls)
     # A store keeps a change feed only while several processes share it (trimming one without is a no-op).
     trimming = OutboxTrimming(replications, [r.region.store.trim_changes for r in parts.regions.values()])
     jobs: list[Component] = [KeyPairPoolJob(parts.key_pairs)]

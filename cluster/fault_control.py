@@ -25,6 +25,8 @@ class FaultCommand:
 def parse_fault(doc: dict[str, Any], known: Callable[[str], bool]) -> FaultCommand:
     """{"action": down|up|partition|heal|latency|errors|throttle|clear, "regions": [...], "value": ...}."""
     action = str(doc.get("action", ""))
+    if action in ("crash", "restart"):
+        raise ValueError(f"{action} acts on a region's own process: run the cluster with `trent up --processes`")
     if action not in FAULT_ACTIONS:
         raise ValueError(f"unknown fault {action!r} (one of: {', '.join(FAULT_ACTIONS)})")
     raw_regions = doc.get("regions", [])
@@ -52,8 +54,10 @@ class RegionSite:
 
 class FaultControl:
     def __init__(self, faults: Faults, servers: Servers, sites: dict[str, RegionSite],
-                 publish: Callable[[], None]) -> None:
+                 publish: Callable[[], None], known: Callable[[str], bool] | None = None) -> None:
         self.faults = faults
+        # The regions a command may name (by default the ones with a site here; a node knows its peers too).
+        self._known = known or (lambda name: name in self._sites)
         self._servers = servers
         self._sites = sites
         # Tells the cluster's other processes (the shared runtime state) before the admin call is answered.
@@ -61,7 +65,7 @@ class FaultControl:
 
     async def apply(self, doc: dict[str, Any]) -> dict[str, Any]:
         """Apply one fault command; the faults now in force."""
-        command = parse_fault(doc, lambda name: name in self._sites)
+        command = parse_fault(doc, self._known)
         if command.action == "clear":
             self.faults.clear()
         else:

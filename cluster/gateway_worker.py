@@ -22,6 +22,7 @@ from cluster.jobs import Jobs
 from cluster.lifecycle import start_role, stop_signal
 from cluster.serving import Servers
 from cluster.shared_runtime import CommitNotifier
+from cluster.tls import server_context
 from cluster.worker_processes import die_with_parent, forwarding_admin_routes
 from node.audit.sink import WORKER_CURRENT
 from node.config import ClusterConfig
@@ -36,7 +37,7 @@ class GatewayWorker:
         self.jobs = jobs
         self.worker_id = worker_id
         self.host_admin = host_admin
-        self.servers = Servers(parts.config.host, ConnectionGuard(parts.config.edge))
+        self.servers = Servers(parts.config.host, ConnectionGuard(parts.config.edge), server_context(parts.config))
         self._close_admin: Callable[[], Awaitable[None]] | None = None
 
     @classmethod

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -178,21 +179,26 @@ class ReplicationLinks:
     the pullers end and the outboxes release the peers' long-polls they hold."""
 
     def __init__(self, replications: Mapping[str, RegionReplication], urls: Mapping[str, str], token: str,
-                 faults: Faults) -> None:
+                 faults: Faults, delay: Callable[[str, str], float] | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.replications = dict(replications)
+        # One-way delay between two regions added to their links (--latency-profile), and TLS towards https peers.
+        self.delay = delay
+        self.tls = tls
         self.urls = dict(urls)
         self.token = token
         self.faults = faults
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession()
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.tls or True))
         self._start_pullers(self._session)
 
     def _start_pullers(self, session: aiohttp.ClientSession) -> None:
         for name, replication in self.replications.items():
             peers = {peer: url for peer, url in self.urls.items() if peer != name}
-            replication.start(peers, self.token, self.faults, session)
+            delays = {peer: self.delay(peer, name) for peer in peers} if self.delay else {}
+            replication.start(peers, self.token, self.faults, session, delays)
 
     @contextlib.asynccontextmanager
     async def paused(self) -> AsyncIterator[None]:

@@ -28,6 +28,7 @@ from cluster.seed_file import Seed, load_seed
 from cluster.seeding import apply_seed
 from cluster.serving import Servers, fixed
 from cluster.status import status_report
+from cluster.tls import client_context, server_context
 from cluster.worker_processes import WorkerProcesses
 from node.audit.sink import CURRENT
 from node.config import ClusterConfig
@@ -39,7 +40,7 @@ class RegionHost:
         self.parts = parts
         self.jobs = jobs
         self.config = parts.config
-        self.servers = Servers(self.config.host, ConnectionGuard(self.config.edge))
+        self.servers = Servers(self.config.host, ConnectionGuard(self.config.edge), server_context(self.config))
         self.sites: dict[str, RegionSite] = {}
         self.clock = ClockControl(parts.clock, self.config.data_dir, jobs.schedulers, parts.publish_runtime)
         self.faults = FaultControl(parts.faults, self.servers, self.sites, parts.publish_runtime)
@@ -57,7 +58,7 @@ class RegionHost:
         # The seed file first: one that cannot be used stops the start before anything is made.
         seed = load_seed(config.seed, config.regions) if config.seed is not None else None
         parts = compose(config, audit_file=CURRENT)
-        return cls(parts, host_jobs(parts), seed)
+        return cls(parts, host_jobs(parts, client_context(config)), seed)
 
     def apply_seed(self) -> dict[str, int]:
         """The seed file's keys and aliases the regions lack, created (at every start, and after a reset)."""
@@ -133,7 +134,8 @@ class RegionHost:
             verbose = logging.getLogger().isEnabledFor(logging.INFO)
             await self.workers.start(self.config.workers - 1, pickle.dumps(self.config), admin_url, verbose)
         write_cluster_file(self.config.data_dir, {"gateway": self.gateway_url, "regions": self.region_urls(),
-                                                  "pid": os.getpid(), "workers": self.workers.pids})
+                                                  "pid": os.getpid(), "workers": self.workers.pids,
+                                                  "ca": str(self.config.tls_ca) if self.config.tls_ca else None})
 
     async def stop(self) -> None:
         """Also after a start that failed half-way: each part stops only what it started."""

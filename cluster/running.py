@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -59,13 +60,25 @@ def admin_address(data_dir: str | Path) -> tuple[str, str]:
     return gateway, token
 
 
-def admin_send(gateway: str, token: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def admin_ca(data_dir: str | Path) -> str | None:
+    """The CA a gateway serving TLS named in cluster.json (`trent gateway` with a bundle), if any."""
+    try:
+        ca = json.loads((Path(data_dir) / "cluster.json").read_text()).get("ca")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return ca if isinstance(ca, str) else None
+
+
+def admin_send(gateway: str, token: str, path: str, body: dict[str, Any] | None = None,
+               ca: str | None = None) -> dict[str, Any]:
     """GET an admin endpoint (``/_trent/status``, ``/_trent/clock``), or POST ``body`` to one: its JSON answer.
-    HTTPError when the cluster refuses the call, URLError when it cannot be reached."""
+    HTTPError when the cluster refuses the call, URLError when it cannot be reached. ``ca``: the cluster CA, for a
+    gateway serving TLS."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(gateway + path, data=data, method="POST" if data else "GET",
                                      headers={TOKEN_HEADER: token, "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
+    context = ssl.create_default_context(cafile=ca) if ca else None
+    with urllib.request.urlopen(request, timeout=30, context=context) as response:
         result: dict[str, Any] = json.loads(response.read())
         return result
 
@@ -73,7 +86,7 @@ def admin_send(gateway: str, token: str, path: str, body: dict[str, Any] | None 
 def admin_request(data_dir: str | Path, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     """An admin call to the cluster running on ``data_dir``, as `trent status`, `trent clock` and `trent fault`
     make it (raising what admin_address and admin_send raise)."""
-    return admin_send(*admin_address(data_dir), path, body)
+    return admin_send(*admin_address(data_dir), path, body, ca=admin_ca(data_dir))
 
 
 @dataclass

@@ -4,6 +4,7 @@ connection limits (node/edge.py)."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 
 from aiohttp import web
@@ -26,13 +27,14 @@ def no_kms(_request: web.BaseRequest) -> WireResponse:
 
 
 class Servers:
-    def __init__(self, host: str, guard: ConnectionGuard) -> None:
+    def __init__(self, host: str, guard: ConnectionGuard, tls: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.guard = guard
+        self.tls = tls  # client-facing TLS on every public port, when a certificate is configured
         self._runners: list[web.AppRunner] = []
 
     def url(self, port: int) -> str:
-        return f"http://{self.host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{port}"
 
     async def serve(self, endpoint_for: EndpointFor, gate: Gate | None, routes: list[web.RouteDef],
                     port: int | None = None, reuse_port: bool = False) -> web.AppRunner:
@@ -51,7 +53,8 @@ class Servers:
 
     async def open_site(self, runner: web.AppRunner, port: int, reuse_port: bool = False) -> web.TCPSite:
         # reuse_port: several processes accept on the gateway port, the kernel spreading connections among them.
-        site = web.TCPSite(runner, self.host, port, backlog=1024, reuse_address=True, reuse_port=reuse_port or None)
+        site = web.TCPSite(runner, self.host, port, backlog=1024, reuse_address=True, reuse_port=reuse_port or None,
+                           ssl_context=self.tls)
         await site.start()
         return site
 

@@ -123,3 +123,14 @@ def forwarding_admin_routes(leader_admin: str, health: web.RouteDef) -> tuple[li
     routes = [health, web.route("*", "/_trent/{name:status|clock|faults|compliance|cost|metrics|reset}", forward),
               web.get("/metrics", forward), web.get("/_trent/console{tail:(/.*)?}", forward)]
     return routes, close
+
+
+# A region node or the gateway of `trent up --processes`: started like a worker, the module's supervised_main runs.
+_ROLE_BOOT = ("import sys, json, importlib; sys.path[:] = json.loads(sys.argv.pop(1)); "
+              "sys.exit(importlib.import_module(sys.argv.pop(1)).supervised_main())")
+
+
+def role_command(module: str, args: list[str]) -> list[str]:
+    code_root = Path(__file__).resolve().parents[1]
+    path = worker_import_path(sys.path, Path.cwd().resolve(), code_root)
+    return [sys.executable, "-I", "-c", _ROLE_BOOT, json.dumps(path), module, *args]

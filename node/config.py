@@ -84,6 +84,16 @@ class ClusterConfig:
     seed: Path | None = None
     # A region no one configured is made on its first request through the gateway (cluster/any_region.py).
     any_region: bool = False
+    # Regions served by other processes or hosts (`trent node`, `trent gateway`): region → its nodes' URLs.
+    peers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # A node bundle made by `trent init` (the cluster's secrets, CA and this node's certificate).
+    bundle: Path | None = None
+    # Client-facing TLS on the ports this process serves, and the CA that peers' certificates are checked against.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    # Delays between regions' replication links: "none", or "aws" (cluster/latency.py's published matrix).
+    latency_profile: str = "none"
 
     def port_of(self, region: str) -> int:
         if region in self.region_ports:
@@ -275,6 +285,7 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
                         f"must be one of: {', '.join(sorted(STORE_BACKENDS))}")
     changes.update(_audit_settings(raw))
     changes.update(_compliance_settings(raw))
+    changes.update(_node_settings(raw))
     edge = _edge_limits(raw)
     if edge != config.edge:
         changes["edge"] = edge
@@ -349,6 +360,34 @@ def _compliance_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
                    "must be an http:// or https:// URL"),
         **_checked(raw, "compliance_file", str, bool, "must be a file path"),
     }
+def _node_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of separate region processes: peers, bundle, TLS files, latency profile."""
+    out: dict[str, Any] = {}
+    for key in ("bundle", "tls_cert", "tls_key", "tls_ca"):
+        if key in raw:
+            out[key] = Path(_convert(key, raw[key], str))
+    if ("tls_cert" in out) != ("tls_key" in out):
+        raise ConfigError("tls_cert and tls_key go together")
+    out |= _checked(raw, "latency_profile", str, lambda p: p in ("none", "aws"), "must be 'none' or 'aws'")
+    if "peers" in raw:
+        peers = raw["peers"]
+        if not isinstance(peers, Mapping):
+            raise ConfigError("peers must be a table of region = URL (or a list of URLs)")
+        out["peers"] = {_regions([str(region)])[0]: _urls(f"peers.{region}", urls) for region, urls in peers.items()}
+    return out
+
+
+def _urls(name: str, value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items or not all(isinstance(u, str) for u in items):
+        raise ConfigError(f"{name} must be a URL or a list of URLs")
+    urls = tuple(u.strip().rstrip("/") for u in items if u.strip())
+    for url in urls:
+        if re.fullmatch(r"https?://[^/\s]+", url) is None:
+            raise ConfigError(f"{name}: {url!r} is not a node URL (like http://10.0.0.2:4600)")
+    if not urls:
+        raise ConfigError(f"{name} must be a URL or a list of URLs")
+    return urls
 
 
 def _edge_limits(raw: Mapping[str, Any]) -> EdgeLimits:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 
 import aiohttp
@@ -13,24 +12,31 @@ import msgpack
 from aiohttp import web
 
 from cluster.faults import Faults
+from cluster.links import SIGNATURE_HEADER, LinkVerifier, sign
 from cluster.replication.applier import Applier
 from cluster.replication.log import Outbox
 from node.store.base import StoreError
 
 log = logging.getLogger("trent.replication")
-TOKEN_HEADER = "X-Trent-Replication-Token"
 LOG_PATH = "/_trent/replication/log"
 BATCH = 256
 LONG_POLL_SECONDS = 5.0
 
 
-def outbox_route(region: str, outbox: Outbox, token: str, faults: Faults) -> web.RouteDef:
+def outbox_route(region: str, outbox: Outbox, token: str, faults: Faults,
+                 verifier: LinkVerifier | None = None) -> web.RouteDef:
+    """``token``: the cluster's replication secret, which every pull is signed with (cluster/links.py)."""
+    links = verifier or LinkVerifier(token)
+
     async def serve(request: web.Request) -> web.StreamResponse:
         if faults.is_down(region):
             _drop(request)
             return web.Response(status=503)
-        if not hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), token.encode()):
-            return web.Response(status=403, text="replication token required")
+        # Signed for this region's outbox (the region is in the signed query): a pull captured on its way to one
+        # region cannot be replayed to another.
+        if request.query.get("region") != region or not links.verify(
+                request.method, request.path, request.query.items(), request.headers.get(SIGNATURE_HEADER)):
+            return web.Response(status=403, text="a request signed by a node of this cluster is required")
         try:
             after = int(request.query.get("after", "0"))
             wait = min(float(request.query.get("wait", "0")), 30.0)
@@ -73,7 +79,7 @@ class Puller:
     """Pulls one peer's outbox into one region, forever; survives the peer being down or partitioned."""
 
     def __init__(self, region: str, peer: str, peer_url: str, applier: Applier, token: str,
-                 faults: Faults, session: aiohttp.ClientSession) -> None:
+                 faults: Faults, session: aiohttp.ClientSession, delay: float = 0.0) -> None:
         self.region = region
         self.peer = peer
         self.peer_url = peer_url
@@ -81,6 +87,8 @@ class Puller:
         self.token = token
         self.faults = faults
         self.session = session
+        # One-way network delay to add to each pull and each answer (--latency-profile): a round trip per pull.
+        self.delay = delay
         self.connected = False
         self.peer_head = 0
         self._known_identity: str | None = None
@@ -115,14 +123,18 @@ class Puller:
 
     async def _pull_once(self) -> None:
         after = self.applier.cursors.get(self.peer)
-        params = {"after": str(after), "limit": str(BATCH), "wait": str(LONG_POLL_SECONDS)}
+        params = {"after": str(after), "limit": str(BATCH), "wait": str(LONG_POLL_SECONDS), "region": self.peer}
         timeout = aiohttp.ClientTimeout(total=LONG_POLL_SECONDS + 10)
-        async with self.session.get(self.peer_url + LOG_PATH, params=params, headers={TOKEN_HEADER: self.token},
-                                    timeout=timeout) as response:
+        if self.delay:
+            await asyncio.sleep(self.delay)  # the request on its way
+        async with self.session.get(self.peer_url + LOG_PATH, params=params, timeout=timeout,
+                                    headers=sign(self.token, "GET", LOG_PATH, params)) as response:
             if response.status != 200:
                 raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
             self.connected = True
             doc = msgpack.unpackb(await response.read(), raw=False)
+        if self.delay:
+            await asyncio.sleep(self.delay)  # the answer on its way back
         identity = doc.get("identity")
         if isinstance(identity, str) and identity != self._known_identity:
             self.applier.cursors.follow(self.peer, identity)

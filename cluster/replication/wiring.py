@@ -28,9 +28,10 @@ class RegionReplication:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self, peers: Mapping[str, str], token: str, faults: Faults,
-              session: aiohttp.ClientSession) -> None:
+              session: aiohttp.ClientSession, delays: Mapping[str, float] | None = None) -> None:
         for peer, url in peers.items():
-            puller = Puller(self.region.name, peer, url, self.applier, token, faults, session)
+            puller = Puller(self.region.name, peer, url, self.applier, token, faults, session,
+                            (delays or {}).get(peer, 0.0))
             self.pullers[peer] = puller
             self._tasks.append(asyncio.create_task(puller.run(), name=f"pull {peer}->{self.region.name}"))
 

@@ -1,4 +1,4 @@
-"""Records between regions over real HTTP on loopback: a region serves its outbox (long-poll, token), another
+"""Records between regions over real HTTP on loopback: a region serves its outbox (long-poll, signed pulls), another
 pulls it through a Puller into its applier; faults cut the link and healing lets it catch up."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from cluster.faults import Faults
-from cluster.replication.shipper import LOG_PATH, TOKEN_HEADER, Puller, outbox_route
+from cluster.links import SIGNATURE_HEADER, sign
+from cluster.replication.shipper import LOG_PATH, Puller, outbox_route
 from tests.unit.test_applier import A, B, Node, new_mrk, replicate
 
 TOKEN = "s3cret-replication-token"
@@ -43,8 +44,9 @@ class Link:
         return puller
 
     async def get(self, after: int = 0, wait: float = 0, token: str = TOKEN, **extra: str) -> aiohttp.ClientResponse:
-        params = {"after": str(after), "wait": str(wait), **extra}
-        return await self.session.get(self.url + LOG_PATH, params=params, headers={TOKEN_HEADER: token},
+        params = {"after": str(after), "wait": str(wait), "region": A, **extra}
+        headers = sign(token, "GET", LOG_PATH, params) if token else {}
+        return await self.session.get(self.url + LOG_PATH, params=params, headers=headers,
                                       timeout=aiohttp.ClientTimeout(total=8))
 
 
@@ -116,9 +118,38 @@ async def test_wrong_or_missing_token_is_refused(link: Link) -> None:
             assert b"records" not in await r.read()
 
 
+async def test_a_replayed_or_stale_or_altered_signature_is_refused(link: Link) -> None:
+    key_id = new_mrk(link.a)
+    replicate(link.a, key_id, B)
+    params = {"after": "0", "wait": "0", "region": A}
+    headers = sign(TOKEN, "GET", LOG_PATH, params)
+    async with await link.session.get(link.url + LOG_PATH, params=params, headers=headers) as r:
+        assert r.status == 200
+    async with await link.session.get(link.url + LOG_PATH, params=params, headers=headers) as r:
+        assert r.status == 403  # the same signature twice: a replay
+    old = sign(TOKEN, "GET", LOG_PATH, params, now=lambda: time.time() - 600)
+    async with await link.session.get(link.url + LOG_PATH, params=params, headers=old) as r:
+        assert r.status == 403
+    # Signed for one cursor, sent for another: the query is covered.
+    moved = sign(TOKEN, "GET", LOG_PATH, params)
+    async with await link.session.get(link.url + LOG_PATH, params={"after": "1", "wait": "0", "region": A},
+                                      headers=moved) as r:
+        assert r.status == 403
+    # Signed for another region's outbox: not good for this one.
+    elsewhere = {**params, "region": B}
+    async with await link.session.get(link.url + LOG_PATH, params=elsewhere,
+                                      headers=sign(TOKEN, "GET", LOG_PATH, elsewhere)) as r:
+        assert r.status == 403
+    async with await link.session.get(link.url + LOG_PATH, params=params,
+                                      headers={SIGNATURE_HEADER: "t=nan,n=x,s=y"}) as r:
+        assert r.status == 403
+
+
 async def test_bad_query_is_refused(link: Link) -> None:
-    for params in ({"after": "x"}, {"wait": "soon"}, {"limit": "many"}):
-        async with await link.session.get(link.url + LOG_PATH, params=params, headers={TOKEN_HEADER: TOKEN}) as r:
+    for bad in ({"after": "x"}, {"wait": "soon"}, {"limit": "many"}):
+        params = {**bad, "region": A}
+        async with await link.session.get(link.url + LOG_PATH, params=params,
+                                          headers=sign(TOKEN, "GET", LOG_PATH, params)) as r:
             assert r.status == 400
 
 
