@@ -145,7 +145,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", dest="tls_cert", help="serve TLS with this certificate (PEM)")
     parser.add_argument("--tls-key", dest="tls_key", help="the certificate's private key (PEM)")
     parser.add_argument("--tls-ca", dest="tls_ca", help="the CA that peers' https certificates are checked against")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log activity")
 
 
 def add_commands(sub: Any) -> None:
@@ -157,9 +157,11 @@ def add_commands(sub: Any) -> None:
                       "the --peer regions)")
     node.add_argument("--peer", action="append", metavar="REGION=URL", help="another region's node (repeatable; "
                       "config key peers)")
-    node.add_argument("--auth", choices=["verify", "off"])
-    node.add_argument("--replica-delay", dest="replica_delay", type=float)
-    node.add_argument("--latency-profile", dest="latency_profile", choices=["none", "aws"])
+    node.add_argument("--auth", choices=["verify", "off"], help="check SigV4 signatures (default verify)")
+    node.add_argument("--replica-delay", dest="replica_delay", type=float,
+                      help="seconds a new multi-Region replica stays Creating (default 2)")
+    node.add_argument("--latency-profile", dest="latency_profile", choices=["none", "aws"],
+                      help="delay replication from peers by a published inter-region round-trip matrix")
     _common(node)
     node.set_defaults(func=_node)
     gateway = sub.add_parser("gateway", help="run the routing front door to regions given by URL")
