@@ -196,8 +196,22 @@ def _fault(args: argparse.Namespace) -> int:
         print(f"trent: {exc}", file=sys.stderr)
         return 2
     faults = _admin_call(args.data_dir, "/_trent/faults", doc)
+    if "processes" in faults:  # crash / restart: the regions' processes, not the in-memory faults
+        return _print_processes(faults["processes"], args.json)
     regions = [] if args.json else list(_admin_call(args.data_dir, "/_trent/status")["regions"])
     return _print_faults(faults, regions, args.json)
+
+
+def _print_processes(processes: dict[str, int | None], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"processes": processes}, indent=2))
+        return 0
+    style = Style()
+    rows = [[region, "DOWN" if pid is None else "up", "-" if pid is None else str(pid)]
+            for region, pid in processes.items()]
+    print(table(["REGION", "PROCESS", "PID"], rows, style,
+                lambda col, cell: ("red" if cell == "DOWN" else "green") if col == 1 else None))
+    return 0
 
 
 def _print_faults(faults: dict[str, Any], regions: list[str], as_json: bool) -> int:

@@ -101,13 +101,15 @@ def test_sigkill_of_a_region_process_mid_burst_loses_nothing_acknowledged(
     assert len({pids[r] for r in REGIONS} | {pids["gateway"], c.proc.pid if c.proc else 0}) == 5  # 5 processes
     mrk = _replicated_mrk(c)
     burst = Burst(c, "eu-west-1", mrk).start()
-    _until(lambda: len(burst.keys) >= 5 and len(burst.blobs) >= 5)
-    victim = pids["eu-west-1"]
-    assert victim is not None
-    crashed = c.trent("fault", "crash", "eu-west-1")
-    assert json.loads(crashed.stdout)["processes"]["eu-west-1"] is None
-    assert not alive(victim)  # SIGKILLed, not asked to stop
-    burst.stop()
+    try:
+        _until(lambda: len(burst.keys) >= 5 and len(burst.blobs) >= 5)
+        victim = pids["eu-west-1"]
+        assert victim is not None
+        crashed = c.trent("fault", "crash", "eu-west-1", "--json")
+        assert json.loads(crashed.stdout)["processes"]["eu-west-1"] is None
+        assert not alive(victim)  # SIGKILLed, not asked to stop
+    finally:
+        burst.stop()  # never left writing (and logging) into the tests that follow
     assert burst.keys and burst.blobs
 
     # While it is gone: the gateway answers for it with an AWS-shaped error; the other regions carry on.
@@ -121,7 +123,7 @@ def test_sigkill_of_a_region_process_mid_burst_loses_nothing_acknowledged(
     # A change at the primary while the replica's process is dead reaches it once it is back.
     c.client("us-east-1").enable_key_rotation(KeyId=mrk)  # rotation settings are shared by related MRKs
 
-    restarted = json.loads(c.trent("fault", "restart", "eu-west-1").stdout)["processes"]["eu-west-1"]
+    restarted = json.loads(c.trent("fault", "restart", "eu-west-1", "--json").stdout)["processes"]["eu-west-1"]
     assert restarted not in (None, victim) and alive(restarted)
     kms = c.client("eu-west-1")
     for key_id in burst.keys:
@@ -163,7 +165,7 @@ def test_in_memory_faults_still_work_between_region_processes(
     c.trent("fault", "heal", "us-east-1", "eu-west-1")
     _until(lambda: _rotating(c, "eu-west-1", mrk))
     # The clock moves in every region's process.
-    moved = json.loads(c.trent("clock", "advance", "1d").stdout)
+    moved = json.loads(c.trent("clock", "advance", "1d", "--json").stdout)
     assert moved["offset"] == 86400.0
     for region in REGIONS:
         assert json.loads(c.trent("status", "--json").stdout)["clock"]["offset"] == 86400.0, region
