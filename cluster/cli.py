@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cluster.datadir import DataDirLock
 from cluster.durations import parse_duration
+from cluster.keystore_cli import hsm_fault_command, key_store_banner, print_key_stores
 from cluster.lifecycle import start_role, stop_signal
 from cluster.running import admin_address, admin_send
 from node.config import ConfigError, load_config
@@ -74,6 +75,9 @@ async def _serve(config: Any) -> int:
     print(BANNER.format(n=len(urls), account=config.account, ak=principal.access_key,
                         sk=principal.secret_key, gateway=cluster.gateway_url, regions=regions,
                         data=config.data_dir, first=config.regions[0]), flush=True)
+    banner = key_store_banner(cluster.status())
+    if banner:
+        print(banner, flush=True)
     await stop.wait()
     await cluster.stop()
     lock.release()
@@ -140,12 +144,15 @@ def _status(args: argparse.Namespace) -> int:
     print(f"multi-Region keys: {consistency['multi_region_keys']}, {verdict}")
     active = {k: v for k, v in status["faults"].items() if v}
     print("faults: " + (json.dumps(active) if active else "none"))
+    print_key_stores(status)
     return 0
 
 
 def _fault(args: argparse.Namespace) -> int:
     doc: dict[str, Any] = {"action": args.kind, "regions": args.regions}
     try:
+        if args.kind == "hsm":
+            doc = hsm_fault_command(args.regions, _fault_value)
         if args.kind in ("latency", "errors", "throttle"):
             if len(args.regions) != 2:
                 raise ValueError(f"usage: trent fault {args.kind} REGION VALUE")
@@ -235,8 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     fault = sub.add_parser("fault", help="break regions on purpose (DR drills)", description=(
         "down REGION | up REGION | partition A B | heal A B | latency REGION 200ms | errors REGION 5% | "
         "throttle REGION 10/s | clear"))
-    fault.add_argument("kind", choices=["down", "up", "partition", "heal", "latency", "errors", "throttle", "clear"])
-    fault.add_argument("regions", nargs="*", help="region(s), then the value for latency/errors/throttle")
+    fault.add_argument("kind", choices=["down", "up", "partition", "heal", "latency", "errors", "throttle", "clear",
+                                        "hsm"])
+    fault.add_argument("regions", nargs="*", help="region(s), then the value for latency/errors/throttle; for hsm: "
+                       "CLUSTER_ID down|up|latency 200ms|errors 5%%|clear")
     fault.add_argument("--data-dir", dest="data_dir", default=".trent")
     fault.set_defaults(func=_fault)
     audit = sub.add_parser("audit", help="read the audit trail (CloudTrail-shaped), newest last")

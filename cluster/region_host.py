@@ -31,7 +31,8 @@ class RegionHost:
         self.servers = Servers(self.config.host, ConnectionGuard(self.config.edge))
         self.sites: dict[str, RegionSite] = {}
         self.clock = ClockControl(parts.clock, self.config.data_dir, jobs.schedulers, parts.publish_runtime)
-        self.faults = FaultControl(parts.faults, self.servers, self.sites, parts.publish_runtime)
+        self.faults = FaultControl(parts.faults, self.servers, self.sites, parts.publish_runtime, parts.hsm_faults,
+                                   tuple(c.cluster_id for c in parts.hsm_clusters))
         self.workers = WorkerProcesses()
 
     @classmethod

@@ -70,6 +70,8 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
             raw_path, _, query = request.raw_path.partition("?")
             response = target.handle(WireRequest(request.method, raw_path, query, request.headers, body,
                                                  request.remote or ""))
+            if response.pending is not None:
+                response = await response.pending
             if response.durable is not None:
                 response = await durable(response, target)
             return to_http(response)

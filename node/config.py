@@ -15,6 +15,7 @@ from typing import Any
 
 from node.auth.policy import parse_policy
 from node.auth.principals import Principal
+from node.keystores.clusters import ClusterConfigError, HsmClusterSpec, parse_clusters
 from node.model.errors import KmsError
 from node.store.factory import BACKENDS as STORE_BACKENDS
 
@@ -66,6 +67,8 @@ class ClusterConfig:
     audit_retention_days: float = 30.0
     audit_retention_mib: int = 1024
     edge: EdgeLimits = EdgeLimits()
+    # HSM clusters custom key stores connect to ([[hsm_clusters]]); None: a default one where SoftHSM2 is installed.
+    hsm_clusters: tuple[HsmClusterSpec, ...] | None = field(default=None, repr=False)
 
     def port_of(self, region: str) -> int:
         if region in self.region_ports:
@@ -261,6 +264,11 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
             raise ConfigError("access_control must be 'enforce' or 'off'")
         changes["enforce_access"] = raw["access_control"] == "enforce"
     _check_region_tables(changes, changes.get("regions", config.regions))
+    if "hsm_clusters" in raw:
+        try:
+            changes["hsm_clusters"] = parse_clusters(raw["hsm_clusters"], changes.get("regions", config.regions))
+        except ClusterConfigError as exc:
+            raise ConfigError(str(exc)) from None
     return replace(config, **changes)
 
 

@@ -6,9 +6,10 @@ gateway can hand a request to a region in the same process without a second HTTP
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from node.audit.trail import AuditTrail
 from node.auth.authorizer import Authorizer
 from node.auth.principals import Principal, PrincipalDirectory
 from node.consistency import Consistency
+from node.deferred import Deferred
 from node.model.errors import KmsError, internal
 from node.model.grants import grant_id_of_token
 from node.ops.registry import Operation, Registry, RequestContext
@@ -57,6 +59,9 @@ class WireResponse:
     # Set when the region's store has commits not yet durable (it syncs them in a thread of its own, off the event
     # loop): the adapter sends the response only once this is done (a failure is answered as a store failure).
     durable: Future[None] | None = None
+    # Set when the answer waits on work off the event loop (a key store's token, node/deferred.py): the adapter
+    # awaits this for the response itself.
+    pending: Coroutine[Any, Any, WireResponse] | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +76,7 @@ class _Call:
     raw: Mapping[str, Any] | None = None  # the body as sent (before validation): to scrub error messages with
     named: list[str] | None = None  # the keys the request named, found before the operation ran
     response: dict[str, Any] | None = None
+    deferred: Deferred | None = None  # the operation's answer waits on work off the event loop
 
 
 new_request_id = event_id  # the same random UUIDs; a name of its own, without a call more per request
@@ -118,6 +124,8 @@ class KmsEndpoint:
         error: KmsError | None = None
         try:
             body = self._dispatch(request, call)
+            if call.deferred is not None:
+                return WireResponse(200, b"", pending=self._complete(request, call))
             response = WireResponse(200, body, {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE})
         except KmsError as exc:
             # What the audit record needs, kept past the except block without the exception itself: its traceback
@@ -136,11 +144,47 @@ class KmsEndpoint:
             log.exception("internal error in region %s (request %s)", self.region.name, request_id)
             error = internal()
             response = error_response(error, request_id)
+        return self._conclude(request, call, response, error)
+
+    def _conclude(self, request: WireRequest, call: _Call, response: WireResponse,
+                  error: KmsError | None) -> WireResponse:
         if self.audit is not None and call.principal is not None and call.operation is not None:
             self._audit(request, call, error)
         # Whatever the answer rests on (this request's commit, or an earlier one it read) is durable before it goes.
         response.durable = self.region.store.durable()
         return response
+
+    async def _complete(self, request: WireRequest, call: _Call) -> WireResponse:
+        """A deferred answer: its work awaited (bounded by its timeout), finished, audited like any other."""
+        request_id = call.request_id
+        error: KmsError | None = None
+        try:
+            deferred = call.deferred
+            while deferred is not None:
+                try:
+                    result = await asyncio.wait_for(asyncio.wrap_future(deferred.future), deferred.timeout)
+                except Exception as exc:
+                    raise deferred.failed(exc) from None
+                finished = deferred.finish(result)
+                if isinstance(finished, Deferred):
+                    deferred = finished
+                    continue
+                call.response, deferred = finished, None
+            assert call.response is not None
+            body = encode_response(call.response)
+            response = WireResponse(200, body, {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE})
+        except KmsError as exc:
+            error = KmsError(exc.code, exc.message, exc.status)
+            response = error_response(exc, request_id)
+        except StoreError as exc:
+            log.warning("region %s: store failure (request %s): %s", self.region.name, request_id, exc)
+            error = internal()
+            response = error_response(error, request_id)
+        except Exception:
+            log.exception("internal error in region %s (request %s)", self.region.name, request_id)
+            error = internal()
+            response = error_response(error, request_id)
+        return self._conclude(request, call, response, error)
 
     def _audit(self, request: WireRequest, call: _Call, error: KmsError | None) -> None:
         assert self.audit is not None and call.principal is not None and call.operation is not None
@@ -239,14 +283,19 @@ class KmsEndpoint:
             # After validation and key resolution, before the key's state: the order AWS checks in.
             authorizer.check_request(region, principal, operation, params)
         if consistency is None or operation.read_only:
-            call.response = handler(region, params, context)
+            answer = handler(region, params, context)
         else:
             def authorize_again() -> None:
                 # Decided again on the caught-up state: a key policy or grant may have changed.
                 if authorizer is not None:
                     authorizer.check_request(region, principal, operation, params)
-            call.response = consistency.run_write(name, lambda: handler(region, params, context), authorize_again)
-        return encode_response(call.response)
+            answer = consistency.run_write(name, lambda: handler(region, params, context), authorize_again)
+        if type(answer) is Deferred:
+            call.deferred = answer
+            return b""
+        assert not isinstance(answer, Deferred)
+        call.response = answer
+        return encode_response(answer)
 
     def _authenticate(self, request: WireRequest) -> Principal:
         if not self.verify_signatures:

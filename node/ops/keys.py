@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from node.crypto.asymmetric import new_key_material
-from node.model.errors import KmsError, unsupported, validation
+from node.deferred import Deferred
+from node.model.errors import unsupported, validation
 from node.model.ids import new_key_id
 from node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord, MaterialVersion
 from node.model.key_specs import UNSUPPORTED_SPECS, USAGES
@@ -11,6 +12,7 @@ from node.model.mrk import MultiRegionState
 from node.model.operations import ANY_KEY, KeyAction, Operation
 from node.model.rotation import on_reenable
 from node.model.states import KeyState, OpClass
+from node.ops import key_store_keys
 from node.ops.common import key_for, key_metadata
 from node.ops.paging import page_response, paginate
 from node.ops.policies import check_new_policy, check_policy_document
@@ -51,19 +53,15 @@ def _spec_and_usage(params: Params) -> tuple[str, str]:
     return spec, usage
 
 
-def create_key(region: Region, params: Params, ctx: RequestContext) -> Response:
+def create_key(region: Region, params: Params, ctx: RequestContext) -> Response | Deferred:
     if ctx.principal.account != region.account:
         # AWS would create the key in the caller's own account; this cluster holds keys of one account only.
         raise unsupported(f"This cluster holds keys of account {region.account} only; principals of account "
                           f"{ctx.principal.account} can use its keys (by ARN) but not create keys here.")
     spec, usage = _spec_and_usage(params)
-    if params.get("CustomKeyStoreId") is not None or params.get("XksKeyId") is not None:
-        raise KmsError("CustomKeyStoreNotFoundException", "Custom key stores are not supported by this cluster.")
+    store_id = key_store_keys.check_create(params, spec, usage)  # None: not in a custom key store
     origin = params.get("Origin") or "AWS_KMS"
-    if origin in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"):
-        raise KmsError("CustomKeyStoreNotFoundException", f"Origin {origin} requires a custom key store, "
-                       "which this cluster does not support.")
-    if origin != "AWS_KMS":
+    if store_id is None and origin != "AWS_KMS":
         raise unsupported(f"Origin {origin} (imported key material) is not supported by this cluster yet.")
     tags = validate_new_tags(params.get("Tags") or [], existing=())
     policy = params.get("Policy")
@@ -72,16 +70,20 @@ def create_key(region: Region, params: Params, ctx: RequestContext) -> Response:
     now = region.now()
     multi_region = bool(params.get("MultiRegion"))
     key_id = new_key_id(multi_region=multi_region)
-    material = MaterialVersion(new_key_material(spec, key_id, region.key_pairs), now)
+    # A key store's key has its material in the token, made there once everything else is checked.
+    material = MaterialVersion(new_key_material(spec, key_id, region.key_pairs), now) if store_id is None else None
     key = KeyRecord(
         key_id=key_id, region=region.name, account=region.account, created=now, state=KeyState.ENABLED,
         description=params.get("Description") or "", key_usage=usage, key_spec=spec, origin=origin,
         policy=policy if policy is not None else default_policy(region.account), tags=tags,
-        materials=(material,), current_material_id=material.material_id, multi_region=multi_region,
+        materials=(material,) if material else (), current_material_id=material.material_id if material else b"",
+        multi_region=multi_region,
         mrk=MultiRegionState(region.name, epoch=1, version=1) if multi_region else None,
     )
     if policy is not None:
         check_new_policy(region, ctx, key, policy, bool(params.get("BypassPolicyLockoutSafetyCheck")))
+    if store_id is not None:
+        return key_store_keys.create_in_store(region, store_id, key)
     region.commit(keys=[key])
     return {"KeyMetadata": key_metadata(region, key)}
 
