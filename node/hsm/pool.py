@@ -7,6 +7,7 @@ The library is entered by one thread at a time (SoftHSM2 initialized without loc
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 from collections.abc import Callable
@@ -151,6 +152,7 @@ class SessionPool:
         library = self._library
         if library is None:
             return
+        gc.collect()  # a search the library left to a finalizer must end before its session does
         for session in sessions:
             try:
                 with library.lock:
