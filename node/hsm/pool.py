@@ -121,13 +121,13 @@ class SessionPool:
         return self.submit(work).result(timeout)
 
     def _run(self, work: Callable[[pkcs11.Session], T]) -> T:
-        if self._before_call is not None:
-            self._before_call()
         if not self._opened:
             try:
-                self.open()
+                self.open()  # which consults the faults first
             except HsmLoginFailed as exc:
                 raise HsmUnavailable(str(exc)) from None
+        elif self._before_call is not None:
+            self._before_call()
         session = self._sessions.get()
         library = self._library
         assert library is not None  # opened above
