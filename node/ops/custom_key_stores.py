@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from node.crypto.handles import SecretBytes
+from node.deferred import Deferred
 from node.keystores.clusters import certificate_fingerprint
 from node.keystores.records import (
     CLOUDHSM,
@@ -22,7 +23,7 @@ from node.keystores.service import KeyStoreService
 from node.model.errors import KmsError, unsupported, validation
 from node.model.operations import Operation
 from node.ops.paging import page_response, paginate
-from node.ops.registry import Params, Registry, RequestContext, Response
+from node.ops.registry import Handler, Params, Registry, RequestContext, Response
 from node.service import Region
 
 MAX_STORES = 10  # AWS's quota of custom key stores per account and Region
@@ -204,14 +205,24 @@ def delete_custom_key_store(region: Region, params: Params, ctx: RequestContext)
     return {}
 
 
+def _authorized(handler: Handler) -> Handler:
+    """The key store operations name no key: AWS authorizes them by the caller's IAM policy alone."""
+    def authorized(region: Region, params: Params, ctx: RequestContext) -> Response | Deferred:
+        if ctx.authorizer is not None:
+            ctx.authorizer.require_identity(region, ctx.principal, ctx.operation)
+        return handler(region, params, ctx)
+    return authorized
+
+
 def register(registry: Registry) -> None:
-    registry.add(Operation(name="DescribeCustomKeyStores", handler=describe_custom_key_stores, read_only=True))
-    registry.add(Operation(name="CreateCustomKeyStore", handler=create_custom_key_store,
+    registry.add(Operation(name="DescribeCustomKeyStores", handler=_authorized(describe_custom_key_stores),
+                           read_only=True))
+    registry.add(Operation(name="CreateCustomKeyStore", handler=_authorized(create_custom_key_store),
                            logged_response=("CustomKeyStoreId",)))
     for name, handler in (("UpdateCustomKeyStore", update_custom_key_store),
                           ("DeleteCustomKeyStore", delete_custom_key_store),
                           ("ConnectCustomKeyStore", connect_custom_key_store),
                           ("DisconnectCustomKeyStore", disconnect_custom_key_store)):
-        registry.add(Operation(name=name, handler=handler))
+        registry.add(Operation(name=name, handler=_authorized(handler)))
 
 

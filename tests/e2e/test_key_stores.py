@@ -4,6 +4,7 @@ the token (read back through PKCS#11), disconnected stores, deletion, restarts, 
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -25,6 +26,16 @@ PRIMARY, RESTORED, OTHER, SINGLE = ("cluster-primaryabcde", "cluster-restoredabc
                                     "cluster-singlehsmabc")
 PASSWORD = "kmsuser-pass-1"
 CONFIG = f"""
+[[principals]]
+access_key = "test"
+secret_key = "test"
+arn = "arn:aws:iam::111122223333:root"
+[[principals]]
+access_key = "AKIAHSMAPP"
+secret_key = "app-secret"
+arn = "arn:aws:iam::111122223333:role/app"
+policy = '''{{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow",
+  "Action": ["kms:Encrypt", "kms:DescribeCustomKeyStores"], "Resource": "*"}}]}}'''
 [[hsm_clusters]]
 id = "{PRIMARY}"
 kmsuser_password = "{PASSWORD}"
@@ -52,9 +63,10 @@ def hsm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningClu
         c.stop()
 
 
-def client(c: RunningCluster, region: str = "us-east-1", retries: int = 1) -> Any:
-    return boto3.client("kms", endpoint_url=c.gateway_url, region_name=region, aws_access_key_id="test",
-                        aws_secret_access_key="test", config=Config(retries={"total_max_attempts": retries,
+def client(c: RunningCluster, region: str = "us-east-1", retries: int = 1, access_key: str = "test",
+           secret: str = "test") -> Any:
+    return boto3.client("kms", endpoint_url=c.gateway_url, region_name=region, aws_access_key_id=access_key,
+                        aws_secret_access_key=secret, config=Config(retries={"total_max_attempts": retries,
                                                                                "mode": "standard"}))
 
 
@@ -329,3 +341,77 @@ def test_faults_restart_status_and_audit(hsm_cluster: RunningCluster) -> None:
     for path in Path(c.data_dir).rglob("*"):
         if path.is_file() and path.suffix != ".so":
             assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+def _cli(c: RunningCluster, *args: str) -> Any:
+    done = c.aws("us-east-1", "kms", *args)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout) if done.stdout.strip() else None
+
+
+def test_aws_cli_lifecycle(hsm_cluster: RunningCluster, tmp_path: Path) -> None:
+    c = hsm_cluster
+    cert = tmp_path / "customerCA.crt"
+    cert.write_text(anchor(c, OTHER))
+    store_id = _cli(c, "create-custom-key-store", "--custom-key-store-name", "cli store", "--cloud-hsm-cluster-id",
+                    OTHER, "--trust-anchor-certificate", f"file://{cert}", "--key-store-password",
+                    "other-pass-22")["CustomKeyStoreId"]
+    _cli(c, "connect-custom-key-store", "--custom-key-store-id", store_id)
+    poll(lambda: _cli(c, "describe-custom-key-stores", "--custom-key-store-name", "cli store")[
+        "CustomKeyStores"][0]["ConnectionState"] == "CONNECTED")
+    meta = _cli(c, "create-key", "--origin", "AWS_CLOUDHSM", "--custom-key-store-id", store_id)["KeyMetadata"]
+    assert meta["Origin"] == "AWS_CLOUDHSM" and meta["CloudHsmClusterId"] == OTHER
+    source = tmp_path / "plain.bin"
+    source.write_bytes(b"\x00\x01 from the cli")
+    blob = _cli(c, "encrypt", "--key-id", meta["KeyId"], "--plaintext", f"fileb://{source}")["CiphertextBlob"]
+    (tmp_path / "blob.bin").write_bytes(base64.b64decode(blob))
+    plain = _cli(c, "decrypt", "--ciphertext-blob", f"fileb://{tmp_path / 'blob.bin'}")["Plaintext"]
+    assert base64.b64decode(plain) == b"\x00\x01 from the cli"
+    random = _cli(c, "generate-random", "--number-of-bytes", "16", "--custom-key-store-id", store_id)
+    assert len(base64.b64decode(random["Plaintext"])) == 16
+    _cli(c, "disconnect-custom-key-store", "--custom-key-store-id", store_id)
+    refused = c.aws("us-east-1", "kms", "delete-custom-key-store", "--custom-key-store-id", store_id)
+    assert refused.returncode != 0 and "CustomKeyStoreHasCMKsException" in refused.stderr
+    state = c.aws("us-east-1", "kms", "encrypt", "--key-id", meta["KeyId"], "--plaintext", f"fileb://{source}")
+    assert state.returncode != 0 and "KMSInvalidStateException" in state.stderr
+
+
+def test_a_default_cluster_needs_no_configuration(cluster: RunningCluster) -> None:
+    """`trent up` with no config: the default cluster (named with its password in the banner) works at once."""
+    kms = client(cluster, "ap-northeast-2")
+    status = json.loads(cluster.trent("status", "--json").stdout)
+    default = next(h for h in status["hsm_clusters"] if h["id"] == "cluster-trentdefault")
+    certificate = Path(default["trust_anchor_certificate"]).read_text()
+    assert "kmsuser password trent-kmsuser" in cluster.log_path.read_text()
+    store_id = kms.create_custom_key_store(CustomKeyStoreName=f"default-{time.time()}",
+                                           CloudHsmClusterId="cluster-trentdefault",
+                                           TrustAnchorCertificate=certificate,
+                                           KeyStorePassword="trent-kmsuser")["CustomKeyStoreId"]
+    try:
+        assert connected(kms, store_id)["ConnectionState"] == "CONNECTED"
+        assert len(kms.generate_random(NumberOfBytes=32, CustomKeyStoreId=store_id)["Plaintext"]) == 32
+        kms.disconnect_custom_key_store(CustomKeyStoreId=store_id)
+    finally:
+        kms.delete_custom_key_store(CustomKeyStoreId=store_id)
+
+
+def test_policies_and_grants_cover_key_stores(hsm_cluster: RunningCluster) -> None:
+    c = hsm_cluster
+    kms = client(c, "eu-west-1")
+    app = client(c, "eu-west-1", access_key="AKIAHSMAPP", secret="app-secret")
+    # The key store operations are authorized by IAM policy alone.
+    assert error_of(app.create_custom_key_store, CustomKeyStoreName="app's", CloudHsmClusterId=PRIMARY,
+                    TrustAnchorCertificate=anchor(c, PRIMARY), KeyStorePassword=PASSWORD)[0] == \
+        "AccessDeniedException"
+    assert isinstance(app.describe_custom_key_stores()["CustomKeyStores"], list)
+    store = next(e for e in kms.describe_custom_key_stores()["CustomKeyStores"] if e["CloudHsmClusterId"] == OTHER)
+    if store["ConnectionState"] != "CONNECTED":
+        assert connected(kms, store["CustomKeyStoreId"])["ConnectionState"] == "CONNECTED"
+    key_id = kms.create_key(CustomKeyStoreId=store["CustomKeyStoreId"], Origin="AWS_CLOUDHSM")["KeyMetadata"]["KeyId"]
+    blob = app.encrypt(KeyId=key_id, Plaintext=b"for the app")["CiphertextBlob"]  # IAM policy + key policy
+    assert error_of(app.decrypt, CiphertextBlob=blob)[0] == "AccessDeniedException"
+    grant = kms.create_grant(KeyId=key_id, GranteePrincipal="arn:aws:iam::111122223333:role/app",
+                             Operations=["Decrypt"])
+    assert app.decrypt(CiphertextBlob=blob, GrantTokens=[grant["GrantToken"]])["Plaintext"] == b"for the app"
+    kms.revoke_grant(KeyId=key_id, GrantId=grant["GrantId"])
+    assert error_of(app.decrypt, CiphertextBlob=blob)[0] == "AccessDeniedException"
