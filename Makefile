@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill
+.PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill demo-keystore
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -52,6 +52,10 @@ demo-global: $(STAMP)
 
 demo-drill: $(STAMP)
 	$(PY) examples/dr_drill.py
+
+# A custom key store on the default HSM cluster (SoftHSM2, from deploy/debian-packages.txt): the HSM pulled down and back.
+demo-keystore: $(STAMP) sysdeps
+	$(PY) examples/keystore_demo.py
 
 clean:
 	rm -rf $(VENV) .trent
