@@ -13,9 +13,13 @@ def key_store_report(region: Region) -> list[dict[str, Any]]:
     stores = region.key_stores
     if stores is None:
         return []
-    return [{"id": r.store_id, "name": r.name, "cluster": r.cluster_id, "state": r.state,
-             "error": r.error_code, "keys": len(stores.keys_in(r.store_id))}
-            for r in sorted(stores.stores.values(), key=lambda r: r.store_id)]
+    out = []
+    for r in sorted(stores.stores.values(), key=lambda r: r.store_id):
+        calls, seconds = stores.pkcs11_usage(r.store_id)
+        out.append({"id": r.store_id, "name": r.name, "cluster": r.cluster_id, "state": r.state,
+                    "error": r.error_code, "keys": len(stores.keys_in(r.store_id)), "pkcs11_calls": calls,
+                    "pkcs11_seconds": round(seconds, 6)})
+    return out
 
 
 def hsm_cluster_report(parts: Parts) -> list[dict[str, Any]]:

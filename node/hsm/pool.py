@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -72,6 +73,9 @@ class SessionPool:
         self._before_call = before_call
         self._sessions: queue.SimpleQueue[pkcs11.Session] = queue.SimpleQueue()
         self._all: list[pkcs11.Session] = []
+        # Calls made and seconds spent inside the library (what `trent status` and the benchmark report).
+        self.calls = 0
+        self.busy_seconds = 0.0
         self._opened = False
         self._open_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(size, thread_name_prefix=name)
@@ -133,7 +137,12 @@ class SessionPool:
         assert library is not None  # opened above
         try:
             with library.lock:
-                return work(session)
+                started = time.perf_counter()
+                try:
+                    return work(session)
+                finally:
+                    self.calls += 1  # under the library's lock: one thread at a time
+                    self.busy_seconds += time.perf_counter() - started
         except _UNREACHABLE as exc:
             raise HsmUnavailable(f"token {self._label}: {type(exc).__name__}") from None
         except p11.PKCS11Error as exc:

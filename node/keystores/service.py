@@ -53,7 +53,7 @@ def dependency_timeout() -> KmsError:
 
 class KeyStoreService:
     def __init__(self, region: Region, codec: KeyStoreCodec, clusters: ClusterDirectory, faults: HsmFaults, *,
-                 pool_size: int = 8, timeout: float = 3.0) -> None:
+                 pool_size: int = 2, timeout: float = 3.0) -> None:
         self.region = region
         self.codec = codec
         self.clusters = clusters
@@ -62,6 +62,7 @@ class KeyStoreService:
         self.timeout = timeout  # a PKCS#11 call (with its wait for a session) that takes longer fails the request
         self.stores: dict[str, KeyStoreRecord] = {}
         self._pools: dict[str, SessionPool] = {}
+        self.handles: dict[str, token_crypto.Handles] = {}  # per store: key objects its sessions have found
         self._tasks: set[asyncio.Task[None]] = set()
         region.store.declare(TABLE, feed=True)
         if region.follower is not None:
@@ -212,6 +213,18 @@ class KeyStoreService:
         pool = self._pools.pop(store_id, None)
         if pool is not None:
             pool.close()
+        self.handles.pop(store_id, None)
+
+    def handles_of(self, store_id: str) -> token_crypto.Handles:
+        handles = self.handles.get(store_id)
+        if handles is None:
+            handles = self.handles[store_id] = token_crypto.Handles()
+        return handles
+
+    def pkcs11_usage(self, store_id: str) -> tuple[int, float]:
+        """Calls made into the token for this store by this process, and the seconds they took."""
+        pool = self._pools.get(store_id)
+        return (pool.calls, pool.busy_seconds) if pool is not None else (0, 0.0)
 
     def resume(self) -> None:
         """At start: connections that were under way when the process stopped are made again."""
@@ -237,7 +250,8 @@ class KeyStoreService:
                         self.region.name, key.key_id, record.store_id, record.state, record.cluster_id)
             return None
         object_id = bytes.fromhex(object_hex)
-        future = self.run(record, lambda session: token_crypto.destroy(session, object_id))
+        handles = self.handles_of(record.store_id)
+        future = self.run(record, lambda session: token_crypto.destroy(session, object_id, handles))
 
         def done(f: Future[bool]) -> None:
             if f.cancelled() or f.exception() is not None:

@@ -38,23 +38,53 @@ def generate_key(session: pkcs11.Session, object_id: bytes, label: str) -> None:
         Attribute.WRAP: False, Attribute.UNWRAP: False, Attribute.PRIVATE: True})
 
 
-def _key(session: pkcs11.Session, object_id: bytes) -> Any:  # a pkcs11.SecretKey (its stubs lack encrypt/decrypt)
+def _key(session: pkcs11.Session, object_id: bytes, handles: Handles | None = None) -> Any:
+    """The key object (a pkcs11.SecretKey: its stubs lack encrypt/decrypt), found once per session."""
+    if handles is not None:
+        return handles.key(session, object_id)
     return session.get_key(object_class=ObjectClass.SECRET_KEY, id=object_id)
 
 
+class Handles:
+    """Key objects already found, per session: a search of the token costs more than the cipher itself. Used only
+    under the library's lock (one thread at a time); forgotten with the sessions (the pool closing)."""
+
+    MAX = 65536
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[int, bytes], Any] = {}
+
+    def key(self, session: pkcs11.Session, object_id: bytes) -> Any:
+        slot = (id(session), object_id)
+        found = self._found.get(slot)
+        if found is None:
+            found = session.get_key(object_class=ObjectClass.SECRET_KEY, id=object_id)
+            if len(self._found) >= self.MAX:
+                self._found.clear()
+            self._found[slot] = found
+        return found
+
+    def forget(self, object_id: bytes) -> None:
+        for slot in [s for s in self._found if s[1] == object_id]:
+            del self._found[slot]
+
+    def clear(self) -> None:
+        self._found.clear()
+
+
 def seal(session: pkcs11.Session, key_id: str, object_id: bytes, plaintext: bytes,
-         encryption_context: Mapping[str, str] | None) -> bytes:
+         encryption_context: Mapping[str, str] | None, handles: Handles | None = None) -> bytes:
     ec_bytes = encode_encryption_context(encryption_context)
     salt_iv = os.urandom(SALT_LEN + IV_LEN)
     header = bytes((MARKER, FLAG_KEY_STORE, KEY_ID_LEN)) + key_id.encode("ascii") + object_id + salt_iv
-    sealed = _key(session, object_id).encrypt(
+    sealed = _key(session, object_id, handles).encrypt(
         plaintext, mechanism=Mechanism.AES_GCM,
         mechanism_param=GCMParams(salt_iv[SALT_LEN:], header + ec_bytes, _GCM_TAG_BITS))
     return header + bytes(sealed)
 
 
 def unseal(session: pkcs11.Session, blob: bytes, object_id: bytes,
-           encryption_context: Mapping[str, str] | None) -> bytes:
+           encryption_context: Mapping[str, str] | None, handles: Handles | None = None) -> bytes:
     """The plaintext; InvalidCiphertextException for a blob that is not this object's or fails authentication."""
     header = parse_header(blob)
     if not header.key_store or header.material_id != object_id:
@@ -62,7 +92,7 @@ def unseal(session: pkcs11.Session, blob: bytes, object_id: bytes,
     ec_bytes = encode_encryption_context(encryption_context)
     head = blob[:HEADER_LEN]
     try:
-        return bytes(_key(session, object_id).decrypt(
+        return bytes(_key(session, object_id, handles).decrypt(
             blob[HEADER_LEN:], mechanism=Mechanism.AES_GCM,
             mechanism_param=GCMParams(head[HEADER_LEN - IV_LEN:], head + ec_bytes, _GCM_TAG_BITS)))
     except (p11.GeneralError, p11.EncryptedDataInvalid, p11.EncryptedDataLenRange, p11.FunctionFailed):
@@ -73,8 +103,10 @@ def random_bytes(session: pkcs11.Session, count: int) -> bytes:
     return bytes(session.generate_random(count * 8)) if count else b""
 
 
-def destroy(session: pkcs11.Session, object_id: bytes) -> bool:
+def destroy(session: pkcs11.Session, object_id: bytes, handles: Handles | None = None) -> bool:
     """Delete the token object; False if it is gone already."""
+    if handles is not None:
+        handles.forget(object_id)
     try:
         _key(session, object_id).destroy()
     except p11.NoSuchKey:

@@ -100,26 +100,26 @@ def create_in_store(region: Region, store_id: str, key: KeyRecord) -> Deferred:
 
 def encrypt(region: Region, key: KeyRecord, plaintext: bytes, context: Any, finish: Any) -> Deferred:
     stores, record = _connected(region, key)
-    object_id = _object_id(key)
-    return stores.deferred(record, lambda s: token_crypto.seal(s, key.key_id, object_id, plaintext, context),
+    object_id, handles = _object_id(key), stores.handles_of(record.store_id)
+    return stores.deferred(record, lambda s: token_crypto.seal(s, key.key_id, object_id, plaintext, context, handles),
                            finish, lambda: key_unavailable(key))
 
 
 def decrypt(region: Region, key: KeyRecord, blob: bytes, context: Any, finish: Any) -> Deferred:
     stores, record = _connected(region, key)
-    object_id = _object_id(key)
-    return stores.deferred(record, lambda s: token_crypto.unseal(s, blob, object_id, context), finish,
+    object_id, handles = _object_id(key), stores.handles_of(record.store_id)
+    return stores.deferred(record, lambda s: token_crypto.unseal(s, blob, object_id, context, handles), finish,
                            lambda: key_unavailable(key))
 
 
 def data_key(region: Region, key: KeyRecord, length: int, context: Any, finish: Any) -> Deferred:
     """A data key drawn from the token's generator and sealed there, in one trip to the token."""
     stores, record = _connected(region, key)
-    object_id = _object_id(key)
+    object_id, handles = _object_id(key), stores.handles_of(record.store_id)
 
     def work(session: Any) -> tuple[bytes, bytes]:
         plaintext = token_crypto.random_bytes(session, length)
-        return plaintext, token_crypto.seal(session, key.key_id, object_id, plaintext, context)
+        return plaintext, token_crypto.seal(session, key.key_id, object_id, plaintext, context, handles)
     return stores.deferred(record, work, finish, lambda: key_unavailable(key))
 
 

@@ -5,6 +5,7 @@ the token (read back through PKCS#11), disconnected stores, deletion, restarts, 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import json
 import time
 from collections.abc import Iterator
@@ -314,7 +315,13 @@ def test_faults_restart_status_and_audit(hsm_cluster: RunningCluster) -> None:
     # A token slower than the request's timeout fails the request; the event loop (and other keys) go on meanwhile.
     c.trent("fault", "hsm", PRIMARY, "latency", "4s")
     started = time.monotonic()
-    assert error_of(kms.encrypt, KeyId=key_id, Plaintext=b"x")[0] == "DependencyTimeoutException"
+    with concurrent.futures.ThreadPoolExecutor(1) as side:
+        hung = side.submit(error_of, client(c, "ap-northeast-2").encrypt, KeyId=key_id, Plaintext=b"x")
+        time.sleep(0.3)
+        quick = time.monotonic()
+        kms.encrypt(KeyId=plain_key, Plaintext=b"the loop is free")  # while the HSM call hangs
+        assert time.monotonic() - quick < 1.0 and not hung.done()
+        assert hung.result(10)[0] == "DependencyTimeoutException"
     assert time.monotonic() - started < 4.0
     c.trent("fault", "hsm", PRIMARY, "clear")
     bad = c.trent("fault", "hsm", "cluster-nosuchcluster", "down", check=False)
@@ -322,8 +329,10 @@ def test_faults_restart_status_and_audit(hsm_cluster: RunningCluster) -> None:
 
     status = json.loads(c.trent("status", "--json").stdout)
     stores = status["regions"]["ap-northeast-2"]["key_stores"]
-    assert {"id": store_id, "name": "drill", "cluster": PRIMARY, "state": "CONNECTED", "error": None,
-            "keys": 1} in stores
+    mine = next(s for s in stores if s["id"] == store_id)
+    assert {k: mine[k] for k in ("name", "cluster", "state", "error", "keys")} == {
+        "name": "drill", "cluster": PRIMARY, "state": "CONNECTED", "error": None, "keys": 1}
+    assert mine["pkcs11_calls"] >= 3 and mine["pkcs11_seconds"] > 0
     text = c.trent("status").stdout
     assert store_id in text and "CONNECTED" in text and PRIMARY in text
 
