@@ -89,7 +89,7 @@ class FaultControl:
         value = doc.get("value")
         self.hsm_faults.set(cluster, fault, None if value is None else float(value))
         self._publish()
-        return {**self.faults.describe(), "hsm": self.hsm_faults.describe()}
+        return {"hsm_faults": self.hsm_faults.describe()}
 
     async def sync_sites(self) -> None:
         """A region that is down refuses connections on its own port; one that is back listens again."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,8 @@ def hsm_fault_command(words: list[str], value_of: Callable[[str, str], float]) -
 
 
 def print_key_stores(status: dict[str, Any]) -> None:
+    if status.get("hsm_faults"):
+        print("HSM faults: " + json.dumps(status["hsm_faults"]))
     for cluster in status.get("hsm_clusters", []):
         print(f"HSM cluster {cluster['id']}: {cluster['hsms']} HSMs ({cluster['module']}), trust anchor "
               f"{cluster['trust_anchor_certificate']}")

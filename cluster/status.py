@@ -27,6 +27,7 @@ def status_report(parts: Parts, replications: Mapping[str, RegionReplication],
         "clock": clock_state,
         "regions": regions,
         "consistency": consistency_report({n: r.region for n, r in parts.regions.items()}),
-        "faults": {**parts.faults.describe(), "hsm": parts.hsm_faults.describe()},
+        "faults": parts.faults.describe(),
+        "hsm_faults": parts.hsm_faults.describe(),
         "hsm_clusters": hsm_cluster_report(parts),
     }

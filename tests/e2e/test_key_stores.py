@@ -25,6 +25,7 @@ pytestmark = pytest.mark.skipif(find_library() is None, reason="SoftHSM2 is not 
 
 PRIMARY, RESTORED, OTHER, SINGLE = ("cluster-primaryabcde", "cluster-restoredabcd", "cluster-otherlineage",
                                     "cluster-singlehsmabc")
+SPARE, VANISHING = "cluster-spareclusterab", "cluster-vanishingabc"  # changed or removed by a restart
 PASSWORD = "kmsuser-pass-1"
 CONFIG = f"""
 [[principals]]
@@ -51,13 +52,21 @@ kmsuser_password = "other-pass-22"
 id = "{SINGLE}"
 kmsuser_password = "single-pass-3"
 hsms = 1
+[[hsm_clusters]]
+id = "{SPARE}"
+kmsuser_password = "spare-pass-4"
+"""
+VANISHING_CLUSTER = f"""
+[[hsm_clusters]]
+id = "{VANISHING}"
+kmsuser_password = "vanishing-pass-5"
 """
 
 
 @pytest.fixture(scope="module")
 def hsm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCluster]:
     root = tmp_path_factory.mktemp("hsm")
-    (root / "trent.toml").write_text(CONFIG)
+    (root / "trent.toml").write_text(CONFIG + VANISHING_CLUSTER)
     c = RunningCluster(root / "data", free_port_block(4), extra_args=("--config", str(root / "trent.toml"))).start()
     yield c
     if c.proc is not None:
@@ -336,10 +345,28 @@ def test_faults_restart_status_and_audit(hsm_cluster: RunningCluster) -> None:
     text = c.trent("status").stdout
     assert store_id in text and "CONNECTED" in text and PRIMARY in text
 
-    c.restart()
+    # Connecting while the cluster is down fails with NETWORK_ERRORS; once it is back, the store connects.
+    other = create_store(kms, c, "other", OTHER, "other-pass-22")
+    c.trent("fault", "hsm", OTHER, "down")
+    failed = connected(kms, other)
+    assert (failed["ConnectionState"], failed["ConnectionErrorCode"]) == ("FAILED", "NETWORK_ERRORS")
+    c.trent("fault", "hsm", OTHER, "clear")
+    kms.disconnect_custom_key_store(CustomKeyStoreId=other)
+    assert connected(kms, other)["ConnectionState"] == "CONNECTED"
+
+    # The configuration changes under two stores: one cluster loses its HSMs, the other is gone.
+    spare = create_store(kms, c, "spare", SPARE, "spare-pass-4")
+    vanishing = create_store(kms, c, "vanishing", VANISHING, "vanishing-pass-5")
+    c.stop()
+    (c.data_dir.parent / "trent.toml").write_text(CONFIG.replace('id = "cluster-spareclusterab"',
+                                                                 'id = "cluster-spareclusterab"\nhsms = 0'))
+    c.start()
     kms = client(c, "ap-northeast-2")
-    assert describe(kms, store_id)["ConnectionState"] == "CONNECTED"
+    assert describe(kms, store_id)["ConnectionState"] == "CONNECTED"  # kept across the restart
     assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"drill"
+    for ident, code in ((spare, "INSUFFICIENT_CLOUDHSM_HSMS"), (vanishing, "CLUSTER_NOT_FOUND")):
+        failed = connected(kms, ident)
+        assert (failed["ConnectionState"], failed.get("ConnectionErrorCode")) == ("FAILED", code)
 
     # Audit: the key store calls are recorded, the password never is (nor in the data directory in clear).
     def audited() -> list[dict[str, Any]]:
