@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
@@ -40,6 +40,11 @@ T = TypeVar("T")
 CONNECT_TIMEOUT = 10.0
 
 
+def _close_late_pool(opening: Future[SessionPool]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
+
+
 def store_of(key: KeyRecord) -> str | None:
     """The custom key store a key lives in (None: a key of KMS's own)."""
     value = key.extra.get(STORE_ID)
@@ -64,6 +69,8 @@ class KeyStoreService:
         self._pools: dict[str, SessionPool] = {}
         self.handles: dict[str, token_crypto.Handles] = {}  # per store: key objects its sessions have found
         self._tasks: set[asyncio.Task[None]] = set()
+        # Logins run here, off the event loop (one that hangs holds only this thread).
+        self._connector = ThreadPoolExecutor(2, thread_name_prefix=f"hsm-connect-{region.name}")
         region.store.declare(TABLE, feed=True)
         if region.follower is not None:
             region.follower.follow((TABLE,), self._apply_changes)
@@ -151,12 +158,15 @@ class KeyStoreService:
         elif cluster.spec.hsms < 1:
             state, code = FAILED, "INSUFFICIENT_CLOUDHSM_HSMS"
         else:
-            loop = asyncio.get_running_loop()
+            opening = self._connector.submit(self._open_pool, record)
             try:
-                pool = await asyncio.wait_for(loop.run_in_executor(None, self._open_pool, record), CONNECT_TIMEOUT)
+                pool = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(opening)), CONNECT_TIMEOUT)
+            except TimeoutError:
+                opening.add_done_callback(_close_late_pool)  # a login that ends after all is undone
+                state, code = FAILED, "NETWORK_ERRORS"
             except HsmLoginFailed as exc:
                 state, code = FAILED, exc.code
-            except (TimeoutError, HsmError):
+            except HsmError:
                 state, code = FAILED, "NETWORK_ERRORS"
             except Exception:
                 log.exception("region %s: connecting key store %s failed", self.region.name, store_id)
@@ -235,6 +245,7 @@ class KeyStoreService:
     def close(self) -> None:
         for store_id in list(self._pools):
             self._close_pool(store_id)
+        self._connector.shutdown(wait=False, cancel_futures=True)
 
     # -- work in the token ---------------------------------------------------------------------------------
 

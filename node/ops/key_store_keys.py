@@ -8,10 +8,11 @@ from typing import Any
 
 from node.deferred import Deferred
 from node.keystores import token_crypto
-from node.keystores.records import CLOUDHSM, CLUSTER_ID, CONNECTED, STORE_ID
+from node.keystores.records import CLOUDHSM, CLUSTER_ID, CONNECTED, RESUME, STORE_ID
 from node.keystores.service import KeyStoreService, store_of
 from node.model.errors import KmsError, invalid_state, unsupported
 from node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord
+from node.model.states import KeyState
 from node.ops.common import key_metadata
 from node.ops.custom_key_stores import find, not_found, service
 from node.ops.registry import Params
@@ -134,3 +135,16 @@ def random_from_store(region: Region, store_id: str, count: int) -> Deferred:
                                             "cannot be reached.", 500))
 
 
+
+
+def pending_availability(region: Region, key: KeyRecord, state: KeyState) -> KeyRecord | None:
+    """A key of a store that is not connected stays Unavailable: ``state`` (what EnableKey, DisableKey or
+    CancelKeyDeletion would make it) is what it returns to once its store is connected again. None: the store is
+    connected (or the key is not a store's), so ``state`` applies at once."""
+    if not is_store_key(key):
+        return None
+    stores = region.key_stores
+    record = stores.stores.get(store_of(key) or "") if stores is not None else None
+    if record is not None and record.state == CONNECTED:
+        return None
+    return key.with_changes(state=KeyState.UNAVAILABLE, extra={**key.extra, RESUME: state.value})

@@ -108,8 +108,15 @@ def update_key_description(region: Region, params: Params, ctx: RequestContext) 
 
 
 def _set_enabled(region: Region, params: Params, enabled: bool) -> Response:
-    key = key_for(region, params, OpClass.ENABLE_DISABLE, allow_alias=False)
     state = KeyState.ENABLED if enabled else KeyState.DISABLED
+    unavailable = region.resolve(params["KeyId"], allow_alias=False)
+    if unavailable.state is KeyState.UNAVAILABLE:
+        # A key of a disconnected custom key store: the change takes effect when the store is connected again.
+        waiting = key_store_keys.pending_availability(region, unavailable, state)
+        if waiting is not None:
+            region.commit(keys=[waiting])
+            return {}
+    key = key_for(region, params, OpClass.ENABLE_DISABLE, allow_alias=False)
     if key.state is not state:
         updated = key.with_changes(state=state)
         if enabled and updated.mrk is None:
@@ -151,7 +158,8 @@ def schedule_key_deletion(region: Region, params: Params, ctx: RequestContext) -
 def cancel_key_deletion(region: Region, params: Params, ctx: RequestContext) -> Response:
     key = key_for(region, params, OpClass.CANCEL_DELETION, allow_alias=False)
     # AWS never returns a key straight to Enabled from a cancelled deletion.
-    region.commit(keys=[key.with_changes(state=KeyState.DISABLED, deletion_date=None, pending_window_days=None)])
+    cancelled = key.with_changes(state=KeyState.DISABLED, deletion_date=None, pending_window_days=None)
+    region.commit(keys=[key_store_keys.pending_availability(region, cancelled, KeyState.DISABLED) or cancelled])
     return {"KeyId": key.arn}
 
 

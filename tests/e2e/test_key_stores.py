@@ -203,7 +203,12 @@ def test_lifecycle_and_crypto_in_the_token(hsm_cluster: RunningCluster) -> None:
     assert error_of(kms.disconnect_custom_key_store, CustomKeyStoreId=store_id)[0] == \
         "CustomKeyStoreInvalidStateException"
     assert error_of(kms.delete_custom_key_store, CustomKeyStoreId=store_id)[0] == "CustomKeyStoreHasCMKsException"
+    # Disabling an unavailable key takes effect when its store is back (AWS's troubleshooting guide).
+    kms.disable_key(KeyId=key_id)
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Unavailable"
     assert connected(kms, store_id)["ConnectionState"] == "CONNECTED"
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Disabled"
+    kms.enable_key(KeyId=key_id)
     assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
     assert kms.decrypt(CiphertextBlob=blob, EncryptionContext=context)["Plaintext"] == b"card 4111"
 
@@ -213,6 +218,9 @@ def test_lifecycle_and_crypto_in_the_token(hsm_cluster: RunningCluster) -> None:
         assert error_of(kms.create_key, CustomKeyStoreId=store_id, Origin="AWS_CLOUDHSM", **kwargs)[0] == \
             "UnsupportedOperationException"
     assert error_of(kms.enable_key_rotation, KeyId=key_id)[0] == "UnsupportedOperationException"
+    assert error_of(kms.rotate_key_on_demand, KeyId=key_id)[0] == "UnsupportedOperationException"
+    assert error_of(kms.generate_data_key_pair, KeyId=key_id, KeyPairSpec="ECC_NIST_P256")[0] == \
+        "UnsupportedOperationException"
     assert error_of(kms.create_key, Origin="AWS_CLOUDHSM")[0] == "ValidationException"
     assert error_of(kms.create_key, CustomKeyStoreId="cks-0000000000000000a", Origin="AWS_CLOUDHSM")[0] == \
         "CustomKeyStoreNotFoundException"
