@@ -194,3 +194,33 @@ def test_region_tokens_are_made_once_and_follow_the_configured_password(tmp_path
     pool.close()
     ensure_trust_anchor(cluster.trust_anchor_path, spec.cluster_id)  # kept: the same certificate as before
     assert certificate_fingerprint(cluster.trust_anchor_path.read_text()) == fingerprint
+
+
+def test_hsm_clusters_in_the_config_file(tmp_path: Path) -> None:
+    from node.config import ConfigError, load_config
+
+    path = tmp_path / "trent.toml"
+    path.write_text('[[hsm_clusters]]\nid = "cluster-abcdefghijk"\nkmsuser_password = "password1"\nhsms = 3\n')
+    config = load_config(path)
+    assert config.hsm_clusters is not None and config.hsm_clusters[0].hsms == 3
+    assert load_config(None).hsm_clusters is None  # none configured: the default cluster where SoftHSM2 is
+    path.write_text('[[hsm_clusters]]\nid = "cluster-abcdefghijk"\nkmsuser_password = "password1"\nhsm = 3\n')
+    with pytest.raises(ConfigError, match="unknown key 'hsm'"):
+        load_config(path)
+    path.write_text('[[hsm_cluster]]\nid = "cluster-abcdefghijk"\n')
+    with pytest.raises(ConfigError, match="hsm_clusters"):
+        load_config(path)
+
+
+def test_trent_fault_hsm_words() -> None:
+    from cluster.cli import _fault_value
+    from cluster.keystore_cli import hsm_fault_command
+
+    assert hsm_fault_command(["cluster-abcdefghijk", "down"], _fault_value) == {
+        "action": "hsm", "cluster": "cluster-abcdefghijk", "fault": "down"}
+    assert hsm_fault_command(["cluster-abcdefghijk", "latency", "200ms"], _fault_value)["value"] == 0.2
+    assert hsm_fault_command(["cluster-abcdefghijk", "errors", "5%"], _fault_value)["value"] == 0.05
+    for words in (["cluster-abcdefghijk"], ["cluster-abcdefghijk", "sideways"], ["cluster-abcdefghijk", "latency"],
+                  ["cluster-abcdefghijk", "down", "now"]):
+        with pytest.raises(ValueError, match="usage: trent fault hsm"):
+            hsm_fault_command(words, _fault_value)
