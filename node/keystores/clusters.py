@@ -205,6 +205,9 @@ def region_clusters(specs: tuple[HsmClusterSpec, ...], region: str, region_dir: 
         anchor = trust_anchor_path(spec, by_id, data_dir)
         if by_id[root_id].trust_anchor_certificate is None:
             ensure_trust_anchor(anchor, root_id)
+        elif not anchor.is_file() or certificate_fingerprint(anchor.read_text(errors="replace")) is None:
+            raise ClusterConfigError(f"HSM cluster {root_id}: trust_anchor_certificate {anchor} is not a readable PEM "
+                                     "certificate")
         if spec.module is not None:
             # Another PKCS#11 module: its token (labelled with the lineage's cluster id) is the operator's to make.
             clusters[spec.cluster_id] = HsmCluster(spec, root_id, anchor, _module_loader(str(spec.module)))

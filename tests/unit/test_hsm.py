@@ -224,3 +224,14 @@ def test_trent_fault_hsm_words() -> None:
                   ["cluster-abcdefghijk", "down", "now"]):
         with pytest.raises(ValueError, match="usage: trent fault hsm"):
             hsm_fault_command(words, _fault_value)
+
+
+@needs_softhsm
+def test_a_configured_trust_anchor_must_be_a_certificate(tmp_path: Path) -> None:
+    missing = HsmClusterSpec("cluster-anchoredabcd", "password1", trust_anchor_certificate=tmp_path / "nope.crt")
+    with pytest.raises(ClusterConfigError, match="not a readable PEM certificate"):
+        region_clusters((missing,), "eu-west-1", tmp_path / "eu-west-1", tmp_path)
+    ensure_trust_anchor(tmp_path / "mine.crt", "cluster-anchoredabcd")
+    given = HsmClusterSpec("cluster-anchoredabcd", "password1", trust_anchor_certificate=tmp_path / "mine.crt")
+    cluster = region_clusters((given,), "eu-west-1", tmp_path / "eu-west-1", tmp_path).get("cluster-anchoredabcd")
+    assert cluster is not None and cluster.trust_anchor_pem() == (tmp_path / "mine.crt").read_text()
