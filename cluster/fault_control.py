@@ -70,6 +70,8 @@ class FaultControl:
         command = parse_fault(doc, lambda name: name in self._sites)
         if command.action == "clear":
             self.faults.clear()
+            if self.hsm_faults is not None:
+                self.hsm_faults.clear()  # `trent fault clear`: every fault, the HSM clusters' too
         else:
             self.faults.set(command.action, command.regions, command.value)
         await self.sync_sites()

@@ -321,8 +321,10 @@ def test_faults_restart_status_and_audit(hsm_cluster: RunningCluster) -> None:
     assert error_of(kms.create_key, CustomKeyStoreId=store_id, Origin="AWS_CLOUDHSM")[0] == \
         "CloudHsmClusterInvalidConfigurationException"
     kms.encrypt(KeyId=plain_key, Plaintext=b"other keys work")
-    c.trent("fault", "hsm", PRIMARY, "up")
+    c.trent("fault", "clear")  # every fault, the HSM clusters' too
+    assert json.loads(c.trent("status", "--json").stdout)["hsm_faults"] == {}
     c.trent("fault", "hsm", PRIMARY, "errors", "100%")
+    assert "HSM faults" in c.trent("status").stdout
     assert error_of(kms.encrypt, KeyId=key_id, Plaintext=b"x")[0] == "KMSInternalException"
     c.trent("fault", "hsm", PRIMARY, "clear")
     c.trent("fault", "hsm", PRIMARY, "latency", "200ms")
