@@ -54,9 +54,14 @@ _UNREACHABLE = (p11.DeviceRemoved, p11.TokenNotPresent, p11.SessionClosed, p11.S
 class Library:
     """One loaded PKCS#11 library and the lock every call into it takes."""
 
+    # python-pkcs11 keeps one instance per library path for the whole process, so the lock is the process's too.
+    _locks: dict[int, threading.Lock] = {}
+    _registry_lock = threading.Lock()
+
     def __init__(self, lib: Any) -> None:  # a pkcs11.lib (a function's name in the package's stubs)
         self.lib = lib
-        self.lock = threading.Lock()
+        with self._registry_lock:
+            self.lock = self._locks.setdefault(id(lib), threading.Lock())
 
 
 class SessionPool:
