@@ -43,9 +43,11 @@ def _connected(region: Region, key: KeyRecord) -> tuple[KeyStoreService, Any]:
     return stores, record
 
 
-def check_create(params: Params, spec: str, usage: str) -> str | None:
+def check_create(region: Region, params: Params, spec: str, usage: str) -> str | None:
     """The custom key store CreateKey names, once the request is one a store's key may be (None: none named)."""
     store_id = params.get("CustomKeyStoreId")
+    if store_id is not None and params.get("XksKeyId") is None:
+        find(_store_service(region, store_id), store_id)  # an unknown store first: CustomKeyStoreNotFoundException
     origin = params.get("Origin") or "AWS_KMS"
     if params.get("XksKeyId") is not None or origin == "EXTERNAL_KEY_STORE":
         raise unsupported("External key stores (EXTERNAL_KEY_STORE) are not supported by this cluster yet.")

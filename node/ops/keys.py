@@ -59,7 +59,7 @@ def create_key(region: Region, params: Params, ctx: RequestContext) -> Response 
         raise unsupported(f"This cluster holds keys of account {region.account} only; principals of account "
                           f"{ctx.principal.account} can use its keys (by ARN) but not create keys here.")
     spec, usage = _spec_and_usage(params)
-    store_id = key_store_keys.check_create(params, spec, usage)  # None: not in a custom key store
+    store_id = key_store_keys.check_create(region, params, spec, usage)  # None: not in a custom key store
     origin = params.get("Origin") or "AWS_KMS"
     if store_id is None and origin != "AWS_KMS":
         raise unsupported(f"Origin {origin} (imported key material) is not supported by this cluster yet.")
