@@ -384,9 +384,10 @@ def test_faults_restart_status_and_audit(hsm_cluster: RunningCluster) -> None:
         return [json.loads(line) for line in events]
     poll(lambda: any(e.get("eventName") == "CreateCustomKeyStore" for e in audited()))
     assert {"CreateCustomKeyStore", "ConnectCustomKeyStore", "Encrypt"} <= {e.get("eventName") for e in audited()}
-    for path in Path(c.data_dir).rglob("*"):
+    for path in [*Path(c.data_dir).rglob("*"), c.log_path]:
         if path.is_file() and path.suffix != ".so":
-            assert PASSWORD.encode() not in path.read_bytes(), path
+            for secret in (PASSWORD, "other-pass-22", "spare-pass-4", "vanishing-pass-5"):
+                assert secret.encode() not in path.read_bytes(), path
 
 
 def _cli(c: RunningCluster, *args: str) -> Any:
