@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill console-shots demo-byok \
-	drill-netns up-processes
+	drill-netns up-processes demo-keystore
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -70,6 +70,10 @@ up-processes: $(STAMP) sysdeps
 DRILL_OUT ?= drill-netns
 drill-netns: $(BENCH_STAMP) sysdeps
 	$(PY) -m cluster.netns_drill --out $(DRILL_OUT)
+
+# A custom key store on the default HSM cluster (SoftHSM2, from deploy/debian-packages.txt): the HSM pulled down and back.
+demo-keystore: $(STAMP) sysdeps
+	$(PY) examples/keystore_demo.py
 
 clean:
 	rm -rf $(VENV) .trent

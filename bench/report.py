@@ -196,6 +196,8 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
                   "| round | Trent req/s | ceiling req/s | ratio | Trent CPU ms/req | ceiling CPU ms/req |",
                   "|---|---|---|---|---|---|"]
         lines += _pair_rows(list(zip(w["trent"], w["ceiling"], strict=True)))
+    if "key_store" in results:
+        lines += keystore_lines(results["key_store"])
     failed = results.get("failures") or {}
     lines += ["", "## Replication", ""] + ([
               "(failed: see failures in the JSON)" if "replication" in failed else "(not run)"] if not r else [
@@ -214,6 +216,23 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
         lines.append(f"\n**{name} failed**: `{failure}`")
     lines += ["", *[f"![{p}]({p})" for p in plots], ""]
     return "\n".join(lines)
+
+
+def keystore_lines(k: dict[str, Any] | None) -> list[str]:
+    """The custom key store section (bench/keystore.py)."""
+    if not k:
+        return ["", "## Custom key store (SoftHSM2)", "", "(not run: SoftHSM2 is not installed, or the section failed)"]
+    return ["", "## Custom key store (SoftHSM2)", "",
+            "Signed Encrypt (64 B) through the gateway at 32 connections, keep-alive, a key in an AWS CloudHSM key "
+            "store (its AES-256 key in a SoftHSM2 token, every call in the token) and a key of KMS's own, measured "
+            f"alternately ({len(k['pairs'])} pairs, medians):", "",
+            "| key | req/s | p99 ms |", "|---|---|---|",
+            f"| KMS key | {k['standard_req_per_s_median']} | {k['standard_p99_ms_median']} |",
+            f"| key store key | {k['key_store_req_per_s_median']} | {k['key_store_p99_ms_median']} |", "",
+            f"Throughput ratio (key store / KMS key, median of pairs): **{k['throughput_ratio_median']}x** "
+            "(target >= 0.5x; p99 target <= 25 ms). Time in PKCS#11: "
+            f"{k['pkcs11_ms_per_call_median']} ms per call, "
+            f"{k['pkcs11_share_of_server_cpu_median']} of the server's CPU time per request."]
 
 
 def write(results: dict[str, Any], command: str) -> Path:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.keystore import key_store
 from bench.loadgen import Call, LoadResult, Target, percentile, run_load
 from bench.processes import processes
 from bench.procs import (
@@ -324,7 +325,7 @@ def run(settings: Settings, target_cluster: TargetCluster | None = None) -> dict
         target_cluster = TargetCluster(settings.target)
     sections: list[tuple[str, Callable[[Settings, Progress], Any]]] = [
         ("throughput", lambda s, p: throughput(s, p, target_cluster)), ("workers", workers),
-        ("replication", replication), ("scale", scale), ("processes", processes)]
+        ("replication", replication), ("key_store", key_store), ("scale", scale), ("processes", processes)]
     if settings.target:
         # A running cluster: what needs our own clusters (several processes, faults, seeded stores) is not run.
         sections = sections[:1]
@@ -332,7 +333,7 @@ def run(settings: Settings, target_cluster: TargetCluster | None = None) -> dict
             settings.rounds + 1
     else:
         steps = len(OPERATIONS) * (1 + len(_other_counts(settings))) + len(settings.connections) * 5 + \
-            settings.rounds + 1 + settings.rounds + 2 + len(settings.scale)
+            settings.rounds + 1 + settings.rounds + 2 + len(settings.scale) + settings.rounds
     if settings.only:
         sections = [s for s in sections if s[0] in settings.only]
         steps = settings.rounds + 2

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from cluster.cli_output import Style, quiet_broken_pipe, span, table, utc
 from cluster.datadir import DataDirLock
 from cluster.durations import parse_duration
+from cluster.keystore_cli import hsm_fault_command, key_store_banner, print_key_stores
 from cluster.lifecycle import start_role, stop_signal
 from cluster.report_commands import add_report_commands
 from cluster.running import admin_address, admin_ca, admin_send
@@ -86,6 +87,9 @@ async def _serve(config: Any) -> int:
     print(BANNER.format(n=len(urls), account=config.account, ak=principal.access_key,
                         sk=principal.secret_key, gateway=cluster.gateway_url, regions=regions,
                         data=config.data_dir, first=config.regions[0]), flush=True)
+    banner = key_store_banner(cluster.status())
+    if banner:
+        print(banner, flush=True)
     await stop.wait()
     await cluster.stop()
     lock.release()
@@ -175,6 +179,7 @@ def _status(args: argparse.Namespace) -> int:
     print(f"multi-Region keys: {consistency['multi_region_keys']}, {verdict}")
     active = {k: v for k, v in status["faults"].items() if v}
     print("faults: " + (json.dumps(active) if active else "none"))
+    print_key_stores(status)
     return 0
 
 
@@ -187,7 +192,9 @@ def _fault(args: argparse.Namespace) -> int:
         return _print_faults(status["faults"], list(status["regions"]), args.json)
     doc: dict[str, Any] = {"action": args.kind, "regions": args.regions}
     try:
-        if args.kind in ("latency", "errors", "throttle"):
+        if args.kind == "hsm":
+            doc = hsm_fault_command(args.regions, fault_value)
+        elif args.kind in ("latency", "errors", "throttle"):
             if len(args.regions) != 2:
                 raise ValueError(f"usage: trent fault {args.kind} REGION VALUE")
             doc["regions"], raw = [args.regions[0]], args.regions[1]
@@ -350,12 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_status)
     fault = sub.add_parser("fault", help="break regions on purpose (DR drills), or show the faults", description=(
         "show | down REGION | up REGION | partition A B | heal A B | latency REGION 200ms | errors REGION 5% | "
-        "throttle REGION 10/s | clear | crash REGION | restart REGION (the last two: trent up --processes)"))
+        "throttle REGION 10/s | clear | crash REGION | restart REGION (these two: trent up --processes) | "
+        "hsm CLUSTER_ID down|up|latency 200ms|errors 5%%|clear"))
     fault.add_argument("kind", nargs="?", default="show", choices=["show", "down", "up", "partition", "heal",
                                                                     "latency", "errors", "throttle", "clear",
-                                                                    "crash", "restart"],
+                                                                    "crash", "restart", "hsm"],
                        help="what to do (default show: the faults in force, as a table)")
-    fault.add_argument("regions", nargs="*", help="region(s), then the value for latency/errors/throttle")
+    fault.add_argument("regions", nargs="*", help="region(s), then the value for latency/errors/throttle; for hsm: "
+                       "CLUSTER_ID down|up|latency 200ms|errors 5%%|clear")
     fault.add_argument("--json", action="store_true", help="the faults in force as JSON")
     fault.add_argument("--data-dir", dest="data_dir", default=".trent", help=running)
     fault.set_defaults(func=_fault)

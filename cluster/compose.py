@@ -10,6 +10,7 @@ cluster/shared_runtime.py) are chosen only here.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import ssl
 import time
@@ -53,6 +54,11 @@ from node.crypto.keypool import KeyPairPool
 from node.crypto.rootkey import RootKey
 from node.crypto.wrapping_keys import WrappingKeys
 from node.endpoint import KmsEndpoint
+from node.hsm.faults import HsmFaults
+from node.hsm.softhsm import TokenSetupError
+from node.keystores.clusters import HsmClusterSpec, default_clusters, region_clusters
+from node.keystores.records import KeyStoreCodec
+from node.keystores.service import KeyStoreService
 from node.metrics import RequestMetrics
 from node.ops import build_registry
 from node.ops.registry import Registry
@@ -91,14 +97,17 @@ class Parts:
     regions: dict[str, RegionParts]
     # --workers > 1: the clock offset and faults the region host sets, for every process to follow.
     runtime: SharedState | None
+    # Builds a region the configuration does not name, standing alone (--any-region: cluster/any_region.py).
+    make_region: Callable[[str], RegionParts] | None = None
     # --quotas aws: the request quotas, in buckets every process shares.
     quotas: RequestQuotas | None = field(default=None, kw_only=True)
+    # Faults injected into HSM clusters (`trent fault hsm ...`), shared by every region's key stores.
+    hsm_faults: HsmFaults = field(default_factory=HsmFaults, kw_only=True)
+    hsm_clusters: tuple[HsmClusterSpec, ...] = field(default=(), kw_only=True)
 
     def request_metrics(self) -> dict[str, RequestMetrics]:
         """This process's request counts per region (each endpoint keeps its own)."""
         return {name: r.endpoint.metrics for name, r in self.regions.items() if r.endpoint.metrics is not None}
-    # Builds a region the configuration does not name, standing alone (--any-region: cluster/any_region.py).
-    make_region: Callable[[str], RegionParts] | None = None
 
     def gate(self, follows_runtime: bool) -> Gate:
         """What every KMS request passes before its region: injected faults; with several processes, first the
@@ -111,10 +120,12 @@ class Parts:
     def _follow_runtime(self, doc: dict[str, Any]) -> None:
         self.clock.follow(float(doc.get("clock_offset", 0.0)))
         self.faults.load(doc.get("faults", {}))
+        self.hsm_faults.load(doc.get("hsm_faults", {}))
 
     def publish_runtime(self) -> None:
         if self.runtime is not None:
-            self.runtime.publish({"clock_offset": self.clock.offset, "faults": self.faults.describe()})
+            self.runtime.publish({"clock_offset": self.clock.offset, "faults": self.faults.describe(),
+                                  "hsm_faults": self.hsm_faults.describe()})
 
     def url(self, port: int) -> str:
         scheme = "https" if self.config.tls_cert is not None else "http"  # client-facing TLS (cluster/tls.py)
@@ -122,6 +133,8 @@ class Parts:
 
     def close(self) -> None:
         for parts in self.regions.values():
+            if parts.region.key_stores is not None:
+                parts.region.key_stores.close()
             parts.trail.close()
             parts.region.store.close()
         if self.runtime is not None:
@@ -165,10 +178,31 @@ def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[],
         alone = replace(config, regions=(name,))
         return _region(alone, name, stores, clock, codec, key_pairs, serving, audit_file, notify_commits, wrapping)
 
+    hsm_faults = HsmFaults()
+    clusters = config.hsm_clusters if config.hsm_clusters is not None else default_clusters()
+    for name, r in regions.items():
+        r.region.key_stores = _key_stores(config, name, r.region, clusters, hsm_faults)
     return Parts(config, clock, Faults(time.monotonic, share=1.0 / config.workers),
                  config.admin_token or load_or_create_token(config.data_dir, "admin.token"), codec, key_pairs, regions,
                  SharedState(stores.open_runtime(config.data_dir)) if shared else None, make_region,
-                 quotas=serving.quotas)
+                 quotas=serving.quotas, hsm_faults=hsm_faults, hsm_clusters=clusters)
+
+
+def _key_stores(config: ClusterConfig, name: str, region: Region, clusters: tuple[HsmClusterSpec, ...],
+                faults: HsmFaults) -> KeyStoreService | None:
+    """The region's custom key stores, over the tokens of the clusters serving it (made on first start); None when
+    the cluster has no HSM cluster at all (no SoftHSM2 and none configured)."""
+    if not clusters:
+        return None
+    region_dir = config.data_dir / name
+    root_hex = config.root_key_hex(name)
+    root = RootKey.from_bytes(bytes.fromhex(root_hex)) if root_hex else RootKey.load_or_create(region_dir / "root.key")
+    try:
+        directory = region_clusters(clusters, name, region_dir, config.data_dir)
+    except (TokenSetupError, OSError) as exc:
+        logging.getLogger("trent.keystores").error("region %s: HSM tokens unavailable: %s", name, exc)
+        directory = region_clusters((), name, region_dir, config.data_dir)
+    return KeyStoreService(region, KeyStoreCodec(root), directory, faults)
 
 
 def _serving(config: ClusterConfig) -> _Serving:
@@ -259,7 +293,7 @@ def host_jobs(parts: Parts, client_tls: ssl.SSLContext | None = None) -> HostJob
     links = ReplicationLinks(replications, urls, token, parts.faults, delay, client_tls)
     # A store keeps a change feed only while several processes share it (trimming one without is a no-op).
     trimming = OutboxTrimming(replications, [r.region.store.trim_changes for r in parts.regions.values()])
-    jobs: list[Component] = [KeyPairPoolJob(parts.key_pairs)]
+    jobs: list[Component] = [KeyPairPoolJob(parts.key_pairs), KeyStoreConnections(parts)]
     jobs += [SchedulerJob(s, config.scheduler_interval) for s in schedulers.values()]
     jobs += [AuditFlushing(_trails(parts)), trimming]
     if parts.runtime is not None:
@@ -269,6 +303,21 @@ def host_jobs(parts: Parts, client_tls: ssl.SSLContext | None = None) -> HostJob
         jobs.append(ComplianceNotifier({n: r.region for n, r in parts.regions.items()}, parts.clock,
                                        settings_of(config), sinks, config.data_dir, config.scheduler_interval))
     return HostJobs(schedulers, links, trimming, Jobs(jobs))
+
+
+class KeyStoreConnections:
+    """Connections that were under way when the cluster stopped are made again at start; pools close at stop."""
+
+    def __init__(self, parts: Parts) -> None:
+        self._services = [r.region.key_stores for r in parts.regions.values() if r.region.key_stores is not None]
+
+    async def start(self) -> None:
+        for service in self._services:
+            service.resume()
+
+    async def stop(self) -> None:
+        for service in self._services:
+            service.close()
 
 
 def worker_jobs(parts: Parts, worker_id: int | None = None) -> Jobs:

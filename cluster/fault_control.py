@@ -11,6 +11,7 @@ from aiohttp import web
 
 from cluster.faults import Faults
 from cluster.serving import Servers
+from node.hsm.faults import HSM_FAULT_ACTIONS, HsmFaults
 
 FAULT_ACTIONS = ("down", "up", "partition", "heal", "latency", "errors", "throttle", "clear")
 
@@ -54,10 +55,13 @@ class RegionSite:
 
 class FaultControl:
     def __init__(self, faults: Faults, servers: Servers, sites: dict[str, RegionSite],
-                 publish: Callable[[], None], known: Callable[[str], bool] | None = None) -> None:
+                 publish: Callable[[], None], known: Callable[[str], bool] | None = None,
+                 hsm_faults: HsmFaults | None = None, hsm_clusters: tuple[str, ...] = ()) -> None:
         self.faults = faults
         # The regions a command may name (by default the ones with a site here; a node knows its peers too).
         self._known = known or (lambda name: name in self._sites)
+        self.hsm_faults = hsm_faults
+        self._hsm_clusters = hsm_clusters
         self._servers = servers
         self._sites = sites
         # Tells the cluster's other processes (the shared runtime state) before the admin call is answered.
@@ -65,14 +69,33 @@ class FaultControl:
 
     async def apply(self, doc: dict[str, Any]) -> dict[str, Any]:
         """Apply one fault command; the faults now in force."""
+        if doc.get("action") == "hsm":
+            return self._apply_hsm(doc)
         command = parse_fault(doc, self._known)
         if command.action == "clear":
             self.faults.clear()
+            if self.hsm_faults is not None:
+                self.hsm_faults.clear()  # `trent fault clear`: every fault, the HSM clusters' too
         else:
             self.faults.set(command.action, command.regions, command.value)
         await self.sync_sites()
         self._publish()  # before answering: the next request to any process sees it
         return self.faults.describe()
+
+    def _apply_hsm(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """{"action": "hsm", "cluster": ID, "fault": down|up|latency|errors|clear, "value": ...}."""
+        if self.hsm_faults is None:
+            raise ValueError("this cluster has no HSM clusters")
+        cluster, fault = str(doc.get("cluster", "")), str(doc.get("fault", ""))
+        if cluster not in self._hsm_clusters:
+            known = ", ".join(self._hsm_clusters) or "none"
+            raise ValueError(f"unknown HSM cluster {cluster!r} (configured: {known})")
+        if fault not in HSM_FAULT_ACTIONS:
+            raise ValueError(f"unknown HSM fault {fault!r} (one of: {', '.join(HSM_FAULT_ACTIONS)})")
+        value = doc.get("value")
+        self.hsm_faults.set(cluster, fault, None if value is None else float(value))
+        self._publish()
+        return {"hsm_faults": self.hsm_faults.describe()}
 
     async def sync_sites(self) -> None:
         """A region that is down refuses connections on its own port; one that is back listens again."""

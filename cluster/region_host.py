@@ -43,7 +43,9 @@ class RegionHost:
         self.servers = Servers(self.config.host, ConnectionGuard(self.config.edge), server_context(self.config))
         self.sites: dict[str, RegionSite] = {}
         self.clock = ClockControl(parts.clock, self.config.data_dir, jobs.schedulers, parts.publish_runtime)
-        self.faults = FaultControl(parts.faults, self.servers, self.sites, parts.publish_runtime)
+        self.faults = FaultControl(parts.faults, self.servers, self.sites, parts.publish_runtime,
+                                   hsm_faults=parts.hsm_faults,
+                                   hsm_clusters=tuple(c.cluster_id for c in parts.hsm_clusters))
         self.workers = WorkerProcesses()
         self.seed = seed
         self.resets = ResetControl({name: (r.region, r.outbox) for name, r in parts.regions.items()},

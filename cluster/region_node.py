@@ -49,7 +49,8 @@ class RegionNode:
         # A region that is down here answers nothing (its requests are cut, its outbox refused) while its admin
         # API still answers, so the gateway can bring it back up.
         self.faults = FaultControl(parts.faults, self.servers, {}, parts.publish_runtime,
-                                   known=lambda name: name in self.config.regions)
+                                   known=lambda name: name in self.config.regions, hsm_faults=parts.hsm_faults,
+                                   hsm_clusters=tuple(c.cluster_id for c in parts.hsm_clusters))
 
     @classmethod
     def from_config(cls, config: ClusterConfig, region: str) -> RegionNode:

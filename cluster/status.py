@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cluster.compose import Parts
+from cluster.keystore_status import hsm_cluster_report, key_store_report
 from cluster.replication.wiring import RegionReplication, consistency_report, lag_report
 
 
@@ -19,11 +20,14 @@ def status_report(parts: Parts, replications: Mapping[str, RegionReplication],
             "url": parts.url(r.port), "up": not parts.faults.is_down(name), "keys": len(r.region.keys),
             "multi_region_keys": sum(1 for k in r.region.keys.values() if k.mrk is not None),
             "aliases": len(r.region.aliases), "outbox_head": r.outbox.head,
-            "replication": lag_report(replication, replications, now) if replication is not None else {}}
+            "replication": lag_report(replication, replications, now) if replication is not None else {},
+            "key_stores": key_store_report(r.region)}
     return {
         "gateway": parts.url(parts.config.port),
         "clock": clock_state,
         "regions": regions,
         "consistency": consistency_report({n: r.region for n, r in parts.regions.items()}),
         "faults": parts.faults.describe(),
+        "hsm_faults": parts.hsm_faults.describe(),
+        "hsm_clusters": hsm_cluster_report(parts),
     }

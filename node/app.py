@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -69,10 +68,10 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
                         return to_http(refused)
             # The query as sent (still percent-encoded), without building aiohttp's parsed URL for every request.
             raw_path, _, query = request.raw_path.partition("?")
-            wire = WireRequest(request.method, raw_path, query, request.headers, body, request.remote or "")
-            response = target.handle(wire)
+            response = target.handle(WireRequest(request.method, raw_path, query, request.headers, body,
+                                                 request.remote or ""))
             if response.pending is not None:
-                response = await after_slow_work(response, target, wire)
+                response = await settled(response)
             if response.durable is not None:
                 response = await durable(response, target)
             return to_http(response)
@@ -99,16 +98,15 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
 MAX_SLOW_WAITS = 3
 
 
-async def after_slow_work(response: WireResponse, endpoint: KmsEndpoint, wire: WireRequest) -> WireResponse:
-    """The answer to a request whose operation first needed slow work done off the event loop (NotReady): wait
-    for it without blocking the loop, then run the request again."""
+async def settled(response: WireResponse) -> WireResponse:
+    """The answer to a request that waits on work off the event loop (node/endpoint.py: a key store's token, or
+    slow work after which the request runs again), awaited without blocking the loop."""
     for _ in range(MAX_SLOW_WAITS):
         if response.pending is None:
             return response
-        with contextlib.suppress(Exception):  # a failure shows in the second run, as that operation's own error
-            await asyncio.wrap_future(response.pending)
-        response = endpoint.handle(wire)
+        response = await response.pending
     if response.pending is not None:
+        response.pending.close()  # never started: nothing to undo
         return error_response(internal())
     return response
 

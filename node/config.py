@@ -15,6 +15,7 @@ from typing import Any
 
 from node.auth.policy import parse_policy
 from node.auth.principals import Principal
+from node.keystores.clusters import ClusterConfigError, HsmClusterSpec, parse_clusters
 from node.model.errors import KmsError
 from node.quotas.aws_table import QUOTA_NAMES
 from node.store.factory import BACKENDS as STORE_BACKENDS
@@ -94,6 +95,8 @@ class ClusterConfig:
     tls_ca: Path | None = None
     # Delays between regions' replication links: "none", or "aws" (cluster/latency.py's published matrix).
     latency_profile: str = "none"
+    # HSM clusters custom key stores connect to ([[hsm_clusters]]); None: a default one where SoftHSM2 is installed.
+    hsm_clusters: tuple[HsmClusterSpec, ...] | None = field(default=None, repr=False)
 
     def port_of(self, region: str) -> int:
         if region in self.region_ports:
@@ -305,6 +308,11 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     changes.update(_observability_settings(raw))
     if changes.get("any_region") and changes.get("workers", 1) > 1:
         raise ConfigError("any_region works with workers = 1 only (for now)")
+    if "hsm_clusters" in raw:
+        try:
+            changes["hsm_clusters"] = parse_clusters(raw["hsm_clusters"], changes.get("regions", config.regions))
+        except ClusterConfigError as exc:
+            raise ConfigError(str(exc)) from None
     return replace(config, **changes)
 
 

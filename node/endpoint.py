@@ -6,9 +6,11 @@ gateway can hand a request to a region in the same process without a second HTTP
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +20,7 @@ from node.audit.trail import AuditTrail
 from node.auth.authorizer import Authorizer
 from node.auth.principals import Principal, PrincipalDirectory
 from node.consistency import Consistency
+from node.deferred import Deferred
 from node.metrics import NO_OPERATION, SUCCESS, RequestMetrics
 from node.model.errors import KmsError, NotReady, internal
 from node.model.grants import grant_id_of_token
@@ -59,9 +62,10 @@ class WireResponse:
     # Set when the region's store has commits not yet durable (it syncs them in a thread of its own, off the event
     # loop): the adapter sends the response only once this is done (a failure is answered as a store failure).
     durable: Future[None] | None = None
-    # Set instead of an answer when the operation needs slow work done off the event loop first (NotReady): the
-    # adapter waits for it and sends the request again; nothing was audited or changed.
-    pending: Future[Any] | None = None
+    # Set when the answer waits on work off the event loop: the adapter awaits this for the response itself. Either
+    # the operation's own work (a key store's token, node/deferred.py), or slow work it needed first (NotReady: an
+    # RSA wrapping key), after which the request runs again (nothing was audited or changed the first time).
+    pending: Coroutine[Any, Any, WireResponse] | None = None
 
 
 @dataclass(slots=True)
@@ -76,12 +80,35 @@ class _Call:
     raw: Mapping[str, Any] | None = None  # the body as sent (before validation): to scrub error messages with
     named: list[str] | None = None  # the keys the request named, found before the operation ran
     response: dict[str, Any] | None = None
+    deferred: Deferred | None = None  # the operation's answer waits on work off the event loop
 
 
 # Decides whether a request may run now (request quotas); raises a KmsError (ThrottlingException) if not.
 Admission = Callable[[Region, Principal, str, Mapping[str, Any]], None]
 
 new_request_id = event_id  # the same random UUIDs; a name of its own, without a call more per request
+
+
+async def _within(deferred: Deferred) -> Any:
+    """The work's result, or TimeoutError once its time is up (the work, if it has not started, is cancelled).
+    Lighter than asyncio.wait_for, which this is on the path of every key store call."""
+    loop = asyncio.get_running_loop()
+    waiter = asyncio.wrap_future(deferred.future, loop=loop)
+    expired: list[bool] = []
+
+    def expire() -> None:
+        expired.append(True)
+        waiter.cancel()
+
+    timer = loop.call_later(deferred.timeout, expire)
+    try:
+        return await waiter
+    except asyncio.CancelledError:
+        if expired:
+            raise TimeoutError from None
+        raise
+    finally:
+        timer.cancel()
 
 
 def error_response(error: KmsError, request_id: str | None = None) -> WireResponse:
@@ -130,9 +157,11 @@ class KmsEndpoint:
         error: KmsError | None = None
         try:
             body = self._dispatch(request, call)
+            if call.deferred is not None:
+                return WireResponse(200, b"", pending=self._complete(request, call))
             response = WireResponse(200, body, {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE})
         except NotReady as exc:
-            return WireResponse(503, b"", pending=exc.ready)
+            return WireResponse(503, b"", pending=self._again(request, exc.ready))
         except KmsError as exc:
             # What the audit record needs, kept past the except block without the exception itself: its traceback
             # (and that of the error it was raised from) holds this frame, a cycle that would keep the request, its
@@ -150,6 +179,10 @@ class KmsEndpoint:
             log.exception("internal error in region %s (request %s)", self.region.name, request_id)
             error = internal()
             response = error_response(error, request_id)
+        return self._conclude(request, call, response, error)
+
+    def _conclude(self, request: WireRequest, call: _Call, response: WireResponse,
+                  error: KmsError | None) -> WireResponse:
         if self.audit is not None and call.principal is not None and call.operation is not None:
             self._audit(request, call, error)
         metrics = self.metrics
@@ -160,6 +193,44 @@ class KmsEndpoint:
         # Whatever the answer rests on (this request's commit, or an earlier one it read) is durable before it goes.
         response.durable = self.region.store.durable()
         return response
+
+    async def _again(self, request: WireRequest, ready: Future[Any]) -> WireResponse:
+        """The request run again once the slow work it needed is done (off the event loop)."""
+        with contextlib.suppress(Exception):  # a failure shows in the second run, as that operation's own error
+            await asyncio.wrap_future(ready)
+        return self.handle(request)
+
+    async def _complete(self, request: WireRequest, call: _Call) -> WireResponse:
+        """A deferred answer: its work awaited (bounded by its timeout), finished, audited like any other."""
+        request_id = call.request_id
+        error: KmsError | None = None
+        try:
+            deferred = call.deferred
+            while deferred is not None:
+                try:
+                    result = await _within(deferred)
+                except Exception as exc:
+                    raise deferred.failed(exc) from None
+                finished = deferred.finish(result)
+                if isinstance(finished, Deferred):
+                    deferred = finished
+                    continue
+                call.response, deferred = finished, None
+            assert call.response is not None
+            body = encode_response(call.response)
+            response = WireResponse(200, body, {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE})
+        except KmsError as exc:
+            error = KmsError(exc.code, exc.message, exc.status)
+            response = error_response(exc, request_id)
+        except StoreError as exc:
+            log.warning("region %s: store failure (request %s): %s", self.region.name, request_id, exc)
+            error = internal()
+            response = error_response(error, request_id)
+        except Exception:
+            log.exception("internal error in region %s (request %s)", self.region.name, request_id)
+            error = internal()
+            response = error_response(error, request_id)
+        return self._conclude(request, call, response, error)
 
     def _audit(self, request: WireRequest, call: _Call, error: KmsError | None) -> None:
         assert self.audit is not None and call.principal is not None and call.operation is not None
@@ -264,14 +335,19 @@ class KmsEndpoint:
             # After validation and key resolution, before the key's state: the order AWS checks in.
             authorizer.check_request(region, principal, operation, params)
         if consistency is None or operation.read_only:
-            call.response = handler(region, params, context)
+            answer = handler(region, params, context)
         else:
             def authorize_again() -> None:
                 # Decided again on the caught-up state: a key policy or grant may have changed.
                 if authorizer is not None:
                     authorizer.check_request(region, principal, operation, params)
-            call.response = consistency.run_write(name, lambda: handler(region, params, context), authorize_again)
-        return encode_response(call.response)
+            answer = consistency.run_write(name, lambda: handler(region, params, context), authorize_again)
+        if type(answer) is Deferred:
+            call.deferred = answer
+            return b""
+        assert not isinstance(answer, Deferred)
+        call.response = answer
+        return encode_response(answer)
 
     def _provision_managed_keys(self, name: str, principal: Principal, params: dict[str, Any]) -> None:
         """An AWS managed key named by its predefined alias is created on first use (node/ops/managed.py), before

@@ -127,6 +127,8 @@ class Scheduler:
         if key.mrk is not None and not key.mrk.is_primary(self.region.name):
             commands.append(ReplicaGone(key.key_id, self.region.name))  # the primary drops it from the topology
         self.region.commit(delete_keys=[key.key_id], delete_aliases=aliases, commands=commands)
+        if self.region.key_stores is not None and key.extra:
+            self.region.key_stores.destroy_material(key)  # a custom key store's key: its token object goes too
         self._service_event("DeleteKey", key, self.region.now())
         log.info("region %s: key %s deleted at the end of its waiting period", self.region.name, key.key_id)
 

@@ -27,6 +27,7 @@ from node.store.codec import RecordCodec
 
 if TYPE_CHECKING:
     from node.audit.trail import AuditTrail
+    from node.keystores.service import KeyStoreService
 
 log = logging.getLogger("trent.region")
 T = TypeVar("T")
@@ -88,6 +89,8 @@ class Region:
         self.key_pairs = key_pairs
         self.wrapping_keys = wrapping_keys
         self.grants: dict[str, GrantRecord] = {}
+        # This region's custom key stores (node/keystores), when it has HSM clusters; set by the composition.
+        self.key_stores: KeyStoreService | None = None
         self._grants_by_key: dict[str, set[str]] = {}
         for table in STATE_TABLES:
             store.declare(table, feed=True)

@@ -276,6 +276,30 @@ class Authorizer:
         context = self._context(region, principal, key, None, None, None)
         return identity.evaluate(Request(Caller(principal.arn, principal.account), f"kms:{action}", key.arn, context))
 
+    def require_identity(self, region: Region, principal: Principal, action: str) -> None:
+        """What AWS lets only IAM decide, on no key (the custom key store operations): the account's root may; anyone
+        else needs an identity policy that allows ``kms:<action>`` (and denies nothing of it); another account's
+        principal never may (no cross-account use)."""
+        if not self.settings.enforce:
+            return
+        resource = f"arn:aws:kms:{region.name}:{region.account}:*"
+        caller = Caller(principal.arn, principal.account)
+        identity = self._identity.get(principal.arn)
+        context: dict[str, Sequence[str]] = {"kms:calleraccount": [principal.account],
+                                             "aws:principalarn": [principal.arn],
+                                             "aws:principalaccount": [principal.account],
+                                             "aws:requestedregion": [region.name]}
+        decision = (identity.evaluate(Request(caller, f"kms:{action}", resource, context)) if identity is not None
+                    else Decision.IMPLICIT_DENY)
+        if principal.account == region.account and decision is not Decision.EXPLICIT_DENY and (
+                caller.is_root or decision is Decision.ALLOW):
+            return
+        why = ("with an explicit deny in an identity-based policy" if decision is Decision.EXPLICIT_DENY
+               else f"because no identity-based policy allows the kms:{action} action")
+        raise KmsError("AccessDeniedException",
+                       f"User: {principal.arn} is not authorized to perform: kms:{action} on resource: {resource} "
+                       f"{why}")
+
     def allows(self, policy_text: str, principal: Principal, key: KeyRecord, action: str, region: Region) -> bool:
         """Would ``policy_text`` (not yet stored) let ``principal`` do ``action``? For the lockout check."""
         context = self._context(region, principal, key, None, None, None)

@@ -3,7 +3,8 @@
 Layout (L = 36, the bare key id length)::
 
     0       1   marker 0xE1
-    1       1   flags (bit0: multi-region key id; any other bit -> reject)
+    1       1   flags (bit0: multi-region key id; bit1: a custom key store's key, sealed in its HSM with the
+                material id naming the token object and the iv as GCM nonce; any other bit -> reject)
     2       1   L
     3       L   key id, ASCII
     3+L     32  material id
@@ -36,6 +37,7 @@ from node.model.errors import KmsError, invalid_ciphertext
 
 MARKER = 0xE1
 FLAG_MULTI_REGION = 0x01
+FLAG_KEY_STORE = 0x02
 KEY_ID_LEN = 36
 SALT_LEN = 16
 IV_LEN = 12
@@ -102,6 +104,7 @@ class BlobHeader:
     key_id: str
     material_id: bytes
     multi_region: bool
+    key_store: bool = False
 
 
 def parse_header(blob: bytes) -> BlobHeader:
@@ -109,7 +112,7 @@ def parse_header(blob: bytes) -> BlobHeader:
     if len(blob) < _MIN_BLOB_LEN or blob[0] != MARKER:
         raise invalid_ciphertext()
     flags = blob[1]
-    if flags & ~FLAG_MULTI_REGION or blob[2] != KEY_ID_LEN:
+    if flags & ~(FLAG_MULTI_REGION | FLAG_KEY_STORE) or blob[2] != KEY_ID_LEN:
         raise invalid_ciphertext()
     # The regex is ASCII-only, so a match also proves the id decodes as ASCII.
     if _KEY_ID_RE.fullmatch(blob, _KEY_ID_OFF, _MATERIAL_ID_OFF) is None:
@@ -122,6 +125,7 @@ def parse_header(blob: bytes) -> BlobHeader:
         key_id=key_id,
         material_id=blob[_MATERIAL_ID_OFF:_SALT_OFF],
         multi_region=multi_region,
+        key_store=bool(flags & FLAG_KEY_STORE),
     )
 
 
@@ -174,7 +178,7 @@ def seal(
 def open_blob(blob: bytes, material: Material, encryption_context: Mapping[str, str] | None) -> bytes:
     """Decrypt a TRENT-V1 blob; every failure is the same opaque InvalidCiphertextException."""
     header = parse_header(blob)
-    if header.material_id != material.material_id:
+    if header.material_id != material.material_id or header.key_store:
         raise invalid_ciphertext()
     ec_bytes = encode_encryption_context(encryption_context)
     view = memoryview(blob)  # slices below are zero-copy

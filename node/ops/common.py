@@ -97,6 +97,11 @@ def key_metadata(region: Region, key: KeyRecord) -> dict[str, Any]:
     if key.key_spec == SYMMETRIC_DEFAULT and key.current_material_id:
         meta["CurrentKeyMaterialId"] = key.current_material_id.hex()
     meta.update(imported_metadata(key))  # ExpirationModel, ValidTo (EXTERNAL origin)
+    if key.extra:
+        store_id = key.extra.get("custom_key_store_id")
+        if store_id is not None:  # a key in an AWS CloudHSM key store (node/ops/key_store_keys.py)
+            meta["CustomKeyStoreId"] = store_id
+            meta["CloudHsmClusterId"] = key.extra.get("cloud_hsm_cluster_id")
     if key.mrk is not None:
         meta["MultiRegionConfiguration"] = multi_region_configuration(region, key)
     if key.state is KeyState.PENDING_DELETION and key.deletion_date is not None:

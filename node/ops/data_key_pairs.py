@@ -8,6 +8,7 @@ from typing import Any
 from node.crypto.asymmetric import can_generate, generate_key_pair
 from node.crypto.blob import encode_encryption_context, seal
 from node.crypto.handles import SecretBytes
+from node.keystores.records import STORE_ID
 from node.model.errors import unsupported
 from node.model.key import ENCRYPT_DECRYPT
 from node.model.key_specs import UNSUPPORTED_SPECS
@@ -22,6 +23,9 @@ def _generate(region: Region, params: Params, operation: str) -> tuple[SecretByt
     key = key_for(region, params, OpClass.CRYPTO, allow_alias=True)
     # The usage rules of KMS keys do not apply to data key pairs; the wrapping key must be symmetric.
     require_symmetric_encryption(key, operation)
+    if key.extra and STORE_ID in key.extra:
+        # AWS: "You cannot use an asymmetric KMS key or a KMS key in a custom key store."
+        raise unsupported(f"{key.arn} is in a custom key store, which is not valid for {operation}.")
     spec: str = params["KeyPairSpec"]
     if spec in UNSUPPORTED_SPECS or not can_generate(spec):
         raise unsupported(f"KeyPairSpec {UNSUPPORTED_SPECS.get(spec, spec + ' is not available in this cluster.')}")

@@ -10,11 +10,12 @@ import os
 from typing import Any
 
 from node.crypto.blob import BlobHeader, open_blob, parse_header, seal
+from node.deferred import Deferred
 from node.model.errors import KmsError, invalid_ciphertext, validation
 from node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord, MaterialVersion
 from node.model.operations import KeyAction, Operation, keys_for
 from node.model.states import OpClass, check_state
-from node.ops import asymmetric
+from node.ops import asymmetric, key_store_keys
 from node.ops.common import (
     finish_dry_run,
     key_for,
@@ -44,10 +45,12 @@ def _ignore_ciphertext(params: Params) -> bool:
 
 def _open_source(
     region: Region, params: Params, operation: str, *, key_field: str, ec_field: str, alg_field: str
-) -> tuple[KeyRecord, bytes, MaterialVersion | None, str]:
+) -> tuple[KeyRecord, bytes, MaterialVersion | None, str, bool]:
     """Decrypt half shared by Decrypt and ReEncrypt: header → key → state → usage → material → AEAD open.
 
-    The material version is None for an RSA ciphertext (no versions) and for a DryRun that ignores the blob.
+    The material version is None for an RSA ciphertext (no versions) and for a DryRun that ignores the blob. The
+    last member is True when the blob is to be opened in the key's custom key store (by the caller: plaintext and
+    version are empty then).
     """
     blob: bytes = params.get("CiphertextBlob") or b""
     ignore = bool(params.get("DryRun")) and _ignore_ciphertext(params)
@@ -58,7 +61,7 @@ def _open_source(
         key, plaintext, algorithm = asymmetric.open_rsa(
             region, params, operation, key_field=key_field, ec_field=ec_field, alg_field=alg_field,
             skip_ciphertext=ignore)
-        return key, plaintext, None, algorithm
+        return key, plaintext, None, algorithm, False
     if "CiphertextBlob" not in params and not ignore:
         raise validation("1 validation error detected: Value null at 'ciphertextBlob' failed to satisfy "
                          "constraint: Member must not be null")
@@ -78,21 +81,28 @@ def _open_source(
     require_symmetric_encryption(key, operation)
     algorithm = require_symmetric_algorithm(key, params.get(alg_field))
     if header is None:
-        return key, b"", None, algorithm
+        return key, b"", None, algorithm, False
+    if header.key_store:
+        if not key_store_keys.is_store_key(key):
+            raise invalid_ciphertext()
+        return key, b"", None, algorithm, True
     version = key.material(header.material_id)
     if version is None:
         raise invalid_ciphertext()
     # A DryRun without IGNORE_CIPHERTEXT validates the ciphertext too (wrong context, tampering): open it.
-    return key, open_blob(blob, version.material, params.get(ec_field)), version, algorithm
+    return key, open_blob(blob, version.material, params.get(ec_field)), version, algorithm, False
 
 
-def encrypt(region: Region, params: Params, ctx: RequestContext) -> Response:
+def encrypt(region: Region, params: Params, ctx: RequestContext) -> Response | Deferred:
     key = key_for(region, params, OpClass.CRYPTO, allow_alias=True)
     if key.key_spec != SYMMETRIC_DEFAULT:
         return _encrypt_asymmetric(key, params)
     require_symmetric_encryption(key, "Encrypt")
     algorithm = require_symmetric_algorithm(key, params.get("EncryptionAlgorithm"))
     finish_dry_run(params)
+    if key.extra and key_store_keys.is_store_key(key):
+        return key_store_keys.encrypt(region, key, params["Plaintext"], params.get("EncryptionContext"), lambda blob: {
+            "CiphertextBlob": blob, "KeyId": key.arn, "EncryptionAlgorithm": algorithm})
     version = key.current_material()
     blob = seal(key.key_id, version.material, params["Plaintext"], params.get("EncryptionContext"))
     return {"CiphertextBlob": blob, "KeyId": key.arn, "EncryptionAlgorithm": algorithm}
@@ -107,23 +117,31 @@ def _encrypt_asymmetric(key: KeyRecord, params: Params) -> Response:
     return {"CiphertextBlob": blob, "KeyId": key.arn, "EncryptionAlgorithm": algorithm}
 
 
-def decrypt(region: Region, params: Params, ctx: RequestContext) -> Response:
-    key, plaintext, version, algorithm = _open_source(
+def decrypt(region: Region, params: Params, ctx: RequestContext) -> Response | Deferred:
+    key, plaintext, version, algorithm, in_store = _open_source(
         region, params, "Decrypt", key_field="KeyId", ec_field="EncryptionContext", alg_field="EncryptionAlgorithm"
     )
     reject_recipient(params)
+    if in_store:
+        def opened(plaintext: bytes) -> Response:
+            finish_dry_run(params)
+            return {"KeyId": key.arn, "Plaintext": plaintext, "EncryptionAlgorithm": algorithm,
+                    "KeyMaterialId": key.current_material_id.hex()}
+        return key_store_keys.decrypt(region, key, params["CiphertextBlob"], params.get("EncryptionContext"), opened)
     finish_dry_run(params)
     # None (omitted on the wire) for an RSA key: only symmetric keys have material versions.
     material_id = version.material_id.hex() if version is not None else None
     return {"KeyId": key.arn, "Plaintext": plaintext, "EncryptionAlgorithm": algorithm, "KeyMaterialId": material_id}
 
 
-def re_encrypt(region: Region, params: Params, ctx: RequestContext) -> Response:
-    source, plaintext, source_version, source_alg = _open_source(
+def re_encrypt(region: Region, params: Params, ctx: RequestContext) -> Response | Deferred:
+    source, plaintext, source_version, source_alg, in_store = _open_source(
         region, params, "ReEncrypt", key_field="SourceKeyId", ec_field="SourceEncryptionContext",
         alg_field="SourceEncryptionAlgorithm",
     )
     dest = key_for(region, params, OpClass.CRYPTO, allow_alias=True, field="DestinationKeyId")
+    if in_store or (dest.extra and key_store_keys.is_store_key(dest)):
+        return _re_encrypt_with_stores(region, params, source, source_alg, in_store, plaintext, dest)
     dest_alg = _destination_algorithm(dest, params, plaintext)
     finish_dry_run(params)
     dest_version: MaterialVersion | None = None
@@ -138,6 +156,36 @@ def re_encrypt(region: Region, params: Params, ctx: RequestContext) -> Response:
         "SourceKeyMaterialId": source_version.material_id.hex() if source_version is not None else None,
         "DestinationKeyMaterialId": dest_version.material_id.hex() if dest_version is not None else None,
     }
+
+
+def _re_encrypt_with_stores(region: Region, params: Params, source: KeyRecord, source_alg: str, source_in_store: bool,
+                            plaintext: bytes, dest: KeyRecord) -> Response | Deferred:
+    """ReEncrypt where the source or the destination key (or both) lives in a custom key store: each one's part
+    in its own token, one after the other."""
+    source_material = source.current_material_id.hex() if source_in_store else None
+
+    def answer(blob: bytes, dest_material: str | None, dest_alg: str) -> Response:
+        return {"CiphertextBlob": blob, "SourceKeyId": source.arn, "KeyId": dest.arn,
+                "SourceEncryptionAlgorithm": source_alg, "DestinationEncryptionAlgorithm": dest_alg,
+                "SourceKeyMaterialId": source_material, "DestinationKeyMaterialId": dest_material}
+
+    def seal_in_destination(opened: bytes) -> Response | Deferred:
+        dest_alg = _destination_algorithm(dest, params, opened)
+        finish_dry_run(params)
+        context = params.get("DestinationEncryptionContext")
+        if key_store_keys.is_store_key(dest):
+            material = dest.current_material_id.hex()
+            return key_store_keys.encrypt(region, dest, opened, context,
+                                          lambda blob: answer(blob, material, dest_alg))
+        if dest.key_spec == SYMMETRIC_DEFAULT:
+            version = dest.current_material()
+            return answer(seal(dest.key_id, version.material, opened, context), version.material_id.hex(), dest_alg)
+        return answer(asymmetric.rsa_encrypt(dest, dest_alg, opened), None, dest_alg)
+
+    if source_in_store:
+        return key_store_keys.decrypt(region, source, params["CiphertextBlob"], params.get("SourceEncryptionContext"),
+                                      seal_in_destination)
+    return seal_in_destination(plaintext)
 
 
 def _destination_algorithm(dest: KeyRecord, params: Params, plaintext: bytes) -> str:
@@ -157,35 +205,45 @@ def _data_key_length(params: Params) -> int:
     return DATA_KEY_BYTES[spec] if spec is not None else int(size or 0)
 
 
-def _generate_data_key(region: Region, params: Params, operation: str) -> tuple[KeyRecord, bytes, dict[str, Any]]:
+def _generate_data_key(region: Region, params: Params, operation: str, with_plaintext: bool) -> Response | Deferred:
     key = _encryption_key(region, params, operation)
     length = _data_key_length(params)
     reject_recipient(params)
     finish_dry_run(params)
+    if key.extra and key_store_keys.is_store_key(key):
+        material = key.current_material_id.hex()
+
+        def answer(made: tuple[bytes, bytes]) -> Response:
+            out: dict[str, Any] = {"CiphertextBlob": made[1], "KeyId": key.arn, "KeyMaterialId": material}
+            if with_plaintext:
+                out["Plaintext"] = made[0]
+            return out
+        return key_store_keys.data_key(region, key, length, params.get("EncryptionContext"), answer)
     version = key.current_material()
     plaintext = os.urandom(length)
     blob = seal(key.key_id, version.material, plaintext, params.get("EncryptionContext"))
-    return key, plaintext, {"CiphertextBlob": blob, "KeyId": key.arn, "KeyMaterialId": version.material_id.hex()}
-
-
-def generate_data_key(region: Region, params: Params, ctx: RequestContext) -> Response:
-    _, plaintext, out = _generate_data_key(region, params, "GenerateDataKey")
-    out["Plaintext"] = plaintext
+    out = {"CiphertextBlob": blob, "KeyId": key.arn, "KeyMaterialId": version.material_id.hex()}
+    if with_plaintext:
+        out["Plaintext"] = plaintext
     return out
 
 
-def generate_data_key_without_plaintext(region: Region, params: Params, ctx: RequestContext) -> Response:
-    return _generate_data_key(region, params, "GenerateDataKeyWithoutPlaintext")[2]
+def generate_data_key(region: Region, params: Params, ctx: RequestContext) -> Response | Deferred:
+    return _generate_data_key(region, params, "GenerateDataKey", True)
 
 
-def generate_random(region: Region, params: Params, ctx: RequestContext) -> Response:
+def generate_data_key_without_plaintext(region: Region, params: Params, ctx: RequestContext) -> Response | Deferred:
+    return _generate_data_key(region, params, "GenerateDataKeyWithoutPlaintext", False)
+
+
+def generate_random(region: Region, params: Params, ctx: RequestContext) -> Response | Deferred:
     size = params.get("NumberOfBytes")
     if size is None:
         raise validation("1 validation error detected: Value null at 'numberOfBytes' failed to satisfy "
                          "constraint: Member must not be null")
-    if params.get("CustomKeyStoreId") is not None:
-        raise KmsError("CustomKeyStoreNotFoundException", "Custom key stores are not supported by this cluster.")
     reject_recipient(params)
+    if params.get("CustomKeyStoreId") is not None:
+        return key_store_keys.random_from_store(region, params["CustomKeyStoreId"], size)
     return {"Plaintext": os.urandom(size)}
 
 

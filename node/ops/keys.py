@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from node.crypto.asymmetric import new_key_material
-from node.model.errors import KmsError, unsupported, validation
+from node.deferred import Deferred
+from node.model.errors import unsupported, validation
 from node.model.ids import new_key_id
 from node.model.imported import EXTERNAL, check_importable, settled_state
 from node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord, MaterialVersion
@@ -12,6 +13,7 @@ from node.model.mrk import MultiRegionState
 from node.model.operations import ANY_KEY, KeyAction, Operation
 from node.model.rotation import on_reenable
 from node.model.states import KeyState, OpClass
+from node.ops import key_store_keys
 from node.ops.common import key_for, key_metadata
 from node.ops.paging import page_response, paginate
 from node.ops.policies import check_new_policy, check_policy_document
@@ -52,18 +54,14 @@ def _spec_and_usage(params: Params) -> tuple[str, str]:
     return spec, usage
 
 
-def create_key(region: Region, params: Params, ctx: RequestContext) -> Response:
+def create_key(region: Region, params: Params, ctx: RequestContext) -> Response | Deferred:
     if ctx.principal.account != region.account:
         # AWS would create the key in the caller's own account; this cluster holds keys of one account only.
         raise unsupported(f"This cluster holds keys of account {region.account} only; principals of account "
                           f"{ctx.principal.account} can use its keys (by ARN) but not create keys here.")
     spec, usage = _spec_and_usage(params)
-    if params.get("CustomKeyStoreId") is not None or params.get("XksKeyId") is not None:
-        raise KmsError("CustomKeyStoreNotFoundException", "Custom key stores are not supported by this cluster.")
+    store_id = key_store_keys.check_create(region, params, spec, usage)  # None: not in a custom key store
     origin = params.get("Origin") or "AWS_KMS"
-    if origin in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"):
-        raise KmsError("CustomKeyStoreNotFoundException", f"Origin {origin} requires a custom key store, "
-                       "which this cluster does not support.")
     if origin == EXTERNAL:
         check_importable(spec)
     tags = validate_new_tags(params.get("Tags") or [], existing=())
@@ -73,8 +71,10 @@ def create_key(region: Region, params: Params, ctx: RequestContext) -> Response:
     now = region.now()
     multi_region = bool(params.get("MultiRegion"))
     key_id = new_key_id(multi_region=multi_region)
-    # EXTERNAL: no material until ImportKeyMaterial brings it.
-    materials = () if origin == EXTERNAL else (MaterialVersion(new_key_material(spec, key_id, region.key_pairs), now),)
+    # EXTERNAL: no material until ImportKeyMaterial brings it. A key store's key has its material in the token,
+    # made there once everything else is checked.
+    materials = () if origin == EXTERNAL or store_id is not None else (
+        MaterialVersion(new_key_material(spec, key_id, region.key_pairs), now),)
     key = KeyRecord(
         key_id=key_id, region=region.name, account=region.account, created=now,
         state=KeyState.PENDING_IMPORT if origin == EXTERNAL else KeyState.ENABLED,
@@ -86,6 +86,8 @@ def create_key(region: Region, params: Params, ctx: RequestContext) -> Response:
     )
     if policy is not None:
         check_new_policy(region, ctx, key, policy, bool(params.get("BypassPolicyLockoutSafetyCheck")))
+    if store_id is not None:
+        return key_store_keys.create_in_store(region, store_id, key)
     region.commit(keys=[key])
     if origin == EXTERNAL and region.wrapping_keys is not None:
         region.wrapping_keys.prepare()  # GetParametersForImport is coming: have wrapping keys ready by then
@@ -112,8 +114,15 @@ def update_key_description(region: Region, params: Params, ctx: RequestContext) 
 
 
 def _set_enabled(region: Region, params: Params, enabled: bool) -> Response:
-    key = key_for(region, params, OpClass.ENABLE_DISABLE, allow_alias=False)
     state = KeyState.ENABLED if enabled else KeyState.DISABLED
+    unavailable = region.resolve(params["KeyId"], allow_alias=False)
+    if unavailable.state is KeyState.UNAVAILABLE:
+        # A key of a disconnected custom key store: the change takes effect when the store is connected again.
+        waiting = key_store_keys.pending_availability(region, unavailable, state)
+        if waiting is not None:
+            region.commit(keys=[waiting])
+            return {}
+    key = key_for(region, params, OpClass.ENABLE_DISABLE, allow_alias=False)
     if key.state is not state:
         updated = key.with_changes(state=state)
         if enabled and updated.mrk is None:
@@ -159,7 +168,7 @@ def cancel_key_deletion(region: Region, params: Params, ctx: RequestContext) -> 
     cancelled = key.with_changes(state=KeyState.DISABLED, deletion_date=None, pending_window_days=None)
     if cancelled.origin == EXTERNAL:
         cancelled = cancelled.with_changes(state=settled_state(cancelled))
-    region.commit(keys=[cancelled])
+    region.commit(keys=[key_store_keys.pending_availability(region, cancelled, KeyState.DISABLED) or cancelled])
     return {"KeyId": key.arn}
 
 

@@ -13,6 +13,7 @@ from node.service import Region
 
 if TYPE_CHECKING:
     from node.auth.authorizer import Authorizer
+    from node.deferred import Deferred
 
 Params = dict[str, Any]
 Response = dict[str, Any]
@@ -31,7 +32,8 @@ class RequestContext(NamedTuple):  # a tuple: one is made per request
     authorizer: Authorizer | None = None
 
 
-Handler = Callable[[Region, Params, RequestContext], Response]
+# An answer, or (a key store's operations) one that waits on work off the event loop.
+Handler = Callable[[Region, Params, RequestContext], "Response | Deferred"]
 
 
 class Registry:

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from node.hsm.softhsm import find_library
 from tests.e2e.harness import ROOT
 
 
@@ -17,6 +18,10 @@ from tests.e2e.harness import ROOT
     ("dr_drill.py", ["primary moved to eu-west-1", "replication lag 0", "consistent", "DR drill OK"]),
     ("bring_your_own_key.py", ["rotated on demand", "old data still decrypts", "decrypt refused while material",
                                "re-imported the same bytes: Enabled", "bring your own key demo OK"]),
+    pytest.param("keystore_demo.py", ["HSM cluster cluster-trentdefault is DOWN", "-> KeyUnavailableException",
+                                      "-> KMSInvalidStateException", "decrypts again", "key store demo OK"],
+                 marks=pytest.mark.skipif(find_library() is None,
+                                          reason="SoftHSM2 is not installed (Debian: softhsm2)")),
 ])
 def test_demo_runs(script: str, expected: list[str]) -> None:
     done = subprocess.run([sys.executable, str(ROOT / "examples" / script)], cwd=ROOT, capture_output=True,

@@ -246,7 +246,7 @@ def _with(blob: bytes, pos: int, value: int) -> bytes:
     [
         lambda b: _with(b, 0, 0xE0),  # wrong marker
         lambda b: _with(b, 0, 0x00),
-        lambda b: _with(b, 1, 0x02),  # unknown flag
+        lambda b: _with(b, 1, 0x04),  # unknown flag (0x02 marks a custom key store's ciphertext)
         lambda b: _with(b, 1, 0x80),
         lambda b: _with(b, 1, 0x01),  # multi-region flag on a non-mrk id
         lambda b: _with(b, 2, 35),  # wrong key id length
@@ -327,3 +327,13 @@ def test_property_round_trip() -> None:
         )(check)
     )
     run()
+
+
+def test_a_key_store_ciphertext_never_opens_with_kms_material(material: Material) -> None:
+    # The key store flag is part of the header (and so of the AAD): set on a KMS key's blob, it is refused.
+    blob = seal(KEY_ID, material, b"secret", None)
+    flagged = _with(blob, 1, 0x02)
+    assert parse_header(flagged).key_store is True
+    with pytest.raises(KmsError) as exc:
+        open_blob(flagged, material, None)
+    assert exc.value.code == "InvalidCiphertextException"

@@ -104,6 +104,7 @@ RESPONSE_LOGGED = {
     "CreateGrant": ("GrantId",),
     "ScheduleKeyDeletion": ("KeyId", "DeletionDate", "KeyState", "PendingWindowInDays"),
     "CancelKeyDeletion": ("KeyId",),
+    "CreateCustomKeyStore": ("CustomKeyStoreId",),  # CloudTrail records the new store's id
 }
 READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
                       "GenerateRandom", "GenerateMac", "VerifyMac", "Sign", "Verify", "DeriveSharedSecret",

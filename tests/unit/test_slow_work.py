@@ -1,6 +1,6 @@
-"""Slow work off the event loop (node/app.py after_slow_work): an operation that needs an RSA key generated answers
-NotReady, the adapter waits for it without blocking the loop (other requests are answered meanwhile), then runs
-the request again; it is audited and answered once."""
+"""Slow work off the event loop (node/app.py settled, node/endpoint.py): an operation that needs an RSA key
+generated answers NotReady, the adapter waits for it without blocking the loop (other requests are answered
+meanwhile), then runs the request again; it is audited and answered once."""
 
 from __future__ import annotations
 
@@ -73,3 +73,4 @@ def test_not_ready_is_never_an_answer_by_itself(decoder: RequestDecoder) -> None
     response = endpoint.handle(request("GetParametersForImport", b'{"KeyId": "k", "WrappingAlgorithm": '
                                        b'"RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048"}'))
     assert response.pending is not None and response.body == b""
+    response.pending.close()  # (the adapter would await it: the request run again)
