@@ -205,8 +205,23 @@ def _fault(args: argparse.Namespace) -> int:
     faults = _admin_call(args.data_dir, "/_trent/faults", doc)
     if "processes" in faults:  # crash / restart: the regions' processes, not the in-memory faults
         return _print_processes(faults["processes"], args.json)
+    if "hsm_faults" in faults:  # trent fault hsm ...: the HSM clusters' faults
+        return _print_hsm_faults(faults["hsm_faults"], args.json)
     regions = [] if args.json else list(_admin_call(args.data_dir, "/_trent/status")["regions"])
     return _print_faults(faults, regions, args.json)
+
+
+def _print_hsm_faults(faults: dict[str, dict[str, Any]], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"hsm_faults": faults}, indent=2))
+        return 0
+    style = Style()
+    rows = [[cluster, "DOWN" if f["down"] else "up", f"{f['latency_ms']:g} ms" if f["latency_ms"] else "-",
+             f"{f['errors_percent']:g}%" if f["errors_percent"] else "-"] for cluster, f in faults.items()]
+    print(table(["HSM CLUSTER", "STATE", "LATENCY", "ERRORS"], rows, style,
+                lambda col, cell: ("red" if cell == "DOWN" else "green") if col == 1 else
+                ("yellow" if col > 1 and cell != "-" else None)))
+    return 0
 
 
 def _print_processes(processes: dict[str, int | None], as_json: bool) -> int:
@@ -358,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     fault = sub.add_parser("fault", help="break regions on purpose (DR drills), or show the faults", description=(
         "show | down REGION | up REGION | partition A B | heal A B | latency REGION 200ms | errors REGION 5% | "
         "throttle REGION 10/s | clear | crash REGION | restart REGION (these two: trent up --processes) | "
-        "hsm CLUSTER_ID down|up|latency 200ms|errors 5%%|clear"))
+        "hsm CLUSTER_ID down|up|latency 200ms|errors 5%|clear"))
     fault.add_argument("kind", nargs="?", default="show", choices=["show", "down", "up", "partition", "heal",
                                                                     "latency", "errors", "throttle", "clear",
                                                                     "crash", "restart", "hsm"],

@@ -213,17 +213,17 @@ def test_hsm_clusters_in_the_config_file(tmp_path: Path) -> None:
 
 
 def test_trent_fault_hsm_words() -> None:
-    from cluster.cli import _fault_value
+    from cluster.cli import fault_value
     from cluster.keystore_cli import hsm_fault_command
 
-    assert hsm_fault_command(["cluster-abcdefghijk", "down"], _fault_value) == {
+    assert hsm_fault_command(["cluster-abcdefghijk", "down"], fault_value) == {
         "action": "hsm", "cluster": "cluster-abcdefghijk", "fault": "down"}
-    assert hsm_fault_command(["cluster-abcdefghijk", "latency", "200ms"], _fault_value)["value"] == 0.2
-    assert hsm_fault_command(["cluster-abcdefghijk", "errors", "5%"], _fault_value)["value"] == 0.05
+    assert hsm_fault_command(["cluster-abcdefghijk", "latency", "200ms"], fault_value)["value"] == 0.2
+    assert hsm_fault_command(["cluster-abcdefghijk", "errors", "5%"], fault_value)["value"] == 0.05
     for words in (["cluster-abcdefghijk"], ["cluster-abcdefghijk", "sideways"], ["cluster-abcdefghijk", "latency"],
                   ["cluster-abcdefghijk", "down", "now"]):
         with pytest.raises(ValueError, match="usage: trent fault hsm"):
-            hsm_fault_command(words, _fault_value)
+            hsm_fault_command(words, fault_value)
 
 
 @needs_softhsm
