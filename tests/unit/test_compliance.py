@@ -56,7 +56,7 @@ def test_rotation_off_cannot_rotate_and_what_is_left_out() -> None:
     hmac = key("hmac", key_spec="HMAC_256", key_usage="GENERATE_VERIFY_MAC", rotation=RotationSettings())
     ecc = key("ecc", key_spec="ECC_NIST_P256", key_usage="SIGN_VERIFY", rotation=RotationSettings())
     imported = key("imp", origin="EXTERNAL", rotation=RotationSettings())
-    managed = key("aws", extra={"key_manager": "AWS"})
+    managed = key("aws", age_days=200, extra={"key_manager": "AWS"})  # older than the threshold, and left out
     leaving = key("gone", age_days=500, state=KeyState.PENDING_DELETION, rotation=RotationSettings())
     found = evaluate({"us-east-1": [off, hmac, ecc, imported, managed, leaving]}, NOW, SETTINGS)
     assert kinds(found, "off") == {"rotation-off"}
