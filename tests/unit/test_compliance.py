@@ -172,3 +172,49 @@ def test_a_failing_sink_is_retried_and_does_not_hold_up_the_other(tmp_path: Path
     assert asyncio.run(broken.tick()) == 0
     blocked.parent.mkdir()
     assert asyncio.run(broken.tick()) == 2
+
+
+def test_a_webhook_that_never_answers_delays_no_line_of_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from aiohttp import web
+
+    from cluster import compliance_watch
+
+    monkeypatch.setattr(compliance_watch, "WEBHOOK_TIMEOUT", 0.5)
+    clock = FixedClock(NOW)
+    region = Region(RegionIdentity("us-east-1", "111122223333"), MemoryStore(), RootKey.from_bytes(bytes(32)),
+                    clock)
+    region.commit(keys=[key("a", age_days=120), key("b", age_days=150), key("c", age_days=200)])
+    notes = tmp_path / "notes.jsonl"
+
+    async def run() -> int:
+        entered = asyncio.Event()
+        lines_then: list[int] = []
+
+        async def hang(request: web.Request) -> web.Response:
+            lines_then.append(len(notes.read_text().splitlines()) if notes.exists() else 0)
+            entered.set()
+            await asyncio.Event().wait()  # never answers
+            return web.Response()
+
+        app = web.Application()
+        app.router.add_post("/hook", hang)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        notifier = ComplianceNotifier({"us-east-1": region}, clock, SETTINGS,
+                                      Sinks(webhook=f"http://127.0.0.1:{port}/hook", file=notes), tmp_path)
+        await notifier.start()  # its first tick runs at once
+        try:
+            await asyncio.wait_for(entered.wait(), 30)
+            await asyncio.sleep(1)  # the webhook's timeout passes
+            return lines_then[0]
+        finally:
+            await notifier.stop()
+            await runner.cleanup()
+
+    with caplog.at_level("WARNING", logger="trent.compliance"):
+        assert asyncio.run(run()) == 3  # every line was in the file before the webhook was first tried
+    assert "did not answer within 0.5 s" in caplog.text
