@@ -108,7 +108,9 @@ def health_route(token: str, identity: dict[str, Any]) -> web.RouteDef:
 
 
 def _authorized(request: web.Request, token: str) -> bool:
-    return hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), token.encode())
+    # surrogateescape: a header that is not UTF-8 (aiohttp keeps its bytes that way) is a wrong token, not a 500.
+    return hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape"),
+                               token.encode())
 
 
 async def _post_faults_impl(action: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None,

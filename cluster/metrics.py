@@ -258,4 +258,5 @@ def metrics_authorized(request: web.BaseRequest, token: str) -> bool:
     if not given:  # (a worker passing a scrape on sends the header empty)
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         given = credentials.strip() if scheme.lower() == "bearer" else ""
-    return hmac.compare_digest(given.encode(), token.encode())
+    # surrogateescape: a header that is not UTF-8 (aiohttp keeps its bytes that way) is a wrong token, not a 500.
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode())

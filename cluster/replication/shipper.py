@@ -29,7 +29,8 @@ def outbox_route(region: str, outbox: Outbox, token: str, faults: Faults) -> web
         if faults.is_down(region):
             _drop(request)
             return web.Response(status=503)
-        if not hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), token.encode()):
+        if not hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape"),
+                                   token.encode()):
             return web.Response(status=403, text="replication token required")
         try:
             after = int(request.query.get("after", "0"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -106,3 +107,18 @@ def test_the_grafana_dashboard_queries_only_metrics_trent_exposes() -> None:
                for name in re.findall(r"\btrent_[a-z_]+", target["expr"])}
     assert queried and queried <= exposed, queried - exposed
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+@pytest.mark.parametrize("headers", [{"X-Trent-Admin-Token": "\udcff\udcfe"},  # the bytes FF FE, as aiohttp keeps
+                                     {"Authorization": "Bearer \udcc3("}])       # a header that is not UTF-8
+def test_a_token_that_is_not_utf8_is_a_wrong_token_not_a_server_error(headers: dict[str, str]) -> None:
+    from types import SimpleNamespace
+
+    from multidict import CIMultiDict
+
+    from cluster.admin import _authorized
+    from cluster.metrics import metrics_authorized
+
+    request = cast(Any, SimpleNamespace(headers=CIMultiDict(headers)))  # all either check reads of a request
+    assert metrics_authorized(request, "the-token") is False
+    assert _authorized(request, "the-token") is False
