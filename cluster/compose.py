@@ -181,9 +181,13 @@ def _quotas(config: ClusterConfig) -> RequestQuotas | None:
     if config.quotas != "aws":
         return None
     accounts = [config.account, *(p.account for p in config.effective_principals())]
-    slots = RequestQuotas.slots_needed(accounts, config.regions)
+    # --any-region: room for the regions it may make (cluster/any_region.py's limit), quotas applied there too.
+    from cluster.any_region import MAX_NEW_REGIONS  # (that module imports this one)
+
+    spare = MAX_NEW_REGIONS if config.any_region else 0
+    slots = RequestQuotas.slots_needed(accounts, config.regions, spare)
     return RequestQuotas(SharedBuckets(config.data_dir / "quotas.bin", slots), accounts, config.regions,
-                         config.quota_overrides)
+                         config.quota_overrides, spare)
 
 
 def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: AdjustableClock, codec: CommandCodec,
