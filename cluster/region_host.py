@@ -14,7 +14,7 @@ from typing import Any
 from cluster.admin import AdminApi
 from cluster.any_region import AnyRegion
 from cluster.clock_control import ClockControl
-from cluster.compliance_watch import compliance_report, settings_of
+from cluster.compliance_watch import cluster_findings, compliance_report, settings_of
 from cluster.compose import HostJobs, Parts, compose, host_jobs
 from cluster.console import console_routes
 from cluster.cost_meter import cost_report
@@ -30,6 +30,7 @@ from cluster.serving import Servers, fixed
 from cluster.status import status_report
 from cluster.worker_processes import WorkerProcesses
 from node.audit.sink import CURRENT
+from node.compliance import counts
 from node.config import ClusterConfig
 from node.edge import ConnectionGuard
 
@@ -97,9 +98,14 @@ class RegionHost:
             return {"faults": parts.faults.describe(), "clock_offset": parts.clock.offset,
                     "audit_queue": {name: r.trail.sink.pending for name, r in parts.regions.items()}}
 
+        def compliance() -> Mapping[tuple[str, str], int]:
+            regions = {name: r.region for name, r in parts.regions.items()}
+            return counts(cluster_findings(regions, parts.clock, settings_of(self.config)))
+
         return ClusterCollector({name: r.region for name, r in parts.regions.items()}, parts.request_metrics(),
                                 lambda: self.jobs.replication.replications, state,
-                                self.config.data_dir if self.config.workers > 1 else None, parts.clock.now)
+                                self.config.data_dir if self.config.workers > 1 else None, parts.clock.now,
+                                compliance)
 
     def status(self) -> dict[str, object]:
         return status_report(self.parts, self.jobs.replication.replications, self.clock.state())

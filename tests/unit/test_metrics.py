@@ -122,3 +122,16 @@ def test_a_token_that_is_not_utf8_is_a_wrong_token_not_a_server_error(headers: d
     request = cast(Any, SimpleNamespace(headers=CIMultiDict(headers)))  # all either check reads of a request
     assert metrics_authorized(request, "the-token") is False
     assert _authorized(request, "the-token") is False
+
+
+def test_compliance_findings_are_a_gauge_per_region_and_kind(tmp_path: Path) -> None:
+    collector = ClusterCollector({"us-east-1": cast(Region, _NoKeys())}, {}, _Replications(), _state, None,
+                                 lambda: 0.0, lambda: {("us-east-1", "age"): 2, ("us-east-1", "rotation-off"): 1})
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    found = {tuple(sorted(s.labels.items())): s.value
+             for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples
+             if s.name == "trent_compliance_findings"}
+    assert found[(("kind", "age"), ("region", "us-east-1"))] == 2
+    assert found[(("kind", "rotation-off"), ("region", "us-east-1"))] == 1
+    assert found[(("kind", "replica-lag"), ("region", "us-east-1"))] == 0  # every kind, so alerts can compare
