@@ -113,6 +113,22 @@ def read_snapshots(data_dir: Path) -> list[dict[str, Any]]:
 # -- the collector ------------------------------------------------------------------------------------------------
 
 
+class LiveMapping(Mapping[str, Any]):
+    """A mapping read afresh at every use: the regions --any-region adds while the cluster runs are scraped too."""
+
+    def __init__(self, read: Callable[[], Mapping[str, Any]]) -> None:
+        self._read = read
+
+    def __getitem__(self, name: str) -> Any:
+        return self._read()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+
 class ClusterCollector(Collector):
     """Every family, made afresh at each scrape from the host's parts (prometheus_client calls ``collect``)."""
 

@@ -21,7 +21,7 @@ from cluster.cost_meter import cost_report
 from cluster.fault_control import FaultControl, RegionSite
 from cluster.files import remove_cluster_file, write_cluster_file
 from cluster.gateway import Gateway
-from cluster.metrics import ClusterCollector, clear_snapshots, metrics_routes
+from cluster.metrics import ClusterCollector, LiveMapping, clear_snapshots, metrics_routes
 from cluster.replication.shipper import outbox_route
 from cluster.reset import ResetControl
 from cluster.seed_file import Seed, load_seed
@@ -102,8 +102,8 @@ class RegionHost:
             regions = {name: r.region for name, r in parts.regions.items()}
             return counts(cluster_findings(regions, parts.clock, settings_of(self.config)))
 
-        return ClusterCollector({name: r.region for name, r in parts.regions.items()}, parts.request_metrics(),
-                                lambda: self.jobs.replication.replications, state,
+        return ClusterCollector(LiveMapping(lambda: {name: r.region for name, r in parts.regions.items()}),
+                                LiveMapping(parts.request_metrics), lambda: self.jobs.replication.replications, state,
                                 self.config.data_dir if self.config.workers > 1 else None, parts.clock.now,
                                 compliance)
 
