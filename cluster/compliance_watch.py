@@ -77,7 +77,7 @@ class ComplianceNotifier:
 
     def __init__(self, regions: Mapping[str, Region], clock: Clock, settings: ComplianceSettings, sinks: Sinks,
                  data_dir: Path, interval: float = 1.0) -> None:
-        self.regions = dict(regions)
+        self.regions = regions  # (may be live: cluster.metrics.LiveMapping)
         self.clock = clock
         self.settings = settings
         self.sinks = sinks

@@ -33,7 +33,7 @@ from cluster.jobs import (
     SchedulerJob,
 )
 from cluster.lifecycle import Component
-from cluster.metrics import MetricsSnapshots, count_refusals
+from cluster.metrics import LiveMapping, MetricsSnapshots, count_refusals
 from cluster.replication.commands import CommandCodec
 from cluster.replication.log import Outbox
 from cluster.replication.wiring import RegionReplication
@@ -260,8 +260,10 @@ def host_jobs(parts: Parts) -> HostJobs:
         jobs.append(FollowWorkers(config.data_dir, [r.region for r in parts.regions.values()]))
     if config.compliance_webhook or config.compliance_file:
         sinks = Sinks(config.compliance_webhook, Path(config.compliance_file) if config.compliance_file else None)
-        jobs.append(ComplianceNotifier({n: r.region for n, r in parts.regions.items()}, parts.clock,
-                                       settings_of(config), sinks, config.data_dir, config.scheduler_interval))
+        # Read afresh at every tick: the regions --any-region adds are watched too.
+        regions = LiveMapping(lambda: {n: r.region for n, r in parts.regions.items()})
+        jobs.append(ComplianceNotifier(regions, parts.clock, settings_of(config), sinks, config.data_dir,
+                                       config.scheduler_interval))
     return HostJobs(schedulers, links, trimming, Jobs(jobs))
 
 

@@ -119,7 +119,8 @@ class RegionHost:
         admin_routes = [*self.admin().routes(),
                         *metrics_routes(self.metrics(), parts.admin_token, self.config.metrics_open),
                         *console_routes(parts.admin_token, self.status,
-                                        {name: r.region for name, r in parts.regions.items()}, self.config.data_dir)]
+                                        LiveMapping(lambda: {name: r.region for name, r in parts.regions.items()}),
+                                        self.config.data_dir)]
         gate = parts.gate(follows_runtime=False)  # the host sets the shared clock and faults
         gateway = Gateway({name: r.endpoint for name, r in parts.regions.items()},
                           create=self.any_region.for_request if self.any_region is not None else None)

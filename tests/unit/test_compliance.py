@@ -218,3 +218,18 @@ def test_a_webhook_that_never_answers_delays_no_line_of_the_file(tmp_path: Path,
     with caplog.at_level("WARNING", logger="trent.compliance"):
         assert asyncio.run(run()) == 3  # every line was in the file before the webhook was first tried
     assert "did not answer within 0.5 s" in caplog.text
+
+
+def test_the_notifier_watches_regions_added_while_it_runs(tmp_path: Path) -> None:
+    from cluster.metrics import LiveMapping
+
+    clock = FixedClock(NOW)
+    regions: dict[str, Region] = {}
+    notifier = ComplianceNotifier(LiveMapping(lambda: regions), clock, SETTINGS, Sinks(file=tmp_path / "n.jsonl"),
+                                  tmp_path)
+    assert asyncio.run(notifier.tick()) == 0
+    oregon = Region(RegionIdentity("us-west-2", "111122223333"), MemoryStore(), RootKey.from_bytes(bytes(32)), clock)
+    oregon.commit(keys=[key("w", age_days=120, region="us-west-2")])
+    regions["us-west-2"] = oregon  # as --any-region adds one
+    assert asyncio.run(notifier.tick()) == 1
+    assert json.loads((tmp_path / "n.jsonl").read_text())["region"] == "us-west-2"
