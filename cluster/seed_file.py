@@ -245,7 +245,12 @@ def _per_region(raw: Any, regions: tuple[str, ...], where: str, *, replica: bool
         raise SeedError(f"{where}: tags must be a table of strings")
     if len(tags) > 50 or any(not 1 <= len(k) <= 128 or len(v) > 256 for k, v in tags.items()):
         raise SeedError(f"{where}: tags: at most 50, keys 1-128 and values up to 256 characters")
-    return PerRegion(_region(raw, regions, where), _str(raw, "description", where, ""),
+    if any(k.lower().startswith("aws:") for k in tags):
+        raise SeedError(f"{where}: tags: keys starting with aws: are reserved for AWS")
+    description = _str(raw, "description", where, "")
+    if len(description) > 8192:  # DescribeKey's Description, as CreateKey takes it
+        raise SeedError(f"{where}: description: at most 8192 characters")
+    return PerRegion(_region(raw, regions, where), description,
                      _bool(raw, "enabled", where, True), tuple(aliases), tuple(sorted(tags.items())),
                      _policy(raw.get("policy"), where))
 

@@ -58,6 +58,8 @@ def test_material_forms_and_history() -> None:
     ({"key_id": KEY_ID, "aliases": ["alias/aws/s3"]}, "alias/aws/ is reserved"),
     ({"key_id": KEY_ID, "policy": "{not json"}, "policy is not a valid key policy"),
     ({"key_id": KEY_ID, "origin": "EXTERNAL"}, "origin 'EXTERNAL' is not supported"),
+    ({"key_id": KEY_ID, "description": "x" * 8193}, "description: at most 8192 characters"),
+    ({"key_id": KEY_ID, "tags": {"aws:owner": "me"}}, "keys starting with aws: are reserved"),
     ({"key_id": KEY_ID, "private_key_pem": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"},
      "private_key_pem is not an unencrypted PEM private key"),
     ({"key_id": KEY_ID, "materal": "x"}, "unknown field 'materal'"),
