@@ -85,6 +85,8 @@ class AdminApi:
                 raise ValueError("the clock only moves forward")
         except (ValueError, AttributeError) as exc:
             return _json({"error": str(exc)}, 400)
+        except RecursionError:  # JSON nested deeper than the parser goes
+            return _json({"error": "the JSON body is nested too deeply"}, 400)
         return _json(self._advance(seconds))
 
 
@@ -124,6 +126,8 @@ async def _post_faults_impl(action: Callable[[dict[str, Any]], Awaitable[dict[st
         return _json(await action(doc))
     except (ValueError, TypeError, KeyError) as exc:
         return _json({"error": str(exc)}, 400)
+    except RecursionError:  # JSON nested deeper than the parser goes
+        return _json({"error": "the JSON body is nested too deeply"}, 400)
 
 
 def _json(doc: dict[str, Any], status: int = 200) -> web.Response:
