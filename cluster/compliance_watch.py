@@ -191,6 +191,9 @@ class ComplianceNotifier:
             self._failed("webhook", f"the compliance webhook did not answer within {WEBHOOK_TIMEOUT:g} s")
             return False
         except aiohttp.ClientError as exc:
-            self._failed("webhook", f"the compliance webhook is not reachable: {exc or type(exc).__name__}")
+            # A webhook's path and query are often its secret: only errors that name no more than host and port
+            # are quoted (a redirect loop's error carries the whole URL).
+            quoted = isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ServerDisconnectedError) and str(exc)
+            self._failed("webhook", f"the compliance webhook is not reachable: {quoted or type(exc).__name__}")
             return False
         return True

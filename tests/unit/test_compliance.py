@@ -233,3 +233,37 @@ def test_the_notifier_watches_regions_added_while_it_runs(tmp_path: Path) -> Non
     regions["us-west-2"] = oregon  # as --any-region adds one
     assert asyncio.run(notifier.tick()) == 1
     assert json.loads((tmp_path / "n.jsonl").read_text())["region"] == "us-west-2"
+
+
+def test_a_failing_webhook_is_logged_without_its_secret_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from aiohttp import web
+
+    clock = FixedClock(NOW)
+    region = Region(RegionIdentity("us-east-1", "111122223333"), MemoryStore(), RootKey.from_bytes(bytes(32)),
+                    clock)
+    region.commit(keys=[key("a", age_days=120)])
+
+    async def run() -> None:
+        async def loop(request: web.Request) -> web.Response:
+            raise web.HTTPTemporaryRedirect(request.path + "?sig=s3cr3t-sig")  # forever
+
+        app = web.Application()
+        app.router.add_post("/hooks/s3cr3t-path", loop)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        notifier = ComplianceNotifier({"us-east-1": region}, clock, SETTINGS,
+                                      Sinks(webhook=f"http://127.0.0.1:{port}/hooks/s3cr3t-path"), tmp_path)
+        await notifier.start()
+        try:
+            assert await notifier.tick() == 0
+        finally:
+            await notifier.stop()
+            await runner.cleanup()
+
+    with caplog.at_level("WARNING", logger="trent.compliance"):
+        asyncio.run(run())
+    assert "compliance webhook is not reachable" in caplog.text
+    assert "s3cr3t" not in caplog.text
