@@ -101,6 +101,8 @@ class AdminApi:
                 raise ValueError("the clock only moves forward")
         except (ValueError, AttributeError) as exc:
             return _json({"error": str(exc)}, 400)
+        except RecursionError:  # JSON nested deeper than the parser goes
+            return _json({"error": "the JSON body is nested too deeply"}, 400)
         return _json(self._advance(seconds))
 
 
@@ -124,7 +126,9 @@ def health_route(token: str, identity: dict[str, Any]) -> web.RouteDef:
 
 
 def _authorized(request: web.Request, token: str) -> bool:
-    return hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), token.encode())
+    # surrogateescape: a header that is not UTF-8 (aiohttp keeps its bytes that way) is a wrong token, not a 500.
+    return hmac.compare_digest(request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape"),
+                               token.encode())
 
 
 async def _post_faults_impl(action: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None,
@@ -138,6 +142,8 @@ async def _post_faults_impl(action: Callable[[dict[str, Any]], Awaitable[dict[st
         return _json(await action(doc))
     except (ValueError, TypeError, KeyError) as exc:
         return _json({"error": str(exc)}, 400)
+    except RecursionError:  # JSON nested deeper than the parser goes
+        return _json({"error": "the JSON body is nested too deeply"}, 400)
 
 
 def _json(doc: dict[str, Any], status: int = 200) -> web.Response:

@@ -29,6 +29,7 @@ from node.service import Region
 log = logging.getLogger("trent.compliance")
 STATE_FILE = "compliance-notified.json"
 NOTIFIED_KINDS = (AGE, EXPIRING)
+WEBHOOK_TIMEOUT = 5.0  # seconds for one delivery, connecting included
 
 
 def settings_of(config: ClusterConfig) -> ComplianceSettings:
@@ -76,7 +77,7 @@ class ComplianceNotifier:
 
     def __init__(self, regions: Mapping[str, Region], clock: Clock, settings: ComplianceSettings, sinks: Sinks,
                  data_dir: Path, interval: float = 1.0) -> None:
-        self.regions = dict(regions)
+        self.regions = regions  # (may be live: cluster.metrics.LiveMapping)
         self.clock = clock
         self.settings = settings
         self.sinks = sinks
@@ -99,7 +100,7 @@ class ComplianceNotifier:
         os.replace(tmp, self._state)
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT))
         self._task = asyncio.create_task(self._forever(), name="compliance notifier")
 
     async def stop(self) -> None:
@@ -126,25 +127,24 @@ class ComplianceNotifier:
         findings = cluster_findings(self.regions, self.clock, self.settings)
         senders = {"file": self._to_file, "webhook": self._to_webhook}
         sinks = [name for name, where in (("file", self.sinks.file), ("webhook", self.sinks.webhook)) if where]
-        down: set[str] = set()
+        crossings = [(f"{f.region}/{f.key_id}/{f.kind}/{f.material_id}",
+                      json.dumps(notification(f, self.settings, self.clock.now())))
+                     for f in findings if f.kind in NOTIFIED_KINDS]
         delivered = 0
-        for finding in findings:
-            if finding.kind not in NOTIFIED_KINDS:
-                continue
-            ident = f"{finding.region}/{finding.key_id}/{finding.kind}/{finding.material_id}"
-            line = json.dumps(notification(finding, self.settings, self.clock.now()))
-            for sink in sinks:
-                if sink in down or f"{sink}:{ident}" in self._sent:
+        # The file first, each sink through all its crossings: a webhook that is slow to answer (or never does)
+        # delays no line of the file.
+        for sink in sinks:
+            for ident, line in crossings:
+                if f"{sink}:{ident}" in self._sent:
                     continue
-                if await senders[sink](line):
-                    if sink in self._failing:
-                        self._failing.discard(sink)
-                        log.warning("compliance notifications to the %s are delivered again", sink)
-                    self._sent.add(f"{sink}:{ident}")
-                    self._save()
-                    delivered += 1
-                else:
-                    down.add(sink)
+                if not await senders[sink](line):
+                    break  # the rest wait for the next tick, in order
+                if sink in self._failing:
+                    self._failing.discard(sink)
+                    log.warning("compliance notifications to the %s are delivered again", sink)
+                self._sent.add(f"{sink}:{ident}")
+                self._save()
+                delivered += 1
         self._forget_deleted()
         return delivered
 
@@ -187,7 +187,13 @@ class ComplianceNotifier:
                 if response.status >= 300:
                     self._failed("webhook", f"the compliance webhook answered {response.status}")
                     return False
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self._failed("webhook", f"the compliance webhook is not reachable: {exc}")
+        except TimeoutError:
+            self._failed("webhook", f"the compliance webhook did not answer within {WEBHOOK_TIMEOUT:g} s")
+            return False
+        except aiohttp.ClientError as exc:
+            # A webhook's path and query are often its secret: only errors that name no more than host and port
+            # are quoted (a redirect loop's error carries the whole URL).
+            quoted = isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ServerDisconnectedError) and str(exc)
+            self._failed("webhook", f"the compliance webhook is not reachable: {quoted or type(exc).__name__}")
             return False
         return True

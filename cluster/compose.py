@@ -36,7 +36,7 @@ from cluster.jobs import (
 )
 from cluster.latency import one_way_seconds
 from cluster.lifecycle import Component
-from cluster.metrics import MetricsSnapshots, count_refusals
+from cluster.metrics import LiveMapping, MetricsSnapshots, count_refusals
 from cluster.replication.commands import CommandCodec
 from cluster.replication.log import Outbox
 from cluster.replication.wiring import RegionReplication
@@ -222,9 +222,13 @@ def _quotas(config: ClusterConfig) -> RequestQuotas | None:
     if config.quotas != "aws":
         return None
     accounts = [config.account, *(p.account for p in config.effective_principals())]
-    slots = RequestQuotas.slots_needed(accounts, config.regions)
+    # --any-region: room for the regions it may make (cluster/any_region.py's limit), quotas applied there too.
+    from cluster.any_region import MAX_NEW_REGIONS  # (that module imports this one)
+
+    spare = MAX_NEW_REGIONS if config.any_region else 0
+    slots = RequestQuotas.slots_needed(accounts, config.regions, spare)
     return RequestQuotas(SharedBuckets(config.data_dir / "quotas.bin", slots), accounts, config.regions,
-                         config.quota_overrides)
+                         config.quota_overrides, spare)
 
 
 def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: AdjustableClock, codec: CommandCodec,
@@ -300,8 +304,10 @@ def host_jobs(parts: Parts, client_tls: ssl.SSLContext | None = None) -> HostJob
         jobs.append(FollowWorkers(config.data_dir, [r.region for r in parts.regions.values()]))
     if config.compliance_webhook or config.compliance_file:
         sinks = Sinks(config.compliance_webhook, Path(config.compliance_file) if config.compliance_file else None)
-        jobs.append(ComplianceNotifier({n: r.region for n, r in parts.regions.items()}, parts.clock,
-                                       settings_of(config), sinks, config.data_dir, config.scheduler_interval))
+        # Read afresh at every tick: the regions --any-region adds are watched too.
+        regions = LiveMapping(lambda: {n: r.region for n, r in parts.regions.items()})
+        jobs.append(ComplianceNotifier(regions, parts.clock, settings_of(config), sinks, config.data_dir,
+                                       config.scheduler_interval))
     return HostJobs(schedulers, links, trimming, Jobs(jobs))
 
 

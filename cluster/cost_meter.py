@@ -241,7 +241,9 @@ def cost_report(keys: Mapping[str, list[KeyRecord]], trails: Mapping[str, AuditT
                 now: float) -> dict[str, Any]:
     """GET /_trent/cost: ``since`` and ``until`` (ISO times, epoch seconds or durations back from now; by default
     the regions' whole history until now) over the regions' key records and audit logs (flushed first)."""
-    until = parse_time(query.get("until"), now) or now
+    until = parse_time(query.get("until"), now)
+    if until is None:  # (not "or now": --until 0 is the epoch, not now)
+        until = now
     events: list[dict[str, Any]] = []
     for trail in trails.values():
         trail.flush()

@@ -31,6 +31,7 @@ from cluster.admin import TOKEN_HEADER
 from cluster.faults import Refused
 from cluster.jobs import Periodic
 from cluster.replication.wiring import RegionReplication, lag_report
+from node.compliance import KINDS
 from node.endpoint import KmsEndpoint
 from node.metrics import LATENCY_BUCKETS, NO_OPERATION, RequestMetrics
 from node.model.errors import KmsError
@@ -112,20 +113,39 @@ def read_snapshots(data_dir: Path) -> list[dict[str, Any]]:
 # -- the collector ------------------------------------------------------------------------------------------------
 
 
+class LiveMapping(Mapping[str, Any]):
+    """A mapping read afresh at every use: the regions --any-region adds while the cluster runs are scraped too."""
+
+    def __init__(self, read: Callable[[], Mapping[str, Any]]) -> None:
+        self._read = read
+
+    def __getitem__(self, name: str) -> Any:
+        return self._read()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+
 class ClusterCollector(Collector):
     """Every family, made afresh at each scrape from the host's parts (prometheus_client calls ``collect``)."""
 
     def __init__(self, regions: Mapping[str, Region], metrics: Mapping[str, RequestMetrics],
                  replications: Callable[[], Mapping[str, RegionReplication]], state: Callable[[], dict[str, Any]],
-                 data_dir: Path | None, now: Callable[[], float]) -> None:
+                 data_dir: Path | None, now: Callable[[], float],
+                 compliance: Callable[[], Mapping[tuple[str, str], int]] | None = None) -> None:
         """``state``: the faults in force, the clock offset and each region's audit queue (``fault_state``);
-        ``data_dir``: where workers leave their counts (None: a single process)."""
+        ``data_dir``: where workers leave their counts (None: a single process); ``compliance``: the rotation-age
+        findings per (region, kind) (node.compliance.counts)."""
         self.regions = regions
         self.metrics = metrics
         self.replications = replications
         self.state = state
         self.data_dir = data_dir
         self.now = now
+        self.compliance = compliance
 
     def collect(self) -> Iterator[Metric]:
         workers = read_snapshots(self.data_dir) if self.data_dir is not None else []
@@ -133,6 +153,16 @@ class ClusterCollector(Collector):
         yield from self._keys()
         yield from self._replication()
         yield from self._runtime(workers)
+        if self.compliance is not None:
+            yield self._compliance(self.compliance())
+
+    def _compliance(self, found: Mapping[tuple[str, str], int]) -> Metric:
+        family = GaugeMetricFamily("trent_compliance_findings", "Keys needing attention, by region and kind (age, "
+                                   "rotation-off, cannot-rotate, expiring, replica-lag)", labels=["region", "kind"])
+        for name in sorted(self.regions):
+            for kind in KINDS:  # every kind, 0 included: an alert can compare against it
+                family.add_metric([name, kind], found.get((name, kind), 0))
+        return family
 
     def _merged(self, workers: list[dict[str, Any]]) -> dict[str, RequestMetrics]:
         merged = {name: m.copy() for name, m in self.metrics.items()}
@@ -258,4 +288,5 @@ def metrics_authorized(request: web.BaseRequest, token: str) -> bool:
     if not given:  # (a worker passing a scrape on sends the header empty)
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         given = credentials.strip() if scheme.lower() == "bearer" else ""
-    return hmac.compare_digest(given.encode(), token.encode())
+    # surrogateescape: a header that is not UTF-8 (aiohttp keeps its bytes that way) is a wrong token, not a 500.
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode())

@@ -14,14 +14,14 @@ from typing import Any
 from cluster.admin import AdminApi
 from cluster.any_region import AnyRegion
 from cluster.clock_control import ClockControl
-from cluster.compliance_watch import compliance_report, settings_of
+from cluster.compliance_watch import cluster_findings, compliance_report, settings_of
 from cluster.compose import HostJobs, Parts, compose, host_jobs
 from cluster.console import console_routes
 from cluster.cost_meter import cost_report
 from cluster.fault_control import FaultControl, RegionSite
 from cluster.files import remove_cluster_file, write_cluster_file
 from cluster.gateway import Gateway
-from cluster.metrics import ClusterCollector, clear_snapshots, metrics_routes
+from cluster.metrics import ClusterCollector, LiveMapping, clear_snapshots, metrics_routes
 from cluster.replication.shipper import outbox_route
 from cluster.reset import ResetControl
 from cluster.seed_file import Seed, load_seed
@@ -31,6 +31,7 @@ from cluster.status import status_report
 from cluster.tls import client_context, server_context
 from cluster.worker_processes import WorkerProcesses
 from node.audit.sink import CURRENT
+from node.compliance import counts
 from node.config import ClusterConfig
 from node.edge import ConnectionGuard
 
@@ -100,9 +101,14 @@ class RegionHost:
             return {"faults": parts.faults.describe(), "clock_offset": parts.clock.offset,
                     "audit_queue": {name: r.trail.sink.pending for name, r in parts.regions.items()}}
 
-        return ClusterCollector({name: r.region for name, r in parts.regions.items()}, parts.request_metrics(),
-                                lambda: self.jobs.replication.replications, state,
-                                self.config.data_dir if self.config.workers > 1 else None, parts.clock.now)
+        def compliance() -> Mapping[tuple[str, str], int]:
+            regions = {name: r.region for name, r in parts.regions.items()}
+            return counts(cluster_findings(regions, parts.clock, settings_of(self.config)))
+
+        return ClusterCollector(LiveMapping(lambda: {name: r.region for name, r in parts.regions.items()}),
+                                LiveMapping(parts.request_metrics), lambda: self.jobs.replication.replications, state,
+                                self.config.data_dir if self.config.workers > 1 else None, parts.clock.now,
+                                compliance)
 
     def status(self) -> dict[str, object]:
         return status_report(self.parts, self.jobs.replication.replications, self.clock.state())
@@ -116,7 +122,8 @@ class RegionHost:
         admin_routes = [*self.admin().routes(),
                         *metrics_routes(self.metrics(), parts.admin_token, self.config.metrics_open),
                         *console_routes(parts.admin_token, self.status,
-                                        {name: r.region for name, r in parts.regions.items()}, self.config.data_dir)]
+                                        LiveMapping(lambda: {name: r.region for name, r in parts.regions.items()}),
+                                        self.config.data_dir)]
         gate = parts.gate(follows_runtime=False)  # the host sets the shared clock and faults
         gateway = Gateway({name: r.endpoint for name, r in parts.regions.items()},
                           create=self.any_region.for_request if self.any_region is not None else None)

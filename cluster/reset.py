@@ -56,7 +56,9 @@ class ResetControl:
     def add_region(self, name: str, region: Region, outbox: Outbox) -> None:
         self._regions[name] = (region, outbox)
 
-    async def reset(self, _doc: dict[str, Any]) -> dict[str, Any]:
+    async def reset(self, doc: dict[str, Any]) -> dict[str, Any]:
+        if doc:  # a caller asking for less than everything ("regions": [...]) must not have everything wiped
+            raise ValueError(f"reset takes no parameters (it clears every region); got {', '.join(sorted(doc))}")
         async with self._links.paused():
             cleared = {name: clear_region(region, outbox).as_dict() for name, (region, outbox) in
                        self._regions.items()}

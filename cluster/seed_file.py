@@ -35,6 +35,8 @@ KEY_FIELDS = ("key_id", "region", "key_spec", "key_usage", "description", "enabl
 REPLICA_FIELDS = ("region", "description", "enabled", "aliases", "tags", "policy")
 ROTATION_FIELDS = ("enabled", "period_days", "next_rotation")
 ALIAS_FIELDS = ("name", "key_id", "region")
+# YAML anchors let a small file stand for an enormous (or endless) structure; no seed file needs this many values.
+MAX_SEED_VALUES = 200_000
 
 
 class SeedError(ValueError):
@@ -113,9 +115,26 @@ def _decode(text: str, path: Path) -> Mapping[str, Any]:
             raise SeedError(f"seed file {path} is not valid TOML ({exc}); YAML files end in .yaml") from None
     if raw is None:
         return {}
+    _bounded(raw, path)
     if not isinstance(raw, Mapping):
         raise SeedError(f"seed file {path}: expected a table of keys and aliases at the top")
     return raw
+
+
+def _bounded(raw: Any, path: Path) -> None:
+    """Refuse a structure that expands (through YAML anchors and aliases) to more than MAX_SEED_VALUES values, or
+    refers to itself: reading it further would exhaust memory or never end."""
+    pending, seen = [raw], 0
+    while pending:
+        value = pending.pop()
+        seen += 1
+        if seen > MAX_SEED_VALUES:
+            raise SeedError(f"seed file {path} expands to more than {MAX_SEED_VALUES} values (YAML anchors and "
+                            "aliases repeating themselves?)")
+        if isinstance(value, Mapping):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
 
 
 def _first_line(exc: Exception) -> str:
@@ -222,11 +241,16 @@ def _per_region(raw: Any, regions: tuple[str, ...], where: str, *, replica: bool
     for alias in aliases:
         _check_alias(alias, where)
     tags = raw.get("tags", {})
-    if not isinstance(tags, Mapping) or not all(isinstance(v, str) for v in tags.values()):
+    if not isinstance(tags, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
         raise SeedError(f"{where}: tags must be a table of strings")
     if len(tags) > 50 or any(not 1 <= len(k) <= 128 or len(v) > 256 for k, v in tags.items()):
         raise SeedError(f"{where}: tags: at most 50, keys 1-128 and values up to 256 characters")
-    return PerRegion(_region(raw, regions, where), _str(raw, "description", where, ""),
+    if any(k.lower().startswith("aws:") for k in tags):
+        raise SeedError(f"{where}: tags: keys starting with aws: are reserved for AWS")
+    description = _str(raw, "description", where, "")
+    if len(description) > 8192:  # DescribeKey's Description, as CreateKey takes it
+        raise SeedError(f"{where}: description: at most 8192 characters")
+    return PerRegion(_region(raw, regions, where), description,
                      _bool(raw, "enabled", where, True), tuple(aliases), tuple(sorted(tags.items())),
                      _policy(raw.get("policy"), where))
 
@@ -240,7 +264,11 @@ def _check_alias(name: str, where: str) -> None:
 def _policy(value: Any, where: str) -> str | None:
     if value is None:
         return None
-    text = json.dumps(value, indent=2) if isinstance(value, Mapping) else value
+    try:
+        text = json.dumps(value, indent=2) if isinstance(value, Mapping) else value
+    except (TypeError, ValueError):  # a date (YAML and TOML read an unquoted 2012-10-17 as one), a cycle
+        raise SeedError(f"{where}: policy holds a value JSON has no form for (quote dates: "
+                        "Version: \"2012-10-17\")") from None
     if not isinstance(text, str):
         raise SeedError(f"{where}: policy must be a JSON string or a table")
     try:

@@ -69,8 +69,10 @@ def counts(findings: Iterable[Finding]) -> dict[tuple[str, str], int]:
 def _key_findings(region: str, key: KeyRecord, now: float, settings: ComplianceSettings) -> list[Finding]:
     out: list[Finding] = []
     version = key.material(key.current_material_id)
-    if version is None:
-        return out  # no material (yet): an imported key waiting for its material has nothing to age
+    if version is None or key.key_manager == KEY_MANAGER_AWS:
+        # No material (yet): an imported key waiting for its material has nothing to age. AWS managed keys rotate
+        # every year on AWS's schedule, which their owner cannot change: nothing to report about them.
+        return out
     mid = key.current_material_id.hex()
 
     def finding(kind: str, detail: str, **extra: Any) -> Finding:
@@ -84,7 +86,7 @@ def _key_findings(region: str, key: KeyRecord, now: float, settings: ComplianceS
         out.append(finding(CANNOT_ROTATE, f"{key.key_spec} keys have no automatic rotation"))
     elif key.origin != ORIGIN_AWS_KMS:
         out.append(finding(CANNOT_ROTATE, f"keys with origin {key.origin} have no automatic rotation"))
-    elif not key.rotation.enabled and key.key_manager != KEY_MANAGER_AWS:
+    elif not key.rotation.enabled:
         out.append(finding(ROTATION_OFF, "automatic rotation is disabled"))
     expires = material_expiry(key)
     if expires is not None and expires - now <= settings.expiry_days * DAY:

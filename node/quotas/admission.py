@@ -62,26 +62,44 @@ class RequestQuotas:
     """KMS's request quotas per (account, region, quota), in buckets every process of the cluster shares."""
 
     def __init__(self, buckets: SharedBuckets, accounts: Iterable[str], regions: Iterable[str],
-                 overrides: Mapping[str, float]) -> None:
+                 overrides: Mapping[str, float], spare_regions: int = 0) -> None:
         self.buckets = buckets
         self.regions = tuple(regions)
         self.accounts = tuple(dict.fromkeys(accounts))
+        self._overrides = dict(overrides)
         self._rates = {(name, region): overrides.get(name, quota.rate_in(region))
                        for name, quota in QUOTAS.items() for region in self.regions}
         # The same slot numbers in every process: they derive from the configuration alone.
         combos = [(a, r, q) for a in self.accounts for r in self.regions for q in QUOTAS]
         self._slots = {combo: n for n, combo in enumerate(combos)}
+        # Slots for regions made on first use (--any-region, one process only), given out as they appear.
+        self._spare = spare_regions
+        self._added: list[str] = []
 
     @staticmethod
-    def slots_needed(accounts: Iterable[str], regions: Iterable[str]) -> int:
-        return len(dict.fromkeys(accounts)) * len(tuple(regions)) * len(QUOTAS)
+    def slots_needed(accounts: Iterable[str], regions: Iterable[str], spare_regions: int = 0) -> int:
+        return len(dict.fromkeys(accounts)) * (len(tuple(regions)) + spare_regions) * len(QUOTAS)
 
     def rate(self, quota: str, region: str) -> float:
         return self._rates[(quota, region)]
 
+    def _add_region(self, name: str) -> bool:
+        """Give a region made on first use its buckets, if spare slots are left."""
+        if len(self._added) >= self._spare:
+            return False
+        self._added.append(name)
+        for account in self.accounts:
+            for quota_name, quota in QUOTAS.items():
+                self._slots[(account, name, quota_name)] = len(self._slots)
+                self._rates[(quota_name, name)] = self._overrides.get(quota_name, quota.rate_in(name))
+        return True
+
     def __call__(self, region: Region, principal: Principal, operation: str, params: Mapping[str, Any]) -> None:
         for quota, where, count in charges(region, operation, params):
             slot = self._slots.get((principal.account, where, quota))
+            if slot is None and where == region.name and where not in self.regions and where not in self._added \
+                    and self._add_region(where):
+                slot = self._slots.get((principal.account, where, quota))
             if slot is None:
                 continue  # a region (or account) this cluster does not serve: the operation refuses it
             if not self.buckets.take(slot, self._rates[(quota, where)], count):

@@ -32,6 +32,18 @@ def test_an_unconfigured_region_just_works(anywhere: RunningCluster) -> None:
     status = anywhere.admin("/_trent/status")
     assert status["regions"]["us-west-2"]["keys"] == 1
     assert (anywhere.data_dir / "us-west-2" / "root.key").exists()
+    # Scraped like the configured regions.
+    token = (anywhere.data_dir / "admin.token").read_text().strip()
+    scrape = urllib.request.Request(anywhere.gateway_url + "/metrics", headers={"X-Trent-Admin-Token": token})
+    with urllib.request.urlopen(scrape, timeout=30) as answer:
+        metrics = answer.read().decode()
+    assert 'trent_requests_total{error_code="OK",operation="CreateKey",region="us-west-2"} 1.0' in metrics
+    assert 'trent_keys{region="us-west-2",state="Enabled"} 1.0' in metrics
+    console = urllib.request.Request(anywhere.gateway_url + "/_trent/console/state",
+                                     headers={"X-Trent-Admin-Token": token})
+    with urllib.request.urlopen(console, timeout=30) as answer:
+        shown = json.loads(answer.read())
+    assert [k["id"] for k in shown["keys"]["us-west-2"]["keys"]] == [meta["KeyId"]]
 
 
 def test_a_new_region_keeps_its_keys_across_a_restart_and_moves_with_the_clock(anywhere: RunningCluster) -> None:

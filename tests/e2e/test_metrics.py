@@ -97,6 +97,9 @@ def test_keys_by_state_and_multi_region_roles(cluster: RunningCluster) -> None:
         before, "trent_multi_region_keys", region="us-east-1", role="primary") == 1
     assert value(after, "trent_multi_region_keys", region="ap-northeast-2", role="replica") - value(
         before, "trent_multi_region_keys", region="ap-northeast-2", role="replica") == 1
+    # Both new keys have rotation off: the rotation-age findings (`trent compliance`) as a gauge.
+    assert value(after, "trent_compliance_findings", region="us-east-1", kind="rotation-off") - value(
+        before, "trent_compliance_findings", region="us-east-1", kind="rotation-off") == 2
     for region in cluster.regions:
         for peer in cluster.regions:
             if peer != region:

@@ -56,7 +56,7 @@ def test_rotation_off_cannot_rotate_and_what_is_left_out() -> None:
     hmac = key("hmac", key_spec="HMAC_256", key_usage="GENERATE_VERIFY_MAC", rotation=RotationSettings())
     ecc = key("ecc", key_spec="ECC_NIST_P256", key_usage="SIGN_VERIFY", rotation=RotationSettings())
     imported = key("imp", origin="EXTERNAL", rotation=RotationSettings())
-    managed = key("aws", extra={"key_manager": "AWS"})
+    managed = key("aws", age_days=200, extra={"key_manager": "AWS"})  # older than the threshold, and left out
     leaving = key("gone", age_days=500, state=KeyState.PENDING_DELETION, rotation=RotationSettings())
     found = evaluate({"us-east-1": [off, hmac, ecc, imported, managed, leaving]}, NOW, SETTINGS)
     assert kinds(found, "off") == {"rotation-off"}
@@ -172,3 +172,98 @@ def test_a_failing_sink_is_retried_and_does_not_hold_up_the_other(tmp_path: Path
     assert asyncio.run(broken.tick()) == 0
     blocked.parent.mkdir()
     assert asyncio.run(broken.tick()) == 2
+
+
+def test_a_webhook_that_never_answers_delays_no_line_of_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from aiohttp import web
+
+    from cluster import compliance_watch
+
+    monkeypatch.setattr(compliance_watch, "WEBHOOK_TIMEOUT", 0.5)
+    clock = FixedClock(NOW)
+    region = Region(RegionIdentity("us-east-1", "111122223333"), MemoryStore(), RootKey.from_bytes(bytes(32)),
+                    clock)
+    region.commit(keys=[key("a", age_days=120), key("b", age_days=150), key("c", age_days=200)])
+    notes = tmp_path / "notes.jsonl"
+
+    async def run() -> int:
+        entered = asyncio.Event()
+        lines_then: list[int] = []
+
+        async def hang(request: web.Request) -> web.Response:
+            lines_then.append(len(notes.read_text().splitlines()) if notes.exists() else 0)
+            entered.set()
+            await asyncio.Event().wait()  # never answers
+            return web.Response()
+
+        app = web.Application()
+        app.router.add_post("/hook", hang)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        notifier = ComplianceNotifier({"us-east-1": region}, clock, SETTINGS,
+                                      Sinks(webhook=f"http://127.0.0.1:{port}/hook", file=notes), tmp_path)
+        await notifier.start()  # its first tick runs at once
+        try:
+            await asyncio.wait_for(entered.wait(), 30)
+            await asyncio.sleep(1)  # the webhook's timeout passes
+            return lines_then[0]
+        finally:
+            await notifier.stop()
+            await runner.cleanup()
+
+    with caplog.at_level("WARNING", logger="trent.compliance"):
+        assert asyncio.run(run()) == 3  # every line was in the file before the webhook was first tried
+    assert "did not answer within 0.5 s" in caplog.text
+
+
+def test_the_notifier_watches_regions_added_while_it_runs(tmp_path: Path) -> None:
+    from cluster.metrics import LiveMapping
+
+    clock = FixedClock(NOW)
+    regions: dict[str, Region] = {}
+    notifier = ComplianceNotifier(LiveMapping(lambda: regions), clock, SETTINGS, Sinks(file=tmp_path / "n.jsonl"),
+                                  tmp_path)
+    assert asyncio.run(notifier.tick()) == 0
+    oregon = Region(RegionIdentity("us-west-2", "111122223333"), MemoryStore(), RootKey.from_bytes(bytes(32)), clock)
+    oregon.commit(keys=[key("w", age_days=120, region="us-west-2")])
+    regions["us-west-2"] = oregon  # as --any-region adds one
+    assert asyncio.run(notifier.tick()) == 1
+    assert json.loads((tmp_path / "n.jsonl").read_text())["region"] == "us-west-2"
+
+
+def test_a_failing_webhook_is_logged_without_its_secret_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from aiohttp import web
+
+    clock = FixedClock(NOW)
+    region = Region(RegionIdentity("us-east-1", "111122223333"), MemoryStore(), RootKey.from_bytes(bytes(32)),
+                    clock)
+    region.commit(keys=[key("a", age_days=120)])
+
+    async def run() -> None:
+        async def loop(request: web.Request) -> web.Response:
+            raise web.HTTPTemporaryRedirect(request.path + "?sig=s3cr3t-sig")  # forever
+
+        app = web.Application()
+        app.router.add_post("/hooks/s3cr3t-path", loop)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        notifier = ComplianceNotifier({"us-east-1": region}, clock, SETTINGS,
+                                      Sinks(webhook=f"http://127.0.0.1:{port}/hooks/s3cr3t-path"), tmp_path)
+        await notifier.start()
+        try:
+            assert await notifier.tick() == 0
+        finally:
+            await notifier.stop()
+            await runner.cleanup()
+
+    with caplog.at_level("WARNING", logger="trent.compliance"):
+        asyncio.run(run())
+    assert "compliance webhook is not reachable" in caplog.text
+    assert "s3cr3t" not in caplog.text

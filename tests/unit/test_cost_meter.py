@@ -119,3 +119,10 @@ def test_times_are_iso_epoch_or_a_duration_back() -> None:
             parse_time(bad, now)
     with pytest.raises(ValueError, match="before"):
         estimate([], [], now, T0)
+
+
+def test_until_the_epoch_is_the_epoch_not_now() -> None:
+    from cluster.cost_meter import cost_report
+
+    assert cost_report({}, {}, {"until": "0"}, T0)["until"] == 0.0
+    assert cost_report({}, {}, {}, T0)["until"] == T0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -106,3 +107,31 @@ def test_the_grafana_dashboard_queries_only_metrics_trent_exposes() -> None:
                for name in re.findall(r"\btrent_[a-z_]+", target["expr"])}
     assert queried and queried <= exposed, queried - exposed
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+@pytest.mark.parametrize("headers", [{"X-Trent-Admin-Token": "\udcff\udcfe"},  # the bytes FF FE, as aiohttp keeps
+                                     {"Authorization": "Bearer \udcc3("}])       # a header that is not UTF-8
+def test_a_token_that_is_not_utf8_is_a_wrong_token_not_a_server_error(headers: dict[str, str]) -> None:
+    from types import SimpleNamespace
+
+    from multidict import CIMultiDict
+
+    from cluster.admin import _authorized
+    from cluster.metrics import metrics_authorized
+
+    request = cast(Any, SimpleNamespace(headers=CIMultiDict(headers)))  # all either check reads of a request
+    assert metrics_authorized(request, "the-token") is False
+    assert _authorized(request, "the-token") is False
+
+
+def test_compliance_findings_are_a_gauge_per_region_and_kind(tmp_path: Path) -> None:
+    collector = ClusterCollector({"us-east-1": cast(Region, _NoKeys())}, {}, _Replications(), _state, None,
+                                 lambda: 0.0, lambda: {("us-east-1", "age"): 2, ("us-east-1", "rotation-off"): 1})
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    found = {tuple(sorted(s.labels.items())): s.value
+             for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples
+             if s.name == "trent_compliance_findings"}
+    assert found[(("kind", "age"), ("region", "us-east-1"))] == 2
+    assert found[(("kind", "rotation-off"), ("region", "us-east-1"))] == 1
+    assert found[(("kind", "replica-lag"), ("region", "us-east-1"))] == 0  # every kind, so alerts can compare

@@ -168,3 +168,22 @@ def test_admission_throttles_with_the_aws_error(tmp_path: Path) -> None:
     quotas(region, principal, "DescribeKey", {"KeyId": "x"})
     assert quotas.rate("DescribeKey", "eu-west-1") == 2 and quotas.rate("CreateKey", "eu-west-1") == 5
     quotas.buckets.close()
+
+
+def test_a_region_made_on_first_use_has_its_quotas_too(tmp_path: Path) -> None:
+    accounts, regions = ["111122223333"], ["us-east-1"]
+    slots = RequestQuotas.slots_needed(accounts, regions, spare_regions=1)
+    quotas = RequestQuotas(SharedBuckets(tmp_path / "q.bin", slots, FakeClock()), accounts, regions,
+                           {"DescribeKey": 2}, spare_regions=1)
+    principal = Principal("test", "test", "arn:aws:iam::111122223333:root", "111122223333")
+    region = cast(Region, _Region())  # eu-west-1: not configured, made by --any-region
+    quotas(region, principal, "DescribeKey", {"KeyId": "x"})
+    quotas(region, principal, "DescribeKey", {"KeyId": "x"})
+    with pytest.raises(KmsError, match="exceeded the rate"):
+        quotas(region, principal, "DescribeKey", {"KeyId": "x"})
+    assert quotas.rate("CreateKey", "eu-west-1") == 5
+    # Only the region answering the request is given buckets: a name in its parameters is not.
+    quotas(region, principal, "ReplicateKey", {"ReplicaRegion": "us-west-2"})
+    with pytest.raises(KeyError):
+        quotas.rate("CreateKey", "us-west-2")
+    quotas.buckets.close()

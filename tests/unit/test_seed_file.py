@@ -58,6 +58,8 @@ def test_material_forms_and_history() -> None:
     ({"key_id": KEY_ID, "aliases": ["alias/aws/s3"]}, "alias/aws/ is reserved"),
     ({"key_id": KEY_ID, "policy": "{not json"}, "policy is not a valid key policy"),
     ({"key_id": KEY_ID, "origin": "EXTERNAL"}, "origin 'EXTERNAL' is not supported"),
+    ({"key_id": KEY_ID, "description": "x" * 8193}, "description: at most 8192 characters"),
+    ({"key_id": KEY_ID, "tags": {"aws:owner": "me"}}, "keys starting with aws: are reserved"),
     ({"key_id": KEY_ID, "private_key_pem": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"},
      "private_key_pem is not an unencrypted PEM private key"),
     ({"key_id": KEY_ID, "materal": "x"}, "unknown field 'materal'"),
@@ -107,6 +109,35 @@ def test_unreadable_files_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(SeedError, match="expected a table"):
         load_seed(tmp_path / "list.yaml", REGIONS)
+
+
+def test_a_yaml_bomb_or_a_self_referring_file_is_refused_quickly(tmp_path: Path) -> None:
+    # Nine levels of nine aliases: a few hundred bytes that stand for 387 million strings.
+    levels = ['      l0: &l0 ["x","x","x","x","x","x","x","x","x"]']
+    levels += [f"      l{n}: &l{n} [{','.join([f'*l{n - 1}'] * 9)}]" for n in range(1, 9)]
+    (tmp_path / "bomb.yaml").write_text(f"keys:\n  - key_id: {KEY_ID}\n    policy:\n" + "\n".join(levels) + "\n")
+    with pytest.raises(SeedError, match="expands to more than"):
+        load_seed(tmp_path / "bomb.yaml", REGIONS)
+    (tmp_path / "loop.yaml").write_text(f"keys:\n  - key_id: {KEY_ID}\n    policy: &p {{Statement: *p}}\n")
+    with pytest.raises(SeedError, match="expands to more than"):
+        load_seed(tmp_path / "loop.yaml", REGIONS)
+
+
+@pytest.mark.parametrize("body", [
+    "    tags: {1: a}\n",  # YAML keys need not be strings
+    "    policy: {Version: 2012-10-17, Statement: []}\n",  # an unquoted date is a date in YAML
+])
+def test_yaml_values_of_other_types_are_refused_as_seed_errors(tmp_path: Path, body: str) -> None:
+    (tmp_path / "s.yaml").write_text(f"keys:\n  - key_id: {KEY_ID}\n" + body)
+    with pytest.raises(SeedError, match=KEY_ID):
+        load_seed(tmp_path / "s.yaml", REGIONS)
+
+
+def test_a_toml_policy_table_with_a_bare_date_is_a_seed_error(tmp_path: Path) -> None:
+    (tmp_path / "s.toml").write_text(f'[[keys]]\nkey_id = "{KEY_ID}"\n'
+                                     "policy = { Version = 2012-10-17, Statement = [] }\n")
+    with pytest.raises(SeedError, match="quote dates"):
+        load_seed(tmp_path / "s.toml", REGIONS)
 
 
 def test_local_kms_version_2(tmp_path: Path) -> None:

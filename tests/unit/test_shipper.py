@@ -268,3 +268,14 @@ async def test_puller_stops_when_cancelled(link: Link) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(task, 2.0)
     assert task.cancelled()
+
+
+async def test_a_signature_header_that_is_not_utf8_is_refused_not_a_server_error(link: Link) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", link.server.port)
+    signature = f"t={time.time()},n=".encode() + b"\xff,s=\xfe"  # well formed, in the window, not text
+    writer.write(f"GET {LOG_PATH}?after=0&region={A} HTTP/1.1\r\nHost: x\r\n".encode() + SIGNATURE_HEADER.encode()
+                 + b": " + signature + b"\r\nConnection: close\r\n\r\n")
+    await writer.drain()
+    status = await asyncio.wait_for(reader.readline(), 8)
+    writer.close()
+    assert status.split()[1] == b"403"
