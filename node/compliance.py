@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from node.model.imported import EXTERNAL, expiry_due
 from node.model.key import ENCRYPT_DECRYPT, ORIGIN_AWS_KMS, SYMMETRIC_DEFAULT, KeyRecord
 from node.model.managed import KEY_MANAGER_AWS
 from node.model.states import PENDING_DELETION_STATES
@@ -19,9 +19,6 @@ DAY = 86400.0
 AGE, ROTATION_OFF, CANNOT_ROTATE, EXPIRING, REPLICA_LAG = (
     "age", "rotation-off", "cannot-rotate", "expiring", "replica-lag")
 KINDS = (AGE, ROTATION_OFF, CANNOT_ROTATE, EXPIRING, REPLICA_LAG)
-# Where an imported key's material expiry may be kept (the material version's own, then the key's): the import
-# feature's record fields, by the names AWS and the record use for them.
-_EXPIRY_NAMES = ("valid_to", "ValidTo", "expiration", "expires_at", "expiration_date", "material_valid_to")
 
 
 @dataclass(frozen=True)
@@ -118,33 +115,8 @@ def _replica_lag(by_region: Mapping[str, list[KeyRecord]]) -> list[Finding]:
 
 
 def material_expiry(key: KeyRecord) -> float | None:
-    """When the key's current material expires (epoch seconds), if it is imported material with an expiry: read
-    from the current material version, then the key record, then its extras, whichever holds it."""
-    if key.origin == ORIGIN_AWS_KMS:
+    """When the key's imported material next expires (epoch seconds; the earliest ValidTo of the material it holds),
+    or None: generated material never expires, nor imported material with KEY_MATERIAL_DOES_NOT_EXPIRE."""
+    if key.origin != EXTERNAL:
         return None
-    holders: list[Any] = [key.material(key.current_material_id), key]
-    for holder in holders:
-        for name in _EXPIRY_NAMES:
-            found = _epoch(getattr(holder, name, None))
-            if found is not None:
-                return found
-    for name in _EXPIRY_NAMES:
-        found = _epoch(key.extra.get(name))
-        if found is not None:
-            return found
-    return None
-
-
-def _epoch(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-    if isinstance(value, str):
-        try:
-            return _epoch(datetime.fromisoformat(value.replace("Z", "+00:00")))
-        except ValueError:
-            return None
-    return None
+    return expiry_due(key)

@@ -27,8 +27,7 @@ PENDING_MULTI_REGION = "PENDING_MULTI_REGION_IMPORT_AND_ROTATION"
 IMPORT_PENDING = "IMPORT"
 MAX_VALID_DAYS = 365
 DAY = 86400.0
-_EXTRA = "imports"
-MULTI_REGION_IMPORT = False  # the KeyRecord.extra entry holding the catalogue
+_EXTRA = "imports"  # the KeyRecord.extra entry holding the catalogue
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,10 @@
 """Compliance findings from constructed key records: age against the threshold, rotation off, keys that cannot
-rotate, imported material expiring (wherever the import feature keeps its expiry), replicas behind their primary."""
+rotate, imported material expiring, replicas behind their primary."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from node.clock import FixedClock
 from node.compliance import ComplianceSettings, Finding, counts, evaluate, material_expiry
 from node.crypto.handles import new_material
 from node.crypto.rootkey import RootKey
+from node.model.imported import DOES_NOT_EXPIRE, EXPIRES, EXTERNAL, ImportRequest, apply_import, delete_material
 from node.model.key import KeyRecord, MaterialVersion, RotationSettings
 from node.model.mrk import MultiRegionState
 from node.model.states import KeyState
@@ -65,25 +64,24 @@ def test_rotation_off_cannot_rotate_and_what_is_left_out() -> None:
     assert counts(found) == {("us-east-1", "rotation-off"): 1, ("us-east-1", "cannot-rotate"): 3}
 
 
-@dataclass(frozen=True)
-class ImportedVersion(MaterialVersion):
-    """A material version as the import feature may keep it: with its own expiry."""
+def imported(key_id: str, model: str, valid_to: float | None) -> KeyRecord:
+    """An EXTERNAL key after ImportKeyMaterial, as the import flow records it (node/model/imported.py)."""
+    pending = key(key_id, origin=EXTERNAL, materials=(), current_material_id=b"", state=KeyState.PENDING_IMPORT,
+                  rotation=RotationSettings())
+    return apply_import(pending, ImportRequest(new_material(key_id), None, None, model, valid_to, None, NOW - DAY,
+                                               False))
 
-    valid_to: float | None = None
 
-
-def test_imported_material_expiry_is_read_wherever_it_is_kept() -> None:
-    in_extra = key("a", origin="EXTERNAL", extra={"valid_to": NOW + 10 * DAY})
-    iso = key("b", origin="EXTERNAL",
-              extra={"ValidTo": datetime.fromtimestamp(NOW + 40 * DAY, UTC).isoformat().replace("+00:00", "Z")})
-    base = key("c", origin="EXTERNAL")
-    version = ImportedVersion(base.materials[0].material, base.materials[0].created, None, NOW - DAY)
-    expired = base.with_changes(materials=(version,))
-    never = key("d", origin="EXTERNAL", extra={"valid_to": None})
-    generated = key("e", extra={"valid_to": NOW})  # AWS_KMS material never expires, whatever an extra says
-    assert material_expiry(in_extra) == NOW + 10 * DAY and material_expiry(iso) == NOW + 40 * DAY
-    assert material_expiry(expired) == NOW - DAY and material_expiry(never) is None is material_expiry(generated)
-    found = evaluate({"us-east-1": [in_extra, iso, expired, never, generated]}, NOW, SETTINGS)
+def test_imported_material_expiry_is_the_earliest_valid_to_of_what_the_key_holds() -> None:
+    soon = imported("a", EXPIRES, NOW + 10 * DAY)
+    later = imported("b", EXPIRES, NOW + 40 * DAY)
+    past = imported("c", EXPIRES, NOW - DAY)  # (the scheduler deletes it at the next tick)
+    never = imported("d", DOES_NOT_EXPIRE, None)
+    generated = key("e")
+    assert material_expiry(soon) == NOW + 10 * DAY and material_expiry(later) == NOW + 40 * DAY
+    assert material_expiry(past) == NOW - DAY and material_expiry(never) is None is material_expiry(generated)
+    assert material_expiry(delete_material(soon, soon.current_material_id)) is None  # deleted: nothing expires
+    found = evaluate({"us-east-1": [soon, later, past, never, generated]}, NOW, SETTINGS)
     expiring = {f.key_id: f for f in found if f.kind == "expiring"}
     assert set(expiring) == {"a", "c"}
     assert expiring["a"].detail == "imported key material expires in 10.0 days"
