@@ -19,6 +19,7 @@ from cluster.durations import parse_duration
 from cluster.keystore_cli import hsm_fault_command, key_store_banner, print_key_stores
 from cluster.lifecycle import start_role, stop_signal
 from cluster.running import admin_address, admin_send
+from cluster.xks_cli import DEFAULT_PROXY_DIR, add_proxy_parser, xks_fault
 from node.config import ConfigError, load_config
 
 if TYPE_CHECKING:
@@ -150,6 +151,8 @@ def _status(args: argparse.Namespace) -> int:
 
 def _fault(args: argparse.Namespace) -> int:
     doc: dict[str, Any] = {"action": args.kind, "regions": args.regions}
+    if args.kind == "xks":
+        return xks_fault(args.regions, args.proxy_dir, _fault_value)
     try:
         if args.kind == "hsm":
             doc = hsm_fault_command(args.regions, _fault_value)
@@ -243,10 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
         "down REGION | up REGION | partition A B | heal A B | latency REGION 200ms | errors REGION 5% | "
         "throttle REGION 10/s | clear"))
     fault.add_argument("kind", choices=["down", "up", "partition", "heal", "latency", "errors", "throttle", "clear",
-                                        "hsm"])
+                                        "hsm", "xks"])
     fault.add_argument("regions", nargs="*", help="region(s), then the value for latency/errors/throttle; for hsm: "
                        "CLUSTER_ID down|up|latency 200ms|errors 5%%|clear")
     fault.add_argument("--data-dir", dest="data_dir", default=".trent")
+    fault.add_argument("--proxy-dir", dest="proxy_dir", default=DEFAULT_PROXY_DIR,
+                       help="for xks: the XKS proxy's data directory (faults: down|up|latency 300ms|errors 20%%|"
+                       "garbage|reject|clear)")
     fault.set_defaults(func=_fault)
     audit = sub.add_parser("audit", help="read the audit trail (CloudTrail-shaped), newest last")
     audit.add_argument("--region", help="only this region")
@@ -257,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true", help="one JSON record per line")
     audit.add_argument("--data-dir", dest="data_dir", default=".trent")
     audit.set_defaults(func=_audit)
+    add_proxy_parser(sub)
     bench = sub.add_parser("bench", help="run the benchmark suite (see bench/README.md)", add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     bench.set_defaults(func=_bench)
