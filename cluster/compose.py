@@ -62,6 +62,9 @@ from node.store.base import Batch, Store, StoreFactory
 from node.store.factory import make_store_factory
 from node.wire.sigv4 import SigV4Verifier
 from node.wire.validation import RequestDecoder
+from node.xks.client import XksClient
+from node.xks.model import kms_model
+from node.xks.stores import XksStores
 
 # -- the parts every role serves ------------------------------------------------------------------------------
 
@@ -171,11 +174,13 @@ def _key_stores(config: ClusterConfig, name: str, region: Region, clusters: tupl
     except (TokenSetupError, OSError) as exc:
         logging.getLogger("trent.keystores").error("region %s: HSM tokens unavailable: %s", name, exc)
         directory = region_clusters((), name, region_dir, config.data_dir)
-    return KeyStoreService(region, KeyStoreCodec(root), directory, faults)
+    service = KeyStoreService(region, KeyStoreCodec(root), directory, faults)
+    service.xks = XksStores(XksClient(config.xks_trusted_ca, config.xks_allow_http, config.xks_timeout_ms / 1000), name)
+    return service
 
 
 def _serving(config: ClusterConfig) -> _Serving:
-    decoder = RequestDecoder(botocore.session.get_session().get_service_model("kms"))
+    decoder = RequestDecoder(kms_model(botocore.session.get_session().get_service_data("kms")))
     registry = build_registry(decoder.operation_names())
     principals = config.effective_principals()
     directory = PrincipalDirectory(principals)
@@ -269,6 +274,8 @@ class KeyStoreConnections:
     async def stop(self) -> None:
         for service in self._services:
             service.close()
+            if service.xks is not None:
+                await service.xks.client.close()
 
 
 def worker_jobs(parts: Parts) -> Jobs:

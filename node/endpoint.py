@@ -37,6 +37,7 @@ from node.wire.protocol import (
 )
 from node.wire.sigv4 import SigV4Verifier, parse_scope
 from node.wire.validation import RequestDecoder
+from node.xks.request_scope import current_request
 
 log = logging.getLogger("trent.endpoint")
 
@@ -278,6 +279,7 @@ class KmsEndpoint:
         consistency = self.consistency
         if consistency is not None:
             consistency.before_request()
+        current_request.set(context)  # for the requestMetadata of an XKS proxy call the handler makes
         authorizer, region, handler = self.authorizer, self.region, operation.handler
         if authorizer is not None:
             # After validation and key resolution, before the key's state: the order AWS checks in.
