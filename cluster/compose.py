@@ -64,7 +64,9 @@ from node.wire.sigv4 import SigV4Verifier
 from node.wire.validation import RequestDecoder
 from node.xks.client import XksClient
 from node.xks.model import kms_model
-from node.xks.stores import XksStores
+from node.xks.stores import XksStores, watch_health
+
+XKS_HEALTH_INTERVAL = 30.0  # AWS checks an external store's proxy every few minutes; `trent status` shows the last
 
 # -- the parts every role serves ------------------------------------------------------------------------------
 
@@ -266,12 +268,18 @@ class KeyStoreConnections:
 
     def __init__(self, parts: Parts) -> None:
         self._services = [r.region.key_stores for r in parts.regions.values() if r.region.key_stores is not None]
+        self._watchers: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         for service in self._services:
             service.resume()
+            if service.xks is not None:
+                self._watchers.append(asyncio.get_running_loop().create_task(watch_health(
+                    service, service.xks, XKS_HEALTH_INTERVAL)))
 
     async def stop(self) -> None:
+        for watcher in self._watchers:
+            watcher.cancel()
         for service in self._services:
             service.close()
             if service.xks is not None:

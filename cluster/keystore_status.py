@@ -7,15 +7,21 @@ from typing import Any
 
 from cluster.compose import Parts
 from node.service import Region
+from node.xks.stores import xks_status
 
 
 def key_store_report(region: Region) -> list[dict[str, Any]]:
     stores = region.key_stores
     if stores is None:
         return []
-    return [{"id": r.store_id, "name": r.name, "cluster": r.cluster_id, "state": r.state,
-             "error": r.error_code, "keys": len(stores.keys_in(r.store_id))}
-            for r in sorted(stores.stores.values(), key=lambda r: r.store_id)]
+    out = [{"id": r.store_id, "name": r.name, "cluster": r.cluster_id, "state": r.state,
+            "error": r.error_code, "keys": len(stores.keys_in(r.store_id))}
+           for r in sorted(stores.stores.values(), key=lambda r: r.store_id)]
+    for item in out:
+        record = stores.stores[str(item["id"])]
+        if record.xks is not None:  # an external key store: its proxy and what the last call to it saw
+            item.update(xks_status(record, stores.xks))
+    return out
 
 
 def hsm_cluster_report(parts: Parts) -> list[dict[str, Any]]:

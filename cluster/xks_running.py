@@ -92,7 +92,7 @@ class RunningProxy:
                 return "XKS proxy is up" in self.log()
         try:
             with urllib.request.urlopen(f"{self.endpoint}/ping", timeout=2, context=context) as r:
-                return r.status == 200
+                return bool(r.status == 200)
         except (urllib.error.URLError, OSError):
             return False
 

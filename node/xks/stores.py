@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import logging
 import os
@@ -104,6 +105,26 @@ class XksStores:
             self.health[record.store_id].ok = False
             self.health[record.store_id].detail = "every external key manager is UNAVAILABLE"
             raise XksCallFailure("unreachable", detail="every external key manager is UNAVAILABLE")
+
+
+def xks_status(record: KeyStoreRecord, xks: XksStores | None) -> dict[str, Any]:
+    """What `trent status` shows of an external key store: its proxy and the outcome of the last call to it."""
+    assert record.xks is not None
+    health = xks.health.get(record.store_id) if xks is not None else None
+    return {"type": EXTERNAL, "proxy": record.xks.uri_endpoint + record.xks.uri_path, "health": None if health is None
+            else {"ok": health.ok, "detail": health.detail, "latency_ms": round(health.latency_ms, 1),
+                  "age_s": round(time.time() - health.checked, 1)}}
+
+
+async def watch_health(owner: Any, xks: XksStores, interval: float) -> None:
+    """The periodic GetHealthStatus AWS makes (kmsOperation KmsHealthCheck) of every connected external store of
+    ``owner`` (a KeyStoreService: its ``stores`` by id)."""
+    while True:
+        await asyncio.sleep(interval)
+        for record in list(owner.stores.values()):
+            if record.xks is not None and record.state == CONNECTED:
+                with contextlib.suppress(XksCallFailure):  # noted in xks.health (and logged) by the call
+                    await xks.health_check(record, "KmsHealthCheck")
 
 
 def _request_id() -> str:
