@@ -94,6 +94,10 @@ class XksProxy:
         call, key_id = self._route(request.path)
         seen["call"], seen["key"] = call, key_id
         faults = self.current_faults()
+        if faults.down:  # a connection kept alive from before: dropped, as a proxy that went away drops it
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=503)
         if faults.latency_ms > 0:
             await asyncio.sleep(faults.latency_ms / 1000)
         if request.method != "POST":

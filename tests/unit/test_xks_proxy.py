@@ -114,8 +114,9 @@ async def test_encrypt_then_decrypt_with_aad(proxy: Proxy) -> None:
         assert (status, body["errorName"]) == (400, "InvalidCiphertextException")
     flipped = bytearray(base64.b64decode(enc["ciphertext"]))
     flipped[0] ^= 1
-    status, body = await proxy.call("decrypt", "foo", encryptionAlgorithm="AES_GCM", additionalAuthenticatedData=b64(aad),
-                                    **{**fields, "ciphertext": b64(bytes(flipped))})
+    fields["ciphertext"] = b64(bytes(flipped))
+    status, body = await proxy.call("decrypt", "foo", encryptionAlgorithm="AES_GCM",
+                                    additionalAuthenticatedData=b64(aad), **fields)
     assert (status, body["errorName"]) == (400, "InvalidCiphertextException")
 
 
