@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill demo-keystore
+.PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill demo-keystore demo-xks
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -56,6 +56,10 @@ demo-drill: $(STAMP)
 # A custom key store on the default HSM cluster (SoftHSM2, from deploy/debian-packages.txt): the HSM pulled down and back.
 demo-keystore: $(STAMP) sysdeps
 	$(PY) examples/keystore_demo.py
+
+# An external key store on `trent xks-proxy` over HTTPS: the proxy slowed, failing, garbled, rejecting, down, back.
+demo-xks: $(STAMP) sysdeps
+	$(PY) examples/xks_demo.py
 
 clean:
 	rm -rf $(VENV) .trent

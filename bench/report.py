@@ -24,6 +24,11 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         out["encrypt_gateway_workers2_p99_ms"] = w["trent_p99_ms"]
         out["encrypt_gateway_workers2_cpu_vs_ceiling2"] = round(
             w["ceiling_server_cpu_ms_per_request"] / w["trent_server_cpu_ms_per_request"], 3)
+    x = results.get("xks")
+    if x:
+        out["encrypt_xks_vs_standard_key"] = x["xks_vs_standard"]
+        out["encrypt_xks_p99_ms"] = x["xks_p99_ms"]
+        out["xks_proxy_encrypt_req_per_s"] = x["proxy"]["req_per_s"]
     t = results.get("throughput")
     if not t:
         return out
@@ -186,6 +191,15 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
                   "| round | Trent req/s | ceiling req/s | ratio | Trent CPU ms/req | ceiling CPU ms/req |",
                   "|---|---|---|---|---|---|"]
         lines += _pair_rows(list(zip(w["trent"], w["ceiling"], strict=True)))
+    x = results.get("xks")
+    if x:
+        lines += ["", "## External key store: Encrypt through `trent xks-proxy` vs a standard key (gateway, "
+                  "keep-alive, 32 connections)", "",
+                  "| round | XKS req/s | XKS p99 ms | standard req/s | standard p99 ms |", "|---|---|---|---|---|"]
+        lines += [f"| {i} | {p['xks']['req_per_s']} | {p['xks']['p99_ms']} | {p['standard']['req_per_s']} | "
+                  f"{p['standard']['p99_ms']} |" for i, p in enumerate(x["pairs"], 1)]
+        lines += ["", f"The proxy alone (its encrypt call, SigV4, 32 connections): {x['proxy']['req_per_s']} req/s, "
+                      f"p99 {x['proxy']['p99_ms']} ms."]
     failed = results.get("failures") or {}
     lines += ["", "## Replication", ""] + ([
               "(failed: see failures in the JSON)" if "replication" in failed else "(not run)"] if not r else [

@@ -28,6 +28,7 @@ from bench.procs import (
 )
 from bench.scenarios import OPERATIONS, Fixtures, encrypt_call_for_baseline
 from bench.seed import seed
+from bench.xks import xks as xks_section
 from cluster.running import admin_request, poll
 from node.config import DEFAULT_REGIONS
 
@@ -43,6 +44,7 @@ class Settings:
     # shared two-core machine single pairs spread from 0.4x to 0.8x, too wide for the median of three to settle.
     rounds: int = 7
     quick: bool = False
+    only: tuple[str, ...] = ()  # sections to run (throughput, workers, replication, scale, xks); () = all
     # A running cluster's gateway (http://host:port) to measure instead of starting one; None: start our own.
     target: str | None = None
     region: str = "us-east-1"
@@ -321,7 +323,10 @@ def run(settings: Settings, target_cluster: TargetCluster | None = None) -> dict
         target_cluster = TargetCluster(settings.target)
     sections: list[tuple[str, Callable[[Settings, Progress], Any]]] = [
         ("throughput", lambda s, p: throughput(s, p, target_cluster)), ("workers", workers),
-        ("replication", replication), ("scale", scale)]
+        ("replication", replication), ("scale", scale),
+        ("xks", lambda s, p: xks_section(s, p, measured))]
+    if settings.only:
+        sections = [(name, section) for name, section in sections if name in settings.only]
     if settings.target:
         # A running cluster: what needs our own clusters (several processes, faults, seeded stores) is not run.
         sections = sections[:1]
@@ -330,6 +335,7 @@ def run(settings: Settings, target_cluster: TargetCluster | None = None) -> dict
     else:
         steps = len(OPERATIONS) * (1 + len(_other_counts(settings))) + len(settings.connections) * 5 + \
             settings.rounds + 1 + settings.rounds + 2 + len(settings.scale)
+    steps += settings.rounds + 1  # the XKS section
     progress = Progress(steps)
     started = time.time()
     results: dict[str, Any] = {"started": started, "machine": machine(), "settings": settings.__dict__}
