@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from node.xks.signing import sign
+from node.xks.signing import SigningKeys, sign
 from node.xks.wire import STATUS
 
 DEFAULT_TIMEOUT = 0.25  # AWS KMS gives a proxy 250 ms for each call
@@ -55,6 +55,7 @@ class XksClient:
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
         self._ssl: ssl.SSLContext | None = None
+        self._keys = SigningKeys()
 
     def ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -77,7 +78,8 @@ class XksClient:
         path = target.uri_path + ("/health" if call == "health" else f"/keys/{key_id}/{call}")
         payload = json.dumps(body, separators=(",", ":")).encode()
         host = urlsplit(target.uri_endpoint).netloc
-        headers = sign("POST", path, host, payload, target.access_key_id, target.secret, target.region, self._now())
+        headers = sign("POST", path, host, payload, target.access_key_id, target.secret, target.region, self._now(),
+                       self._keys)
         headers["Content-Type"] = "application/json"
         try:
             async with asyncio.timeout(self.timeout if timeout is None else timeout):

@@ -21,7 +21,7 @@ from node.hsm.pool import HsmError, SessionPool
 from node.xks import proxy_keys
 from node.xks.proxy_config import ProxyConfig, ProxyKey
 from node.xks.proxy_faults import FaultFile, ProxyFaults
-from node.xks.signing import SignatureRejected, verify
+from node.xks.signing import SignatureRejected, SigningKeys, verify
 from node.xks.wire import (
     AAD_MAX,
     BODY_MAX,
@@ -62,6 +62,8 @@ class XksProxy:
         self.rng = rng or random.Random()
         self._base = config.base_path
         self._ekm: tuple[str, str] | None = None
+        self._handles = proxy_keys.KeyHandles()
+        self._signing_keys = SigningKeys()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=BODY_MAX)
@@ -137,7 +139,7 @@ class XksProxy:
             if faults.reject:
                 raise SignatureRejected("every signature is refused (injected)")
             verify(request.method, request.raw_path.split("?", 1)[0], request.query_string, request.headers, body,
-                   self.config.credentials.get, self.now(), self.config.max_skew_seconds)
+                   self.config.credentials.get, self.now(), self.config.max_skew_seconds, self._signing_keys)
         except SignatureRejected as exc:
             log.warning("authentication failed: %s", exc)
             raise XksError("AuthenticationFailedException", "the request signature could not be verified") from None
@@ -158,7 +160,8 @@ class XksProxy:
     async def _token(self, work: Callable[[pkcs11.Session], T]) -> T:
         try:
             future: Future[T] = self.pool.submit(work)
-            return await asyncio.wait_for(asyncio.wrap_future(future), TOKEN_TIMEOUT)
+            async with asyncio.timeout(TOKEN_TIMEOUT):  # not wait_for: no task of its own per call
+                return await asyncio.wrap_future(future)
         except TimeoutError:
             raise XksError("DependencyTimeoutException", "the key manager did not answer in time") from None
         except HsmError as exc:
@@ -197,14 +200,15 @@ class XksProxy:
             self._usable(key, "DECRYPT")  # the CDIV promise is checked by decrypting (the spec's Appendix C)
         token_aad = gcm_aad(aad, None)
         iv, ciphertext, tag = await self._token(
-            lambda s: proxy_keys.encrypt(s, key.key_id, plaintext, token_aad))
+            lambda s: proxy_keys.encrypt(s, key.key_id, plaintext, token_aad, self._handles))
         out: dict[str, Any] = {"ciphertext": b64(ciphertext), "initializationVector": b64(iv),
                                "authenticationTag": b64(tag)}
         if cdiv_algorithm is not None:
             # Computed before the check decryption: a corruption after it would otherwise go unseen.
             out["ciphertextDataIntegrityValue"] = b64(cdiv(aad, None, iv, ciphertext, tag))
             try:
-                back = await self._token(lambda s: proxy_keys.decrypt(s, key.key_id, iv, ciphertext, tag, token_aad))
+                back = await self._token(lambda s: proxy_keys.decrypt(s, key.key_id, iv, ciphertext, tag, token_aad,
+                                                                      self._handles))
             except proxy_keys.BadCiphertext:
                 back = None
             if back != plaintext:
@@ -227,7 +231,7 @@ class XksProxy:
         token_aad = gcm_aad(aad, metadata)
         try:
             plaintext = await self._token(
-                lambda s: proxy_keys.decrypt(s, key.key_id, iv, ciphertext, tag, token_aad))
+                lambda s: proxy_keys.decrypt(s, key.key_id, iv, ciphertext, tag, token_aad, self._handles))
         except proxy_keys.BadCiphertext:
             raise XksError("InvalidCiphertextException", "the ciphertext, initialization vector, additional "
                            "authenticated data or tag is not valid") from None

@@ -32,6 +32,23 @@ def _find(session: pkcs11.Session, key_id: str) -> Any:  # a pkcs11.SecretKey (i
     return session.get_key(object_class=ObjectClass.SECRET_KEY, label=key_id)
 
 
+class KeyHandles:
+    """Key objects found once per session of the pool (a search is three PKCS#11 calls; the pool's sessions live as
+    long as the proxy). Each session is used by one thread at a time, so each entry is too."""
+
+    def __init__(self) -> None:
+        self._handles: dict[tuple[int, str], Any] = {}
+
+    def get(self, session: pkcs11.Session, key_id: str) -> Any:
+        handle = self._handles.get((id(session), key_id))
+        if handle is None:
+            handle = self._handles[(id(session), key_id)] = _find(session, key_id)
+        return handle
+
+    def forget(self, session: pkcs11.Session, key_id: str) -> None:
+        self._handles.pop((id(session), key_id), None)
+
+
 def ensure_keys(session: pkcs11.Session, key_ids: Iterable[str]) -> list[str]:
     """Generate, in the token, every key of ``key_ids`` it lacks; the ids generated."""
     made: list[str] = []
@@ -56,25 +73,41 @@ def present(session: pkcs11.Session, key_id: str) -> bool:
     return True
 
 
-def encrypt(session: pkcs11.Session, key_id: str, plaintext: bytes, aad: bytes) -> tuple[bytes, bytes, bytes]:
-    """(initialization vector, ciphertext, tag): a fresh 96-bit IV from the token's generator."""
-    iv = bytes(session.generate_random(_IV_LEN * 8))
-    sealed = bytes(_find(session, key_id).encrypt(plaintext, mechanism=Mechanism.AES_GCM,
-                                                  mechanism_param=GCMParams(iv, aad, _TAG_BITS)))
+def _key(session: pkcs11.Session, key_id: str, handles: KeyHandles | None) -> Any:
+    return handles.get(session, key_id) if handles is not None else _find(session, key_id)
+
+
+def encrypt(session: pkcs11.Session, key_id: str, plaintext: bytes, aad: bytes,
+            handles: KeyHandles | None = None) -> tuple[bytes, bytes, bytes]:
+    """(initialization vector, ciphertext, tag): a fresh random 96-bit IV (the OS's CSPRNG: one call fewer into a
+    token that serves one call at a time)."""
+    iv = os.urandom(_IV_LEN)
+    try:
+        sealed = bytes(_key(session, key_id, handles).encrypt(plaintext, mechanism=Mechanism.AES_GCM,
+                                                              mechanism_param=GCMParams(iv, aad, _TAG_BITS)))
+    except p11.PKCS11Error:
+        if handles is not None:
+            handles.forget(session, key_id)
+        raise
     return iv, sealed[:-16], sealed[-16:]
 
 
-def decrypt(session: pkcs11.Session, key_id: str, iv: bytes, ciphertext: bytes, tag: bytes, aad: bytes) -> bytes:
+def decrypt(session: pkcs11.Session, key_id: str, iv: bytes, ciphertext: bytes, tag: bytes, aad: bytes,
+            handles: KeyHandles | None = None) -> bytes:
     try:
-        return bytes(_find(session, key_id).decrypt(ciphertext + tag, mechanism=Mechanism.AES_GCM,
-                                                    mechanism_param=GCMParams(iv, aad, _TAG_BITS)))
+        return bytes(_key(session, key_id, handles).decrypt(ciphertext + tag, mechanism=Mechanism.AES_GCM,
+                                                            mechanism_param=GCMParams(iv, aad, _TAG_BITS)))
     except (p11.GeneralError, p11.EncryptedDataInvalid, p11.EncryptedDataLenRange, p11.FunctionFailed,
             p11.MechanismParamInvalid):
         raise BadCiphertext() from None
+    except p11.PKCS11Error:
+        if handles is not None:
+            handles.forget(session, key_id)
+        raise
 
 
 def health_round_trip(session: pkcs11.Session) -> bool:
-    """A deep check: the health key encrypts and decrypts in the token."""
+    """A deep check: the health key encrypts and decrypts in the token (found afresh: a check of the token)."""
     probe = os.urandom(16)
     iv, ct, tag = encrypt(session, HEALTH_KEY, probe, b"health")
     return decrypt(session, HEALTH_KEY, iv, ct, tag, b"health") == probe

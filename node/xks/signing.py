@@ -25,6 +25,23 @@ from node.xks.wire import SERVICE
 MAX_SKEW = 300.0  # the spec: requests more than 5 minutes off fail authentication
 
 
+class SigningKeys:
+    """Derived signing keys (four HMACs each) kept per (secret, date, region): they change once a day."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._keys: dict[tuple[str, str, str], bytes] = {}
+        self._size = size
+
+    def key(self, secret: str, date: str, region: str) -> bytes:
+        found = self._keys.get((secret, date, region))
+        if found is None:
+            found = _derive_signing_key(secret, date, region, SERVICE)
+            if len(self._keys) >= self._size:
+                self._keys.clear()
+            self._keys[(secret, date, region)] = found
+        return found
+
+
 class SignatureRejected(Exception):
     """Why a request failed authentication (for the proxy's log: it names no secret)."""
 
@@ -35,12 +52,12 @@ def _string_to_sign(amz_date: str, region: str, canonical_request: str) -> str:
 
 
 def sign(method: str, path: str, host: str, body: bytes, access_key: str, secret: str, region: str,
-         now: float) -> dict[str, str]:
+         now: float, keys: SigningKeys | None = None) -> dict[str, str]:
     """The headers that sign one request (Host, X-Amz-Date, Authorization)."""
     amz_date = _format_amz(now)
     canonical = "\n".join((method, _canonical_uri(path), "", f"host:{host}\nx-amz-date:{amz_date}\n",
                            "host;x-amz-date", hashlib.sha256(body).hexdigest()))
-    key = _derive_signing_key(secret, amz_date[:8], region, SERVICE)
+    key = keys.key(secret, amz_date[:8], region) if keys else _derive_signing_key(secret, amz_date[:8], region, SERVICE)
     signature = hmac.new(key, _encode(_string_to_sign(amz_date, region, canonical)), hashlib.sha256).hexdigest()
     return {"Host": host, "X-Amz-Date": amz_date, "Authorization": (
         f"{ALGORITHM} Credential={access_key}/{amz_date[:8]}/{region}/{SERVICE}/{TERMINATOR}, "
@@ -48,7 +65,8 @@ def sign(method: str, path: str, host: str, body: bytes, access_key: str, secret
 
 
 def verify(method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
-           secret_of: Callable[[str], str | None], now: float, max_skew: float = MAX_SKEW) -> str:
+           secret_of: Callable[[str], str | None], now: float, max_skew: float = MAX_SKEW,
+           keys: SigningKeys | None = None) -> str:
     """The access key id of a correctly signed, current request; SignatureRejected says why not."""
     get: Callable[[str], Sequence[str]] = _header_lookup(headers)
     values = get("authorization")
@@ -78,7 +96,8 @@ def verify(method: str, path: str, query: str, headers: Mapping[str, str], body:
         raise SignatureRejected(exc.message) from None
     canonical = "\n".join((method.upper(), _canonical_uri(path), _canonical_query(query), canonical_headers,
                            signed_headers, hashlib.sha256(body).hexdigest()))
-    key = _derive_signing_key(secret, scope.date, scope.region, SERVICE)
+    key = keys.key(secret, scope.date, scope.region) if keys else _derive_signing_key(secret, scope.date,
+                                                                                      scope.region, SERVICE)
     expected = hmac.new(key, _encode(_string_to_sign(amz_date, scope.region, canonical)), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, signature):
         raise SignatureRejected(f"signature mismatch for access key id {scope.access_key[:40]!r}")

@@ -143,8 +143,19 @@ def _operation(default: str) -> str:
 
 
 def run_async(work: Coroutine[Any, Any, T]) -> Future[T]:
-    """``work`` on this (the running) event loop, as the concurrent Future a Deferred awaits."""
-    return asyncio.run_coroutine_threadsafe(work, asyncio.get_running_loop())
+    """``work`` as a task of this (the running) event loop, seen as the concurrent Future a Deferred awaits."""
+    future: Future[T] = Future()
+    future.set_running_or_notify_cancel()
+
+    def done(task: asyncio.Task[T]) -> None:
+        if task.cancelled():
+            future.set_exception(TimeoutError())
+        elif (exc := task.exception()) is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(task.result())
+    asyncio.get_running_loop().create_task(work).add_done_callback(done)
+    return future
 
 
 def deferred(work: Coroutine[Any, Any, T], finish: Callable[[T], Any], failure: Callable[[XksCallFailure], KmsError],
@@ -310,23 +321,27 @@ def _field(answer: Mapping[str, Any], name: str, required: bool = True) -> bytes
 
 
 async def _outer_seal(xks: XksStores, record: KeyStoreRecord, key: KeyRecord, inner: bytes,
-                      context: Mapping[str, str] | None) -> bytes:
+                      context: Mapping[str, str] | None, integrity: bool) -> bytes:
+    """The proxy's encryption of ``inner``; with ``integrity`` (a data key, whose plaintext the caller may throw away
+    at once) the proxy is asked for the ciphertext data integrity value too, and it is checked."""
     header = _header(key)
     aad = _proxy_aad(header, context)
-    answer = await xks.call(record, "encrypt", xks_key_id(key), {
+    body: dict[str, Any] = {
         "requestMetadata": {"awsPrincipalArn": _principal_arn(), "kmsKeyArn": key.arn,
                             "kmsOperation": _operation("Encrypt"), "kmsRequestId": _request_id()},
-        "additionalAuthenticatedData": b64(aad), "plaintext": b64(inner), "encryptionAlgorithm": ENCRYPTION_ALGORITHM,
-        "ciphertextDataIntegrityValueAlgorithm": CDIV_ALGORITHM})
+        "additionalAuthenticatedData": b64(aad), "plaintext": b64(inner), "encryptionAlgorithm": ENCRYPTION_ALGORITHM}
+    if integrity:
+        body["ciphertextDataIntegrityValueAlgorithm"] = CDIV_ALGORITHM
+    answer = await xks.call(record, "encrypt", xks_key_id(key), body)
     ciphertext, iv, tag = _field(answer, "ciphertext"), _field(answer, "initializationVector"), _field(
         answer, "authenticationTag")
-    metadata, integrity = _field(answer, "ciphertextMetadata", False), _field(answer, "ciphertextDataIntegrityValue")
-    assert ciphertext is not None and iv is not None and tag is not None and integrity is not None
+    metadata = _field(answer, "ciphertextMetadata", False)
+    assert ciphertext is not None and iv is not None and tag is not None
     if (len(ciphertext) != len(inner) or len(iv) not in IV_LENGTHS or len(tag) != TAG_LEN
             or (metadata is not None and len(metadata) > CIPHERTEXT_METADATA_MAX)):
         raise XksCallFailure("malformed", detail="encrypt answer has fields of the wrong size")
-    if integrity != cdiv(aad, metadata, iv, ciphertext, tag):
-        raise XksCallFailure("malformed", detail="ciphertextDataIntegrityValue does not match")
+    if integrity and _field(answer, "ciphertextDataIntegrityValue") != cdiv(aad, metadata, iv, ciphertext, tag):
+        raise XksCallFailure("malformed", detail="ciphertextDataIntegrityValue is missing or does not match")
     meta = metadata or b""
     return header + bytes((_FORMAT, len(iv))) + iv + bytes((len(meta),)) + meta + tag + ciphertext
 
@@ -360,7 +375,7 @@ def encrypt(xks: XksStores, record: KeyStoreRecord, key: KeyRecord, plaintext: b
             context: Mapping[str, str] | None, finish: Callable[[bytes], Any]) -> Deferred:
     version = key.current_material()
     inner = seal(key.key_id, version.material, plaintext, context)
-    return deferred(_outer_seal(xks, record, key, inner, context), finish, errors.for_crypto, xks.client)
+    return deferred(_outer_seal(xks, record, key, inner, context, False), finish, errors.for_crypto, xks.client)
 
 
 def data_key(xks: XksStores, record: KeyStoreRecord, key: KeyRecord, length: int,
@@ -369,7 +384,7 @@ def data_key(xks: XksStores, record: KeyStoreRecord, key: KeyRecord, length: int
     inner = seal(key.key_id, key.current_material().material, plaintext, context)
 
     async def work() -> tuple[bytes, bytes]:
-        return plaintext, await _outer_seal(xks, record, key, inner, context)
+        return plaintext, await _outer_seal(xks, record, key, inner, context, True)
     return deferred(work(), finish, errors.for_crypto, xks.client)
 
 
