@@ -1,7 +1,8 @@
 """KMS's side of the XKS proxy API: calls to any spec-conformant proxy, signed with SigV4 (kms-xks-proxy) as AWS
 KMS signs them, over HTTPS that trusts the CA the cluster names (``xks_trusted_ca``; plain HTTP only where
-``xks_allow_http`` says so), on kept-alive connections, each bounded by the timeout AWS applies (250 ms). Every
-failure is an XksCallFailure of one kind, which node/xks/errors turns into the KMS exception AWS documents."""
+``xks_allow_http`` says so), on kept-alive connections (node/xks/http11), each bounded by the timeout AWS applies
+(250 ms). Every failure is an XksCallFailure of one kind, which node/xks/errors turns into the KMS exception AWS
+documents."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
-
+from node.xks.http11 import BadResponse, ConnectFailed, Dropped, Http11
 from node.xks.signing import SigningKeys, sign
 from node.xks.wire import STATUS
 
@@ -46,14 +46,14 @@ class XksCallFailure(Exception):
 
 class XksClient:
     def __init__(self, trusted_ca: Path | None = None, allow_http: bool = False, timeout: float = DEFAULT_TIMEOUT,
-                 now: Callable[[], float] = time.time, connections: int = 64) -> None:
+                 now: Callable[[], float] = time.time) -> None:
         self.trusted_ca = trusted_ca
         self.allow_http = allow_http
         self.timeout = timeout
         # Signatures carry real time: the proxy checks them against its own clock, which `trent clock` never moves.
         self._now = now
-        self._connections = connections
-        self._session: aiohttp.ClientSession | None = None
+        self._http = Http11(self.ssl_context)
+        self._origins: dict[str, tuple[str, str, int]] = {}
         self._ssl: ssl.SSLContext | None = None
         self._keys = SigningKeys()
 
@@ -64,38 +64,29 @@ class XksClient:
             self._ssl = context
         return self._ssl
 
-    def _session_now(self) -> aiohttp.ClientSession:
-        session = self._session
-        if session is None or session.closed:
-            connector = aiohttp.TCPConnector(limit=self._connections, ssl=self.ssl_context(), keepalive_timeout=30,
-                                             enable_cleanup_closed=True)
-            session = self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-        return session
-
     async def call(self, target: XksTarget, call: str, key_id: str | None, body: dict[str, Any],
                    timeout: float | None = None) -> dict[str, Any]:
         """The proxy's JSON answer to ``call`` ("health", or "metadata"/"encrypt"/"decrypt" of ``key_id``)."""
         path = target.uri_path + ("/health" if call == "health" else f"/keys/{key_id}/{call}")
         payload = json.dumps(body, separators=(",", ":")).encode()
+        origin = self._origin(target.uri_endpoint)
         host = urlsplit(target.uri_endpoint).netloc
         headers = sign("POST", path, host, payload, target.access_key_id, target.secret, target.region, self._now(),
                        self._keys)
-        headers["Content-Type"] = "application/json"
+        request = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nX-Amz-Date: {headers['X-Amz-Date']}\r\n"
+                   f"Authorization: {headers['Authorization']}\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(payload)}\r\nUser-Agent: trent-kms-xks\r\n\r\n").encode() + payload
         try:
             async with asyncio.timeout(self.timeout if timeout is None else timeout):
-                async with self._session_now().post(target.uri_endpoint + path, data=payload, headers=headers,
-                                                    allow_redirects=False) as response:
-                    status, raw = response.status, await response.read()
+                status, raw = await self._http.post(origin, request)
         except TimeoutError:
             raise XksCallFailure("timeout") from None
-        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError) as exc:
-            raise XksCallFailure("tls", detail=type(exc).__name__) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise XksCallFailure("unreachable", detail=type(exc).__name__) from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            raise XksCallFailure("unreachable", detail=type(exc).__name__) from None
-        except aiohttp.ClientError as exc:
-            raise XksCallFailure("malformed", detail=type(exc).__name__) from None
+        except ConnectFailed as exc:
+            raise XksCallFailure("tls" if exc.tls else "unreachable", detail=str(exc)) from None
+        except Dropped:
+            raise XksCallFailure("unreachable", detail="connection closed") from None
+        except BadResponse as exc:
+            raise XksCallFailure("malformed", detail=str(exc)) from None
         try:
             doc = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -109,7 +100,14 @@ class XksClient:
             raise XksCallFailure("proxy", name, f"HTTP {status}")
         raise XksCallFailure("malformed", detail=f"HTTP {status} without a known errorName")
 
+    def _origin(self, endpoint: str) -> tuple[str, str, int]:
+        origin = self._origins.get(endpoint)
+        if origin is None:
+            parts = urlsplit(endpoint)
+            scheme = parts.scheme
+            origin = self._origins[endpoint] = (scheme, parts.hostname or "", parts.port or (
+                443 if scheme == "https" else 80))
+        return origin
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()

@@ -228,3 +228,64 @@ def test_cluster_config_keys(tmp_path: Path) -> None:
         path.write_text(bad)
         with pytest.raises(ConfigError):
             load_config(path)
+
+
+async def raw_server(answers: list[bytes], close_after: bool = False) -> tuple[asyncio.Server, XksTarget, list[int]]:
+    """A server that reads one request head and body per answer and writes the next canned answer."""
+    connections: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        while answers:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                break
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            await reader.readexactly(length)
+            writer.write(answers.pop(0))
+            await writer.drain()
+            if close_after:
+                break
+        writer.close()
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, XksTarget(f"http://127.0.0.1:{port}", "/kms/xks/v1", AK, SECRET, "us-east-1"), connections
+
+
+async def test_chunked_answers_and_a_server_that_closes_kept_alive_connections() -> None:
+    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n2\r\n1}\r\n0\r\n\r\n")
+    plain = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"b\":2}"
+    server, target, connections = await raw_server([chunked, plain], close_after=True)
+    client = XksClient(allow_http=True, timeout=2)
+    assert await client.call(target, "health", None, {}) == {"a": 1}
+    await asyncio.sleep(0.05)  # the server has closed the connection the client keeps: it opens another
+    assert await client.call(target, "health", None, {}) == {"b": 2}
+    await client.close()
+    server.close()
+    assert len(connections) == 2
+
+
+@pytest.mark.parametrize("answer", [
+    b"SSH-2.0-OpenSSH\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nbroken header\r\n\r\n{}", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+])
+async def test_answers_that_are_not_http_are_malformed(answer: bytes) -> None:
+    server, target, _ = await raw_server([answer])
+    client = XksClient(allow_http=True, timeout=2)
+    with pytest.raises(XksCallFailure) as info:
+        await client.call(target, "health", None, {})
+    await client.close()
+    server.close()
+    assert info.value.kind == "malformed"
+
+
+async def test_a_connection_dropped_mid_answer_is_unreachable() -> None:
+    server, target, _ = await raw_server([b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{\"a\""], close_after=True)
+    client = XksClient(allow_http=True, timeout=2)
+    with pytest.raises(XksCallFailure) as info:
+        await client.call(target, "health", None, {})
+    await client.close()
+    server.close()
+    assert info.value.kind == "unreachable"
