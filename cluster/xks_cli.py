@@ -26,6 +26,9 @@ def add_proxy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     proxy.add_argument("--data-dir", dest="data_dir", default=DEFAULT_PROXY_DIR,
                        help=f"where the SoftHSM2 token and the faults file live (default {DEFAULT_PROXY_DIR})")
     proxy.add_argument("--port", type=int, help="port to listen on (overrides the config's)")
+    proxy.add_argument("--local-tls", dest="local_tls", action="store_true", help="without tls_cert/tls_key: serve "
+                       "HTTPS with a certificate from a local CA made under the data directory (its path is printed, "
+                       "for the cluster's xks_trusted_ca)")
     proxy.add_argument("-q", "--quiet", action="store_true", help="log warnings only (not each request)")
     proxy.set_defaults(func=_run_proxy)
 

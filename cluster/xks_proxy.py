@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 import sys
@@ -104,6 +105,19 @@ def _bound_port(runner: web.AppRunner) -> int:
     return 0
 
 
+def _with_local_tls(config: ProxyConfig, data_dir: Path) -> ProxyConfig:
+    """HTTPS from a local CA made once under the data directory (KMS trusts it through xks_trusted_ca)."""
+    from node.xks.devcerts import DevCerts, make_dev_certs
+
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tls = data_dir / "tls"
+    names = DevCerts(tls / "ca.crt", tls / "server.crt", tls / "server.key", tls / "client.crt", tls / "client.key")
+    certs = names if names.server_key.exists() else make_dev_certs(tls)
+    print(f"local TLS: certificate for localhost and 127.0.0.1 from the CA {certs.ca.resolve()}\n"
+          f"  in the cluster's config:  xks_trusted_ca = \"{certs.ca.resolve()}\"", flush=True)
+    return dataclasses.replace(config, tls_cert=certs.server_cert, tls_key=certs.server_key)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_proxy_config(Path(args.config))
@@ -111,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"trent xks-proxy: {exc}", file=sys.stderr)
         return 2
     if args.port is not None:
-        config = ProxyConfig(**{**config.__dict__, "port": args.port})
+        config = dataclasses.replace(config, port=args.port)
+    if args.local_tls and config.tls_cert is None:
+        config = _with_local_tls(config, Path(args.data_dir))
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     return asyncio.run(serve(config, Path(args.data_dir)))

@@ -108,6 +108,9 @@ def test_a_store_is_described_as_aws_describes_it(env: Env, connected: tuple[str
                                               "UriEndpoint": env.proxy.endpoint, "UriPath": env.proxy.uri_path}
     assert "CloudHsmClusterId" not in store and SECRET not in json.dumps(store, default=str)
     assert "KmsHealthCheck" in env.proxy.log() or "ConnectCustomKeyStore" in env.proxy.log()
+    audit = env.cluster.trent("audit", "--event", "CreateCustomKeyStore", "--json").stdout
+    assert "CreateCustomKeyStore" in audit and SECRET not in audit
+    assert SECRET not in env.cluster.log_path.read_text(errors="replace")
 
 
 def test_keys_show_their_external_key(env: Env, connected: tuple[str, str]) -> None:

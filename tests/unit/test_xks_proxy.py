@@ -283,3 +283,15 @@ def test_config_checks() -> None:
         with pytest.raises(ValueError) as info:
             parse_proxy_config(bad)
         assert SECRET not in str(info.value)
+
+
+def test_local_tls_is_made_once(tmp_path: Path) -> None:
+    from cluster.xks_proxy import _with_local_tls, tls_context
+
+    base = parse_proxy_config({"credentials": [{"access_key_id": AK, "secret_access_key": SECRET}]})
+    first = _with_local_tls(base, tmp_path / "d")
+    again = _with_local_tls(base, tmp_path / "d")
+    assert first.tls_cert == again.tls_cert and first.scheme == "https"
+    assert first.tls_cert is not None and first.tls_key is not None
+    assert (first.tls_key.stat().st_mode & 0o077) == 0 and (tmp_path / "d" / "tls" / "ca.crt").exists()
+    assert tls_context(first) is not None
