@@ -22,6 +22,9 @@ def _generate(region: Region, params: Params, operation: str) -> tuple[SecretByt
     key = key_for(region, params, OpClass.CRYPTO, allow_alias=True)
     # The usage rules of KMS keys do not apply to data key pairs; the wrapping key must be symmetric.
     require_symmetric_encryption(key, operation)
+    if key.extra and "custom_key_store_id" in key.extra:
+        raise unsupported(f"{key.arn} is in a custom key store: KMS keys in custom key stores cannot encrypt data key "
+                          "pairs.")
     spec: str = params["KeyPairSpec"]
     if spec in UNSUPPORTED_SPECS or not can_generate(spec):
         raise unsupported(f"KeyPairSpec {UNSUPPORTED_SPECS.get(spec, spec + ' is not available in this cluster.')}")

@@ -117,6 +117,9 @@ def test_keys_show_their_external_key(env: Env, connected: tuple[str, str]) -> N
     meta = env.kms.describe_key(KeyId=connected[1])["KeyMetadata"]
     assert meta["Origin"] == "EXTERNAL_KEY_STORE" and meta["CustomKeyStoreId"] == connected[0]
     assert meta["XksKeyConfiguration"] == {"Id": "foo"} and "CloudHsmClusterId" not in meta
+    for call, kwargs in ((env.kms.enable_key_rotation, {}), (env.kms.rotate_key_on_demand, {}),
+                         (env.kms.generate_data_key_pair, {"KeyPairSpec": "ECC_NIST_P256"})):
+        assert error_of(call, KeyId=connected[1], **kwargs)[0] == "UnsupportedOperationException"
 
 
 def test_double_encryption_round_trips(env: Env, connected: tuple[str, str]) -> None:

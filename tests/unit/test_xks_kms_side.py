@@ -289,3 +289,26 @@ async def test_a_connection_dropped_mid_answer_is_unreachable() -> None:
     await client.close()
     server.close()
     assert info.value.kind == "unreachable"
+
+
+def test_an_external_keys_inner_layer_never_opens_without_the_proxy() -> None:
+    """The inner blob (what the proxy is given to encrypt) names the key and its material: alone, it must not
+    decrypt, or whoever saw it at the proxy could skip the external key. Nor may a data key pair skip it."""
+    from node.crypto.blob import seal
+    from node.ops import data_key_pairs, encryption
+    from tests.unit.test_service import CTX, K1, make_key, make_region
+
+    region = make_region()
+    key = make_key(region, K1)
+    key = key.with_changes(origin="EXTERNAL_KEY_STORE", extra={"custom_key_store_id": "cks-0123456789abcdef0",
+                                                                "xks_key_id": "foo"})
+    region.commit(keys=[key])
+    inner = seal(K1, key.current_material().material, b"secret", None)
+    for operation, params in ((encryption.decrypt, {"CiphertextBlob": inner}),
+                              (encryption.re_encrypt, {"CiphertextBlob": inner, "DestinationKeyId": K1})):
+        with pytest.raises(KmsError) as info:
+            operation(region, params, CTX)
+        assert info.value.code == "InvalidCiphertextException"
+    with pytest.raises(KmsError) as info:
+        data_key_pairs.generate_data_key_pair(region, {"KeyId": K1, "KeyPairSpec": "ECC_NIST_P256"}, CTX)
+    assert info.value.code == "UnsupportedOperationException"
