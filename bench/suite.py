@@ -336,6 +336,8 @@ def run(settings: Settings, target_cluster: TargetCluster | None = None) -> dict
         steps = len(OPERATIONS) * (1 + len(_other_counts(settings))) + len(settings.connections) * 5 + \
             settings.rounds + 1 + settings.rounds + 2 + len(settings.scale)
     steps += settings.rounds + 1  # the XKS section
+    if settings.only == ("xks",):
+        steps = settings.rounds + 1
     progress = Progress(steps)
     started = time.time()
     results: dict[str, Any] = {"started": started, "machine": machine(), "settings": settings.__dict__}

@@ -295,3 +295,23 @@ def test_local_tls_is_made_once(tmp_path: Path) -> None:
     assert first.tls_cert is not None and first.tls_key is not None
     assert (first.tls_key.stat().st_mode & 0o077) == 0 and (tmp_path / "d" / "tls" / "ca.crt").exists()
     assert tls_context(first) is not None
+
+
+def test_fault_actions_and_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cluster.cli import main
+
+    faults = ProxyFaults().apply("latency", 0.3).apply("errors", 0.2).apply("down")
+    assert faults.describe() == {"down": True, "latency_ms": 300.0, "errors_percent": 20.0, "garbage": False,
+                                 "reject": False}
+    assert not faults.apply("clear") and faults.apply("up").down is False
+    for action, value in (("latency", 700.0), ("errors", 1.5), ("explode", None)):
+        with pytest.raises(ValueError):
+            ProxyFaults().apply(action, value)
+    assert main(["fault", "xks", "latency", "250ms", "--proxy-dir", str(tmp_path)]) == 0
+    assert main(["fault", "xks", "garbage", "--proxy-dir", str(tmp_path)]) == 0
+    assert FaultFile(tmp_path).refresh() == ProxyFaults(latency_ms=250.0, garbage=True)
+    for words in (["latency"], ["errors", "lots"], ["melt"], ["down", "now"]):
+        assert main(["fault", "xks", *words, "--proxy-dir", str(tmp_path)]) == 2
+    assert main(["fault", "xks", "down", "--proxy-dir", str(tmp_path / "none")]) == 2
+    assert main(["fault", "xks", "clear", "--proxy-dir", str(tmp_path)]) == 0
+    assert not FaultFile(tmp_path).refresh()
