@@ -363,3 +363,17 @@ def test_the_aws_cli(env: Env, connected: tuple[str, str]) -> None:
         assert refused.returncode != 0 and "XksKeyNotFoundException" in refused.stderr
     finally:
         other.stop()
+
+
+def test_stores_and_keys_survive_a_restart(env: Env, connected: tuple[str, str]) -> None:
+    """Last in the module: it restarts the cluster. A store's settings (its secret only wrapped) and its keys are
+    region state; the restarted cluster calls the proxy on new connections."""
+    blob = env.kms.encrypt(KeyId=connected[1], Plaintext=b"durable")["CiphertextBlob"]
+    env.cluster.restart()
+    kms = client(env.cluster)
+    store = kms.describe_custom_key_stores(CustomKeyStoreId=connected[0])["CustomKeyStores"][0]
+    assert store["ConnectionState"] == "CONNECTED" and store["XksProxyConfiguration"]["AccessKeyId"] == ACCESS_KEY
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"durable"
+    for path in env.cluster.data_dir.rglob("*"):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            assert SECRET.encode() not in path.read_bytes(), path
