@@ -4,11 +4,12 @@ proxy's settings, each checked as AWS checks them and then by the proxy's health
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from node.crypto.handles import SecretBytes
 from node.deferred import Deferred
-from node.keystores.records import CONNECTED, DISCONNECTED, KeyStoreRecord, XksProxySettings, new_store_id
+from node.keystores.records import CONNECTED, DISCONNECTED, KeyStoreRecord, new_store_id
 from node.keystores.service import KeyStoreService
 from node.model.errors import KmsError, unsupported, validation
 from node.ops.registry import Params, Response
@@ -56,6 +57,10 @@ def update(region: Region, stores: KeyStoreService, record: KeyStoreRecord, para
     extra = [m for m in CLOUDHSM_MEMBERS if m in params]
     if extra:
         raise validation(f"{', '.join(extra)} is not valid for a custom key store of type EXTERNAL_KEY_STORE.")
+    if record.state not in (CONNECTED, DISCONNECTED):
+        raise KmsError("CustomKeyStoreInvalidStateException",
+                       f"Custom key store {record.store_id} is {record.state}: it can be changed only while it is "
+                       "CONNECTED or DISCONNECTED.")
     changes: dict[str, Any] = {}
     new_name = params.get("NewCustomKeyStoreName")
     if new_name is not None:
@@ -68,21 +73,14 @@ def update(region: Region, stores: KeyStoreService, record: KeyStoreRecord, para
         raise KmsError("CustomKeyStoreInvalidStateException",
                        f"Custom key store {record.store_id} is {record.state}: disconnect it before changing its "
                        "XksProxyUriEndpoint or XksProxyConnectivity.")
-    if record.state not in (CONNECTED, DISCONNECTED) and changes | ({"x": 1} if path or endpoint else {}):
-        raise KmsError("CustomKeyStoreInvalidStateException",
-                       f"Custom key store {record.store_id} is {record.state}: it can be changed only while it is "
-                       "CONNECTED or DISCONNECTED.")
     settings = record.xks
     if endpoint is not None:
-        settings = XksProxySettings(xks_stores.check_endpoint(endpoint, xks.client.allow_http),
-                                               settings.uri_path, settings.connectivity, settings.access_key_id)
+        settings = replace(settings, uri_endpoint=xks_stores.check_endpoint(endpoint, xks.client.allow_http))
     if path is not None:
-        settings = XksProxySettings(settings.uri_endpoint, xks_stores.check_path(path),
-                                               settings.connectivity, settings.access_key_id)
+        settings = replace(settings, uri_path=xks_stores.check_path(path))
     cred = xks_stores.credential(params)
     if cred is not None:
-        settings = XksProxySettings(settings.uri_endpoint, settings.uri_path, settings.connectivity,
-                                               cred[0])
+        settings = replace(settings, access_key_id=cred[0])
         changes["password"] = SecretBytes(cred[1].encode(), label="XKS secret access key")
     proxy_changed = settings != record.xks or cred is not None
     if settings != record.xks:
