@@ -316,6 +316,10 @@ def test_connecting_to_a_proxy_that_is_down_fails_with_the_xks_code(env: Env) ->
         time.sleep(0.5)
         failed = env.connect(store_id)
         assert (failed["ConnectionState"], failed["ConnectionErrorCode"]) == ("FAILED", "XKS_PROXY_NOT_REACHABLE")
+        assert error_of(env.kms.update_custom_key_store, CustomKeyStoreId=store_id,
+                        NewCustomKeyStoreName="renamed")[0] == "CustomKeyStoreInvalidStateException"
+        assert error_of(env.kms.connect_custom_key_store, CustomKeyStoreId=store_id)[0] == \
+            "CustomKeyStoreInvalidStateException"  # FAILED: disconnect first, as AWS asks
         env.disconnect(store_id)
         other.fault("clear")
         other.fault("latency", "1500ms")
