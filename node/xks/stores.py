@@ -97,10 +97,12 @@ class XksStores:
         """GetHealthStatus as KMS makes it; XksCallFailure unless at least one key manager can serve."""
         answer = await self.call(record, "health", None, {"requestMetadata": {
             "kmsRequestId": _request_id(), "kmsOperation": operation}})
-        fleet = answer.get("ekmFleetDetails")
-        if not isinstance(fleet, list) or not fleet or not all(isinstance(e, dict) for e in fleet):
+        fleet, size = answer.get("ekmFleetDetails"), answer.get("xksProxyFleetSize")
+        if (not isinstance(fleet, list) or not 1 <= len(fleet) <= 10 or not all(isinstance(e, dict) for e in fleet)
+                or isinstance(size, bool) or not isinstance(size, int) or size < 1):
             self.health[record.store_id].ok = False
-            raise XksCallFailure("malformed", detail="no ekmFleetDetails")
+            self.health[record.store_id].detail = "not the spec's GetHealthStatus answer"
+            raise XksCallFailure("malformed", detail="ekmFleetDetails or xksProxyFleetSize missing or invalid")
         if not any(e.get("healthStatus") in ("ACTIVE", "DEGRADED") for e in fleet):
             self.health[record.store_id].ok = False
             self.health[record.store_id].detail = "every external key manager is UNAVAILABLE"
@@ -284,7 +286,7 @@ def create_key(xks: XksStores, record: KeyStoreRecord, external_id: str, keys_in
             "awsPrincipalArn": _principal_arn(), "kmsOperation": _operation("CreateKey"),
             "kmsRequestId": _request_id()}})
         spec, usage, status = answer.get("keySpec"), answer.get("keyUsage"), answer.get("keyStatus")
-        if not isinstance(spec, str) or not isinstance(usage, list) or not isinstance(status, str):
+        if not isinstance(spec, str) or not isinstance(usage, list) or not isinstance(status, str) or len(usage) > 10:
             raise XksCallFailure("malformed", detail="GetKeyMetadata answer lacks keySpec, keyUsage or keyStatus")
         problems = []
         if spec != "AES_256":

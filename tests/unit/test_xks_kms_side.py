@@ -312,3 +312,36 @@ def test_an_external_keys_inner_layer_never_opens_without_the_proxy() -> None:
     with pytest.raises(KmsError) as info:
         data_key_pairs.generate_data_key_pair(region, {"KeyId": K1, "KeyPairSpec": "ECC_NIST_P256"}, CTX)
     assert info.value.code == "UnsupportedOperationException"
+
+
+@pytest.mark.parametrize(("answer", "kind"), [
+    ({"xksProxyFleetSize": 1, "ekmFleetDetails": [{"id": "a", "model": "m", "healthStatus": "ACTIVE"}]}, None),
+    ({"xksProxyFleetSize": 2, "ekmFleetDetails": [{"id": "a", "healthStatus": "UNAVAILABLE"},
+                                                  {"id": "b", "healthStatus": "DEGRADED"}]}, None),
+    ({"xksProxyFleetSize": 1, "ekmFleetDetails": [{"id": "a", "healthStatus": "UNAVAILABLE"}]}, "unreachable"),
+    ({"xksProxyFleetSize": 1, "ekmFleetDetails": []}, "malformed"),
+    ({"xksProxyFleetSize": 0, "ekmFleetDetails": [{"healthStatus": "ACTIVE"}]}, "malformed"),
+    ({"ekmFleetDetails": [{"healthStatus": "ACTIVE"}] * 11, "xksProxyFleetSize": 1}, "malformed"),
+    ({"xksProxyFleetSize": 1}, "malformed"),
+])
+async def test_the_health_check_reads_the_answer_as_kms_does(
+        server: Callable[[Handler], Awaitable[XksTarget]], answer: dict[str, object], kind: str | None) -> None:
+    from node.crypto.handles import SecretBytes
+    from node.keystores.records import CONNECTED, KeyStoreRecord, XksProxySettings
+    from node.xks.stores import XksStores
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(answer)
+    target = await server(handler)
+    record = KeyStoreRecord("cks-0123456789abcdef0", "s", "", "", SecretBytes(SECRET.encode(), label="t"), 0.0,
+                            CONNECTED, xks=XksProxySettings(target.uri_endpoint, target.uri_path, "PUBLIC_ENDPOINT",
+                                                            AK))
+    xks = XksStores(XksClient(allow_http=True, timeout=2), "us-east-1")
+    if kind is None:
+        await xks.health_check(record, "ConnectCustomKeyStore")
+        assert xks.health[record.store_id].ok
+    else:
+        with pytest.raises(XksCallFailure) as info:
+            await xks.health_check(record, "ConnectCustomKeyStore")
+        assert info.value.kind == kind and not xks.health[record.store_id].ok
+    await xks.client.close()
