@@ -49,6 +49,30 @@ def attempt(what: str, call: Any, **kwargs: Any) -> str:
     return f"{what:<26} -> {outcome} ({(time.monotonic() - started) * 1000:.0f} ms)"
 
 
+def retrying(call: Any, **kwargs: Any) -> Any:
+    """A happy-path call, repeated (bounded) if a busy machine made the proxy miss KMS's 250 ms: as an application
+    retries, which is what the message of that error asks."""
+    for attempt in range(10):
+        try:
+            return call(**kwargs)
+        except ClientError as exc:
+            if attempt == 9 or "in time" not in exc.response["Error"].get("Message", ""):
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def connect(kms: Any, store_id: str) -> str:
+    for _ in range(5):
+        kms.connect_custom_key_store(CustomKeyStoreId=store_id)
+        state: str = poll(lambda: (s := kms.describe_custom_key_stores(CustomKeyStoreId=store_id)[
+            "CustomKeyStores"][0]["ConnectionState"]) != "CONNECTING" and s, timeout=20)
+        if state == "CONNECTED":
+            return state
+        kms.disconnect_custom_key_store(CustomKeyStoreId=store_id)  # FAILED (timed out on a busy machine): again
+    return state
+
+
 def main() -> int:
     if find_library() is None:
         print("SoftHSM2 is not installed (Debian: softhsm2; `make demo-xks` installs it as root)", file=sys.stderr)
@@ -66,22 +90,20 @@ def main() -> int:
             t.say(f"XKS proxy {proxy.endpoint}{proxy.uri_path} (keys in a SoftHSM2 token); cluster up")
             kms = boto3.client("kms", endpoint_url=cluster.gateway_url, region_name=REGION, aws_access_key_id="test",
                                aws_secret_access_key="test", config=Config(retries={"total_max_attempts": 1}))
-            store_id = kms.create_custom_key_store(
+            store_id = retrying(kms.create_custom_key_store,
                 CustomKeyStoreName="demo-xks", CustomKeyStoreType="EXTERNAL_KEY_STORE",
                 XksProxyUriEndpoint=proxy.endpoint, XksProxyUriPath=proxy.uri_path,
                 XksProxyConnectivity="PUBLIC_ENDPOINT",
                 XksProxyAuthenticationCredential={"AccessKeyId": ACCESS_KEY, "RawSecretAccessKey": SECRET},
             )["CustomKeyStoreId"]
-            kms.connect_custom_key_store(CustomKeyStoreId=store_id)
-            state = poll(lambda: (s := kms.describe_custom_key_stores(CustomKeyStoreId=store_id)[
-                "CustomKeyStores"][0]["ConnectionState"]) != "CONNECTING" and s, timeout=20)
+            state = connect(kms, store_id)
             t.say(f"external key store {store_id}: {state}")
-            key = kms.create_key(Origin="EXTERNAL_KEY_STORE", CustomKeyStoreId=store_id, XksKeyId="foo",
-                                 Description="bound to external key foo")["KeyMetadata"]
+            key = retrying(kms.create_key, Origin="EXTERNAL_KEY_STORE", CustomKeyStoreId=store_id, XksKeyId="foo",
+                           Description="bound to external key foo")["KeyMetadata"]
             t.say(f"KMS key {key['KeyId']} on external key {key['XksKeyConfiguration']['Id']}")
-            data_key = kms.generate_data_key(KeyId=key["KeyId"], KeySpec="AES_256",
-                                             EncryptionContext={"app": "demo"})
-            opened = kms.decrypt(CiphertextBlob=data_key["CiphertextBlob"], EncryptionContext={"app": "demo"})
+            data_key = retrying(kms.generate_data_key, KeyId=key["KeyId"], KeySpec="AES_256",
+                                EncryptionContext={"app": "demo"})
+            opened = retrying(kms.decrypt, CiphertextBlob=data_key["CiphertextBlob"], EncryptionContext={"app": "demo"})
             assert opened["Plaintext"] == data_key["Plaintext"]
             t.say(f"data key sealed twice (Trent's key material, then external key foo in the proxy's token): "
                   f"{len(data_key['CiphertextBlob'])} bytes; it opens again")
