@@ -89,7 +89,7 @@ class XksClient:
             raise XksCallFailure("malformed", detail=str(exc)) from None
         try:
             doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             doc = None
         if not isinstance(doc, dict):
             raise XksCallFailure("malformed", detail=f"HTTP {status}, not a JSON object")

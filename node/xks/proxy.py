@@ -241,7 +241,7 @@ class XksProxy:
 def _json_body(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise validation("the request body is not JSON") from None
     if not isinstance(body, dict):
         raise validation("the request body must be a JSON object")

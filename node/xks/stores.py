@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
 import logging
 import os
@@ -125,8 +124,13 @@ async def watch_health(owner: Any, xks: XksStores, interval: float) -> None:
         await asyncio.sleep(interval)
         for record in list(owner.stores.values()):
             if record.xks is not None and record.state == CONNECTED:
-                with contextlib.suppress(XksCallFailure):  # noted in xks.health (and logged) by the call
+                try:
                     await xks.health_check(record, "KmsHealthCheck")
+                except XksCallFailure:
+                    pass  # noted in xks.health (and logged) by the call
+                except Exception:  # the watch goes on whatever one store's check did
+                    log.exception("region %s: health check of key store %s failed", xks.region_name,
+                                  record.store_id)
 
 
 def _request_id() -> str:

@@ -181,8 +181,9 @@ async def test_missing_request_metadata_is_a_validation_exception(proxy: Proxy, 
     for path in ("health", "keys/foo/metadata"):
         status, answer = await proxy.post(f"/{PREFIX}/kms/xks/v1/{path}", body)
         assert (status, answer["errorName"]) == (400, "ValidationException")
-    status, answer = await proxy.post(f"/{PREFIX}/kms/xks/v1/health", None, raw=b"not json")
-    assert (status, answer["errorName"]) == (400, "ValidationException")
+    for raw in (b"not json", b"[" * 20_000 + b"]" * 20_000, b"\xff\xfe"):
+        status, answer = await proxy.post(f"/{PREFIX}/kms/xks/v1/health", None, raw=raw)
+        assert (status, answer["errorName"]) == (400, "ValidationException")
 
 
 async def test_unknown_kms_operations_are_accepted(proxy: Proxy) -> None:
