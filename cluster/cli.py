@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_status)
     fault = sub.add_parser("fault", help="break regions on purpose (DR drills)", description=(
         "down REGION | up REGION | partition A B | heal A B | latency REGION 200ms | errors REGION 5% | "
-        "throttle REGION 10/s | clear"))
+        "throttle REGION 10/s | clear | xks down|up|latency 300ms|errors 20%|garbage|reject|clear --proxy-dir DIR"))
     fault.add_argument("kind", choices=["down", "up", "partition", "heal", "latency", "errors", "throttle", "clear",
                                         "hsm", "xks"])
     fault.add_argument("regions", nargs="*", help="region(s), then the value for latency/errors/throttle; for hsm: "
