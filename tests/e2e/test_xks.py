@@ -108,7 +108,9 @@ def test_a_store_is_described_as_aws_describes_it(env: Env, connected: tuple[str
                                               "UriEndpoint": env.proxy.endpoint, "UriPath": env.proxy.uri_path}
     assert "CloudHsmClusterId" not in store and SECRET not in json.dumps(store, default=str)
     assert "KmsHealthCheck" in env.proxy.log() or "ConnectCustomKeyStore" in env.proxy.log()
-    audit = env.cluster.trent("audit", "--event", "CreateCustomKeyStore", "--json").stdout
+    # The trail is written in the background: polled (bounded) until the call is in it.
+    audit = poll(lambda: (out := env.cluster.trent("audit", "--event", "CreateCustomKeyStore", "--json").stdout)
+                 and out, timeout=15)
     assert "CreateCustomKeyStore" in audit and SECRET not in audit
     assert SECRET not in env.cluster.log_path.read_text(errors="replace")
 
