@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill console-shots demo-byok \
-	drill-netns up-processes demo-keystore
+	drill-netns up-processes demo-keystore demo-xks
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -74,6 +74,10 @@ drill-netns: $(BENCH_STAMP) sysdeps
 # A custom key store on the default HSM cluster (SoftHSM2, from deploy/debian-packages.txt): the HSM pulled down and back.
 demo-keystore: $(STAMP) sysdeps
 	$(PY) examples/keystore_demo.py
+
+# An external key store on `trent xks-proxy` over HTTPS: the proxy slowed, failing, garbled, rejecting, down, back.
+demo-xks: $(STAMP) sysdeps
+	$(PY) examples/xks_demo.py
 
 clean:
 	rm -rf $(VENV) .trent

@@ -22,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default="us-east-1", help="the region to sign for with --target")
     parser.add_argument("--admin-token", dest="admin_token", help="the --target cluster's admin token "
                         "(.trent/admin.token), to measure its CPU when it runs on this machine")
-    parser.add_argument("--only", help="only these sections, comma-separated (throughput, workers, replication, "
-                        "scale, processes)")
+    parser.add_argument("--only", default="", help="run only these sections, comma-separated (throughput, "
+                        "workers, replication, key_store, scale, processes, xks)")
     args = parser.parse_args(argv)
     settings = Settings(seconds=args.seconds, connections=tuple(int(x) for x in args.connections.split(",")),
                         client_processes=args.client_processes,
@@ -31,8 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         settings = Settings(seconds=1.0, connections=(8, 32), client_processes=1, scale=(1000,),
                             replication_samples=10, rounds=1, quick=True)
-    if args.only:
-        settings.only = tuple(args.only.split(","))
+    settings.only = tuple(x for x in args.only.split(",") if x)
     target_cluster = None
     if args.target:
         # Reached now, to fail with the reason rather than in the middle of the run; the run measures this one.

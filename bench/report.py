@@ -34,6 +34,12 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
                                                           f"{rotation.get('delays')})")
     for region, v in ((results.get("processes") or {}).get("profile_rotation") or {}).items():
         out[f"rotation_visible_p99_ms_one_process_{region}"] = f"{v['p99']} (target {v['target_ms']})"
+    x = results.get("xks")
+    if x:
+        out["encrypt_xks_vs_standard_key"] = x["xks_vs_standard"]
+        out["encrypt_xks_p99_ms_median_round"] = x["xks_p99_ms"]
+        out["encrypt_xks_p99_ms_worst_round"] = x.get("xks_p99_ms_worst", x["xks_p99_ms"])
+        out["xks_proxy_encrypt_req_per_s"] = x["proxy"]["req_per_s"]
     t = results.get("throughput")
     if not t:
         return out
@@ -66,7 +72,10 @@ def _median_ratio(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> float:
 
 
 def _plots(results: dict[str, Any], stem: str) -> list[str]:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the report's tables stand without the plots (`pip install -e '.[bench]'` adds them)
+        return []
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -198,6 +207,15 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
         lines += _pair_rows(list(zip(w["trent"], w["ceiling"], strict=True)))
     if "key_store" in results:
         lines += keystore_lines(results["key_store"])
+    x = results.get("xks")
+    if x:
+        lines += ["", "## External key store: Encrypt through `trent xks-proxy` vs a standard key (gateway, "
+                  "keep-alive, 32 connections)", "",
+                  "| round | XKS req/s | XKS p99 ms | standard req/s | standard p99 ms |", "|---|---|---|---|---|"]
+        lines += [f"| {i} | {p['xks']['req_per_s']} | {p['xks']['p99_ms']} | {p['standard']['req_per_s']} | "
+                  f"{p['standard']['p99_ms']} |" for i, p in enumerate(x["pairs"], 1)]
+        lines += ["", f"The proxy alone (its encrypt call, SigV4, 32 connections): {x['proxy']['req_per_s']} req/s, "
+                      f"p99 {x['proxy']['p99_ms']} ms."]
     failed = results.get("failures") or {}
     lines += ["", "## Replication", ""] + ([
               "(failed: see failures in the JSON)" if "replication" in failed else "(not run)"] if not r else [

@@ -30,6 +30,7 @@ from bench.procs import (
 )
 from bench.scenarios import OPERATIONS, Fixtures, encrypt_call_for_baseline
 from bench.seed import seed
+from bench.xks import xks as xks_section
 from cluster.running import admin_request, poll
 from node.config import DEFAULT_REGIONS
 
@@ -45,11 +46,10 @@ class Settings:
     # shared two-core machine single pairs spread from 0.4x to 0.8x, too wide for the median of three to settle.
     rounds: int = 7
     quick: bool = False
+    only: tuple[str, ...] = ()  # sections to run by name (throughput, ..., processes, xks); () = all
     # A running cluster's gateway (http://host:port) to measure instead of starting one; None: start our own.
     target: str | None = None
     region: str = "us-east-1"
-    # Only these sections (by name), when given: e.g. ("processes",).
-    only: tuple[str, ...] = ()
 
 
 class Progress:
@@ -325,7 +325,8 @@ def run(settings: Settings, target_cluster: TargetCluster | None = None) -> dict
         target_cluster = TargetCluster(settings.target)
     sections: list[tuple[str, Callable[[Settings, Progress], Any]]] = [
         ("throughput", lambda s, p: throughput(s, p, target_cluster)), ("workers", workers),
-        ("replication", replication), ("key_store", key_store), ("scale", scale), ("processes", processes)]
+        ("replication", replication), ("key_store", key_store), ("scale", scale), ("processes", processes),
+        ("xks", lambda s, p: xks_section(s, p, measured))]
     if settings.target:
         # A running cluster: what needs our own clusters (several processes, faults, seeded stores) is not run.
         sections = sections[:1]
@@ -334,6 +335,7 @@ def run(settings: Settings, target_cluster: TargetCluster | None = None) -> dict
     else:
         steps = len(OPERATIONS) * (1 + len(_other_counts(settings))) + len(settings.connections) * 5 + \
             settings.rounds + 1 + settings.rounds + 2 + len(settings.scale) + settings.rounds
+        steps += settings.rounds + 1  # the XKS section
     if settings.only:
         sections = [s for s in sections if s[0] in settings.only]
         steps = settings.rounds + 2

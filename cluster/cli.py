@@ -21,6 +21,7 @@ from cluster.keystore_cli import hsm_fault_command, key_store_banner, print_key_
 from cluster.lifecycle import start_role, stop_signal
 from cluster.report_commands import add_report_commands
 from cluster.running import admin_address, admin_ca, admin_send
+from cluster.xks_cli import DEFAULT_PROXY_DIR, add_proxy_parser, xks_fault
 from node.config import ConfigError, load_config
 
 if TYPE_CHECKING:
@@ -191,6 +192,8 @@ def _fault(args: argparse.Namespace) -> int:
         status = _admin_call(args.data_dir, "/_trent/status")
         return _print_faults(status["faults"], list(status["regions"]), args.json)
     doc: dict[str, Any] = {"action": args.kind, "regions": args.regions}
+    if args.kind == "xks":
+        return xks_fault(args.regions, args.proxy_dir, fault_value)
     try:
         if args.kind == "hsm":
             doc = hsm_fault_command(args.regions, fault_value)
@@ -373,15 +376,19 @@ def build_parser() -> argparse.ArgumentParser:
     fault = sub.add_parser("fault", help="break regions on purpose (DR drills), or show the faults", description=(
         "show | down REGION | up REGION | partition A B | heal A B | latency REGION 200ms | errors REGION 5% | "
         "throttle REGION 10/s | clear | crash REGION | restart REGION (these two: trent up --processes) | "
-        "hsm CLUSTER_ID down|up|latency 200ms|errors 5%|clear"))
+        "hsm CLUSTER_ID down|up|latency 200ms|errors 5%|clear | "
+        "xks down|up|latency 300ms|errors 20%|garbage|reject|clear --proxy-dir DIR"))
     fault.add_argument("kind", nargs="?", default="show", choices=["show", "down", "up", "partition", "heal",
                                                                     "latency", "errors", "throttle", "clear",
-                                                                    "crash", "restart", "hsm"],
+                                                                    "crash", "restart", "hsm", "xks"],
                        help="what to do (default show: the faults in force, as a table)")
     fault.add_argument("regions", nargs="*", help="region(s), then the value for latency/errors/throttle; for hsm: "
-                       "CLUSTER_ID down|up|latency 200ms|errors 5%%|clear")
+                       "CLUSTER_ID down|up|latency 200ms|errors 5%%|clear; for xks: the fault")
     fault.add_argument("--json", action="store_true", help="the faults in force as JSON")
     fault.add_argument("--data-dir", dest="data_dir", default=".trent", help=running)
+    fault.add_argument("--proxy-dir", dest="proxy_dir", default=DEFAULT_PROXY_DIR,
+                       help="for xks: the XKS proxy's data directory (faults: down|up|latency 300ms|errors 20%%|"
+                       "garbage|reject|clear)")
     fault.set_defaults(func=_fault)
     console = sub.add_parser("console", help="print the web console's address (with the admin token) to open")
     console.add_argument("--data-dir", dest="data_dir", default=".trent", help=running)
@@ -402,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the cluster's data directory, running or not (default ./.trent)")
     audit.set_defaults(func=_audit)
     add_report_commands(sub, lambda data_dir, path: _admin_call(data_dir, path))
+    add_proxy_parser(sub)
     bench = sub.add_parser("bench", help="run the benchmark suite (see bench/README.md)", add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="the suite's own options (trent bench --help)")
     bench.set_defaults(func=_bench)

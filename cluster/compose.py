@@ -71,6 +71,11 @@ from node.store.base import Batch, Store, StoreFactory
 from node.store.factory import make_store_factory
 from node.wire.sigv4 import SigV4Verifier
 from node.wire.validation import RequestDecoder
+from node.xks.client import XksClient
+from node.xks.model import kms_model
+from node.xks.stores import XksStores, watch_health
+
+XKS_HEALTH_INTERVAL = 30.0  # AWS checks an external store's proxy every few minutes; `trent status` shows the last
 
 # -- the parts every role serves ------------------------------------------------------------------------------
 
@@ -202,11 +207,13 @@ def _key_stores(config: ClusterConfig, name: str, region: Region, clusters: tupl
     except (TokenSetupError, OSError) as exc:
         logging.getLogger("trent.keystores").error("region %s: HSM tokens unavailable: %s", name, exc)
         directory = region_clusters((), name, region_dir, config.data_dir)
-    return KeyStoreService(region, KeyStoreCodec(root), directory, faults)
+    service = KeyStoreService(region, KeyStoreCodec(root), directory, faults)
+    service.xks = XksStores(XksClient(config.xks_trusted_ca, config.xks_allow_http, config.xks_timeout_ms / 1000), name)
+    return service
 
 
 def _serving(config: ClusterConfig) -> _Serving:
-    decoder = RequestDecoder(botocore.session.get_session().get_service_model("kms"))
+    decoder = RequestDecoder(kms_model(botocore.session.get_session().get_service_data("kms")))
     registry = build_registry(decoder.operation_names())
     principals = config.effective_principals()
     directory = PrincipalDirectory(principals)
@@ -316,14 +323,22 @@ class KeyStoreConnections:
 
     def __init__(self, parts: Parts) -> None:
         self._services = [r.region.key_stores for r in parts.regions.values() if r.region.key_stores is not None]
+        self._watchers: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         for service in self._services:
             service.resume()
+            if service.xks is not None:
+                self._watchers.append(asyncio.get_running_loop().create_task(watch_health(
+                    service, service.xks, XKS_HEALTH_INTERVAL)))
 
     async def stop(self) -> None:
+        for watcher in self._watchers:
+            watcher.cancel()
         for service in self._services:
             service.close()
+            if service.xks is not None:
+                await service.xks.client.close()
 
 
 def worker_jobs(parts: Parts, worker_id: int | None = None) -> Jobs:

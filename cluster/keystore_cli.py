@@ -35,6 +35,14 @@ def print_key_stores(status: dict[str, Any]) -> None:
     for name, region in status["regions"].items():
         for store in region.get("key_stores", []):
             error = f" ({store['error']})" if store.get("error") else ""
+            if "proxy" in store:
+                health = store.get("health") or {}
+                seen = (f"{'healthy' if health.get('ok') else 'UNHEALTHY'} ({health.get('detail')}, "
+                        f"{health.get('latency_ms', 0):.1f} ms, {health.get('age_s', 0):.0f} s ago)"
+                        if health else "not called yet")
+                print(f"  external key store {store['id']} {store['name']!r} in {name}: {store['state']}{error}, "
+                      f"proxy {store['proxy']}: {seen}, {store['keys']} keys")
+                continue
             print(f"  key store {store['id']} {store['name']!r} in {name}: {store['state']}{error}, cluster "
                   f"{store['cluster']}, {store['keys']} keys")
 

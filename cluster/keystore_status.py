@@ -7,6 +7,7 @@ from typing import Any
 
 from cluster.compose import Parts
 from node.service import Region
+from node.xks.stores import xks_status
 
 
 def key_store_report(region: Region) -> list[dict[str, Any]]:
@@ -16,9 +17,12 @@ def key_store_report(region: Region) -> list[dict[str, Any]]:
     out = []
     for r in sorted(stores.stores.values(), key=lambda r: r.store_id):
         calls, seconds = stores.pkcs11_usage(r.store_id)
-        out.append({"id": r.store_id, "name": r.name, "cluster": r.cluster_id, "state": r.state,
-                    "error": r.error_code, "keys": len(stores.keys_in(r.store_id)), "pkcs11_calls": calls,
-                    "pkcs11_seconds": round(seconds, 6)})
+        item = {"id": r.store_id, "name": r.name, "cluster": r.cluster_id, "state": r.state,
+                "error": r.error_code, "keys": len(stores.keys_in(r.store_id)), "pkcs11_calls": calls,
+                "pkcs11_seconds": round(seconds, 6)}
+        if r.xks is not None:  # an external key store: its proxy and what the last call to it saw
+            item.update(xks_status(r, stores.xks))
+        out.append(item)
     return out
 
 

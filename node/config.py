@@ -19,6 +19,7 @@ from node.keystores.clusters import ClusterConfigError, HsmClusterSpec, parse_cl
 from node.model.errors import KmsError
 from node.quotas.aws_table import QUOTA_NAMES
 from node.store.factory import BACKENDS as STORE_BACKENDS
+from node.xks.settings import xks_settings
 
 DEFAULT_ACCOUNT = "111122223333"
 DEFAULT_REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-2")
@@ -97,6 +98,11 @@ class ClusterConfig:
     latency_profile: str = "none"
     # HSM clusters custom key stores connect to ([[hsm_clusters]]); None: a default one where SoftHSM2 is installed.
     hsm_clusters: tuple[HsmClusterSpec, ...] | None = field(default=None, repr=False)
+    # External key stores: the CA their proxies' certificates chain to (None: the system's), whether a proxy may be
+    # reached over plain HTTP (local experiments only), and how long a proxy call may take (AWS: 250 ms).
+    xks_trusted_ca: Path | None = None
+    xks_allow_http: bool = False
+    xks_timeout_ms: float = 250.0
 
     def port_of(self, region: str) -> int:
         if region in self.region_ports:
@@ -313,6 +319,10 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
             changes["hsm_clusters"] = parse_clusters(raw["hsm_clusters"], changes.get("regions", config.regions))
         except ClusterConfigError as exc:
             raise ConfigError(str(exc)) from None
+    try:
+        changes.update(xks_settings(raw))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return replace(config, **changes)
 
 

@@ -40,6 +40,7 @@ from node.wire.protocol import (
 )
 from node.wire.sigv4 import SigV4Verifier, parse_scope
 from node.wire.validation import RequestDecoder
+from node.xks.request_scope import current_request
 
 log = logging.getLogger("trent.endpoint")
 
@@ -328,6 +329,7 @@ class KmsEndpoint:
             # Request quotas (--quotas aws): after validation, so a malformed call gets its own error first; after
             # the catch-up, so the key that decides a cryptographic call's quota is found whichever process made it.
             self.admission(self.region, principal, name, params)
+        current_request.set(context)  # for the requestMetadata of an XKS proxy call the handler makes
         authorizer, region, handler = self.authorizer, self.region, operation.handler
         if name in PROVISIONING_OPERATIONS:
             self._provision_managed_keys(name, principal, params)

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pkcs11
 
@@ -34,6 +34,9 @@ from node.model.key import KeyRecord
 from node.model.states import PENDING_DELETION_STATES, KeyState
 from node.service import Region
 from node.store.base import Batch
+
+if TYPE_CHECKING:
+    from node.xks.stores import XksStores
 
 log = logging.getLogger("trent.keystores")
 T = TypeVar("T")
@@ -71,6 +74,7 @@ class KeyStoreService:
         self._tasks: set[asyncio.Task[None]] = set()
         # Logins run here, off the event loop (one that hangs holds only this thread).
         self._connector = ThreadPoolExecutor(2, thread_name_prefix=f"hsm-connect-{region.name}")
+        self.xks: XksStores | None = None  # external key stores' proxies (node/xks), where the cluster has them
         region.store.declare(TABLE, feed=True)
         if region.follower is not None:
             region.follower.follow((TABLE,), self._apply_changes)
@@ -153,7 +157,9 @@ class KeyStoreService:
         state, code = CONNECTED, None
         pool: SessionPool | None = None
         cluster = self.clusters.get(record.cluster_id)
-        if cluster is None:
+        if record.xks is not None:
+            state, code = await self._connect_external(record)
+        elif cluster is None:
             state, code = FAILED, "CLUSTER_NOT_FOUND"
         elif cluster.spec.hsms < 1:
             state, code = FAILED, "INSUFFICIENT_CLOUDHSM_HSMS"
@@ -180,6 +186,19 @@ class KeyStoreService:
             self._pools[store_id] = pool
         self.region.run_fresh(lambda: self._finish_connect(store_id, state, code))
         log.info("region %s: key store %s %s%s", self.region.name, store_id, state, f" ({code})" if code else "")
+
+    async def _connect_external(self, record: KeyStoreRecord) -> tuple[str, str | None]:
+        """An external key store connects once its proxy passes the health check AWS makes."""
+        from node.xks.client import XksCallFailure
+        from node.xks.errors import connection_error_code
+
+        if self.xks is None:
+            return FAILED, "XKS_PROXY_NOT_REACHABLE"
+        try:
+            await self.xks.health_check(record, "ConnectCustomKeyStore")
+        except XksCallFailure as exc:
+            return FAILED, connection_error_code(exc)
+        return CONNECTED, None
 
     def _finish_connect(self, store_id: str, state: str, code: str | None) -> None:
         record = self.stores.get(store_id)

@@ -99,9 +99,13 @@ def key_metadata(region: Region, key: KeyRecord) -> dict[str, Any]:
     meta.update(imported_metadata(key))  # ExpirationModel, ValidTo (EXTERNAL origin)
     if key.extra:
         store_id = key.extra.get("custom_key_store_id")
-        if store_id is not None:  # a key in an AWS CloudHSM key store (node/ops/key_store_keys.py)
+        if store_id is not None:  # a key in a custom key store (node/ops/key_store_keys.py, external_keys.py)
             meta["CustomKeyStoreId"] = store_id
-            meta["CloudHsmClusterId"] = key.extra.get("cloud_hsm_cluster_id")
+            xks_key_id = key.extra.get("xks_key_id")
+            if xks_key_id is not None:
+                meta["XksKeyConfiguration"] = {"Id": xks_key_id}
+            else:
+                meta["CloudHsmClusterId"] = key.extra.get("cloud_hsm_cluster_id")
     if key.mrk is not None:
         meta["MultiRegionConfiguration"] = multi_region_configuration(region, key)
     if key.state is KeyState.PENDING_DELETION and key.deletion_date is not None:

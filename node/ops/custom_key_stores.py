@@ -1,6 +1,6 @@
 """Custom key stores of the AWS_CLOUDHSM type: create, describe, update, connect, disconnect, delete, with the
 exceptions AWS defines for each (the store's records and connections: node/keystores). External key stores are a
-later release's: they are refused with UnsupportedOperationException."""
+EXTERNAL_KEY_STORE type's create and update are node/ops/external_key_stores.py's."""
 
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ from node.keystores.records import (
 from node.keystores.service import KeyStoreService
 from node.model.errors import KmsError, unsupported, validation
 from node.model.operations import Operation
+from node.ops import external_key_stores
 from node.ops.paging import page_response, paginate
 from node.ops.registry import Handler, Params, Registry, RequestContext, Response
 from node.service import Region
+from node.xks.stores import entry as xks_entry
 
 MAX_STORES = 10  # AWS's quota of custom key stores per account and Region
 XKS_MEMBERS = ("XksProxyUriEndpoint", "XksProxyUriPath", "XksProxyVpcEndpointServiceName",
@@ -55,8 +57,10 @@ def find(stores: KeyStoreService, store_id: str) -> KeyStoreRecord:
 
 
 def _refuse_external(params: Params) -> None:
-    if params.get("CustomKeyStoreType") == "EXTERNAL_KEY_STORE" or any(m in params for m in XKS_MEMBERS):
-        raise unsupported("External key stores (EXTERNAL_KEY_STORE) are not supported by this cluster yet.")
+    """XKS settings belong to an EXTERNAL_KEY_STORE only."""
+    given = [m for m in XKS_MEMBERS if m in params]
+    if given:
+        raise validation(f"{', '.join(given)} is valid only for a custom key store of type EXTERNAL_KEY_STORE.")
 
 
 def _checked_cluster(stores: KeyStoreService, cluster_id: str, *, exclude: str | None = None) -> str:
@@ -86,7 +90,9 @@ def _check_name(stores: KeyStoreService, name: str, exclude: str | None = None) 
                        f"Custom key store name {name} is already in use in this account and Region.")
 
 
-def create_custom_key_store(region: Region, params: Params, ctx: RequestContext) -> Response:
+def create_custom_key_store(region: Region, params: Params, ctx: RequestContext) -> Response | Deferred:
+    if params.get("CustomKeyStoreType") == "EXTERNAL_KEY_STORE":
+        return external_key_stores.create(region, service(region), params, _check_name, MAX_STORES)
     _refuse_external(params)
     stores = service(region)
     missing = [m for m in ("CloudHsmClusterId", "TrustAnchorCertificate", "KeyStorePassword") if not params.get(m)]
@@ -111,6 +117,8 @@ def create_custom_key_store(region: Region, params: Params, ctx: RequestContext)
 
 
 def entry(record: KeyStoreRecord) -> dict[str, Any]:
+    if record.xks is not None:
+        return xks_entry(record)
     out: dict[str, Any] = {
         "CustomKeyStoreId": record.store_id, "CustomKeyStoreName": record.name,
         "CloudHsmClusterId": record.cluster_id, "TrustAnchorCertificate": record.trust_anchor,
@@ -138,10 +146,12 @@ def describe_custom_key_stores(region: Region, params: Params, ctx: RequestConte
     return page_response("CustomKeyStores", [entry(r) for r in page], marker)
 
 
-def update_custom_key_store(region: Region, params: Params, ctx: RequestContext) -> Response:
-    _refuse_external(params)
+def update_custom_key_store(region: Region, params: Params, ctx: RequestContext) -> Response | Deferred:
     stores = service(region)
     record = find(stores, params["CustomKeyStoreId"])
+    if record.xks is not None:
+        return external_key_stores.update(region, stores, record, params, _check_name)
+    _refuse_external(params)
     changes: dict[str, Any] = {}
     new_name = params.get("NewCustomKeyStoreName")
     if new_name is not None:

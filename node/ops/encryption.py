@@ -87,7 +87,8 @@ def _open_source(
             raise invalid_ciphertext()
         return key, b"", None, algorithm, True
     version = key.material(header.material_id)
-    if version is None:
+    # An external key store's key has material of its own only for the inner layer: its blobs open through the proxy.
+    if version is None or (key.extra and key_store_keys.is_store_key(key)):
         raise invalid_ciphertext()
     # A DryRun without IGNORE_CIPHERTEXT validates the ciphertext too (wrong context, tampering): open it.
     return key, open_blob(blob, version.material, params.get(ec_field)), version, algorithm, False

@@ -8,11 +8,12 @@ from typing import Any
 
 from node.deferred import Deferred
 from node.keystores import token_crypto
-from node.keystores.records import CLOUDHSM, CLUSTER_ID, CONNECTED, RESUME, STORE_ID
+from node.keystores.records import CLOUDHSM, CLUSTER_ID, CONNECTED, EXTERNAL, RESUME, STORE_ID
 from node.keystores.service import KeyStoreService, store_of
 from node.model.errors import KmsError, invalid_state, unsupported
 from node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord
 from node.model.states import KeyState
+from node.ops import external_keys
 from node.ops.common import key_metadata
 from node.ops.custom_key_stores import find, not_found, service
 from node.ops.registry import Params
@@ -38,6 +39,8 @@ def _object_id(key: KeyRecord) -> bytes:
 def _connected(region: Region, key: KeyRecord) -> tuple[KeyStoreService, Any]:
     stores = service(region)
     record = stores.stores.get(store_of(key) or "")
+    if record is not None and record.xks is not None and record.state != CONNECTED:
+        raise KmsError("KMSInvalidStateException", external_keys.NOT_CONNECTED)
     if record is None or record.state != CONNECTED:
         raise invalid_state(f"{key.arn} is unavailable.")
     return stores, record
@@ -49,8 +52,8 @@ def check_create(region: Region, params: Params, spec: str, usage: str) -> str |
     if store_id is not None and params.get("XksKeyId") is None:
         find(_store_service(region, store_id), store_id)  # an unknown store first: CustomKeyStoreNotFoundException
     origin = params.get("Origin") or "AWS_KMS"
-    if params.get("XksKeyId") is not None or origin == "EXTERNAL_KEY_STORE":
-        raise unsupported("External key stores (EXTERNAL_KEY_STORE) are not supported by this cluster yet.")
+    if params.get("XksKeyId") is not None or origin == EXTERNAL:
+        return external_keys.check_create(params, spec, usage)
     if store_id is None:
         if origin == CLOUDHSM:
             raise KmsError("ValidationException", "CustomKeyStoreId is required when Origin is AWS_CLOUDHSM.")
@@ -73,10 +76,12 @@ def _store_service(region: Region, store_id: str) -> KeyStoreService:
     return stores
 
 
-def create_in_store(region: Region, store_id: str, key: KeyRecord) -> Deferred:
+def create_in_store(region: Region, store_id: str, key: KeyRecord, params: Params | None = None) -> Deferred:
     """Generate the key's AES-256 material in the store's token, then commit ``key`` naming it."""
     stores = _store_service(region, store_id)
     record = find(stores, store_id)
+    if record.xks is not None or key.origin == EXTERNAL:
+        return external_keys.create_in_store(region, stores, record, key, params or {})
     if record.state != CONNECTED:
         raise KmsError("CustomKeyStoreInvalidStateException",
                        f"Custom key store {store_id} is {record.state}: KMS keys can be created only in a "
@@ -103,6 +108,8 @@ def create_in_store(region: Region, store_id: str, key: KeyRecord) -> Deferred:
 
 def encrypt(region: Region, key: KeyRecord, plaintext: bytes, context: Any, finish: Any) -> Deferred:
     stores, record = _connected(region, key)
+    if record.xks is not None:
+        return external_keys.encrypt(stores, record, key, plaintext, context, finish)
     object_id, handles = _object_id(key), stores.handles_of(record.store_id)
     return stores.deferred(record, lambda s: token_crypto.seal(s, key.key_id, object_id, plaintext, context, handles),
                            finish, lambda: key_unavailable(key))
@@ -110,6 +117,8 @@ def encrypt(region: Region, key: KeyRecord, plaintext: bytes, context: Any, fini
 
 def decrypt(region: Region, key: KeyRecord, blob: bytes, context: Any, finish: Any) -> Deferred:
     stores, record = _connected(region, key)
+    if record.xks is not None:
+        return external_keys.decrypt(stores, record, key, blob, context, finish)
     object_id, handles = _object_id(key), stores.handles_of(record.store_id)
     return stores.deferred(record, lambda s: token_crypto.unseal(s, blob, object_id, context, handles), finish,
                            lambda: key_unavailable(key))
@@ -118,6 +127,8 @@ def decrypt(region: Region, key: KeyRecord, blob: bytes, context: Any, finish: A
 def data_key(region: Region, key: KeyRecord, length: int, context: Any, finish: Any) -> Deferred:
     """A data key drawn from the token's generator and sealed there, in one trip to the token."""
     stores, record = _connected(region, key)
+    if record.xks is not None:
+        return external_keys.data_key(stores, record, key, length, context, finish)
     object_id, handles = _object_id(key), stores.handles_of(record.store_id)
 
     def work(session: Any) -> tuple[bytes, bytes]:
@@ -129,6 +140,9 @@ def data_key(region: Region, key: KeyRecord, length: int, context: Any, finish: 
 def random_from_store(region: Region, store_id: str, count: int) -> Deferred:
     stores = _store_service(region, store_id)
     record = find(stores, store_id)
+    if record.xks is not None:
+        raise unsupported("GenerateRandom is not supported for an external key store (CustomKeyStoreType "
+                          "EXTERNAL_KEY_STORE): its proxy has no random number generator in its API.")
     if record.state != CONNECTED:
         raise KmsError("CustomKeyStoreInvalidStateException",
                        f"Custom key store {store_id} is {record.state}: GenerateRandom needs a CONNECTED store.")

@@ -87,7 +87,7 @@ def create_key(region: Region, params: Params, ctx: RequestContext) -> Response 
     if policy is not None:
         check_new_policy(region, ctx, key, policy, bool(params.get("BypassPolicyLockoutSafetyCheck")))
     if store_id is not None:
-        return key_store_keys.create_in_store(region, store_id, key)
+        return key_store_keys.create_in_store(region, store_id, key, params)
     region.commit(keys=[key])
     if origin == EXTERNAL and region.wrapping_keys is not None:
         region.wrapping_keys.prepare()  # GetParametersForImport is coming: have wrapping keys ready by then

@@ -22,6 +22,11 @@ from tests.e2e.harness import ROOT
                                       "-> KMSInvalidStateException", "decrypts again", "key store demo OK"],
                  marks=pytest.mark.skipif(find_library() is None,
                                           reason="SoftHSM2 is not installed (Debian: softhsm2)")),
+    pytest.param("xks_demo.py", ["external key store", "CONNECTED", "did not respond in time",
+                                 "cannot communicate with the external key store proxy", "decrypts again",
+                                 "XKS demo OK"],
+                 marks=pytest.mark.skipif(find_library() is None,
+                                          reason="SoftHSM2 is not installed (Debian: softhsm2)")),
 ])
 def test_demo_runs(script: str, expected: list[str]) -> None:
     done = subprocess.run([sys.executable, str(ROOT / "examples" / script)], cwd=ROOT, capture_output=True,

@@ -262,7 +262,7 @@ def test_every_key_store_exception(hsm_cluster: RunningCluster) -> None:
                     XksProxyUriEndpoint="https://xks.example.com", XksProxyUriPath="/kms/xks/v1",
                     XksProxyConnectivity="PUBLIC_ENDPOINT",
                     XksProxyAuthenticationCredential={"AccessKeyId": "A" * 20, "RawSecretAccessKey": "s" * 43})[0] \
-        == "UnsupportedOperationException"
+        == "XksProxyUriUnreachableException"  # an external key store's proxy must answer its health check
     wrong = create_store(kms, c, "wrong-password", PRIMARY, password="not-the-password")
     assert error_of(kms.create_custom_key_store, CustomKeyStoreName="wrong-password", CloudHsmClusterId=OTHER,
                     TrustAnchorCertificate=anchor(c, OTHER), KeyStorePassword="other-pass-22")[0] == \
