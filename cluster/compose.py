@@ -131,7 +131,7 @@ def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[],
     ``hosted``: only these regions (`trent node`: one region, its peers elsewhere)."""
     make_private_dir(config.data_dir)
     shared = config.workers > 1
-    stores = make_store_factory(config.store)
+    stores = make_store_factory(config.store, config.etcd, config.region_stores)
     clock = load_clock(config.data_dir)
     # Key material crosses between regions only wrapped under the cluster's transport key.
     codec = CommandCodec(RootKey.load_or_create(config.data_dir / "cluster.key"))
@@ -166,6 +166,8 @@ def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: Adjus
     root_hex = config.root_key_hex(name)
     root = RootKey.from_bytes(bytes.fromhex(root_hex)) if root_hex else RootKey.load_or_create(region_dir / "root.key")
     store = stores.open(name, region_dir, shared=shared)
+    # A store with a change feed of its own (etcd) is shared by every node of the region, whatever --workers says.
+    followed = shared or store.change_feed() is not None
     outbox = Outbox(name, store, codec, clock)
     retention = Retention(config.audit_retention_days * DAY, config.audit_retention_mib * MIB)
     sink = AuditSink(region_dir / "audit", config.audit_rotate_mib * MIB, audit_file, retention)
@@ -180,7 +182,7 @@ def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: Adjus
     endpoint = KmsEndpoint(region, serving.registry, serving.decoder, serving.verifier,
                            verify_signatures=config.verify_signatures, anonymous=serving.anonymous,
                            principals=serving.directory, audit=trail, authorizer=serving.authorizer,
-                           consistency=RegionConsistency(region, notify_commits) if shared else None)
+                           consistency=RegionConsistency(region, notify_commits) if followed else None)
     return RegionParts(region, endpoint, outbox, trail, config.port_of(name))
 
 

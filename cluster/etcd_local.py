@@ -1,0 +1,144 @@
+"""A local etcd (one member or a 3-member cluster on loopback ports) started from Debian's ``etcd-server``: for
+`trent up --store etcd` when no etcd is configured, and for the tests and the bench. Each member's data lives in a
+directory of its own; ``kill`` SIGKILLs one member (a crash), ``restart`` brings it back on its data."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from cluster.ports import free_port_block
+
+ETCD = "etcd"
+
+
+def etcd_binary() -> str | None:
+    return shutil.which(ETCD) or (("/usr/bin/etcd") if Path("/usr/bin/etcd").exists() else None)
+
+
+class LocalEtcd:
+    def __init__(self, directory: Path, members: int = 3, base_port: int | None = None,
+                 progress_seconds: float = 2.0) -> None:
+        """``progress_seconds``: how often an idle watch hears that it is current (etcd's default is 10 minutes)."""
+        self.directory = directory
+        self.members = members
+        self.base = base_port if base_port is not None else free_port_block(2 * members)
+        self.progress = progress_seconds
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * members
+        self.token = f"trent-{self.base}"
+
+    def client_port(self, i: int) -> int:
+        return self.base + 2 * i
+
+    def peer_port(self, i: int) -> int:
+        return self.base + 2 * i + 1
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return tuple(f"http://127.0.0.1:{self.client_port(i)}" for i in range(self.members))
+
+    def _args(self, i: int) -> list[str]:
+        name = f"m{i}"
+        initial = ",".join(f"m{j}=http://127.0.0.1:{self.peer_port(j)}" for j in range(self.members))
+        binary = etcd_binary()
+        if binary is None:
+            raise OSError("etcd is not installed (Debian package etcd-server: deploy/debian-packages.txt)")
+        return [binary, "--name", name, "--data-dir", str(self.directory / name),
+                "--listen-client-urls", f"http://127.0.0.1:{self.client_port(i)}",
+                "--advertise-client-urls", f"http://127.0.0.1:{self.client_port(i)}",
+                "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port(i)}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port(i)}",
+                "--initial-cluster", initial, "--initial-cluster-token", self.token,
+                "--initial-cluster-state", "new",
+                # Short election timings: a killed leader is replaced in about a second on loopback.
+                "--heartbeat-interval", "50", "--election-timeout", "500",
+                "--experimental-watch-progress-notify-interval", f"{self.progress}s",
+                "--log-level", "error", "--logger", "zap"]
+
+    def start(self, timeout: float = 30.0) -> LocalEtcd:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for i in range(self.members):
+            self._spawn(i)
+        self.wait_healthy(timeout)
+        return self
+
+    def _spawn(self, i: int) -> None:
+        log = open(self.directory / f"m{i}.log", "ab")  # noqa: SIM115 (the member writes it until it stops)
+        with log:
+            self.procs[i] = subprocess.Popen(self._args(i), stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL)
+
+    def wait_healthy(self, timeout: float = 30.0, members: list[int] | None = None) -> None:
+        """Until every running member (or ``members``) sees a leader."""
+        wanted = members if members is not None else [i for i, p in enumerate(self.procs) if p is not None]
+        deadline = time.monotonic() + timeout
+        while True:
+            if all(self.healthy(i) for i in wanted):
+                return
+            for i in wanted:
+                proc = self.procs[i]
+                if proc is not None and proc.poll() is not None:
+                    log = (self.directory / f"m{i}.log").read_text(errors="replace")[-2000:]
+                    raise OSError(f"etcd member m{i} exited ({proc.returncode}): {log}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"etcd did not become healthy within {timeout}s")
+            time.sleep(0.1)
+
+    def healthy(self, i: int) -> bool:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.client_port(i), timeout=1.0)
+            try:
+                conn.request("POST", "/v3/maintenance/status", b"{}")
+                doc = json.loads(conn.getresponse().read() or b"{}")
+            finally:
+                conn.close()
+        except (OSError, ValueError, http.client.HTTPException):
+            return False
+        return str(doc.get("leader", "0")) != "0"
+
+    def leader(self) -> int | None:
+        """The index of the member that is the Raft leader now."""
+        for i in range(self.members):
+            if self.procs[i] is None:
+                continue
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.client_port(i), timeout=1.0)
+                conn.request("POST", "/v3/maintenance/status", b"{}")
+                doc = json.loads(conn.getresponse().read() or b"{}")
+                conn.close()
+            except (OSError, ValueError, http.client.HTTPException):
+                continue
+            if doc.get("leader") and doc.get("leader") == doc.get("header", {}).get("member_id"):
+                return i
+        return None
+
+    def kill(self, i: int) -> None:
+        """SIGKILL member ``i`` (a crash: no clean shutdown)."""
+        proc = self.procs[i]
+        if proc is not None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            self.procs[i] = None
+
+    def restart(self, i: int, timeout: float = 30.0) -> None:
+        """Bring member ``i`` back on its data directory (it rejoins the cluster it was part of)."""
+        if self.procs[i] is None:
+            self._spawn(i)
+            self.wait_healthy(timeout, [i])
+
+    def stop(self) -> None:
+        for i, proc in enumerate(self.procs):
+            if proc is None:
+                continue
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            self.procs[i] = None
