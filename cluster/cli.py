@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from cluster.datadir import DataDirLock
 from cluster.durations import parse_duration
+from cluster.etcd_status import etcd_lines
 from cluster.lifecycle import start_role, stop_signal
 from cluster.running import admin_address, admin_send
 from node.config import ConfigError, load_config
+from node.store.etcd_client import EtcdSettings
 
 if TYPE_CHECKING:
     pass
@@ -38,12 +40,31 @@ Ctrl-C stops the cluster."""
 def _up(args: argparse.Namespace) -> int:
     overrides = {"data_dir": args.data_dir, "host": args.host, "port": args.port, "regions": args.regions,
                  "auth": args.auth, "replica_creating_seconds": args.replica_delay, "workers": args.workers,
-                 "latency_profile": args.latency_profile}
+                 "latency_profile": args.latency_profile, "store": args.store,
+                 "etcd_endpoints": args.etcd_endpoints}
     try:
         config = load_config(Path(args.config) if args.config else None, overrides)
     except ConfigError as exc:
         print(f"trent: {exc}", file=sys.stderr)
         return 2
+    from cluster.etcd_local import local_etcd_for
+
+    try:
+        local_etcd, config = local_etcd_for(config, config.etcd.endpoints != EtcdSettings().endpoints)
+    except (OSError, TimeoutError) as exc:
+        print(f"trent: cannot start a local etcd: {exc}", file=sys.stderr)
+        return 1
+    if local_etcd is not None:
+        print(f"etcd: a local member for the etcd-backed regions at {local_etcd.endpoints[0]} "
+              f"(data in {local_etcd.directory})", flush=True)
+    try:
+        return _run_up(args, config)
+    finally:
+        if local_etcd is not None:
+            local_etcd.stop()
+
+
+def _run_up(args: argparse.Namespace, config: Any) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from cluster.heap import tune_collector
@@ -137,6 +158,8 @@ def _status(args: argparse.Namespace) -> int:
     for name, region in status["regions"].items():
         print(f"  {name:<16} {'up' if region['up'] else 'DOWN':<5} {region['url']:<24} keys={region['keys']} "
               f"multi-region={region['multi_region_keys']} outbox={region['outbox_head']}")
+        for line in etcd_lines(region.get("etcd")):
+            print(line)
         for peer, lag in region["replication"].items():
             link = "connected" if lag["connected"] else "not connected"
             print(f"      <- {peer:<16} cursor={lag['cursor']:<6} lag={lag['lag_records']} records, "
@@ -234,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "its own, under this one (real crashes: trent fault crash|restart REGION)")
     up.add_argument("--latency-profile", dest="latency_profile", choices=["none", "aws"],
                     help="delay replication between regions by a published inter-region round-trip matrix")
+    up.add_argument("--store", choices=["sqlite", "etcd"], help="where regions keep their state (default sqlite; "
+                    "etcd without etcd_endpoints starts a local one-member etcd under the data directory)")
+    up.add_argument("--etcd-endpoints", dest="etcd_endpoints", help="etcd client URLs, comma-separated")
     up.add_argument("-v", "--verbose", action="store_true", help="log region activity")
     up.set_defaults(func=_up)
     from cluster.processes_cli import add_commands

@@ -10,9 +10,12 @@ import shutil
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from cluster.ports import free_port_block
+from cluster.worker_processes import die_with_parent
+from node.config import ClusterConfig
 
 ETCD = "etcd"
 
@@ -54,14 +57,17 @@ class LocalEtcd:
                 "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port(i)}",
                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port(i)}",
                 "--initial-cluster", initial, "--initial-cluster-token", self.token,
-                "--initial-cluster-state", "new",
+                "--initial-cluster-state", "existing" if self._has_data(name) else "new",
                 # Short election timings: a killed leader is replaced in about a second on loopback.
                 "--heartbeat-interval", "50", "--election-timeout", "500",
                 "--experimental-watch-progress-notify-interval", f"{self.progress}s",
                 "--log-level", "error", "--logger", "zap"]
 
+    def _has_data(self, name: str) -> bool:
+        return (self.directory / name / "member").is_dir()
+
     def start(self, timeout: float = 30.0) -> LocalEtcd:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         for i in range(self.members):
             self._spawn(i)
         self.wait_healthy(timeout)
@@ -70,8 +76,11 @@ class LocalEtcd:
     def _spawn(self, i: int) -> None:
         log = open(self.directory / f"m{i}.log", "ab")  # noqa: SIM115 (the member writes it until it stops)
         with log:
+            # Its own session (a Ctrl-C meant for trent must not stop etcd under a cluster still stopping), yet
+            # never outliving whoever started it.
             self.procs[i] = subprocess.Popen(self._args(i), stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL)
+                                             stdin=subprocess.DEVNULL, start_new_session=True,
+                                             preexec_fn=die_with_parent)
 
     def wait_healthy(self, timeout: float = 30.0, members: list[int] | None = None) -> None:
         """Until every running member (or ``members``) sees a leader."""
@@ -142,3 +151,15 @@ class LocalEtcd:
                 proc.kill()
                 proc.wait()
             self.procs[i] = None
+
+
+def local_etcd_for(config: ClusterConfig, configured: bool) -> tuple[LocalEtcd | None, ClusterConfig]:
+    """`trent up --store etcd` with no etcd configured (``configured``: etcd_endpoints was given): a one-member
+    etcd of its own under the data directory (``etcd/``), on the ports after the regions'; the config pointed at
+    it. (None, config) when no region is on etcd or one is configured."""
+    if configured or "etcd" not in (config.store, *config.region_stores.values()):
+        return None, config
+    base = config.port + 1 + len(config.regions) + 50
+    local = LocalEtcd(config.data_dir / "etcd", members=1, base_port=base, progress_seconds=10.0)
+    local.start()
+    return local, replace(config, etcd=replace(config.etcd, endpoints=local.endpoints))

@@ -33,8 +33,12 @@ class EtcdStoreFactory:
         self.settings = etcd or EtcdSettings()
 
     def open(self, region: str, directory: Path, *, shared: bool) -> Store:
+        from node.store.base import StoreError
         from node.store.etcd import EtcdStore  # (its watch thread starts only when a region uses it)
-        return EtcdStore(EtcdClient(self.settings), region)
+        try:
+            return EtcdStore(EtcdClient(self.settings), region)
+        except StoreError as exc:  # etcd unreachable at start: one line for the operator, not a traceback
+            raise OSError(str(exc)) from exc
 
     def open_runtime(self, directory: Path) -> Store:
         return SqliteStore(directory / "runtime.db", feed=True)

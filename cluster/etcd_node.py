@@ -1,0 +1,152 @@
+"""The background work of a process serving etcd-backed regions: every node of such a region serves its requests,
+but its scheduler and replication pullers run on the one node that holds the region's lease
+(cluster/etcd_election.py), and outbox trimming where this process leads every region it serves. Regions on
+SQLite in the same process keep their work running as before."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+import aiohttp
+
+from cluster.etcd_election import LeaseElection, new_node_id
+from cluster.jobs import Jobs, ReplicationLinks
+from cluster.lifecycle import Component
+from node.crypto.handles import SecretBytes
+from node.crypto.rootkey import RootKey
+from node.store.etcd import EtcdStore
+from node.store.etcd_client import EtcdError, b64, unb64
+
+log = logging.getLogger("trent.jobs")
+
+
+def etcd_stores(stores: Mapping[str, object]) -> dict[str, EtcdStore]:
+    return {name: store for name, store in stores.items() if isinstance(store, EtcdStore)}
+
+
+class ElectedLinks(ReplicationLinks):
+    """Replication pullers that run, per region, only while this node leads the region (always, for a region that
+    is not elected). Stepping down stops the pullers but keeps the outbox open: peers still pull from this node."""
+
+    def __init__(self, *args: Any, elected: frozenset[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.leading = {name for name in self.replications if name not in elected}
+        self._wanted = False
+        self._running: set[str] = set()
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.tls or True))
+        self._wanted = True
+        for name in sorted(self.leading):
+            self._start_region(name)
+
+    def _start_region(self, name: str) -> None:
+        if not self._wanted or name in self._running or self._session is None:
+            return
+        peers = {peer: url for peer, url in self.urls.items() if peer != name}
+        delays = {peer: self.delay(peer, name) for peer in peers} if self.delay else {}
+        self.replications[name].start(peers, self.token, self.faults, self._session, delays)
+        self._running.add(name)
+
+    async def lead(self, name: str) -> None:
+        self.leading.add(name)
+        self._start_region(name)
+
+    async def follow(self, name: str) -> None:
+        self.leading.discard(name)
+        if name in self._running:
+            self._running.discard(name)
+            await self.replications[name].stop()
+
+    async def stop(self) -> None:
+        self._wanted = False
+        self._running.clear()
+        await super().stop()
+
+
+class ElectedWork:
+    """What a region's lease holder runs: its jobs (the scheduler) and pullers; ``shared`` (outbox trimming, which
+    reads every region's cursors in this process) while this process leads all its elected regions."""
+
+    def __init__(self, per_region: Mapping[str, list[Component]], links: ElectedLinks, shared: list[Component],
+                 elected: frozenset[str]) -> None:
+        self.jobs = {name: Jobs(jobs) for name, jobs in per_region.items()}
+        self.links = links
+        self.shared = Jobs(shared)
+        self.elected = elected
+        self.leading: set[str] = set()
+        self._shared_running = False
+
+    async def lead(self, name: str) -> None:
+        self.leading.add(name)
+        await self.jobs[name].start()
+        await self.links.lead(name)
+        if self.leading >= self.elected and not self._shared_running:
+            self._shared_running = True
+            await self.shared.start()
+
+    async def follow(self, name: str) -> None:
+        self.leading.discard(name)
+        if self._shared_running:
+            self._shared_running = False
+            await self.shared.stop()
+        await self.links.follow(name)
+        await self.jobs[name].stop()
+
+
+class Elections:
+    """A job: one lease election per etcd-backed region of this process."""
+
+    def __init__(self, stores: Mapping[str, EtcdStore], work: ElectedWork,
+                 describe: Callable[[str], dict[str, Any]]) -> None:
+        node_id = new_node_id()
+        self.work = work
+        self.elections = {name: LeaseElection(store, node_id, partial(describe, name), partial(work.lead, name),
+                                              partial(work.follow, name))
+                          for name, store in stores.items()}
+
+    async def start(self) -> None:
+        for election in self.elections.values():
+            await election.start()
+
+    async def stop(self) -> None:
+        for election in self.elections.values():
+            await election.stop()
+
+    def report(self, region: str) -> dict[str, Any] | None:
+        election = self.elections.get(region)
+        if election is None:
+            return None
+        return {**election.report(), "etcd": election.store.client.health(), "watching": election.store.watching,
+                "background_running": region in self.work.leading}
+
+
+ROOT_CHECK = "root-check"  # in the region's meta table: a known value wrapped under the region's root key
+
+
+def check_root_key(store: EtcdStore, root: RootKey, meta: str) -> None:
+    """Every node of an etcd-backed region must hold the same root key (from its `trent init` bundle or
+    ``root_keys``; it is never in etcd). The first node leaves a value wrapped under its key; a node whose key does
+    not unwrap it refuses to start, before it could write anything the others cannot read."""
+    aad = f"trent/root-check/{store.region}".encode()
+    store.declare(meta)
+    wrapped = store.get(meta, ROOT_CHECK)
+    if wrapped is None:
+        key = b64(store.base + f"{meta}/{ROOT_CHECK}".encode())
+        mine = root.wrap(SecretBytes(b"trent region root key check"), aad)
+        try:
+            store.client.txn([{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+                             [{"request_put": {"key": key, "value": b64(mine)}}])
+            _, kv = store.client.get(store.base + f"{meta}/{ROOT_CHECK}".encode())
+        except EtcdError as exc:
+            raise OSError(f"etcd: {exc}") from exc
+        wrapped = unb64(kv.get("value")) if kv is not None else mine
+    try:
+        root.unwrap(wrapped, aad)
+    except ValueError:
+        raise ValueError(f"region {store.region}: this node's root key is not the one the region's data in etcd is "
+                         "wrapped under (give every node of the region the same root key: its trent init bundle "
+                         "or root_keys)") from None
