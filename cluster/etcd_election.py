@@ -94,7 +94,7 @@ class LeaseElection:
             [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
             [{"request_put": {"key": key, "value": b64(self.node_id), "lease": self.lease}}])
         if answer.get("succeeded"):
-            log.warning("region %s: node %s now does the background work", self.store.region, self.node_id)
+            log.info("region %s: node %s now does the background work", self.store.region, self.node_id)
             self.leading = True
             await self._lead()
 
@@ -124,7 +124,8 @@ class LeaseElection:
     async def _step_down(self, why: str) -> None:
         if self.leading:
             self.leading = False
-            log.warning("region %s: node %s stops the background work: %s", self.store.region, self.node_id, why)
+            (log.info if why == "stopping" else log.warning)(
+                "region %s: node %s stops the background work: %s", self.store.region, self.node_id, why)
             await self._follow()
 
     def _heard(self, name: str, value: bytes | None, _revision: int) -> None:
