@@ -1,11 +1,14 @@
 """A small client of etcd's v3 API through its JSON gateway (``/v3/...``, served by every etcd on its client port).
 
-Why this and not a library: the store Protocol (node/store/base.py) is synchronous — a region decides and commits
-inside one handler call, as with SQLite — so the commit path needs a blocking client, and the watch runs in a thread
-of its own. The PyPI clients do not fit that well: ``etcd3`` (python-etcd3, gRPC) has had no release since 2020 and
-its generated protobuf code breaks on current ``protobuf``; ``aetcd`` (its asyncio fork) and ``etcd3-py`` add gRPC
-or aiohttp stacks and still wrap the same four calls used here (range, txn, watch, lease). The JSON gateway is part
-of etcd itself (3.4 and later), needs nothing beyond the standard library, and supports txn, watch and leases.
+Why this and not a library (PyPI, December 2026): ``etcd3`` (python-etcd3, gRPC, synchronous) has had no release
+since 0.12.0 in 2020 (a company fork carries it on); ``etcd3-py`` (itself a JSON-gateway client) none since 0.1.6 in
+2019; ``aetcd`` is maintained (1.0.0; asyncio over gRPC; txn, watch and leases). But the store Protocol
+(node/store/base.py) is synchronous: a region decides and commits inside one handler call, as with SQLite, and an
+operation that lost a race is decided again at once (node/consistency.py). An asyncio client cannot be awaited
+there without making every operation a coroutine, and it would bring grpcio and protobuf. The JSON gateway is part
+of etcd itself (3.4 and later, Debian's etcd-server included), needs nothing beyond the standard library, and has
+every call used here: range, txn (compare on revisions), watch, lease grant/keep-alive/revoke, status. The watch
+runs in a thread of its own.
 
 Every call goes to the first endpoint that answers; an endpoint that refuses the connection is skipped (a dead
 member). A request that was sent but got no answer may have been carried out: ``Ambiguous`` says so, and the caller
