@@ -90,6 +90,8 @@ class EtcdStore:
                 rows.setdefault(table, {})[ident] = unb64(kv.get("value"))
                 revs[(table, ident)] = mod
         with self._cond:
+            for table in self._tables:  # (a reload after compaction keeps every declared table, empty or not)
+                rows.setdefault(table, {})
             self._rows, self._revs, self._controls = rows, revs, controls
             self._head = max(self._head, head)
             self._cond.notify_all()
@@ -100,7 +102,10 @@ class EtcdStore:
         while not self._stopping.is_set():
             try:
                 self.watching = True
-                result = self.client.watch(self.base, self._applied + 1, self._on_events, self._stopping,
+                # From the last revision applied, not the one after: its changes come again (and change nothing),
+                # but a compaction at the next one is reported instead of silently losing a deletion made there
+                # (etcd drops a key deleted at the compaction revision from the history a watch reads).
+                result = self.client.watch(self.base, max(self._applied, 1), self._on_events, self._stopping,
                                            self._watch_idle, self._opened)
                 failures = 0
                 if result.get("compact_revision"):
@@ -125,6 +130,9 @@ class EtcdStore:
 
     def _on_events(self, revision: int, events: list[Json]) -> None:
         if not events:
+            # A progress notification: every change up to ``revision`` has been sent, so a watch made again after
+            # a break may start there (not from the last change, which etcd may have compacted away meanwhile).
+            self._applied = max(self._applied, revision)
             return
         by_rev: dict[int, list[tuple[str, bytes | None]]] = {}
         for event in events:
@@ -347,12 +355,16 @@ class EtcdStore:
 
     def close(self) -> None:
         self._stopping.set()
+        self._stop_watch_conn()
+        self._thread.join(timeout=5)
+        self.client.close()
+
+    def _stop_watch_conn(self) -> None:
+        """Cut the watch stream (on close; tests use it to break the stream as a network would)."""
         conn = self._watch_conn
         if conn is not None and conn.sock is not None:
             with contextlib.suppress(OSError):
                 conn.sock.shutdown(socket.SHUT_RDWR)
-        self._thread.join(timeout=5)
-        self.client.close()
 
     def _check(self, table: str) -> None:
         if table not in self._tables:

@@ -287,6 +287,8 @@ class EtcdClient:
                 if answer.status != 200:
                     raise EtcdError(f"watch refused: {answer.status}")
                 return self._stream(answer, on_events, stopping)
+            except TimeoutError:
+                return {"idle": True}  # nothing for ``idle`` seconds: the caller watches again from where it is
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 raise EtcdError(f"watch on {self.settings.endpoints[index]} broke: {exc}") from exc
             finally:
@@ -309,6 +311,8 @@ class EtcdClient:
             result = doc.get("result", {})
             if result.get("canceled") or result.get("compact_revision"):
                 return dict(result)
+            if result.get("created"):
+                continue  # (its revision is etcd's now, not how far the events sent so far reach)
             on_events(int(result.get("header", {}).get("revision", 0)), result.get("events", []))
         return {}
 

@@ -194,3 +194,34 @@ def test_sigkill_of_an_etcd_member_during_a_write_burst_loses_no_acknowledged_wr
         assert set(acknowledged) <= {i for i, _ in only.scan(KEYS)}
     finally:
         only.close()
+
+
+def test_a_watch_idle_past_its_timeout_and_one_cut_behind_a_compaction_both_catch_up(
+        open_store: Callable[[str], EtcdStore], etcd: LocalEtcd) -> None:
+    a, b = open_store(A), open_store(A)
+    for store in (a, b):
+        store.declare(KEYS, feed=True)
+    a._watch_idle = 0.3  # its stream times out when nothing happens for that long, and is made again
+    a._stop_watch_conn()
+    time.sleep(1.0)
+    b.commit_if(Batch().put(KEYS, "after-idle", b"1"), b.change_head())
+    wait_for(lambda: a.get(KEYS, "after-idle") == b"1")
+    # Cut a's watch and hold it back while b commits and etcd compacts its history: the watch made again finds
+    # its start compacted away, a reads the region afresh, and its feed's readers are told to load everything.
+    seen = a.change_head()
+    held = threading.Event()
+    watch = a.client.watch
+
+    def held_back(*args, **kwargs):  # type: ignore[no-untyped-def]
+        held.wait(10)
+        return watch(*args, **kwargs)
+
+    a.client.watch = held_back  # type: ignore[method-assign]
+    a._stop_watch_conn()
+    head = b.commit_if(Batch().put(KEYS, "while-cut", b"2").delete(KEYS, "after-idle"), b.change_head())
+    b.client.call("kv/compaction", {"revision": head, "physical": True})
+    held.set()
+    wait_for(lambda: a.get(KEYS, "while-cut") == b"2" and a.get(KEYS, "after-idle") is None)
+    oldest, _ = a.changes_after(seen)
+    assert oldest > seen + 1  # a follower behind the reload loads everything again
+    assert a.change_head() >= head
