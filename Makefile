@@ -2,7 +2,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill drill-netns up-processes
+.PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill drill-netns up-processes \
+	up-etcd bench-etcd drill-netns-etcd
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -56,6 +57,18 @@ demo-drill: $(STAMP)
 # Three regions as three processes under one supervisor (real SIGKILL: trent fault crash|restart REGION).
 up-processes: $(STAMP) sysdeps
 	$(VENV)/bin/trent up --processes
+
+# Every region kept in etcd (a local one-member etcd under .trent/etcd unless etcd_endpoints is configured).
+up-etcd: $(STAMP) sysdeps
+	$(VENV)/bin/trent up --store etcd
+
+# etcd-backed regions in the benchmark, and a node's start over 100k keys in etcd (about 3 minutes in all).
+bench-etcd: $(BENCH_STAMP) sysdeps
+	$(VENV)/bin/trent bench --only etcd,etcd_scale --scale 100000 $(BENCH_ARGS)
+
+# A region on etcd across network namespaces: 3 etcd members, 2 nodes, a node and a member SIGKILLed (root).
+drill-netns-etcd: $(STAMP) sysdeps
+	$(PY) -m cluster.netns_etcd --out drill-netns-etcd
 
 # The full DR drill across network namespaces (root): timeline, result and lag plot in $(DRILL_OUT).
 DRILL_OUT ?= drill-netns

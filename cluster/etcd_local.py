@@ -26,10 +26,15 @@ def etcd_binary() -> str | None:
 
 class LocalEtcd:
     def __init__(self, directory: Path, members: int = 3, base_port: int | None = None,
-                 progress_seconds: float = 2.0) -> None:
-        """``progress_seconds``: how often an idle watch hears that it is current (etcd's default is 10 minutes)."""
+                 progress_seconds: float = 2.0, hosts: list[str] | None = None,
+                 prefixes: list[list[str]] | None = None) -> None:
+        """``progress_seconds``: how often an idle watch hears that it is current (etcd's default is 10 minutes);
+        ``hosts``/``prefixes``: each member's address and command prefix (``ip netns exec NS``: a member per network
+        namespace, cluster/netns_etcd.py); loopback and none by default."""
         self.directory = directory
         self.members = members
+        self.hosts = hosts or ["127.0.0.1"] * members
+        self.prefixes = prefixes or [[] for _ in range(members)]
         self.base = base_port if base_port is not None else free_port_block(2 * members)
         self.progress = progress_seconds
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * members
@@ -43,19 +48,20 @@ class LocalEtcd:
 
     @property
     def endpoints(self) -> tuple[str, ...]:
-        return tuple(f"http://127.0.0.1:{self.client_port(i)}" for i in range(self.members))
+        return tuple(f"http://{self.hosts[i]}:{self.client_port(i)}" for i in range(self.members))
 
     def _args(self, i: int) -> list[str]:
         name = f"m{i}"
-        initial = ",".join(f"m{j}=http://127.0.0.1:{self.peer_port(j)}" for j in range(self.members))
+        initial = ",".join(f"m{j}=http://{self.hosts[j]}:{self.peer_port(j)}" for j in range(self.members))
+        host = self.hosts[i]
         binary = etcd_binary()
         if binary is None:
             raise OSError("etcd is not installed (Debian package etcd-server: deploy/debian-packages.txt)")
-        return [binary, "--name", name, "--data-dir", str(self.directory / name),
-                "--listen-client-urls", f"http://127.0.0.1:{self.client_port(i)}",
-                "--advertise-client-urls", f"http://127.0.0.1:{self.client_port(i)}",
-                "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port(i)}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port(i)}",
+        return [*self.prefixes[i], binary, "--name", name, "--data-dir", str(self.directory / name),
+                "--listen-client-urls", f"http://{host}:{self.client_port(i)}",
+                "--advertise-client-urls", f"http://{host}:{self.client_port(i)}",
+                "--listen-peer-urls", f"http://{host}:{self.peer_port(i)}",
+                "--initial-advertise-peer-urls", f"http://{host}:{self.peer_port(i)}",
                 "--initial-cluster", initial, "--initial-cluster-token", self.token,
                 "--initial-cluster-state", "existing" if self._has_data(name) else "new",
                 # Short election timings: a killed leader is replaced in about a second on loopback.
@@ -100,7 +106,7 @@ class LocalEtcd:
 
     def healthy(self, i: int) -> bool:
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.client_port(i), timeout=1.0)
+            conn = http.client.HTTPConnection(self.hosts[i], self.client_port(i), timeout=1.0)
             try:
                 conn.request("POST", "/v3/maintenance/status", b"{}")
                 doc = json.loads(conn.getresponse().read() or b"{}")
@@ -116,7 +122,7 @@ class LocalEtcd:
             if self.procs[i] is None:
                 continue
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.client_port(i), timeout=1.0)
+                conn = http.client.HTTPConnection(self.hosts[i], self.client_port(i), timeout=1.0)
                 conn.request("POST", "/v3/maintenance/status", b"{}")
                 doc = json.loads(conn.getresponse().read() or b"{}")
                 conn.close()
