@@ -20,7 +20,7 @@ from typing import Any
 import botocore.session
 
 from cluster.clock_control import load_clock
-from cluster.etcd_node import ElectedLinks, ElectedWork, Elections, check_root_key, etcd_stores
+from cluster.etcd_node import ElectedLinks, ElectedWork, Elections, etcd_stores, prepare_region
 from cluster.faults import Faults, fault_gate
 from cluster.files import load_or_create_token, make_private_dir
 from cluster.jobs import (
@@ -171,7 +171,7 @@ def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: Adjus
     # A store with a change feed of its own (etcd) is shared by every node of the region, whatever --workers says.
     followed = shared or store.change_feed() is not None
     if isinstance(store, EtcdStore):
-        check_root_key(store, root, META)
+        prepare_region(store, root, META, clock.now())
     outbox = Outbox(name, store, codec, clock)
     retention = Retention(config.audit_retention_days * DAY, config.audit_retention_mib * MIB)
     sink = AuditSink(region_dir / "audit", config.audit_rotate_mib * MIB, audit_file, retention)

@@ -6,6 +6,7 @@ SQLite in the same process keep their work running as before."""
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
@@ -17,8 +18,8 @@ from cluster.jobs import Jobs, ReplicationLinks
 from cluster.lifecycle import Component
 from node.crypto.handles import SecretBytes
 from node.crypto.rootkey import RootKey
+from node.store.base import StoreError
 from node.store.etcd import EtcdStore
-from node.store.etcd_client import EtcdError, b64, unb64
 
 log = logging.getLogger("trent.jobs")
 
@@ -127,23 +128,19 @@ class Elections:
 ROOT_CHECK = "root-check"  # in the region's meta table: a known value wrapped under the region's root key
 
 
-def check_root_key(store: EtcdStore, root: RootKey, meta: str) -> None:
-    """Every node of an etcd-backed region must hold the same root key (from its `trent init` bundle or
-    ``root_keys``; it is never in etcd). The first node leaves a value wrapped under its key; a node whose key does
-    not unwrap it refuses to start, before it could write anything the others cannot read."""
-    aad = f"trent/root-check/{store.region}".encode()
+def prepare_region(store: EtcdStore, root: RootKey, meta: str, now: float) -> None:
+    """What every node of an etcd-backed region must agree on before it serves, written once by whichever node
+    starts first: a value wrapped under the region's root key (a node whose key does not unwrap it refuses to
+    start, before it could write anything the others cannot read: root keys come from `trent init` bundles or
+    ``root_keys``, never from etcd), the outbox's identity and the start of usage tracking."""
     store.declare(meta)
-    wrapped = store.get(meta, ROOT_CHECK)
-    if wrapped is None:
-        key = b64(store.base + f"{meta}/{ROOT_CHECK}".encode())
-        mine = root.wrap(SecretBytes(b"trent region root key check"), aad)
-        try:
-            store.client.txn([{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
-                             [{"request_put": {"key": key, "value": b64(mine)}}])
-            _, kv = store.client.get(store.base + f"{meta}/{ROOT_CHECK}".encode())
-        except EtcdError as exc:
-            raise OSError(f"etcd: {exc}") from exc
-        wrapped = unb64(kv.get("value")) if kv is not None else mine
+    aad = f"trent/root-check/{store.region}".encode()
+    try:
+        wrapped = store.put_if_absent(meta, ROOT_CHECK, root.wrap(SecretBytes(b"trent region root key check"), aad))
+        store.put_if_absent(meta, "outbox-identity", secrets.token_hex(8).encode())
+        store.put_if_absent(meta, "tracking_start", repr(now).encode())
+    except StoreError as exc:
+        raise OSError(str(exc)) from exc
     try:
         root.unwrap(wrapped, aad)
     except ValueError:

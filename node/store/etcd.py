@@ -268,6 +268,25 @@ class EtcdStore:
         self._apply(rev, [*self._writes(batch), (HEAD, token)])
         return rev
 
+    def put_if_absent(self, table: str, ident: str, doc: bytes) -> bytes:
+        """Write ``doc`` unless the row exists; the row's value either way (what a node writes once for the whole
+        region: the first one's value wins, and every node reads the winner's at once)."""
+        self._check(table)
+        key = b64(self._key(table, ident))
+        try:
+            answer = self.client.txn([{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+                                     [{"request_put": {"key": key, "value": b64(doc)}}],
+                                     [{"request_range": {"key": key}}])
+        except EtcdError as exc:
+            raise StoreError(f"etcd commit failed: {exc}") from exc
+        if answer.get("succeeded"):
+            rev, value = int(answer["header"]["revision"]), doc
+        else:
+            kv = answer["responses"][0]["response_range"]["kvs"][0]
+            rev, value = int(kv["mod_revision"]), unb64(kv.get("value"))
+        self._apply(rev, [(f"{table}/{ident}", value)])
+        return value
+
     def _landed(self, token: bytes) -> int | None:
         """After a commit whose answer was lost: its revision if it was applied (and nothing followed yet)."""
         try:

@@ -5,6 +5,8 @@ retried errors."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from cluster.etcd_local import LocalEtcd
-from cluster.running import poll
+from cluster.running import ROOT, poll
 from tests.etcd.nodes import EtcdRegion
 
 
@@ -113,3 +115,23 @@ def test_behind_the_gateway_a_node_death_costs_only_retried_errors(region: EtcdR
     stop.set()
     thread.join(60)
     assert not failures, failures[:3]
+
+
+def test_a_node_with_another_root_key_refuses_to_start_and_writes_nothing(region: EtcdRegion) -> None:
+    region.start_node(0)
+    key_id = region.client(0).create_key()["KeyMetadata"]["KeyId"]
+    other = region.tmp / "other.toml"
+    text = region.config.read_text()
+    start = text.index('root_keys = { "us-east-1" = "') + len('root_keys = { "us-east-1" = "')
+    other.write_text(text[:start] + "ab" * 32 + text[start + 64:])
+    other.chmod(0o600)
+    refused = subprocess.run([sys.executable, "-m", "cluster.cli", "node", "--region", "us-east-1", "--regions",
+                              "us-east-1", "--port", str(region.port(1)), "--config", str(other), "--data-dir",
+                              str(region.tmp / "stranger")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert "root key is not the one the region's data in etcd is wrapped under" in refused.stderr
+    assert "ab" * 32 not in refused.stderr + refused.stdout
+    # The region is as it was: its one node serves, with the key it had.
+    report = region.status(0)["etcd"]
+    assert [n["node"] for n in report["nodes"]] == [report["node"]]
+    assert region.client(0).describe_key(KeyId=key_id)["KeyMetadata"]["Enabled"]
