@@ -3,8 +3,10 @@ us-east-1, each in a namespace of its own on 198.18.0.0/15 as on separate hosts,
 `trent init` bundles over TLS (the bundles give both the region's one root key), `trent gateway` and the client in
 a sixth namespace.
 
-    a burst of writes and reads through the gateway → node A SIGKILLed mid-burst → the burst goes on through B →
-    B holds the region's lease within the TTL → one etcd member SIGKILLed mid-burst → the burst goes on
+    the etcd member both nodes talk to first cut off from the other two → a write through one node is seen through
+    the other → heal → a burst of writes and reads through the gateway → the lease holder SIGKILLed mid-burst →
+    the burst goes on through the other node, which holds the lease within the TTL → one etcd member SIGKILLed
+    mid-burst → the burst goes on
 
 The client retries as the AWS SDKs do (standard mode); the drill checks that it never saw a call fail after its
 retries, and that every acknowledged key is there and every acknowledged ciphertext decrypts at the end.
@@ -135,20 +137,54 @@ class Drill:
             doc: dict[str, Any] = json.loads(r.read())
         return doc
 
+    def direct(self, node: str) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("kms", endpoint_url=self.url(node), region_name=REGION, aws_access_key_id="test",
+                            aws_secret_access_key="test", verify=str(self.ca),
+                            config=Config(retries={"max_attempts": 8, "mode": "standard"}, connect_timeout=5,
+                                          read_timeout=30))
+
+    def cut_off_member(self) -> float:
+        """The member both nodes talk to first is cut off from the other two: a write through one node still lands
+        (its client retries), and the other node, whose watch was on that member, sees it (the member ends a watch
+        once it has no leader). How long until the other node saw it."""
+        first, second = self.direct(NODES[0]), self.direct(NODES[1])
+        key_id = second.create_key(Description="partition")["KeyMetadata"]["KeyId"]
+        _wait(lambda: first.describe_key(KeyId=key_id), 10)
+        for other in MEMBERS[1:]:
+            self.net.partition(MEMBERS[0], other)
+        self.say(f"etcd member {MEMBERS[0]} cut off from the other two (100 % loss)")
+        started = time.monotonic()
+        second.tag_resource(KeyId=key_id, Tags=[{"TagKey": "during-partition", "TagValue": "1"}])
+        _wait(lambda: any(t["TagKey"] == "during-partition"
+                          for t in first.list_resource_tags(KeyId=key_id)["Tags"]), 20)
+        seen = round(time.monotonic() - started, 2)
+        self.say(f"a write through {NODES[1]} seen through {NODES[0]} after {seen} s")
+        for other in MEMBERS[1:]:
+            self.net.heal(MEMBERS[0], other)
+        self.etcd.wait_healthy(30)
+        self.say("partition healed")
+        return seen
+
     def execute(self) -> dict[str, Any]:
         result: dict[str, Any] = {"ok": False}
         checks: dict[str, Any] = {}
         try:
             self.start_all()
+            checks["partition_write_seen_seconds"] = self.cut_off_member()
             burst = _Burst(self.client())
             burst.start()
             _wait(lambda: burst.acks >= 20, 30)
-            self.nodes[NODES[0]].kill()
+            holder = _wait(lambda: next((n for n in NODES if self.node_status(n)["etcd"]["leading"]), None), 10)
+            survivor = next(n for n in NODES if n != holder)
+            self.nodes[holder].kill()
             killed = time.monotonic()
-            self.say(f"node {NODES[0]} (the lease holder) SIGKILLed mid-burst after {burst.acks} acknowledged calls")
-            _wait(lambda: self.node_status(NODES[1])["etcd"]["leading"], TTL + 10)
+            self.say(f"node {holder} (the lease holder) SIGKILLed mid-burst after {burst.acks} acknowledged calls")
+            _wait(lambda: self.node_status(survivor)["etcd"]["leading"], TTL + 10)
             checks["lease_moved_seconds"] = round(time.monotonic() - killed, 2)
-            self.say(f"node {NODES[1]} holds the lease after {checks['lease_moved_seconds']} s")
+            self.say(f"node {survivor} holds the lease after {checks['lease_moved_seconds']} s")
             before = burst.acks
             _wait(lambda: burst.acks >= before + 60, 30)
             self.etcd.kill(1)
@@ -219,12 +255,13 @@ class _Burst:
         self._thread.join(60)
 
 
-def _wait(check: Any, timeout: float) -> None:
+def _wait(check: Any, timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if check():
-                return
+            value = check()
+            if value:
+                return value
         except Exception:
             pass
         if time.monotonic() > deadline:

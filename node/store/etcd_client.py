@@ -125,9 +125,11 @@ class EtcdClient:
                     except OSError as again:
                         conn.close()
                         conns.pop(index, None)
+                        self._skip(index)
                         errors.append(f"{self.settings.endpoints[index]}: {again}")
                         continue
                 else:
+                    self._skip(index)
                     errors.append(f"{self.settings.endpoints[index]}: {exc}")
                     continue
             try:
@@ -136,6 +138,7 @@ class EtcdClient:
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 conns.pop(index, None)
+                self._skip(index)
                 raise Ambiguous(f"{self.settings.endpoints[index]}: no answer to {path}: {exc}") from exc
             doc: Json = json.loads(raw or b"{}")
             if answer.status == 401 and self.settings.user and "token" in str(doc.get("error", "")).lower():
@@ -144,14 +147,22 @@ class EtcdClient:
             if answer.status != 200:
                 if "timed out" in str(doc.get("error") or doc.get("message") or ""):
                     # etcd gave up waiting for the proposal, which may still commit.
+                    self._skip(index)
                     raise Ambiguous(f"{self.settings.endpoints[index]}: {path}: {doc.get('error')}")
                 if _unavailable(answer.status, doc):
+                    self._skip(index)
                     errors.append(f"{self.settings.endpoints[index]}: {doc.get('error') or answer.status}")
                     continue
                 raise EtcdError(f"etcd refused {path}: {doc.get('error') or doc.get('message') or answer.status}")
             self._preferred = index
             return doc
         raise EtcdError("no etcd endpoint answered: " + "; ".join(errors))
+
+    def _skip(self, index: int) -> None:
+        """The endpoint at ``index`` failed: the next call starts with the one after it (a member cut off from the
+        others answers nothing useful until it rejoins)."""
+        if self._preferred == index:
+            self._preferred = (index + 1) % len(self._endpoints)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -274,22 +285,31 @@ class EtcdClient:
             try:
                 conn.connect()
                 opened(conn)  # so that a stop can cut the stream short
-                conn.request("POST", "/v3/watch", json.dumps(request).encode(), self._headers())
+                # hasleader: the member ends the stream when it loses its leader (cut off from the quorum), rather
+                # than keep a silent, stale watch open (what etcd's own client asks with WithRequireLeader).
+                conn.request("POST", "/v3/watch", json.dumps(request).encode(),
+                             {**self._headers(), "Grpc-Metadata-hasleader": "true"})
                 answer = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 opened(None)
                 conn.close()
+                self._skip(index)
                 errors.append(f"{self.settings.endpoints[index]}: {exc}")
                 if stopping.is_set():
                     return {}
                 continue
             try:
                 if answer.status != 200:
+                    self._skip(index)
                     raise EtcdError(f"watch refused: {answer.status}")
                 return self._stream(answer, on_events, stopping)
             except TimeoutError:
                 return {"idle": True}  # nothing for ``idle`` seconds: the caller watches again from where it is
+            except EtcdError:
+                self._skip(index)  # (the member lost its leader, say): the next watch is made elsewhere
+                raise
             except (OSError, http.client.HTTPException, ValueError) as exc:
+                self._skip(index)
                 raise EtcdError(f"watch on {self.settings.endpoints[index]} broke: {exc}") from exc
             finally:
                 opened(None)
