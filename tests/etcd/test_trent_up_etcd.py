@@ -25,7 +25,8 @@ def port_open(port: int) -> bool:
 
 @pytest.mark.skipif(etcd_binary() is None, reason="etcd is not installed (Debian package etcd-server)")
 def test_trent_up_store_etcd_keeps_regions_in_a_local_etcd(tmp_path: Path) -> None:
-    cluster = RunningCluster(tmp_path / "data", free_port_block(60), extra_args=("--store", "etcd"))
+    cluster = RunningCluster(tmp_path / "data", free_port_block(60), extra_args=("--store", "etcd",
+                                                                                     "--replica-delay", "0.2"))
     cluster.start(timeout=60)
     etcd_port = cluster.port + 1 + len(cluster.regions) + 50
     try:
@@ -34,10 +35,17 @@ def test_trent_up_store_etcd_keeps_regions_in_a_local_etcd(tmp_path: Path) -> No
         key_id = kms.create_key(Description="kept in etcd")["KeyMetadata"]["KeyId"]
         kms.create_alias(AliasName="alias/in-etcd", TargetKeyId=key_id)
         blob = kms.encrypt(KeyId="alias/in-etcd", Plaintext=b"demo")["CiphertextBlob"]
+        # Replication between etcd-backed regions: the lease holder of each region pulls its peers' outboxes.
+        home, away = cluster.client("us-east-1"), cluster.client("eu-west-1")
+        mrk = home.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+        home.replicate_key(KeyId=mrk, ReplicaRegion="eu-west-1")
+        poll(lambda: away.describe_key(KeyId=mrk)["KeyMetadata"]["KeyState"] == "Enabled", 20)
+        sealed = home.encrypt(KeyId=mrk, Plaintext=b"across regions")["CiphertextBlob"]
+        assert away.decrypt(CiphertextBlob=sealed)["Plaintext"] == b"across regions"
         out = subprocess.run([sys.executable, "-m", "cluster.cli", "status", "--json", "--data-dir",
                               str(cluster.data_dir)], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
         region = json.loads(out.stdout)["regions"]["eu-west-1"]
-        assert region["keys"] == 1
+        assert region["keys"] == 2  # the key and the multi-Region replica
         assert region["etcd"]["leading"] and region["etcd"]["etcd"][0]["healthy"]
         text = subprocess.run([sys.executable, "-m", "cluster.cli", "status", "--data-dir", str(cluster.data_dir)],
                               cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
