@@ -20,6 +20,11 @@ from cluster.running import ROOT, poll
 from tests.etcd.nodes import EtcdRegion
 
 
+def audit_of(region: EtcdRegion, n: int) -> bytes:
+    path = region.tmp / f"node{n}" / "us-east-1" / "audit" / "audit.jsonl"
+    return path.read_bytes() if path.exists() else b""
+
+
 @pytest.fixture
 def region(etcd: LocalEtcd, tmp_path: Path) -> Iterator[EtcdRegion]:
     r = EtcdRegion(etcd, tmp_path)
@@ -109,6 +114,8 @@ def test_behind_the_gateway_a_node_death_costs_only_retried_errors(region: EtcdR
     thread = threading.Thread(target=burst)
     thread.start()
     poll(lambda: len(done) >= 20, 30)
+    # The gateway spreads the calls: each node has served some (its own audit trail records them).
+    poll(lambda: all(b"Encrypt" in audit_of(region, n) for n in (0, 1)), 10)
     region.nodes[0].kill()
     before = len(done)
     poll(lambda: len(done) >= before + 20, 30)
