@@ -109,6 +109,10 @@ class LeaseElection:
                 await self._campaign()
             except EtcdError as exc:
                 log.warning("region %s: election: %s", self.store.region, exc)
+            except Exception:
+                # Starting or stopping the work failed (a store error in a first scheduler run, say): the campaign
+                # goes on, or the region would be left without anyone doing its background work.
+                log.exception("region %s: election step failed", self.store.region)
             if self.leading and self.monotonic() - self._renewed > self.ttl:
                 await self._step_down("its lease could not be renewed for a whole TTL")
 

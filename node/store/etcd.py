@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
@@ -41,7 +42,10 @@ ControlListener = Callable[[str, bytes | None, int], None]
 
 
 class EtcdStore:
-    def __init__(self, client: EtcdClient, region: str, watch_idle: float = 30.0) -> None:
+    def __init__(self, client: EtcdClient, region: str, watch_idle: float = 30.0,
+                 stale_after: float | None = None) -> None:
+        """``stale_after``: seconds without a watch on etcd after which this node's view may be stale, and it
+        answers a retryable error rather than from memory (the lease TTL by default)."""
         self.client = client
         self.region = region
         self.base = f"{client.settings.prefix.rstrip('/')}/{region}/".encode()
@@ -60,6 +64,8 @@ class EtcdStore:
         self._watch_conn: http.client.HTTPConnection | None = None
         self._watch_idle = watch_idle
         self.watching = False  # the watch stream is open (status)
+        self.stale_after = float(client.settings.lease_ttl if stale_after is None else stale_after)
+        self._lost_since: float | None = None  # when the watch broke (None while it is open)
         try:
             self._applied = self._load()
         except EtcdError as exc:
@@ -106,7 +112,7 @@ class EtcdStore:
                 # but a compaction at the next one is reported instead of silently losing a deletion made there
                 # (etcd drops a key deleted at the compaction revision from the history a watch reads).
                 result = self.client.watch(self.base, max(self._applied, 1), self._on_events, self._stopping,
-                                           self._watch_idle, self._opened)
+                                           self._watch_idle, self._opened, self._connected)
                 failures = 0
                 if result.get("compact_revision"):
                     # The changes since our revision are gone from etcd: read the region afresh, and make every
@@ -119,6 +125,8 @@ class EtcdStore:
                         self._cond.notify_all()
             except (EtcdError, OSError, ValueError) as exc:
                 self.watching = False
+                if self._lost_since is None:
+                    self._lost_since = time.monotonic()
                 failures += 1
                 if not self._stopping.is_set() and failures > 1:
                     log.warning("region %s: etcd watch: %s; reconnecting", self.region, exc)
@@ -127,6 +135,9 @@ class EtcdStore:
 
     def _opened(self, conn: http.client.HTTPConnection | None) -> None:
         self._watch_conn = conn
+
+    def _connected(self) -> None:
+        self._lost_since = None
 
     def _on_events(self, revision: int, events: list[Json]) -> None:
         if not events:
@@ -336,6 +347,13 @@ class EtcdStore:
     # -- the change feed --------------------------------------------------------------------------------------
 
     def data_version(self) -> int:
+        """Asked before every request: the head, unless the watch has been broken for longer than ``stale_after``
+        (etcd unreachable): then what this node holds may be behind the other nodes' writes, and the request gets
+        a retryable error (through the gateway, the client's retry goes to a node that still follows etcd)."""
+        lost = self._lost_since
+        if lost is not None and time.monotonic() - lost > self.stale_after:
+            raise StoreError(f"region {self.region}: no watch on etcd for {time.monotonic() - lost:.1f}s; "
+                             "this node's view may be stale")
         return self._head
 
     def change_head(self) -> int:

@@ -273,7 +273,8 @@ class EtcdClient:
 
     def watch(self, prefix: bytes, start_revision: int, on_events: Callable[[int, list[Json]], None],
               stopping: threading.Event, idle: float = 30.0,
-              opened: Callable[[http.client.HTTPConnection | None], None] = lambda _: None) -> Json:
+              opened: Callable[[http.client.HTTPConnection | None], None] = lambda _: None,
+              connected: Callable[[], None] = lambda: None) -> Json:
         """Stream the changes under ``prefix`` from ``start_revision`` on, calling ``on_events(revision, events)``
         for each message, until ``stopping`` is set (returns {}), the stream ends or breaks (raises EtcdError), or
         etcd cancels the watch (returns its message: ``compact_revision`` when the start was compacted away)."""
@@ -302,6 +303,7 @@ class EtcdClient:
                 if answer.status != 200:
                     self._skip(index)
                     raise EtcdError(f"watch refused: {answer.status}")
+                connected()
                 return self._stream(answer, on_events, stopping)
             except TimeoutError:
                 return {"idle": True}  # nothing for ``idle`` seconds: the caller watches again from where it is

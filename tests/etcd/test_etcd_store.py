@@ -17,7 +17,7 @@ from node.model.mrk_rules import snapshot_of
 from node.service import KEYS, Region, RegionIdentity
 from node.store.base import Batch, StaleState, StoreError
 from node.store.etcd import EtcdStore
-from node.store.etcd_client import EtcdClient, EtcdSettings, unb64
+from node.store.etcd_client import EtcdClient, EtcdError, EtcdSettings, unb64
 from tests.unit.test_replication_log import ACCOUNT, CODEC, ROOT, A, B, mrk
 
 _names = itertools.count()
@@ -225,3 +225,39 @@ def test_a_watch_idle_past_its_timeout_and_one_cut_behind_a_compaction_both_catc
     oldest, _ = a.changes_after(seen)
     assert oldest > seen + 1  # a follower behind the reload loads everything again
     assert a.change_head() >= head
+
+
+def test_a_node_whose_watch_is_lost_stops_answering_from_memory_then_recovers(
+        open_store: Callable[[str], EtcdStore]) -> None:
+    store = EtcdStore(EtcdClient(EtcdSettings(endpoints=open_store(A).client.settings.endpoints,
+                                              prefix=open_store(A).client.settings.prefix)), A, stale_after=0.5)
+    try:
+        store.declare(KEYS, feed=True)
+        assert store.data_version() == store.change_head()
+        watch = store.client.watch
+        allowed = threading.Event()
+
+        def unreachable(*args, **kwargs):  # type: ignore[no-untyped-def]
+            if not allowed.is_set():
+                time.sleep(0.05)
+                raise EtcdError("no etcd endpoint took the watch")
+            return watch(*args, **kwargs)
+
+        store.client.watch = unreachable  # type: ignore[method-assign]
+        store._stop_watch_conn()
+        time.sleep(0.2)
+        store.data_version()  # a short break (a member failing over) is no reason to refuse anything
+        wait_for(lambda: store._stop_watch_conn() or _refuses(store), 5)  # (cut again: the first may have raced)
+        allowed.set()
+        wait_for(lambda: not _refuses(store), 5)
+    finally:
+        store.close()
+
+
+def _refuses(store: EtcdStore) -> bool:
+    try:
+        store.data_version()
+        return False
+    except StoreError as exc:
+        assert "no watch on etcd" in str(exc)
+        return True
