@@ -8,10 +8,12 @@ import http.client
 import json
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from cluster.ports import free_port_block
 from cluster.worker_processes import die_with_parent
@@ -27,7 +29,7 @@ def etcd_binary() -> str | None:
 class LocalEtcd:
     def __init__(self, directory: Path, members: int = 3, base_port: int | None = None,
                  progress_seconds: float = 2.0, hosts: list[str] | None = None,
-                 prefixes: list[list[str]] | None = None) -> None:
+                 prefixes: list[list[str]] | None = None, tls: tuple[Path, Path, Path | None] | None = None) -> None:
         """``progress_seconds``: how often an idle watch hears that it is current (etcd's default is 10 minutes);
         ``hosts``/``prefixes``: each member's address and command prefix (``ip netns exec NS``: a member per network
         namespace, cluster/netns_etcd.py); loopback and none by default."""
@@ -35,6 +37,10 @@ class LocalEtcd:
         self.members = members
         self.hosts = hosts or ["127.0.0.1"] * members
         self.prefixes = prefixes or [[] for _ in range(members)]
+        # (certificate, key, CA whose clients it accepts or None): clients then speak https, with a certificate
+        # from that CA when one is given (etcd --client-cert-auth).
+        self.tls = tls
+        self.client_tls: ssl.SSLContext | None = None  # how this harness reaches a TLS member (set with ``tls``)
         self.base = base_port if base_port is not None else free_port_block(2 * members)
         self.progress = progress_seconds
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * members
@@ -48,7 +54,11 @@ class LocalEtcd:
 
     @property
     def endpoints(self) -> tuple[str, ...]:
-        return tuple(f"http://{self.hosts[i]}:{self.client_port(i)}" for i in range(self.members))
+        return tuple(f"{self.scheme}://{self.hosts[i]}:{self.client_port(i)}" for i in range(self.members))
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
     def _args(self, i: int) -> list[str]:
         name = f"m{i}"
@@ -58,8 +68,8 @@ class LocalEtcd:
         if binary is None:
             raise OSError("etcd is not installed (Debian package etcd-server: deploy/debian-packages.txt)")
         return [*self.prefixes[i], binary, "--name", name, "--data-dir", str(self.directory / name),
-                "--listen-client-urls", f"http://{host}:{self.client_port(i)}",
-                "--advertise-client-urls", f"http://{host}:{self.client_port(i)}",
+                "--listen-client-urls", f"{self.scheme}://{host}:{self.client_port(i)}",
+                "--advertise-client-urls", f"{self.scheme}://{host}:{self.client_port(i)}", *self._tls_args(),
                 "--listen-peer-urls", f"http://{host}:{self.peer_port(i)}",
                 "--initial-advertise-peer-urls", f"http://{host}:{self.peer_port(i)}",
                 "--initial-cluster", initial, "--initial-cluster-token", self.token,
@@ -68,6 +78,13 @@ class LocalEtcd:
                 "--heartbeat-interval", "50", "--election-timeout", "500",
                 "--experimental-watch-progress-notify-interval", f"{self.progress}s",
                 "--log-level", "error", "--logger", "zap"]
+
+    def _tls_args(self) -> list[str]:
+        if self.tls is None:
+            return []
+        cert, key, clients = self.tls
+        args = ["--cert-file", str(cert), "--key-file", str(key)]
+        return args + (["--client-cert-auth", "--trusted-ca-file", str(clients)] if clients else [])
 
     def _has_data(self, name: str) -> bool:
         return (self.directory / name / "member").is_dir()
@@ -104,29 +121,31 @@ class LocalEtcd:
                 raise TimeoutError(f"etcd did not become healthy within {timeout}s")
             time.sleep(0.1)
 
-    def healthy(self, i: int) -> bool:
-        try:
+    def status(self, i: int) -> dict[str, Any] | None:
+        """Member ``i``'s maintenance status, or None when it does not answer."""
+        if self.tls is not None:
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self.hosts[i], self.client_port(i), timeout=1.0, context=self.client_tls)
+        else:
             conn = http.client.HTTPConnection(self.hosts[i], self.client_port(i), timeout=1.0)
-            try:
-                conn.request("POST", "/v3/maintenance/status", b"{}")
-                doc = json.loads(conn.getresponse().read() or b"{}")
-            finally:
-                conn.close()
+        try:
+            conn.request("POST", "/v3/maintenance/status", b"{}")
+            doc: dict[str, Any] = json.loads(conn.getresponse().read() or b"{}")
+            return doc
         except (OSError, ValueError, http.client.HTTPException):
-            return False
-        return str(doc.get("leader", "0")) != "0"
+            return None
+        finally:
+            conn.close()
+
+    def healthy(self, i: int) -> bool:
+        doc = self.status(i)
+        return doc is not None and str(doc.get("leader", "0")) != "0"
 
     def leader(self) -> int | None:
         """The index of the member that is the Raft leader now."""
         for i in range(self.members):
-            if self.procs[i] is None:
-                continue
-            try:
-                conn = http.client.HTTPConnection(self.hosts[i], self.client_port(i), timeout=1.0)
-                conn.request("POST", "/v3/maintenance/status", b"{}")
-                doc = json.loads(conn.getresponse().read() or b"{}")
-                conn.close()
-            except (OSError, ValueError, http.client.HTTPException):
+            doc = self.status(i) if self.procs[i] is not None else None
+            if doc is None:
                 continue
             if doc.get("leader") and doc.get("leader") == doc.get("header", {}).get("member_id"):
                 return i

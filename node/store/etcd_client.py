@@ -103,7 +103,7 @@ class EtcdClient:
 
     # -- requests ---------------------------------------------------------------------------------------------
 
-    def call(self, path: str, body: Json) -> Json:
+    def call(self, path: str, body: Json, _again: bool = True) -> Json:
         """POST ``body`` to ``/v3/<path>`` on the first endpoint that takes it."""
         payload = json.dumps(body).encode()
         errors: list[str] = []
@@ -141,9 +141,9 @@ class EtcdClient:
                 self._skip(index)
                 raise Ambiguous(f"{self.settings.endpoints[index]}: no answer to {path}: {exc}") from exc
             doc: Json = json.loads(raw or b"{}")
-            if answer.status == 401 and self.settings.user and "token" in str(doc.get("error", "")).lower():
+            if answer.status == 401 and self.settings.user and _again and "token" in str(doc.get("error", "")).lower():
                 self._token = None  # expired: authenticate again, once
-                return self.call(path, body)
+                return self.call(path, body, _again=False)
             if answer.status != 200:
                 if "timed out" in str(doc.get("error") or doc.get("message") or ""):
                     # etcd gave up waiting for the proposal, which may still commit.
@@ -173,12 +173,7 @@ class EtcdClient:
     def _auth_token(self) -> str:
         with self._token_lock:
             if self._token is None:
-                self._token = ""  # (the authenticate call itself carries none)
-                try:
-                    doc = self._authenticate()
-                finally:
-                    self._token = None
-                self._token = str(doc["token"])
+                self._token = str(self._authenticate()["token"])
             return self._token
 
     def _authenticate(self) -> Json:
