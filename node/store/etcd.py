@@ -232,26 +232,29 @@ class EtcdStore:
         watch brought it back, so this node reads its own write."""
         if not batch:
             return
-        ops = self._ops(batch)
+        for table in (*batch.puts, *batch.deletes):
+            self._check(table)
+        writes = self._writes(batch)
         moves = any(t in self._feed_tables for part in (batch.puts, batch.deletes) for t in part)
-        for start in range(0, len(ops), MAX_TXN_OPS):
-            chunk = ops[start:start + MAX_TXN_OPS]
+        for start in range(0, len(writes), MAX_TXN_OPS):
+            chunk = writes[start:start + MAX_TXN_OPS]
+            ops = [self._op(name, doc) for name, doc in chunk]
             if moves:
-                chunk.append({"request_put": {"key": b64(self._head_key), "value": b64(os.urandom(8))}})
+                ops.append({"request_put": {"key": b64(self._head_key), "value": b64(os.urandom(8))}})
             try:
-                doc = self.client.txn([], chunk)
+                doc = self.client.txn([], ops)
             except EtcdError as exc:
                 raise StoreError(f"etcd commit failed: {exc}") from exc
-            self._await_watch(int(doc["header"]["revision"]), batch)
+            self._await_watch(int(doc["header"]["revision"]), chunk)
 
-    def _await_watch(self, rev: int, batch: Batch) -> None:
-        names = [(t, i) for part in (batch.puts, batch.deletes) for t, ids in part.items() for i in ids]
+    def _await_watch(self, rev: int, writes: list[tuple[str, bytes | None]]) -> None:
+        names = [(table, ident) for table, _, ident in (name.partition("/") for name, _ in writes)]
         with self._cond:
             seen = self._cond.wait_for(lambda: all(self._revs.get(n, 0) >= rev for n in names), WATCH_WAIT)
         if not seen:
             log.warning("region %s: the watch has not brought commit %d back yet; applying it here", self.region,
                         rev)
-            self._apply(rev, self._writes(batch))
+            self._apply(rev, writes)
 
     def commit_if(self, batch: Batch, expect: int) -> int:
         """Commit only if no commit beyond ``expect`` moved the head (else StaleState, nothing written); the new
@@ -309,14 +312,14 @@ class EtcdStore:
         return None
 
     def _ops(self, batch: Batch) -> list[Json]:
-        ops: list[Json] = []
-        for table, docs in batch.puts.items():
+        for table in (*batch.puts, *batch.deletes):
             self._check(table)
-            ops += [{"request_put": {"key": b64(self._key(table, i)), "value": b64(d)}} for i, d in docs.items()]
-        for table, idents in batch.deletes.items():
-            self._check(table)
-            ops += [{"request_delete_range": {"key": b64(self._key(table, i))}} for i in idents]
-        return ops
+        return [self._op(name, doc) for name, doc in self._writes(batch)]
+
+    def _op(self, name: str, doc: bytes | None) -> Json:
+        key = b64(self.base + name.encode())
+        return {"request_put": {"key": key, "value": b64(doc)}} if doc is not None else \
+            {"request_delete_range": {"key": key}}
 
     @staticmethod
     def _writes(batch: Batch) -> list[tuple[str, bytes | None]]:

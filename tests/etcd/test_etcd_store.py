@@ -261,3 +261,24 @@ def _refuses(store: EtcdStore) -> bool:
     except StoreError as exc:
         assert "no watch on etcd" in str(exc)
         return True
+
+
+def test_an_unconditional_commit_larger_than_one_transaction_goes_in_chunks_without_waiting(
+        open_store: Callable[[str], EtcdStore]) -> None:
+    a, b = open_store(A), open_store(A)
+    for store in (a, b):
+        store.declare(OUTBOX, feed=True)
+    started = time.monotonic()
+    batch = Batch()
+    for n in range(300):  # (outbox trimming deletes up to a thousand records at once)
+        batch.put(OUTBOX, f"{n:016d}", b"record")
+    a.commit(batch)
+    assert time.monotonic() - started < 3  # each chunk comes back through the watch at once
+    assert len(list(a.scan(OUTBOX))) == 300
+    wait_for(lambda: len(list(b.scan(OUTBOX))) == 300)
+    doomed = Batch()
+    for n in range(250):
+        doomed.delete(OUTBOX, f"{n:016d}")
+    a.commit(doomed)
+    assert [i for i, _ in a.scan(OUTBOX)] == [f"{n:016d}" for n in range(250, 300)]
+    wait_for(lambda: len(list(b.scan(OUTBOX))) == 50)
