@@ -256,7 +256,8 @@ def _elected_jobs(parts: Parts, schedulers: dict[str, Scheduler], replications: 
                                if n not in elected]
     work = ElectedWork(per_region, links, [trimming], frozenset(elected))
     scheme = "https" if config.tls_cert is not None else "http"
-    elections = Elections(elected, work, lambda name: {"url": f"{scheme}://{config.host}:{config.port_of(name)}"})
+    elections = Elections(elected, work, lambda name: {"url": f"{scheme}://{config.host}:{config.port_of(name)}"},
+                          {name: parts.regions[name].region.sync for name in elected})
     jobs: list[Component] = [KeyPairPoolJob(parts.key_pairs), *always, AuditFlushing(_trails(parts)), elections]
     return HostJobs(schedulers, links, trimming, Jobs(jobs), elections)
 

@@ -5,6 +5,8 @@ SQLite in the same process keep their work running as before."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Mapping
@@ -98,18 +100,49 @@ class ElectedWork:
         await self.jobs[name].stop()
 
 
+class SyncOnWatch:
+    """Catches a region up on the event loop as soon as its store's watch brings another node's commit: the
+    outbox's waiting peers (long-polls) hear of records another node appended at once, not at the next request.
+    Pokes that arrive while one catch-up is pending make no more."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sync: Callable[[], object]) -> None:
+        self.loop = loop
+        self.sync = sync
+        self.pending = False
+
+    def poke(self) -> None:  # (the watch thread)
+        if self.pending:
+            return
+        self.pending = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the node is stopping
+            self.loop.call_soon_threadsafe(self._run)
+
+    def _run(self) -> None:
+        self.pending = False
+        try:
+            self.sync()
+        except StoreError as exc:  # (the view is stale: requests are refused until the watch is back)
+            log.debug("catch-up on watch: %s", exc)
+
+
 class Elections:
-    """A job: one lease election per etcd-backed region of this process."""
+    """A job: one lease election per etcd-backed region of this process (which also keeps each region caught up
+    with the other nodes' commits as the watch brings them)."""
 
     def __init__(self, stores: Mapping[str, EtcdStore], work: ElectedWork,
-                 describe: Callable[[str], dict[str, Any]]) -> None:
+                 describe: Callable[[str], dict[str, Any]],
+                 syncs: Mapping[str, Callable[[], object]] | None = None) -> None:
         node_id = new_node_id()
         self.work = work
+        self.syncs = dict(syncs or {})
         self.elections = {name: LeaseElection(store, node_id, partial(describe, name), partial(work.lead, name),
                                               partial(work.follow, name))
                           for name, store in stores.items()}
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for name, sync in self.syncs.items():
+            self.elections[name].store.on_change(SyncOnWatch(loop, sync).poke)
         for election in self.elections.values():
             await election.start()
 

@@ -59,6 +59,7 @@ class EtcdStore:
         self._forgotten = 0  # the newest change trimmed away (a reader that has not seen it must reload)
         self._head = 0
         self._control: list[ControlListener] = []
+        self._changed: list[Callable[[], None]] = []  # told (from the watch thread) of other nodes' commits
         self._controls: dict[str, bytes] = {}
         self._stopping = threading.Event()
         self._watch_conn: http.client.HTTPConnection | None = None
@@ -152,11 +153,12 @@ class EtcdStore:
             doc = None if event.get("type") == "DELETE" else unb64(kv.get("value"))
             by_rev.setdefault(int(kv.get("mod_revision", revision)), []).append((name, doc))
         for rev in sorted(by_rev):
-            self._apply(rev, by_rev[rev])
+            self._apply(rev, by_rev[rev], watched=True)
             self._applied = max(self._applied, rev)
 
-    def _apply(self, rev: int, writes: list[tuple[str, bytes | None]]) -> None:
-        """One transaction's writes (all at revision ``rev``), into the mirror and the feed."""
+    def _apply(self, rev: int, writes: list[tuple[str, bytes | None]], watched: bool = False) -> None:
+        """One transaction's writes (all at revision ``rev``), into the mirror and the feed; ``watched``: brought by
+        the watch (a commit of another node, or one of ours coming back)."""
         controls: list[tuple[str, bytes | None]] = []
         with self._cond:
             moved = False
@@ -194,6 +196,9 @@ class EtcdStore:
         for name, doc in controls:
             for listener in list(self._control):
                 listener(name, doc, rev)
+        if moved and watched:
+            for tell in list(self._changed):
+                tell()
 
     # -- the Store Protocol ---------------------------------------------------------------------------------------
 
@@ -381,6 +386,11 @@ class EtcdStore:
         target = int(kv["mod_revision"]) if kv is not None else 0
         with self._cond:
             return self._cond.wait_for(lambda: self._head >= target, timeout)
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """``listener()`` from the watch thread whenever another node's commit moved the region's head (so its
+        followers can catch up at once, without waiting for a request)."""
+        self._changed.append(listener)
 
     def on_control(self, listener: ControlListener) -> None:
         """``listener(name, value or None, revision)`` for every change of a node-owned key (a name with a dot)."""

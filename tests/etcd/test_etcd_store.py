@@ -282,3 +282,30 @@ def test_an_unconditional_commit_larger_than_one_transaction_goes_in_chunks_with
     a.commit(doomed)
     assert [i for i, _ in a.scan(OUTBOX)] == [f"{n:016d}" for n in range(250, 300)]
     wait_for(lambda: len(list(b.scan(OUTBOX))) == 50)
+
+
+async def test_an_outbox_hears_of_another_node_s_records_at_once_through_the_watch(
+        open_store: Callable[[str], EtcdStore]) -> None:
+    import asyncio
+
+    from cluster.etcd_node import SyncOnWatch
+
+    clock = FixedClock()
+    nodes = []
+    for _ in range(2):
+        store = open_store(A)
+        outbox = Outbox(A, store, CODEC, clock)
+        region = Region(RegionIdentity(A, ACCOUNT), store, ROOT, clock, change_log=outbox, cluster_regions=(A, B))
+        outbox.follow(region.follower)
+        nodes.append((region, outbox, store))
+    (serving, outbox, store), (writer, _, _) = nodes
+    store.on_change(SyncOnWatch(asyncio.get_running_loop(), serving.sync).poke)
+    head = outbox.head
+    waiting = asyncio.create_task(outbox.wait_beyond(head, 10.0))  # a peer's long-poll, on the serving node
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    key = mrk(900)
+    await asyncio.to_thread(lambda: writer.commit(keys=[key], commands=[snapshot_of(key)]))
+    await asyncio.wait_for(waiting, 5)
+    assert time.monotonic() - started < 2  # woken by the watch, not by the long-poll's end
+    assert outbox.head > head and key.key_id in serving.keys  # caught up without a request
