@@ -26,6 +26,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
@@ -53,6 +54,9 @@ class EtcdStore:
         self._cond = threading.Condition()
         self._rows: dict[str, dict[str, bytes]] = {}
         self._revs: dict[tuple[str, str], int] = {}  # the revision each row (or its deletion) was applied at
+        # Deletions remembered in _revs (against an older change arriving late), forgotten once the watch is past
+        # them: trimmed outbox records must not pile up there for the life of the node.
+        self._tombstones: deque[tuple[int, tuple[str, str]]] = deque()
         self._tables: set[str] = set()
         self._feed_tables: set[str] = set()
         self._changes: list[tuple[int, str, str]] = []
@@ -100,6 +104,7 @@ class EtcdStore:
             for table in self._tables:  # (a reload after compaction keeps every declared table, empty or not)
                 rows.setdefault(table, {})
             self._rows, self._revs, self._controls = rows, revs, controls
+            self._tombstones.clear()
             self._head = max(self._head, head)
             self._cond.notify_all()
         return revision
@@ -155,6 +160,15 @@ class EtcdStore:
         for rev in sorted(by_rev):
             self._apply(rev, by_rev[rev], watched=True)
             self._applied = max(self._applied, rev)
+        self._forget_tombstones()
+
+    def _forget_tombstones(self) -> None:
+        with self._cond:
+            while self._tombstones and self._tombstones[0][0] <= self._applied:
+                rev, name = self._tombstones.popleft()
+                if self._revs.get(name) == rev and name[1] not in self._rows.get(name[0], {}):
+                    del self._revs[name]
+            self._cond.notify_all()
 
     def _apply(self, rev: int, writes: list[tuple[str, bytes | None]], watched: bool = False) -> None:
         """One transaction's writes (all at revision ``rev``), into the mirror and the feed; ``watched``: brought by
@@ -182,6 +196,7 @@ class EtcdStore:
                 self._revs[(table, ident)] = rev
                 if doc is None:
                     self._rows.setdefault(table, {}).pop(ident, None)
+                    self._tombstones.append((rev, (table, ident)))
                 else:
                     self._rows.setdefault(table, {})[ident] = doc
                 if table in self._feed_tables:
@@ -255,7 +270,8 @@ class EtcdStore:
     def _await_watch(self, rev: int, writes: list[tuple[str, bytes | None]]) -> None:
         names = [(table, ident) for table, _, ident in (name.partition("/") for name, _ in writes)]
         with self._cond:
-            seen = self._cond.wait_for(lambda: all(self._revs.get(n, 0) >= rev for n in names), WATCH_WAIT)
+            seen = self._cond.wait_for(lambda: self._applied >= rev or all(self._revs.get(n, 0) >= rev
+                                                                            for n in names), WATCH_WAIT)
         if not seen:
             log.warning("region %s: the watch has not brought commit %d back yet; applying it here", self.region,
                         rev)
