@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: sysdeps up test fuzz lint bench torture clean demo-envelope demo-global demo-drill console-shots demo-byok \
-	drill-netns up-processes demo-keystore demo-xks
+	drill-netns up-processes demo-keystore demo-xks up-etcd bench-etcd drill-netns-etcd
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -65,6 +65,18 @@ demo-byok: $(STAMP)
 # Three regions as three processes under one supervisor (real SIGKILL: trent fault crash|restart REGION).
 up-processes: $(STAMP) sysdeps
 	$(VENV)/bin/trent up --processes
+
+# Every region kept in etcd (a local one-member etcd under .trent/etcd unless etcd_endpoints is configured).
+up-etcd: $(STAMP) sysdeps
+	$(VENV)/bin/trent up --store etcd
+
+# etcd-backed regions in the benchmark, and a node's start over 100k keys in etcd (about 3 minutes in all).
+bench-etcd: $(BENCH_STAMP) sysdeps
+	$(VENV)/bin/trent bench --only etcd,etcd_scale --scale 100000 $(BENCH_ARGS)
+
+# A region on etcd across network namespaces: 3 etcd members, 2 nodes, a node and a member SIGKILLed (root).
+drill-netns-etcd: $(STAMP) sysdeps
+	$(PY) -m cluster.netns_etcd --out drill-netns-etcd
 
 # The full DR drill across network namespaces (root): timeline, result and lag plot in $(DRILL_OUT).
 DRILL_OUT ?= drill-netns

@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--admin-token", dest="admin_token", help="the --target cluster's admin token "
                         "(.trent/admin.token), to measure its CPU when it runs on this machine")
     parser.add_argument("--only", default="", help="run only these sections, comma-separated (throughput, "
-                        "workers, replication, key_store, scale, processes, xks)")
+                        "workers, replication, key_store, scale, processes, xks, etcd; etcd_scale: a node's start "
+                        "over --scale keys in etcd)")
     args = parser.parse_args(argv)
     settings = Settings(seconds=args.seconds, connections=tuple(int(x) for x in args.connections.split(",")),
                         client_processes=args.client_processes,

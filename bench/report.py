@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.etcd import markdown as etcd_markdown
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -230,6 +232,7 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
         runs = ", ".join(map(str, row.get("describe_key_p99_ms_runs", [])))
         lines.append(f"| {row['keys_per_region']} | {row['startup_seconds']} | {row['rss_mib']} | "
                      f"{row['describe_key']['p99_ms']} ({runs}) | {row['list_keys_1000_ms']} |")
+    lines += etcd_markdown(results)
     for name, failure in (results.get("failures") or {}).items():
         lines.append(f"\n**{name} failed**: `{failure}`")
     lines += ["", *[f"![{p}]({p})" for p in plots], ""]

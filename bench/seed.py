@@ -14,15 +14,18 @@ from node.model.key import KeyRecord, MaterialVersion
 from node.model.states import KeyState
 from node.ops.keys import default_policy
 from node.service import Region, RegionIdentity
+from node.store.etcd_client import EtcdSettings
 from node.store.factory import make_store_factory
 
 BATCH = 2000
 
 
 def seed(data_dir: Path, regions: tuple[str, ...], keys_per_region: int, account: str = "111122223333",
-         backend: str = "sqlite") -> None:
+         backend: str = "sqlite", etcd: EtcdSettings | None = None) -> None:
     clock = AdjustableClock()
-    stores = make_store_factory(backend)
+    stores = make_store_factory(backend, etcd)
+    # etcd takes at most 128 writes in one transaction.
+    per_batch = BATCH if backend == "sqlite" else 100
     for name in regions:
         region_dir = data_dir / name
         region_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -32,7 +35,7 @@ def seed(data_dir: Path, regions: tuple[str, ...], keys_per_region: int, account
         made = len(region.keys)
         while made < keys_per_region:
             batch = []
-            for _ in range(min(BATCH, keys_per_region - made)):
+            for _ in range(min(per_batch, keys_per_region - made)):
                 key_id = new_key_id()
                 version = MaterialVersion(new_material(key_id), clock.now())
                 batch.append(KeyRecord(key_id=key_id, region=name, account=account, created=clock.now(),

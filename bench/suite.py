@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.etcd import etcd, etcd_scale
 from bench.keystore import key_store
 from bench.loadgen import Call, LoadResult, Target, percentile, run_load
 from bench.processes import processes
@@ -326,7 +327,9 @@ def run(settings: Settings, target_cluster: TargetCluster | None = None) -> dict
     sections: list[tuple[str, Callable[[Settings, Progress], Any]]] = [
         ("throughput", lambda s, p: throughput(s, p, target_cluster)), ("workers", workers),
         ("replication", replication), ("key_store", key_store), ("scale", scale), ("processes", processes),
-        ("xks", lambda s, p: xks_section(s, p, measured))]
+        ("xks", lambda s, p: xks_section(s, p, measured)), ("etcd", etcd)]
+    if "etcd_scale" in settings.only:  # slow (seeding 100k keys into etcd): only when asked for by name
+        sections.append(("etcd_scale", etcd_scale))
     if settings.target:
         # A running cluster: what needs our own clusters (several processes, faults, seeded stores) is not run.
         sections = sections[:1]

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cluster.bundle_roots import bundle_roots, region_roots, write_bundle_roots
 from cluster.files import make_private_dir, write_private
 from node.config import ClusterConfig, ConfigError
 
@@ -120,6 +121,7 @@ def init_cluster(out: Path, nodes: list[str], regions: list[str] | None = None, 
         for name, value in shared.items():
             write_private(own / name, value)
         write_private(own / "cluster.json", json.dumps({"cluster_id": cluster_id, "regions": regions or []}))
+    roots = region_roots(own, regions or [])
     made: list[Path] = []
     for name, hosts in specs:
         bundle = out / name
@@ -133,6 +135,7 @@ def init_cluster(out: Path, nodes: list[str], regions: list[str] | None = None, 
         write_private(bundle / "ca.pem", _pem_cert(ca))
         for secret, value in shared.items():
             write_private(bundle / secret, value)
+        write_bundle_roots(bundle, name, roots)
         write_private(bundle / "bundle.json", json.dumps({"cluster_id": cluster_id, "node": name,
                                                           "addresses": hosts, "regions": regions or []}))
         made.append(bundle)
@@ -164,8 +167,10 @@ def apply_bundle(config: ClusterConfig) -> ClusterConfig:
     except (ValueError, TypeError, Exception) as exc:
         raise ConfigError(f"{bundle / 'node.pem'} is not issued by the bundle's CA ({type(exc).__name__})") from None
     _bind_data_dir(config.data_dir, cluster_id, values)
-    return replace(config, admin_token=values["admin.token"], tls_ca=config.tls_ca or bundle / "ca.pem",
-                   tls_cert=config.tls_cert or bundle / "node.pem", tls_key=config.tls_key or bundle / "node.key")
+    roots = {**bundle_roots(bundle, config.data_dir, _read_private), **config.root_keys}
+    return replace(config, admin_token=values["admin.token"], root_keys=roots,
+                   tls_ca=config.tls_ca or bundle / "ca.pem", tls_cert=config.tls_cert or bundle / "node.pem",
+                   tls_key=config.tls_key or bundle / "node.key")
 
 
 def _bind_data_dir(data_dir: Path, cluster_id: str, values: dict[str, str]) -> None:

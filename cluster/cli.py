@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 from cluster.cli_output import Style, quiet_broken_pipe, span, table, utc
 from cluster.datadir import DataDirLock
 from cluster.durations import parse_duration
+from cluster.etcd_status import etcd_lines
 from cluster.keystore_cli import hsm_fault_command, key_store_banner, print_key_stores
 from cluster.lifecycle import start_role, stop_signal
 from cluster.report_commands import add_report_commands
 from cluster.running import admin_address, admin_ca, admin_send
 from cluster.xks_cli import DEFAULT_PROXY_DIR, add_proxy_parser, xks_fault
 from node.config import ConfigError, load_config
+from node.store.etcd_client import EtcdSettings
 
 if TYPE_CHECKING:
     pass
@@ -43,12 +45,30 @@ def _up(args: argparse.Namespace) -> int:
     overrides = {"data_dir": args.data_dir, "host": args.host, "port": args.port, "regions": args.regions,
                  "auth": args.auth, "replica_creating_seconds": args.replica_delay, "workers": args.workers,
                  "quotas": args.quotas, "seed": args.seed, "any_region": args.any_region,
-                 "latency_profile": args.latency_profile}
+                 "latency_profile": args.latency_profile, "store": args.store, "etcd_endpoints": args.etcd_endpoints}
     try:
         config = load_config(Path(args.config) if args.config else None, overrides)
     except ConfigError as exc:
         print(f"trent: {exc}", file=sys.stderr)
         return 2
+    from cluster.etcd_local import local_etcd_for
+
+    try:
+        local_etcd, config = local_etcd_for(config, config.etcd.endpoints != EtcdSettings().endpoints)
+    except (OSError, TimeoutError) as exc:
+        print(f"trent: cannot start a local etcd: {exc}", file=sys.stderr)
+        return 1
+    if local_etcd is not None:
+        print(f"etcd: a local member for the etcd-backed regions at {local_etcd.endpoints[0]} "
+              f"(data in {local_etcd.directory})", flush=True)
+    try:
+        return _run_up(args, config)
+    finally:
+        if local_etcd is not None:
+            local_etcd.stop()
+
+
+def _run_up(args: argparse.Namespace, config: Any) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from cluster.heap import tune_collector
@@ -168,6 +188,8 @@ def _status(args: argparse.Namespace) -> int:
         state = style("up   ", "green") if region["up"] else style("DOWN ", "red")
         print(f"  {name:<16} {state} {region['url']:<24} keys={region['keys']} "
               f"multi-region={region['multi_region_keys']} outbox={region['outbox_head']}")
+        for line in etcd_lines(region.get("etcd")):
+            print(line)
         for peer, lag in region["replication"].items():
             link = "connected" if lag["connected"] else style("not connected", "yellow")
             print(f"      <- {peer:<16} cursor={lag['cursor']:<6} lag={lag['lag_records']} records, "
@@ -357,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "its own, under this one (real crashes: trent fault crash|restart REGION)")
     up.add_argument("--latency-profile", dest="latency_profile", choices=["none", "aws"],
                     help="delay replication between regions by a published inter-region round-trip matrix")
+    up.add_argument("--store", choices=["sqlite", "etcd"], help="where regions keep their state (default sqlite; "
+                    "etcd without etcd_endpoints starts a local one-member etcd under the data directory)")
+    up.add_argument("--etcd-endpoints", dest="etcd_endpoints", help="etcd client URLs, comma-separated")
     up.add_argument("-v", "--verbose", action="store_true", help="log region activity")
     up.set_defaults(func=_up)
     running = "the running cluster's data directory (default ./.trent)"

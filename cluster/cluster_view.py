@@ -50,6 +50,8 @@ def cluster_status(gateway: str, regions: list[str], urls: Mapping[str, str],
         out[name] = {"url": report["url"], "up": report["up"], "reachable": True, "keys": report["keys"],
                      "multi_region_keys": report["multi_region_keys"], "aliases": report["aliases"],
                      "outbox_head": report["outbox_head"], "replication": replication, "pid": report["pid"]}
+        if report.get("etcd"):
+            out[name]["etcd"] = report["etcd"]
     live = [r for r in reports.values() if r is not None]
     return {"gateway": gateway, "clock": live[0]["clock"] if live else {}, "regions": out,
             "consistency": consistency({n: r["mrk"] for n, r in reports.items() if r is not None}),

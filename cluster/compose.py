@@ -23,6 +23,7 @@ import botocore.session
 
 from cluster.clock_control import load_clock
 from cluster.compliance_watch import ComplianceNotifier, Sinks, settings_of
+from cluster.etcd_node import ElectedLinks, ElectedWork, Elections, etcd_stores, prepare_region
 from cluster.faults import Faults, fault_gate
 from cluster.files import load_or_create_token, make_private_dir
 from cluster.jobs import (
@@ -68,6 +69,7 @@ from node.quotas.buckets import SharedBuckets
 from node.scheduler import Scheduler
 from node.service import META, Region, RegionIdentity
 from node.store.base import Batch, Store, StoreFactory
+from node.store.etcd import EtcdStore
 from node.store.factory import make_store_factory
 from node.wire.sigv4 import SigV4Verifier
 from node.wire.validation import RequestDecoder
@@ -168,7 +170,7 @@ def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[],
     ``hosted``: only these regions (`trent node`: one region, its peers elsewhere)."""
     make_private_dir(config.data_dir)
     shared = config.workers > 1
-    stores = make_store_factory(config.store)
+    stores = make_store_factory(config.store, config.etcd, config.region_stores)
     clock = load_clock(config.data_dir)
     # Key material crosses between regions only wrapped under the cluster's transport key.
     codec = CommandCodec(RootKey.load_or_create(config.data_dir / "cluster.key"))
@@ -248,6 +250,10 @@ def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: Adjus
     root_hex = config.root_key_hex(name)
     root = RootKey.from_bytes(bytes.fromhex(root_hex)) if root_hex else RootKey.load_or_create(region_dir / "root.key")
     store = stores.open(name, region_dir, shared=shared)
+    # A store with a change feed of its own (etcd) is shared by every node of the region, whatever --workers says.
+    followed = shared or store.change_feed() is not None
+    if isinstance(store, EtcdStore):
+        prepare_region(store, root, META, clock.now())
     outbox = Outbox(name, store, codec, clock)
     retention = Retention(config.audit_retention_days * DAY, config.audit_retention_mib * MIB)
     sink = AuditSink(region_dir / "audit", config.audit_rotate_mib * MIB, audit_file, retention)
@@ -256,13 +262,15 @@ def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: Adjus
                                                          usage_tracked=serving.usage_tracked)
     region = Region(RegionIdentity(name, config.account), store, root, clock, change_log=outbox,
                     cluster_regions=config.regions, audit=trail, key_pairs=key_pairs.take, wrapping_keys=wrapping)
+    if isinstance(store, EtcdStore):
+        region.catch_up = store.catch_up
     # In every process, whatever its role: an outbox that missed the records another process appended would number
     # its next record as one of theirs, and overwrite it.
     outbox.follow(region.follower)
     endpoint = KmsEndpoint(region, serving.registry, serving.decoder, serving.verifier,
                            verify_signatures=config.verify_signatures, anonymous=serving.anonymous,
                            principals=serving.directory, audit=trail, authorizer=serving.authorizer,
-                           consistency=RegionConsistency(region, notify_commits) if shared else None,
+                           consistency=RegionConsistency(region, notify_commits) if followed else None,
                            metrics=RequestMetrics(name), admission=serving.quotas)
     return RegionParts(region, endpoint, outbox, trail, config.port_of(name))
 
@@ -287,6 +295,8 @@ class HostJobs:
     replication: ReplicationLinks
     trimming: OutboxTrimming
     background: Jobs
+    # etcd-backed regions: which node of each does the background work (cluster/etcd_node.py).
+    elections: Elections | None = None
 
 
 def host_jobs(parts: Parts, client_tls: ssl.SSLContext | None = None) -> HostJobs:
@@ -301,6 +311,11 @@ def host_jobs(parts: Parts, client_tls: ssl.SSLContext | None = None) -> HostJob
     urls = {n: parts.url(r.port) for n, r in parts.regions.items()}
     urls |= {n: peer_urls[0] for n, peer_urls in config.peers.items() if n not in urls}  # regions elsewhere
     delay = one_way_seconds if config.latency_profile == "aws" else None
+    elected = etcd_stores({name: r.region.store for name, r in parts.regions.items()})
+    if elected:
+        return _elected_jobs(parts, schedulers, replications, elected,
+                             ElectedLinks(replications, urls, token, parts.faults, delay, client_tls,
+                                          elected=frozenset(elected)))
     links = ReplicationLinks(replications, urls, token, parts.faults, delay, client_tls)
     # A store keeps a change feed only while several processes share it (trimming one without is a no-op).
     trimming = OutboxTrimming(replications, [r.region.store.trim_changes for r in parts.regions.values()])
@@ -316,6 +331,25 @@ def host_jobs(parts: Parts, client_tls: ssl.SSLContext | None = None) -> HostJob
         jobs.append(ComplianceNotifier(regions, parts.clock, settings_of(config), sinks, config.data_dir,
                                        config.scheduler_interval))
     return HostJobs(schedulers, links, trimming, Jobs(jobs))
+
+
+def _elected_jobs(parts: Parts, schedulers: dict[str, Scheduler], replications: dict[str, RegionReplication],
+                  elected: dict[str, EtcdStore], links: ElectedLinks) -> HostJobs:
+    """Host jobs where some regions are on etcd: their scheduler and pullers run on the region's lease holder."""
+    config = parts.config
+    trimming = OutboxTrimming(replications, [r.region.store.trim_changes for n, r in parts.regions.items()
+                                             if n not in elected])
+    per_region: dict[str, list[Component]] = {name: [SchedulerJob(schedulers[name], config.scheduler_interval)]
+                                              for name in elected}
+    always: list[Component] = [SchedulerJob(s, config.scheduler_interval) for n, s in schedulers.items()
+                               if n not in elected]
+    work = ElectedWork(per_region, links, [trimming], frozenset(elected))
+    scheme = "https" if config.tls_cert is not None else "http"
+    elections = Elections(elected, work, lambda name: {"url": f"{scheme}://{config.host}:{config.port_of(name)}"},
+                          {name: parts.regions[name].region.sync for name in elected})
+    jobs: list[Component] = [KeyPairPoolJob(parts.key_pairs), KeyStoreConnections(parts), *always,
+                             AuditFlushing(_trails(parts)), elections]
+    return HostJobs(schedulers, links, trimming, Jobs(jobs), elections)
 
 
 class KeyStoreConnections:

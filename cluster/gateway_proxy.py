@@ -197,9 +197,18 @@ class ProxyGateway:
                                         headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as answer:
             return answer.status, json.loads(await answer.read() or b"{}")
 
-    async def _each_region(self, method: str, path: str, body: bytes = b"") -> dict[str, tuple[int, Any] | None]:
-        """One answer per region (its first node that answers; None when none does)."""
+    async def _each_region(self, method: str, path: str, body: bytes = b"",
+                           every_node: bool = False) -> dict[str, tuple[int, Any] | None]:
+        """One answer per region (its first node that answers; None when none does). ``every_node``: a change
+        (the clock, faults) every node of a region must take, where a region has several (etcd)."""
         async def ask(region: str) -> tuple[int, Any] | None:
+            if every_node and len(self.pool.backends.get(region, [])) > 1:
+                async def one(backend: Backend) -> tuple[int, Any] | None:
+                    with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError, ValueError):
+                        return await self._node_call(backend, method, path, body)
+                    return None
+                answers = await asyncio.gather(*(one(b) for b in self.pool.order(region)))
+                return next((a for a in answers if a is not None), None)
             for backend in self.pool.order(region):
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError, ValueError):
                     return await self._node_call(backend, method, path, body)
@@ -223,7 +232,7 @@ class ProxyGateway:
                     raise ValueError("the clock only moves forward")
             except (ValueError, AttributeError) as exc:
                 return web.json_response({"error": str(exc)}, status=400)
-        answers = await self._each_region(request.method, "/_trent/clock", body)
+        answers = await self._each_region(request.method, "/_trent/clock", body, every_node=True)
         return self._merged(answers, merge_changed=True)
 
     async def _faults(self, request: web.Request) -> web.Response:
@@ -235,7 +244,7 @@ class ProxyGateway:
             return web.json_response({"error": "a JSON object is expected"}, status=400)
         if action in ("crash", "restart"):
             return await self._to_supervisor(body)
-        return self._merged(await self._each_region("POST", "/_trent/faults", body))
+        return self._merged(await self._each_region("POST", "/_trent/faults", body, every_node=True))
 
     def _merged(self, answers: Mapping[str, tuple[int, Any] | None], merge_changed: bool = False) -> web.Response:
         """The nodes' answers as one: a refusal as it is, else the first node's answer (with every node's changes

@@ -76,7 +76,8 @@ def _node(args: argparse.Namespace) -> int:
     try:
         peers = _pairs(args.peer, "--peer")
         extra: dict[str, Any] = {"latency_profile": args.latency_profile,
-                                 "replica_creating_seconds": args.replica_delay}
+                                 "replica_creating_seconds": args.replica_delay, "store": args.store,
+                                 "etcd_endpoints": args.etcd_endpoints}
         if peers:
             extra["peers"] = {region: ",".join(urls) for region, urls in peers.items()}
         extra["regions"] = args.regions or (",".join([args.region, *peers]) if peers else None)
@@ -162,6 +163,9 @@ def add_commands(sub: Any) -> None:
                       help="seconds a new multi-Region replica stays Creating (default 2)")
     node.add_argument("--latency-profile", dest="latency_profile", choices=["none", "aws"],
                       help="delay replication from peers by a published inter-region round-trip matrix")
+    node.add_argument("--store", choices=["sqlite", "etcd"], help="where the region keeps its state (etcd: any "
+                      "number of nodes serve the region; etcd_* keys in --config)")
+    node.add_argument("--etcd-endpoints", dest="etcd_endpoints", help="etcd client URLs, comma-separated")
     _common(node)
     node.set_defaults(func=_node)
     gateway = sub.add_parser("gateway", help="run the routing front door to regions given by URL")

@@ -111,7 +111,11 @@ class RegionHost:
                                 compliance)
 
     def status(self) -> dict[str, object]:
-        return status_report(self.parts, self.jobs.replication.replications, self.clock.state())
+        doc = status_report(self.parts, self.jobs.replication.replications, self.clock.state())
+        if self.jobs.elections is not None:  # etcd-backed regions: their nodes, lease holder, etcd health
+            for name, region in doc["regions"].items():
+                region["etcd"] = self.jobs.elections.report(name)
+        return doc
 
     async def start(self) -> None:
         parts = self.parts

@@ -71,6 +71,8 @@ class RegionNode:
     def status(self) -> dict[str, object]:
         doc = node_status(self.parts, self.jobs.replication.replications[self.region], self.clock.state())
         doc["url"] = self.url
+        if self.jobs.elections is not None:
+            doc["etcd"] = self.jobs.elections.report(self.region)  # the region's nodes, lease holder, etcd health
         return doc
 
     async def start(self) -> None:

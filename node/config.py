@@ -15,9 +15,11 @@ from typing import Any
 
 from node.auth.policy import parse_policy
 from node.auth.principals import Principal
+from node.etcd_config import ETCD_KEYS, etcd_settings
 from node.keystores.clusters import ClusterConfigError, HsmClusterSpec, parse_clusters
 from node.model.errors import KmsError
 from node.quotas.aws_table import QUOTA_NAMES
+from node.store.etcd_client import EtcdSettings
 from node.store.factory import BACKENDS as STORE_BACKENDS
 from node.xks.settings import xks_settings
 
@@ -62,8 +64,11 @@ class ClusterConfig:
     identity_policies: Mapping[str, str] = field(default_factory=dict)
     # Processes serving the cluster: the leader (everything) plus workers - 1 more on the gateway port.
     workers: int = 1
-    # Where regions keep their state: a backend of node/store/factory.py.
+    # Where regions keep their state: a backend of node/store/factory.py; ``region_stores``: another for some.
     store: str = "sqlite"
+    region_stores: Mapping[str, str] = field(default_factory=dict)
+    # How an etcd-backed region reaches etcd (the file's etcd_* keys: node/etcd_config.py).
+    etcd: EtcdSettings = field(default_factory=EtcdSettings)
     # Each region's audit log: rotated at this size; rotated files kept this long and within this total (0: no limit).
     audit_rotate_mib: int = 64
     audit_retention_days: float = 30.0
@@ -121,7 +126,7 @@ class ClusterConfig:
 
 # Fields a file spells differently (a choice of words instead of a boolean), or does not set at all.
 _FILE_NAME_OF = {"verify_signatures": "auth", "enforce_access": "access_control", "identity_policies": None,
-                 "edge": None}
+                 "edge": None, "etcd": None}
 PRINCIPAL_KEYS = ("access_key", "secret_key", "arn", "session_token", "account", "policy", "via_service")
 
 
@@ -129,7 +134,7 @@ def _file_keys() -> list[str]:
     """The keys a config file may hold: every field of ClusterConfig, under the name the file uses for it."""
     names = (_FILE_NAME_OF.get(f.name, f.name) for f in fields(ClusterConfig))
     # EdgeLimits' fields stand at the top level of the file.
-    return [name for name in names if name is not None] + [f.name for f in fields(EdgeLimits)]
+    return [name for name in names if name is not None] + [f.name for f in fields(EdgeLimits)] + list(ETCD_KEYS)
 
 
 def _suggestion(name: str, known: list[str]) -> str | None:
@@ -295,6 +300,10 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     changes.update(_audit_settings(raw))
     changes.update(_compliance_settings(raw))
     changes.update(_node_settings(raw))
+    try:
+        changes.update(etcd_settings(raw, changes.get("regions", config.regions)))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     edge = _edge_limits(raw)
     if edge != config.edge:
         changes["edge"] = edge

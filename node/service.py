@@ -88,6 +88,9 @@ class Region:
         self.audit = audit
         self.key_pairs = key_pairs
         self.wrapping_keys = wrapping_keys
+        # Set where other nodes serve the region too (an etcd store's catch_up): waits until this view holds every
+        # commit made anywhere, so a client that made a key through one node finds it through another.
+        self.catch_up: Callable[[], bool] | None = None
         self.grants: dict[str, GrantRecord] = {}
         # This region's custom key stores (node/keystores), when it has HSM clusters; set by the composition.
         self.key_stores: KeyStoreService | None = None
@@ -216,15 +219,25 @@ class Region:
                 raise not_found(f"Key '{value}' does not exist")
             raise not_found(f"Alias {value} is not found.")
         if ref.alias_name is not None:
-            key = self.key_of_alias(ref.alias_name)
+            alias_name = ref.alias_name
+            key = self.key_of_alias(alias_name) or self._after_catch_up(lambda: self.key_of_alias(alias_name))
             if key is None:
                 raise not_found(f"Alias {self.alias_arn(ref.alias_name)} is not found.")
             return key
-        assert ref.key_id is not None
-        key = self.keys.get(ref.key_id)
+        key_id = ref.key_id
+        assert key_id is not None
+        key = self.keys.get(key_id) or self._after_catch_up(lambda: self.keys.get(key_id))
         if key is None:
-            raise not_found(f"Key '{self.key_arn(ref.key_id)}' does not exist")
+            raise not_found(f"Key '{self.key_arn(key_id)}' does not exist")
         return key
+
+    def _after_catch_up(self, lookup: Callable[[], KeyRecord | None]) -> KeyRecord | None:
+        """``lookup`` again once this view holds every commit made so far, where other nodes serving the region may
+        have made what a client names a moment ago (``catch_up``: etcd); None elsewhere."""
+        if self.catch_up is None or not self.catch_up():
+            return None
+        self.sync()
+        return lookup()
 
     def key_of_alias(self, name: str) -> KeyRecord | None:
         """The key an alias of this region points at, if both exist."""

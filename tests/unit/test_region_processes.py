@@ -155,3 +155,21 @@ def test_init_extends_a_cluster_with_new_nodes_of_the_same_cluster(tmp_path: Pat
     assert (first / "transport.key").read_text() == (second / "transport.key").read_text()
     with pytest.raises(ValueError, match="NAME=ADDRESS"):
         init_cluster(tmp_path / "c", ["nameless"])
+
+
+def test_bundles_give_every_node_of_a_region_the_same_root_key_and_no_other_region_s(tmp_path: Path) -> None:
+    out = tmp_path / "c"
+    a1, a2, b = init_cluster(out, ["us-east-1=10.0.0.1", "us-east-1-b=10.0.0.2", "eu-west-1=10.0.0.3"],
+                             ["us-east-1", "eu-west-1"])
+    one = apply_bundle(ClusterConfig(data_dir=tmp_path / "d1", bundle=a1))
+    two = apply_bundle(ClusterConfig(data_dir=tmp_path / "d2", bundle=a2))
+    other = apply_bundle(ClusterConfig(data_dir=tmp_path / "d3", bundle=b))
+    assert one.root_keys == two.root_keys and set(one.root_keys) == {"us-east-1"}
+    assert set(other.root_keys) == {"eu-west-1"}
+    assert (a1 / "root-keys.json").stat().st_mode & 0o777 == 0o600
+    # A node added later gets the same key; a region directory with a root key of its own keeps it.
+    (late,) = init_cluster(out, ["us-east-1-3=10.0.0.4"])
+    assert apply_bundle(ClusterConfig(data_dir=tmp_path / "d4", bundle=late)).root_keys == one.root_keys
+    (tmp_path / "d5" / "us-east-1").mkdir(parents=True)
+    (tmp_path / "d5" / "us-east-1" / "root.key").write_bytes(b"\x01" * 32)
+    assert apply_bundle(ClusterConfig(data_dir=tmp_path / "d5", bundle=a1)).root_keys == {}

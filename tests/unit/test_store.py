@@ -291,10 +291,10 @@ def test_secret_handles_do_not_leak_through_the_codec_repr() -> None:
 
 def test_the_config_names_the_store_backend_and_an_unknown_one_is_refused(tmp_path: Path) -> None:
     assert load_config(None, {}).store == "sqlite"
-    with pytest.raises(ConfigError, match="store must be one of: sqlite"):
-        load_config(None, {"store": "etcd"})
+    with pytest.raises(ConfigError, match="store must be one of: etcd, sqlite"):
+        load_config(None, {"store": "dynamo"})
     with pytest.raises(ValueError, match="unknown store backend"):
-        make_store_factory("etcd")
+        make_store_factory("dynamo")
     factory = make_store_factory(load_config(None, {"store": "sqlite"}).store)
     assert isinstance(factory, SqliteStoreFactory)
     shared = factory.open("us-east-1", tmp_path / "us-east-1", shared=True)

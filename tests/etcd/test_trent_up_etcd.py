@@ -1,0 +1,63 @@
+"""`trent up --store etcd`: the one-command demo starts a local etcd of its own under the data directory, every
+region keeps its state there (across restarts), `trent status` shows the etcd side, and the etcd never outlives the
+cluster (a clean stop or a SIGKILL)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cluster.etcd_local import etcd_binary
+from cluster.ports import free_port_block
+from cluster.running import ROOT, RunningCluster, poll
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.skipif(etcd_binary() is None, reason="etcd is not installed (Debian package etcd-server)")
+def test_trent_up_store_etcd_keeps_regions_in_a_local_etcd(tmp_path: Path) -> None:
+    cluster = RunningCluster(tmp_path / "data", free_port_block(60), extra_args=("--store", "etcd",
+                                                                                     "--replica-delay", "0.2"))
+    cluster.start(timeout=60)
+    etcd_port = cluster.port + 1 + len(cluster.regions) + 50
+    try:
+        assert port_open(etcd_port) and (tmp_path / "data" / "etcd" / "m0" / "member").is_dir()
+        kms = cluster.client("eu-west-1")
+        key_id = kms.create_key(Description="kept in etcd")["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName="alias/in-etcd", TargetKeyId=key_id)
+        blob = kms.encrypt(KeyId="alias/in-etcd", Plaintext=b"demo")["CiphertextBlob"]
+        # Replication between etcd-backed regions: the lease holder of each region pulls its peers' outboxes.
+        home, away = cluster.client("us-east-1"), cluster.client("eu-west-1")
+        mrk = home.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+        home.replicate_key(KeyId=mrk, ReplicaRegion="eu-west-1")
+        poll(lambda: away.describe_key(KeyId=mrk)["KeyMetadata"]["KeyState"] == "Enabled", 20)
+        sealed = home.encrypt(KeyId=mrk, Plaintext=b"across regions")["CiphertextBlob"]
+        assert away.decrypt(CiphertextBlob=sealed)["Plaintext"] == b"across regions"
+        out = subprocess.run([sys.executable, "-m", "cluster.cli", "status", "--json", "--data-dir",
+                              str(cluster.data_dir)], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+        region = json.loads(out.stdout)["regions"]["eu-west-1"]
+        assert region["keys"] == 2  # the key and the multi-Region replica
+        assert region["etcd"]["leading"] and region["etcd"]["etcd"][0]["healthy"]
+        text = subprocess.run([sys.executable, "-m", "cluster.cli", "status", "--data-dir", str(cluster.data_dir)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
+        assert "lease holder" in text and "etcd members 1/1 healthy" in text
+        cluster.stop()
+        poll(lambda: not port_open(etcd_port), 15)  # stopped with the cluster
+        cluster.start(timeout=60)
+        kms = cluster.client("eu-west-1")
+        assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"demo"
+        assert kms.describe_key(KeyId="alias/in-etcd")["KeyMetadata"]["Description"] == "kept in etcd"
+        cluster.kill()
+        poll(lambda: not port_open(etcd_port), 15)  # a SIGKILLed cluster takes its etcd with it
+    finally:
+        if cluster.proc is not None:
+            cluster.kill()
