@@ -24,7 +24,7 @@ from cluster.admin import _authorized as token_authorized
 from cluster.admin import health_route
 from cluster.cluster_view import cluster_status
 from cluster.durations import parse_duration
-from cluster.files import remove_cluster_file, write_cluster_file
+from cluster.files import make_private_dir, remove_cluster_file, write_cluster_file
 from cluster.heap import freeze_start_up, tune_collector
 from cluster.lifecycle import start_role, stop_signal
 from cluster.links import sign
@@ -285,6 +285,7 @@ async def serve(config: ClusterConfig, admin_token: str, supervisor: str | None 
     freeze_start_up()
     if not supervised:
         # For `trent status|clock|fault --data-dir` on this host (a supervisor writes its own).
+        make_private_dir(config.data_dir)  # (a gateway given its token in the config has made nothing there yet)
         write_cluster_file(config.data_dir, {"gateway": role.url, "regions": {r: u[0].url for r, u in
                                                                              role.pool.backends.items()},
                                              "pid": os.getpid(), "workers": [],
