@@ -108,9 +108,11 @@ def test_the_token_opens_only_under_its_root_key_and_unaltered(wrapping: tuple[S
 
 def test_wrapping_keys_are_never_generated_on_the_callers_thread() -> None:
     made: list[tuple[str, str]] = []
+    release = threading.Event()  # generation lasts until the test has asked twice
 
     def generate(spec: str) -> tuple[SecretBytes, bytes]:
         made.append((spec, threading.current_thread().name))
+        release.wait(10)
         return SecretBytes(os.urandom(64)), spec.encode()
 
     keys = WrappingKeys(lambda spec: None, generate, lambda spec: None)  # a pool that never has one ready
@@ -119,6 +121,7 @@ def test_wrapping_keys_are_never_generated_on_the_callers_thread() -> None:
     with pytest.raises(NotReady) as second:
         keys.take("RSA_4096")  # the same generation, not a second one
     assert second.value.ready is first.value.ready
+    release.set()
     pair = first.value.ready.result(timeout=10)
     assert keys.take("RSA_4096") is pair and keys.take("RSA_4096") is pair
     assert made == [("RSA_4096", "trent-wrapping-key")]
