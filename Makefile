@@ -29,7 +29,7 @@ up: $(STAMP) sysdeps
 	$(VENV)/bin/trent up $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check node cluster tests examples
+	$(VENV)/bin/ruff check trent tests examples
 	$(VENV)/bin/mypy
 
 test: lint sysdeps
@@ -76,12 +76,12 @@ bench-etcd: $(BENCH_STAMP) sysdeps
 
 # A region on etcd across network namespaces: 3 etcd members, 2 nodes, a node and a member SIGKILLed (root).
 drill-netns-etcd: $(STAMP) sysdeps
-	$(PY) -m cluster.netns_etcd --out drill-netns-etcd
+	$(PY) -m trent.cluster.netns_etcd --out drill-netns-etcd
 
 # The full DR drill across network namespaces (root): timeline, result and lag plot in $(DRILL_OUT).
 DRILL_OUT ?= drill-netns
 drill-netns: $(BENCH_STAMP) sysdeps
-	$(PY) -m cluster.netns_drill --out $(DRILL_OUT)
+	$(PY) -m trent.cluster.netns_drill --out $(DRILL_OUT)
 
 # A custom key store on the default HSM cluster (SoftHSM2, from deploy/debian-packages.txt): the HSM pulled down and back.
 demo-keystore: $(STAMP) sysdeps

@@ -7,9 +7,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from cluster.ports import free_port_block
-from cluster.running import RunningCluster
-from node.config import DEFAULT_REGIONS
+from trent.cluster.ports import free_port_block
+from trent.cluster.running import RunningCluster
+from trent.node.config import DEFAULT_REGIONS
 
 
 @contextlib.contextmanager

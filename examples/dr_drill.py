@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cluster.running import RunningCluster, admin_request, poll
 from examples._cluster import demo_cluster
+from trent.cluster.running import RunningCluster, admin_request, poll
 
 PRIMARY, STANDBY, THIRD = "us-east-1", "eu-west-1", "ap-northeast-2"
 

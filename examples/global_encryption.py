@@ -23,8 +23,8 @@ from aws_encryption_sdk.key_providers.kms import (
     MRKAwareStrictAwsKmsMasterKeyProvider,
 )
 
-from cluster.running import poll
 from examples._cluster import demo_cluster
+from trent.cluster.running import poll
 
 ACCOUNT = "111122223333"
 

@@ -16,10 +16,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from botocore.exceptions import ClientError
 
-from cluster.running import poll
 from examples._cluster import demo_cluster
-from node.hsm.softhsm import find_library
-from node.keystores.clusters import DEFAULT_CLUSTER_ID, DEFAULT_PASSWORD
+from trent.cluster.running import poll
+from trent.node.hsm.softhsm import find_library
+from trent.node.keystores.clusters import DEFAULT_CLUSTER_ID, DEFAULT_PASSWORD
 
 REGION = "eu-west-1"
 

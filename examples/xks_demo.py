@@ -19,12 +19,12 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from cluster.ports import free_port_block
-from cluster.running import RunningCluster, poll
-from cluster.xks_running import ACCESS_KEY, SECRET, RunningProxy
-from node.config import DEFAULT_REGIONS
-from node.hsm.softhsm import find_library
-from node.xks.devcerts import make_dev_certs
+from trent.cluster.ports import free_port_block
+from trent.cluster.running import RunningCluster, poll
+from trent.cluster.xks_running import ACCESS_KEY, SECRET, RunningProxy
+from trent.node.config import DEFAULT_REGIONS
+from trent.node.hsm.softhsm import find_library
+from trent.node.xks.devcerts import make_dev_certs
 
 REGION = "us-east-1"
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cluster.running import RunningCluster, poll
 from tests.crash_workload import ID_TAG, RETIREE, Change, Ledger
+from trent.cluster.running import RunningCluster, poll
 
 CATCH_UP = 20.0  # seconds replication may take to catch up after a restart
 

@@ -27,11 +27,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cluster.ports import free_port_block
-from cluster.running import RunningCluster, alive, poll
-from node.config import DEFAULT_REGIONS
 from tests.crash_checks import Checker, Tally
 from tests.crash_workload import Ledger, Writer
+from trent.cluster.ports import free_port_block
+from trent.cluster.running import RunningCluster, alive, poll
+from trent.node.config import DEFAULT_REGIONS
 
 KILL_WINDOW = (0.15, 1.0)  # seconds of writing before the kill, drawn per round
 RESTART_KILL_WINDOW = (0.0, 0.6)  # seconds after launching a restart that a second kill may come (start-up ~0.3 s)

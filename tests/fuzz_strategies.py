@@ -23,8 +23,8 @@ from typing import Any
 from botocore.model import ListShape, MapShape, ServiceModel, Shape, StructureShape
 from hypothesis import strategies as st
 
-from node.wire.java_regex import translate_java_regex
-from node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES, TARGET_PREFIX
+from trent.node.wire.java_regex import translate_java_regex
+from trent.node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES, TARGET_PREFIX
 
 Strategy = st.SearchStrategy[Any]
 

@@ -18,11 +18,11 @@ import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 
-from cluster import running
-from cluster.ports import free_port_block
-from cluster.running import ROOT as ROOT
-from cluster.running import poll as poll
-from node.config import DEFAULT_REGIONS
+from trent.cluster import running
+from trent.cluster.ports import free_port_block
+from trent.cluster.running import ROOT as ROOT
+from trent.cluster.running import poll as poll
+from trent.node.config import DEFAULT_REGIONS
 
 REGIONS = DEFAULT_REGIONS
 

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from cluster.audit_view import audit_events, format_event
 from tests.e2e.harness import RunningCluster, poll
 from tests.e2e.test_policies import (
     ACCOUNT,
@@ -28,6 +27,7 @@ from tests.e2e.test_policies import (
     policy,
     refused,
 )
+from trent.cluster.audit_view import audit_events, format_event
 
 cluster, kms = module_cluster("audit")
 

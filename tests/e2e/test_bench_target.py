@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import __main__ as bench_main
-from bench import report, suite
 from tests.e2e.harness import RunningCluster
+from trent.bench import __main__ as bench_main
+from trent.bench import report, suite
 
 
 def test_bench_measures_a_running_cluster(fresh_cluster: Callable[..., RunningCluster], tmp_path: Path,

@@ -26,7 +26,8 @@ def _on_a_terminal(c: RunningCluster, *args: str, env: dict[str, str] | None = N
     """Run `trent ARGS` with its output on a pseudo-terminal; what it printed."""
     leader, follower = pty.openpty()
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "cluster.cli", *args, "--data-dir", str(c.data_dir)], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "trent.cluster.cli", *args, "--data-dir", str(c.data_dir)],
+                                cwd=ROOT,
                                 stdout=follower, stderr=subprocess.PIPE, env={**os.environ, "TERM": "xterm",
                                                                              **(env or {})})
         os.close(follower)
@@ -80,7 +81,7 @@ def test_a_reader_that_leaves_gets_no_traceback(shown: RunningCluster) -> None:
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the first line
     try:
-        done = subprocess.run([sys.executable, "-m", "cluster.cli", "status", "--data-dir", str(shown.data_dir)],
+        done = subprocess.run([sys.executable, "-m", "trent.cluster.cli", "status", "--data-dir", str(shown.data_dir)],
                               cwd=ROOT, stdout=write, stderr=subprocess.PIPE, text=True, timeout=60)
     finally:
         os.close(write)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from cluster.ports import free_port_block
-from cluster.running import RunningCluster, admin_send, poll
 from tests.crash_checks import Checker, Tally
 from tests.crash_harness import FAST_PLAN, run
 from tests.crash_workload import ID_TAG, Change, Ciphertext, Ledger
+from trent.cluster.ports import free_port_block
+from trent.cluster.running import RunningCluster, admin_send, poll
 
 
 def test_acknowledged_writes_survive_sigkill_at_random_moments(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ ONE = ("us-east-1",)
 
 def up(data_dir: Path, port: int, *extra: str) -> subprocess.CompletedProcess[str]:
     """`trent up` that is expected to give up at once (a bound, not a wait: a started cluster would run on)."""
-    args = [sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(data_dir), "--port", str(port), "--regions",
-            ",".join(ONE), *extra]
+    args = [sys.executable, "-m", "trent.cluster.cli", "up", "--data-dir", str(data_dir), "--port", str(port),
+            "--regions", ",".join(ONE), *extra]
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=30)
 
 

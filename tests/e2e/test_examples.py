@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from node.hsm.softhsm import find_library
 from tests.e2e.harness import ROOT
+from trent.node.hsm.softhsm import find_library
 
 
 @pytest.mark.parametrize(("script", "expected"), [

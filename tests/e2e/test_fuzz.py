@@ -29,9 +29,9 @@ from botocore.credentials import Credentials
 from botocore.model import ServiceModel
 from hypothesis import HealthCheck, Phase, example, given, settings
 
-from node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES, TARGET_PREFIX
 from tests.e2e.harness import RunningCluster
 from tests.fuzz_strategies import FuzzRequest, ShapeStrategies, b64, fuzz_requests, plain_request
+from trent.node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES, TARGET_PREFIX
 
 EXAMPLES = int(os.environ.get("TRENT_FUZZ_EXAMPLES", "40"))
 TIMEOUT = 10.0  # seconds for one answer: anything slower is a hang

@@ -8,8 +8,8 @@ import json
 import socket
 import time
 
-from node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES
 from tests.e2e.harness import RunningCluster, poll
+from trent.node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES
 
 
 def post(port: int, headers: list[tuple[str, str]], body: bytes) -> tuple[int, bytes]:

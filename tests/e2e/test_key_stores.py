@@ -17,9 +17,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from cluster.running import poll
-from node.hsm.softhsm import SoftHsmDirectory, find_library
 from tests.e2e.harness import RunningCluster, free_port_block
+from trent.cluster.running import poll
+from trent.node.hsm.softhsm import SoftHsmDirectory, find_library
 
 pytestmark = pytest.mark.skipif(find_library() is None, reason="SoftHSM2 is not installed (Debian: softhsm2)")
 

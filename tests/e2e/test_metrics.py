@@ -12,8 +12,8 @@ import pytest
 from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.loadgen import Call, Target, signed_request
 from tests.e2e.harness import RunningCluster, poll, private_cluster
+from trent.bench.loadgen import Call, Target, signed_request
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

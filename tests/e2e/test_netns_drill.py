@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.netns import Net, NetnsUnsafe, ip, unavailable_reason
-from cluster.netns_drill import FAST, run
+from trent.cluster.netns import Net, NetnsUnsafe, ip, unavailable_reason
+from trent.cluster.netns_drill import FAST, run
 
 REASON = unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"network namespaces unavailable: {REASON}")

@@ -20,17 +20,17 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from cluster.launched import Launched
-from cluster.links import sign
-from cluster.ports import free_port_block
-from cluster.replication.shipper import LOG_PATH
-from cluster.running import ROOT, poll
+from trent.cluster.launched import Launched
+from trent.cluster.links import sign
+from trent.cluster.ports import free_port_block
+from trent.cluster.replication.shipper import LOG_PATH
+from trent.cluster.running import ROOT, poll
 
 A, B = "us-east-1", "eu-west-1"
 
 
 def trent(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cluster.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "trent.cluster.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from cluster.ports import free_port_block
-from cluster.region_host import RegionHost
-from node.config import ClusterConfig
-from node.ops.keys import create_key
-from node.ops.multi_region import replicate_key
-from node.ops.registry import RequestContext
-from node.ops.rotation import rotate_key_on_demand
+from trent.cluster.ports import free_port_block
+from trent.cluster.region_host import RegionHost
+from trent.node.config import ClusterConfig
+from trent.node.ops.keys import create_key
+from trent.node.ops.multi_region import replicate_key
+from trent.node.ops.registry import RequestContext
+from trent.node.ops.rotation import rotate_key_on_demand
 
 
 async def _until(predicate: object, timeout: float = 15.0) -> None:

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from cluster.launched import Launched
-from cluster.ports import free_port_block
-from cluster.running import ROOT, RunningCluster, alive, poll
+from trent.cluster.launched import Launched
+from trent.cluster.ports import free_port_block
+from trent.cluster.running import ROOT, RunningCluster, alive, poll
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-2")
 
@@ -180,7 +180,7 @@ def test_crash_needs_region_processes(cluster: RunningCluster) -> None:
 def test_latency_profile_aws_delays_replication_in_one_process(fresh_cluster: Callable[..., RunningCluster]) -> None:
     """`trent up --latency-profile aws`: replication between regions takes at least the published one-way delay
     (us-east-1 → ap-northeast-2: 178 ms round trip), while a client's own region answers at once."""
-    from cluster.latency import one_way_seconds
+    from trent.cluster.latency import one_way_seconds
 
     c = fresh_cluster(extra_args=("--latency-profile", "aws", "--replica-delay", "0"))
     home = c.client("us-east-1")
@@ -244,7 +244,7 @@ def test_a_node_never_opens_a_region_another_process_serves(cluster: RunningClus
     first = Launched("first", ["node", "--region", "us-east-1", "--port", str(port), "--peer", peer, "--data-dir",
                                str(data)], tmp_path / "first.log", f"http://127.0.0.1:{port}/_trent/health").start()
     try:
-        second = subprocess.run([sys.executable, "-m", "cluster.cli", "node", "--region", "us-east-1", "--port",
+        second = subprocess.run([sys.executable, "-m", "trent.cluster.cli", "node", "--region", "us-east-1", "--port",
                                  "9", "--peer", peer, "--data-dir", str(data)], cwd=ROOT, capture_output=True,
                                 text=True, timeout=60)
         assert second.returncode == 1 and "in use" in second.stderr

@@ -16,9 +16,9 @@ import pytest
 from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.loadgen import Call, Target, signed_request
 from tests.e2e.harness import RunningCluster, private_cluster
 from tests.e2e.test_metrics import scrape
+from trent.bench.loadgen import Call, Target, signed_request
 
 RATE = 40.0  # DescribeKey's quota in this cluster, requests per second
 _STATUS_RE = re.compile(rb"HTTP/1\.1 (\d{3})")

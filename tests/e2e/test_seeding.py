@@ -151,7 +151,7 @@ def test_a_conflicting_seed_is_refused_and_changes_nothing(fresh_cluster: Fresh,
     new_id = "6b3c5e8a-0d2f-4b6c-9e7a-2d4f6b8c0e1a"
     with conflicting.open("a") as f:  # a key the refused file would have added
         f.write(f'[[keys]]\nkey_id = "{new_id}"\naliases = ["alias/new"]\n')
-    run = subprocess.run([sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(c.data_dir), "--port",
+    run = subprocess.run([sys.executable, "-m", "trent.cluster.cli", "up", "--data-dir", str(c.data_dir), "--port",
                           str(free_port_block(4)), "--seed", str(conflicting)], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 1

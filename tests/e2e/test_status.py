@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from cluster.running import TOKEN_HEADER, admin_send
 from tests.e2e.harness import REGIONS, RunningCluster, poll
+from trent.cluster.running import TOKEN_HEADER, admin_send
 
 Fresh = Callable[..., RunningCluster]
 US, EU, AP = REGIONS

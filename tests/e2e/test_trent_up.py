@@ -86,7 +86,7 @@ def test_sigterm_and_sigint_stop_cleanly(fresh_cluster: Fresh) -> None:
 def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
     c = RunningCluster(tmp_path / "data", free_port_block(4), regions=("us-east-1",)).start()
     try:
-        args = [sys.executable, "-m", "cluster.cli", "up", "--data-dir", str(tmp_path / "other"), "--port",
+        args = [sys.executable, "-m", "trent.cluster.cli", "up", "--data-dir", str(tmp_path / "other"), "--port",
                 str(c.port), "--regions", "us-east-1"]
         done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert done.returncode == 1
@@ -100,7 +100,7 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
 def test_bad_configuration_exits_2_with_a_message(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('account = "12345"\n')
-    args = [sys.executable, "-m", "cluster.cli", "up", "--config", str(config), "--data-dir", str(tmp_path / "d")]
+    args = [sys.executable, "-m", "trent.cluster.cli", "up", "--config", str(config), "--data-dir", str(tmp_path / "d")]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr.strip()) == (2, "trent: account must be 12 digits")
     assert not (tmp_path / "d").exists()
@@ -109,7 +109,7 @@ def test_bad_configuration_exits_2_with_a_message(tmp_path: Path) -> None:
 def test_a_misspelt_config_key_is_refused_by_name(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('prot = 8599\n')
-    args = [sys.executable, "-m", "cluster.cli", "up", "--config", str(config), "--data-dir", str(tmp_path / "d")]
+    args = [sys.executable, "-m", "trent.cluster.cli", "up", "--config", str(config), "--data-dir", str(tmp_path / "d")]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr.strip()) == (
         2, f"trent: unknown key 'prot' in {config} (did you mean 'port'?)")

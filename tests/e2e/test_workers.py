@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from cluster.audit_view import audit_events
-from cluster.running import admin_send, alive
 from tests.e2e.byok import external_key, wrap
 from tests.e2e.harness import RunningCluster, code_of, poll, private_cluster
 from tests.e2e.test_mrk_rotation import material_everywhere, wait_current_everywhere, wait_rotation_done
 from tests.e2e.test_multi_region import REGIONS, A, clients, create_mrk, encrypt, replicate, wait_for
+from trent.cluster.audit_view import audit_events
+from trent.cluster.running import admin_send, alive
 
 ACCOUNT = "111122223333"
 FRESH = 12  # fresh connections per check: all on one process by chance with probability 2^-11

@@ -17,12 +17,12 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from cluster.running import poll
-from cluster.xks_running import ACCESS_KEY, SECRET, RunningProxy
-from node.hsm.softhsm import find_library
-from node.xks.devcerts import DevCerts, make_dev_certs
 from tests.e2e.harness import RunningCluster, free_port_block
 from tests.e2e.xks_fixtures import https_proxy
+from trent.cluster.running import poll
+from trent.cluster.xks_running import ACCESS_KEY, SECRET, RunningProxy
+from trent.node.hsm.softhsm import find_library
+from trent.node.xks.devcerts import DevCerts, make_dev_certs
 
 pytestmark = pytest.mark.skipif(find_library() is None, reason="SoftHSM2 is not installed (Debian: softhsm2)")
 

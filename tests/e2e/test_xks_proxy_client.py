@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster.xks_running import ACCESS_KEY, SECRET, RunningProxy
-from node.hsm.softhsm import find_library
-from node.xks.devcerts import make_dev_certs
 from tests.e2e.xks_fixtures import TEST_CLIENT_DIR, client_unavailable
+from trent.cluster.xks_running import ACCESS_KEY, SECRET, RunningProxy
+from trent.node.hsm.softhsm import find_library
+from trent.node.xks.devcerts import make_dev_certs
 
 pytestmark = [pytest.mark.skipif(find_library() is None, reason="SoftHSM2 is not installed (Debian: softhsm2)"),
               pytest.mark.skipif(client_unavailable() is not None, reason=str(client_unavailable()))]

@@ -9,8 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from cluster.xks_running import TEST_CLIENT_KEYS, RunningProxy
-from node.xks.devcerts import DevCerts, make_dev_certs
+from trent.cluster.xks_running import TEST_CLIENT_KEYS, RunningProxy
+from trent.node.xks.devcerts import DevCerts, make_dev_certs
 
 TEST_CLIENT_DIR = Path(os.environ.get("XKS_TEST_CLIENT_DIR", "/work/shared/xks/test-client"))
 PROXY_KEYS = (*TEST_CLIENT_KEYS, ("second", ("ENCRYPT", "DECRYPT")), ("third", ("ENCRYPT", "DECRYPT")),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.etcd_local import LocalEtcd, etcd_binary
+from trent.cluster.etcd_local import LocalEtcd, etcd_binary
 
 
 @pytest.fixture(scope="module")

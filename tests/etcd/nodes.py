@@ -13,10 +13,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from cluster.etcd_local import LocalEtcd
-from cluster.launched import Launched
-from cluster.ports import free_port_block
-from cluster.running import TOKEN_HEADER
+from trent.cluster.etcd_local import LocalEtcd
+from trent.cluster.launched import Launched
+from trent.cluster.ports import free_port_block
+from trent.cluster.running import TOKEN_HEADER
 
 REGION = "us-east-1"
 

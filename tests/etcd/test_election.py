@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from cluster.etcd_election import LeaseElection
-from cluster.etcd_local import LocalEtcd
-from node.store.etcd import EtcdStore
-from node.store.etcd_client import EtcdClient, EtcdError, EtcdSettings
+from trent.cluster.etcd_election import LeaseElection
+from trent.cluster.etcd_local import LocalEtcd
+from trent.node.store.etcd import EtcdStore
+from trent.node.store.etcd_client import EtcdClient, EtcdError, EtcdSettings
 
 TTL = 1
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from cluster.etcd_local import LocalEtcd
-from cluster.running import ROOT, poll
 from tests.etcd.nodes import EtcdRegion
+from trent.cluster.etcd_local import LocalEtcd
+from trent.cluster.running import ROOT, poll
 
 
 def audit_of(region: EtcdRegion, n: int) -> bytes:
@@ -132,7 +132,7 @@ def test_a_node_with_another_root_key_refuses_to_start_and_writes_nothing(region
     start = text.index('root_keys = { "us-east-1" = "') + len('root_keys = { "us-east-1" = "')
     other.write_text(text[:start] + "ab" * 32 + text[start + 64:])
     other.chmod(0o600)
-    refused = subprocess.run([sys.executable, "-m", "cluster.cli", "node", "--region", "us-east-1", "--regions",
+    refused = subprocess.run([sys.executable, "-m", "trent.cluster.cli", "node", "--region", "us-east-1", "--regions",
                               "us-east-1", "--port", str(region.port(1)), "--config", str(other), "--data-dir",
                               str(region.tmp / "stranger")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1

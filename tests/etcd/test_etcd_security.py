@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from cluster.bundle import init_cluster
-from cluster.etcd_local import LocalEtcd, etcd_binary
-from node.clock import FixedClock
-from node.service import Region, RegionIdentity
-from node.store.base import StoreError
-from node.store.etcd import EtcdStore
-from node.store.etcd_client import EtcdClient, EtcdSettings
 from tests.unit.test_replication_log import ACCOUNT, ROOT, A, B, mrk
+from trent.cluster.bundle import init_cluster
+from trent.cluster.etcd_local import LocalEtcd, etcd_binary
+from trent.node.clock import FixedClock
+from trent.node.service import Region, RegionIdentity
+from trent.node.store.base import StoreError
+from trent.node.store.etcd import EtcdStore
+from trent.node.store.etcd_client import EtcdClient, EtcdSettings
 
 pytestmark = pytest.mark.skipif(etcd_binary() is None, reason="etcd is not installed (Debian package etcd-server)")
 

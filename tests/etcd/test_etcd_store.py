@@ -10,15 +10,15 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from cluster.etcd_local import LocalEtcd
-from cluster.replication.log import OUTBOX, Outbox
-from node.clock import FixedClock
-from node.model.mrk_rules import snapshot_of
-from node.service import KEYS, Region, RegionIdentity
-from node.store.base import Batch, StaleState, StoreError
-from node.store.etcd import EtcdStore
-from node.store.etcd_client import EtcdClient, EtcdError, EtcdSettings, unb64
 from tests.unit.test_replication_log import ACCOUNT, CODEC, ROOT, A, B, mrk
+from trent.cluster.etcd_local import LocalEtcd
+from trent.cluster.replication.log import OUTBOX, Outbox
+from trent.node.clock import FixedClock
+from trent.node.model.mrk_rules import snapshot_of
+from trent.node.service import KEYS, Region, RegionIdentity
+from trent.node.store.base import Batch, StaleState, StoreError
+from trent.node.store.etcd import EtcdStore
+from trent.node.store.etcd_client import EtcdClient, EtcdError, EtcdSettings, unb64
 
 _names = itertools.count()
 
@@ -291,7 +291,7 @@ async def test_an_outbox_hears_of_another_node_s_records_at_once_through_the_wat
         open_store: Callable[[str], EtcdStore]) -> None:
     import asyncio
 
-    from cluster.etcd_node import SyncOnWatch
+    from trent.cluster.etcd_node import SyncOnWatch
 
     clock = FixedClock()
     nodes = []

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cluster.etcd_local import etcd_binary
-from cluster.netns import unavailable_reason
-from cluster.netns_etcd import TTL, run
+from trent.cluster.etcd_local import etcd_binary
+from trent.cluster.netns import unavailable_reason
+from trent.cluster.netns_etcd import TTL, run
 
 REASON = unavailable_reason()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=f"network namespaces unavailable: {REASON}"),

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cluster.etcd_local import etcd_binary
-from cluster.ports import free_port_block
-from cluster.running import ROOT, RunningCluster, poll
+from trent.cluster.etcd_local import etcd_binary
+from trent.cluster.ports import free_port_block
+from trent.cluster.running import ROOT, RunningCluster, poll
 
 
 def port_open(port: int) -> bool:
@@ -42,13 +42,13 @@ def test_trent_up_store_etcd_keeps_regions_in_a_local_etcd(tmp_path: Path) -> No
         poll(lambda: away.describe_key(KeyId=mrk)["KeyMetadata"]["KeyState"] == "Enabled", 20)
         sealed = home.encrypt(KeyId=mrk, Plaintext=b"across regions")["CiphertextBlob"]
         assert away.decrypt(CiphertextBlob=sealed)["Plaintext"] == b"across regions"
-        out = subprocess.run([sys.executable, "-m", "cluster.cli", "status", "--json", "--data-dir",
+        out = subprocess.run([sys.executable, "-m", "trent.cluster.cli", "status", "--json", "--data-dir",
                               str(cluster.data_dir)], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
         region = json.loads(out.stdout)["regions"]["eu-west-1"]
         assert region["keys"] == 2  # the key and the multi-Region replica
         assert region["etcd"]["leading"] and region["etcd"]["etcd"][0]["healthy"]
-        text = subprocess.run([sys.executable, "-m", "cluster.cli", "status", "--data-dir", str(cluster.data_dir)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
+        args = [sys.executable, "-m", "trent.cluster.cli", "status", "--data-dir", str(cluster.data_dir)]
+        text = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
         assert "lease holder" in text and "etcd members 1/1 healthy" in text
         cluster.stop()
         poll(lambda: not port_open(etcd_port), 15)  # stopped with the cluster

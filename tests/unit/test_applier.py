@@ -9,25 +9,25 @@ from typing import Any
 
 import pytest
 
-from cluster.replication.applier import Applier
-from cluster.replication.commands import CommandCodec
-from cluster.replication.log import Cursors, Outbox
-from node.auth.principals import Principal
-from node.clock import FixedClock
-from node.crypto.rootkey import RootKey
-from node.model.key import KeyRecord
-from node.model.mrk import HoldsMaterial, KeySnapshot, ReplicaGone
-from node.model.states import KeyState
-from node.ops.keys import create_key, schedule_key_deletion
-from node.ops.multi_region import replicate_key, update_primary_region
-from node.ops.registry import RequestContext
-from node.ops.rotation import enable_key_rotation, rotate_key_on_demand
-from node.scheduler import Scheduler
-from node.service import Region, RegionIdentity
-from node.store.base import Store, StoreError
-from node.store.memory import MemoryStore
-from node.store.sqlite import SqliteStore
 from tests.unit.test_store import declared
+from trent.cluster.replication.applier import Applier
+from trent.cluster.replication.commands import CommandCodec
+from trent.cluster.replication.log import Cursors, Outbox
+from trent.node.auth.principals import Principal
+from trent.node.clock import FixedClock
+from trent.node.crypto.rootkey import RootKey
+from trent.node.model.key import KeyRecord
+from trent.node.model.mrk import HoldsMaterial, KeySnapshot, ReplicaGone
+from trent.node.model.states import KeyState
+from trent.node.ops.keys import create_key, schedule_key_deletion
+from trent.node.ops.multi_region import replicate_key, update_primary_region
+from trent.node.ops.registry import RequestContext
+from trent.node.ops.rotation import enable_key_rotation, rotate_key_on_demand
+from trent.node.scheduler import Scheduler
+from trent.node.service import Region, RegionIdentity
+from trent.node.store.base import Store, StoreError
+from trent.node.store.memory import MemoryStore
+from trent.node.store.sqlite import SqliteStore
 
 A, B, C = "us-east-1", "eu-west-1", "ap-northeast-2"
 REGIONS = (A, B, C)

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from node.audit.events import (
+from trent.node.audit.events import (
     MAX_ERROR_MESSAGE_CHARS,
     MAX_PARAMETERS_BYTES,
     CallLineEncoder,
@@ -24,13 +24,13 @@ from node.audit.events import (
     scrub_message,
     service_event,
 )
-from node.audit.sink import AuditSink, read_events
-from node.audit.trail import AuditTrail
-from node.auth.principals import Principal
-from node.model.errors import KmsError
-from node.ops import declare
-from node.ops.registry import Registry
-from node.ops.tables import usage_tracked
+from trent.node.audit.sink import AuditSink, read_events
+from trent.node.audit.trail import AuditTrail
+from trent.node.auth.principals import Principal
+from trent.node.model.errors import KmsError
+from trent.node.ops import declare
+from trent.node.ops.registry import Registry
+from trent.node.ops.tables import usage_tracked
 
 ACCT = "111122223333"
 KEY_ARN = f"arn:aws:kms:eu-west-1:{ACCT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cluster.audit_view import audit_events
-from node.audit.sink import DAY, AuditSink, Retention, read_events
+from trent.cluster.audit_view import audit_events
+from trent.node.audit.sink import DAY, AuditSink, Retention, read_events
 
 T0 = 1_796_000_000.0  # 2026-11-29T00:53:20Z
 PAD = "x" * 80  # one event makes a file big enough to rotate (max_bytes=100)

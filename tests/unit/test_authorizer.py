@@ -11,24 +11,24 @@ from typing import Any
 import botocore.session
 import pytest
 
-from node.auth.authorizer import (
+from trent.node.auth.authorizer import (
     AccessSettings,
     Authorizer,
     Verdict,
     request_condition_keys,
 )
-from node.auth.principals import Principal
-from node.clock import FixedClock
-from node.crypto.rootkey import RootKey
-from node.model.errors import KmsError
-from node.model.grants import Constraints, GrantRecord, new_token
-from node.model.key import AliasRecord
-from node.ops import build_registry, encryption
-from node.ops import keys as key_ops
-from node.ops.registry import RequestContext
-from node.ops.tables import cross_account, key_actions
-from node.service import Region, RegionIdentity
-from node.store.memory import MemoryStore
+from trent.node.auth.principals import Principal
+from trent.node.clock import FixedClock
+from trent.node.crypto.rootkey import RootKey
+from trent.node.model.errors import KmsError
+from trent.node.model.grants import Constraints, GrantRecord, new_token
+from trent.node.model.key import AliasRecord
+from trent.node.ops import build_registry, encryption
+from trent.node.ops import keys as key_ops
+from trent.node.ops.registry import RequestContext
+from trent.node.ops.tables import cross_account, key_actions
+from trent.node.service import Region, RegionIdentity
+from trent.node.store.memory import MemoryStore
 
 ACCT = "111122223333"
 OTHER = "444455556666"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from bench import report
-from bench.report import markdown, ratios
+from trent.bench import report
+from trent.bench.report import markdown, ratios
 
 
 def run(req_per_s: float, cpu: float, p99: float = 5.0) -> dict[str, Any]:

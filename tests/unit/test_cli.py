@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.cli import main
+from trent.cluster.cli import main
 
 
 @pytest.mark.parametrize("command", ["up", "clock", "status", "fault", "audit"])

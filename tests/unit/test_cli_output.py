@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.cli import build_parser
-from cluster.cli_output import Style, span, table, utc
+from trent.cluster.cli import build_parser
+from trent.cluster.cli_output import Style, span, table, utc
 
 
 class _Tty(io.StringIO):
@@ -58,7 +58,7 @@ def test_make_up_passes_args_to_trent_up(tmp_path: Path) -> None:
     import shutil
     import subprocess
 
-    from cluster.running import ROOT
+    from trent.cluster.running import ROOT
 
     if shutil.which("make") is None:
         pytest.skip("make is not installed")

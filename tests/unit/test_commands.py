@@ -8,10 +8,10 @@ from typing import Any
 import msgpack
 import pytest
 
-from cluster.replication.commands import RECORD_VERSION, CommandCodec
-from node.crypto.handles import new_material
-from node.crypto.rootkey import RootKey
-from node.model.mrk import (
+from trent.cluster.replication.commands import RECORD_VERSION, CommandCodec
+from trent.node.crypto.handles import new_material
+from trent.node.crypto.rootkey import RootKey
+from trent.node.model.mrk import (
     Command,
     HoldsMaterial,
     KeySnapshot,

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from node.clock import FixedClock
-from node.store.base import Batch
-from node.store.signal import RECHECK_SECONDS, CommitSignal
-from node.store.sqlite import SqliteStore
 from tests.unit.test_store import declared
+from trent.node.clock import FixedClock
+from trent.node.store.base import Batch
+from trent.node.store.signal import RECHECK_SECONDS, CommitSignal
+from trent.node.store.sqlite import SqliteStore
 
 
 def test_a_reader_sees_every_bump_once(tmp_path: Path) -> None:

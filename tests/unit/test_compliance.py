@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from cluster.compliance_watch import ComplianceNotifier, Sinks
-from node.clock import FixedClock
-from node.compliance import ComplianceSettings, Finding, counts, evaluate, material_expiry
-from node.crypto.handles import new_material
-from node.crypto.rootkey import RootKey
-from node.model.imported import DOES_NOT_EXPIRE, EXPIRES, EXTERNAL, ImportRequest, apply_import, delete_material
-from node.model.key import KeyRecord, MaterialVersion, RotationSettings
-from node.model.mrk import MultiRegionState
-from node.model.states import KeyState
-from node.service import Region, RegionIdentity
-from node.store.memory import MemoryStore
+from trent.cluster.compliance_watch import ComplianceNotifier, Sinks
+from trent.node.clock import FixedClock
+from trent.node.compliance import ComplianceSettings, Finding, counts, evaluate, material_expiry
+from trent.node.crypto.handles import new_material
+from trent.node.crypto.rootkey import RootKey
+from trent.node.model.imported import DOES_NOT_EXPIRE, EXPIRES, EXTERNAL, ImportRequest, apply_import, delete_material
+from trent.node.model.key import KeyRecord, MaterialVersion, RotationSettings
+from trent.node.model.mrk import MultiRegionState
+from trent.node.model.states import KeyState
+from trent.node.service import Region, RegionIdentity
+from trent.node.store.memory import MemoryStore
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
@@ -128,7 +128,7 @@ def test_the_notifier_sends_each_crossing_once_and_remembers_across_restarts(tmp
 
 
 def test_compliance_config_keys(tmp_path: Path) -> None:
-    from node.config import ConfigError, load_config
+    from trent.node.config import ConfigError, load_config
 
     config = tmp_path / "trent.toml"
     config.write_text('compliance_max_age_days = 90\ncompliance_expiry_days = 7\n'
@@ -176,7 +176,7 @@ def test_a_webhook_that_never_answers_delays_no_line_of_the_file(tmp_path: Path,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     from aiohttp import web
 
-    from cluster import compliance_watch
+    from trent.cluster import compliance_watch
 
     monkeypatch.setattr(compliance_watch, "WEBHOOK_TIMEOUT", 0.5)
     clock = FixedClock(NOW)
@@ -219,7 +219,7 @@ def test_a_webhook_that_never_answers_delays_no_line_of_the_file(tmp_path: Path,
 
 
 def test_the_notifier_watches_regions_added_while_it_runs(tmp_path: Path) -> None:
-    from cluster.metrics import LiveMapping
+    from trent.cluster.metrics import LiveMapping
 
     clock = FixedClock(NOW)
     regions: dict[str, Region] = {}

@@ -12,17 +12,17 @@ from typing import Any, cast
 import pytest
 from aiohttp import web
 
-from cluster.clock_control import ClockControl, load_clock
-from cluster.compose import Parts, compose, host_jobs, worker_jobs
-from cluster.fault_control import parse_fault
-from cluster.jobs import FollowWorkers, Jobs, Periodic, SchedulerJob
-from cluster.shared_runtime import SharedAuditTrail
-from node.audit.sink import CURRENT, WORKER_CURRENT
-from node.config import ClusterConfig, load_config
-from node.endpoint import WireResponse
-from node.model.mrk import ReplicaGone
-from node.model.rotation import DAY
 from tests.unit.test_scheduler import create, schedule
+from trent.cluster.clock_control import ClockControl, load_clock
+from trent.cluster.compose import Parts, compose, host_jobs, worker_jobs
+from trent.cluster.fault_control import parse_fault
+from trent.cluster.jobs import FollowWorkers, Jobs, Periodic, SchedulerJob
+from trent.cluster.shared_runtime import SharedAuditTrail
+from trent.node.audit.sink import CURRENT, WORKER_CURRENT
+from trent.node.config import ClusterConfig, load_config
+from trent.node.endpoint import WireResponse
+from trent.node.model.mrk import ReplicaGone
+from trent.node.model.rotation import DAY
 
 REGIONS = "us-east-1,eu-west-1"
 

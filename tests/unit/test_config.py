@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from node.config import DEFAULT_REGIONS, ClusterConfig, ConfigError, EdgeLimits, load_config
+from trent.node.config import DEFAULT_REGIONS, ClusterConfig, ConfigError, EdgeLimits, load_config
 
 ROOT_HEX = "ab" * 32
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from node.config import ConfigError, load_config
+from trent.node.config import ConfigError, load_config
 
 
 def test_seed_and_any_region_from_a_file_and_flags(tmp_path: Path) -> None:

@@ -11,18 +11,18 @@ from typing import Any
 import botocore.session
 import pytest
 
-from node.auth.principals import Principal
-from node.clock import FixedClock
-from node.consistency import RegionConsistency
-from node.crypto.rootkey import RootKey
-from node.endpoint import KmsEndpoint, WireRequest
-from node.ops import build_registry
-from node.ops.registry import Operation, Params, Registry, RequestContext, Response
-from node.service import Region, RegionIdentity
-from node.store.base import Batch, StaleState
-from node.store.memory import MemoryStore
-from node.wire.protocol import CONTENT_TYPE
-from node.wire.validation import RequestDecoder
+from trent.node.auth.principals import Principal
+from trent.node.clock import FixedClock
+from trent.node.consistency import RegionConsistency
+from trent.node.crypto.rootkey import RootKey
+from trent.node.endpoint import KmsEndpoint, WireRequest
+from trent.node.ops import build_registry
+from trent.node.ops.registry import Operation, Params, Registry, RequestContext, Response
+from trent.node.service import Region, RegionIdentity
+from trent.node.store.base import Batch, StaleState
+from trent.node.store.memory import MemoryStore
+from trent.node.wire.protocol import CONTENT_TYPE
+from trent.node.wire.validation import RequestDecoder
 
 REGION, ACCOUNT = "eu-west-1", "111122223333"
 CALLER = Principal("test", "test", f"arn:aws:iam::{ACCOUNT}:root", ACCOUNT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cluster.console import _HEADERS, recent_events
+from trent.cluster.console import _HEADERS, recent_events
 
 
 def _write(path: Path, events: list[dict[str, object]], tail: bytes = b"") -> None:

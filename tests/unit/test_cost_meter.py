@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from cluster.cost_meter import KeyInfo, deleted_keys, estimate, inventory, parse_time, request_class, schedules_of
-from cluster.kms_prices import AWS_KMS_PRICES
-from node.audit.events import cloudtrail_time
-from node.crypto.handles import new_material
-from node.model.key import KeyRecord, MaterialVersion
-from node.model.states import KeyState
+from trent.cluster.cost_meter import KeyInfo, deleted_keys, estimate, inventory, parse_time, request_class, schedules_of
+from trent.cluster.kms_prices import AWS_KMS_PRICES
+from trent.node.audit.events import cloudtrail_time
+from trent.node.crypto.handles import new_material
+from trent.node.model.key import KeyRecord, MaterialVersion
+from trent.node.model.states import KeyState
 
 MONTH = 730 * 3600.0
 T0 = datetime(2026, 1, 10, tzinfo=UTC).timestamp()
@@ -122,7 +122,7 @@ def test_times_are_iso_epoch_or_a_duration_back() -> None:
 
 
 def test_until_the_epoch_is_the_epoch_not_now() -> None:
-    from cluster.cost_meter import cost_report
+    from trent.cluster.cost_meter import cost_report
 
     assert cost_report({}, {}, {"until": "0"}, T0)["until"] == 0.0
     assert cost_report({}, {}, {}, T0)["until"] == T0

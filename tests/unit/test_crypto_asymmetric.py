@@ -13,16 +13,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa
 
-from cluster.replication.commands import CommandCodec
-from node.crypto import asymmetric as crypto
-from node.crypto.handles import MAX_SECRET_LEN, MIN_SECRET_LEN, Material, SecretBytes, material_id_for
-from node.crypto.rootkey import RootKey
-from node.model import key_specs as specs
-from node.model.errors import KmsError
-from node.model.key import KeyRecord, MaterialVersion
-from node.model.mrk import KeySnapshot, MultiRegionState, SharedMaterial
-from node.model.states import KeyState
-from node.store.codec import RecordCodec
+from trent.cluster.replication.commands import CommandCodec
+from trent.node.crypto import asymmetric as crypto
+from trent.node.crypto.handles import MAX_SECRET_LEN, MIN_SECRET_LEN, Material, SecretBytes, material_id_for
+from trent.node.crypto.rootkey import RootKey
+from trent.node.model import key_specs as specs
+from trent.node.model.errors import KmsError
+from trent.node.model.key import KeyRecord, MaterialVersion
+from trent.node.model.mrk import KeySnapshot, MultiRegionState, SharedMaterial
+from trent.node.model.states import KeyState
+from trent.node.store.codec import RecordCodec
 
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
 MRK_ID = "mrk-" + "ab" * 16

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from node.crypto.blob import (
+from trent.node.crypto.blob import (
     HEADER_LEN,
     OVERHEAD,
     _data_key,
@@ -22,8 +22,8 @@ from node.crypto.blob import (
     parse_header,
     seal,
 )
-from node.crypto.handles import Material, new_material
-from node.model.errors import KmsError
+from trent.node.crypto.handles import Material, new_material
+from trent.node.model.errors import KmsError
 
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
 MRK_ID = "mrk-1234abcd12ab34cd56ef1234567890ab"

@@ -9,7 +9,7 @@ import pickle
 
 import pytest
 
-from node.crypto.handles import Material, SecretBytes, material_id_for, new_material
+from trent.node.crypto.handles import Material, SecretBytes, material_id_for, new_material
 
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
 OTHER_KEY_ID = "0987dcba-09fe-87dc-65ba-ab0987654321"

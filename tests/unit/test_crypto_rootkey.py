@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from node.crypto.handles import SecretBytes, new_material
-from node.crypto.rootkey import RootKey, material_aad
+from trent.node.crypto.handles import SecretBytes, new_material
+from trent.node.crypto.rootkey import RootKey, material_aad
 
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
 OTHER_KEY_ID = "0987dcba-09fe-87dc-65ba-ab0987654321"

@@ -15,15 +15,15 @@ from typing import Any
 import botocore.session
 import pytest
 
-from node.audit.sink import AuditSink, read_events
-from node.audit.trail import AuditTrail
-from node.deferred import Deferred
-from node.endpoint import KmsEndpoint, WireResponse
-from node.model.errors import KmsError
-from node.ops.registry import Operation, Params, Registry, RequestContext
-from node.service import Region
-from node.wire.validation import RequestDecoder
 from tests.unit.test_endpoint import USAGE_TRACKED, FakeVerifier, make_endpoint, request
+from trent.node.audit.sink import AuditSink, read_events
+from trent.node.audit.trail import AuditTrail
+from trent.node.deferred import Deferred
+from trent.node.endpoint import KmsEndpoint, WireResponse
+from trent.node.model.errors import KmsError
+from trent.node.ops.registry import Operation, Params, Registry, RequestContext
+from trent.node.service import Region
+from trent.node.wire.validation import RequestDecoder
 
 
 def timeout_error(exc: BaseException) -> KmsError:

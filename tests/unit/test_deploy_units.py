@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cluster.cli import build_parser
-from cluster.netns_drill import gateway_toml, node_toml
-from node.config import load_config
+from trent.cluster.cli import build_parser
+from trent.cluster.netns_drill import gateway_toml, node_toml
+from trent.node.config import load_config
 
 UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 
-from node.app import kms_first, kms_handler, make_app
-from node.config import EdgeLimits
-from node.edge import ConnectionGuard
-from node.endpoint import WireResponse
-from node.wire.protocol import CONTENT_TYPE
+from trent.node.app import kms_first, kms_handler, make_app
+from trent.node.config import EdgeLimits
+from trent.node.edge import ConnectionGuard
+from trent.node.endpoint import WireResponse
+from trent.node.wire.protocol import CONTENT_TYPE
 
 LIMITS = EdgeLimits(header_timeout=0.3, body_timeout=0.5, idle_timeout=0.8, max_connections=4)
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

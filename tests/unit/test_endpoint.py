@@ -14,23 +14,23 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from node.app import kms_handler, make_app
-from node.audit.sink import AuditSink, read_events
-from node.audit.trail import AuditTrail
-from node.auth.principals import Principal, PrincipalDirectory
-from node.clock import FixedClock
-from node.crypto.rootkey import RootKey
-from node.endpoint import KmsEndpoint, WireRequest, WireResponse
-from node.model.errors import KmsError
-from node.ops import declare
-from node.ops.registry import Operation, Params, Registry, RequestContext, Response
-from node.ops.tables import usage_tracked
-from node.service import Region, RegionIdentity
-from node.store.base import StoreError
-from node.store.memory import MemoryStore
-from node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES
-from node.wire.sigv4 import VerifiedCaller
-from node.wire.validation import RequestDecoder
+from trent.node.app import kms_handler, make_app
+from trent.node.audit.sink import AuditSink, read_events
+from trent.node.audit.trail import AuditTrail
+from trent.node.auth.principals import Principal, PrincipalDirectory
+from trent.node.clock import FixedClock
+from trent.node.crypto.rootkey import RootKey
+from trent.node.endpoint import KmsEndpoint, WireRequest, WireResponse
+from trent.node.model.errors import KmsError
+from trent.node.ops import declare
+from trent.node.ops.registry import Operation, Params, Registry, RequestContext, Response
+from trent.node.ops.tables import usage_tracked
+from trent.node.service import Region, RegionIdentity
+from trent.node.store.base import StoreError
+from trent.node.store.memory import MemoryStore
+from trent.node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES
+from trent.node.wire.sigv4 import VerifiedCaller
+from trent.node.wire.validation import RequestDecoder
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ALICE = Principal("AKIAALICE", "alice-secret", "arn:aws:iam::111122223333:user/alice", "111122223333")

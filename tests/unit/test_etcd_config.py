@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from node.config import ConfigError, load_config
-from node.store.factory import EtcdStoreFactory, PerRegionStores, SqliteStoreFactory, make_store_factory
+from trent.node.config import ConfigError, load_config
+from trent.node.store.factory import EtcdStoreFactory, PerRegionStores, SqliteStoreFactory, make_store_factory
 
 
 def test_etcd_keys_from_a_file_and_flags(tmp_path: Path) -> None:

@@ -15,9 +15,6 @@ from botocore.model import StructureShape
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node.model.errors import KmsError
-from node.wire.protocol import MAX_BODY_BYTES
-from node.wire.validation import RequestDecoder
 from tests.fuzz_strategies import (
     BODY_KINDS,
     ShapeStrategies,
@@ -28,6 +25,9 @@ from tests.fuzz_strategies import (
     huge_map,
     plain_request,
 )
+from trent.node.model.errors import KmsError
+from trent.node.wire.protocol import MAX_BODY_BYTES
+from trent.node.wire.validation import RequestDecoder
 
 MODEL = botocore.session.get_session().get_service_model("kms")
 # Members (as validation messages name them) whose strings have a pattern.

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from node.auth.authorizer import AccessSettings, Authorizer
-from node.auth.principals import Principal
-from node.clock import FixedClock
-from node.crypto.rootkey import RootKey
-from node.model.errors import KmsError
-from node.model.grants import (
+from trent.node.auth.authorizer import AccessSettings, Authorizer
+from trent.node.auth.principals import Principal
+from trent.node.clock import FixedClock
+from trent.node.crypto.rootkey import RootKey
+from trent.node.model.errors import KmsError
+from trent.node.model.grants import (
     Constraints,
     GrantRecord,
     decode_grant,
@@ -22,12 +22,12 @@ from node.model.grants import (
     new_grant_id,
     new_token,
 )
-from node.ops import declare
-from node.ops import grants as grant_ops
-from node.ops import keys as key_ops
-from node.ops.registry import Registry, RequestContext
-from node.service import Region, RegionIdentity
-from node.store.memory import MemoryStore
+from trent.node.ops import declare
+from trent.node.ops import grants as grant_ops
+from trent.node.ops import keys as key_ops
+from trent.node.ops.registry import Registry, RequestContext
+from trent.node.service import Region, RegionIdentity
+from trent.node.store.memory import MemoryStore
 
 ACCT = "111122223333"
 ROOT = Principal("test", "test", f"arn:aws:iam::{ACCT}:root", ACCT)

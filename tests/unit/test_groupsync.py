@@ -13,15 +13,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from node.app import kms_handler, make_app
-from node.store.base import Batch, StoreError
-from node.store.groupsync import GroupSync
-from node.store.memory import MemoryStore
-from node.store.sqlite import SqliteStore
-from node.wire.protocol import CONTENT_TYPE
-from node.wire.validation import RequestDecoder
 from tests.unit.test_endpoint import decoder, make_endpoint  # noqa: F401  (decoder: a fixture)
 from tests.unit.test_store import declared
+from trent.node.app import kms_handler, make_app
+from trent.node.store.base import Batch, StoreError
+from trent.node.store.groupsync import GroupSync
+from trent.node.store.memory import MemoryStore
+from trent.node.store.sqlite import SqliteStore
+from trent.node.wire.protocol import CONTENT_TYPE
+from trent.node.wire.validation import RequestDecoder
 
 
 class Disk:

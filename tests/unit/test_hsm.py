@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from node.hsm.faults import HsmFaults
-from node.hsm.pool import HsmFailed, HsmLoginFailed, HsmUnavailable, SessionPool
-from node.hsm.softhsm import SoftHsmDirectory, find_library
-from node.keystores import token_crypto
-from node.keystores.clusters import (
+from trent.node.hsm.faults import HsmFaults
+from trent.node.hsm.pool import HsmFailed, HsmLoginFailed, HsmUnavailable, SessionPool
+from trent.node.hsm.softhsm import SoftHsmDirectory, find_library
+from trent.node.keystores import token_crypto
+from trent.node.keystores.clusters import (
     ClusterConfigError,
     HsmClusterSpec,
     certificate_fingerprint,
@@ -23,7 +23,7 @@ from node.keystores.clusters import (
     parse_clusters,
     region_clusters,
 )
-from node.model.errors import KmsError
+from trent.node.model.errors import KmsError
 
 LABEL, PIN, SO_PIN = "cluster-unittestabc", "unit-pin-1", "so-pin-12"
 needs_softhsm = pytest.mark.skipif(find_library() is None, reason="SoftHSM2 is not installed (Debian: softhsm2)")
@@ -197,7 +197,7 @@ def test_region_tokens_are_made_once_and_follow_the_configured_password(tmp_path
 
 
 def test_hsm_clusters_in_the_config_file(tmp_path: Path) -> None:
-    from node.config import ConfigError, load_config
+    from trent.node.config import ConfigError, load_config
 
     path = tmp_path / "trent.toml"
     path.write_text('[[hsm_clusters]]\nid = "cluster-abcdefghijk"\nkmsuser_password = "password1"\nhsms = 3\n')
@@ -213,8 +213,8 @@ def test_hsm_clusters_in_the_config_file(tmp_path: Path) -> None:
 
 
 def test_trent_fault_hsm_words() -> None:
-    from cluster.cli import fault_value
-    from cluster.keystore_cli import hsm_fault_command
+    from trent.cluster.cli import fault_value
+    from trent.cluster.keystore_cli import hsm_fault_command
 
     assert hsm_fault_command(["cluster-abcdefghijk", "down"], fault_value) == {
         "action": "hsm", "cluster": "cluster-abcdefghijk", "fault": "down"}

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from node.model.errors import KmsError
-from node.model.ids import (
+from trent.node.model.errors import KmsError
+from trent.node.model.ids import (
     RefKind,
     alias_arn,
     check_alias_name,

@@ -11,14 +11,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from node.crypto.asymmetric import generate_key_pair
-from node.crypto.handles import Material, SecretBytes, material_id_for
-from node.crypto.import_token import ImportParameters, InvalidToken, open_token, seal
-from node.crypto.rootkey import RootKey
-from node.crypto.wrapping import BadMaterial, UnwrapFailed, canonical_material, combination_error, unwrap
-from node.crypto.wrapping_keys import WrappingKeys
-from node.model.errors import KmsError, NotReady
-from node.model.imported import (
+from tests.e2e.byok import pkcs8, wrap
+from trent.node.crypto.asymmetric import generate_key_pair
+from trent.node.crypto.handles import Material, SecretBytes, material_id_for
+from trent.node.crypto.import_token import ImportParameters, InvalidToken, open_token, seal
+from trent.node.crypto.rootkey import RootKey
+from trent.node.crypto.wrapping import BadMaterial, UnwrapFailed, canonical_material, combination_error, unwrap
+from trent.node.crypto.wrapping_keys import WrappingKeys
+from trent.node.model.errors import KmsError, NotReady
+from trent.node.model.imported import (
     DOES_NOT_EXPIRE,
     EXPIRES,
     ImportRequest,
@@ -31,9 +32,8 @@ from node.model.imported import (
     material_state,
     rotate_in,
 )
-from node.model.key import KeyRecord
-from node.model.states import KeyState
-from tests.e2e.byok import pkcs8, wrap
+from trent.node.model.key import KeyRecord
+from trent.node.model.states import KeyState
 
 T0 = 1_800_000_000.0
 KEY = "1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -187,9 +187,9 @@ def test_expiration_parameters() -> None:
 
 
 def test_a_multi_region_snapshot_of_imported_material_carries_ids_never_bytes() -> None:
-    from cluster.replication.commands import CommandCodec
-    from node.model.mrk import MultiRegionState
-    from node.model.mrk_rules import apply_snapshot, snapshot_of
+    from trent.cluster.replication.commands import CommandCodec
+    from trent.node.model.mrk import MultiRegionState
+    from trent.node.model.mrk_rules import apply_snapshot, snapshot_of
 
     raw = os.urandom(32)
     key = apply_import(_key(key_id="mrk-" + "a" * 32, multi_region=True,

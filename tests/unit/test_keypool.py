@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from node.crypto.handles import SecretBytes
-from node.crypto.keypool import KeyPair, KeyPairPool
+from trent.node.crypto.handles import SecretBytes
+from trent.node.crypto.keypool import KeyPair, KeyPairPool
 
 
 class Counter:

@@ -9,19 +9,19 @@ from pathlib import Path
 import botocore.session
 import pytest
 
-from node.auth.authorizer import AccessSettings, Authorizer
-from node.auth.policy import parse_policy
-from node.auth.principals import Principal
-from node.clock import FixedClock
-from node.config import ConfigError, load_config
-from node.crypto.rootkey import RootKey
-from node.model.errors import KmsError
-from node.model.managed import SERVICES, managed_service, pretty_json
-from node.ops import build_registry
-from node.ops.managed import provision, wanted
-from node.ops.registry import RequestContext
-from node.service import Region, RegionIdentity
-from node.store.memory import MemoryStore
+from trent.node.auth.authorizer import AccessSettings, Authorizer
+from trent.node.auth.policy import parse_policy
+from trent.node.auth.principals import Principal
+from trent.node.clock import FixedClock
+from trent.node.config import ConfigError, load_config
+from trent.node.crypto.rootkey import RootKey
+from trent.node.model.errors import KmsError
+from trent.node.model.managed import SERVICES, managed_service, pretty_json
+from trent.node.ops import build_registry
+from trent.node.ops.managed import provision, wanted
+from trent.node.ops.registry import RequestContext
+from trent.node.service import Region, RegionIdentity
+from trent.node.store.memory import MemoryStore
 
 ACCT = "111122223333"
 ROOT = Principal("test", "test", f"arn:aws:iam::{ACCT}:root", ACCT)
@@ -106,7 +106,7 @@ def test_via_service_is_read_from_the_principal_entry(tmp_path: Path) -> None:
 
 
 def test_unused_predefined_aliases_list_without_target(region: Region) -> None:
-    from node.ops.aliases import list_aliases
+    from trent.node.ops.aliases import list_aliases
 
     context = RequestContext("r", "ListAliases", ROOT, "127.0.0.1", "unit")
     listed = list_aliases(region, {"Limit": 100}, context)["Aliases"]
@@ -116,7 +116,7 @@ def test_unused_predefined_aliases_list_without_target(region: Region) -> None:
 
 
 def test_a_service_principal_makes_grants_for_aws_resources(region: Region) -> None:
-    from node.ops import keys as key_ops
+    from trent.node.ops import keys as key_ops
 
     authz = Authorizer(AccessSettings(True, {}))
     only_for_resources = json.dumps({"Version": "2012-10-17", "Statement": [
@@ -134,7 +134,7 @@ def test_a_service_principal_makes_grants_for_aws_resources(region: Region) -> N
 
 
 def test_provisioning_operations_are_declared_and_name_their_key_by_key_id() -> None:
-    from node.ops.managed import PROVISIONING_OPERATIONS
+    from trent.node.ops.managed import PROVISIONING_OPERATIONS
 
     for name in PROVISIONING_OPERATIONS:
         members = {action.member for action in REGISTRY[name].keys}

@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cluster.metrics import ClusterCollector, MetricsSnapshots, clear_snapshots, read_snapshots
-from node.metrics import LATENCY_BUCKETS, RequestMetrics
-from node.service import Region
+from trent.cluster.metrics import ClusterCollector, MetricsSnapshots, clear_snapshots, read_snapshots
+from trent.node.metrics import LATENCY_BUCKETS, RequestMetrics
+from trent.node.service import Region
 
 
 def test_counts_and_latency_buckets() -> None:
@@ -93,7 +93,7 @@ def test_the_grafana_dashboard_queries_only_metrics_trent_exposes() -> None:
     import json
     import re
 
-    from cluster.running import ROOT
+    from trent.cluster.running import ROOT
 
     collector = ClusterCollector({}, {}, _Replications(), _state, None, lambda: 0.0)
     registry = CollectorRegistry(auto_describe=False)
@@ -116,8 +116,8 @@ def test_a_token_that_is_not_utf8_is_a_wrong_token_not_a_server_error(headers: d
 
     from multidict import CIMultiDict
 
-    from cluster.admin import _authorized
-    from cluster.metrics import metrics_authorized
+    from trent.cluster.admin import _authorized
+    from trent.cluster.metrics import metrics_authorized
 
     request = cast(Any, SimpleNamespace(headers=CIMultiDict(headers)))  # all either check reads of a request
     assert metrics_authorized(request, "the-token") is False

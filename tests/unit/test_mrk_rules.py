@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from cluster.replication.applier import Applier
-from cluster.replication.commands import CommandCodec
-from cluster.replication.log import Cursors, Outbox
-from node.auth.principals import Principal
-from node.clock import FixedClock
-from node.crypto.handles import new_material
-from node.crypto.rootkey import RootKey
-from node.model.key import KeyRecord, MaterialVersion
-from node.model.mrk import HoldsMaterial, KeySnapshot, MultiRegionState, ReplicaGone, ReplicaInit
-from node.model.mrk_rules import (
+from trent.cluster.replication.applier import Applier
+from trent.cluster.replication.commands import CommandCodec
+from trent.cluster.replication.log import Cursors, Outbox
+from trent.node.auth.principals import Principal
+from trent.node.clock import FixedClock
+from trent.node.crypto.handles import new_material
+from trent.node.crypto.rootkey import RootKey
+from trent.node.model.key import KeyRecord, MaterialVersion
+from trent.node.model.mrk import HoldsMaterial, KeySnapshot, MultiRegionState, ReplicaGone, ReplicaInit
+from trent.node.model.mrk_rules import (
     apply_holds,
     apply_replica_gone,
     apply_snapshot,
@@ -23,14 +23,14 @@ from node.model.mrk_rules import (
     snapshot_of,
     start_rotation,
 )
-from node.model.states import KeyState
-from node.ops.keys import create_key, schedule_key_deletion
-from node.ops.multi_region import replicate_key, update_primary_region
-from node.ops.registry import RequestContext
-from node.ops.rotation import rotate_key_on_demand
-from node.scheduler import Scheduler
-from node.service import Region, RegionIdentity
-from node.store.memory import MemoryStore
+from trent.node.model.states import KeyState
+from trent.node.ops.keys import create_key, schedule_key_deletion
+from trent.node.ops.multi_region import replicate_key, update_primary_region
+from trent.node.ops.registry import RequestContext
+from trent.node.ops.rotation import rotate_key_on_demand
+from trent.node.scheduler import Scheduler
+from trent.node.service import Region, RegionIdentity
+from trent.node.store.memory import MemoryStore
 
 KEY_ID = "mrk-" + "ab" * 16
 ACCOUNT = "111122223333"

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from cluster.node_client import BadAnswer, NodeConnections, NotConnected
+from trent.cluster.node_client import BadAnswer, NodeConnections, NotConnected
 
 HEAD = b"POST / HTTP/1.1\r\nHost: gateway\r\n"
 

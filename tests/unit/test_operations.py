@@ -8,13 +8,13 @@ from collections import Counter
 
 import botocore.session
 
-from node.model.key import KeyRecord
-from node.model.key_specs import USAGES
-from node.model.operations import Operation
-from node.model.states import KeyState
-from node.ops import build_registry, declare
-from node.ops.registry import Registry
-from node.ops.tables import (
+from trent.node.model.key import KeyRecord
+from trent.node.model.key_specs import USAGES
+from trent.node.model.operations import Operation
+from trent.node.model.states import KeyState
+from trent.node.ops import build_registry, declare
+from trent.node.ops.registry import Registry
+from trent.node.ops.tables import (
     cloudtrail_read_only,
     consumes_key_name,
     context_grant_operations,

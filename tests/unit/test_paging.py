@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from node.model.errors import KmsError
-from node.ops.paging import check_limit, encode_marker, page_response, paginate
+from trent.node.model.errors import KmsError
+from trent.node.ops.paging import check_limit, encode_marker, page_response, paginate
 
 ITEMS = [f"item-{i:03d}" for i in range(10)]
 

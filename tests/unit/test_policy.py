@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from node.auth.policy import Caller, Decision, Request, parse_policy
-from node.model.errors import KmsError
+from trent.node.auth.policy import Caller, Decision, Request, parse_policy
+from trent.node.model.errors import KmsError
 
 ACCT = "111122223333"
 OTHER = "444455556666"

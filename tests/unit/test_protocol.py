@@ -9,8 +9,8 @@ import zlib
 
 import pytest
 
-from node.model.errors import KmsError, internal, invalid_ciphertext, not_found
-from node.wire.protocol import (
+from trent.node.model.errors import KmsError, internal, invalid_ciphertext, not_found
+from trent.node.wire.protocol import (
     CONTENT_TYPE,
     MAX_BODY_BYTES,
     decode_content,

@@ -9,13 +9,13 @@ from typing import cast
 
 import pytest
 
-from node.auth.principals import Principal
-from node.config import ConfigError, load_config
-from node.model.errors import KmsError
-from node.quotas.admission import RequestQuotas, charges, key_type_quota
-from node.quotas.aws_table import CRYPTOGRAPHIC, QUOTAS, THROTTLED_MESSAGE
-from node.quotas.buckets import SharedBuckets
-from node.service import Region
+from trent.node.auth.principals import Principal
+from trent.node.config import ConfigError, load_config
+from trent.node.model.errors import KmsError
+from trent.node.quotas.admission import RequestQuotas, charges, key_type_quota
+from trent.node.quotas.aws_table import CRYPTOGRAPHIC, QUOTAS, THROTTLED_MESSAGE
+from trent.node.quotas.buckets import SharedBuckets
+from trent.node.service import Region
 
 
 class FakeClock:

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from cluster.bundle import apply_bundle, init_cluster
-from cluster.cluster_view import cluster_status, consistency
-from cluster.gateway_proxy import region_urls
-from cluster.latency import AWS_RTT_MS, matrix_for, one_way_seconds, rtt_ms
-from cluster.links import LinkVerifier, sign
-from cluster.region_pool import RegionPool
-from node.config import ClusterConfig, ConfigError, load_config
+from trent.cluster.bundle import apply_bundle, init_cluster
+from trent.cluster.cluster_view import cluster_status, consistency
+from trent.cluster.gateway_proxy import region_urls
+from trent.cluster.latency import AWS_RTT_MS, matrix_for, one_way_seconds, rtt_ms
+from trent.cluster.links import LinkVerifier, sign
+from trent.cluster.region_pool import RegionPool
+from trent.node.config import ClusterConfig, ConfigError, load_config
 
 KEY = "link-secret"
 

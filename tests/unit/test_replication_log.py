@@ -9,20 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from cluster.replication.commands import CommandCodec
-from cluster.replication.log import Cursors, Outbox, seq_id
-from node.clock import FixedClock
-from node.crypto.handles import new_material
-from node.crypto.rootkey import RootKey
-from node.model.key import KeyRecord, MaterialVersion
-from node.model.mrk import HoldsMaterial, MultiRegionState, ReplicaGone
-from node.model.mrk_rules import snapshot_of
-from node.model.states import KeyState
-from node.service import Region, RegionIdentity
-from node.store.base import Batch, Store, StoreError
-from node.store.memory import MemoryStore
-from node.store.sqlite import SqliteStore
 from tests.unit.test_store import declared
+from trent.cluster.replication.commands import CommandCodec
+from trent.cluster.replication.log import Cursors, Outbox, seq_id
+from trent.node.clock import FixedClock
+from trent.node.crypto.handles import new_material
+from trent.node.crypto.rootkey import RootKey
+from trent.node.model.key import KeyRecord, MaterialVersion
+from trent.node.model.mrk import HoldsMaterial, MultiRegionState, ReplicaGone
+from trent.node.model.mrk_rules import snapshot_of
+from trent.node.model.states import KeyState
+from trent.node.service import Region, RegionIdentity
+from trent.node.store.base import Batch, Store, StoreError
+from trent.node.store.memory import MemoryStore
+from trent.node.store.sqlite import SqliteStore
 
 A, B = "us-east-1", "eu-west-1"
 ACCOUNT = "111122223333"

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from node.auth.principals import Principal
-from node.clock import FixedClock
-from node.crypto.handles import new_material
-from node.crypto.rootkey import RootKey
-from node.model.errors import KmsError
-from node.model.key import KeyRecord, MaterialVersion, RotationSettings
-from node.model.rotation import (
+from trent.node.auth.principals import Principal
+from trent.node.clock import FixedClock
+from trent.node.crypto.handles import new_material
+from trent.node.crypto.rootkey import RootKey
+from trent.node.model.errors import KmsError
+from trent.node.model.key import KeyRecord, MaterialVersion, RotationSettings
+from trent.node.model.rotation import (
     AUTOMATIC,
     DAY,
     MAX_CATCH_UP,
@@ -25,12 +25,12 @@ from node.model.rotation import (
     rotate,
     rotation_due,
 )
-from node.model.states import KeyState
-from node.ops import encryption, keys
-from node.ops import rotation as rotation_ops
-from node.ops.registry import RequestContext
-from node.service import Region, RegionIdentity
-from node.store.memory import MemoryStore
+from trent.node.model.states import KeyState
+from trent.node.ops import encryption, keys
+from trent.node.ops import rotation as rotation_ops
+from trent.node.ops.registry import RequestContext
+from trent.node.service import Region, RegionIdentity
+from trent.node.store.memory import MemoryStore
 
 T0 = 1_800_000_000.0
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"

@@ -9,18 +9,18 @@ from typing import Any
 
 import pytest
 
-from node.auth.principals import Principal
-from node.clock import FixedClock
-from node.crypto.rootkey import RootKey
-from node.model.key import KeyRecord
-from node.model.rotation import AUTOMATIC, DAY
-from node.model.states import KeyState
-from node.ops import aliases, keys
-from node.ops import rotation as rotation_ops
-from node.ops.registry import RequestContext
-from node.scheduler import Scheduler, deletion_due
-from node.service import Region, RegionIdentity
-from node.store.memory import MemoryStore
+from trent.node.auth.principals import Principal
+from trent.node.clock import FixedClock
+from trent.node.crypto.rootkey import RootKey
+from trent.node.model.key import KeyRecord
+from trent.node.model.rotation import AUTOMATIC, DAY
+from trent.node.model.states import KeyState
+from trent.node.ops import aliases, keys
+from trent.node.ops import rotation as rotation_ops
+from trent.node.ops.registry import RequestContext
+from trent.node.scheduler import Scheduler, deletion_due
+from trent.node.service import Region, RegionIdentity
+from trent.node.store.memory import MemoryStore
 
 T0 = 1_800_000_000.0
 ROOT = RootKey.from_bytes(b"\x01" * 32)

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from cluster.seed_file import SeedError, load_seed, parse_seed
+from trent.cluster.seed_file import SeedError, load_seed, parse_seed
 
 REGIONS = ("us-east-1", "eu-west-1")
 KEY_ID = "0b7c9e2a-4d6f-4a1b-8c3e-5f7a9b1d3e5f"

@@ -9,24 +9,24 @@ from typing import Any
 
 import pytest
 
-from node.auth.principals import Principal
-from node.clock import FixedClock
-from node.crypto.handles import new_material
-from node.crypto.rootkey import RootKey
-from node.model.errors import KmsError
-from node.model.key import AliasRecord, KeyRecord, MaterialVersion
-from node.model.mrk import ReplicaGone
-from node.model.states import KeyState
-from node.ops import aliases as alias_ops
-from node.ops import encryption
-from node.ops import keys as key_ops
-from node.ops import rotation as rotation_ops
-from node.ops.registry import RequestContext
-from node.service import Region, RegionIdentity
-from node.store.base import Batch, StoreError
-from node.store.memory import MemoryStore
-from node.store.sqlite import SqliteStore
 from tests.unit.test_store import declared
+from trent.node.auth.principals import Principal
+from trent.node.clock import FixedClock
+from trent.node.crypto.handles import new_material
+from trent.node.crypto.rootkey import RootKey
+from trent.node.model.errors import KmsError
+from trent.node.model.key import AliasRecord, KeyRecord, MaterialVersion
+from trent.node.model.mrk import ReplicaGone
+from trent.node.model.states import KeyState
+from trent.node.ops import aliases as alias_ops
+from trent.node.ops import encryption
+from trent.node.ops import keys as key_ops
+from trent.node.ops import rotation as rotation_ops
+from trent.node.ops.registry import RequestContext
+from trent.node.service import Region, RegionIdentity
+from trent.node.store.base import Batch, StoreError
+from trent.node.store.memory import MemoryStore
+from trent.node.store.sqlite import SqliteStore
 
 ACCOUNT = "111122223333"
 ROOT_BYTES = bytes(range(100, 132))

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from cluster.replication.commands import CommandCodec
-from cluster.replication.log import Outbox
-from node.clock import FixedClock
-from node.crypto.rootkey import RootKey
-from node.model.grants import GrantRecord
-from node.model.key import AliasRecord
-from node.model.mrk import ReplicaGone
-from node.store.base import Batch, StaleState
-from node.store.sqlite import SqliteStore
 from tests.unit.test_service import K1, K2, K3, make_key, make_region
 from tests.unit.test_store import declared
+from trent.cluster.replication.commands import CommandCodec
+from trent.cluster.replication.log import Outbox
+from trent.node.clock import FixedClock
+from trent.node.crypto.rootkey import RootKey
+from trent.node.model.grants import GrantRecord
+from trent.node.model.key import AliasRecord
+from trent.node.model.mrk import ReplicaGone
+from trent.node.store.base import Batch, StaleState
+from trent.node.store.sqlite import SqliteStore
 
 
 def two(tmp_path: Path) -> tuple[SqliteStore, SqliteStore]:

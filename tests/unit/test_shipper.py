@@ -15,10 +15,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from cluster.faults import Faults
-from cluster.links import SIGNATURE_HEADER, sign
-from cluster.replication.shipper import LOG_PATH, Puller, outbox_route
 from tests.unit.test_applier import A, B, Node, new_mrk, replicate
+from trent.cluster.faults import Faults
+from trent.cluster.links import SIGNATURE_HEADER, sign
+from trent.cluster.replication.shipper import LOG_PATH, Puller, outbox_route
 
 TOKEN = "s3cret-replication-token"
 
@@ -210,8 +210,8 @@ async def test_puller_applies_records_as_they_commit(link: Link) -> None:
     await eventually(lambda: puller.connected and puller.peer_head == 1)
     # A later change arrives through the long-poll in well under its wait.
     started = time.monotonic()
-    from node.ops.rotation import enable_key_rotation
     from tests.unit.test_applier import ctx
+    from trent.node.ops.rotation import enable_key_rotation
 
     enable_key_rotation(link.a.region, {"KeyId": key_id}, ctx())
     await eventually(lambda: link.b.cursors.get(A) == 2, 1.0)

@@ -16,11 +16,11 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from node.auth.principals import Principal, PrincipalDirectory
-from node.clock import FixedClock
-from node.model.errors import KmsError
-from node.wire import sigv4
-from node.wire.sigv4 import CredentialScope, SigV4Verifier, parse_scope, scope_region
+from trent.node.auth.principals import Principal, PrincipalDirectory
+from trent.node.clock import FixedClock
+from trent.node.model.errors import KmsError
+from trent.node.wire import sigv4
+from trent.node.wire.sigv4 import CredentialScope, SigV4Verifier, parse_scope, scope_region
 
 AK = "AKIAIOSFODNN7EXAMPLE"
 SK = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

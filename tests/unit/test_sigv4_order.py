@@ -7,9 +7,9 @@ import hashlib
 
 import pytest
 
-from node.clock import FixedClock
-from node.model.errors import KmsError
 from tests.unit.test_sigv4 import BODY, T0_EPOCH, UNRECOGNIZED, expect, frozen, sign, verifier
+from trent.node.clock import FixedClock
+from trent.node.model.errors import KmsError
 
 __all__ = ["frozen"]  # the fixture, used by name
 LATE = FixedClock(T0_EPOCH + 3600)  # an hour after signing: expired

@@ -10,13 +10,13 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from node.endpoint import KmsEndpoint
-from node.model.errors import NotReady
-from node.ops.registry import Operation, Params, RequestContext, Response
-from node.service import Region
-from node.wire.protocol import CONTENT_TYPE
-from node.wire.validation import RequestDecoder
 from tests.unit.test_endpoint import _client, decoder, make_endpoint, request
+from trent.node.endpoint import KmsEndpoint
+from trent.node.model.errors import NotReady
+from trent.node.ops.registry import Operation, Params, RequestContext, Response
+from trent.node.service import Region
+from trent.node.wire.protocol import CONTENT_TYPE
+from trent.node.wire.validation import RequestDecoder
 
 __all__ = ["decoder"]  # the module-scoped fixture, shared
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from node.model.errors import KmsError
-from node.model.key import KeyRecord
-from node.model.states import PENDING_DELETION_STATES, KeyState, OpClass, check_state
+from trent.node.model.errors import KmsError
+from trent.node.model.key import KeyRecord
+from trent.node.model.states import PENDING_DELETION_STATES, KeyState, OpClass, check_state
 
 ARN = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 

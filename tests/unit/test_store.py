@@ -10,17 +10,17 @@ from typing import Any
 import msgpack
 import pytest
 
-from node.config import ConfigError, load_config
-from node.crypto.handles import SecretBytes, new_material
-from node.crypto.rootkey import RootKey
-from node.model.key import AliasRecord, KeyRecord, MaterialVersion, RotationSettings
-from node.model.mrk import MultiRegionState
-from node.model.states import KeyState
-from node.store.base import Batch, Store, StoreError
-from node.store.codec import FORMAT_VERSION, RecordCodec
-from node.store.factory import SqliteStoreFactory, make_store_factory
-from node.store.memory import MemoryStore
-from node.store.sqlite import SqliteStore
+from trent.node.config import ConfigError, load_config
+from trent.node.crypto.handles import SecretBytes, new_material
+from trent.node.crypto.rootkey import RootKey
+from trent.node.model.key import AliasRecord, KeyRecord, MaterialVersion, RotationSettings
+from trent.node.model.mrk import MultiRegionState
+from trent.node.model.states import KeyState
+from trent.node.store.base import Batch, Store, StoreError
+from trent.node.store.codec import FORMAT_VERSION, RecordCodec
+from trent.node.store.factory import SqliteStoreFactory, make_store_factory
+from trent.node.store.memory import MemoryStore
+from trent.node.store.sqlite import SqliteStore
 
 # The tables a region and its replication declare (the store itself knows none): (name, recorded in the feed).
 TABLES = (("keys", True), ("aliases", True), ("grants", True), ("meta", False), ("outbox", True),

@@ -10,8 +10,8 @@ from typing import Any
 import botocore.session
 import pytest
 
-from node.model.errors import KmsError
-from node.wire.validation import RequestDecoder, member_path_name, translate_java_regex
+from trent.node.model.errors import KmsError
+from trent.node.wire.validation import RequestDecoder, member_path_name, translate_java_regex
 
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cluster.compose import compose, host_jobs
-from cluster.faults import Faults
-from cluster.ports import free_port_block
-from cluster.shared_runtime import SharedState
-from cluster.worker_processes import worker_import_path
-from node.audit.sink import CURRENT, WORKER_CURRENT, AuditSink, read_events
-from node.clock import AdjustableClock
-from node.config import load_config
-from node.store.factory import SqliteStoreFactory
 from tests.unit.test_scheduler import create
+from trent.cluster.compose import compose, host_jobs
+from trent.cluster.faults import Faults
+from trent.cluster.ports import free_port_block
+from trent.cluster.shared_runtime import SharedState
+from trent.cluster.worker_processes import worker_import_path
+from trent.node.audit.sink import CURRENT, WORKER_CURRENT, AuditSink, read_events
+from trent.node.clock import AdjustableClock
+from trent.node.config import load_config
+from trent.node.store.factory import SqliteStoreFactory
 
 
 def test_faults_described_by_one_process_are_taken_on_by_another() -> None:

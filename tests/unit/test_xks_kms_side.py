@@ -15,12 +15,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from node.config import ConfigError, load_config
-from node.model.errors import KmsError
-from node.xks import errors
-from node.xks.client import DEFAULT_TIMEOUT, XksCallFailure, XksClient, XksTarget
-from node.xks.signing import SignatureRejected, SigningKeys, sign, verify
-from node.xks.stores import _parse_outer, check_connectivity, check_endpoint, check_path, settings
+from trent.node.config import ConfigError, load_config
+from trent.node.model.errors import KmsError
+from trent.node.xks import errors
+from trent.node.xks.client import DEFAULT_TIMEOUT, XksCallFailure, XksClient, XksTarget
+from trent.node.xks.signing import SignatureRejected, SigningKeys, sign, verify
+from trent.node.xks.stores import _parse_outer, check_connectivity, check_endpoint, check_path, settings
 
 AK, SECRET = "AKIAXKSCLIENTTEST222", "client-secret-client-secret-client-secret-xx"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -294,9 +294,9 @@ async def test_a_connection_dropped_mid_answer_is_unreachable() -> None:
 def test_an_external_keys_inner_layer_never_opens_without_the_proxy() -> None:
     """The inner blob (what the proxy is given to encrypt) names the key and its material: alone, it must not
     decrypt, or whoever saw it at the proxy could skip the external key. Nor may a data key pair skip it."""
-    from node.crypto.blob import seal
-    from node.ops import data_key_pairs, encryption
     from tests.unit.test_service import CTX, K1, make_key, make_region
+    from trent.node.crypto.blob import seal
+    from trent.node.ops import data_key_pairs, encryption
 
     region = make_region()
     key = make_key(region, K1)
@@ -326,9 +326,9 @@ def test_an_external_keys_inner_layer_never_opens_without_the_proxy() -> None:
 ])
 async def test_the_health_check_reads_the_answer_as_kms_does(
         server: Callable[[Handler], Awaitable[XksTarget]], answer: dict[str, object], kind: str | None) -> None:
-    from node.crypto.handles import SecretBytes
-    from node.keystores.records import CONNECTED, KeyStoreRecord, XksProxySettings
-    from node.xks.stores import XksStores
+    from trent.node.crypto.handles import SecretBytes
+    from trent.node.keystores.records import CONNECTED, KeyStoreRecord, XksProxySettings
+    from trent.node.xks.stores import XksStores
 
     async def handler(request: web.Request) -> web.Response:
         return web.json_response(answer)

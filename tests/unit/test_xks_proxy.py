@@ -17,14 +17,14 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from node.hsm.pool import SessionPool
-from node.hsm.softhsm import find_library
-from node.xks import proxy_keys
-from node.xks.proxy import XksProxy
-from node.xks.proxy_config import ProxyConfig, ProxyKey, parse_proxy_config
-from node.xks.proxy_faults import FaultFile, ProxyFaults
-from node.xks.signing import sign
-from node.xks.wire import cdiv
+from trent.node.hsm.pool import SessionPool
+from trent.node.hsm.softhsm import find_library
+from trent.node.xks import proxy_keys
+from trent.node.xks.proxy import XksProxy
+from trent.node.xks.proxy_config import ProxyConfig, ProxyKey, parse_proxy_config
+from trent.node.xks.proxy_faults import FaultFile, ProxyFaults
+from trent.node.xks.signing import sign
+from trent.node.xks.wire import cdiv
 
 pytestmark = pytest.mark.skipif(find_library() is None, reason="SoftHSM2 is not installed (Debian: softhsm2)")
 
@@ -287,7 +287,7 @@ def test_config_checks() -> None:
 
 
 def test_local_tls_is_made_once(tmp_path: Path) -> None:
-    from cluster.xks_proxy import _with_local_tls, tls_context
+    from trent.cluster.xks_proxy import _with_local_tls, tls_context
 
     base = parse_proxy_config({"credentials": [{"access_key_id": AK, "secret_access_key": SECRET}]})
     first = _with_local_tls(base, tmp_path / "d")
@@ -299,7 +299,7 @@ def test_local_tls_is_made_once(tmp_path: Path) -> None:
 
 
 def test_fault_actions_and_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from cluster.cli import main
+    from trent.cluster.cli import main
 
     faults = ProxyFaults().apply("latency", 0.3).apply("errors", 0.2).apply("down")
     assert faults.describe() == {"down": True, "latency_ms": 300.0, "errors_percent": 20.0, "garbage": False,

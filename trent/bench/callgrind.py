@@ -1,0 +1,102 @@
+"""Instructions per Encrypt of the whole server process, under callgrind: the steadiest measure on a shared host.
+
+A one-process cluster (`trent up`, three regions) runs under valgrind's callgrind with instrumentation off; after a
+warm-up, ``--requests`` signed Encrypts (64-byte plaintext, one keep-alive connection to the gateway, one at a time)
+are counted between switching instrumentation on and dumping; the total is divided by the count. Background work
+that runs meanwhile (the scheduler's ticks) is counted too: compare runs of the same load, alternating.
+
+    python -m bench.callgrind [--requests 2000] [--warmup 300] [--runs 1]    # needs valgrind
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from trent.bench.loadgen import Call, Target, signed_request
+from trent.bench.procs import kms_client
+from trent.cluster.ports import free_port_block
+from trent.cluster.running import ROOT, poll
+
+REGIONS = "us-east-1,eu-west-1,ap-southeast-2"
+_LENGTH_RE = re.compile(rb"(?i)content-length:\s*(\d+)")
+
+
+def _up(port: int, proc: subprocess.Popen[bytes]) -> bool:
+    if proc.poll() is not None:
+        raise RuntimeError(f"the server under callgrind exited with {proc.returncode}")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_trent/health", timeout=5) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def _exchange(conn: socket.socket, raw: bytes) -> None:
+    conn.sendall(raw)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    if head[9:12] != b"200":
+        raise RuntimeError(f"Encrypt failed: {head[:200]!r}")
+    length = _LENGTH_RE.search(head)
+    while length is not None and len(body) < int(length[1]):
+        body += conn.recv(65536)
+
+
+def measure(requests: int, warmup: int) -> float:
+    """Instructions per Encrypt in one run."""
+    work = Path(tempfile.mkdtemp(prefix="trent-callgrind-"))
+    out = work / "callgrind.out"
+    port = free_port_block(4)
+    with open(work / "server.log", "wb") as log:
+        proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", sys.executable,
+             "-m", "trent.cluster.cli", "up", "--data-dir", str(work / "data"), "--port", str(port), "--regions",
+             REGIONS, "--replica-delay", "0"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        poll(lambda: _up(port, proc), timeout=600, interval=1.0)
+        key = kms_client(f"http://127.0.0.1:{port}", "us-east-1").create_key()["KeyMetadata"]["KeyId"]
+        body = json.dumps({"KeyId": key, "Plaintext": base64.b64encode(b"x" * 64).decode()}).encode()
+        raw = signed_request(Target("127.0.0.1", port, "us-east-1"), Call("Encrypt", body))
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            for _ in range(warmup):
+                _exchange(conn, raw)
+            subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True)
+            for _ in range(requests):
+                _exchange(conn, raw)
+            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
+        totals = re.search(r"^totals: (\d+)", (work / "callgrind.out.1").read_text(), re.MULTILINE)
+        if totals is None:
+            raise RuntimeError("no totals in the callgrind dump")
+        return int(totals[1]) / requests
+    finally:
+        proc.terminate()
+        proc.wait(120)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.callgrind",
+                                     description="Instructions per Encrypt of the whole server, under callgrind.")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--runs", type=int, default=1)
+    args = parser.parse_args(argv)
+    for _ in range(args.runs):
+        print(f"{measure(args.requests, args.warmup):,.0f} instructions per Encrypt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Network namespaces for a multi-host drill on one machine (root, no containers): one namespace per region and one
+for the client, each with a veth into a hub namespace that holds the bridge. Every address is from the benchmarking
+range 198.18.0.0/15 (RFC 2544) and exists only inside those namespaces; nothing is made in the machine's own
+namespace, and ``verify`` checks every namespace (links, addresses, routes) before anything is sent, so no packet
+can leave the machine.
+
+Delays between regions follow cluster/latency.py's published matrix with `tc netem` where the kernel has it; where
+it has not (``netem_available``), the caller applies the same matrix in the nodes' replication links instead. A
+partition is 100 % loss between two namespaces: each one's neighbour entry for the other points at a hardware
+address no namespace has, so every frame between them is dropped silently, as on a cut link (and the entries are
+removed again to heal)."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from trent.cluster.latency import rtt_ms
+
+NET = ipaddress.IPv4Network("198.18.0.0/24")
+ALLOWED = ipaddress.IPv4Network("198.18.0.0/15")
+NOWHERE_MAC = "02:00:5e:00:53:01"  # locally administered; no namespace of the drill has it
+CLIENT = "client"
+
+
+class NetnsUnavailable(RuntimeError):
+    """Namespaces cannot be made here (not root, no iproute2, no permission): the drill is skipped."""
+
+
+class NetnsUnsafe(RuntimeError):
+    """A namespace holds something the harness did not make: nothing is sent."""
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=check)
+
+
+def _ip_json(*args: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = json.loads(ip("-j", *args).stdout or "[]")
+    return out
+
+
+def _inside(dst: str) -> bool:
+    try:
+        network = ipaddress.ip_network(dst, strict=False)
+    except ValueError:
+        return False
+    return isinstance(network, ipaddress.IPv4Network) and network.subnet_of(ALLOWED)
+
+
+def unavailable_reason() -> str | None:
+    """Why namespaces cannot be made here, or None when they can."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    if shutil.which("ip") is None:
+        return "iproute2 (the ip command) is not installed"
+    probe = f"trent-probe-{secrets.token_hex(3)}"
+    made = ip("netns", "add", probe, check=False)
+    if made.returncode != 0:
+        return f"cannot make a network namespace: {made.stderr.strip()}"
+    ip("netns", "del", probe, check=False)
+    return None
+
+
+@dataclass
+class Net:
+    regions: list[str]
+    run_id: str = field(default_factory=lambda: f"trent-{secrets.token_hex(3)}")
+    made: list[str] = field(default_factory=list)
+    netem: bool = False
+    partitions: set[frozenset[str]] = field(default_factory=set)
+
+    @property
+    def hub(self) -> str:
+        return f"{self.run_id}-hub"
+
+    @property
+    def members(self) -> list[str]:
+        return [*self.regions, CLIENT]
+
+    def ns(self, member: str) -> str:
+        return f"{self.run_id}-{self.members.index(member)}"
+
+    def address(self, member: str) -> str:
+        return str(NET.network_address + 2 + self.members.index(member))
+
+    def exec_prefix(self, member: str) -> list[str]:
+        return ["ip", "netns", "exec", self.ns(member)]
+
+    # -- making and removing -------------------------------------------------------------------------------
+
+    def create(self) -> Net:
+        """Every namespace, link and address; on failure what was made is removed again."""
+        try:
+            self._add(self.hub)
+            ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
+            ip("-n", self.hub, "link", "set", "br0", "up")
+            for i, member in enumerate(self.members):
+                ns = self.ns(member)
+                self._add(ns)
+                # Both ends are made inside namespaces: nothing appears in the machine's own.
+                ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", f"v{i}", "netns", self.hub)
+                ip("-n", self.hub, "link", "set", f"v{i}", "master", "br0")
+                ip("-n", self.hub, "link", "set", f"v{i}", "up")
+                ip("-n", ns, "addr", "add", f"{self.address(member)}/{NET.prefixlen}", "dev", "eth0")
+                ip("-n", ns, "link", "set", "eth0", "up")
+        except (subprocess.CalledProcessError, OSError):
+            self.destroy()
+            raise
+        return self
+
+    def _add(self, ns: str) -> None:
+        ip("netns", "add", ns)
+        self.made.append(ns)
+        ip("-n", ns, "link", "set", "lo", "up")
+
+    def destroy(self) -> None:
+        """Kill what still runs in the namespaces made (all started by this run), then remove them."""
+        for ns in reversed(self.made):
+            pids = ip("netns", "pids", ns, check=False).stdout.split()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            ip("netns", "del", ns, check=False)
+        self.made.clear()
+
+    def leftovers(self) -> list[str]:
+        """This run's namespaces that still exist (none after ``destroy``)."""
+        names = [str(n.get("name")) for n in _ip_json("netns", "list")] if ip("netns", "list").stdout else []
+        return [n for n in names if n.startswith(self.run_id)]
+
+    # -- checking before sending ----------------------------------------------------------------------------
+
+    def verify(self) -> None:
+        """Every namespace of the run holds exactly what ``create`` made: in a member, lo and eth0 (a veth) with one
+        address of 198.18.0.0/15 and only on-link routes inside it, no default route; in the hub, the bridge and
+        its ports, no address. Raises NetnsUnsafe otherwise."""
+        for member in self.members:
+            ns = self.ns(member)
+            links = {str(link["ifname"]): link for link in _ip_json("-n", ns, "link")}
+            if set(links) != {"lo", "eth0"}:
+                raise NetnsUnsafe(f"{ns}: unexpected links {sorted(links)}")
+            for entry in _ip_json("-n", ns, "addr"):
+                for info in entry.get("addr_info", []):
+                    address = ipaddress.ip_address(str(info["local"]))
+                    if entry["ifname"] == "lo":
+                        if not address.is_loopback:
+                            raise NetnsUnsafe(f"{ns}: lo has {address}")
+                    elif (address.version != 4 or address not in ALLOWED) and not (
+                            address.version == 6 and address.is_link_local):
+                        raise NetnsUnsafe(f"{ns}: address {address} is outside {ALLOWED}")
+            for route in _ip_json("-n", ns, "route"):
+                dst = str(route.get("dst"))
+                if dst == "default" or route.get("gateway") or not _inside(dst):
+                    raise NetnsUnsafe(f"{ns}: route {route} leads outside {ALLOWED}")
+        hub_links = {str(link["ifname"]) for link in _ip_json("-n", self.hub, "link")}
+        expected = {"lo", "br0", *(f"v{i}" for i in range(len(self.members)))}
+        if hub_links != expected:
+            raise NetnsUnsafe(f"{self.hub}: unexpected links {sorted(hub_links - expected)}")
+        for entry in _ip_json("-n", self.hub, "addr"):
+            for info in entry.get("addr_info", []):
+                address = ipaddress.ip_address(str(info["local"]))
+                if not (address.is_loopback or (address.version == 6 and address.is_link_local)):
+                    raise NetnsUnsafe(f"{self.hub}: unexpected address {address}")
+
+    # -- delays and partitions ------------------------------------------------------------------------------
+
+    def netem_available(self) -> bool:
+        """Whether this kernel has sch_netem (probed on the client's link, then removed)."""
+        ns = self.ns(CLIENT)
+        probe = subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root", "netem",
+                                "delay", "1ms"], capture_output=True, text=True, timeout=30)
+        if probe.returncode != 0:
+            return False
+        subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", "eth0", "root"], capture_output=True,
+                       timeout=30)
+        return True
+
+    def shape(self) -> bool:
+        """Half of each pair's round trip on each side's egress towards the other (htb class per destination,
+        netem under it, a u32 filter on the destination address). False (and nothing left behind) when this
+        kernel cannot do it."""
+        if not self.netem_available():
+            return False
+        try:
+            for member in self.regions:
+                tc = [*self.exec_prefix(member), "tc"]
+                subprocess.run([*tc, "qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb", "default", "99"],
+                               check=True, capture_output=True, timeout=30)
+                subprocess.run([*tc, "class", "add", "dev", "eth0", "parent", "1:", "classid", "1:99", "htb", "rate",
+                                "10gbit"], check=True, capture_output=True, timeout=30)
+                for n, other in enumerate(r for r in self.regions if r != member):
+                    cls = f"1:{n + 1}"
+                    subprocess.run([*tc, "class", "add", "dev", "eth0", "parent", "1:", "classid", cls, "htb",
+                                    "rate", "10gbit"], check=True, capture_output=True, timeout=30)
+                    subprocess.run([*tc, "qdisc", "add", "dev", "eth0", "parent", cls, "netem", "delay",
+                                    f"{rtt_ms(member, other) / 2:.1f}ms"], check=True, capture_output=True, timeout=30)
+                    subprocess.run([*tc, "filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip", "u32",
+                                    "match", "ip", "dst", f"{self.address(other)}/32", "flowid", cls],
+                                   check=True, capture_output=True, timeout=30)
+        except subprocess.CalledProcessError:
+            for member in self.regions:
+                subprocess.run([*self.exec_prefix(member), "tc", "qdisc", "del", "dev", "eth0", "root"],
+                               capture_output=True, timeout=30)
+            return False
+        self.netem = True
+        return True
+
+    def partition(self, a: str, b: str) -> None:
+        """100 % loss between ``a`` and ``b``, both ways."""
+        for here, there in ((a, b), (b, a)):
+            ip("-n", self.ns(here), "neigh", "replace", self.address(there), "lladdr", NOWHERE_MAC, "nud", "permanent",
+               "dev", "eth0")
+        self.partitions.add(frozenset((a, b)))
+
+    def heal(self, a: str, b: str) -> None:
+        for here, there in ((a, b), (b, a)):
+            ip("-n", self.ns(here), "neigh", "del", self.address(there), "dev", "eth0", check=False)
+        self.partitions.discard(frozenset((a, b)))

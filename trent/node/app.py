@@ -1,0 +1,145 @@
+"""aiohttp adapter: moves bytes between HTTP and a transport-free KmsEndpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from trent.node.edge import BODY_LATE, ConnectionGuard, to_http
+from trent.node.endpoint import KmsEndpoint, WireRequest, WireResponse, error_response
+from trent.node.model.errors import KmsError, internal
+from trent.node.store.base import StoreError
+from trent.node.wire.protocol import MAX_BODY_BYTES, decode_content, malformed_request, too_large
+
+EndpointFor = Callable[[web.BaseRequest], KmsEndpoint | WireResponse]
+# Consulted before a request reaches its region: injected faults answer here (or cut the connection). A gate
+# answers at once (a refusal, or None to let the request through) unless it has to wait first (injected latency):
+# then it gives an awaitable of its answer. Most requests meet no fault, and are not made to await anything.
+Verdict = WireResponse | Awaitable[WireResponse | None] | None
+Gate = Callable[[KmsEndpoint, web.BaseRequest], Verdict]
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+log = logging.getLogger("trent.http")
+
+
+def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwise: Handler | None = None,
+                guard: ConnectionGuard | None = None) -> Handler:
+    """An aiohttp handler that picks an endpoint per request (the gateway routes; a region port has one). With
+    ``otherwise`` it stands in front of an application (``kms_first``): what is not a KMS call goes there."""
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        body_deadline = guard.started(request) if guard is not None else None
+        try:
+            if otherwise is not None and (request.method != "POST" or request.raw_path != "/"
+                                          or request.headers.get("Expect")):
+                return await otherwise(request)  # the admin API, or a client waiting for 100 Continue
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                return to_http(error_response(too_large()))
+            except web.RequestPayloadError:
+                # A body whose chunked framing is broken. aiohttp would go on reading the rest to keep the connection,
+                # and fail again: the connection ends with this answer instead.
+                request.content.feed_eof()
+                broken = to_http(error_response(malformed_request()))
+                broken.force_close()
+                return broken
+            if "Content-Encoding" in request.headers:
+                try:
+                    # Sent more than once, the last one counts (as it did when aiohttp inflated bodies).
+                    body = decode_content(request.headers.getall("Content-Encoding")[-1], body)
+                except KmsError as exc:
+                    return to_http(error_response(exc))
+            if len(body) > MAX_BODY_BYTES:
+                # Before routing (the gateway reads credentials): an oversize body is refused whoever sends it.
+                return to_http(error_response(too_large()))
+            target = endpoint_for(request)
+            if type(target) is WireResponse:
+                return to_http(target)
+            assert isinstance(target, KmsEndpoint)
+            if gate is not None:
+                verdict = gate(target, request)
+                if verdict is not None:
+                    refused = verdict if isinstance(verdict, WireResponse) else await verdict
+                    if refused is not None:
+                        return to_http(refused)
+            # The query as sent (still percent-encoded), without building aiohttp's parsed URL for every request.
+            raw_path, _, query = request.raw_path.partition("?")
+            response = target.handle(WireRequest(request.method, raw_path, query, request.headers, body,
+                                                 request.remote or ""))
+            if response.pending is not None:
+                response = await settled(response)
+            if response.durable is not None:
+                response = await durable(response, target)
+            return to_http(response)
+        except web.HTTPException:
+            raise  # aiohttp's own answers
+        except Exception as exc:
+            if isinstance(exc, ConnectionError) and (request.transport is None or request.transport.is_closing()):
+                # Nothing to answer and nothing wrong here: one line, no traceback.
+                log.info("%s %s from %s: %s", request.method, request.path, request.remote,
+                         "the body was too slow" if request.get(BODY_LATE) else "the client went away")
+                return web.Response(status=400)  # never sent: aiohttp sees the connection gone
+            # Never aiohttp's text/plain 500: clients parse a KMS error, and retry it.
+            log.exception("internal error routing %s %s", request.method, request.path)
+            return to_http(error_response(internal()))
+        finally:
+            if body_deadline is not None:
+                body_deadline.cancel()  # answered: the body is in, or no longer wanted
+
+    return handle
+
+
+# How many times one request may wait for slow work before it is answered as an internal error (one suffices: the
+# work it waited for is what its second run uses).
+MAX_SLOW_WAITS = 3
+
+
+async def settled(response: WireResponse) -> WireResponse:
+    """The answer to a request that waits on work off the event loop (node/endpoint.py: a key store's token, or
+    slow work after which the request runs again), awaited without blocking the loop."""
+    for _ in range(MAX_SLOW_WAITS):
+        if response.pending is None:
+            return response
+        response = await response.pending
+    if response.pending is not None:
+        response.pending.close()  # never started: nothing to undo
+        return error_response(internal())
+    return response
+
+
+async def durable(response: WireResponse, endpoint: KmsEndpoint) -> WireResponse:
+    """``response`` once the commits it rests on are durable; a retryable 500 if the store could not sync them."""
+    assert response.durable is not None
+    try:
+        await asyncio.wrap_future(response.durable)
+    except StoreError as exc:
+        log.warning("region %s: %s", endpoint.region.name, exc)
+        return error_response(internal(), response.headers.get("x-amzn-RequestId"))
+    response.durable = None
+    return response
+
+
+def kms_first(server: web.Server, endpoint_for: EndpointFor, gate: Gate | None = None,
+              guard: ConnectionGuard | None = None) -> None:
+    """KMS calls (POST /, nearly every request) skip the application's router, match info and middleware chain,
+    a measurable share of a call's cost; every other request is the application's, as before. ``server`` is the
+    one an AppRunner made for the application, before any site starts (each connection takes the handler then).
+    With a ``guard``, the server's connections keep its limits (node/edge.py)."""
+    server.request_handler = kms_handler(endpoint_for, gate, otherwise=server.request_handler, guard=guard)
+    if guard is not None:
+        guard.install(server)
+
+
+def make_app(handler: Handler, admin_routes: list[web.RouteDef]) -> web.Application:
+    # A little above the KMS limit, so an oversize body reaches the endpoint and gets a KMS-shaped error.
+    app = web.Application(client_max_size=MAX_BODY_BYTES + 1)
+    # Every KMS call is POST /: a plain route, matched by comparing strings, comes first. Anything else reaches
+    # the admin API or, failing that, the KMS handler too (which answers it as KMS would).
+    app.router.add_route("POST", "/", handler)
+    app.add_routes(admin_routes)
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return app

@@ -1,0 +1,148 @@
+"""Limits at the HTTP edge: how long a client may take to send a request, how many connections a process keeps open,
+and what a request aiohttp cannot parse gets back. aiohttp has a keep-alive timeout but no deadline for a request's
+head or body, so a client that sends a few bytes and stops would hold its connection for good."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from trent.node.config import EdgeLimits
+from trent.node.endpoint import WireResponse, error_response
+from trent.node.model.errors import internal
+from trent.node.wire.protocol import malformed_request
+
+log = logging.getLogger("trent.http")
+# Set on a request whose connection was closed for a body that came too slowly.
+BODY_LATE: web.RequestKey[bool] = web.RequestKey("trent.body_late", bool)
+
+
+def to_http(response: WireResponse) -> web.Response:
+    return web.Response(status=response.status, body=response.body, headers=response.headers)
+
+
+class ConnectionGuard:
+    """One per process, installed on each of its aiohttp servers (``install``) and told of each request as it starts
+    (``started``). Timers run only for connections that have not sent a whole request yet and for bodies not yet
+    in: a request that arrives in one piece, nearly every KMS call, costs a dictionary lookup."""
+
+    def __init__(self, limits: EdgeLimits) -> None:
+        self.limits = limits
+        self._open: set[RequestHandler] = set()
+        self._awaiting: dict[RequestHandler, asyncio.TimerHandle] = {}  # connections with no request yet
+        self._quiet_until = 0.0
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
+
+    @property
+    def awaiting_head(self) -> int:
+        """Connections that have not sent a whole request head yet."""
+        return len(self._awaiting)
+
+    def server_kwargs(self) -> dict[str, Any]:
+        """For the AppRunner: aiohttp's own keep-alive timer closes connections idle between requests. Bodies come as
+        sent (the KMS handler undoes their Content-Encoding, node/wire/protocol.py): aiohttp's parser, failing on a
+        body that does not inflate after the handler began to read it, would leave that handler waiting for good."""
+        return {"keepalive_timeout": self.limits.idle_timeout, "auto_decompress": False}
+
+    def install(self, server: web.Server) -> None:
+        made, lost = server.connection_made, server.connection_lost
+
+        def connection_made(handler: RequestHandler, transport: asyncio.Transport) -> None:
+            loop = asyncio.get_running_loop()
+            if len(self._open) >= self.limits.max_connections:
+                if loop.time() >= self._quiet_until:  # a warning a minute at most, however many are turned away
+                    log.warning("%d connections open: closing new ones until some end", len(self._open))
+                    self._quiet_until = loop.time() + 60.0
+                handler.force_close()
+                return
+            self._open.add(handler)
+            # A request aiohttp cannot parse gets a KMS error (and no traceback in the log), as every other does.
+            # RequestHandler has __slots__, so its method cannot be set on the instance; the subclass adds no field.
+            handler.__class__ = KmsRequestHandler
+            self._awaiting[handler] = loop.call_at(loop.time() + self.limits.header_timeout, self._no_request, handler)
+            made(handler, transport)
+
+        def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
+            _release_unanswered(handler)
+            self._open.discard(handler)
+            timer = self._awaiting.pop(handler, None)
+            if timer is not None:
+                timer.cancel()
+            lost(handler, exc)
+
+        server.connection_made = connection_made  # type: ignore[method-assign]
+        server.connection_lost = connection_lost  # type: ignore[method-assign]
+
+    def started(self, request: web.BaseRequest) -> asyncio.TimerHandle | None:
+        """A request's head is in: the connection's first deadline is met; its body now has one if it is not in (the
+        timer returned: whoever reads the body cancels it then). The timer holds the request only weakly: a request
+        and its body, up to a megabyte, must not outlive their answer by the body deadline."""
+        timer = self._awaiting.pop(request.protocol, None)
+        if timer is not None:
+            timer.cancel()
+        if request.content.is_eof():
+            return None
+        return asyncio.get_running_loop().call_later(self.limits.body_timeout, self._body_late, weakref.ref(request))
+
+    def _no_request(self, handler: RequestHandler) -> None:
+        if self._awaiting.pop(handler, None) is not None:
+            log.info("closed a connection from %s: no whole request within %gs", _peer(handler),
+                     self.limits.header_timeout)
+            handler.force_close()
+
+    def _body_late(self, ref: weakref.ref[web.BaseRequest]) -> None:
+        request = ref()
+        if request is None:
+            return  # answered and gone
+        handler = request.protocol
+        if not request.content.is_eof() and handler.transport is not None:
+            request[BODY_LATE] = True  # the handler, whose read now fails as if the client had gone, says why
+            handler.force_close()
+
+class KmsRequestHandler(RequestHandler):
+    __slots__ = ()
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        """aiohttp's answer to what it could not parse (or, were the KMS handler ever to let one escape, to an
+        exception) as a KMS error, logged in one line."""
+        if exc is not None:
+            # aiohttp's parser keeps the error beside its own frame, which the error's traceback holds: a cycle that
+            # kept every refused request's bytes (its message quotes them) until a rare full collection. Cut here.
+            exc.__traceback__ = None
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response has begun: no error can follow it")
+        if status >= 500:
+            log.error("internal error answering %s", request.remote, exc_info=exc)
+            error = internal()
+        else:
+            # The class only: aiohttp's message quotes the request's bytes, which may hold credentials.
+            log.info("malformed request from %s: %s", request.remote, type(exc).__name__)
+            error = malformed_request()  # aiohttp inflates no body here (the KMS handler does): not HTTP
+        response = to_http(error_response(error))
+        response.force_close()
+        return response
+
+
+def _release_unanswered(handler: RequestHandler) -> None:
+    """Requests the parser refused but the connection closed before answering stay queued in the handler, each with
+    its error; the error's traceback holds the parser's frame, which holds the queue of errors: a cycle, freed only by
+    a full collection (seldom, with the tuned collector), holding the refused bytes its message quotes. The fuzzer's
+    20,000 requests left some 100 MB so. The traceback is cut here (aiohttp keeps the queue as ``_messages``)."""
+    for message, _payload in getattr(handler, "_messages", ()):
+        error = getattr(message, "exc", None)
+        if isinstance(error, BaseException):
+            error.__traceback__ = None
+
+
+def _peer(handler: RequestHandler) -> str:
+    peer = handler.peername
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)

@@ -1,0 +1,391 @@
+"""AWS Signature Version 4 verification (Authorization-header form), as AWS KMS performs it.
+
+The canonicalisation mirrors botocore's signer (``botocore.auth.SigV4Auth``) byte for byte, since
+boto3 / the AWS CLI are the clients that must verify. Error codes, statuses and messages follow AWS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from trent.node.auth.principals import Principal, PrincipalDirectory
+from trent.node.clock import Clock
+from trent.node.model.errors import KmsError
+from trent.node.wire.sigv4_canonical import (  # imported by name: tests patch _derive_signing_key here
+    _AMZ_DATE_FORMAT,
+    TERMINATOR,
+    _canonical_query,
+    _canonical_uri,
+    _derive_signing_key,
+    _encode,
+    _format_amz,
+    _header_lookup,
+    _parse_amz_date,
+    _parse_http_date,
+    _trim,
+)
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+SERVICE = "kms"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+_PREFIX = ALGORITHM + " "
+
+# Header-name token characters (RFC 9110), lowercase only: SigV4 signs lowercased names.
+_NAME = r"[a-z0-9!#$%&'*+.^_`|~-]+"
+_SIGNED_HEADERS_RE = re.compile(rf"(?:{_NAME};)*{_NAME}")
+# Hot path: the exact shape botocore emits, parsed in one match; anything else goes to the slow
+# parser, which exists to produce a precise error message.
+_AUTH_RE = re.compile(
+    r"AWS4-HMAC-SHA256 +Credential=([^/\s,]+)/(\d{8})/([^/\s,]+)/([^/\s,]+)/aws4_request"
+    rf" *, *SignedHeaders=((?:{_NAME};)*{_NAME}) *, *Signature=([0-9a-f]{{64}}) *"
+)
+_SCOPE_RE = re.compile(r"Credential=([^/\s,]+)/(\d{8})/([^/\s,]+)/([^/\s,]+)/aws4_request(?=[\s,]|$)")
+_SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
+_DATE8_RE = re.compile(r"\d{8}")
+
+
+_MSG_MISSING = "Missing Authentication Token"
+_MSG_UNRECOGNIZED = "The security token included in the request is invalid."
+_MSG_WRONG_SERVICE = f"Credential should be scoped to correct service: '{SERVICE}'."
+_MSG_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialScope:
+    access_key: str
+    date: str  # yyyymmdd
+    region: str
+    service: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedCaller:
+    principal: Principal
+    region: str
+    access_key: str
+
+
+def _incomplete(message: str) -> KmsError:
+    return KmsError("IncompleteSignatureException", message, 400)
+
+
+def _invalid(message: str) -> KmsError:
+    return KmsError("InvalidSignatureException", message, 403)
+
+
+def _unrecognized() -> KmsError:
+    return KmsError("UnrecognizedClientException", _MSG_UNRECOGNIZED, 400)
+
+
+def _missing() -> KmsError:
+    return KmsError("MissingAuthenticationTokenException", _MSG_MISSING, 403)
+
+
+def _must_sign(header: str) -> str:
+    return f"'{header}' must be a 'SignedHeader' in the AWS Authorization."
+
+
+def _check_amz_headers_signed(headers: Mapping[str, str], names: list[str]) -> None:
+    """Every x-amz-* header sent must be signed (SigV4's rule; botocore and every AWS SDK sign them all): unsigned,
+    X-Amz-Target could be changed on a captured request, replaying its body as another operation."""
+    for name in headers:
+        # Most headers do not begin with an x: they cost a comparison, not a lower-casing (this runs per request).
+        if name[:1] in "xX" and (lowered := name.lower()).startswith("x-amz-") and lowered not in names:
+            raise _invalid(_must_sign(lowered))
+
+
+def _scope_match(authorization: str | None) -> re.Match[str] | None:
+    if not authorization or not authorization.startswith(_PREFIX):
+        return None
+    return _SCOPE_RE.search(authorization, len(_PREFIX))
+
+
+def parse_scope(authorization: str | None) -> CredentialScope | None:
+    """Cheap parse of the Authorization header's Credential=... part.
+
+    None if absent/unparsable. Nothing is verified here.
+    """
+    m = _scope_match(authorization)
+    return None if m is None else CredentialScope(m[1], m[2], m[3], m[4])
+
+
+def scope_region(authorization: str | None) -> str | None:
+    """The region of ``parse_scope``'s scope, alone: all the gateway needs to route a request (once per request,
+    so no scope object is built for it)."""
+    m = _scope_match(authorization)
+    return None if m is None else m[3]
+
+
+def _authorization(get: Callable[[str], Sequence[str]]) -> str:
+    """The Authorization header; absent or blank is no credential at all (as AWS treats it)."""
+    values = get("authorization")
+    if not values or not values[0].strip():
+        raise _missing()
+    return values[0]
+
+
+def scope_of(headers: Mapping[str, str]) -> CredentialScope:
+    """The credential scope of a request, without checking its signature; raises what verification would for a
+    missing or malformed Authorization header (``parse_scope`` is the lenient, cheaper look)."""
+    return _parse_authorization(_authorization(_header_lookup(headers)))[0]
+
+
+def _parse_authorization(authorization: str) -> tuple[CredentialScope, str, str]:
+    """(scope, SignedHeaders string, signature), or IncompleteSignatureException."""
+    m = _AUTH_RE.fullmatch(authorization)
+    if m is not None:
+        return CredentialScope(m[1], m[2], m[3], m[4]), m[5], m[6]
+    return _parse_authorization_slow(authorization)
+
+
+def _parse_authorization_slow(authorization: str) -> tuple[CredentialScope, str, str]:
+    # Messages never echo the header: it carries the signature.
+    algorithm, _, rest = authorization.strip().partition(" ")
+    if algorithm != ALGORITHM:
+        raise _incomplete(f"Unsupported authorization type; only {ALGORITHM} is accepted.")
+    params: dict[str, str] = {}
+    for part in rest.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if not eq:
+            raise _incomplete("Authorization header parameters must be of the form name=value.")
+        if name not in ("Credential", "SignedHeaders", "Signature"):
+            raise _incomplete(f"Unexpected parameter '{name[:64]}' in the Authorization header.")
+        if name in params:
+            raise _incomplete(f"Duplicate parameter '{name}' in the Authorization header.")
+        params[name] = value.strip()
+    missing = [
+        f"Authorization header requires '{name}' parameter."
+        for name in ("Credential", "Signature", "SignedHeaders")
+        if not params.get(name)
+    ]
+    if missing:
+        raise _incomplete(" ".join(missing))
+    credential, signed, signature = params["Credential"], params["SignedHeaders"], params["Signature"]
+    elements = credential.split("/")
+    if len(elements) != 5 or not all(elements):
+        raise _incomplete(
+            "Credential must have exactly 5 slash-delimited elements, "
+            f"e.g. keyid/date/region/service/term, got '{credential}'"
+        )
+    access_key, date, region, service, terminator = elements
+    if terminator != TERMINATOR:
+        raise _incomplete(
+            f"Credential should be scoped with a valid terminator: '{TERMINATOR}', not '{terminator}'."
+        )
+    if _DATE8_RE.fullmatch(date) is None:
+        raise _incomplete(f"Credential date must be in yyyyMMdd format, not '{date}'.")
+    if _SIGNED_HEADERS_RE.fullmatch(signed) is None:
+        raise _incomplete("SignedHeaders must be a ';'-separated list of lowercase header names.")
+    if _SIGNATURE_RE.fullmatch(signature) is None:
+        raise _incomplete("Signature must be 64 lowercase hexadecimal characters.")
+    return CredentialScope(access_key, date, region, service), signed, signature
+
+
+def _signed_names(scope: CredentialScope, signed_headers: str) -> list[str]:
+    """The signed header names, once the scope is for this service and Host is among them."""
+    if scope.service != SERVICE:
+        raise _invalid(_MSG_WRONG_SERVICE)
+    names = signed_headers.split(";")
+    if "host" not in names:
+        raise _invalid(_must_sign("Host' or ':authority"))  # AWS's wording today (HTTP/2 names the host so)
+    return names
+
+
+def _canonical_headers(get: Callable[[str], Sequence[str]], names: list[str]) -> str:
+    """The canonical headers, in SignedHeaders order; each line ends in '\\n'."""
+    lines: list[str] = []
+    for name in names:
+        values = get(name)
+        if not values:
+            raise _incomplete(f"Signed header '{name}' is not present in the request.")
+        if len(values) == 1:
+            lines.append(f"{name}:{_trim(values[0])}\n")
+        else:
+            lines.append(f"{name}:{','.join([_trim(v) for v in values])}\n")
+    return "".join(lines)
+
+
+def _payload_hash(get: Callable[[str], Sequence[str]], body: bytes) -> str:
+    """The body's SHA-256, which a declared x-amz-content-sha256 must match (an unsigned payload is refused)."""
+    payload_hash = hashlib.sha256(body).hexdigest()
+    declared = get("x-amz-content-sha256")
+    if declared:
+        if declared[0] == UNSIGNED_PAYLOAD:
+            raise _invalid("UNSIGNED-PAYLOAD is not supported; the payload must be signed.")
+        if declared[0] != payload_hash:
+            raise _invalid("The provided 'x-amz-content-sha256' header does not match what was computed.")
+    return payload_hash
+
+
+class SigV4Verifier:
+    """Verifies SigV4-signed KMS requests against a principal directory. Thread-safe."""
+
+    def __init__(
+        self,
+        principals: PrincipalDirectory,
+        clock: Clock,
+        max_skew_seconds: float = 300.0,
+        cache_size: int = 1024,
+    ) -> None:
+        if max_skew_seconds < 0:
+            raise ValueError("max_skew_seconds must be >= 0")
+        if cache_size < 0:
+            raise ValueError("cache_size must be >= 0")
+        self._principals = principals
+        self._clock = clock
+        self._max_skew = max_skew_seconds
+        self._skew_label = f"{max_skew_seconds / 60:g} min."
+        self._cache_size = cache_size
+        # (access_key, date, region) -> (secret it was derived from, signing key). The secret is kept so
+        # a rotated secret under the same access key never reuses a stale key.
+        self._keys: dict[tuple[str, str, str], tuple[str, bytes]] = {}
+        self._lock = threading.Lock()  # serialises inserts and evictions; reads need none
+        # The last X-Amz-Date parsed: every request within one second carries the same one.
+        self._last_date: tuple[str, float | None] = ("", None)
+
+    def scope_only(self, headers: Mapping[str, str]) -> CredentialScope:
+        """For --auth=off: the credential scope (for routing), without checking the signature."""
+        return scope_of(headers)
+
+    def verify(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        expected_region: str | None = None,
+    ) -> VerifiedCaller:
+        """Check the request's SigV4 signature; raise KmsError (AWS code/status/message) on failure.
+
+        ``path`` is the raw percent-encoded path, ``query`` the raw query string without '?'.
+        ``headers`` may be a case-insensitive multidict (aiohttp) or a plain dict of any key case.
+        The steps run in the order AWS checks in, which decides the error a request with several faults gets.
+        """
+        get = _header_lookup(headers)
+        scope, signed_headers, signature = _parse_authorization(_authorization(get))
+        names = _signed_names(scope, signed_headers)
+        request_time, amz_date = self._request_time(get, names)
+        _check_amz_headers_signed(headers, names)
+        canonical_headers = _canonical_headers(get, names)
+        principal = self._caller(scope, get, names, expected_region)
+        self._check_time(scope, amz_date, request_time)
+        payload_hash = _payload_hash(get, body)
+        canonical_request = "\n".join(
+            (method.upper(), _canonical_uri(path), _canonical_query(query), canonical_headers, signed_headers,
+             payload_hash)
+        )
+        self._check_signature(principal, scope, amz_date, canonical_request, signature)
+        return VerifiedCaller(principal, scope.region, scope.access_key)
+
+    def _request_time(self, get: Callable[[str], Sequence[str]], names: list[str]) -> tuple[float, str]:
+        """(epoch seconds, X-Amz-Date form) of the request: X-Amz-Date, else the Date header; whichever is used must
+        be signed."""
+        amz_values = get("x-amz-date")
+        if amz_values:
+            amz_date = amz_values[0].strip()
+            if "x-amz-date" not in names:
+                raise _invalid(_must_sign("X-Amz-Date"))
+            last = self._last_date  # every request within one second carries the same one
+            if last[0] == amz_date:
+                request_time = last[1]
+            else:
+                request_time = _parse_amz_date(amz_date)
+                self._last_date = (amz_date, request_time)
+            if request_time is None:
+                raise _incomplete("X-Amz-Date must be in ISO-8601 basic format (yyyyMMddTHHmmssZ).")
+            return request_time, amz_date
+        date_values = get("date")
+        if not date_values:
+            raise _incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+        if "date" not in names:
+            raise _invalid(_must_sign("Date"))
+        http_date = _parse_http_date(date_values[0])
+        if http_date is None:
+            raise _incomplete("Date header must be an RFC 1123 date.")
+        return http_date.timestamp(), http_date.strftime(_AMZ_DATE_FORMAT)
+
+    def _caller(self, scope: CredentialScope, get: Callable[[str], Sequence[str]], names: list[str],
+                expected_region: str | None) -> Principal:
+        """The principal the credential names, scoped to this region, with its session token if it has one."""
+        if expected_region is not None and scope.region != expected_region:
+            raise _invalid(f"Credential should be scoped to a valid region, not '{scope.region}'.")
+        principal = self._principals.lookup(scope.access_key)
+        if principal is None:
+            raise _unrecognized()
+        self._check_session_token(principal, get("x-amz-security-token"), names)
+        return principal
+
+    def _check_time(self, scope: CredentialScope, amz_date: str, request_time: float) -> None:
+        """The scope's date is the request's, and the request time is within the allowed skew of now."""
+        date = amz_date[:8]
+        if scope.date != date:
+            raise _invalid(
+                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
+                f"'{scope.date}' != '{date}', from '{amz_date}'."
+            )
+        now = self._clock.now()
+        if now - request_time > self._max_skew:
+            raise _invalid(
+                f"Signature expired: {amz_date} is now earlier than {_format_amz(now - self._max_skew)} "
+                f"({_format_amz(now)} - {self._skew_label})"
+            )
+        if request_time - now > self._max_skew:
+            raise _invalid(
+                f"Signature not yet current: {amz_date} is still later than "
+                f"{_format_amz(now + self._max_skew)} ({_format_amz(now)} + {self._skew_label})"
+            )
+
+    def _check_signature(self, principal: Principal, scope: CredentialScope, amz_date: str, canonical_request: str,
+                         signature: str) -> None:
+        date = amz_date[:8]
+        string_to_sign = (
+            f"{ALGORITHM}\n{amz_date}\n{date}/{scope.region}/{SERVICE}/{TERMINATOR}\n"
+            f"{hashlib.sha256(_encode(canonical_request)).hexdigest()}"
+        )
+        key = self._signing_key(principal, date, scope.region)
+        expected = hmac.digest(key, _encode(string_to_sign), "sha256").hex()
+        if not hmac.compare_digest(expected, signature):
+            raise _invalid(_MSG_MISMATCH)
+
+    @staticmethod
+    def _check_session_token(principal: Principal, sent: Sequence[str], names: list[str]) -> None:
+        if principal.session_token is None:
+            if sent:
+                raise _unrecognized()
+            return
+        if (
+            len(sent) != 1
+            or "x-amz-security-token" not in names
+            or not hmac.compare_digest(_encode(sent[0]), _encode(principal.session_token))
+        ):
+            raise _unrecognized()
+
+    def _signing_key(self, principal: Principal, date: str, region: str) -> bytes:
+        cache_key = (principal.access_key, date, region)
+        secret = principal.secret_key
+        # A plain dict read is atomic: the hot path takes no lock. Eviction is oldest-inserted first (a key is
+        # re-derived at most once a day per access key and region, so true LRU order buys nothing).
+        hit = self._keys.get(cache_key)
+        if hit is not None and hit[0] == secret:
+            return hit[1]
+        # Derive outside the lock: four HMACs need not serialise other requests.
+        key = _derive_signing_key(secret, date, region, SERVICE)
+        if self._cache_size:
+            with self._lock:
+                self._keys[cache_key] = (secret, key)
+                while len(self._keys) > self._cache_size:
+                    del self._keys[next(iter(self._keys))]
+        return key
