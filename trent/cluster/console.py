@@ -38,7 +38,7 @@ _HEADERS = {
 
 
 def _asset(name: str) -> bytes:
-    return resources.files("cluster").joinpath("console_assets", name).read_bytes()
+    return resources.files("trent.cluster").joinpath("console_assets", name).read_bytes()
 
 
 def key_rows(region: Region, limit: int = KEYS_SHOWN) -> dict[str, Any]:
