@@ -34,6 +34,7 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "kms"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 _PREFIX = ALGORITHM + " "
+_PREFIX_LINE = ALGORITHM + "\n"
 
 # Header-name token characters (RFC 9110), lowercase only: SigV4 signs lowercased names.
 _NAME = r"[a-z0-9!#$%&'*+.^_`|~-]+"
@@ -229,6 +230,19 @@ def _payload_hash(get: Callable[[str], Sequence[str]], body: bytes) -> str:
     return payload_hash
 
 
+class _ScopeSlot:
+    """What a credential scope (access key, date, region) fixes for every request signed under it: the principal it
+    was made for, its signing key, and the scope line of the string to sign. Valid while the directory still gives
+    that same principal for the access key (a changed or removed credential makes it stale)."""
+
+    __slots__ = ("key", "principal", "scope_line")
+
+    def __init__(self, principal: Principal, key: bytes, date: str, region: str) -> None:
+        self.principal = principal
+        self.key = key
+        self.scope_line = f"{date}/{region}/{SERVICE}/{TERMINATOR}\n"
+
+
 class SigV4Verifier:
     """Verifies SigV4-signed KMS requests against a principal directory. Thread-safe."""
 
@@ -248,9 +262,12 @@ class SigV4Verifier:
         self._max_skew = max_skew_seconds
         self._skew_label = f"{max_skew_seconds / 60:g} min."
         self._cache_size = cache_size
-        # (access_key, date, region) -> (secret it was derived from, signing key). The secret is kept so
-        # a rotated secret under the same access key never reuses a stale key.
-        self._keys: dict[tuple[str, str, str], tuple[str, bytes]] = {}
+        # The one owner of what is cached per credential scope: (access_key, date, region) -> its slot. A slot is used
+        # only while the directory gives the very principal it was made for: a rotated secret or a removed access key
+        # never reuses a stale signing key.
+        self._keys: dict[tuple[str, str, str], _ScopeSlot] = {}
+        # SignedHeaders as sent -> its names: clients sign the same few headers on every request.
+        self._names: dict[str, list[str]] = {}
         self._lock = threading.Lock()  # serialises inserts and evictions; reads need none
         # The last X-Amz-Date parsed: every request within one second carries the same one.
         self._last_date: tuple[str, float | None] = ("", None)
@@ -276,7 +293,13 @@ class SigV4Verifier:
         """
         get = _header_lookup(headers)
         scope, signed_headers, signature = _parse_authorization(_authorization(get))
-        names = _signed_names(scope, signed_headers)
+        names = self._names.get(signed_headers)
+        if names is None or scope.service != SERVICE:
+            names = _signed_names(scope, signed_headers)
+            if self._cache_size:
+                if len(self._names) >= self._cache_size:
+                    self._names.clear()  # odd clients' lists: start over rather than grow
+                self._names[signed_headers] = names
         request_time, amz_date = self._request_time(get, names)
         _check_amz_headers_signed(headers, names)
         canonical_headers = _canonical_headers(get, names)
@@ -350,13 +373,11 @@ class SigV4Verifier:
 
     def _check_signature(self, principal: Principal, scope: CredentialScope, amz_date: str, canonical_request: str,
                          signature: str) -> None:
-        date = amz_date[:8]
+        slot = self._slot(principal, amz_date[:8], scope.region)
         string_to_sign = (
-            f"{ALGORITHM}\n{amz_date}\n{date}/{scope.region}/{SERVICE}/{TERMINATOR}\n"
-            f"{hashlib.sha256(_encode(canonical_request)).hexdigest()}"
+            f"{_PREFIX_LINE}{amz_date}\n{slot.scope_line}{hashlib.sha256(_encode(canonical_request)).hexdigest()}"
         )
-        key = self._signing_key(principal, date, scope.region)
-        expected = hmac.digest(key, _encode(string_to_sign), "sha256").hex()
+        expected = hmac.digest(slot.key, _encode(string_to_sign), "sha256").hex()
         if not hmac.compare_digest(expected, signature):
             raise _invalid(_MSG_MISMATCH)
 
@@ -373,19 +394,25 @@ class SigV4Verifier:
         ):
             raise _unrecognized()
 
-    def _signing_key(self, principal: Principal, date: str, region: str) -> bytes:
+    def _slot(self, principal: Principal, date: str, region: str) -> _ScopeSlot:
         cache_key = (principal.access_key, date, region)
-        secret = principal.secret_key
-        # A plain dict read is atomic: the hot path takes no lock. Eviction is oldest-inserted first (a key is
-        # re-derived at most once a day per access key and region, so true LRU order buys nothing).
-        hit = self._keys.get(cache_key)
-        if hit is not None and hit[0] == secret:
-            return hit[1]
+        # A plain dict read is atomic: the hot path takes no lock. Eviction is oldest-inserted first (a scope is
+        # made at most once a day per access key and region, so true LRU order buys nothing).
+        slot = self._keys.get(cache_key)
+        if slot is not None and slot.principal is principal:
+            return slot
         # Derive outside the lock: four HMACs need not serialise other requests.
-        key = _derive_signing_key(secret, date, region, SERVICE)
+        slot = _ScopeSlot(principal, _derive_signing_key(principal.secret_key, date, region, SERVICE), date, region)
         if self._cache_size:
             with self._lock:
-                self._keys[cache_key] = (secret, key)
+                self._keys[cache_key] = slot
                 while len(self._keys) > self._cache_size:
                     del self._keys[next(iter(self._keys))]
-        return key
+        return slot
+
+    def forget(self, access_key: str) -> None:
+        """Drop what is cached for ``access_key`` (its credential changed or was removed). Not needed for
+        correctness (a slot is used only for the principal it was made for), but frees the stale signing keys."""
+        with self._lock:
+            for cache_key in [k for k in self._keys if k[0] == access_key]:
+                del self._keys[cache_key]
