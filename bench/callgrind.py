@@ -31,6 +31,7 @@ from pathlib import Path
 
 from bench.loadgen import Call, Target, signed_request
 from bench.procs import kms_client
+from bench.wrk import run_wrk
 from cluster.ports import free_port_block
 from cluster.running import ROOT, poll
 
@@ -61,8 +62,9 @@ def _exchange(conn: socket.socket, raw: bytes) -> None:
         body += conn.recv(65536)
 
 
-def measure(requests: int, warmup: int) -> float:
-    """Instructions per Encrypt in one run."""
+def measure(requests: int, warmup: int, connections: int = 1, seconds: float = 30.0) -> float:
+    """Instructions per Encrypt in one run. With ``connections`` > 1, wrk keeps that many connections busy for
+    ``seconds`` instead (the load the server meets at high concurrency), and its count of answers divides."""
     work = Path(tempfile.mkdtemp(prefix="trent-callgrind-"))
     out = work / "callgrind.out"
     port = free_port_block(4)
@@ -80,8 +82,15 @@ def measure(requests: int, warmup: int) -> float:
             for _ in range(warmup):
                 _exchange(conn, raw)
             subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True)
-            for _ in range(requests):
-                _exchange(conn, raw)
+            if connections > 1:
+                result = run_wrk(Target("127.0.0.1", port, "us-east-1"), Call("Encrypt", body),
+                                 connections=connections, seconds=seconds)
+                if result.errors:
+                    raise RuntimeError(f"wrk: {result.errors} errors ({result.first_error})")
+                requests = result.requests
+            else:
+                for _ in range(requests):
+                    _exchange(conn, raw)
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
         totals = re.search(r"^totals: (\d+)", (work / "callgrind.out.1").read_text(), re.MULTILINE)
         if totals is None:
@@ -160,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=1,
+                        help="more than one: wrk keeps that many connections busy for --seconds (needs wrk)")
+    parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--handler", action="store_true", help="count the KMS handler alone, in one process")
     parser.add_argument("--loop", type=int, help=argparse.SUPPRESS)  # the process --handler runs under callgrind
     args = parser.parse_args(argv)
@@ -170,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.handler:
             print(f"{measure_handler(args.requests, args.warmup):,.0f} instructions per Encrypt in the handler")
         else:
-            print(f"{measure(args.requests, args.warmup):,.0f} instructions per Encrypt")
+            print(f"{measure(args.requests, args.warmup, args.connections, args.seconds):,.0f} instructions per "
+                  f"Encrypt ({args.connections} connection{'s' if args.connections > 1 else ''})")
     return 0
 
 

@@ -182,8 +182,8 @@ def _quotas(config: ClusterConfig) -> RequestQuotas | None:
         return None
     accounts = [config.account, *(p.account for p in config.effective_principals())]
     slots = RequestQuotas.slots_needed(accounts, config.regions)
-    return RequestQuotas(SharedBuckets(config.data_dir / "quotas.bin", slots), accounts, config.regions,
-                         config.quota_overrides)
+    return RequestQuotas(SharedBuckets(config.data_dir / "quotas.bin", slots, shared=config.workers > 1), accounts,
+                         config.regions, config.quota_overrides)
 
 
 def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: AdjustableClock, codec: CommandCodec,
