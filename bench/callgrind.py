@@ -27,7 +27,9 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.loadgen import Call, Target, signed_request
 from bench.procs import kms_client
@@ -102,8 +104,12 @@ def measure(requests: int, warmup: int, connections: int = 1, seconds: float = 3
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _handler_loop(requests: int, warmup: int) -> None:
-    """The loop ``--handler`` runs under callgrind (in a process of its own)."""
+STAGES = ("handle", "sigv4", "decode", "authorize", "operation", "encode", "audit", "metrics")
+
+
+def _handler_loop(requests: int, warmup: int, stage: str = "handle") -> None:
+    """The loop ``--handler`` runs under callgrind (in a process of its own): the whole handler, or one stage of it
+    on the same request (``--stage``; what is left of the handler is the dispatch between the stages)."""
     from multidict import CIMultiDict, CIMultiDictProxy
 
     from cluster.compose import compose
@@ -132,23 +138,58 @@ def _handler_loop(requests: int, warmup: int) -> None:
         key = json.loads(answer.body)["KeyMetadata"]["KeyId"]
         encrypt = request("Encrypt", json.dumps({"KeyId": key, "Plaintext": base64.b64encode(b"x" * 64).decode()})
                           .encode())
+        step = _stage(endpoint, encrypt, stage)
         for n in range(warmup + requests):
-            answer = endpoint.handle(encrypt)
-            if answer.status != 200:
-                raise RuntimeError(f"Encrypt failed: {answer.body[:200]!r}")
-            if answer.durable is not None and n % 64 == 0:
+            answer = step()
+            if answer is not None and answer.durable is not None and n % 64 == 0:
                 answer.durable.result()
         parts.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _handler_total(requests: int, warmup: int) -> int:
+def _stage(endpoint: Any, encrypt: Any, stage: str) -> Callable[[], Any]:
+    """One call of ``stage`` on the Encrypt request, its inputs prepared once (as the handler would make them)."""
+    from node.endpoint import _Call
+    from node.metrics import SUCCESS
+    from node.ops.registry import RequestContext
+    from node.wire.protocol import encode_response, parse_body
+
+    region, body = endpoint.region, encrypt.body
+    operation = endpoint.registry.get("Encrypt")
+    principal = endpoint.verifier.verify("POST", "/", "", encrypt.headers, body, expected_region=region.name).principal
+    params = endpoint.decoder.decode("Encrypt", parse_body(body))
+    context = RequestContext("r", "Encrypt", principal, encrypt.remote, "ua", endpoint.authorizer)
+    response = operation.handler(region, params, context)
+    call = _Call("r", 0.0, principal, operation, params, None, None, response)
+
+    def handle() -> Any:
+        answer = endpoint.handle(encrypt)
+        if answer.status != 200:
+            raise RuntimeError(f"Encrypt failed: {answer.body[:200]!r}")
+        return answer
+
+    steps: dict[str, Callable[[], Any]] = {
+        "handle": handle,
+        "sigv4": lambda: endpoint.verifier.verify("POST", "/", "", encrypt.headers, body,
+                                                  expected_region=region.name) and None,
+        "decode": lambda: endpoint.decoder.decode("Encrypt", parse_body(body)) and None,
+        "authorize": lambda: endpoint.authorizer.check_request(region, principal, operation, params),
+        "operation": lambda: operation.handler(region, params, context) and None,
+        "encode": lambda: encode_response(response) and None,
+        "audit": lambda: endpoint._audit(encrypt, call, None),
+        "metrics": lambda: endpoint.metrics.observe("Encrypt", SUCCESS, 0.0004),
+    }
+    return steps[stage]
+
+
+def _handler_total(requests: int, warmup: int, stage: str = "handle") -> int:
     work = Path(tempfile.mkdtemp(prefix="trent-callgrind-"))
     out = work / "callgrind.out"
     try:
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m",
-                        "bench.callgrind", "--loop", str(requests), "--warmup", str(warmup)], cwd=ROOT, check=True,
+                        "bench.callgrind", "--loop", str(requests), "--warmup", str(warmup), "--stage", stage],
+                       cwd=ROOT, check=True,
                        capture_output=True)
         totals = re.search(r"^totals: (\d+)", out.read_text(), re.MULTILINE)
         if totals is None:
@@ -158,9 +199,9 @@ def _handler_total(requests: int, warmup: int) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def measure_handler(requests: int, warmup: int) -> float:
-    """Instructions per Encrypt of ``KmsEndpoint.handle`` alone (see the module's docstring)."""
-    return (_handler_total(3 * requests, warmup) - _handler_total(requests, warmup)) / (2 * requests)
+def measure_handler(requests: int, warmup: int, stage: str = "handle") -> float:
+    """Instructions per Encrypt of ``KmsEndpoint.handle`` alone, or of one stage of it (module docstring)."""
+    return (_handler_total(3 * requests, warmup, stage) - _handler_total(requests, warmup, stage)) / (2 * requests)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,14 +214,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="more than one: wrk keeps that many connections busy for --seconds (needs wrk)")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--handler", action="store_true", help="count the KMS handler alone, in one process")
+    parser.add_argument("--stage", choices=STAGES, default="handle",
+                        help="with --handler: one stage of the handler alone (default: all of it)")
     parser.add_argument("--loop", type=int, help=argparse.SUPPRESS)  # the process --handler runs under callgrind
     args = parser.parse_args(argv)
     if args.loop is not None:
-        _handler_loop(args.loop, args.warmup)
+        _handler_loop(args.loop, args.warmup, args.stage)
         return 0
     for _ in range(args.runs):
         if args.handler:
-            print(f"{measure_handler(args.requests, args.warmup):,.0f} instructions per Encrypt in the handler")
+            print(f"{measure_handler(args.requests, args.warmup, args.stage):,.0f} instructions per Encrypt "
+                  f"({'the whole handler' if args.stage == 'handle' else args.stage})")
         else:
             print(f"{measure(args.requests, args.warmup, args.connections, args.seconds):,.0f} instructions per "
                   f"Encrypt ({args.connections} connection{'s' if args.connections > 1 else ''})")
