@@ -47,6 +47,7 @@ _AUTH_RE = re.compile(
 )
 _SCOPE_RE = re.compile(r"Credential=([^/\s,]+)/(\d{8})/([^/\s,]+)/([^/\s,]+)/aws4_request(?=[\s,]|$)")
 _SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
+_SIGNATURE_KEY = "Signature="
 _DATE8_RE = re.compile(r"\d{8}")
 
 
@@ -268,6 +269,9 @@ class SigV4Verifier:
         self._keys: dict[tuple[str, str, str], _ScopeSlot] = {}
         # SignedHeaders as sent -> its names: clients sign the same few headers on every request.
         self._names: dict[str, list[str]] = {}
+        # An Authorization header up to its signature (the algorithm, Credential and SignedHeaders: the same for every
+        # request a client signs under one scope) -> what parsing it found. Only the signature is parsed per request.
+        self._heads: dict[str, tuple[CredentialScope, str]] = {}
         self._lock = threading.Lock()  # serialises inserts and evictions; reads need none
         # The last X-Amz-Date parsed: every request within one second carries the same one.
         self._last_date: tuple[str, float | None] = ("", None)
@@ -292,7 +296,7 @@ class SigV4Verifier:
         The steps run in the order AWS checks in, which decides the error a request with several faults gets.
         """
         get = _header_lookup(headers)
-        scope, signed_headers, signature = _parse_authorization(_authorization(get))
+        scope, signed_headers, signature = self._parse_authorization(_authorization(get))
         names = self._names.get(signed_headers)
         if names is None or scope.service != SERVICE:
             names = _signed_names(scope, signed_headers)
@@ -312,6 +316,20 @@ class SigV4Verifier:
         )
         self._check_signature(principal, scope, amz_date, canonical_request, signature)
         return VerifiedCaller(principal, scope.region, scope.access_key)
+
+    def _parse_authorization(self, authorization: str) -> tuple[CredentialScope, str, str]:
+        """``_parse_authorization``'s answer, the part before the signature parsed once per distinct head."""
+        head, _, signature = authorization.rpartition(_SIGNATURE_KEY)
+        known = self._heads.get(head)
+        if known is not None and len(signature) == 64 and _SIGNATURE_RE.fullmatch(signature) is not None:
+            # The whole header is what the full pattern matched before with another signature: the same answer.
+            return known[0], known[1], signature
+        scope, signed_headers, signature = _parse_authorization(authorization)
+        if self._cache_size and _AUTH_RE.fullmatch(authorization) is not None:
+            if len(self._heads) >= self._cache_size:
+                self._heads.clear()  # a client sending ever new credentials: start over rather than grow
+            self._heads[head] = (scope, signed_headers)
+        return scope, signed_headers, signature
 
     def _request_time(self, get: Callable[[str], Sequence[str]], names: list[str]) -> tuple[float, str]:
         """(epoch seconds, X-Amz-Date form) of the request: X-Amz-Date, else the Date header; whichever is used must

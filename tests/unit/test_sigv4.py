@@ -737,6 +737,21 @@ def test_a_cached_signed_headers_list_still_needs_the_right_service() -> None:
     assert "scoped to correct service" in err.value.message
 
 
+@pytest.mark.parametrize("signature", ["0" * 63, "0" * 65, "G" * 64, "A" * 64, "", "0" * 64 + "  ", "0" * 64 + ",x=y"])
+def test_a_cached_authorization_head_parses_any_signature_as_a_fresh_verifier_would(signature: str) -> None:
+    warm = verifier()
+    headers = sign()
+    warm.verify("POST", "/", "", headers, BODY)  # its head (Credential, SignedHeaders) now cached
+    head = headers["Authorization"].rpartition("Signature=")[0]
+    bad = {**headers, "Authorization": head + "Signature=" + signature}
+    outcomes = []
+    for v in (warm, verifier()):
+        with pytest.raises(KmsError) as err:
+            v.verify("POST", "/", "", bad, BODY)
+        outcomes.append((err.value.code, err.value.message))
+    assert outcomes[0] == outcomes[1]
+
+
 def test_cache_disabled(derivations: list[tuple[str, str, str]]) -> None:
     v = verifier(cache_size=0)
     v.verify("POST", "/", "", sign(), BODY)
