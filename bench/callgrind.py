@@ -114,14 +114,17 @@ def _handler_loop(requests: int, warmup: int, stage: str = "handle") -> None:
     from multidict import CIMultiDict, CIMultiDictProxy
 
     from cluster.compose import compose
+    from cluster.heap import freeze_start_up, tune_collector
     from node.audit.sink import CURRENT
     from node.config import load_config
     from node.endpoint import WireRequest
 
+    tune_collector()  # the collector as the server sets it (cluster/cli.py)
     work = Path(tempfile.mkdtemp(prefix="trent-callgrind-"))
     try:
         parts = compose(load_config(None, {"data_dir": str(work / "data"), "port": 4599, "regions": "us-east-1"}),
                         CURRENT)
+        freeze_start_up()
         endpoint = parts.regions["us-east-1"].endpoint
 
         def request(operation: str, body: bytes) -> WireRequest:
