@@ -231,17 +231,35 @@ def _payload_hash(get: Callable[[str], Sequence[str]], body: bytes) -> str:
     return payload_hash
 
 
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+_SHA256_BLOCK = 64
+
+
 class _ScopeSlot:
     """What a credential scope (access key, date, region) fixes for every request signed under it: the principal it
-    was made for, its signing key, and the scope line of the string to sign. Valid while the directory still gives
-    that same principal for the access key (a changed or removed credential makes it stale)."""
+    was made for, its signing key (as HMAC-SHA256's two keyed states, ready to copy), and the scope line of the string
+    to sign. Valid while the directory still gives that same principal for the access key (a changed or removed
+    credential makes it stale)."""
 
-    __slots__ = ("key", "principal", "scope_line")
+    __slots__ = ("inner", "outer", "principal", "scope_line")
 
     def __init__(self, principal: Principal, key: bytes, date: str, region: str) -> None:
         self.principal = principal
-        self.key = key
+        # HMAC (RFC 2104) with the key's two padded blocks hashed once: a request's signature then costs two copies of
+        # a SHA-256 state, less than half of OpenSSL 3's one-shot HMAC (a MAC fetch per call). The key is 32 bytes.
+        block = key.ljust(_SHA256_BLOCK, b"\0")
+        self.inner = hashlib.sha256(block.translate(_IPAD))
+        self.outer = hashlib.sha256(block.translate(_OPAD))
         self.scope_line = f"{date}/{region}/{SERVICE}/{TERMINATOR}\n"
+
+    def signature(self, string_to_sign: bytes) -> str:
+        """HMAC-SHA256(signing key, string to sign), in hex."""
+        inner = self.inner.copy()
+        inner.update(string_to_sign)
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
 
 class SigV4Verifier:
@@ -395,7 +413,7 @@ class SigV4Verifier:
         string_to_sign = (
             f"{_PREFIX_LINE}{amz_date}\n{slot.scope_line}{hashlib.sha256(_encode(canonical_request)).hexdigest()}"
         )
-        expected = hmac.digest(slot.key, _encode(string_to_sign), "sha256").hex()
+        expected = slot.signature(_encode(string_to_sign))
         if not hmac.compare_digest(expected, signature):
             raise _invalid(_MSG_MISMATCH)
 

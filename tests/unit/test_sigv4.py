@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -750,6 +751,16 @@ def test_a_cached_authorization_head_parses_any_signature_as_a_fresh_verifier_wo
             v.verify("POST", "/", "", bad, BODY)
         outcomes.append((err.value.code, err.value.message))
     assert outcomes[0] == outcomes[1]
+
+
+def test_a_scope_slot_signs_as_hmac_sha256_does() -> None:
+    alice = Principal(AK, SK, "arn:aws:iam::111122223333:user/alice", "111122223333")
+    for date, region in (("20270101", "us-east-1"), ("19991231", "ap-southeast-2")):
+        key = sigv4._derive_signing_key(SK, date, region, "kms")
+        slot = sigv4._ScopeSlot(alice, key, date, region)
+        for message in (b"", b"x", b"AWS4-HMAC-SHA256\n" * 40, bytes(range(256))):
+            assert slot.signature(message) == hmac.digest(key, message, "sha256").hex()
+            assert slot.signature(message) == hmac.digest(key, message, "sha256").hex()  # the states are not consumed
 
 
 def test_cache_disabled(derivations: list[tuple[str, str, str]]) -> None:
