@@ -9,6 +9,7 @@ CPU (user + system, from the kernel's accounting of the finished process) is rep
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -76,7 +77,9 @@ def run_wrk(target: Target, call: Call, *, connections: int, seconds: float, thr
         path.write_text(script(target, call))
         started = time.perf_counter()
         proc = subprocess.Popen(
-            ["wrk", f"-t{max(1, min(threads, connections))}", f"-c{connections}", f"-d{seconds:g}s", "--latency",
+            # wrk takes whole seconds only.
+            ["wrk", f"-t{max(1, min(threads, connections))}", f"-c{connections}", f"-d{max(1, math.ceil(seconds))}s",
+             "--latency",
              "-s", str(path), f"http://{target.host}:{target.port}/"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
