@@ -36,6 +36,11 @@ def test_bench_measures_a_running_cluster(fresh_cluster: Callable[..., RunningCl
     assert all(by_n["1"]["req_per_s"] > 0 and by_n["1"]["errors"] == 0 for by_n in sweep.values())
     assert len(results["throughput"]["headline"]) == suite.Settings().rounds  # alternating pairs, the default count
     assert "workers" not in results and "scale" not in results and "replication" not in results
+    # Encrypt at 32 and 128 connections from each load generator, each with its own CPU beside the server's.
+    generators = results["throughput"]["generators"]
+    assert {(r["connections"], r["generator"]) for r in generators} >= {(32, "python"), (128, "python")}
+    for row in generators:
+        assert row["req_per_s"] > 0 and row["errors"] == 0 and row["client_cores"] > 0, row
     assert results["ratios"]["encrypt_gateway_keepalive_32_vs_ceiling"] > 0
     text = (tmp_path / doc.name.replace(".json", ".md")).read_text()
     assert f"Measured a running cluster at {cluster.gateway_url}" in text

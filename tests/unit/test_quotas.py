@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import cast
 
 import pytest
 
+from trent.cluster.compose import _quotas
 from trent.node.auth.principals import Principal
 from trent.node.config import ConfigError, load_config
 from trent.node.model.errors import KmsError
@@ -88,6 +90,37 @@ def test_processes_share_one_bucket(tmp_path: Path) -> None:
     # At most 50/s for two seconds plus the first second's burst, whatever the number of processes (three separate
     # buckets would let 450 through); at least the burst, however starved the processes are on a busy machine.
     assert 50 <= total <= 160, total
+
+
+def test_one_process_takes_no_record_lock_and_several_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster of one process spares each request the two lockf calls; with workers the lock is taken."""
+    locks: list[int] = []
+    real = fcntl.lockf
+    monkeypatch.setattr(fcntl, "lockf", lambda fd, op, *rest: (locks.append(op), real(fd, op, *rest))[1])
+    alone = SharedBuckets(tmp_path / "alone.bin", 1, shared=False)
+    try:
+        assert alone.take(0, 1) and not alone.take(0, 1)  # still a bucket
+    finally:
+        alone.close()
+    assert locks == []
+    shared = SharedBuckets(tmp_path / "shared.bin", 1)
+    try:
+        shared.take(0, 1)
+    finally:
+        shared.close()
+    assert locks == [fcntl.LOCK_EX, fcntl.LOCK_UN]
+    one = compose_quotas(tmp_path / "one", workers=1)
+    two = compose_quotas(tmp_path / "two", workers=2)
+    assert one is not None and two is not None
+    assert not one.buckets._shared and two.buckets._shared
+    one.buckets.close()
+    two.buckets.close()
+
+
+def compose_quotas(data_dir: Path, workers: int) -> RequestQuotas | None:
+    data_dir.mkdir()
+    return _quotas(load_config(None, {"data_dir": str(data_dir), "regions": "eu-west-1", "quotas": "aws",
+                                      "workers": workers}))
 
 
 def test_quota_config_keys(tmp_path: Path) -> None:

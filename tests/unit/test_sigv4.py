@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -686,6 +687,80 @@ def test_signing_key_cache_is_bounded(derivations: list[tuple[str, str, str]]) -
     v.verify("POST", "/", "", sign(), BODY)
     assert [r for _, r, _ in derivations] == ["us-east-1", "eu-west-1", "us-east-1"]
     assert len(v._keys) == 1
+
+
+class ChangingDirectory(PrincipalDirectory):
+    """A directory whose credentials change while the verifier runs."""
+
+    def put(self, principal: Principal) -> None:
+        self._by_key[principal.access_key] = principal
+
+    def remove(self, access_key: str) -> None:
+        del self._by_key[access_key]
+
+
+def test_a_changed_secret_invalidates_the_cached_scope(derivations: list[tuple[str, str, str]]) -> None:
+    alice = Principal(AK, SK, "arn:aws:iam::111122223333:user/alice", "111122223333")
+    directory = ChangingDirectory([alice])
+    v = SigV4Verifier(directory, WallClock())
+    assert v.verify("POST", "/", "", sign(), BODY).principal is alice
+    assert len(derivations) == 1
+    rotated = Principal(AK, "a-new-secret", alice.arn, alice.account)
+    directory.put(rotated)
+    # The old secret's signing key is not reused for the new credential: the old signature no longer verifies.
+    with pytest.raises(KmsError) as err:
+        v.verify("POST", "/", "", sign(), BODY)
+    expect(err, "InvalidSignatureException", 403, MISMATCH)
+    assert len(derivations) == 2  # derived anew, from the new secret
+    assert v.verify("POST", "/", "", sign(sk="a-new-secret"), BODY).principal is rotated
+    assert v.verify("POST", "/", "", sign(sk="a-new-secret"), BODY).principal is rotated
+    assert len(derivations) == 2  # and cached, for the new credential
+
+
+def test_a_removed_credential_is_refused_though_its_scope_was_cached() -> None:
+    directory = ChangingDirectory([Principal(AK, SK, "arn:aws:iam::111122223333:user/alice", "111122223333")])
+    v = SigV4Verifier(directory, WallClock())
+    v.verify("POST", "/", "", sign(), BODY)
+    directory.remove(AK)
+    with pytest.raises(KmsError) as err:
+        v.verify("POST", "/", "", sign(), BODY)
+    expect(err, "UnrecognizedClientException", 400, UNRECOGNIZED)
+    v.forget(AK)
+    assert not v._keys
+
+
+def test_a_cached_signed_headers_list_still_needs_the_right_service() -> None:
+    v = verifier()
+    v.verify("POST", "/", "", sign(), BODY)  # SignedHeaders now cached
+    with pytest.raises(KmsError) as err:
+        v.verify("POST", "/", "", sign(service="s3"), BODY)
+    expect(err, "InvalidSignatureException", 403)
+    assert "scoped to correct service" in err.value.message
+
+
+@pytest.mark.parametrize("signature", ["0" * 63, "0" * 65, "G" * 64, "A" * 64, "", "0" * 64 + "  ", "0" * 64 + ",x=y"])
+def test_a_cached_authorization_head_parses_any_signature_as_a_fresh_verifier_would(signature: str) -> None:
+    warm = verifier()
+    headers = sign()
+    warm.verify("POST", "/", "", headers, BODY)  # its head (Credential, SignedHeaders) now cached
+    head = headers["Authorization"].rpartition("Signature=")[0]
+    bad = {**headers, "Authorization": head + "Signature=" + signature}
+    outcomes = []
+    for v in (warm, verifier()):
+        with pytest.raises(KmsError) as err:
+            v.verify("POST", "/", "", bad, BODY)
+        outcomes.append((err.value.code, err.value.message))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_a_scope_slot_signs_as_hmac_sha256_does() -> None:
+    alice = Principal(AK, SK, "arn:aws:iam::111122223333:user/alice", "111122223333")
+    for date, region in (("20270101", "us-east-1"), ("19991231", "ap-southeast-2")):
+        key = sigv4._derive_signing_key(SK, date, region, "kms")
+        slot = sigv4._ScopeSlot(alice, key, date, region)
+        for message in (b"", b"x", b"AWS4-HMAC-SHA256\n" * 40, bytes(range(256))):
+            assert slot.signature(message) == hmac.digest(key, message, "sha256").hex()
+            assert slot.signature(message) == hmac.digest(key, message, "sha256").hex()  # the states are not consumed
 
 
 def test_cache_disabled(derivations: list[tuple[str, str, str]]) -> None:

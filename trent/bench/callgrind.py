@@ -6,6 +6,13 @@ are counted between switching instrumentation on and dumping; the total is divid
 that runs meanwhile (the scheduler's ticks) is counted too: compare runs of the same load, alternating.
 
     python -m bench.callgrind [--requests 2000] [--warmup 300] [--runs 1]    # needs valgrind
+
+``--handler`` counts the KMS handler alone (``KmsEndpoint.handle``: SigV4, validation, authorization, the
+operation, the audit line, metrics), with no HTTP, event loop or background work: a region composed in one process
+runs the same signed Encrypt in a loop, under callgrind from the start, once ``--requests`` times and once three
+times as often; the difference of the two totals, divided by the difference of the counts, is what a request costs
+(start-up cancels out). Steadier still than the whole-process count, which the scheduler's ticks disturb on a busy
+host.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import re
 import shutil
 import socket
@@ -20,10 +28,13 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from trent.bench.loadgen import Call, Target, signed_request
 from trent.bench.procs import kms_client
+from trent.bench.wrk import run_wrk
 from trent.cluster.ports import free_port_block
 from trent.cluster.running import ROOT, poll
 
@@ -54,8 +65,9 @@ def _exchange(conn: socket.socket, raw: bytes) -> None:
         body += conn.recv(65536)
 
 
-def measure(requests: int, warmup: int) -> float:
-    """Instructions per Encrypt in one run."""
+def measure(requests: int, warmup: int, connections: int = 1, seconds: float = 30.0) -> float:
+    """Instructions per Encrypt in one run. With ``connections`` > 1, wrk keeps that many connections busy for
+    ``seconds`` instead (the load the server meets at high concurrency), and its count of answers divides."""
     work = Path(tempfile.mkdtemp(prefix="trent-callgrind-"))
     out = work / "callgrind.out"
     port = free_port_block(4)
@@ -73,8 +85,15 @@ def measure(requests: int, warmup: int) -> float:
             for _ in range(warmup):
                 _exchange(conn, raw)
             subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True)
-            for _ in range(requests):
-                _exchange(conn, raw)
+            if connections > 1:
+                result = run_wrk(Target("127.0.0.1", port, "us-east-1"), Call("Encrypt", body),
+                                 connections=connections, seconds=seconds)
+                if result.errors:
+                    raise RuntimeError(f"wrk: {result.errors} errors ({result.first_error})")
+                requests = result.requests
+            else:
+                for _ in range(requests):
+                    _exchange(conn, raw)
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
         totals = re.search(r"^totals: (\d+)", (work / "callgrind.out.1").read_text(), re.MULTILINE)
         if totals is None:
@@ -86,15 +105,134 @@ def measure(requests: int, warmup: int) -> float:
         shutil.rmtree(work, ignore_errors=True)
 
 
+STAGES = ("handle", "sigv4", "decode", "authorize", "operation", "encode", "audit", "metrics")
+
+
+def _handler_loop(requests: int, warmup: int, stage: str = "handle") -> None:
+    """The loop ``--handler`` runs under callgrind (in a process of its own): the whole handler, or one stage of it
+    on the same request (``--stage``; what is left of the handler is the dispatch between the stages)."""
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from trent.cluster.compose import compose
+    from trent.cluster.heap import freeze_start_up, tune_collector
+    from trent.node.audit.sink import CURRENT
+    from trent.node.config import load_config
+    from trent.node.endpoint import WireRequest
+
+    tune_collector()  # the collector as the server sets it (cluster/cli.py)
+    work = Path(tempfile.mkdtemp(prefix="trent-callgrind-"))
+    try:
+        parts = compose(load_config(None, {"data_dir": str(work / "data"), "port": 4599, "regions": "us-east-1"}),
+                        CURRENT)
+        freeze_start_up()
+        endpoint = parts.regions["us-east-1"].endpoint
+
+        def request(operation: str, body: bytes) -> WireRequest:
+            head = signed_request(Target("127.0.0.1", 4599, "us-east-1"), Call(operation, body)).partition(
+                b"\r\n\r\n")[0].decode()
+            headers: CIMultiDict[str] = CIMultiDict()
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(": ")
+                headers.add(name, value)
+            return WireRequest("POST", "/", "", CIMultiDictProxy(headers), body, "127.0.0.1")
+
+        answer = endpoint.handle(request("CreateKey", b"{}"))
+        if answer.durable is not None:
+            answer.durable.result()
+        key = json.loads(answer.body)["KeyMetadata"]["KeyId"]
+        encrypt = request("Encrypt", json.dumps({"KeyId": key, "Plaintext": base64.b64encode(b"x" * 64).decode()})
+                          .encode())
+        step = _stage(endpoint, encrypt, stage)
+        for n in range(warmup + requests):
+            answer = step()
+            if answer is not None and answer.durable is not None and n % 64 == 0:
+                answer.durable.result()
+        parts.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _stage(endpoint: Any, encrypt: Any, stage: str) -> Callable[[], Any]:
+    """One call of ``stage`` on the Encrypt request, its inputs prepared once (as the handler would make them)."""
+    from trent.node.endpoint import _Call
+    from trent.node.metrics import SUCCESS
+    from trent.node.ops.registry import RequestContext
+    from trent.node.wire.protocol import encode_response, parse_body
+
+    region, body = endpoint.region, encrypt.body
+    operation = endpoint.registry.get("Encrypt")
+    principal = endpoint.verifier.verify("POST", "/", "", encrypt.headers, body, expected_region=region.name).principal
+    params = endpoint.decoder.decode("Encrypt", parse_body(body))
+    context = RequestContext("r", "Encrypt", principal, encrypt.remote, "ua", endpoint.authorizer)
+    response = operation.handler(region, params, context)
+    call = _Call("r", 0.0, principal, operation, params, None, None, response)
+
+    def handle() -> Any:
+        answer = endpoint.handle(encrypt)
+        if answer.status != 200:
+            raise RuntimeError(f"Encrypt failed: {answer.body[:200]!r}")
+        return answer
+
+    steps: dict[str, Callable[[], Any]] = {
+        "handle": handle,
+        "sigv4": lambda: endpoint.verifier.verify("POST", "/", "", encrypt.headers, body,
+                                                  expected_region=region.name) and None,
+        "decode": lambda: endpoint.decoder.decode("Encrypt", parse_body(body)) and None,
+        "authorize": lambda: endpoint.authorizer.check_request(region, principal, operation, params),
+        "operation": lambda: operation.handler(region, params, context) and None,
+        "encode": lambda: encode_response(response) and None,
+        "audit": lambda: endpoint._audit(encrypt, call, None),
+        "metrics": lambda: endpoint.metrics.observe("Encrypt", SUCCESS, 0.0004),
+    }
+    return steps[stage]
+
+
+def _handler_total(requests: int, warmup: int, stage: str = "handle") -> int:
+    work = Path(tempfile.mkdtemp(prefix="trent-callgrind-"))
+    out = work / "callgrind.out"
+    try:
+        # One hash seed for every run: with random ones, dictionaries probe differently from process to process and
+        # the two totals differ by a little more than the requests between them.
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m",
+                        "trent.bench.callgrind", "--loop", str(requests), "--warmup", str(warmup), "--stage", stage],
+                       cwd=ROOT, check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+        totals = re.search(r"^totals: (\d+)", out.read_text(), re.MULTILINE)
+        if totals is None:
+            raise RuntimeError("no totals in the callgrind dump")
+        return int(totals[1])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure_handler(requests: int, warmup: int, stage: str = "handle") -> float:
+    """Instructions per Encrypt of ``KmsEndpoint.handle`` alone, or of one stage of it (module docstring)."""
+    return (_handler_total(3 * requests, warmup, stage) - _handler_total(requests, warmup, stage)) / (2 * requests)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.callgrind",
                                      description="Instructions per Encrypt of the whole server, under callgrind.")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=1,
+                        help="more than one: wrk keeps that many connections busy for --seconds (needs wrk)")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--handler", action="store_true", help="count the KMS handler alone, in one process")
+    parser.add_argument("--stage", choices=STAGES, default="handle",
+                        help="with --handler: one stage of the handler alone (default: all of it)")
+    parser.add_argument("--loop", type=int, help=argparse.SUPPRESS)  # the process --handler runs under callgrind
     args = parser.parse_args(argv)
+    if args.loop is not None:
+        _handler_loop(args.loop, args.warmup, args.stage)
+        return 0
     for _ in range(args.runs):
-        print(f"{measure(args.requests, args.warmup):,.0f} instructions per Encrypt")
+        if args.handler:
+            print(f"{measure_handler(args.requests, args.warmup, args.stage):,.0f} instructions per Encrypt "
+                  f"({'the whole handler' if args.stage == 'handle' else args.stage})")
+        else:
+            print(f"{measure(args.requests, args.warmup, args.connections, args.seconds):,.0f} instructions per "
+                  f"Encrypt ({args.connections} connection{'s' if args.connections > 1 else ''})")
     return 0
 
 

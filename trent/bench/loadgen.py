@@ -118,9 +118,11 @@ async def _run(target: Target, calls: list[Call], connections: int, seconds: flo
     return out
 
 
-def _process_main(args: tuple[Target, list[Call], int, float, bool]) -> tuple[bytes, int, str]:
+def _process_main(args: tuple[Target, list[Call], int, float, bool]) -> tuple[bytes, int, str, float]:
+    cpu = time.process_time()
     out = asyncio.run(_run(*args))
-    return out.latencies.tobytes(), out.errors, out.first_error
+    # The generator's own CPU (user + system): on a machine it shares with the server, what it takes from it.
+    return out.latencies.tobytes(), out.errors, out.first_error, time.process_time() - cpu
 
 
 @dataclass
@@ -130,6 +132,8 @@ class LoadResult:
     seconds: float
     latencies: list[float]
     first_error: str = ""
+    client_cpu_seconds: float | None = None  # the load generator's own CPU over the run, all its processes
+    generator: str = "python"
 
     @property
     def throughput(self) -> float:
@@ -137,9 +141,16 @@ class LoadResult:
 
     def summary(self) -> dict[str, Any]:
         ordered = sorted(self.latencies)  # a copy: the arrival order is sampled for the report
-        return {"requests": self.requests, "errors": self.errors, "seconds": round(self.seconds, 3),
-                "req_per_s": round(self.throughput, 1),
-                **{f"p{p}_ms".replace(".", "_"): round(percentile(ordered, p) * 1000, 3) for p in (50, 90, 99, 99.9)}}
+        out: dict[str, Any] = {
+            "requests": self.requests, "errors": self.errors, "seconds": round(self.seconds, 3),
+            "req_per_s": round(self.throughput, 1),
+            **{f"p{p}_ms".replace(".", "_"): round(percentile(ordered, p) * 1000, 3) for p in (50, 90, 99, 99.9)}}
+        out["generator"] = self.generator
+        if self.client_cpu_seconds is not None:
+            # Cores the generator kept busy, and its CPU per request: what it took from a server sharing the machine.
+            out["client_cores"] = round(self.client_cpu_seconds / self.seconds, 3) if self.seconds else None
+            out["client_cpu_ms_per_request"] = round(self.client_cpu_seconds * 1000 / max(self.requests, 1), 4)
+        return out
 
 
 def percentile(ordered: Sequence[float], p: float) -> float:
@@ -161,12 +172,13 @@ def run_load(target: Target, calls: list[Call], *, connections: int, seconds: fl
         parts = pool.map(_process_main, [(target, calls, n, seconds, keep_alive) for n in share])
     elapsed = time.perf_counter() - started
     latencies: list[float] = []
-    errors, first = 0, ""
-    for raw, errs, first_error in parts:
+    errors, first, cpu = 0, "", 0.0
+    for raw, errs, first_error, used in parts:
         chunk = array("d")
         chunk.frombytes(raw)
         latencies.extend(chunk)
         errors += errs
         first = first or first_error
+        cpu += used
     # The pool's start-up is not load time: measure over the requested window.
-    return LoadResult(len(latencies), errors, min(elapsed, seconds), latencies, first)
+    return LoadResult(len(latencies), errors, min(elapsed, seconds), latencies, first, cpu)

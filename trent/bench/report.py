@@ -187,6 +187,16 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
         base = next((b["req_per_s"] for b in t["baseline"] if b["connections"] == row["connections"]), "")
         lines.append(f"| {row['connections']} | {row['via']} | {row['keep_alive']} | {row['req_per_s']} | "
                      f"{row['p99_ms']} | {base} |")
+    if t.get("generators"):
+        lines += ["", "## Encrypt at 32 and 128 connections by load generator (gateway, keep-alive)", "",
+                  "Both generators share the machine with the server: their own CPU (cores kept busy, CPU per "
+                  "request) is what they took from it. wrk replays one signed request.", "",
+                  "| connections | generator | req/s | p50 ms | p99 ms | server CPU ms/req | generator cores | "
+                  "generator CPU ms/req |", "|---|---|---|---|---|---|---|---|"]
+        for row in t["generators"]:
+            lines.append(f"| {row['connections']} | {row['generator']} | {row['req_per_s']} | {row['p50_ms']} | "
+                         f"{row['p99_ms']} | {row['server_cpu_ms_per_request']} | {row.get('client_cores')} | "
+                         f"{row.get('client_cpu_ms_per_request')} |")
     if t.get("headline"):
         lines += ["", "## Encrypt vs the ceiling, alternating pairs (gateway, keep-alive, 32 connections)", "",
                   "| round | Trent req/s | ceiling req/s | ratio | Trent CPU ms/req | ceiling CPU ms/req |",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trent.bench import wrk
 from trent.bench.etcd import etcd, etcd_scale
 from trent.bench.keystore import key_store
 from trent.bench.loadgen import Call, LoadResult, Target, percentile, run_load
@@ -51,6 +52,9 @@ class Settings:
     # A running cluster's gateway (http://host:port) to measure instead of starting one; None: start our own.
     target: str | None = None
     region: str = "us-east-1"
+    # The load generator of every run: "python" (bench/loadgen.py) or "wrk" (bench/wrk.py, one signed request
+    # replayed). Either way the suite also measures Encrypt at 32 and 128 connections with both, side by side.
+    generator: str = "python"
 
 
 class Progress:
@@ -68,11 +72,16 @@ class Progress:
 
 
 def measured(server: Server | TrentCluster | TargetCluster, target: Target, calls: list[Call], settings: Settings,
-             connections: int, keep_alive: bool = True) -> dict[str, Any]:
+             connections: int, keep_alive: bool = True, generator: str | None = None) -> dict[str, Any]:
     pid = server.pid
     cpu_before = cpu_seconds(pid) if pid is not None else 0.0
-    result: LoadResult = run_load(target, calls, connections=connections, seconds=settings.seconds,
-                                  processes=settings.client_processes, keep_alive=keep_alive)
+    result: LoadResult
+    if (generator or settings.generator) == "wrk" and len(calls) == 1 and keep_alive and wrk.available():
+        result = wrk.run_wrk(target, calls[0], connections=connections, seconds=settings.seconds,
+                             threads=settings.client_processes)
+    else:
+        result = run_load(target, calls, connections=connections, seconds=settings.seconds,
+                          processes=settings.client_processes, keep_alive=keep_alive)
     out = result.summary()
     # None for a targeted cluster on another machine: its CPU cannot be read from here.
     out["server_cpu_ms_per_request"] = None if pid is None else round(
@@ -133,6 +142,16 @@ def throughput(settings: Settings, progress: Progress, target_cluster: TargetClu
                         results["encrypt_sweep"].append(row)
                         progress.step(f"Encrypt {via} x{n} {'keep-alive' if keep else 'new conn'}",
                                       f"{row['req_per_s']} req/s")
+            # High concurrency told apart from the generator: Encrypt at 32 and 128 connections from the Python
+            # generator and from wrk in turn, each with its own CPU beside the server's.
+            results["generators"] = []
+            for n in (32, 128):
+                for generator in ("python", "wrk") if wrk.available() else ("python",):
+                    row = measured(cluster, gateway, [fixtures.call("Encrypt")], settings, n, generator=generator)
+                    results["generators"].append(_brief(row) | {
+                        "connections": n, "generator": generator, "client_cores": row.get("client_cores"),
+                        "client_cpu_ms_per_request": row.get("client_cpu_ms_per_request")})
+                    progress.step(f"Encrypt x{n} from {generator}", f"{row['req_per_s']} req/s")
             # The headline pair again, several times: on a shared two-core machine one run can swing by a fifth,
             # so the reported ratio is the median of alternating pairs, never one lucky (or unlucky) run.
             for i in range(settings.rounds):
@@ -339,6 +358,7 @@ def run(settings: Settings, target_cluster: TargetCluster | None = None) -> dict
         steps = len(OPERATIONS) * (1 + len(_other_counts(settings))) + len(settings.connections) * 5 + \
             settings.rounds + 1 + settings.rounds + 2 + len(settings.scale) + settings.rounds
         steps += settings.rounds + 1  # the XKS section
+        steps += 2 * (2 if wrk.available() else 1)  # Encrypt at 32 and 128 from each generator
     if settings.only:
         sections = [s for s in sections if s[0] in settings.only]
         steps = settings.rounds + 2

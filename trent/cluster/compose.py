@@ -236,8 +236,8 @@ def _quotas(config: ClusterConfig) -> RequestQuotas | None:
 
     spare = MAX_NEW_REGIONS if config.any_region else 0
     slots = RequestQuotas.slots_needed(accounts, config.regions, spare)
-    return RequestQuotas(SharedBuckets(config.data_dir / "quotas.bin", slots), accounts, config.regions,
-                         config.quota_overrides, spare)
+    return RequestQuotas(SharedBuckets(config.data_dir / "quotas.bin", slots, shared=config.workers > 1), accounts,
+                         config.regions, config.quota_overrides, spare)
 
 
 def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: AdjustableClock, codec: CommandCodec,

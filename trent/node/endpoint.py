@@ -255,6 +255,10 @@ class KmsEndpoint:
         found: list[str] = []
         response = call.response
         if response:
+            key_id = response.get("KeyId")
+            if (type(key_id) is str and key_id.startswith("arn:") and "SourceKeyId" not in response
+                    and "KeyMetadata" not in response and "ReplicaKeyMetadata" not in response):
+                return [key_id]  # most answers (every cryptographic call's but ReEncrypt's) name one key so
             for name in ("SourceKeyId", "KeyId"):
                 value = response.get(name)
                 if type(value) is str and value.startswith("arn:"):
