@@ -20,7 +20,10 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from trent.cluster.latency import rtt_ms
@@ -225,3 +228,31 @@ class Net:
         for here, there in ((a, b), (b, a)):
             ip("-n", self.ns(here), "neigh", "del", self.address(there), "dev", "eth0", check=False)
         self.partitions.discard(frozenset((a, b)))
+
+
+def run_drill(members: list[str], out: Path, module: str, timeout: float,
+              prepare: Callable[[Net], dict[str, Any]]) -> dict[str, Any]:
+    """A drill from the machine's own namespace: the namespaces made, ``prepare`` (the inner run's spec, after any
+    shaping), the addresses checked before anything is sent, ``python -m module --inside SPEC`` run in the client's
+    namespace; its result (what it wrote to out/result.json) with the namespaces left behind, none normally."""
+    reason = unavailable_reason()
+    if reason is not None:
+        raise NetnsUnavailable(reason)
+    out.mkdir(parents=True, exist_ok=True)
+    net = Net(members).create()
+    result: dict[str, Any] = {"ok": False}
+    try:
+        spec = prepare(net)
+        net.verify()  # before anything is sent
+        inner = subprocess.run([*net.exec_prefix(CLIENT), sys.executable, "-m", module, "--inside",
+                                json.dumps(spec)], cwd=Path(__file__).resolve().parents[2], timeout=timeout)
+        result_file = out / "result.json"
+        if result_file.exists():
+            result = json.loads(result_file.read_text())
+        else:
+            result = {"ok": False, "error": f"the drill exited with {inner.returncode} and no result"}
+    finally:
+        net.destroy()
+        result["leftover_namespaces"] = net.leftovers()
+        (out / "result.json").write_text(json.dumps(result, indent=2))
+    return result

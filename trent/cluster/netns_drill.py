@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from trent.cluster.latency import matrix_for, rtt_ms
-from trent.cluster.netns import CLIENT, Net, NetnsUnavailable, unavailable_reason
+from trent.cluster.netns import Net, NetnsUnavailable, run_drill
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-2")
 NODE_PORT, GATEWAY_PORT = 4600, 4599
@@ -109,31 +109,11 @@ def gateway_toml(urls: dict[str, str], host: str, bundle: Path, data: Path) -> s
 
 def run(plan: Plan, out: Path, regions: tuple[str, ...] = REGIONS, echo: bool = True) -> dict[str, Any]:
     """The whole drill from the machine's own namespace: its result (``ok``, the checks, the timeline)."""
-    reason = unavailable_reason()
-    if reason is not None:
-        raise NetnsUnavailable(reason)
-    out.mkdir(parents=True, exist_ok=True)
-    net = Net(list(regions)).create()
-    result: dict[str, Any] = {"ok": False}
-    try:
-        net.verify()  # before anything is sent
-        shaped = net.shape()
-        net.verify()
-        spec = {"regions": list(regions), "run_id": net.run_id, "netem": shaped, "plan": asdict(plan),
+    def prepare(net: Net) -> dict[str, Any]:
+        return {"regions": list(regions), "run_id": net.run_id, "netem": net.shape(), "plan": asdict(plan),
                 "out": str(out), "echo": echo}
-        inner = subprocess.run([*net.exec_prefix(CLIENT), sys.executable, "-m", "trent.cluster.netns_drill", "--inside",
-                                json.dumps(spec)], cwd=Path(__file__).resolve().parents[2],
-                               timeout=plan.budget + 60)
-        result_file = out / "result.json"
-        if result_file.exists():
-            result = json.loads(result_file.read_text())
-        else:
-            result = {"ok": False, "error": f"the drill exited with {inner.returncode} and no result"}
-    finally:
-        net.destroy()
-        result["leftover_namespaces"] = net.leftovers()
-        (out / "result.json").write_text(json.dumps(result, indent=2))
-    return result
+
+    return run_drill(list(regions), out, "trent.cluster.netns_drill", plan.budget + 60, prepare)
 
 
 # -- the inside: the drill itself ------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trent.cluster.netns import CLIENT, Net, NetnsUnavailable, unavailable_reason
+from trent.cluster.netns import Net, NetnsUnavailable, run_drill
 
 REGION = "us-east-1"
 MEMBERS = ("etcd-1", "etcd-2", "etcd-3")
@@ -38,27 +37,8 @@ TTL = 2
 
 def run(out: Path, echo: bool = False, budget: float = 120.0) -> dict[str, Any]:
     """The drill from the machine's own namespace: its result (``ok``, the checks, the timeline)."""
-    reason = unavailable_reason()
-    if reason is not None:
-        raise NetnsUnavailable(reason)
-    out.mkdir(parents=True, exist_ok=True)
-    net = Net([*MEMBERS, *NODES]).create()
-    result: dict[str, Any] = {"ok": False}
-    try:
-        net.verify()  # before anything is sent
-        spec = {"run_id": net.run_id, "out": str(out), "echo": echo}
-        inner = subprocess.run([*net.exec_prefix(CLIENT), sys.executable, "-m", "trent.cluster.netns_etcd", "--inside",
-                                json.dumps(spec)], cwd=Path(__file__).resolve().parents[2], timeout=budget)
-        result_file = out / "result.json"
-        if result_file.exists():
-            result = json.loads(result_file.read_text())
-        else:
-            result = {"ok": False, "error": f"the drill exited with {inner.returncode} and no result"}
-    finally:
-        net.destroy()
-        result["leftover_namespaces"] = net.leftovers()
-        (out / "result.json").write_text(json.dumps(result, indent=2))
-    return result
+    return run_drill([*MEMBERS, *NODES], out, "trent.cluster.netns_etcd", budget,
+                     lambda net: {"run_id": net.run_id, "out": str(out), "echo": echo})
 
 
 class Drill:

@@ -163,24 +163,27 @@ class KmsEndpoint:
             response = WireResponse(200, body, {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE})
         except NotReady as exc:
             return WireResponse(503, b"", pending=self._again(request, exc.ready))
-        except KmsError as exc:
-            # What the audit record needs, kept past the except block without the exception itself: its traceback
-            # (and that of the error it was raised from) holds this frame, a cycle that would keep the request, its
-            # parsed body and the answer alive until a full collection, which the tuned collector seldom makes
-            # (cluster/heap.py); refused megabyte requests would pile up.
-            error = KmsError(exc.code, exc.message, exc.status)
-            response = error_response(exc, request_id)
-        except StoreError as exc:
+        except Exception as exc:
+            error, response = self._failed(exc, request_id)
+        return self._conclude(request, call, response, error)
+
+    def _failed(self, exc: Exception, request_id: str) -> tuple[KmsError, WireResponse]:
+        """The answer to a request that failed, and the error its audit record and metrics name. Called inside the
+        except block (a bug's traceback is logged from there)."""
+        if isinstance(exc, KmsError):
+            # A copy without the exception itself: its traceback (and that of the error it was raised from) holds
+            # the handling frame, a cycle that would keep the request, its parsed body and the answer alive until a
+            # full collection, which the tuned collector seldom makes (cluster/heap.py); refused megabyte requests
+            # would pile up.
+            return KmsError(exc.code, exc.message, exc.status), error_response(exc, request_id)
+        if isinstance(exc, StoreError):
             # Nothing was written (the store's contract); the client may retry the 500.
             log.warning("region %s: store failure (request %s): %s", self.region.name, request_id, exc)
-            error = internal()
-            response = error_response(error, request_id)
-        except Exception:
+        else:
             # A bug: logged with its traceback (never the request body), answered as a retryable 500.
             log.exception("internal error in region %s (request %s)", self.region.name, request_id)
-            error = internal()
-            response = error_response(error, request_id)
-        return self._conclude(request, call, response, error)
+        error = internal()
+        return error, error_response(error, request_id)
 
     def _conclude(self, request: WireRequest, call: _Call, response: WireResponse,
                   error: KmsError | None) -> WireResponse:
@@ -220,17 +223,8 @@ class KmsEndpoint:
             assert call.response is not None
             body = encode_response(call.response)
             response = WireResponse(200, body, {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE})
-        except KmsError as exc:
-            error = KmsError(exc.code, exc.message, exc.status)
-            response = error_response(exc, request_id)
-        except StoreError as exc:
-            log.warning("region %s: store failure (request %s): %s", self.region.name, request_id, exc)
-            error = internal()
-            response = error_response(error, request_id)
-        except Exception:
-            log.exception("internal error in region %s (request %s)", self.region.name, request_id)
-            error = internal()
-            response = error_response(error, request_id)
+        except Exception as exc:
+            error, response = self._failed(exc, request_id)
         return self._conclude(request, call, response, error)
 
     def _audit(self, request: WireRequest, call: _Call, error: KmsError | None) -> None:
