@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -216,3 +217,17 @@ def test_every_process_numbers_its_outbox_after_the_records_of_the_others(tmp_pa
     finally:
         host.close()
         worker.close()
+
+
+def test_external_key_stores_need_no_hsm_cluster(tmp_path: Path) -> None:
+    """Without SoftHSM2 or a configured HSM cluster a region still has its key-store service, for external key
+    stores (whose keys live behind an XKS proxy, not in a token of ours); no token directory is made."""
+    config = load_config(None, {"data_dir": str(tmp_path / "data"), "port": 4599, "regions": REGIONS})
+    composed = compose(replace(config, hsm_clusters=()), CURRENT)
+    try:
+        for name, r in composed.regions.items():
+            stores = r.region.key_stores
+            assert stores is not None and stores.xks is not None and not stores.clusters.clusters
+            assert not (config.data_dir / name / "hsm").exists()
+    finally:
+        composed.close()

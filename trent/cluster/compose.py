@@ -196,15 +196,14 @@ def compose(config: ClusterConfig, audit_file: str, notify_commits: Callable[[],
 
 
 def _key_stores(config: ClusterConfig, name: str, region: Region, clusters: tuple[HsmClusterSpec, ...],
-                faults: HsmFaults) -> KeyStoreService | None:
-    """The region's custom key stores, over the tokens of the clusters serving it (made on first start); None when
-    the cluster has no HSM cluster at all (no SoftHSM2 and none configured)."""
-    if not clusters:
-        return None
+                faults: HsmFaults) -> KeyStoreService:
+    """The region's custom key stores: over the tokens of the HSM clusters serving it (made on first start; none
+    where SoftHSM2 is missing and none is configured), and external key stores over their proxies either way."""
     region_dir = config.data_dir / name
     root_hex = config.root_key_hex(name)
     root = RootKey.from_bytes(bytes.fromhex(root_hex)) if root_hex else RootKey.load_or_create(region_dir / "root.key")
     try:
+        # (no clusters: no token is made, nor SoftHSM2 loaded)
         directory = region_clusters(clusters, name, region_dir, config.data_dir)
     except (TokenSetupError, OSError) as exc:
         logging.getLogger("trent.keystores").error("region %s: HSM tokens unavailable: %s", name, exc)

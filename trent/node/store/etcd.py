@@ -120,6 +120,9 @@ class EtcdStore(EtcdMirror):
         except EtcdError as exc:
             raise StoreError(f"etcd commit failed: {exc}") from exc
         if not doc.get("succeeded"):
+            # The caller catches up from this view and runs again: let the watch bring what beat it first, or the
+            # retries would meet the same stale view and spend every attempt at once.
+            self.catch_up()
             raise StaleState(f"region {self.region} changed beyond {expect} on another node")
         rev = int(doc["header"]["revision"])
         self._apply(rev, [*self._writes(batch), (HEAD, token)])
