@@ -121,8 +121,10 @@ class EtcdStore(EtcdMirror):
             raise StoreError(f"etcd commit failed: {exc}") from exc
         if not doc.get("succeeded"):
             # The caller catches up from this view and runs again: let the watch bring what beat it first, or the
-            # retries would meet the same stale view and spend every attempt at once.
+            # retries would meet the same stale view and spend every attempt at once; then a random pause of a few
+            # milliseconds, so two nodes that keep colliding on one row do not keep doing it in step.
             self.catch_up()
+            time.sleep(self._jitter.uniform(0.0, 0.015))
             raise StaleState(f"region {self.region} changed beyond {expect} on another node")
         rev = int(doc["header"]["revision"])
         self._apply(rev, [*self._writes(batch), (HEAD, token)])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import logging
+import random
 import socket
 import threading
 import time
@@ -33,6 +34,7 @@ class EtcdMirror:
         self.base = f"{client.settings.prefix.rstrip('/')}/{region}/".encode()
         self._head_key = self.base + HEAD.encode()
         self._cond = threading.Condition()
+        self._jitter = random.Random()  # the pause after a lost commit race (etcd.py)
         self._rows: dict[str, dict[str, bytes]] = {}
         self._revs: dict[tuple[str, str], int] = {}  # the revision each row (or its deletion) was applied at
         # Deletions remembered in _revs (against an older change arriving late), forgotten once the watch is past
