@@ -82,5 +82,5 @@ def test_a_worker_imports_nothing_from_the_working_directory(tmp_path: Path) -> 
     code, cwd, lib = tmp_path / "code", tmp_path / "cwd", tmp_path / "lib"
     # "" and the directory itself both stand for the working directory; other entries stay, in order.
     assert worker_import_path(["", str(lib), str(cwd), "hook-entry"], cwd, code) == [str(lib), "hook-entry"]
-    # Run from a source checkout (python -m cluster.cli in it): the code is there, so that directory stays.
+    # Run from a source checkout (python -m trent.cluster.cli in it): the code is there, so that directory stays.
     assert worker_import_path(["", str(lib)], code, code) == [str(code), str(lib)]

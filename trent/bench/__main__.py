@@ -1,4 +1,4 @@
-"""`trent bench` / `make bench` / `python -m bench`: run the suite, write the results and the report."""
+"""`trent bench` / `make bench` / `python -m trent.bench`: run the suite, write the results and the report."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The framework ceiling: a minimal aiohttp handler doing the work every signed Encrypt needs and nothing else —
 SigV4 verification, JSON in and out, AES-256-GCM. Trent's figures are reported as ratios to it.
 
-    python -m bench.baseline_server --port 4700 [--processes 2]
+    python -m trent.bench.baseline_server --port 4700 [--processes 2]
 """
 
 from __future__ import annotations

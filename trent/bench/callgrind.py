@@ -5,7 +5,7 @@ warm-up, ``--requests`` signed Encrypts (64-byte plaintext, one keep-alive conne
 are counted between switching instrumentation on and dumping; the total is divided by the count. Background work
 that runs meanwhile (the scheduler's ticks) is counted too: compare runs of the same load, alternating.
 
-    python -m bench.callgrind [--requests 2000] [--warmup 300] [--runs 1]    # needs valgrind
+    python -m trent.bench.callgrind [--requests 2000] [--warmup 300] [--runs 1]    # needs valgrind
 
 ``--handler`` counts the KMS handler alone (``KmsEndpoint.handle``: SigV4, validation, authorization, the
 operation, the audit line, metrics), with no HTTP, event loop or background work: a region composed in one process
@@ -210,7 +210,7 @@ def measure_handler(requests: int, warmup: int, stage: str = "handle") -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.callgrind",
+    parser = argparse.ArgumentParser(prog="python -m trent.bench.callgrind",
                                      description="Instructions per Encrypt of the whole server, under callgrind.")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=300)

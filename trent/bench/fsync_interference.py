@@ -5,7 +5,7 @@ WAL, synchronous=FULL); now a thread of each region's store does the fsyncs (nod
 Encrypt against eu-west-1's port alone, then with CreateKey in a loop against us-east-1's port beside it, in
 alternating rounds, and prints Encrypt's latency both ways (figures: bench/README.md, "fsync and the event loop"):
 
-    .venv/bin/python -m bench.fsync_interference [--seconds 3] [--rounds 3] [--writers 4] [--readers 4]
+    .venv/bin/python -m trent.bench.fsync_interference [--seconds 3] [--rounds 3] [--writers 4] [--readers 4]
 """
 
 from __future__ import annotations

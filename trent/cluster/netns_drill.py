@@ -9,7 +9,7 @@ and checks that no acknowledged write was lost and that every ciphertext decrypt
 how long an on-demand rotation at the primary takes to become visible in each replica. Everything it made (the
 namespaces, the processes in them) is removed at the end, also when it fails.
 
-    python -m cluster.netns_drill [--fast] [--out DIR]        (make drill-netns: the full drill)
+    python -m trent.cluster.netns_drill [--fast] [--out DIR]        (make drill-netns: the full drill)
 
 The orchestration runs inside the client's namespace (``--inside``): only from there are the regions' addresses
 reachable at all."""

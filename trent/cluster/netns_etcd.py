@@ -11,7 +11,7 @@ a sixth namespace.
 The client retries as the AWS SDKs do (standard mode); the drill checks that it never saw a call fail after its
 retries, and that every acknowledged key is there and every acknowledged ciphertext decrypts at the end.
 
-    python -m cluster.netns_etcd [--out DIR]
+    python -m trent.cluster.netns_etcd [--out DIR]
 """
 
 from __future__ import annotations
