@@ -9,7 +9,6 @@ be delivered is tried again next tick."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from typing import Any
 
 import aiohttp
 
+from trent.cluster.lifecycle import cancelled
 from trent.node.audit.events import cloudtrail_time
 from trent.node.clock import Clock
 from trent.node.compliance import AGE, EXPIRING, KINDS, ComplianceSettings, Finding, counts, evaluate
@@ -105,10 +105,7 @@ class ComplianceNotifier:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancelled(task)
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from trent.cluster.lifecycle import cancelled
 from trent.node.store.etcd import EtcdStore
 from trent.node.store.etcd_client import EtcdError, b64
 
@@ -62,10 +63,7 @@ class LeaseElection:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancelled(task)
         await self._step_down("stopping")
         if self.lease:
             with contextlib.suppress(EtcdError):

@@ -26,7 +26,7 @@ from trent.cluster.cluster_view import cluster_status
 from trent.cluster.durations import parse_duration
 from trent.cluster.files import make_private_dir, remove_cluster_file, write_cluster_file
 from trent.cluster.heap import freeze_start_up, tune_collector
-from trent.cluster.lifecycle import start_role, stop_signal
+from trent.cluster.lifecycle import cancelled, start_role, stop_signal
 from trent.cluster.links import sign
 from trent.cluster.node_client import NodeConnections, NotConnected
 from trent.cluster.region_pool import Backend, RegionPool
@@ -115,10 +115,7 @@ class ProxyGateway:
         await self.servers.open_site(runner, self.config.port)
 
     async def stop(self) -> None:
-        if self._health is not None:
-            self._health.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health
+        await cancelled(self._health)
         if getattr(self, "_runner", None) is not None:
             await self._runner.cleanup()
         if self._session is not None:

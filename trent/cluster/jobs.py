@@ -16,6 +16,7 @@ import aiohttp
 
 from trent.cluster.faults import Faults
 from trent.cluster.lifecycle import Component as Job
+from trent.cluster.lifecycle import cancelled
 from trent.cluster.replication.wiring import RegionReplication
 from trent.cluster.shared_runtime import follow_workers
 from trent.node.audit.trail import AuditTrail
@@ -60,10 +61,7 @@ class _Task:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancelled(task)
 
     def __repr__(self) -> str:
         return f"<job {self.name}>"

@@ -21,6 +21,14 @@ class Component(Protocol):
 R = TypeVar("R", bound=Component)
 
 
+async def cancelled(task: asyncio.Task[None] | None) -> None:
+    """``task`` (if any) cancelled and awaited to its end: what a background loop's stop does."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def stop_signal() -> asyncio.Event:
     """Set by SIGINT or SIGTERM. Asked for first thing: a signal that arrives while the role is still starting stops
     it cleanly once it is up, instead of killing it half-way."""
