@@ -21,6 +21,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,3 +258,41 @@ def run_drill(members: list[str], out: Path, module: str, timeout: float,
         result["leftover_namespaces"] = net.leftovers()
         (out / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+class WriteBurst:
+    """Writes through ``kms`` in a thread of its own until stopped, ``step(n)`` making the n-th call: only answered
+    calls count (``keys``, ``blobs``: key id, ciphertext, plaintext); a failed one is kept and the next one paced."""
+
+    def __init__(self, kms: Any, pause: float, join_timeout: float) -> None:
+        self.kms = kms
+        self.keys: list[str] = []
+        self.blobs: list[tuple[str, bytes, bytes]] = []
+        self.failures: list[Exception] = []
+        self._pause, self._join_timeout = pause, join_timeout
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def acks(self) -> int:
+        return len(self.keys) + len(self.blobs)
+
+    def step(self, n: int) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            try:
+                self.step(n)
+            except Exception as exc:  # a call that failed (after the client's own retries): no promise was made
+                self.failures.append(exc)
+                time.sleep(self._pause)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self._join_timeout)

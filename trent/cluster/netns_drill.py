@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from trent.cluster.latency import matrix_for, rtt_ms
-from trent.cluster.netns import Net, NetnsUnavailable, run_drill
+from trent.cluster.netns import Net, NetnsUnavailable, WriteBurst, run_drill
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-2")
 NODE_PORT, GATEWAY_PORT = 4600, 4599
@@ -229,7 +229,7 @@ class Drill:
         self.nodes[primary].kill()
         burst.stop()
         t.say(f"{primary}'s node (pid {victim}) SIGKILLed mid-burst: {burst.acks} writes acknowledged, "
-              f"{burst.failures} refused")
+              f"{len(burst.failures)} refused")
         self.blobs += burst.blobs
         self.checks["acked_writes"] = burst.acks
         for region in (standby, third):
@@ -362,42 +362,20 @@ class Drill:
         return result
 
 
-class _Burst:
-    """Writes at the primary until stopped: MRK ciphertexts and new keys. Only what was answered counts."""
+class _Burst(WriteBurst):
+    """Writes at the primary until stopped: MRK ciphertexts and new keys."""
 
     def __init__(self, kms: Any, mrks: list[str]) -> None:
-        self.kms, self.mrks = kms, mrks
-        self.keys: list[str] = []
-        self.blobs: list[tuple[str, bytes, bytes]] = []
-        self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(kms, pause=0.02, join_timeout=30)
+        self.mrks = mrks
 
-    @property
-    def acks(self) -> int:
-        return len(self.keys) + len(self.blobs)
-
-    def _run(self) -> None:
-        n = 0
-        while not self._stop.is_set():
-            n += 1
-            try:
-                if n % 3 == 0:
-                    self.keys.append(self.kms.create_key(Description=f"burst {n}")["KeyMetadata"]["KeyId"])
-                else:
-                    key_id, plain = self.mrks[n % len(self.mrks)], f"burst {n}".encode()
-                    blob = self.kms.encrypt(KeyId=key_id, Plaintext=plain)["CiphertextBlob"]
-                    self.blobs.append((key_id, blob, plain))
-            except Exception:
-                self.failures += 1
-                time.sleep(0.02)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
+    def step(self, n: int) -> None:
+        if n % 3 == 0:
+            self.keys.append(self.kms.create_key(Description=f"burst {n}")["KeyMetadata"]["KeyId"])
+        else:
+            key_id, plain = self.mrks[n % len(self.mrks)], f"burst {n}".encode()
+            blob = self.kms.encrypt(KeyId=key_id, Plaintext=plain)["CiphertextBlob"]
+            self.blobs.append((key_id, blob, plain))
 
 
 # -- reports ----------------------------------------------------------------------------------------------

@@ -21,12 +21,11 @@ import json
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from trent.cluster.netns import Net, NetnsUnavailable, run_drill
+from trent.cluster.netns import Net, NetnsUnavailable, WriteBurst, run_drill
 
 REGION = "us-east-1"
 MEMBERS = ("etcd-1", "etcd-2", "etcd-3")
@@ -196,43 +195,20 @@ class Drill:
         return result
 
 
-class _Burst:
-    """CreateKey, Encrypt, TagResource and Decrypt through the gateway until stopped; only answered calls count."""
+class _Burst(WriteBurst):
+    """CreateKey, Encrypt, TagResource and Decrypt through the gateway until stopped."""
 
     def __init__(self, kms: Any) -> None:
-        self.kms = kms
-        self.keys: list[str] = []
-        self.blobs: list[tuple[str, bytes, bytes]] = []
-        self.failures: list[Exception] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(kms, pause=0.05, join_timeout=60)
 
-    @property
-    def acks(self) -> int:
-        return len(self.keys) + len(self.blobs)
-
-    def _run(self) -> None:
-        n = 0
-        while not self._stop.is_set():
-            n += 1
-            try:
-                if n % 4 == 1 or not self.keys:
-                    self.keys.append(self.kms.create_key(Description=f"burst {n}")["KeyMetadata"]["KeyId"])
-                    continue
-                key_id, plain = self.keys[n % len(self.keys)], f"burst {n}".encode()
-                blob = self.kms.encrypt(KeyId=key_id, Plaintext=plain)["CiphertextBlob"]
-                self.kms.tag_resource(KeyId=key_id, Tags=[{"TagKey": f"n{n % 7}", "TagValue": str(n)}])
-                self.blobs.append((key_id, blob, plain))
-            except Exception as exc:  # a call that failed after the client's retries
-                self.failures.append(exc)
-                time.sleep(0.05)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(60)
+    def step(self, n: int) -> None:
+        if n % 4 == 1 or not self.keys:
+            self.keys.append(self.kms.create_key(Description=f"burst {n}")["KeyMetadata"]["KeyId"])
+            return
+        key_id, plain = self.keys[n % len(self.keys)], f"burst {n}".encode()
+        blob = self.kms.encrypt(KeyId=key_id, Plaintext=plain)["CiphertextBlob"]
+        self.kms.tag_resource(KeyId=key_id, Tags=[{"TagKey": f"n{n % 7}", "TagValue": str(n)}])
+        self.blobs.append((key_id, blob, plain))
 
 
 def _wait(check: Any, timeout: float) -> Any:
