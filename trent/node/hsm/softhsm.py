@@ -6,6 +6,7 @@ one configuration)."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import threading
@@ -107,3 +108,13 @@ def set_user_pin(lib: Any, label: str, so_pin: str, user_pin: str) -> None:
             session.init_pin(user_pin)
     except pkcs11.PKCS11Error as exc:
         raise TokenSetupError(f"cannot set the user PIN of token {label}: {type(exc).__name__}") from None
+
+
+def stored_pin(path: Path) -> str:
+    """A token PIN kept in ``path``: random, made once, readable by the owner only."""
+    if path.exists():
+        return path.read_text().strip()
+    pin = secrets.token_hex(16)
+    path.touch(mode=0o600)
+    path.write_text(pin)
+    return pin

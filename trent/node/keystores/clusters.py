@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import re
-import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 import pkcs11
 
 from trent.node.hsm.pool import Library
-from trent.node.hsm.softhsm import SoftHsmDirectory, find_library, set_user_pin
+from trent.node.hsm.softhsm import SoftHsmDirectory, find_library, set_user_pin, stored_pin
 
 CLUSTER_ID_RE = re.compile(r"cluster-[2-7a-zA-Z]{11,16}")
 DEFAULT_CLUSTER_ID = "cluster-trentdefault"
@@ -221,7 +220,7 @@ def region_clusters(specs: tuple[HsmClusterSpec, ...], region: str, region_dir: 
         pins.setdefault(root_id, spec.kmsuser_password)
         clusters[spec.cluster_id] = HsmCluster(spec, root_id, anchor, tokens.library)
     if tokens is not None and pins:
-        so_pin = _so_pin(hsm_root / "so.pin")
+        so_pin = stored_pin(hsm_root / "so.pin")
         for label, pin in pins.items():
             if not tokens.has_token(label):
                 tokens.create_token(label, so_pin, pin)
@@ -236,13 +235,3 @@ def _module_loader(module: str) -> Callable[[], Library]:
     def load() -> Library:
         return Library(pkcs11.lib(module))
     return load
-
-
-def _so_pin(path: Path) -> str:
-    """The security officer's PIN of this region's tokens: random, made once, readable by the owner only."""
-    if path.exists():
-        return path.read_text().strip()
-    pin = secrets.token_hex(16)
-    path.touch(mode=0o600)
-    path.write_text(pin)
-    return pin

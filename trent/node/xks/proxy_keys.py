@@ -5,7 +5,6 @@ the proxy's own serves the deep health check, so that no customer key shows acti
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from pkcs11 import Attribute, GCMParams, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 
 from trent.node.hsm.pool import Library, SessionPool
-from trent.node.hsm.softhsm import SoftHsmDirectory, TokenSetupError, find_library, set_user_pin
+from trent.node.hsm.softhsm import SoftHsmDirectory, TokenSetupError, find_library, set_user_pin, stored_pin
 from trent.node.xks.proxy_config import Pkcs11Token
 
 HEALTH_KEY = "trent-xks-proxy-health-check"
@@ -138,7 +137,7 @@ def open_token(data_dir: Path, configured: Pkcs11Token | None, pool_size: int,
     root = data_dir / "softhsm"
     tokens = SoftHsmDirectory(root, library)
     tokens.prepare()
-    so_pin, user_pin = _pin(root / "so.pin"), _pin(root / "user.pin")
+    so_pin, user_pin = stored_pin(root / "so.pin"), stored_pin(root / "user.pin")
     if not tokens.has_token(DEFAULT_TOKEN):
         tokens.create_token(DEFAULT_TOKEN, so_pin, user_pin)
     else:
@@ -146,12 +145,3 @@ def open_token(data_dir: Path, configured: Pkcs11Token | None, pool_size: int,
         with lib.lock:
             set_user_pin(lib.lib, DEFAULT_TOKEN, so_pin, user_pin)
     return SessionPool(tokens.library, DEFAULT_TOKEN, user_pin, pool_size, "xks-proxy", before_call), DEFAULT_TOKEN
-
-
-def _pin(path: Path) -> str:
-    if path.exists():
-        return path.read_text().strip()
-    pin = secrets.token_hex(16)
-    path.touch(mode=0o600)
-    path.write_text(pin)
-    return pin
