@@ -7,22 +7,13 @@ keep working, heal, and watch replication drain to zero and every region converg
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from examples._cluster import demo_cluster
+from examples._cluster import Timeline, demo_cluster
 from trent.cluster.running import RunningCluster, admin_request, poll
 
 PRIMARY, STANDBY, THIRD = "us-east-1", "eu-west-1", "ap-northeast-2"
-
-
-class Timeline:
-    def __init__(self) -> None:
-        self.start = time.monotonic()
-
-    def say(self, text: str) -> None:
-        print(f"[{time.monotonic() - self.start:7.3f}s] {text}", flush=True)
 
 
 def converged(cluster: RunningCluster) -> bool:

@@ -9,39 +9,17 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from botocore.exceptions import ClientError
 
-from examples._cluster import demo_cluster
+from examples._cluster import Timeline, attempt, demo_cluster
 from trent.cluster.running import poll
 from trent.node.hsm.softhsm import find_library
 from trent.node.keystores.clusters import DEFAULT_CLUSTER_ID, DEFAULT_PASSWORD
 
 REGION = "eu-west-1"
-
-
-class Timeline:
-    def __init__(self) -> None:
-        self.start = time.monotonic()
-
-    def say(self, text: str) -> None:
-        print(f"[{time.monotonic() - self.start:7.3f}s] {text}", flush=True)
-
-
-def attempt(what: str, call: Any, **kwargs: Any) -> str:
-    """What an application sees: the answer, or the error code and message."""
-    started = time.monotonic()
-    try:
-        call(**kwargs)
-        outcome = "OK"
-    except ClientError as exc:
-        err = exc.response["Error"]
-        outcome = f"{err['Code']}: {err.get('Message', '')}"
-    return f"{what:<28} -> {outcome} ({(time.monotonic() - started) * 1000:.0f} ms)"
 
 
 def state(kms: Any, store_id: str) -> str:

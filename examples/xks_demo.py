@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from examples._cluster import Timeline, attempt
 from trent.cluster.ports import free_port_block
 from trent.cluster.running import RunningCluster, poll
 from trent.cluster.xks_running import ACCESS_KEY, SECRET, RunningProxy
@@ -27,36 +29,18 @@ from trent.node.hsm.softhsm import find_library
 from trent.node.xks.devcerts import make_dev_certs
 
 REGION = "us-east-1"
-
-
-class Timeline:
-    def __init__(self) -> None:
-        self.start = time.monotonic()
-
-    def say(self, text: str) -> None:
-        print(f"[{time.monotonic() - self.start:7.3f}s] {text}", flush=True)
-
-
-def attempt(what: str, call: Any, **kwargs: Any) -> str:
-    """What an application sees: the answer, or the error code and message."""
-    started = time.monotonic()
-    try:
-        call(**kwargs)
-        outcome = "OK"
-    except ClientError as exc:
-        err = exc.response["Error"]
-        outcome = f"{err['Code']}: {err.get('Message', '')[:110]}"
-    return f"{what:<26} -> {outcome} ({(time.monotonic() - started) * 1000:.0f} ms)"
+# Its lines: narrower, and the proxy's longer messages cut.
+shown = partial(attempt, width=26, message_limit=110)
 
 
 def retrying(call: Any, **kwargs: Any) -> Any:
     """A happy-path call, repeated (bounded) if a busy machine made the proxy miss KMS's 250 ms: as an application
     retries, which is what the message of that error asks."""
-    for attempt in range(10):
+    for tried in range(10):
         try:
             return call(**kwargs)
         except ClientError as exc:
-            if attempt == 9 or "in time" not in exc.response["Error"].get("Message", ""):
+            if tried == 9 or "in time" not in exc.response["Error"].get("Message", ""):
                 raise
             time.sleep(0.2)
     raise AssertionError("unreachable")
@@ -114,10 +98,10 @@ def main() -> int:
                 proxy.fault(*words)
                 time.sleep(0.3)
                 t.say(f"{what}:")
-                t.say("  " + attempt("Decrypt", kms.decrypt, CiphertextBlob=blob, EncryptionContext={"app": "demo"}))
-                t.say("  " + attempt("GenerateDataKey", kms.generate_data_key, KeyId=key["KeyId"], NumberOfBytes=32))
+                t.say("  " + shown("Decrypt", kms.decrypt, CiphertextBlob=blob, EncryptionContext={"app": "demo"}))
+                t.say("  " + shown("GenerateDataKey", kms.generate_data_key, KeyId=key["KeyId"], NumberOfBytes=32))
                 proxy.fault("clear")
-            poll(lambda: attempt("Decrypt", kms.decrypt, CiphertextBlob=blob,
+            poll(lambda: shown("Decrypt", kms.decrypt, CiphertextBlob=blob,
                                  EncryptionContext={"app": "demo"}).split("-> ")[1].startswith("OK"), timeout=10)
             t.say("proxy back: the data key decrypts again")
             status = cluster.trent("status").stdout
