@@ -21,6 +21,7 @@ from trent.node.keystores.records import (
 )
 from trent.node.keystores.service import KeyStoreService
 from trent.node.model.errors import KmsError, unsupported, validation
+from trent.node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT
 from trent.node.model.operations import Operation
 from trent.node.ops import external_key_stores
 from trent.node.ops.paging import page_response, paginate
@@ -236,3 +237,10 @@ def register(registry: Registry) -> None:
         registry.add(Operation(name=name, handler=_authorized(handler)))
 
 
+def check_key_shape(params: Params, spec: str, usage: str) -> None:
+    """What a key in any custom key store (CloudHSM or external) must be: symmetric encryption, one Region."""
+    if spec != SYMMETRIC_DEFAULT or usage != ENCRYPT_DECRYPT:
+        raise unsupported(f"KeySpec {spec} is not supported in a custom key store. Only symmetric encryption keys "
+                          "(SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT) can be created in a custom key store.")
+    if params.get("MultiRegion"):
+        raise unsupported("Multi-Region keys cannot be created in a custom key store.")

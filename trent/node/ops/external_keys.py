@@ -10,9 +10,10 @@ from trent.node.crypto.asymmetric import new_key_material
 from trent.node.deferred import Deferred
 from trent.node.keystores.records import EXTERNAL, STORE_ID, KeyStoreRecord
 from trent.node.keystores.service import KeyStoreService
-from trent.node.model.errors import KmsError, unsupported, validation
-from trent.node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord, MaterialVersion
+from trent.node.model.errors import KmsError, validation
+from trent.node.model.key import SYMMETRIC_DEFAULT, KeyRecord, MaterialVersion
 from trent.node.ops.common import key_metadata
+from trent.node.ops.custom_key_stores import check_key_shape
 from trent.node.ops.external_key_stores import xks_of
 from trent.node.ops.registry import Params
 from trent.node.service import Region
@@ -31,11 +32,7 @@ def check_create(params: Params, spec: str, usage: str) -> str:
     if missing:
         raise validation(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required when Origin is "
                          f"{EXTERNAL}.")
-    if spec != SYMMETRIC_DEFAULT or usage != ENCRYPT_DECRYPT:
-        raise unsupported(f"KeySpec {spec} is not supported in a custom key store. Only symmetric encryption keys "
-                          "(SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT) can be created in a custom key store.")
-    if params.get("MultiRegion"):
-        raise unsupported("Multi-Region keys cannot be created in a custom key store.")
+    check_key_shape(params, spec, usage)
     return str(params["CustomKeyStoreId"])
 
 

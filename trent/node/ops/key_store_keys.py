@@ -11,11 +11,11 @@ from trent.node.keystores import token_crypto
 from trent.node.keystores.records import CLOUDHSM, CLUSTER_ID, CONNECTED, EXTERNAL, RESUME, STORE_ID
 from trent.node.keystores.service import KeyStoreService, store_of
 from trent.node.model.errors import KmsError, invalid_state, unsupported
-from trent.node.model.key import ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT, KeyRecord
+from trent.node.model.key import KeyRecord
 from trent.node.model.states import KeyState
 from trent.node.ops import external_keys
 from trent.node.ops.common import key_metadata
-from trent.node.ops.custom_key_stores import find, not_found, service
+from trent.node.ops.custom_key_stores import check_key_shape, find, not_found, service
 from trent.node.ops.registry import Params
 from trent.node.service import Region
 
@@ -61,11 +61,7 @@ def check_create(region: Region, params: Params, spec: str, usage: str) -> str |
     if origin != CLOUDHSM:
         raise unsupported(f"Origin {origin} is not valid for a KMS key in an AWS CloudHSM key store: use "
                           f"{CLOUDHSM}.")
-    if spec != SYMMETRIC_DEFAULT or usage != ENCRYPT_DECRYPT:
-        raise unsupported(f"KeySpec {spec} is not supported in a custom key store. Only symmetric encryption keys "
-                          "(SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT) can be created in a custom key store.")
-    if params.get("MultiRegion"):
-        raise unsupported("Multi-Region keys cannot be created in a custom key store.")
+    check_key_shape(params, spec, usage)
     return str(store_id)
 
 
