@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from trent.cluster.compliance_watch import ComplianceNotifier, Sinks
 from trent.node.clock import FixedClock
@@ -174,8 +176,6 @@ def test_a_failing_sink_is_retried_and_does_not_hold_up_the_other(tmp_path: Path
 
 def test_a_webhook_that_never_answers_delays_no_line_of_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
-    from aiohttp import web
-
     from trent.cluster import compliance_watch
 
     monkeypatch.setattr(compliance_watch, "WEBHOOK_TIMEOUT", 0.5)
@@ -195,13 +195,7 @@ def test_a_webhook_that_never_answers_delays_no_line_of_the_file(tmp_path: Path,
             await asyncio.Event().wait()  # never answers
             return web.Response()
 
-        app = web.Application()
-        app.router.add_post("/hook", hang)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, port = await _webhook("/hook", hang)
         notifier = ComplianceNotifier({"us-east-1": region}, clock, SETTINGS,
                                       Sinks(webhook=f"http://127.0.0.1:{port}/hook", file=notes), tmp_path)
         await notifier.start()  # its first tick runs at once
@@ -234,8 +228,6 @@ def test_the_notifier_watches_regions_added_while_it_runs(tmp_path: Path) -> Non
 
 
 def test_a_failing_webhook_is_logged_without_its_secret_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from aiohttp import web
-
     clock = FixedClock(NOW)
     region = Region(RegionIdentity("us-east-1", "111122223333"), MemoryStore(), RootKey.from_bytes(bytes(32)),
                     clock)
@@ -245,13 +237,7 @@ def test_a_failing_webhook_is_logged_without_its_secret_path(tmp_path: Path, cap
         async def loop(request: web.Request) -> web.Response:
             raise web.HTTPTemporaryRedirect(request.path + "?sig=s3cr3t-sig")  # forever
 
-        app = web.Application()
-        app.router.add_post("/hooks/s3cr3t-path", loop)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, port = await _webhook("/hooks/s3cr3t-path", loop)
         notifier = ComplianceNotifier({"us-east-1": region}, clock, SETTINGS,
                                       Sinks(webhook=f"http://127.0.0.1:{port}/hooks/s3cr3t-path"), tmp_path)
         await notifier.start()
@@ -265,3 +251,14 @@ def test_a_failing_webhook_is_logged_without_its_secret_path(tmp_path: Path, cap
         asyncio.run(run())
     assert "compliance webhook is not reachable" in caplog.text
     assert "s3cr3t" not in caplog.text
+
+
+async def _webhook(path: str, handler: Any) -> tuple[web.AppRunner, int]:
+    """A webhook receiver on a free loopback port: its runner (to clean up) and the port."""
+    app = web.Application()
+    app.router.add_post(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
