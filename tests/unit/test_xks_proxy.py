@@ -316,3 +316,29 @@ def test_fault_actions_and_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["fault", "xks", "down", "--proxy-dir", str(tmp_path / "none")]) == 2
     assert main(["fault", "xks", "clear", "--proxy-dir", str(tmp_path)]) == 0
     assert not FaultFile(tmp_path).refresh()
+
+
+def test_a_listening_fault_waits_for_a_running_proxy_to_act_on_it(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import threading
+
+    from trent.node.xks.proxy_faults import ListeningFile
+
+    listening = ListeningFile(tmp_path)
+    assert listening.wait_for(False, timeout=0.1)  # no proxy runs: nothing to wait on
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    listening.path.write_text(json.dumps({"pid": dead.pid, "listening": True}))
+    assert listening.running_pid() is None and listening.wait_for(False, timeout=0.1)  # a proxy that died
+    listening.record(True)  # this process plays the running proxy
+    assert listening.running_pid() == os.getpid()
+    assert not listening.wait_for(False, timeout=0.2)  # the proxy has not closed its socket yet
+    later = threading.Timer(0.1, listening.record, args=(False,))
+    later.start()
+    try:
+        assert listening.wait_for(False, timeout=5)
+    finally:
+        later.join()
+    listening.clear()
+    assert not listening.path.exists()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_PROXY_DIR = ".trent-xks"
+FAULT_APPLY_TIMEOUT = 10.0
 
 
 def _run_proxy(args: argparse.Namespace) -> int:
@@ -34,8 +35,9 @@ def add_proxy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def xks_fault(words: list[str], proxy_dir: str, value_of: Callable[[str, str], float]) -> int:
-    """Write the proxy's faults file (the proxy applies it within a fifth of a second)."""
-    from trent.node.xks.proxy_faults import XKS_FAULT_ACTIONS, FaultFile
+    """Write the proxy's faults file; a running proxy applies it within a fifth of a second, and for a change to
+    its listening socket (down, up, clear) this returns once it has."""
+    from trent.node.xks.proxy_faults import XKS_FAULT_ACTIONS, FaultFile, ListeningFile
 
     usage = ("usage: trent fault xks down|up|latency 300ms|errors 20%|garbage|reject|clear "
              f"[--proxy-dir DIR, default {DEFAULT_PROXY_DIR}]")
@@ -55,5 +57,8 @@ def xks_fault(words: list[str], proxy_dir: str, value_of: Callable[[str, str], f
         print(f"trent: {exc}", file=sys.stderr)
         return 2
     file.write(faults)
+    if not ListeningFile(root).wait_for(not faults.down, timeout=FAULT_APPLY_TIMEOUT):
+        print(f"trent: the XKS proxy did not apply the fault within {FAULT_APPLY_TIMEOUT:g} s", file=sys.stderr)
+        return 1
     print(json.dumps({"xks_proxy": str(root), "faults": faults.describe()}, indent=2))
     return 0

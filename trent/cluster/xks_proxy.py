@@ -21,7 +21,7 @@ from trent.node.hsm.softhsm import TokenSetupError
 from trent.node.xks import proxy_keys
 from trent.node.xks.proxy import XksProxy
 from trent.node.xks.proxy_config import ProxyConfig, ProxyConfigError, load_proxy_config
-from trent.node.xks.proxy_faults import FaultFile
+from trent.node.xks.proxy_faults import FaultFile, ListeningFile
 
 log = logging.getLogger("trent.xks-proxy")
 DEFAULT_DATA_DIR = ".trent-xks"
@@ -77,6 +77,8 @@ async def serve(config: ProxyConfig, data_dir: Path, ready: asyncio.Event | None
           f"  keys                 {', '.join(k.key_id for k in config.keys) or '(none)'} in token {label}\n"
           f"  credentials          {', '.join(config.credentials)}\n"
           f"  data                 {data_dir}", flush=True)
+    listening = ListeningFile(data_dir)
+    listening.record(True)
     if ready is not None:
         ready.set()
     try:
@@ -85,14 +87,17 @@ async def serve(config: ProxyConfig, data_dir: Path, ready: asyncio.Event | None
             if down and site is not None:
                 await site.stop()
                 site = None
+                listening.record(False)
                 log.warning("fault: down (listening socket closed)")
             elif not down and site is None:
                 site = web.TCPSite(runner, config.host, port, ssl_context=context, reuse_address=True)
                 await site.start()
+                listening.record(True)
                 log.warning("fault cleared: listening again")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), FAULT_POLL)
     finally:
+        listening.clear()
         await runner.cleanup()
         await loop.run_in_executor(None, pool.close)
     return 0

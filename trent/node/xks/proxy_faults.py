@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 FAULTS_FILE = "faults.json"
+LISTENING_FILE = "listening.json"  # what a running proxy last applied: {"pid": ..., "listening": bool}
 XKS_FAULT_ACTIONS = ("down", "up", "latency", "errors", "garbage", "reject", "clear")
 
 
@@ -91,3 +93,52 @@ class FaultFile:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(faults.describe()))
         os.replace(tmp, self.path)
+
+
+class ListeningFile:
+    """Where a running proxy records whether its socket is open, so that `trent fault xks up|down` returns only
+    once the proxy has acted on it (a drill's next step must not race the fault)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LISTENING_FILE
+
+    def record(self, listening: bool) -> None:
+        tmp = self.path.with_suffix(".tmp-listening")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "listening": listening}))
+        os.replace(tmp, self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def running_pid(self) -> int | None:
+        """The pid of the proxy that wrote this file, when it is still alive."""
+        doc = self._read()
+        pid = doc.get("pid") if doc else None
+        if not isinstance(pid, int) or pid <= 0:
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, another user's
+        return pid
+
+    def wait_for(self, listening: bool, timeout: float, interval: float = 0.02) -> bool:
+        """True once a running proxy reports ``listening``; also True when no proxy runs (nothing to wait on)."""
+        deadline = time.monotonic() + timeout
+        while self.running_pid() is not None:
+            doc = self._read()
+            if doc and doc.get("listening") is listening:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(interval)
+        return True
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            doc = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
