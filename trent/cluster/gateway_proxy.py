@@ -187,8 +187,8 @@ class ProxyGateway:
         return guarded
 
     async def _node_call(self, backend: Backend, method: str, path: str, body: bytes = b"",
-                         timeout: float = 10.0) -> tuple[int, Any]:
-        query = {"region": backend.region}  # signed: the call is good for this node's region only
+                         timeout: float = 10.0, params: Mapping[str, str] | None = None) -> tuple[int, Any]:
+        query = {**(params or {}), "region": backend.region}  # signed: the call is good for this node's region only
         headers = {**sign(self.token, method, path, query, body), "Content-Type": "application/json"}
         async with self.session.request(method, backend.url + path, params=query, data=body or None,
                                         headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as answer:
@@ -218,7 +218,28 @@ class ProxyGateway:
         answers = await self._each_region("GET", "/_trent/status")
         reports = {r: (a[1] if a is not None and a[0] == 200 else None) for r, a in answers.items()}
         urls = {r: nodes[0].url for r, nodes in self.pool.backends.items()}
-        return web.json_response(cluster_status(self.url, self.pool.regions(), urls, reports))
+        status = cluster_status(self.url, self.pool.regions(), urls, reports)
+        await self._lag_seconds(status)
+        return web.json_response(status)
+
+    async def _lag_seconds(self, status: dict[str, Any]) -> None:
+        """How old the oldest record a region has not yet applied is, asked of the region that wrote it (its
+        outbox holds the record's time, by its own clock)."""
+        async def age(link: dict[str, Any], peer: str) -> None:
+            for backend in self.pool.order(peer):
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError, ValueError):
+                    code, doc = await self._node_call(backend, "GET", "/_trent/outbox-age", timeout=5.0,
+                                                      params={"after": str(link["cursor"])})
+                    if code == 200 and isinstance(doc.get("age_seconds"), (int, float)):
+                        link["lag_seconds"] = doc["age_seconds"]
+                    return
+        lagging = [(link, peer) for region in status["regions"].values()
+                   for peer, link in region["replication"].items()]
+        for link, _ in lagging:
+            if link["lag_records"] == 0:
+                link["lag_seconds"] = 0.0
+        await asyncio.gather(*(age(link, peer) for link, peer in lagging
+                               if link["lag_records"] > 0 and status["regions"].get(peer, {}).get("reachable")))
 
     async def _clock(self, request: web.Request) -> web.Response:
         body = await request.read()

@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,16 @@ class RegionNode:
     def admin(self) -> AdminApi:
         return AdminApi(self.parts.admin_token, self.status, self.clock.state, self.clock.advance, self.faults.apply,
                         identity={"region": self.region, "pid": os.getpid()},
-                        signed=LinkVerifier(self.parts.admin_token), signed_for=self.region)
+                        signed=LinkVerifier(self.parts.admin_token), signed_for=self.region,
+                        reports={"outbox-age": self._outbox_age})
+
+    async def _outbox_age(self, query: Mapping[str, str]) -> dict[str, Any]:
+        """For the gateway's status: the age, by this region's clock, of its outbox's first record after ``after``
+        (a peer's cursor), so a peer's lag reads in seconds as it does in one process."""
+        after = int(query.get("after", ""))  # a ValueError is the admin API's 400
+        outbox = self.parts.regions[self.region].outbox
+        oldest = outbox.oldest_after(after) if 0 <= after < outbox.head else None
+        return {"age_seconds": round(max(0.0, self.parts.clock.now() - oldest), 3) if oldest is not None else 0.0}
 
     def status(self) -> dict[str, object]:
         doc = node_status(self.parts, self.jobs.replication.replications[self.region], self.clock.state())
