@@ -279,3 +279,39 @@ async def test_a_signature_header_that_is_not_utf8_is_refused_not_a_server_error
     status = await asyncio.wait_for(reader.readline(), 8)
     writer.close()
     assert status.split()[1] == b"403"
+
+
+async def test_pulls_tell_the_producer_what_it_may_trim_when_the_peer_lives_elsewhere(link: Link) -> None:
+    """A region alone in its process trims its outbox by what each peer's pulls said it has applied; a peer not
+    heard from yet keeps every record."""
+    from typing import cast
+
+    from trent.cluster.jobs import OutboxTrimming
+    from trent.cluster.replication.wiring import RegionReplication
+
+    @dataclass
+    class Alone:  # the producer's side only: its outbox, its own cursors, and who it pulls from (everyone else)
+        outbox: object
+        cursors: object
+        pullers: dict[str, object]
+
+    key_id = new_mrk(link.a)
+    for region in (B, "ap-northeast-2"):
+        replicate(link.a, key_id, region)
+    alone = cast(RegionReplication, Alone(link.a.outbox, link.a.cursors, {B: object()}))
+    trimming = OutboxTrimming({A: alone}, [])
+    assert trimming.trim() == 0 and link.a.outbox.pulled == {}  # B never pulled: it may need everything
+    async with await link.get(after=0, wait=0, **{"from": B}) as r:  # a pull is no promise beyond its cursor
+        assert r.status == 200
+    assert link.a.outbox.pulled == {B: 0} and trimming.trim() == 0
+    link.start_puller()
+    await eventually(lambda: link.b.cursors.get(A) == 2 and link.a.outbox.pulled.get(B) == 2)
+    assert trimming.trim() == 1  # record 1; the newest always stays
+    assert [seq for seq, _ in link.a.records()] == [2]
+    alone.pullers["ap-northeast-2"] = object()  # a third region that has not pulled yet holds trimming back
+    from tests.unit.test_applier import ctx
+    from trent.node.ops.rotation import enable_key_rotation
+
+    enable_key_rotation(link.a.region, {"KeyId": key_id}, ctx())
+    await eventually(lambda: link.a.outbox.pulled.get(B) == 3)
+    assert trimming.trim() == 0 and [seq for seq, _ in link.a.records()] == [2, 3]

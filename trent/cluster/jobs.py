@@ -120,8 +120,8 @@ class AuditFlushing(Periodic):
 
 
 class OutboxTrimming(Periodic):
-    """Drops outbox records every other region has applied (all cursors are in this process), and change-feed
-    entries every process has seen."""
+    """Drops outbox records every other region has applied, and change-feed entries every process has seen. A
+    peer's cursor is read where it lives when that is this process, else taken from the peer's latest pull."""
 
     def __init__(self, replications: Mapping[str, RegionReplication], feed_trimmers: list[Callable[[], object]],
                  interval: float = 30.0) -> None:
@@ -132,9 +132,12 @@ class OutboxTrimming(Periodic):
     def trim(self) -> int:
         removed = 0
         for name, replication in self.replications.items():
-            peers = [r.cursors.get(name) for p, r in self.replications.items() if p != name]
-            if peers:
-                removed += replication.outbox.trim_through(min(peers))
+            peers = set(replication.pullers) | {p for p in self.replications if p != name}
+            cursors = [self.replications[p].cursors.get(name) if p in self.replications
+                       else replication.outbox.pulled.get(p) for p in peers]
+            known = [c for c in cursors if c is not None]
+            if known and len(known) == len(cursors):  # a peer not heard from yet may need every record
+                removed += replication.outbox.trim_through(min(known))
         return removed
 
     def _tick_once(self) -> None:

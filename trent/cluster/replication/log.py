@@ -45,6 +45,10 @@ class Outbox:
         # loop that waited on it, and the outbox may outlive that loop).
         self._waiters: set[asyncio.Future[None]] = set()
         self._closed = False
+        # How far each peer said it has applied this outbox, on its latest pull: what outbox trimming may drop
+        # when the peer's own cursors live in another process or on another host. Not kept across a restart (no
+        # trimming then until every peer has pulled again).
+        self.pulled: dict[str, int] = {}
 
     @property
     def identity(self) -> str:

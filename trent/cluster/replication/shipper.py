@@ -43,6 +43,9 @@ def outbox_route(region: str, outbox: Outbox, token: str, faults: Faults,
             limit = max(1, min(int(request.query.get("limit", str(BATCH))), 1000))
         except ValueError:
             return web.Response(status=400, text="bad query")
+        consumer = request.query.get("from")
+        if consumer:  # signed with the rest of the query: only a node of this cluster speaks for a region
+            outbox.pulled[consumer] = after
         # Headers go out at once, so the puller knows the link is up while it waits for news (long-poll).
         response = web.StreamResponse(headers={"Content-Type": "application/msgpack"})
         await response.prepare(request)
@@ -123,7 +126,8 @@ class Puller:
 
     async def _pull_once(self) -> None:
         after = self.applier.cursors.get(self.peer)
-        params = {"after": str(after), "limit": str(BATCH), "wait": str(LONG_POLL_SECONDS), "region": self.peer}
+        params = {"after": str(after), "limit": str(BATCH), "wait": str(LONG_POLL_SECONDS), "region": self.peer,
+                  "from": self.region}
         timeout = aiohttp.ClientTimeout(total=LONG_POLL_SECONDS + 10)
         if self.delay:
             await asyncio.sleep(self.delay)  # the request on its way
