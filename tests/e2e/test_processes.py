@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from trent.cluster.launched import Launched
+from trent.cluster.netns import WriteBurst
 from trent.cluster.ports import free_port_block
 from trent.cluster.running import ROOT, RunningCluster, alive, poll
 
@@ -42,39 +42,19 @@ def _replicated_mrk(c: RunningCluster) -> str:
     return key_id
 
 
-class Burst:
+class Burst(WriteBurst):
     """Writes to one region until stopped: new keys and ciphertexts under the MRK; only what was answered counts."""
 
     def __init__(self, c: RunningCluster, region: str, mrk: str) -> None:
-        self.kms = c.client(region)
+        super().__init__(c.client(region), pause=0.02, join_timeout=30)
         self.mrk = mrk
-        self.keys: list[str] = []
-        self.blobs: list[tuple[bytes, bytes]] = []
-        self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        n = 0
-        while not self._stop.is_set():
-            n += 1
-            try:
-                if n % 2:
-                    self.keys.append(self.kms.create_key(Description=f"burst-{n}")["KeyMetadata"]["KeyId"])
-                else:
-                    plain = f"burst-{n}".encode()
-                    self.blobs.append((self.kms.encrypt(KeyId=self.mrk, Plaintext=plain)["CiphertextBlob"], plain))
-            except (ClientError, EndpointConnectionError, OSError):
-                self.failures += 1  # not acknowledged: no promise was made
-                time.sleep(0.02)
-
-    def start(self) -> Burst:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
+    def step(self, n: int) -> None:
+        if n % 2:
+            self.keys.append(self.kms.create_key(Description=f"burst-{n}")["KeyMetadata"]["KeyId"])
+        else:
+            plain = f"burst-{n}".encode()
+            self.blobs.append((self.mrk, self.kms.encrypt(KeyId=self.mrk, Plaintext=plain)["CiphertextBlob"], plain))
 
 
 def _state(kms: Any, key_id: str) -> str:
@@ -100,7 +80,8 @@ def test_sigkill_of_a_region_process_mid_burst_loses_nothing_acknowledged(
     pids = _processes(c)
     assert len({pids[r] for r in REGIONS} | {pids["gateway"], c.proc.pid if c.proc else 0}) == 5  # 5 processes
     mrk = _replicated_mrk(c)
-    burst = Burst(c, "eu-west-1", mrk).start()
+    burst = Burst(c, "eu-west-1", mrk)
+    burst.start()
     try:
         _until(lambda: len(burst.keys) >= 5 and len(burst.blobs) >= 5)
         victim = pids["eu-west-1"]
@@ -130,8 +111,8 @@ def test_sigkill_of_a_region_process_mid_burst_loses_nothing_acknowledged(
         assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
     for region in REGIONS:  # every MRK ciphertext the crashed region acknowledged, in every region
         other = c.client(region)
-        for blob, plain in burst.blobs:
-            assert other.decrypt(CiphertextBlob=blob, KeyId=mrk)["Plaintext"] == plain
+        for key_id, blob, plain in burst.blobs:
+            assert other.decrypt(CiphertextBlob=blob, KeyId=key_id)["Plaintext"] == plain
     _until(lambda: _rotating(c, "eu-west-1", mrk))
     _until(lambda: json.loads(c.trent("status", "--json").stdout)["consistency"]["consistent"])
     # A second restart of a running region is refused (crash it first), and names no unknown region.
