@@ -103,6 +103,8 @@ def test_nfqueue_holds_each_packet_for_half_the_round_trip_and_lets_go_of_all() 
         # paced by the round trip only (held on departure, these 4 MiB took tens of seconds).
         assert measured["intact"] and measured["bulk_ms"] < 5000
 
+        before_stop = {m: _retransmitted(net, m) for m in (a, b)}
+        assert before_stop == {a: 0, b: 0}, "a packet was lost while held"
         assert client.stdout.readline().strip() == "streaming"
         net.unshape()  # mid-transfer: the held packets are let go in order, then the queue
         bulk = json.loads(client.stdout.readline())

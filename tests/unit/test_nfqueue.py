@@ -119,10 +119,11 @@ def test_while_draining_a_packet_waits_only_for_the_ones_of_its_peer_held_before
 
 
 class _FakeQueue:
-    """Stands in for NfQueue: hands out the packets given, records the calls in order."""
+    """Stands in for NfQueue: hands out the packets given (``late`` ones once the queue is reconfigured, as if they
+    were queued just before), records the calls in order."""
 
-    def __init__(self, arrivals: list[list[Packet]]) -> None:
-        self.arrivals, self.calls, self.errors = arrivals, [], []  # type: ignore[var-annotated]
+    def __init__(self, arrivals: list[list[Packet]], late: list[Packet]) -> None:
+        self.arrivals, self.late, self.calls, self.errors = arrivals, late, [], []  # type: ignore[var-annotated]
 
     def packets(self) -> list[Packet]:
         return self.arrivals.pop(0) if self.arrivals else []
@@ -135,6 +136,7 @@ class _FakeQueue:
 
     def request(self, **fields: int) -> None:
         self.calls.append(("config", fields))
+        self.arrivals.append(self.late)
 
     def close(self) -> None:
         self.calls.append(("unbind",))
@@ -144,17 +146,21 @@ def _packet(packet_id: int, source: str) -> Packet:
     return Packet(0, packet_id, _ipv4(source, "198.18.0.2"))
 
 
-def test_on_stop_nothing_is_left_without_a_verdict_and_the_queue_fails_open_before_the_last_reads() -> None:
+def test_on_stop_nothing_is_left_without_a_verdict_nor_let_past_what_its_peer_had_held() -> None:
     now = [0.0]
-    queue = _FakeQueue([[_packet(1, "198.18.0.3"), _packet(2, "198.18.0.7")], [_packet(3, "198.18.0.3")]])
+    queue = _FakeQueue([[_packet(1, "198.18.0.3"), _packet(2, "198.18.0.7")], [_packet(3, "198.18.0.3")]],
+                       late=[_packet(4, "198.18.0.3")])
     delayer = Delayer(queue, DelaySchedule({"198.18.0.3": 0.05}), clock=lambda: now[0])  # type: ignore[arg-type]
     delayer._take()
     assert queue.calls == [("accept", [2])]  # no delay configured for .7
+    now[0] = 0.01
     delayer.stop()
     delayer.finish()
     config = ("config", {"maxlen": 0, "flags": nfqueue.NFQA_CFG_F_FAIL_OPEN | nfqueue.NFQA_CFG_F_GSO})
-    assert queue.calls[1:] == [config, ("accept", [1]), ("accept", [3]), ("accept_up_to", 3), ("unbind",)]
-    assert delayer.counts() == {"held": 1, "accepted": 3, "max_held": 1, "held_at_stop": 1, "refused_verdicts": 0}
+    # 3 came after 1 from the same peer: it goes right after it, not before; then the queue fails open, what was
+    # queued meanwhile is accepted, and only then the queue is unbound.
+    assert queue.calls[1:] == [("accept", [1, 3]), config, ("accept", [4]), ("accept_up_to", 4), ("unbind",)]
+    assert delayer.counts() == {"held": 2, "accepted": 4, "max_held": 2, "held_at_stop": 1, "refused_verdicts": 0}
 
 
 def test_delay_arguments() -> None:

@@ -142,6 +142,10 @@ class Delayer:
         """No packet left without a verdict: new ones fail open (the kernel accepts them itself), then everything
         still held (none after a drain) or waiting on the socket is accepted, then (in case one slipped by) every id
         up to the highest seen, and only then the queue is unbound (which would drop what it still holds)."""
+        # What came since the last read goes first (nothing is held: at once), to keep the window small in which a
+        # packet passing the failed-open queue could overtake one still waiting for its verdict.
+        self._take()
+        self._accept(self.schedule.drain())
         try:
             self.queue.request(maxlen=0, flags=NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_GSO)
         finally:
