@@ -31,6 +31,18 @@ def test_fast_dr_drill_across_namespaces(tmp_path: Path) -> None:
         assert step in said, said
     # Each node ran in its own namespace, under the address the harness gave it.
     assert all(r in result["rtt_matrix_ms"] for r in result["regions"])
+    # The matrix applied once: by the network (netem, or NFQUEUE where this kernel has no netem) or else by the
+    # nodes' replication links, never both; with NFQUEUE every region's delay process held packets and let go of
+    # every one. A rotation takes at least three one-way trips to show in the replica.
+    print(f"delays by {result['delays']}: {result['delay_counts']}")
+    by_network = result["delays"].startswith(("tc netem", "nfqueue"))
+    assert checks["node_latency_profile"] == ("none" if by_network else "aws")
+    if result["delays"].startswith("nfqueue"):
+        assert set(result["delay_counts"]) == set(result["regions"])
+        assert all(c["exit"] == 0 and c["held"] > 0 and c["refused_verdicts"] == 0
+                   for c in result["delay_counts"].values())
+    for region, figure in checks["rotation_visibility_ms"].items():
+        assert min(figure["samples"]) >= 1.5 * figure["rtt_ms"], (region, figure)
 
 
 def test_the_harness_refuses_a_namespace_it_did_not_make_as_such(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """A published inter-region round-trip matrix, for realistic delays between regions: the namespace harness gives it
-to `tc netem` (or, where the kernel has no netem, to the nodes' replication links), and `--latency-profile aws`
-applies it to replication inside one process.
+to `tc netem` (where the kernel has no netem, to an NFQUEUE delay process, cluster/nfqueue_delay.py, or with neither
+to the nodes' replication links), and `--latency-profile aws` applies it to replication inside one process.
 
 Source: "Latency Between AWS Global Regions" (average ping round trip between EC2 instances, in ms), as tabulated in
 https://acomputerscientistlearnsaws.blogspot.com/2017/04/aws-regions.html . Each pair's figure is the mean of the

@@ -5,7 +5,9 @@ namespace, and ``verify`` checks every namespace (links, addresses, routes) befo
 can leave the machine.
 
 Delays between regions follow cluster/latency.py's published matrix with `tc netem` where the kernel has it; where
-it has not (``netem_available``), the caller applies the same matrix in the nodes' replication links instead. A
+it has not but has NFQUEUE, each region's namespace hands the packets arriving from another region to a queue that
+cluster/nfqueue_delay.py reads and releases after half the pair's round trip (a delay on the kernel's own path, as
+netem's); with neither (``delays`` None), the caller applies the matrix in the nodes' replication links instead. A
 partition is 100 % loss between two namespaces: each one's neighbour entry for the other points at a hardware
 address no namespace has, so every frame between them is dropped silently, as on a cut link (and the entries are
 removed again to heal)."""
@@ -17,6 +19,7 @@ import ipaddress
 import json
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -30,10 +33,20 @@ from typing import Any
 
 from trent.cluster.latency import rtt_ms
 
+REPO = Path(__file__).resolve().parents[2]
 NET = ipaddress.IPv4Network("198.18.0.0/24")
 ALLOWED = ipaddress.IPv4Network("198.18.0.0/15")
 NOWHERE_MAC = "02:00:5e:00:53:01"  # locally administered; no namespace of the drill has it
 CLIENT = "client"
+NETEM, NFQUEUE = "tc netem", "nfqueue"
+QUEUE = 0  # the NFQUEUE number, in each region's own namespace
+
+
+def describe_delays(mechanism: str | None) -> str:
+    """How the inter-region delays were applied, for reports."""
+    if mechanism == NFQUEUE:
+        return "nfqueue (packets held in the kernel's queue by nfqueue_delay; this kernel has no sch_netem)"
+    return mechanism or "replication links (this kernel has neither sch_netem nor NFQUEUE)"
 
 
 class NetnsUnavailable(RuntimeError):
@@ -80,7 +93,9 @@ class Net:
     regions: list[str]
     run_id: str = field(default_factory=lambda: f"trent-{secrets.token_hex(3)}")
     made: list[str] = field(default_factory=list)
-    netem: bool = False
+    delays: str | None = None  # NETEM, NFQUEUE, or None: not applied by the network
+    delay_counts: dict[str, Any] = field(default_factory=dict)  # per region, what its nfqueue_delay held
+    _delayers: dict[str, subprocess.Popen[str]] = field(default_factory=dict, repr=False)
     partitions: set[frozenset[str]] = field(default_factory=set)
 
     @property
@@ -128,7 +143,9 @@ class Net:
         ip("-n", ns, "link", "set", "lo", "up")
 
     def destroy(self) -> None:
-        """Kill what still runs in the namespaces made (all started by this run), then remove them."""
+        """Stop the delay processes (they let go of every packet they hold), kill what still runs in the namespaces
+        made (all started by this run), then remove them."""
+        self.unshape()
         for ns in reversed(self.made):
             pids = ip("netns", "pids", ns, check=False).stdout.split()
             for pid in pids:
@@ -189,12 +206,19 @@ class Net:
                        timeout=30)
         return True
 
-    def shape(self) -> bool:
-        """Half of each pair's round trip on each side's egress towards the other (htb class per destination,
-        netem under it, a u32 filter on the destination address). False (and nothing left behind) when this
-        kernel cannot do it."""
-        if not self.netem_available():
-            return False
+    def shape(self, rtt: Callable[[str, str], float] = rtt_ms, netem: bool = True) -> str | None:
+        """Half of each pair's round trip (``rtt``, ms) on each side, by `tc netem` (unless ``netem`` is False) or
+        else by NFQUEUE; the mechanism (also in ``delays``), or None (and nothing left behind) when this kernel has
+        neither."""
+        if netem and self.netem_available() and self._shape_netem(rtt):
+            self.delays = NETEM
+        elif self.nfqueue_unavailable_reason() is None and self._shape_nfqueue(rtt):
+            self.delays = NFQUEUE
+        return self.delays
+
+    def _shape_netem(self, rtt: Callable[[str, str], float]) -> bool:
+        """Each side's egress towards the other: an htb class per destination, netem under it, a u32 filter on the
+        destination address."""
         try:
             for member in self.regions:
                 tc = [*self.exec_prefix(member), "tc"]
@@ -207,7 +231,7 @@ class Net:
                     subprocess.run([*tc, "class", "add", "dev", "eth0", "parent", "1:", "classid", cls, "htb",
                                     "rate", "10gbit"], check=True, capture_output=True, timeout=30)
                     subprocess.run([*tc, "qdisc", "add", "dev", "eth0", "parent", cls, "netem", "delay",
-                                    f"{rtt_ms(member, other) / 2:.1f}ms"], check=True, capture_output=True, timeout=30)
+                                    f"{rtt(member, other) / 2:.1f}ms"], check=True, capture_output=True, timeout=30)
                     subprocess.run([*tc, "filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip", "u32",
                                     "match", "ip", "dst", f"{self.address(other)}/32", "flowid", cls],
                                    check=True, capture_output=True, timeout=30)
@@ -216,8 +240,70 @@ class Net:
                 subprocess.run([*self.exec_prefix(member), "tc", "qdisc", "del", "dev", "eth0", "root"],
                                capture_output=True, timeout=30)
             return False
-        self.netem = True
         return True
+
+    def nfqueue_unavailable_reason(self) -> str | None:
+        """Why packets cannot be held in an NFQUEUE here (probed in the client's namespace), or None."""
+        if shutil.which("iptables") is None:
+            return "iptables is not installed (Debian package iptables)"
+        probe = subprocess.run([*self.exec_prefix(CLIENT), sys.executable, "-m", "trent.cluster.nfqueue_delay",
+                                "--queue", str(QUEUE), "--probe"], capture_output=True, text=True, timeout=30,
+                               cwd=REPO)
+        if probe.returncode != 0:
+            return f"cannot bind an NFQUEUE: {probe.stderr.strip()[-300:]}"
+        rule = ["PREROUTING", "-s", str(NET.broadcast_address), "-j", "NFQUEUE", "--queue-num", str(QUEUE)]
+        added = self._iptables(CLIENT, "-A", *rule)
+        if added.returncode != 0:
+            return f"iptables cannot queue packets: {added.stderr.strip()[-300:]}"
+        self._iptables(CLIENT, "-D", *rule)
+        return None
+
+    def _iptables(self, member: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self.exec_prefix(member), "iptables", "-w", "5", "-t", "mangle", *args],
+                              capture_output=True, text=True, timeout=30)
+
+    def _shape_nfqueue(self, rtt: Callable[[str, str], float]) -> bool:
+        """In each region's namespace a delay process holding what arrives from each other region for half the
+        pair's round trip; the rule that queues those packets only once it reads the queue (a queue nobody reads
+        drops). On arrival rather than on departure: a packet held on its sender's OUTPUT still counts against the
+        sending socket's small-queue limit, which would throttle a bulk transfer to a crawl."""
+        try:
+            for member in self.regions:
+                others = [r for r in self.regions if r != member]
+                delays = [f"--delay={self.address(o)}={rtt(member, o) / 2:.1f}" for o in others]
+                process = subprocess.Popen([*self.exec_prefix(member), sys.executable, "-m",
+                                            "trent.cluster.nfqueue_delay", "--queue", str(QUEUE), *delays],
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+                self._delayers[member] = process
+                if not _ready(process, 30):
+                    raise OSError(f"nfqueue_delay in {member} did not start")
+                for other in others:
+                    # Bypass: once the process has let go of the queue at the end, packets pass instead of dropping.
+                    added = self._iptables(member, "-A", "PREROUTING", "-s", f"{self.address(other)}/32", "-j",
+                                           "NFQUEUE", "--queue-num", str(QUEUE), "--queue-bypass")
+                    if added.returncode != 0:
+                        raise OSError(f"iptables in {member}: {added.stderr.strip()}")
+        except (OSError, subprocess.SubprocessError):
+            self.unshape()
+            return False
+        return True
+
+    def unshape(self) -> None:
+        """Each delay process stopped: it lets go of what it holds, in order, and of the queue (the rules bypass it
+        from then on, then go); its counts are kept in ``delay_counts``."""
+        for process in self._delayers.values():
+            process.terminate()
+        for member, process in list(self._delayers.items()):
+            try:
+                out, _err = process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                out, _err = process.communicate(timeout=10)
+            lines = out.strip().splitlines()
+            with contextlib.suppress(ValueError, IndexError):
+                self.delay_counts[member] = {**json.loads(lines[-1]), "exit": process.returncode}
+            self._iptables(member, "-F", "PREROUTING")
+            del self._delayers[member]
 
     def partition(self, a: str, b: str) -> None:
         """100 % loss between ``a`` and ``b``, both ways."""
@@ -230,6 +316,13 @@ class Net:
         for here, there in ((a, b), (b, a)):
             ip("-n", self.ns(here), "neigh", "del", self.address(there), "dev", "eth0", check=False)
         self.partitions.discard(frozenset((a, b)))
+
+
+def _ready(process: subprocess.Popen[str], timeout: float) -> bool:
+    """Whether ``process`` said ``ready`` on its first line within ``timeout`` seconds."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    return bool(ready) and process.stdout.readline().strip() == "ready"
 
 
 def run_drill(members: list[str], out: Path, module: str, timeout: float,
@@ -256,6 +349,7 @@ def run_drill(members: list[str], out: Path, module: str, timeout: float,
     finally:
         net.destroy()
         result["leftover_namespaces"] = net.leftovers()
+        result["delay_counts"] = net.delay_counts
         (out / "result.json").write_text(json.dumps(result, indent=2))
     return result
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from trent.cluster.latency import matrix_for, rtt_ms
-from trent.cluster.netns import Net, NetnsUnavailable, WriteBurst, run_drill
+from trent.cluster.netns import Net, NetnsUnavailable, WriteBurst, describe_delays, run_drill
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-2")
 NODE_PORT, GATEWAY_PORT = 4600, 4599
@@ -110,7 +110,7 @@ def gateway_toml(urls: dict[str, str], host: str, bundle: Path, data: Path) -> s
 def run(plan: Plan, out: Path, regions: tuple[str, ...] = REGIONS, echo: bool = True) -> dict[str, Any]:
     """The whole drill from the machine's own namespace: its result (``ok``, the checks, the timeline)."""
     def prepare(net: Net) -> dict[str, Any]:
-        return {"regions": list(regions), "run_id": net.run_id, "netem": net.shape(), "plan": asdict(plan),
+        return {"regions": list(regions), "run_id": net.run_id, "delays": net.shape(), "plan": asdict(plan),
                 "out": str(out), "echo": echo}
 
     return run_drill(list(regions), out, "trent.cluster.netns_drill", plan.budget + 60, prepare)
@@ -125,7 +125,7 @@ class Drill:
 
         self.regions: list[str] = spec["regions"]
         self.plan = Plan(**spec["plan"])
-        self.net = Net(self.regions, run_id=spec["run_id"], netem=spec["netem"])
+        self.net = Net(self.regions, run_id=spec["run_id"], delays=spec["delays"])
         self.out = Path(spec["out"])
         self.run = Path(tempfile.mkdtemp(prefix="trent-drill-"))
         self.timeline = Timeline(echo=spec.get("echo", True))
@@ -148,7 +148,9 @@ class Drill:
 
         nodes = [f"{r}={self.net.address(r)}" for r in self.regions] + ["gateway=127.0.0.1,localhost"]
         init_cluster(self.run / "bundles", nodes, self.regions)  # the deploy recipe's first step
-        latency = "none" if self.net.netem else "aws"
+        # The network delays already (netem or NFQUEUE): the nodes must not add the matrix a second time.
+        latency = "none" if self.net.delays else "aws"
+        self.checks["node_latency_profile"] = latency
         for region in self.regions:
             # The deploy recipe's node configuration (deploy/README.md), one file per host.
             config = self.run / f"{region}.toml"
@@ -168,8 +170,8 @@ class Drill:
         for launched in [*self.nodes.values(), self.gateway]:
             launched.wait(60)
         self.token = (self.run / "bundles" / "gateway" / "admin.token").read_text()
-        mode = "tc netem" if self.net.netem else "the nodes' replication links (this kernel has no sch_netem)"
-        self.timeline.say(f"{len(self.regions)} nodes up in their namespaces over TLS, delays by {mode}")
+        self.timeline.say(f"{len(self.regions)} nodes up in their namespaces over TLS, delays by "
+                          f"{describe_delays(self.net.delays)}")
 
     def client(self, region: str) -> Any:
         import boto3
@@ -338,7 +340,7 @@ class Drill:
     def execute(self) -> dict[str, Any]:
         result: dict[str, Any] = {"plan": self.plan.name, "regions": self.regions,
                                   "rtt_matrix_ms": matrix_for(self.regions),
-                                  "delays": "tc netem" if self.net.netem else "replication links (no sch_netem)",
+                                  "delays": describe_delays(self.net.delays),
                                   "partition": "neighbour entries to an unused MAC: 100 % loss"}
         sampler = threading.Thread(target=self._sample, daemon=True)
         try:
@@ -433,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for path in write_report(result, out):
         print(f"wrote {path}")
-    print(json.dumps({k: result.get(k) for k in ("ok", "delays", "checks", "leftover_namespaces", "error")},
+    print(json.dumps({k: result.get(k) for k in ("ok", "delays", "delay_counts", "checks", "leftover_namespaces",
+                                                 "error")},
                      indent=2, default=str)[:4000])
     return 0 if result.get("ok") and not result.get("leftover_namespaces") else 1
 
