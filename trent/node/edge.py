@@ -15,6 +15,7 @@ from aiohttp.web_protocol import RequestHandler
 from trent.node.config import EdgeLimits
 from trent.node.endpoint import WireResponse, error_response
 from trent.node.model.errors import internal
+from trent.node.request_loop import InlineRequests
 from trent.node.wire.protocol import malformed_request
 
 log = logging.getLogger("trent.http")
@@ -107,7 +108,10 @@ class ConnectionGuard:
             request[BODY_LATE] = True  # the handler, whose read now fails as if the client had gone, says why
             handler.force_close()
 
-class KmsRequestHandler(RequestHandler):
+class KmsRequestHandler(InlineRequests):
+    """Each connection's handler: its requests handled in its own task (node/request_loop.py), what aiohttp cannot
+    parse answered as a KMS error."""
+
     __slots__ = ()
 
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,

@@ -52,6 +52,14 @@ def _quoted_second(second: int) -> bytes:
     return orjson.dumps(_second(second))
 
 
+def _millis(latency_ms: float) -> float:
+    """A latency to the microsecond, as ``round(latency_ms, 3)`` gives it (but for a tie within the last bit of the
+    measurement), without round's exact decimal conversion, the priciest step of an audit line."""
+    if latency_ms < 0:
+        return round(latency_ms, 3)
+    return int(latency_ms * 1000 + 0.5) / 1000
+
+
 def parse_cloudtrail_time(text: str) -> float:
     """The epoch seconds of an ``eventTime`` (0.0 if it is not one)."""
     try:
@@ -174,7 +182,7 @@ def api_call_event(
         logged, omitted = None, True
     event["requestParameters"] = logged
     event["responseElements"] = response_elements(operation, response) if error_code is None else None
-    event["additionalEventData"] = {"latencyMs": round(latency_ms, 3)}
+    event["additionalEventData"] = {"latencyMs": _millis(latency_ms)}
     event["requestID"] = request_id
     event["eventID"] = event_id_ or event_id()
     if omitted:
@@ -234,7 +242,7 @@ class CallLineEncoder:
         owned: dict[str, Any] = {
             "requestParameters": logged,
             "responseElements": response_elements(operation, response) if operation.logged_response else None,
-            "additionalEventData": {"latencyMs": round(latency_ms, 3)},
+            "additionalEventData": {"latencyMs": _millis(latency_ms)},
             "requestID": request_id,
             "eventID": event_id_,
         }

@@ -69,7 +69,7 @@ def parse_target(target: str | None) -> str:
 
 
 def parse_body(body: bytes) -> Any:
-    if not body.strip():
+    if not body or body.isspace():  # nothing but whitespace (without stripping a copy of the body)
         return {}
     try:
         return orjson.loads(body)

@@ -12,6 +12,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from trent.node.auth.principals import Principal, PrincipalDirectory
 from trent.node.clock import Clock
@@ -68,8 +69,7 @@ class CredentialScope:
     service: str
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedCaller:
+class VerifiedCaller(NamedTuple):  # a tuple: one is made per request (a frozen dataclass costs a setattr a field)
     principal: Principal
     region: str
     access_key: str
@@ -329,8 +329,8 @@ class SigV4Verifier:
         self._check_time(scope, amz_date, request_time)
         payload_hash = _payload_hash(get, body)
         canonical_request = "\n".join(
-            (method.upper(), _canonical_uri(path), _canonical_query(query), canonical_headers, signed_headers,
-             payload_hash)
+            (method.upper(), "/" if path == "/" else _canonical_uri(path), _canonical_query(query) if query else "",
+             canonical_headers, signed_headers, payload_hash)  # every KMS call is POST / without a query
         )
         self._check_signature(principal, scope, amz_date, canonical_request, signature)
         return VerifiedCaller(principal, scope.region, scope.access_key)
