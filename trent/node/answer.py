@@ -61,19 +61,16 @@ class KmsAnswer:
     async def prepare(self, request: web.BaseRequest) -> None:
         response = self._response
         keep_alive = self.keep_alive = request.keep_alive
-        version = request.version
-        body = response.body
-        head = [f"HTTP/{version[0]}.{version[1]}{_REASONS[response.status]}"]
-        for name, value in response.headers.items():
-            head.append(f"{name}: {value}\r\n")
-        head.append(f"Content-Length: {len(body)}\r\nDate: {rfc822_formatted_time()}{_TAIL}")
+        major, minor = request.version
         if keep_alive:
-            if version[1] == 0 and version[0] == 1:
-                head.append("Connection: keep-alive\r\n")
-        elif version[1] == 1 and version[0] == 1:
-            head.append("Connection: close\r\n")
-        head.append("\r\n")
-        await request.writer.write_eof("".join(head).encode() + body)
+            connection = "Connection: keep-alive\r\n" if major == 1 and minor == 0 else ""
+        else:
+            connection = "Connection: close\r\n" if major == 1 and minor == 1 else ""
+        headers = "".join([f"{name}: {value}\r\n" for name, value in response.headers.items()])
+        body = response.body
+        head = (f"HTTP/{major}.{minor}{_REASONS[response.status]}{headers}Content-Length: {len(body)}\r\n"
+                f"Date: {rfc822_formatted_time()}{_TAIL}{connection}\r\n")
+        await request.writer.write_eof(head.encode() + body)
 
     async def write_eof(self) -> None:
         """Sent whole by ``prepare``."""

@@ -39,7 +39,9 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
                                           or request.headers.get("Expect")):
                 return await otherwise(request)  # the admin API, or a client waiting for 100 Continue
             try:
-                body = await read_body(request)
+                body = body_in_whole(request)
+                if body is None:
+                    body = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 return to_http(error_response(too_large()))
             except web.RequestPayloadError:
@@ -99,12 +101,12 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
     return handle
 
 
-async def read_body(request: web.BaseRequest) -> bytes:
-    """``request.read()``, with the same size limit and errors; a body already in whole (nearly every KMS call's, which
-    comes in one piece with its head) is taken at once instead of through aiohttp's read loop."""
+def body_in_whole(request: web.BaseRequest) -> bytes | None:
+    """The body, if it is already in whole (nearly every KMS call's, which comes in one piece with its head): taken at
+    once, with the errors and size limit ``request.read()`` has; None if the rest is still to come (then read it)."""
     content = request.content
     if not content.is_eof():
-        return await request.read()
+        return None
     body = content.read_nowait()  # raises what reading would (a broken chunked body's error)
     limit = request.client_max_size
     if limit and len(body) > limit:
