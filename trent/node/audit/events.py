@@ -48,6 +48,7 @@ def cloudtrail_time(epoch: float) -> str:
 
 
 @functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=4)
 def _quoted_second(second: int) -> bytes:
     return orjson.dumps(_second(second))
 

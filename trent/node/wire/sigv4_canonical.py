@@ -22,7 +22,7 @@ _EMPTY: tuple[str, ...] = ()
 
 def _header_lookup(headers: Mapping[str, str]) -> Callable[[str], Sequence[str]]:
     """A getter of every value of a (lowercase) header name, case-insensitively."""
-    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
+    if type(headers) is CIMultiDictProxy or isinstance(headers, CIMultiDictProxy | CIMultiDict):
         # aiohttp's request headers: already case-insensitive and multi-valued, no copy needed.
         getall = headers.getall
         return lambda name: getall(name, _EMPTY)
