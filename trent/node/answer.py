@@ -53,6 +53,7 @@ def _unsafe(text: str) -> bool:
 
 class KmsAnswer:
     __slots__ = ("_response", "keep_alive")
+    __http_exception__ = False  # aiohttp looks for it on every answer (a deprecated way to return an HTTP error)
 
     def __init__(self, response: WireResponse) -> None:
         self._response = response

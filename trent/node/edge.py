@@ -114,6 +114,13 @@ class KmsRequestHandler(InlineRequests):
 
     __slots__ = ()
 
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        """aiohttp's, but nothing at all when nothing is paused: a body's reader asks for it after every read, and
+        aiohttp would then run its parser over no bytes (nothing is held back unless reading or the message queue
+        is paused) and resume a transport that is not paused."""
+        if self._reading_paused or self._buffer_paused:
+            super().resume_reading(resume_parser)
+
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         """aiohttp's answer to what it could not parse (or, were the KMS handler ever to let one escape, to an
