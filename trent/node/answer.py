@@ -20,7 +20,7 @@ from trent.node.wire.protocol import CONTENT_TYPE
 
 _REASONS = {status.value: f" {status.value} {status.phrase}\r\n" for status in HTTPStatus}
 _TAIL = f"\r\nServer: {SERVER_SOFTWARE}\r\n"
-_ENDPOINTS = {"x-amzn-RequestId", "Content-Type"}  # the headers of every answer of the KMS endpoint
+_ENDPOINTS = frozenset(("x-amzn-RequestId", "Content-Type"))  # the headers of every answer of the KMS endpoint
 # Statuses sent as they are: no 1xx, and not 204 or 304, whose bodies and Content-Length aiohttp treats apart.
 _SENDABLE = frozenset(status for status in _REASONS if status >= 200 and status not in (204, 304))
 # Headers aiohttp computes itself, or that change how the body is framed: an answer naming one is a web.Response.
@@ -46,8 +46,8 @@ def can_send(response: WireResponse) -> bool:
 
 
 def _unsafe(text: str) -> bool:
-    # aiohttp refuses to send a header with a control character in it (header injection): such an answer takes its
-    # way (and its error). Printable text is what it sends as it is.
+    # Anything but printable text (a line break would inject a header: aiohttp refuses it) goes as a web.Response,
+    # to be sent or refused as aiohttp does.
     return not text.isprintable()
 
 
