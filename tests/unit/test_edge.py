@@ -20,7 +20,7 @@ from trent.node.app import kms_first, kms_handler, make_app
 from trent.node.config import EdgeLimits
 from trent.node.edge import ConnectionGuard
 from trent.node.endpoint import WireResponse
-from trent.node.wire.protocol import CONTENT_TYPE
+from trent.node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES
 
 LIMITS = EdgeLimits(header_timeout=0.3, body_timeout=0.5, idle_timeout=0.8, max_connections=4)
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -132,6 +132,17 @@ async def test_a_compressed_bomb_stops_at_the_body_limit(edge: Edge, log: pytest
     bomb = gzip.compress(b"\0" * 50_000_000, compresslevel=9)
     raw = await edge.exchange(post(bomb, "Content-Encoding: gzip"))
     assert kms_error(raw, 413) == {"__type": "ValidationException", "message": "Request body exceeds 1048576 bytes."}
+    quiet(log)
+
+
+@pytest.mark.parametrize("size", [MAX_BODY_BYTES + 1, MAX_BODY_BYTES + 2, 3 * MAX_BODY_BYTES])
+async def test_a_body_over_the_limit_is_refused_however_it_arrives(edge: Edge, log: pytest.LogCaptureFixture,
+                                                                   size: int) -> None:
+    """Taken whole at once (node/app.py's body_in_whole) or read as it comes, past the limit it is the same 413."""
+    raw = await edge.exchange(post(b" " * size))
+    assert kms_error(raw, 413) == {"__type": "ValidationException", "message": "Request body exceeds 1048576 bytes."}
+    small = await edge.exchange(post(b"{}", "Connection: close"))
+    assert small.startswith(b"HTTP/1.1 200 ")
     quiet(log)
 
 

@@ -19,6 +19,7 @@ from trent.cluster.compose import Parts
 from trent.node.audit.events import CallLineEncoder, api_call_event
 from trent.node.auth.principals import Principal
 from trent.node.model.errors import KmsError
+from trent.node.wire.sigv4 import ScopeRegions, scope_region
 
 DAVE = Principal("AKIADAVE", "dave-secret", f"arn:aws:iam::{ACCOUNT}:user/dave", ACCOUNT)  # no IAM policy
 PLAIN = base64.b64encode(b"cached?").decode()
@@ -151,3 +152,37 @@ def test_the_audit_lines_fixed_parts_follow_the_caller_and_the_key(parts: Parts)
         event = json.loads(line)
         assert event["userIdentity"]["arn"] == who.arn and event["resources"][0]["ARN"] == resource
         assert event["sourceIPAddress"] == ip
+
+
+SCOPE = "AWS4-HMAC-SHA256 Credential=AKIAX/20260101/{region}/kms/aws4_request, SignedHeaders=host;x-amz-date, "
+LATE = "Credential=AKIAY/20260101/eu-west-1/kms/aws4_request"  # a scope after the signature
+
+
+@pytest.mark.parametrize("header", [
+    SCOPE.format(region="us-east-1") + "Signature=" + "a" * 64,
+    SCOPE.format(region="eu-west-1") + "Signature=" + "b" * 64,
+    SCOPE.format(region="us-east-1") + "Signature=" + "c" * 64 + f", {LATE}",
+    "AWS4-HMAC-SHA256 SignedHeaders=host, Signature=" + "a" * 64 + f", {LATE}",
+    "AWS4-HMAC-SHA256 Credential=K/20260101/sa-east-1/kms/aws4_requestSignature=" + "a" * 64,
+    "AWS4-HMAC-SHA256 Credential=K/20260101/sa-east-1/kms/aws4_request,Signature=x",
+    "AWS4-HMAC-SHA256 Credential=K/20260101/sa-east-1/kms/aws4_request",
+    "AWS4-HMAC-SHA256 Credential=K/2026/sa-east-1/kms/aws4_request, Signature=" + "a" * 64,
+    "Bearer token", "", None,
+])
+def test_a_gateway_s_region_per_authorization_head_is_what_the_header_names(header: str | None) -> None:
+    """The gateway's regions by Authorization head (ScopeRegions) answer as scope_region does for the whole header,
+    the first time and every time after, whatever signature follows a head already seen."""
+    scopes = ScopeRegions()
+    for _ in range(2):
+        assert scopes.region(header) == scope_region(header)
+    if header is not None and "Signature=" in header:
+        head = header.rpartition("Signature=")[0]
+        for tail in ("d" * 64, "", "d" * 64 + ", Credential=AKIAZ/20260101/me-south-1/kms/aws4_request"):
+            assert scopes.region(head + "Signature=" + tail) == scope_region(head + "Signature=" + tail)
+
+
+def test_a_gateway_keeps_a_bounded_number_of_heads() -> None:
+    scopes = ScopeRegions(size=4)
+    for n in range(10):
+        assert scopes.region(SCOPE.format(region=f"r{n}") + "Signature=" + "a" * 64) == f"r{n}"
+    assert len(scopes._regions) <= 4

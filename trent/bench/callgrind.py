@@ -65,9 +65,11 @@ def _exchange(conn: socket.socket, raw: bytes) -> None:
         body += conn.recv(65536)
 
 
-def measure(requests: int, warmup: int, connections: int = 1, seconds: float = 30.0) -> float:
+def measure(requests: int, warmup: int, connections: int = 1, seconds: float = 30.0,
+            keep: Path | None = None) -> float:
     """Instructions per Encrypt in one run. With ``connections`` > 1, wrk keeps that many connections busy for
-    ``seconds`` instead (the load the server meets at high concurrency), and its count of answers divides."""
+    ``seconds`` instead (the load the server meets at high concurrency), and its count of answers divides. With
+    ``keep``, the dump is copied there (for callgrind_annotate)."""
     work = Path(tempfile.mkdtemp(prefix="trent-callgrind-"))
     out = work / "callgrind.out"
     port = free_port_block(4)
@@ -98,6 +100,8 @@ def measure(requests: int, warmup: int, connections: int = 1, seconds: float = 3
         totals = re.search(r"^totals: (\d+)", (work / "callgrind.out.1").read_text(), re.MULTILINE)
         if totals is None:
             raise RuntimeError("no totals in the callgrind dump")
+        if keep is not None:
+            shutil.copyfile(work / "callgrind.out.1", keep)
         return int(totals[1]) / requests
     finally:
         proc.terminate()
@@ -218,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=1,
                         help="more than one: wrk keeps that many connections busy for --seconds (needs wrk)")
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--keep", type=Path, help="copy the whole server's dump to this file (callgrind_annotate)")
     parser.add_argument("--handler", action="store_true", help="count the KMS handler alone, in one process")
     parser.add_argument("--stage", choices=STAGES, default="handle",
                         help="with --handler: one stage of the handler alone (default: all of it)")
@@ -231,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{measure_handler(args.requests, args.warmup, args.stage):,.0f} instructions per Encrypt "
                   f"({'the whole handler' if args.stage == 'handle' else args.stage})")
         else:
-            print(f"{measure(args.requests, args.warmup, args.connections, args.seconds):,.0f} instructions per "
+            count = measure(args.requests, args.warmup, args.connections, args.seconds, args.keep)
+            print(f"{count:,.0f} instructions per "
                   f"Encrypt ({args.connections} connection{'s' if args.connections > 1 else ''})")
     return 0
 

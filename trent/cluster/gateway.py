@@ -9,7 +9,7 @@ from aiohttp import web
 
 from trent.node.endpoint import KmsEndpoint, WireResponse, error_response
 from trent.node.model.errors import KmsError
-from trent.node.wire.sigv4 import scope_of, scope_region
+from trent.node.wire.sigv4 import ScopeRegions, scope_of
 
 
 class Gateway:
@@ -20,9 +20,10 @@ class Gateway:
         # --any-region: makes a region on its first request, given its name and the access key the request names
         # (None: not made).
         self._create = create
+        self._scopes = ScopeRegions()  # the region each Authorization head names
 
     def route(self, request: web.BaseRequest) -> KmsEndpoint | WireResponse:
-        region = scope_region(request.headers.get("Authorization"))
+        region = self._scopes.region(request.headers.get("Authorization"))
         if region is None:
             # Absent, blank or not the usual shape: the strict parser either finds the scope anyway or says exactly
             # what is wrong, with the error a region port gives for this header.

@@ -39,7 +39,7 @@ from trent.node.edge import ConnectionGuard, to_http
 from trent.node.endpoint import error_response
 from trent.node.model.errors import KmsError
 from trent.node.wire.protocol import MAX_BODY_BYTES, malformed_request, too_large
-from trent.node.wire.sigv4 import scope_of, scope_region
+from trent.node.wire.sigv4 import ScopeRegions, scope_of
 
 log = logging.getLogger("trent.gateway")
 PROCESSES_PATH = "/_trent/processes"  # the supervisor's: crash or restart a region's process
@@ -66,6 +66,7 @@ class ProxyGateway:
     def __init__(self, config: ClusterConfig, admin_token: str, supervisor: str | None = None) -> None:
         self.config = config
         self.pool = RegionPool(region_urls(config))
+        self._scopes = ScopeRegions()  # the region each Authorization head names
         self.token = admin_token
         self.supervisor = supervisor
         self.servers = Servers(config.host, ConnectionGuard(config.edge), server_context(config))
@@ -137,7 +138,7 @@ class ProxyGateway:
             return broken
         if len(body) > MAX_BODY_BYTES:
             return to_http(error_response(too_large()))
-        region = scope_region(request.headers.get("Authorization"))
+        region = self._scopes.region(request.headers.get("Authorization"))
         if region is None:
             try:
                 region = scope_of(request.headers).region

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from aiohttp import web
 
+from trent.node.answer import KmsAnswer, can_send
 from trent.node.edge import BODY_LATE, ConnectionGuard, to_http
 from trent.node.endpoint import KmsEndpoint, WireRequest, WireResponse, error_response
 from trent.node.model.errors import KmsError, internal
@@ -37,7 +39,9 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
                                           or request.headers.get("Expect")):
                 return await otherwise(request)  # the admin API, or a client waiting for 100 Continue
             try:
-                body = await request.read()
+                body = body_in_whole(request)
+                if body is None:
+                    body = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 return to_http(error_response(too_large()))
             except web.RequestPayloadError:
@@ -74,6 +78,10 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
                 response = await settled(response)
             if response.durable is not None:
                 response = await durable(response, target)
+            if otherwise is not None and can_send(response):
+                # In front of the application every request here is a POST (node/answer.py): its answer is sent
+                # as aiohttp would send it, without a web.Response. aiohttp asks of it only what KmsAnswer has.
+                return cast(web.StreamResponse, KmsAnswer(response))
             return to_http(response)
         except web.HTTPException:
             raise  # aiohttp's own answers
@@ -91,6 +99,19 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
                 body_deadline.cancel()  # answered: the body is in, or no longer wanted
 
     return handle
+
+
+def body_in_whole(request: web.BaseRequest) -> bytes | None:
+    """The body, if it is already in whole (nearly every KMS call's, which comes in one piece with its head): taken at
+    once, with the errors and size limit ``request.read()`` has; None if the rest is still to come (then read it)."""
+    content = request.content
+    if not content.is_eof():
+        return None
+    body = content.read_nowait()  # raises what reading would (a broken chunked body's error)
+    limit = request.client_max_size
+    if limit and len(body) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    return body if type(body) is bytes else bytes(body)
 
 
 # How many times one request may wait for slow work before it is answered as an internal error (one suffices: the

@@ -211,6 +211,9 @@ class Region:
 
     def resolve(self, value: str, *, allow_alias: bool) -> KeyRecord:
         """Find the key a KeyId parameter names in this region, with AWS's NotFound messages."""
+        key = self.keys.get(value)
+        if key is not None:
+            return key  # a bare key id of this region (keys are stored by id): what parsing it would find
         ref = parse_key_ref(value, allow_alias=allow_alias)
         if ref.kind in (RefKind.KEY_ARN, RefKind.ALIAS_ARN) and (
             ref.region != self.name or ref.account != self.account

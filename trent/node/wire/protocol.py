@@ -69,7 +69,7 @@ def parse_target(target: str | None) -> str:
 
 
 def parse_body(body: bytes) -> Any:
-    if not body.strip():
+    if not body or body.isspace():  # nothing but whitespace (without stripping a copy of the body)
         return {}
     try:
         return orjson.loads(body)
@@ -97,8 +97,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def encode_response(payload: dict[str, Any]) -> bytes:
-    # Absent optional members are omitted, never sent as null.
-    return orjson.dumps(_jsonable(payload))
+    # Absent optional members are omitted, never sent as null. An answer is a dict: its members taken at once.
+    return orjson.dumps({k: v if type(v) is str else _b64(v) if type(v) is bytes else _jsonable(v)
+                         for k, v in payload.items() if v is not None})
 
 
 def valid_text(text: str) -> str:

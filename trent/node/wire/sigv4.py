@@ -10,15 +10,18 @@ import hashlib
 import hmac
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from trent.node.auth.principals import Principal, PrincipalDirectory
 from trent.node.clock import Clock
 from trent.node.model.errors import KmsError
 from trent.node.wire.sigv4_canonical import (  # imported by name: tests patch _derive_signing_key here
     _AMZ_DATE_FORMAT,
+    _EMPTY,
     TERMINATOR,
+    HeaderGetter,
     _canonical_query,
     _canonical_uri,
     _derive_signing_key,
@@ -47,6 +50,7 @@ _AUTH_RE = re.compile(
 )
 _SCOPE_RE = re.compile(r"Credential=([^/\s,]+)/(\d{8})/([^/\s,]+)/([^/\s,]+)/aws4_request(?=[\s,]|$)")
 _SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
+_HEX_DIGITS = "0123456789abcdef"
 _SIGNATURE_KEY = "Signature="
 _DATE8_RE = re.compile(r"\d{8}")
 
@@ -68,8 +72,7 @@ class CredentialScope:
     service: str
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedCaller:
+class VerifiedCaller(NamedTuple):  # a tuple: one is made per request (a frozen dataclass costs a setattr a field)
     principal: Principal
     region: str
     access_key: str
@@ -126,9 +129,37 @@ def scope_region(authorization: str | None) -> str | None:
     return None if m is None else m[3]
 
 
-def _authorization(get: Callable[[str], Sequence[str]]) -> str:
+class ScopeRegions:
+    """``scope_region`` for a gateway, remembered per Authorization head (the header up to its signature, the same
+    for every request a client signs under one scope): a dictionary lookup per request instead of a regular
+    expression's search. A head is kept only when it ends in a separator (a comma or whitespace, which no part of a
+    scope contains) and the scope was found before it: every attempt of the search then stays within the head, so
+    any header beginning with it gives the same answer. Bounded: past ``size`` heads it starts over."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._regions: dict[str, str] = {}  # this gateway's own: a pure function of the text, nothing to invalidate
+
+    def region(self, authorization: str | None) -> str | None:
+        if authorization is None:
+            return None
+        head = authorization.rpartition(_SIGNATURE_KEY)[0]
+        region = self._regions.get(head)
+        if region is not None:
+            return region
+        m = _scope_match(authorization)
+        if m is None:
+            return None
+        if m.end() < len(head) and (head[-1] == "," or head[-1].isspace()):
+            if len(self._regions) >= self._size:
+                self._regions.clear()
+            self._regions[head] = m[3]
+        return m[3]
+
+
+def _authorization(get: HeaderGetter) -> str:
     """The Authorization header; absent or blank is no credential at all (as AWS treats it)."""
-    values = get("authorization")
+    values = get("authorization", _EMPTY)
     if not values or not values[0].strip():
         raise _missing()
     return values[0]
@@ -205,24 +236,24 @@ def _signed_names(scope: CredentialScope, signed_headers: str) -> list[str]:
     return names
 
 
-def _canonical_headers(get: Callable[[str], Sequence[str]], names: list[str]) -> str:
+def _canonical_headers(get: HeaderGetter, names: list[str]) -> str:
     """The canonical headers, in SignedHeaders order; each line ends in '\\n'."""
     lines: list[str] = []
     for name in names:
-        values = get(name)
+        values = get(name, _EMPTY)
         if not values:
             raise _incomplete(f"Signed header '{name}' is not present in the request.")
-        if len(values) == 1:
-            lines.append(f"{name}:{_trim(values[0])}\n")
+        if len(values) == 1:  # nearly always: _trim written out, a call fewer per signed header
+            lines.append(f"{name}:{' '.join(values[0].split())}\n")
         else:
             lines.append(f"{name}:{','.join([_trim(v) for v in values])}\n")
     return "".join(lines)
 
 
-def _payload_hash(get: Callable[[str], Sequence[str]], body: bytes) -> str:
+def _payload_hash(get: HeaderGetter, body: bytes) -> str:
     """The body's SHA-256, which a declared x-amz-content-sha256 must match (an unsigned payload is refused)."""
     payload_hash = hashlib.sha256(body).hexdigest()
-    declared = get("x-amz-content-sha256")
+    declared = get("x-amz-content-sha256", _EMPTY)
     if declared:
         if declared[0] == UNSIGNED_PAYLOAD:
             raise _invalid("UNSIGNED-PAYLOAD is not supported; the payload must be signed.")
@@ -242,7 +273,7 @@ class _ScopeSlot:
     to sign. Valid while the directory still gives that same principal for the access key (a changed or removed
     credential makes it stale)."""
 
-    __slots__ = ("inner", "outer", "principal", "scope_line")
+    __slots__ = ("caller", "inner", "outer", "principal", "scope_line")
 
     def __init__(self, principal: Principal, key: bytes, date: str, region: str) -> None:
         self.principal = principal
@@ -252,6 +283,9 @@ class _ScopeSlot:
         self.inner = hashlib.sha256(block.translate(_IPAD))
         self.outer = hashlib.sha256(block.translate(_OPAD))
         self.scope_line = f"{date}/{region}/{SERVICE}/{TERMINATOR}\n"
+        # What a verified request under this scope names (none is made per request). The directory gives a principal
+        # by its own access key: the scope's, for every request this slot serves.
+        self.caller = VerifiedCaller(principal, region, principal.access_key)
 
     def signature(self, string_to_sign: bytes) -> str:
         """HMAC-SHA256(signing key, string to sign), in hex."""
@@ -329,17 +363,17 @@ class SigV4Verifier:
         self._check_time(scope, amz_date, request_time)
         payload_hash = _payload_hash(get, body)
         canonical_request = "\n".join(
-            (method.upper(), _canonical_uri(path), _canonical_query(query), canonical_headers, signed_headers,
-             payload_hash)
+            (method.upper(), "/" if path == "/" else _canonical_uri(path), _canonical_query(query) if query else "",
+             canonical_headers, signed_headers, payload_hash)  # every KMS call is POST / without a query
         )
-        self._check_signature(principal, scope, amz_date, canonical_request, signature)
-        return VerifiedCaller(principal, scope.region, scope.access_key)
+        return self._check_signature(principal, scope, amz_date, canonical_request, signature)
 
     def _parse_authorization(self, authorization: str) -> tuple[CredentialScope, str, str]:
         """``_parse_authorization``'s answer, the part before the signature parsed once per distinct head."""
         head, _, signature = authorization.rpartition(_SIGNATURE_KEY)
         known = self._heads.get(head)
-        if known is not None and len(signature) == 64 and _SIGNATURE_RE.fullmatch(signature) is not None:
+        # 64 lowercase hex digits (stripping them leaves nothing), as _SIGNATURE_RE has it, without the regex engine.
+        if known is not None and len(signature) == 64 and not signature.strip(_HEX_DIGITS):
             # The whole header is what the full pattern matched before with another signature: the same answer.
             return known[0], known[1], signature
         scope, signed_headers, signature = _parse_authorization(authorization)
@@ -349,10 +383,10 @@ class SigV4Verifier:
             self._heads[head] = (scope, signed_headers)
         return scope, signed_headers, signature
 
-    def _request_time(self, get: Callable[[str], Sequence[str]], names: list[str]) -> tuple[float, str]:
+    def _request_time(self, get: HeaderGetter, names: list[str]) -> tuple[float, str]:
         """(epoch seconds, X-Amz-Date form) of the request: X-Amz-Date, else the Date header; whichever is used must
         be signed."""
-        amz_values = get("x-amz-date")
+        amz_values = get("x-amz-date", _EMPTY)
         if amz_values:
             amz_date = amz_values[0].strip()
             if "x-amz-date" not in names:
@@ -366,7 +400,7 @@ class SigV4Verifier:
             if request_time is None:
                 raise _incomplete("X-Amz-Date must be in ISO-8601 basic format (yyyyMMddTHHmmssZ).")
             return request_time, amz_date
-        date_values = get("date")
+        date_values = get("date", _EMPTY)
         if not date_values:
             raise _incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
         if "date" not in names:
@@ -376,7 +410,7 @@ class SigV4Verifier:
             raise _incomplete("Date header must be an RFC 1123 date.")
         return http_date.timestamp(), http_date.strftime(_AMZ_DATE_FORMAT)
 
-    def _caller(self, scope: CredentialScope, get: Callable[[str], Sequence[str]], names: list[str],
+    def _caller(self, scope: CredentialScope, get: HeaderGetter, names: list[str],
                 expected_region: str | None) -> Principal:
         """The principal the credential names, scoped to this region, with its session token if it has one."""
         if expected_region is not None and scope.region != expected_region:
@@ -384,7 +418,7 @@ class SigV4Verifier:
         principal = self._principals.lookup(scope.access_key)
         if principal is None:
             raise _unrecognized()
-        self._check_session_token(principal, get("x-amz-security-token"), names)
+        self._check_session_token(principal, get("x-amz-security-token", _EMPTY), names)
         return principal
 
     def _check_time(self, scope: CredentialScope, amz_date: str, request_time: float) -> None:
@@ -408,7 +442,8 @@ class SigV4Verifier:
             )
 
     def _check_signature(self, principal: Principal, scope: CredentialScope, amz_date: str, canonical_request: str,
-                         signature: str) -> None:
+                         signature: str) -> VerifiedCaller:
+        """The caller, once the signature is the one its scope's signing key makes."""
         slot = self._slot(principal, amz_date[:8], scope.region)
         string_to_sign = (
             f"{_PREFIX_LINE}{amz_date}\n{slot.scope_line}{hashlib.sha256(_encode(canonical_request)).hexdigest()}"
@@ -416,6 +451,7 @@ class SigV4Verifier:
         expected = slot.signature(_encode(string_to_sign))
         if not hmac.compare_digest(expected, signature):
             raise _invalid(_MSG_MISMATCH)
+        return slot.caller
 
     @staticmethod
     def _check_session_token(principal: Principal, sent: Sequence[str], names: list[str]) -> None:

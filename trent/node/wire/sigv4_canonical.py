@@ -20,16 +20,20 @@ _EMPTY: tuple[str, ...] = ()
 
 
 
-def _header_lookup(headers: Mapping[str, str]) -> Callable[[str], Sequence[str]]:
-    """A getter of every value of a (lowercase) header name, case-insensitively."""
-    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
+# Every value of a (lowercase) header name, case-insensitively: called as get(name, _EMPTY). A C-level method, the
+# multidict's or a dict's, with the default passed by the caller: no Python frame per header looked up.
+HeaderGetter = Callable[[str, Sequence[str]], Sequence[str]]
+
+
+def _header_lookup(headers: Mapping[str, str]) -> HeaderGetter:
+    """A getter of every value of a (lowercase) header name, case-insensitively (see HeaderGetter)."""
+    if type(headers) is CIMultiDictProxy or isinstance(headers, CIMultiDictProxy | CIMultiDict):
         # aiohttp's request headers: already case-insensitive and multi-valued, no copy needed.
-        getall = headers.getall
-        return lambda name: getall(name, _EMPTY)
+        return headers.getall
     lowered: dict[str, list[str]] = {}
     for key, value in headers.items():
         lowered.setdefault(key.lower(), []).append(value)
-    return lambda name: lowered.get(name, _EMPTY)
+    return lowered.get
 
 
 def _trim(value: str) -> str:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 from trent.node.model.errors import KmsError
 from trent.node.wire.sigv4 import ALGORITHM, _canonical_headers, _parse_authorization
 from trent.node.wire.sigv4_canonical import (
+    _EMPTY,
     TERMINATOR,
+    HeaderGetter,
     _canonical_query,
     _canonical_uri,
     _derive_signing_key,
@@ -68,8 +70,8 @@ def verify(method: str, path: str, query: str, headers: Mapping[str, str], body:
            secret_of: Callable[[str], str | None], now: float, max_skew: float = MAX_SKEW,
            keys: SigningKeys | None = None) -> str:
     """The access key id of a correctly signed, current request; SignatureRejected says why not."""
-    get: Callable[[str], Sequence[str]] = _header_lookup(headers)
-    values = get("authorization")
+    get: HeaderGetter = _header_lookup(headers)
+    values = get("authorization", _EMPTY)
     if not values:
         raise SignatureRejected("no Authorization header")
     try:
@@ -81,7 +83,7 @@ def verify(method: str, path: str, query: str, headers: Mapping[str, str], body:
     names = signed_headers.split(";")
     if "host" not in names or "x-amz-date" not in names:
         raise SignatureRejected("Host and X-Amz-Date must be signed")
-    amz_date = (get("x-amz-date") or ("",))[0].strip()
+    amz_date = (get("x-amz-date", _EMPTY) or ("",))[0].strip()
     request_time = _parse_amz_date(amz_date)
     if request_time is None or scope.date != amz_date[:8]:
         raise SignatureRejected("X-Amz-Date is malformed or disagrees with the credential scope")
