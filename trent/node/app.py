@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import cast
 
 from aiohttp import web
 
+from trent.node import inline_requests
 from trent.node.answer import KmsAnswer, can_send
 from trent.node.edge import BODY_LATE, ConnectionGuard, to_http
 from trent.node.endpoint import KmsEndpoint, WireRequest, WireResponse, error_response
@@ -153,6 +155,8 @@ def kms_first(server: web.Server, endpoint_for: EndpointFor, gate: Gate | None =
     server.request_handler = kms_handler(endpoint_for, gate, otherwise=server.request_handler, guard=guard)
     if guard is not None:
         guard.install(server)
+    with contextlib.suppress(RuntimeError):  # no running loop: the server will run in one that has none of this
+        inline_requests.install(asyncio.get_running_loop())
 
 
 def make_app(handler: Handler, admin_routes: list[web.RouteDef]) -> web.Application:

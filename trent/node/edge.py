@@ -15,7 +15,6 @@ from aiohttp.web_protocol import RequestHandler
 from trent.node.config import EdgeLimits
 from trent.node.endpoint import WireResponse, error_response
 from trent.node.model.errors import internal
-from trent.node.request_loop import InlineRequests
 from trent.node.wire.protocol import malformed_request
 
 log = logging.getLogger("trent.http")
@@ -108,9 +107,8 @@ class ConnectionGuard:
             request[BODY_LATE] = True  # the handler, whose read now fails as if the client had gone, says why
             handler.force_close()
 
-class KmsRequestHandler(InlineRequests):
-    """Each connection's handler: its requests handled in its own task (node/request_loop.py), what aiohttp cannot
-    parse answered as a KMS error."""
+class KmsRequestHandler(RequestHandler):
+    """Each connection's handler: what aiohttp cannot parse answered as a KMS error."""
 
     __slots__ = ()
 
@@ -118,7 +116,8 @@ class KmsRequestHandler(InlineRequests):
         """aiohttp's, but nothing at all when nothing is paused: a body's reader asks for it after every read, and
         aiohttp would then run its parser over no bytes (nothing is held back unless reading or the message queue
         is paused) and resume a transport that is not paused."""
-        if self._reading_paused or self._buffer_paused:
+        # (Read with defaults: an aiohttp without these flags simply gets its own behaviour.)
+        if getattr(self, "_reading_paused", True) or getattr(self, "_buffer_paused", True):
             super().resume_reading(resume_parser)
 
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
