@@ -8,6 +8,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import msgpack
@@ -15,10 +16,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.unit.test_applier import A, B, Node, new_mrk, replicate
+from tests.unit.test_applier import A, B, Node, ctx, new_mrk, replicate
+from tests.unit.test_store import declared
 from trent.cluster.faults import Faults
 from trent.cluster.links import SIGNATURE_HEADER, sign
 from trent.cluster.replication.shipper import LOG_PATH, Puller, outbox_route
+from trent.node.store.sqlite import SqliteStore
 
 TOKEN = "s3cret-replication-token"
 
@@ -210,7 +213,6 @@ async def test_puller_applies_records_as_they_commit(link: Link) -> None:
     await eventually(lambda: puller.connected and puller.peer_head == 1)
     # A later change arrives through the long-poll in well under its wait.
     started = time.monotonic()
-    from tests.unit.test_applier import ctx
     from trent.node.ops.rotation import enable_key_rotation
 
     enable_key_rotation(link.a.region, {"KeyId": key_id}, ctx())
@@ -315,3 +317,70 @@ async def test_pulls_tell_the_producer_what_it_may_trim_when_the_peer_lives_else
     enable_key_rotation(link.a.region, {"KeyId": key_id}, ctx())
     await eventually(lambda: link.a.outbox.pulled.get(B) == 3)
     assert trimming.trim() == 0 and [seq for seq, _ in link.a.records()] == [2, 3]
+
+
+# -- a multi-Region rotation across delayed links -------------------------------------------------------------
+
+
+ONE_WAY = 0.03  # seconds each way on both links: a 60 ms round trip
+
+
+@pytest.fixture
+async def delayed_pair(tmp_path: Path) -> AsyncIterator[tuple[Node, Node, list[Puller]]]:
+    """Two regions on durable stores (commits made durable by the store's sync thread, as in a node), each serving
+    its outbox and pulling the other's across a link that delays every pull and every answer by ONE_WAY."""
+    a = Node(A, declared(SqliteStore(tmp_path / "a.db", group_sync=True)))
+    b = Node(B, declared(SqliteStore(tmp_path / "b.db", group_sync=True)))
+    faults = Faults(monotonic=time.monotonic)
+    servers: list[TestServer] = []
+    for node in (a, b):
+        app = web.Application()
+        app.router.add_routes([outbox_route(node.name, node.outbox, TOKEN, faults)])
+        servers.append(TestServer(app, host="127.0.0.1"))
+        await servers[-1].start_server()
+    session = aiohttp.ClientSession()
+    pullers = [Puller(B, A, f"http://127.0.0.1:{servers[0].port}", b.applier, TOKEN, faults, session, ONE_WAY),
+               Puller(A, B, f"http://127.0.0.1:{servers[1].port}", a.applier, TOKEN, faults, session, ONE_WAY)]
+    tasks = [asyncio.create_task(p.run()) for p in pullers]
+    try:
+        yield a, b, pullers
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for node in (a, b):
+            node.outbox.close()
+        await session.close()
+        for server in servers:
+            await server.close()
+        for node in (a, b):
+            node.store.close()
+
+
+async def test_an_on_demand_rotation_is_current_in_the_replica_after_three_one_way_trips(
+        delayed_pair: tuple[Node, Node, list[Puller]]) -> None:
+    """The new material reaches the replica, its confirmation the primary, and the switch to current the replica:
+    three one-way trips, and no more than the 1.5 × RTT + 20 ms target, from the rotation's acknowledgement. A delay
+    applied twice per trip, a pull held for a timer or a batch, or a record waiting for anything but its own commit
+    to be durable would each miss it."""
+    from trent.node.ops.rotation import rotate_key_on_demand
+
+    a, b, _ = delayed_pair
+    key_id = new_mrk(a)
+    replicate(a, key_id, B)
+    await eventually(lambda: key_id in b.region.keys, 5.0)
+    rtt, samples = 2 * ONE_WAY, []
+    for _ in range(5):
+        # Idle links: both peers' long-polls are parked, as they are between a real cluster's rotations.
+        await eventually(lambda: a.outbox.parked == 1 and b.outbox.parked == 1, 5.0)
+        before = b.key(key_id).current_material_id
+        rotate_key_on_demand(a.region, {"KeyId": key_id}, ctx("RotateKeyOnDemand"))
+        acknowledged = time.monotonic()  # the handler's commit is written; its answer would wait for the fsync
+        deadline = acknowledged + 5.0
+        while b.key(key_id).current_material_id == before:
+            assert time.monotonic() < deadline, "the rotation never became current in the replica"
+            await asyncio.sleep(0.001)
+        samples.append(time.monotonic() - acknowledged)
+        assert a.key(key_id).current_material_id == b.key(key_id).current_material_id
+    assert min(samples) >= 3 * ONE_WAY * 0.95, samples  # the delays are applied, once per trip
+    assert sorted(samples)[len(samples) // 2] <= 1.5 * rtt + 0.020, samples

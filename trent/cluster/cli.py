@@ -71,9 +71,11 @@ def _up(args: argparse.Namespace) -> int:
 def _run_up(args: argparse.Namespace, config: Any) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from trent.cluster.handoff import prompt_thread_handoff
     from trent.cluster.heap import tune_collector
 
     tune_collector()
+    prompt_thread_handoff()
     if args.processes:
         if config.workers > 1:
             print("trent: --processes runs one process per region; --workers is for the single-process mode",

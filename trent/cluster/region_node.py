@@ -25,6 +25,7 @@ from trent.cluster.compose import HostJobs, Parts, compose, host_jobs
 from trent.cluster.datadir import LOCK_FILE, DataDirInUse, DataDirLock, holder
 from trent.cluster.fault_control import FaultControl
 from trent.cluster.files import make_private_dir, write_private
+from trent.cluster.handoff import prompt_thread_handoff
 from trent.cluster.heap import freeze_start_up, tune_collector
 from trent.cluster.lifecycle import start_role, stop_signal
 from trent.cluster.links import LinkVerifier
@@ -140,6 +141,7 @@ class NodeLocks:
 async def serve(config: ClusterConfig, region: str, supervised: bool = False,
                 faults: dict[str, Any] | None = None) -> int:
     """``faults``: in force from the start (as ``Faults.describe`` gives them; a restarted region's)."""
+    prompt_thread_handoff()  # `trent node` and a supervised node alike
     stop = stop_signal()
     try:
         lock = NodeLocks(config, region, supervised)

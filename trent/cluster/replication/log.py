@@ -91,6 +91,11 @@ class Outbox:
         batch.put("meta", FLOOR, str(max(self._allocated, self.head)).encode())
         return len(doomed)
 
+    @property
+    def parked(self) -> int:
+        """Peers' long-polls waiting here for the next record."""
+        return len(self._waiters)
+
     def follow(self, follower: ChangeFollower | None) -> None:
         """Where several processes serve the region: hear of the records they append."""
         if follower is not None:
