@@ -59,3 +59,24 @@ def test_a_quick_run_never_overwrites_the_full_results(tmp_path: Path, monkeypat
     assert report.write(quick, "trent bench --quick").name == "2027-01-15-h-quick.md"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["2027-01-15-h-quick.json", "2027-01-15-h-quick.md",
                                                           "2027-01-15-h.json", "2027-01-15-h.md"]
+
+
+def test_flat_from_32_to_128_takes_the_median_round_and_the_ceiling_s_p99() -> None:
+    from trent.bench.flat import summary
+
+    def r(rate: float, p99: float) -> dict[str, Any]:
+        return {"req_per_s": rate, "p50_ms": 1.0, "p99_ms": p99, "errors": 0}
+
+    runs = {"Encrypt": {"32": [r(1000, 4), r(1000, 5), r(1000, 6)], "128": [r(950, 16), r(500, 40), r(900, 18)]},
+            "GenerateMac": {"32": [r(1000, 4)] * 3, "128": [r(800, 12)] * 3}}
+    ceiling = {"32": [r(2000, 3)] * 3, "128": [r(2000, 10)] * 3}
+    f = summary(runs, ceiling)
+    enc, mac = f["operations"]["Encrypt"], f["operations"]["GenerateMac"]
+    assert enc["ratio_128_vs_32"] == 0.9  # the median round, not the unlucky one's 0.5
+    assert enc["p99_ms"] == {"32": 5, "128": 18} and enc["p99_vs_ceiling"] == {"32": 1.67, "128": 1.8}
+    assert enc["within_target"] and not mac["within_target"]  # 0.8 < 0.9
+    out = ratios({**results(), "flat": f})
+    assert out["flat_128_vs_32_lowest"] == 0.8 and out["flat_operations_within_target"] == "1 of 2"
+    text = markdown({**results(), "flat": f}, [], "trent bench --only flat")
+    assert "| Encrypt | 1000 | 900 | 0.9 | 5 | 18 | 1.67× / 1.8× | 0 | met |" in text
+    assert "| GenerateMac | 1000 | 800 | 0.8 |" in text and "missed" in text

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(.trent/admin.token), to measure its CPU when it runs on this machine")
     parser.add_argument("--only", default="", help="run only these sections, comma-separated (throughput, "
                         "workers, replication, key_store, scale, processes, xks, etcd; etcd_scale: a node's start "
-                        "over --scale keys in etcd)")
+                        "over --scale keys in etcd; flat: every hot operation at 32 and 128 connections, in rounds)")
     args = parser.parse_args(argv)
     settings = Settings(seconds=args.seconds, connections=tuple(int(x) for x in args.connections.split(",")),
                         client_processes=args.client_processes, generator=args.generator,

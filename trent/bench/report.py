@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trent.bench import flat
 from trent.bench.etcd import markdown as etcd_markdown
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -36,6 +37,7 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
                                                           f"{rotation.get('delays')})")
     for region, v in ((results.get("processes") or {}).get("profile_rotation") or {}).items():
         out[f"rotation_visible_p99_ms_one_process_{region}"] = f"{v['p99']} (target {v['target_ms']})"
+    out.update(flat.ratios(results.get("flat")))
     x = results.get("xks")
     if x:
         out["encrypt_xks_vs_standard_key"] = x["xks_vs_standard"]
@@ -242,6 +244,7 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
         runs = ", ".join(map(str, row.get("describe_key_p99_ms_runs", [])))
         lines.append(f"| {row['keys_per_region']} | {row['startup_seconds']} | {row['rss_mib']} | "
                      f"{row['describe_key']['p99_ms']} ({runs}) | {row['list_keys_1000_ms']} |")
+    lines += flat.markdown(results.get("flat"))
     lines += etcd_markdown(results)
     for name, failure in (results.get("failures") or {}).items():
         lines.append(f"\n**{name} failed**: `{failure}`")

@@ -13,6 +13,9 @@ from trent.bench.loadgen import Call
 OPERATIONS = ("Encrypt", "Decrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncrypt",
               "Sign ECC_NIST_P256", "Verify ECC_NIST_P256", "Sign RSA_2048", "GenerateMac", "DescribeKey",
               "CreateKey")
+# The data plane's hot operations (the flat-from-32-to-128 section, bench/flat.py).
+HOT_OPERATIONS = ("Encrypt", "Decrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncrypt",
+                  "GenerateMac", "VerifyMac", "Sign ECC_NIST_P256", "Verify ECC_NIST_P256", "DescribeKey")
 
 
 def _b64(data: bytes) -> str:
@@ -36,6 +39,7 @@ class Fixtures:
         self.message = os.urandom(64)
         self.blob = kms.encrypt(KeyId=self.symmetric, Plaintext=self.message)["CiphertextBlob"]
         digest = hashlib.sha256(self.message).digest()
+        self.mac = kms.generate_mac(KeyId=self.hmac, Message=self.message, MacAlgorithm="HMAC_SHA_256")["Mac"]
         self.ecc_signature = kms.sign(KeyId=self.ecc, Message=digest, MessageType="DIGEST",
                                       SigningAlgorithm="ECDSA_SHA_256")["Signature"]
 
@@ -54,6 +58,8 @@ class Fixtures:
             "Sign RSA_2048": ("Sign", {"KeyId": self.rsa, "Message": m,
                                        "SigningAlgorithm": "RSASSA_PKCS1_V1_5_SHA_256"}),
             "GenerateMac": ("GenerateMac", {"KeyId": self.hmac, "Message": m, "MacAlgorithm": "HMAC_SHA_256"}),
+            "VerifyMac": ("VerifyMac", {"KeyId": self.hmac, "Message": m, "MacAlgorithm": "HMAC_SHA_256",
+                                        "Mac": _b64(self.mac)}),
             "DescribeKey": ("DescribeKey", {"KeyId": k}),
             "CreateKey": ("CreateKey", {"Description": "bench load"}),
         }

@@ -17,6 +17,7 @@ from typing import Any
 
 from trent.bench import wrk
 from trent.bench.etcd import etcd, etcd_scale
+from trent.bench.flat import flat
 from trent.bench.keystore import key_store
 from trent.bench.loadgen import Call, LoadResult, Target, percentile, run_load
 from trent.bench.processes import processes
@@ -347,6 +348,8 @@ def run(settings: Settings, target_cluster: TargetCluster | None = None) -> dict
         ("throughput", lambda s, p: throughput(s, p, target_cluster)), ("workers", workers),
         ("replication", replication), ("key_store", key_store), ("scale", scale), ("processes", processes),
         ("xks", lambda s, p: xks_section(s, p, measured)), ("etcd", etcd)]
+    if "flat" in settings.only:  # long (every hot operation, seven rounds at two counts): when asked for by name
+        sections.append(("flat", lambda s, p: flat(s, p, measured)))
     if "etcd_scale" in settings.only:  # slow (seeding 100k keys into etcd): only when asked for by name
         sections.append(("etcd_scale", etcd_scale))
     if settings.target:
