@@ -1,6 +1,5 @@
 """A KMS answer sent without a web.Response (node/answer.py) is, byte for byte, what aiohttp sends for the web.Response
-of the same status, headers and body (the Date aside), whatever the request's HTTP version and keep-alive; pipelined
-requests on one connection are answered in order."""
+of the same status, headers and body (the Date aside), whatever the request's HTTP version and keep-alive."""
 
 from __future__ import annotations
 
@@ -12,9 +11,8 @@ import pytest
 from aiohttp import web
 
 from trent.node.answer import KmsAnswer, can_send
-from trent.node.app import kms_first, kms_handler, make_app
 from trent.node.config import EdgeLimits
-from trent.node.edge import ConnectionGuard, to_http
+from trent.node.edge import to_http
 from trent.node.endpoint import WireResponse
 from trent.node.wire.protocol import CONTENT_TYPE
 
@@ -92,33 +90,3 @@ async def test_an_answer_is_sent_as_aiohttp_sends_its_response(servers: tuple[in
 ])
 def test_what_aiohttp_treats_apart_goes_as_a_web_response(answer: WireResponse) -> None:
     assert not can_send(answer)
-
-
-async def test_pipelined_requests_are_answered_in_order() -> None:
-    seen: list[bytes] = []
-
-    def endpoint_for(request: web.BaseRequest) -> WireResponse:
-        seen.append(request.headers["X-N"].encode())
-        return ANSWERS["ok"]
-
-    guard = ConnectionGuard(LIMITS)
-    runner = web.AppRunner(make_app(kms_handler(endpoint_for), []), access_log=None, **guard.server_kwargs())
-    await runner.setup()
-    assert runner.server is not None
-    kms_first(runner.server, endpoint_for, None, guard)
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
-        writer.write(b"".join(b"POST / HTTP/1.1\r\nHost: kms\r\nX-N: %d\r\nContent-Length: 2\r\n\r\n{}" % n
-                              for n in range(3)))  # pipelined: answered in order, one after the other
-        async with asyncio.timeout(5):
-            data = b""
-            while data.count(b"HTTP/1.1 200 OK") < 3:
-                chunk = await reader.read(65536)
-                assert chunk, data
-                data += chunk
-        writer.close()
-    finally:
-        await runner.cleanup()
-    assert seen == [b"0", b"1", b"2"]
