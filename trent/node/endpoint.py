@@ -82,6 +82,7 @@ class _Call:
     named: list[str] | None = None  # the keys the request named, found before the operation ran
     response: dict[str, Any] | None = None
     deferred: Deferred | None = None  # the operation's answer waits on work off the event loop
+    user_agent: str | None = None  # the User-Agent header as sent, once looked up for the operation's context
 
 
 # Decides whether a request may run now (request quotas); raises a KmsError (ThrottlingException) if not.
@@ -237,7 +238,8 @@ class KmsEndpoint:
         # Header text reaches the record as sent, and a client may send bytes that are not UTF-8.
         self.audit.call(
             operation=call.operation, principal=call.principal, at=self.region.now(), source_ip=request.remote,
-            user_agent=agent if (agent := headers.get("User-Agent", "")).isascii() else valid_text(agent),
+            user_agent=agent if (agent := headers.get("User-Agent", "") if call.user_agent is None
+                                 else call.user_agent).isascii() else valid_text(agent),
             host=host if (host := headers.get("Host", "")).isascii() else valid_text(host),
             request_id=call.request_id, params=params, response=call.response, error=error,
             resources=self._resources(call), latency_ms=(time.perf_counter() - call.started) * 1000,
@@ -318,8 +320,8 @@ class KmsEndpoint:
             # It deletes what names its key (an alias, a grant): the audit record's key is found before it runs.
             # For every other call the request's keys are found afterwards, and only if the answer names none.
             call.named = self._named_keys(params)
-        context = RequestContext(request_id, name, principal, request.remote, request.headers.get("User-Agent", ""),
-                                 self.authorizer)
+        call.user_agent = user_agent = request.headers.get("User-Agent", "")
+        context = RequestContext(request_id, name, principal, request.remote, user_agent, self.authorizer)
         consistency = self.consistency
         if consistency is not None:
             consistency.before_request()

@@ -77,7 +77,7 @@ def event_id() -> str:
     """A random (version 4) UUID, built without the uuid module's per-call overhead. Request and event ids are
     names, not secrets: they come from the process's PRNG (seeded from the OS, reseeded in a forked child), which
     saves the getrandom call that os.urandom costs per id; two of them are made per request."""
-    h = (random.getrandbits(128) & _UUID4_MASK | _UUID4_BITS).to_bytes(16, "big").hex()
+    h = f"{random.getrandbits(128) & _UUID4_MASK | _UUID4_BITS:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

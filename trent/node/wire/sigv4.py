@@ -325,6 +325,13 @@ class SigV4Verifier:
         # request a client signs under one scope) -> what parsing it found. Only the signature is parsed per request.
         self._heads: dict[str, tuple[CredentialScope, str]] = {}
         self._lock = threading.Lock()  # serialises inserts and evictions; reads need none
+        # (signed header name, its one value as sent) -> its canonical line: clients send the same Host, Content-Type
+        # and X-Amz-Target on every request, X-Amz-Date a new one each second. A pure function of the text, so
+        # nothing to invalidate; bounded like the others.
+        self._lines: dict[tuple[str, str], str] = {}
+        # (SignedHeaders as sent, the names of the headers sent, in order) found to sign every x-amz-* header: a
+        # client sends the same headers, in the same order, on every request. A pure function of the names.
+        self._all_signed: set[tuple[str, tuple[str, ...]]] = set()
         # The last X-Amz-Date parsed: every request within one second carries the same one.
         self._last_date: tuple[str, float | None] = ("", None)
 
@@ -357,8 +364,8 @@ class SigV4Verifier:
                     self._names.clear()  # odd clients' lists: start over rather than grow
                 self._names[signed_headers] = names
         request_time, amz_date = self._request_time(get, names)
-        _check_amz_headers_signed(headers, names)
-        canonical_headers = _canonical_headers(get, names)
+        self._check_amz_headers_signed(headers, signed_headers, names)
+        canonical_headers = self._canonical_headers(get, names)
         principal = self._caller(scope, get, names, expected_region)
         self._check_time(scope, amz_date, request_time)
         payload_hash = _payload_hash(get, body)
@@ -367,6 +374,36 @@ class SigV4Verifier:
              canonical_headers, signed_headers, payload_hash)  # every KMS call is POST / without a query
         )
         return self._check_signature(principal, scope, amz_date, canonical_request, signature)
+
+    def _check_amz_headers_signed(self, headers: Mapping[str, str], signed_headers: str, names: list[str]) -> None:
+        """``_check_amz_headers_signed``, once per set of header names sent and SignedHeaders list."""
+        cache_key = (signed_headers, tuple(headers))
+        if cache_key in self._all_signed:
+            return
+        _check_amz_headers_signed(headers, names)  # raises for an unsigned one: only passing sets are kept
+        if self._cache_size:
+            if len(self._all_signed) >= self._cache_size:
+                self._all_signed.clear()
+            self._all_signed.add(cache_key)
+
+    def _canonical_headers(self, get: HeaderGetter, names: list[str]) -> str:
+        """``_canonical_headers``'s answer, each single-valued header's line made once per value."""
+        known = self._lines
+        lines: list[str] = []
+        for name in names:
+            values = get(name, _EMPTY)
+            if len(values) != 1:  # absent (refused there) or repeated: the general way
+                return _canonical_headers(get, names)
+            cache_key = (name, values[0])
+            line = known.get(cache_key)
+            if line is None:
+                line = f"{name}:{' '.join(values[0].split())}\n"
+                if self._cache_size:
+                    if len(known) >= self._cache_size:
+                        known.clear()  # ever new values (a client's own header, say): start over rather than grow
+                    known[cache_key] = line
+            lines.append(line)
+        return "".join(lines)
 
     def _parse_authorization(self, authorization: str) -> tuple[CredentialScope, str, str]:
         """``_parse_authorization``'s answer, the part before the signature parsed once per distinct head."""
