@@ -87,8 +87,8 @@ def _loggable(value: Any) -> Any:
     if type(value) is str:  # most values: no ABC check for them
         return value
     if type(value) is dict or isinstance(value, Mapping):  # a dict without the ABC's check
-        # Plain strings (most members) are kept as they are without a call for each.
-        return {camel(k): v if type(v) is str else
+        # Plain strings (most members) are kept as they are without a call for each; names made camel in place.
+        return {k[:1].lower() + k[1:]: v if type(v) is str else
                 (dict(v) if "EncryptionContext" in k and isinstance(v, Mapping) else _loggable(v))
                 for k, v in value.items() if k not in NEVER_LOGGED and not isinstance(v, bytes)}
     if isinstance(value, list | tuple):
