@@ -773,22 +773,25 @@ def test_a_warm_verifier_still_refuses_an_unsigned_x_amz_header_and_a_changed_va
 
 
 @pytest.mark.parametrize("value", ["a  b", " a b ", "a\tb", "a b"])
-def test_a_cached_canonical_line_is_the_one_a_fresh_verifier_makes(value: str) -> None:
+def test_cached_canonical_headers_are_the_ones_a_fresh_verifier_makes(value: str) -> None:
     warm = verifier()
     signed = sign(headers={"X-Amz-Thing": value})
     for _ in range(2):  # the second time from the cached lines
         warm.verify("POST", "/", "", signed, BODY)
     verifier().verify("POST", "/", "", signed, BODY)
     get = sigv4._header_lookup(signed)
-    assert warm._canonical_headers(get, ["host", "x-amz-thing"]) == sigv4._canonical_headers(get, ["host",
-                                                                                                  "x-amz-thing"])
+    signed_headers = auth_params(signed)[1]
+    names = signed_headers.split(";")
+    assert len(warm._blocks) == 1  # the one kept by the verifications above: the one answered here
+    assert warm._canonical_headers(get, signed_headers, names) == sigv4._canonical_headers(get, names)
+    assert len(warm._blocks) == 1
 
 
 def test_the_verifier_s_text_caches_are_bounded() -> None:
     v = verifier(cache_size=4)
     for n in range(10):
         v.verify("POST", "/", "", sign(headers={"X-Amz-Thing": f"value {n}"}), BODY)
-    assert len(v._lines) <= 4 and len(v._all_signed) <= 4
+    assert len(v._blocks) <= 4 and len(v._all_signed) <= 4
 
 
 def test_a_scope_slot_signs_as_hmac_sha256_does() -> None:
