@@ -24,6 +24,7 @@ from trent.node.deferred import Deferred
 from trent.node.metrics import NO_OPERATION, SUCCESS, RequestMetrics
 from trent.node.model.errors import KmsError, NotReady, internal
 from trent.node.model.grants import grant_id_of_token
+from trent.node.model.managed import ManagedService
 from trent.node.ops.managed import PROVISIONING_OPERATIONS, provision, wanted
 from trent.node.ops.registry import Operation, Registry, RequestContext
 from trent.node.service import Region
@@ -331,8 +332,8 @@ class KmsEndpoint:
             self.admission(self.region, principal, name, params)
         current_request.set(context)  # for the requestMetadata of an XKS proxy call the handler makes
         authorizer, region, handler = self.authorizer, self.region, operation.handler
-        if name in PROVISIONING_OPERATIONS:
-            self._provision_managed_keys(name, principal, params)
+        if name in PROVISIONING_OPERATIONS and (services := wanted(region, principal, params)):
+            self._provision_managed_keys(name, services)
         if authorizer is not None:
             # After validation and key resolution, before the key's state: the order AWS checks in.
             authorizer.check_request(region, principal, operation, params)
@@ -351,12 +352,9 @@ class KmsEndpoint:
         call.response = answer
         return encode_response(answer)
 
-    def _provision_managed_keys(self, name: str, principal: Principal, params: dict[str, Any]) -> None:
-        """An AWS managed key named by its predefined alias is created on first use (node/ops/managed.py), before
-        the request is authorized against the key's policy."""
-        services = wanted(self.region, principal, params)
-        if not services:
-            return
+    def _provision_managed_keys(self, name: str, services: list[ManagedService]) -> None:
+        """An AWS managed key named by its predefined alias (``wanted``: the ones this region does not have yet) is
+        created on first use (node/ops/managed.py), before the request is authorized against the key's policy."""
         if self.consistency is None:
             provision(self.region, services)
         else:
