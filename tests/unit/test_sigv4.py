@@ -753,6 +753,47 @@ def test_a_cached_authorization_head_parses_any_signature_as_a_fresh_verifier_wo
     assert outcomes[0] == outcomes[1]
 
 
+def test_a_warm_verifier_still_refuses_an_unsigned_x_amz_header_and_a_changed_value() -> None:
+    # The same header names, the same SignedHeaders: kept as passing. Another header set, or another value for a
+    # signed header whose line is cached, is decided afresh.
+    warm = verifier()
+    for _ in range(2):
+        warm.verify("POST", "/", "", sign(), BODY)
+    late = sign()
+    late["X-Amz-Anything"] = "v"
+    with pytest.raises(KmsError) as err:
+        warm.verify("POST", "/", "", late, BODY)
+    expect(err, "InvalidSignatureException", 403, "'x-amz-anything' must be a 'SignedHeader' in the AWS Authorization.")
+    tampered = sign(headers={"X-Amz-Target": "TrentService.DescribeKey"})
+    warm.verify("POST", "/", "", tampered, BODY)
+    tampered["X-Amz-Target"] = "TrentService.ScheduleKeyDeletion"
+    with pytest.raises(KmsError) as err:
+        warm.verify("POST", "/", "", tampered, BODY)
+    expect(err, "InvalidSignatureException", 403, MISMATCH)
+
+
+@pytest.mark.parametrize("value", ["a  b", " a b ", "a\tb", "a b"])
+def test_cached_canonical_headers_are_the_ones_a_fresh_verifier_makes(value: str) -> None:
+    warm = verifier()
+    signed = sign(headers={"X-Amz-Thing": value})
+    for _ in range(2):  # the second time from the cached lines
+        warm.verify("POST", "/", "", signed, BODY)
+    verifier().verify("POST", "/", "", signed, BODY)
+    get = sigv4._header_lookup(signed)
+    signed_headers = auth_params(signed)[1]
+    names = signed_headers.split(";")
+    assert len(warm._blocks) == 1  # the one kept by the verifications above: the one answered here
+    assert warm._canonical_headers(get, signed_headers, names) == sigv4._canonical_headers(get, names)
+    assert len(warm._blocks) == 1
+
+
+def test_the_verifier_s_text_caches_are_bounded() -> None:
+    v = verifier(cache_size=4)
+    for n in range(10):
+        v.verify("POST", "/", "", sign(headers={"X-Amz-Thing": f"value {n}"}), BODY)
+    assert len(v._blocks) <= 4 and len(v._all_signed) <= 4
+
+
 def test_a_scope_slot_signs_as_hmac_sha256_does() -> None:
     alice = Principal(AK, SK, "arn:aws:iam::111122223333:user/alice", "111122223333")
     for date, region in (("20270101", "us-east-1"), ("19991231", "ap-southeast-2")):

@@ -24,6 +24,7 @@ from trent.node.deferred import Deferred
 from trent.node.metrics import NO_OPERATION, SUCCESS, RequestMetrics
 from trent.node.model.errors import KmsError, NotReady, internal
 from trent.node.model.grants import grant_id_of_token
+from trent.node.model.managed import ManagedService
 from trent.node.ops.managed import PROVISIONING_OPERATIONS, provision, wanted
 from trent.node.ops.registry import Operation, Registry, RequestContext
 from trent.node.service import Region
@@ -82,6 +83,7 @@ class _Call:
     named: list[str] | None = None  # the keys the request named, found before the operation ran
     response: dict[str, Any] | None = None
     deferred: Deferred | None = None  # the operation's answer waits on work off the event loop
+    user_agent: str | None = None  # the User-Agent header as sent, once looked up for the operation's context
 
 
 # Decides whether a request may run now (request quotas); raises a KmsError (ThrottlingException) if not.
@@ -237,7 +239,8 @@ class KmsEndpoint:
         # Header text reaches the record as sent, and a client may send bytes that are not UTF-8.
         self.audit.call(
             operation=call.operation, principal=call.principal, at=self.region.now(), source_ip=request.remote,
-            user_agent=agent if (agent := headers.get("User-Agent", "")).isascii() else valid_text(agent),
+            user_agent=agent if (agent := headers.get("User-Agent", "") if call.user_agent is None
+                                 else call.user_agent).isascii() else valid_text(agent),
             host=host if (host := headers.get("Host", "")).isascii() else valid_text(host),
             request_id=call.request_id, params=params, response=call.response, error=error,
             resources=self._resources(call), latency_ms=(time.perf_counter() - call.started) * 1000,
@@ -318,8 +321,8 @@ class KmsEndpoint:
             # It deletes what names its key (an alias, a grant): the audit record's key is found before it runs.
             # For every other call the request's keys are found afterwards, and only if the answer names none.
             call.named = self._named_keys(params)
-        context = RequestContext(request_id, name, principal, request.remote, request.headers.get("User-Agent", ""),
-                                 self.authorizer)
+        call.user_agent = user_agent = request.headers.get("User-Agent", "")
+        context = RequestContext(request_id, name, principal, request.remote, user_agent, self.authorizer)
         consistency = self.consistency
         if consistency is not None:
             consistency.before_request()
@@ -329,8 +332,8 @@ class KmsEndpoint:
             self.admission(self.region, principal, name, params)
         current_request.set(context)  # for the requestMetadata of an XKS proxy call the handler makes
         authorizer, region, handler = self.authorizer, self.region, operation.handler
-        if name in PROVISIONING_OPERATIONS:
-            self._provision_managed_keys(name, principal, params)
+        if name in PROVISIONING_OPERATIONS and (services := wanted(region, principal, params)):
+            self._provision_managed_keys(name, services)
         if authorizer is not None:
             # After validation and key resolution, before the key's state: the order AWS checks in.
             authorizer.check_request(region, principal, operation, params)
@@ -349,12 +352,9 @@ class KmsEndpoint:
         call.response = answer
         return encode_response(answer)
 
-    def _provision_managed_keys(self, name: str, principal: Principal, params: dict[str, Any]) -> None:
-        """An AWS managed key named by its predefined alias is created on first use (node/ops/managed.py), before
-        the request is authorized against the key's policy."""
-        services = wanted(self.region, principal, params)
-        if not services:
-            return
+    def _provision_managed_keys(self, name: str, services: list[ManagedService]) -> None:
+        """An AWS managed key named by its predefined alias (``wanted``: the ones this region does not have yet) is
+        created on first use (node/ops/managed.py), before the request is authorized against the key's policy."""
         if self.consistency is None:
             provision(self.region, services)
         else:

@@ -33,10 +33,6 @@ MAX_SCRUBBED_SECRETS = 64
 
 
 @functools.lru_cache(maxsize=1024)
-def camel(name: str) -> str:
-    return name[:1].lower() + name[1:]
-
-
 @functools.lru_cache(maxsize=4)
 def _second(second: int) -> str:
     return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -77,7 +73,7 @@ def event_id() -> str:
     """A random (version 4) UUID, built without the uuid module's per-call overhead. Request and event ids are
     names, not secrets: they come from the process's PRNG (seeded from the OS, reseeded in a forked child), which
     saves the getrandom call that os.urandom costs per id; two of them are made per request."""
-    h = (random.getrandbits(128) & _UUID4_MASK | _UUID4_BITS).to_bytes(16, "big").hex()
+    h = f"{random.getrandbits(128) & _UUID4_MASK | _UUID4_BITS:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
@@ -87,18 +83,22 @@ def _loggable(value: Any) -> Any:
     if type(value) is str:  # most values: no ABC check for them
         return value
     if type(value) is dict or isinstance(value, Mapping):  # a dict without the ABC's check
-        # Plain strings (most members) are kept as they are without a call for each.
-        return {camel(k): v if type(v) is str else
-                (dict(v) if "EncryptionContext" in k and isinstance(v, Mapping) else _loggable(v))
-                for k, v in value.items() if k not in NEVER_LOGGED and not isinstance(v, bytes)}
+        return _loggable_members(value)
     if isinstance(value, list | tuple):
         return [_loggable(v) for v in value if not isinstance(v, bytes)]
     return value
 
 
+def _loggable_members(value: Mapping[str, Any]) -> dict[str, Any]:
+    """``_loggable`` of a structure."""
+    # Plain strings (most members) are kept as they are without a call for each; names made camel in place.
+    return {k[:1].lower() + k[1:]: v if type(v) is str else
+            (dict(v) if "EncryptionContext" in k and isinstance(v, Mapping) else _loggable(v))
+            for k, v in value.items() if k not in NEVER_LOGGED and not isinstance(v, bytes)}
+
+
 def request_parameters(operation: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
-    logged = _loggable(params)
-    assert isinstance(logged, dict)
+    logged = _loggable_members(params)  # a request is a structure: no type checks for it
     if operation in ("Encrypt", "Decrypt"):
         logged.setdefault("encryptionAlgorithm", "SYMMETRIC_DEFAULT")  # AWS logs it even when omitted
     return logged or None

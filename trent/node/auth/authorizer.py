@@ -165,6 +165,10 @@ class Authorizer:
     def _key_named(self, region: Region, principal: Principal, operation: str, params: Mapping[str, Any],
                    member: str) -> KeyRecord | None:
         value = params.get(member)
+        if type(value) is str and principal.account == region.account:
+            found = region.keys.get(value)
+            if found is not None:
+                return found  # a bare key id of this region, the caller's own: what resolving it below would find
         if value is None and member in ("KeyId", "SourceKeyId") and operation in ("Decrypt", "ReEncrypt"):
             # Symmetric ciphertext names its key (by ARN, in effect): usable without KeyId, also across accounts.
             return region.key_of_ciphertext(params.get("CiphertextBlob"))

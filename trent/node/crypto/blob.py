@@ -166,7 +166,7 @@ def seal(
 ) -> bytes:
     """Encrypt ``plaintext`` under ``material`` of ``key_id`` into a TRENT-V1 blob."""
     # Encode first so an invalid context fails before any randomness or crypto is spent.
-    ec_bytes = encode_encryption_context(encryption_context)
+    ec_bytes = encode_encryption_context(encryption_context) if encryption_context else b""
     fixed, expand_info = _fixed_header(key_id, material.material_id)
     salt_iv = os.urandom(SALT_LEN + IV_LEN)  # one syscall; salt and iv are adjacent on the wire
     header = fixed + salt_iv

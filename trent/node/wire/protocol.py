@@ -98,8 +98,9 @@ def _jsonable(value: Any) -> Any:
 
 def encode_response(payload: dict[str, Any]) -> bytes:
     # Absent optional members are omitted, never sent as null. An answer is a dict: its members taken at once.
-    return orjson.dumps({k: v if type(v) is str else _b64(v) if type(v) is bytes else _jsonable(v)
-                         for k, v in payload.items() if v is not None})
+    # A blob's base64 written out (a call fewer for the ciphertext or plaintext most answers carry).
+    return orjson.dumps({k: v if type(v) is str else binascii.b2a_base64(v, newline=False).decode("ascii")
+                         if type(v) is bytes else _jsonable(v) for k, v in payload.items() if v is not None})
 
 
 def valid_text(text: str) -> str:
