@@ -42,5 +42,6 @@ def test_a_sync_is_done_promptly_while_the_caller_keeps_the_interpreter_busy(han
         waits = [busy_until_durable(group) for _ in range(15)]
     finally:
         group.close()
-    # CPython's default switch interval holds each such sync back for about 5 ms.
-    assert statistics.median(waits) < 0.0025, waits
+    # CPython's default switch interval holds each such sync back for about 5 ms; 0.5 ms, with room for a shared
+    # machine's scheduling, stays well under it.
+    assert statistics.median(waits) < 0.0035, waits
