@@ -234,12 +234,11 @@ class ProxyGateway:
                     if code == 200 and isinstance(doc.get("age_seconds"), (int, float)):
                         link["lag_seconds"] = doc["age_seconds"]
                     return
-        lagging = [(link, peer) for region in status["regions"].values()
-                   for peer, link in region["replication"].items()]
-        for link, _ in lagging:
+        links = [(link, peer) for region in status["regions"].values() for peer, link in region["replication"].items()]
+        for link, _ in links:
             if link["lag_records"] == 0:
                 link["lag_seconds"] = 0.0
-        await asyncio.gather(*(age(link, peer) for link, peer in lagging
+        await asyncio.gather(*(age(link, peer) for link, peer in links
                                if link["lag_records"] > 0 and status["regions"].get(peer, {}).get("reachable")))
 
     async def _clock(self, request: web.Request) -> web.Response:

@@ -135,9 +135,8 @@ class OutboxTrimming(Periodic):
             peers = set(replication.pullers) | {p for p in self.replications if p != name}
             cursors = [self.replications[p].cursors.get(name) if p in self.replications
                        else replication.outbox.pulled.get(p) for p in peers]
-            known = [c for c in cursors if c is not None]
-            if known and len(known) == len(cursors):  # a peer not heard from yet may need every record
-                removed += replication.outbox.trim_through(min(known))
+            if cursors and None not in cursors:  # a peer not heard from yet may need every record
+                removed += replication.outbox.trim_through(min(c for c in cursors if c is not None))
         return removed
 
     def _tick_once(self) -> None:
