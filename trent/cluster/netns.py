@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from trent.cluster.latency import rtt_ms
+from trent.cluster.running import ROOT
 
-REPO = Path(__file__).resolve().parents[2]
 NET = ipaddress.IPv4Network("198.18.0.0/24")
 ALLOWED = ipaddress.IPv4Network("198.18.0.0/15")
 NOWHERE_MAC = "02:00:5e:00:53:01"  # locally administered; no namespace of the drill has it
@@ -248,7 +248,7 @@ class Net:
             return "iptables is not installed (Debian package iptables)"
         probe = subprocess.run([*self.exec_prefix(CLIENT), sys.executable, "-m", "trent.cluster.nfqueue_delay",
                                 "--queue", str(QUEUE), "--probe"], capture_output=True, text=True, timeout=30,
-                               cwd=REPO)
+                               cwd=ROOT)
         if probe.returncode != 0:
             return f"cannot bind an NFQUEUE: {probe.stderr.strip()[-300:]}"
         rule = ["PREROUTING", "-s", str(NET.broadcast_address), "-j", "NFQUEUE", "--queue-num", str(QUEUE)]
@@ -273,7 +273,7 @@ class Net:
                 delays = [f"--delay={self.address(o)}={rtt(member, o) / 2:.1f}" for o in others]
                 process = subprocess.Popen([*self.exec_prefix(member), sys.executable, "-m",
                                             "trent.cluster.nfqueue_delay", "--queue", str(QUEUE), *delays],
-                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
                 self._delayers[member] = process
                 if not _ready(process, 30):
                     raise OSError(f"nfqueue_delay in {member} did not start")
