@@ -15,9 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each load run (default 3)")
     parser.add_argument("--connections", default="1,8,32,128", help="connection counts for the Encrypt sweep")
     parser.add_argument("--client-processes", type=int, default=1, help="load-generator processes (default 1)")
-    parser.add_argument("--generator", choices=("python", "wrk"), default="python",
-                        help="load generator of every single-request run: the suite's own (default) or wrk replaying "
-                        "one signed request (Debian package wrk); Encrypt at 32/128 is measured with both anyway")
+    parser.add_argument("--generator", choices=("auto", "python", "wrk"), default="auto",
+                        help="load generator of every single-request run: the suite's own or wrk replaying one signed "
+                        "request (Debian package wrk); auto (default): wrk for the flat section where installed, the "
+                        "suite's own elsewhere. Encrypt at 32/128 is measured with both anyway")
     parser.add_argument("--scale", default="1000,10000,100000", help="keys per region for the scale runs")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (1 s runs, small scale)")
     parser.add_argument("--target", metavar="URL", help="measure a running cluster's gateway (http://host:port) "

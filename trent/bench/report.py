@@ -168,9 +168,16 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
     lines += ["", "## Ratios", ""]
     # write() has stored them already; results from elsewhere get them worked out here.
     lines += [f"- {k}: **{v}**" for k, v in (results["ratios"] if "ratios" in results else ratios(results)).items()]
-    lines += ["", "## Operations (gateway, keep-alive, 32 connections)", "",
-              "| operation | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | server CPU ms/req | errors |",
-              "|---|---|---|---|---|---|---|---|"]
+    only = set((results.get("settings") or {}).get("only") or ())
+
+    def ran(section: str) -> bool:
+        """Whether the run took this section (a run of some sections leaves the others' headings out)."""
+        return not only or section in only
+
+    if t.get("operations"):
+        lines += ["", "## Operations (gateway, keep-alive, 32 connections)", "",
+                  "| operation | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | server CPU ms/req | errors |",
+                  "|---|---|---|---|---|---|---|---|"]
     for op, row in t.get("operations", {}).items():
         lines.append(f"| {op} | {row['req_per_s']} | {row['p50_ms']} | {row['p90_ms']} | {row['p99_ms']} | "
                      f"{row['p99_9_ms']} | {row['server_cpu_ms_per_request']} | {row['errors']} |")
@@ -183,8 +190,9 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
             cells = [f"{by_n[str(n)]['req_per_s']} ({by_n[str(n)]['p99_ms']})" if str(n) in by_n else ""
                      for n in ns]
             lines.append(f"| {op} | " + " | ".join(cells) + " |")
-    lines += ["", "## Encrypt: connections, keep-alive, gateway vs region port", "",
-              "| connections | via | keep-alive | req/s | p99 ms | ceiling req/s |", "|---|---|---|---|---|---|"]
+    if t.get("encrypt_sweep"):
+        lines += ["", "## Encrypt: connections, keep-alive, gateway vs region port", "",
+                  "| connections | via | keep-alive | req/s | p99 ms | ceiling req/s |", "|---|---|---|---|---|---|"]
     for row in t.get("encrypt_sweep", []):
         base = next((b["req_per_s"] for b in t["baseline"] if b["connections"] == row["connections"]), "")
         lines.append(f"| {row['connections']} | {row['via']} | {row['keep_alive']} | {row['req_per_s']} | "
@@ -231,15 +239,18 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
         lines += ["", f"The proxy alone (its encrypt call, SigV4, 32 connections): {x['proxy']['req_per_s']} req/s, "
                       f"p99 {x['proxy']['p99_ms']} ms."]
     failed = results.get("failures") or {}
-    lines += ["", "## Replication", ""] + ([
-              "(failed: see failures in the JSON)" if "replication" in failed else "(not run)"] if not r else [
-              f"- ReplicateKey → replica Enabled: p50 {r['replicate_visible_ms']['p50']} ms, "
-              f"p99 {r['replicate_visible_ms']['p99']} ms",
-              f"- On-demand MRK rotation → current everywhere (idle): p50 {r['rotation_visible_idle_ms']['p50']} ms, "
-              f"p99 {r['rotation_visible_idle_ms']['p99']} ms (n={r['rotation_visible_idle_ms']['n']})",
-              f"- Catch-up after an outage: {r['catch_up']['records']} records in {r['catch_up']['seconds']} s"]) + [
-              "", "## Scale", "", "| keys/region | startup s | RSS MiB | DescribeKey p99 ms (median run; all runs) | "
-              "ListKeys(1000) ms |", "|---|---|---|---|---|"]
+    if r or ran("replication"):
+        lines += ["", "## Replication", ""] + ([
+                  "(failed: see failures in the JSON)" if "replication" in failed else "(not run)"] if not r else [
+                  f"- ReplicateKey → replica Enabled: p50 {r['replicate_visible_ms']['p50']} ms, "
+                  f"p99 {r['replicate_visible_ms']['p99']} ms",
+                  f"- On-demand MRK rotation → current everywhere (idle): p50 "
+                  f"{r['rotation_visible_idle_ms']['p50']} ms, p99 {r['rotation_visible_idle_ms']['p99']} ms "
+                  f"(n={r['rotation_visible_idle_ms']['n']})",
+                  f"- Catch-up after an outage: {r['catch_up']['records']} records in {r['catch_up']['seconds']} s"])
+    if results.get("scale") or ran("scale"):
+        lines += ["", "## Scale", "", "| keys/region | startup s | RSS MiB | DescribeKey p99 ms (median run; all "
+                  "runs) | ListKeys(1000) ms |", "|---|---|---|---|---|"]
     for row in results.get("scale") or []:
         runs = ", ".join(map(str, row.get("describe_key_p99_ms_runs", [])))
         lines.append(f"| {row['keys_per_region']} | {row['startup_seconds']} | {row['rss_mib']} | "
@@ -277,6 +288,8 @@ def write(results: dict[str, Any], command: str) -> Path:
     stem += "-target" if settings.get("target") else "-quick" if settings.get("quick") else ""
     if settings.get("only"):  # a run of some sections only: never in place of a full run's results
         stem += "-" + "-".join(settings["only"])
+    if settings.get("generator", "auto") not in ("auto", "python"):  # nor one under another load generator
+        stem += "-" + settings["generator"]
     results["ratios"] = ratios(results)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1))
     plots = _plots(results, stem)

@@ -54,8 +54,9 @@ class Settings:
     target: str | None = None
     region: str = "us-east-1"
     # The load generator of every run: "python" (bench/loadgen.py) or "wrk" (bench/wrk.py, one signed request
-    # replayed). Either way the suite also measures Encrypt at 32 and 128 connections with both, side by side.
-    generator: str = "python"
+    # replayed); "auto": wrk for the flat section (bench/flat.py) where installed, python elsewhere. Either way the
+    # suite also measures Encrypt at 32 and 128 connections with both, side by side.
+    generator: str = "auto"
 
 
 class Progress:

@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from trent.bench.loadgen import Target
+from trent.cluster.key_poll import KeyPoller
 from trent.cluster.latency import matrix_for, rtt_ms
 from trent.cluster.netns import Net, NetnsUnavailable, WriteBurst, describe_delays, run_drill
 
@@ -182,13 +185,15 @@ class Drill:
                             aws_access_key_id="test", aws_secret_access_key="test", verify=str(self.ca),
                             config=Config(retries={"max_attempts": 0}, connect_timeout=5, read_timeout=30))
 
+    def _tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca))
+
     def status(self) -> dict[str, Any]:
-        import ssl
         import urllib.request
 
         request = urllib.request.Request(f"https://127.0.0.1:{GATEWAY_PORT}/_trent/status",
                                          headers={"X-Trent-Admin-Token": self.token})
-        with urllib.request.urlopen(request, timeout=10, context=ssl.create_default_context(cafile=str(self.ca))) as r:
+        with urllib.request.urlopen(request, timeout=10, context=self._tls()) as r:
             doc: dict[str, Any] = json.loads(r.read())
         return doc
 
@@ -303,15 +308,17 @@ class Drill:
                 # long-poll would still be on its way (one more one-way delay).
                 time.sleep(rtt_ms(primary, region) / 1000 + 0.05)
                 before = kms[primary].describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"]
-                kms[primary].rotate_key_on_demand(KeyId=key_id)
-                # From the acknowledgement, as the figure is defined; the replica is asked every VISIBILITY_POLL
-                # seconds, as a busy loop (client, gateway and node, over TLS) would take the CPU the nodes need.
-                started = time.monotonic()
-                while time.monotonic() - started < 30:
-                    if kms[region].describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"] != before:
-                        values.append(round((time.monotonic() - started) * 1000, 1))
-                        break
-                    time.sleep(VISIBILITY_POLL)
+                with KeyPoller(Target("127.0.0.1", GATEWAY_PORT, region), key_id, tls=self._tls()) as replica:
+                    replica.describe()  # connected and warm before the clock starts
+                    kms[primary].rotate_key_on_demand(KeyId=key_id)
+                    # From the acknowledgement, as the figure is defined; the replica is asked every VISIBILITY_POLL
+                    # seconds, as a busy loop (client, gateway and node, over TLS) would take the CPU the nodes need.
+                    started = time.monotonic()
+                    while time.monotonic() - started < 30:
+                        if replica.describe()["CurrentKeyMaterialId"] != before:
+                            values.append(round((time.monotonic() - started) * 1000, 1))
+                            break
+                        time.sleep(VISIBILITY_POLL)
                 poll(partial(self._rotated, kms[primary], key_id), 30)
         out: dict[str, Any] = {}
         for region, values in samples.items():
