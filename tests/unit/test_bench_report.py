@@ -86,3 +86,27 @@ def test_flat_from_32_to_128_takes_the_median_round_and_the_ceiling_s_p99() -> N
     assert "| Encrypt | 1000 | 900 | 0.9 | 5 | 18 | 1.67× / 1.8× (Encrypt) | 1.67× / 1.8× | 0 | met |" in text
     assert "| GenerateMac | 1000 | 800 | 0.8 |" in text and "missed" in text
     assert "| Sign ECC_NIST_P256 | 500 | 480 | 0.96 | 8 | 30 | 1.6× / 1.88× (Sign) | 2.67× / 3.0× | 0 | met |" in text
+
+
+def test_the_wrk_pairs_are_a_ratio_of_their_own_beside_the_python_ones() -> None:
+    out = results()
+    out["throughput"]["headline_wrk"] = [{"trent": run(6000, 0.18), "ceiling": run(8000, 0.12)},
+                                         {"trent": run(6000, 0.18), "ceiling": run(7500, 0.12)},
+                                         {"trent": run(6000, 0.18), "ceiling": run(9000, 0.12)}]
+    out["workers"]["wrk"] = {"headline": [{"trent": run(9000, 0.2), "ceiling": run(10000, 0.1)}]}
+    got = ratios(out)
+    assert got["encrypt_gateway_keepalive_32_vs_ceiling"] == 0.6  # the Python pairs' own median, unchanged
+    assert got["encrypt_gateway_keepalive_32_vs_ceiling_wrk"] == 0.75
+    assert got["encrypt_gateway_keepalive_32_cpu_vs_ceiling_wrk"] == round(0.12 / 0.18, 3)
+    assert got["encrypt_gateway_workers2_vs_ceiling2_wrk"] == 0.9
+    text = markdown(out, [], "trent bench")
+    assert "The same pairs from wrk" in text and "| 2 | 6000 | 7500 | 0.800 | 0.18 | 0.12 |" in text
+
+
+def test_a_run_of_some_sections_leaves_the_others_headings_out() -> None:
+    only = {"started": 1_800_000_000.0, "machine": {"host": "h", "cpu": "c", "cores": 2, "python": "3.11"},
+            "settings": {"only": ["processes"]}, "ratios": {}}
+    text = markdown(only, [], "trent bench --only processes")
+    for heading in ("## Operations", "## Encrypt: connections", "## Replication", "## Scale"):
+        assert heading not in text
+    assert "## Replication" in markdown(results(), [], "trent bench")  # a full run says what it did not run

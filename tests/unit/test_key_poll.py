@@ -22,7 +22,7 @@ class _Region(BaseHTTPRequestHandler):
     status = 200
     close_next = False
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         cls = type(self)
         cls.connections.add(self.client_address)
         cls.targets.append(self.headers["X-Amz-Target"])

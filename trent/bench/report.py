@@ -27,6 +27,9 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         out["encrypt_gateway_workers2_p99_ms"] = w["trent_p99_ms"]
         out["encrypt_gateway_workers2_cpu_vs_ceiling2"] = round(
             w["ceiling_server_cpu_ms_per_request"] / w["trent_server_cpu_ms_per_request"], 3)
+        wrk_pairs = [(p["trent"], p["ceiling"]) for p in (w.get("wrk") or {}).get("headline", [])]
+        if wrk_pairs:
+            out["encrypt_gateway_workers2_vs_ceiling2_wrk"] = _median_ratio(wrk_pairs)
     p = (results.get("processes") or {}).get("standalone_gateway")
     if p:
         out["encrypt_standalone_gateway_32_vs_ceiling"] = p["gateway_vs_ceiling"]
@@ -58,6 +61,11 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         if all(tr["server_cpu_ms_per_request"] for tr, _ in pairs):  # unknown for a cluster on another machine
             out["encrypt_gateway_keepalive_32_cpu_vs_ceiling"] = round(statistics.median(
                 c["server_cpu_ms_per_request"] / tr["server_cpu_ms_per_request"] for tr, c in pairs), 3)
+        wrk_pairs = [(p["trent"], p["ceiling"]) for p in t.get("headline_wrk", [])]
+        if wrk_pairs:
+            out["encrypt_gateway_keepalive_32_vs_ceiling_wrk"] = _median_ratio(wrk_pairs)
+            out["encrypt_gateway_keepalive_32_cpu_vs_ceiling_wrk"] = round(statistics.median(
+                c["server_cpu_ms_per_request"] / tr["server_cpu_ms_per_request"] for tr, c in wrk_pairs), 3)
         if t.get("moto"):
             trent_rate = statistics.median(trent["req_per_s"] for trent, _ in pairs)
             out["encrypt_gateway_keepalive_32_vs_moto"] = round(trent_rate / t["moto"]["req_per_s"], 2)
@@ -212,6 +220,12 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
                   "| round | Trent req/s | ceiling req/s | ratio | Trent CPU ms/req | ceiling CPU ms/req |",
                   "|---|---|---|---|---|---|"]
         lines += _pair_rows([(p["trent"], p["ceiling"]) for p in t["headline"]])
+    if t.get("headline_wrk"):
+        lines += ["", "The same pairs from wrk, in the same rounds (the ceiling serves the Python generator's bursts "
+                  "faster than wrk's steady stream; Trent serves both alike):", "",
+                  "| round | Trent req/s | ceiling req/s | ratio | Trent CPU ms/req | ceiling CPU ms/req |",
+                  "|---|---|---|---|---|---|"]
+        lines += _pair_rows([(p["trent"], p["ceiling"]) for p in t["headline_wrk"]])
     if t.get("moto"):
         lines += ["", f"moto server, Encrypt, 32 connections: {t['moto']['req_per_s']} req/s, "
                       f"p99 {t['moto']['p99_ms']} ms."]
@@ -227,6 +241,11 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
                   "| round | Trent req/s | ceiling req/s | ratio | Trent CPU ms/req | ceiling CPU ms/req |",
                   "|---|---|---|---|---|---|"]
         lines += _pair_rows(list(zip(w["trent"], w["ceiling"], strict=True)))
+        if (w.get("wrk") or {}).get("headline"):
+            lines += ["", "From wrk, in the same rounds:", "",
+                      "| round | Trent req/s | ceiling req/s | ratio | Trent CPU ms/req | ceiling CPU ms/req |",
+                      "|---|---|---|---|---|---|"]
+            lines += _pair_rows([(p["trent"], p["ceiling"]) for p in w["wrk"]["headline"]])
     if "key_store" in results:
         lines += keystore_lines(results["key_store"])
     x = results.get("xks")
