@@ -47,7 +47,7 @@ def region() -> Iterator[tuple[str, int]]:
     _Region.connections, _Region.targets, _Region.material, _Region.status = set(), [], "m1", 200
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Region)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[0], server.server_address[1]
+    yield "127.0.0.1", server.server_address[1]
     server.shutdown()
     server.server_close()
 
