@@ -3,14 +3,19 @@ here by hand, and the delay process's schedule and stop (cluster/nfqueue_delay.p
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import statistics
 import struct
+import threading
+import time
 
 import pytest
 
 from trent.cluster import nfqueue
 from trent.cluster.nfqueue import Ack, Packet, config, ipv4_address, parse, verdict
 from trent.cluster.nfqueue_delay import Delayer, DelaySchedule, parse_delay
+from trent.cluster.running import poll
 
 QUEUE_SUBSYS = 3 << 8  # NFNL_SUBSYS_QUEUE in the high byte of the netlink message type
 
@@ -169,3 +174,56 @@ def test_delay_arguments() -> None:
         parse_delay("nowhere=10")
     with pytest.raises(ValueError):
         parse_delay("198.18.0.3=-1")
+
+
+class _TimedQueue(_FakeQueue):
+    """A fake queue the delayer can wait on: readable (one byte on a socket pair) whenever packets are handed to it;
+    records when each verdict came."""
+
+    def __init__(self) -> None:
+        super().__init__([], [])
+        self._read, self._write = socket.socketpair()
+        self.accepted_at: list[float] = []
+
+    def fileno(self) -> int:
+        return self._read.fileno()
+
+    def arrive(self, packet: Packet) -> None:
+        self.arrivals.append([packet])
+        self._write.send(b"p")
+
+    def packets(self) -> list[Packet]:
+        with contextlib.suppress(BlockingIOError):
+            self._read.recv(64, socket.MSG_DONTWAIT)
+        return super().packets()
+
+    def accept(self, ids: list[int]) -> None:
+        self.accepted_at.append(time.monotonic())
+        super().accept(ids)
+
+    def close_sockets(self) -> None:
+        self._read.close()
+        self._write.close()
+
+
+def test_a_held_packet_goes_when_due_not_at_the_next_whole_millisecond() -> None:
+    # epoll's timeout is whole milliseconds rounded up: a delay of 5.05 ms would be kept ~6 ms. The delayer waits
+    # with select(2), whose timeout is in microseconds.
+    queue = _TimedQueue()
+    delay = 0.00505
+    delayer = Delayer(queue, DelaySchedule({"198.18.0.3": delay}))  # type: ignore[arg-type]
+    runner = threading.Thread(target=delayer.run)
+    runner.start()
+    late: list[float] = []
+    try:
+        for packet_id in range(1, 12):
+            sent = time.monotonic()
+            queue.arrive(_packet(packet_id, "198.18.0.3"))
+            poll(lambda n=packet_id: len(queue.accepted_at) >= n, timeout=5, interval=0.001)
+            late.append(queue.accepted_at[-1] - sent - delay)
+    finally:
+        delayer.stop()
+        runner.join(5)
+        queue.close_sockets()
+    assert min(late) >= -0.0002  # never early (beyond the clock's read order)
+    assert statistics.median(late) < 0.0005, late

@@ -126,7 +126,9 @@ class Delayer:
             self.accepted += len(packet_ids)
 
     def run(self) -> None:
-        with selectors.DefaultSelector() as selector:
+        # select(2), not epoll: epoll's timeout is whole milliseconds, rounded up, so every release could come up
+        # to a millisecond late (three late hops in a rotation's round trips); select's is in microseconds.
+        with selectors.SelectSelector() as selector:
             selector.register(self.queue, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
             while not self._stopping or self.schedule:
