@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from trent.bench.loadgen import Call, Target, signed_request
 from trent.cluster.launched import Launched
 from trent.cluster.netns import WriteBurst
 from trent.cluster.ports import free_port_block
@@ -219,6 +221,17 @@ def test_the_standalone_gateway_keeps_connections_and_refuses_bad_calls_as_kms_d
         assert answer.status == status, (answer.status, doc)
         if code is not None:
             assert doc["__type"] == code, doc
+    # A forwarded answer carries the headers a region port sends, in its order (the node's bytes passed on).
+    heads = {}
+    for port in (c.port, c.region_port("us-east-1")):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(signed_request(Target("127.0.0.1", port, "us-east-1"), Call("ListKeys", b"{}")))
+            answer = http.client.HTTPResponse(raw)
+            answer.begin()
+            assert answer.status == 200 and json.loads(answer.read())["Keys"] == []
+            heads[port] = [name for name, _ in answer.getheaders()]
+    assert heads[c.port] == heads[c.region_port("us-east-1")]
+    assert heads[c.port][:2] == ["x-amzn-RequestId", "Content-Type"] and "Content-Length" in heads[c.port]
 
 
 def test_a_node_never_opens_a_region_another_process_serves(cluster: RunningCluster, tmp_path: Path) -> None:

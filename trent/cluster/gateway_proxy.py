@@ -15,7 +15,7 @@ import os
 import pickle
 import sys
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from aiohttp import web
@@ -33,10 +33,12 @@ from trent.cluster.region_pool import Backend, RegionPool
 from trent.cluster.serving import Servers
 from trent.cluster.tls import client_context, server_context
 from trent.cluster.worker_processes import die_with_parent
+from trent.node import inline_requests
+from trent.node.answer import KmsAnswer, can_send
 from trent.node.app import make_app
 from trent.node.config import ClusterConfig
 from trent.node.edge import ConnectionGuard, to_http
-from trent.node.endpoint import error_response
+from trent.node.endpoint import WireResponse, error_response
 from trent.node.model.errors import KmsError
 from trent.node.wire.protocol import MAX_BODY_BYTES, malformed_request, too_large
 from trent.node.wire.sigv4 import ScopeRegions, scope_of
@@ -112,6 +114,7 @@ class ProxyGateway:
 
         runner.server.request_handler = first
         self.servers.guard.install(runner.server)
+        inline_requests.install(asyncio.get_running_loop())  # each request in its connection's task, as on a node
         self._runner = runner
         await self.servers.open_site(runner, self.config.port)
 
@@ -161,12 +164,18 @@ class ProxyGateway:
                 return unreachable(region)
         return unreachable(region)
 
-    async def _send(self, backend: Backend, head: bytes, body: bytes) -> web.Response:
+    async def _send(self, backend: Backend, head: bytes, body: bytes) -> web.StreamResponse:
         status, headers, payload = await self._connections[backend.url].send(head, body, REQUEST_TIMEOUT)
+        kept = [(name, value) for name, value in headers
+                if name.lower() not in _HOP and name.lower() not in ("date", "server")]
+        answer = WireResponse(status, payload, dict(kept))
+        if len(answer.headers) == len(kept) and can_send(answer):
+            # The node's answer as its bytes (node/answer.py), as a region port sends it: no web.Response and
+            # header multidict built per call.
+            return cast(web.StreamResponse, KmsAnswer(answer))
         out = web.Response(status=status, body=payload)
-        for name, value in headers:
-            if name.lower() not in _HOP and name.lower() not in ("date", "server"):
-                out.headers.add(name, value)
+        for name, value in kept:
+            out.headers.add(name, value)
         return out
 
     # -- the cluster's admin API ----------------------------------------------------------------------------

@@ -56,7 +56,8 @@ class NodeConnections:
         reader, writer = await self._connect()
         try:
             writer.write(head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-            status, headers, payload, keep = await asyncio.wait_for(_read_answer(reader), timeout)
+            async with asyncio.timeout(timeout):  # no task of its own per call, as wait_for would make
+                status, headers, payload, keep = await _read_answer(reader)
         except BaseException:
             writer.close()
             raise
