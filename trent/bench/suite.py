@@ -65,6 +65,7 @@ class Progress:
 
     def step(self, label: str, detail: str = "") -> None:
         self.done += 1
+        self.total = max(self.total, self.done)  # a run of some sections only is estimated roughly
         width = 30
         filled = int(width * self.done / max(self.total, 1))
         elapsed = time.monotonic() - self.started
