@@ -4,11 +4,13 @@ and every multi-Region ciphertext decrypts in every region. The in-memory faults
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -264,3 +266,40 @@ def test_a_region_process_that_dies_on_its_own_stays_down_until_restarted(
     assert json.loads(c.trent("status", "--json").stdout)["regions"]["ap-northeast-2"]["up"] is False
     c.trent("fault", "restart", "ap-northeast-2")
     assert c.client("ap-northeast-2").list_keys()["Keys"] == []
+
+
+def _outbox_records(c: RunningCluster, region: str) -> int:
+    """Records in the region's outbox, read from its store as it stands (SQLite lets a reader beside the writer)."""
+    with contextlib.closing(sqlite3.connect(f"file:{c.data_dir / region / 'kms.db'}?mode=ro", uri=True,
+                                            timeout=10)) as db:
+        return int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+
+def _period_everywhere(c: RunningCluster, key_id: str, days: int, regions: tuple[str, ...] = REGIONS) -> bool:
+    return all(c.client(r).get_key_rotation_status(KeyId=key_id).get("RotationPeriodInDays") == days
+               for r in regions)
+
+
+def test_outbox_records_every_peer_applied_are_trimmed_between_processes_and_none_a_peer_still_needs(
+        fresh_cluster: Callable[..., RunningCluster], tmp_path: Path) -> None:
+    config = tmp_path / "trent.toml"
+    config.write_text("outbox_trim_interval = 0.3\n")
+    c = fresh_cluster(extra_args=("--processes", "--config", str(config)))
+    mrk = _replicated_mrk(c)
+    primary = c.client("us-east-1")
+    for days in range(100, 105):  # the rotation period is shared by every replica: each change is a record
+        primary.enable_key_rotation(KeyId=mrk, RotationPeriodInDays=days)
+    _until(lambda: _period_everywhere(c, mrk, 104))
+    # Every peer has applied everything: all but the newest record go (it keeps the numbering after a restart).
+    _until(lambda: _outbox_records(c, "us-east-1") <= 1)
+    assert json.loads(c.trent("status", "--json").stdout)["regions"]["us-east-1"]["outbox_head"] >= 6
+    # A peer that is down has pulled none of what follows: none of it may go while it is away.
+    c.trent("fault", "crash", "eu-west-1")
+    for days in range(200, 205):
+        primary.enable_key_rotation(KeyId=mrk, RotationPeriodInDays=days)
+    _until(lambda: _period_everywhere(c, mrk, 204, ("us-east-1", "ap-northeast-2")))
+    time.sleep(1.5)  # five trimming passes: a negative cannot be polled for
+    assert _outbox_records(c, "us-east-1") >= 5
+    c.trent("fault", "restart", "eu-west-1")
+    _until(lambda: _period_everywhere(c, mrk, 204))
+    _until(lambda: _outbox_records(c, "us-east-1") <= 1)

@@ -50,6 +50,7 @@ account = "444455556666"
 auth = "off"
 max_skew_seconds = 900
 scheduler_interval = 0.25
+outbox_trim_interval = 0.5
 admin_token = "s3cret-admin"
 
 [region_ports]
@@ -63,6 +64,7 @@ eu-central-1 = "{ROOT_HEX}"
         "0.0.0.0", 5000, ("eu-central-1", "us-west-2"), "444455556666")
     assert not config.verify_signatures
     assert (config.max_skew_seconds, config.scheduler_interval, config.admin_token) == (900.0, 0.25, "s3cret-admin")
+    assert config.outbox_trim_interval == 0.5
     assert (config.port_of("eu-central-1"), config.port_of("us-west-2")) == (5001, 6000)
     assert config.root_keys == {"eu-central-1": ROOT_HEX}
     assert config.effective_principals()[0].arn == "arn:aws:iam::444455556666:root"
@@ -117,6 +119,8 @@ secret_key = "default-arn"
     ("max_skew_seconds = -1", "max_skew_seconds must be a non-negative number"),
     ("max_skew_seconds = nan", "max_skew_seconds must be a non-negative number"),
     ("scheduler_interval = 0", "scheduler_interval must be a positive number"),
+    ("outbox_trim_interval = 0", "outbox_trim_interval must be a positive number"),
+    ("outbox_trim_interval = inf", "outbox_trim_interval must be a positive number"),
     ("regions = []", "at least one region is required"),
     ('regions = " , "', "at least one region is required"),
     ('regions = ["us-east-1", "us-east-1"]', "a region is listed twice"),

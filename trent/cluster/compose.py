@@ -317,7 +317,8 @@ def host_jobs(parts: Parts, client_tls: ssl.SSLContext | None = None) -> HostJob
                                           elected=frozenset(elected)))
     links = ReplicationLinks(replications, urls, token, parts.faults, delay, client_tls)
     # A store keeps a change feed only while several processes share it (trimming one without is a no-op).
-    trimming = OutboxTrimming(replications, [r.region.store.trim_changes for r in parts.regions.values()])
+    trimming = OutboxTrimming(replications, [r.region.store.trim_changes for r in parts.regions.values()],
+                              config.outbox_trim_interval)
     jobs: list[Component] = [KeyPairPoolJob(parts.key_pairs), KeyStoreConnections(parts)]
     jobs += [SchedulerJob(s, config.scheduler_interval) for s in schedulers.values()]
     jobs += [AuditFlushing(_trails(parts)), trimming]
@@ -337,7 +338,7 @@ def _elected_jobs(parts: Parts, schedulers: dict[str, Scheduler], replications: 
     """Host jobs where some regions are on etcd: their scheduler and pullers run on the region's lease holder."""
     config = parts.config
     trimming = OutboxTrimming(replications, [r.region.store.trim_changes for n, r in parts.regions.items()
-                                             if n not in elected])
+                                             if n not in elected], config.outbox_trim_interval)
     per_region: dict[str, list[Component]] = {name: [SchedulerJob(schedulers[name], config.scheduler_interval)]
                                               for name in elected}
     always: list[Component] = [SchedulerJob(s, config.scheduler_interval) for n, s in schedulers.items()

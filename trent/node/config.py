@@ -53,6 +53,8 @@ class ClusterConfig:
     verify_signatures: bool = True
     max_skew_seconds: float = 300.0
     scheduler_interval: float = 1.0
+    # Seconds between passes that drop outbox records every peer region has applied.
+    outbox_trim_interval: float = 30.0
     # How long a new multi-Region replica stays Creating before it is usable (AWS: a few seconds).
     replica_creating_seconds: float = 2.0
     # Hex root keys per region; a region without one gets a 0600 file in its data directory.
@@ -256,7 +258,7 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     config = ClusterConfig()
     simple: dict[str, Callable[[Any], Any]] = {"host": str, "account": str, "max_skew_seconds": float,
                                                "scheduler_interval": float, "admin_token": str,
-                                               "replica_creating_seconds": float}
+                                               "replica_creating_seconds": float, "outbox_trim_interval": float}
     changes: dict[str, Any] = {k: _convert(k, raw[k], conv) for k, conv in simple.items() if k in raw}
     if "port" in raw:
         changes["port"] = _port("port", raw["port"])
@@ -290,6 +292,9 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         raise ConfigError("max_skew_seconds must be a non-negative number")
     if not (math.isfinite(interval) and interval > 0):
         raise ConfigError("scheduler_interval must be a positive number")
+    trim = changes.get("outbox_trim_interval", 30.0)
+    if not (math.isfinite(trim) and trim > 0):
+        raise ConfigError("outbox_trim_interval must be a positive number")
     if "workers" in raw:
         workers = _convert("workers", raw["workers"], int)
         if not 1 <= workers <= 64:
