@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from trent.bench.key_poll import KeyPoller
 from trent.bench.loadgen import Target
-from trent.cluster.key_poll import KeyPoller
 
 
 class _Region(BaseHTTPRequestHandler):

@@ -21,9 +21,6 @@ from trent.bench.loadgen import Target
 from trent.bench.procs import TrentCluster, start_baseline
 from trent.bench.scenarios import Fixtures, encrypt_call_for_baseline
 
-# How often a rotation-visibility run asks the replica whether the new material is current.
-POLL_SECONDS = 0.002
-
 
 def standalone_gateway(settings: Any, progress: Any) -> dict[str, Any]:
     from trent.bench.suite import measured
@@ -80,9 +77,9 @@ def profile_rotation_visibility(settings: Any, progress: Any) -> dict[str, Any]:
     """The same figure in the single-process mode with `--latency-profile aws`: a key replicated to one region,
     rotated on demand at us-east-1, timed from its acknowledgement until the replica names the new material
     current."""
+    from trent.bench.key_poll import KeyPoller, rotation_visible_ms
     from trent.bench.loadgen import Target
-    from trent.bench.suite import _current, _state
-    from trent.cluster.key_poll import KeyPoller
+    from trent.bench.suite import _state
     from trent.cluster.latency import rtt_ms
     from trent.cluster.running import poll
 
@@ -104,17 +101,8 @@ def profile_rotation_visibility(settings: Any, progress: Any) -> dict[str, Any]:
                 # Idle links, as the figure is defined: a rotation started right after the last one finds the
                 # replica's next long-poll still on its way (one more one-way delay).
                 time.sleep(rtt / 1000 + 0.05)
-                before = _current(home, key_id)
                 with KeyPoller(Target("127.0.0.1", cluster.port, region), key_id) as replica:
-                    replica.describe()  # connected before the clock starts
-                    home.rotate_key_on_demand(KeyId=key_id)
-                    # From the rotation's acknowledgement, as the figure is defined. The replica is asked every
-                    # POLL_SECONDS, not in a busy loop: on a small machine that loop takes the CPU the regions need
-                    # to move the rotation along, and slows down what it measures.
-                    started = time.perf_counter()
-                    poll(lambda r=replica, b=before: r.describe()["CurrentKeyMaterialId"] != b, timeout=10,
-                         interval=POLL_SECONDS)
-                    values.append(round((time.perf_counter() - started) * 1000, 1))
+                    values.append(rotation_visible_ms(home, key_id, replica, timeout=10))
                 poll(lambda k=key_id: "OnDemandRotationStartDate" not in home.get_key_rotation_status(KeyId=k),
                      timeout=10, interval=0.01)
             ordered = sorted(values)

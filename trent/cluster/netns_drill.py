@@ -17,6 +17,7 @@ reachable at all."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shutil
@@ -32,14 +33,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from trent.bench.key_poll import KeyPoller, rotation_visible_ms
 from trent.bench.loadgen import Target
-from trent.cluster.key_poll import KeyPoller
 from trent.cluster.latency import matrix_for, rtt_ms
 from trent.cluster.netns import Net, NetnsUnavailable, WriteBurst, describe_delays, run_drill
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-2")
 NODE_PORT, GATEWAY_PORT = 4600, 4599
-VISIBILITY_POLL = 0.002  # seconds between a rotation-visibility run's questions to the replica
 
 
 @dataclass(frozen=True)
@@ -307,18 +307,9 @@ class Drill:
                 # Idle links, as the figure is defined: right after the last rotation the replica's next
                 # long-poll would still be on its way (one more one-way delay).
                 time.sleep(rtt_ms(primary, region) / 1000 + 0.05)
-                before = kms[primary].describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"]
-                with KeyPoller(Target("127.0.0.1", GATEWAY_PORT, region), key_id, tls=self._tls()) as replica:
-                    replica.describe()  # connected and warm before the clock starts
-                    kms[primary].rotate_key_on_demand(KeyId=key_id)
-                    # From the acknowledgement, as the figure is defined; the replica is asked every VISIBILITY_POLL
-                    # seconds, as a busy loop (client, gateway and node, over TLS) would take the CPU the nodes need.
-                    started = time.monotonic()
-                    while time.monotonic() - started < 30:
-                        if replica.describe()["CurrentKeyMaterialId"] != before:
-                            values.append(round((time.monotonic() - started) * 1000, 1))
-                            break
-                        time.sleep(VISIBILITY_POLL)
+                with KeyPoller(Target("127.0.0.1", GATEWAY_PORT, region), key_id, tls=self._tls()) as replica, \
+                        contextlib.suppress(TimeoutError):  # a rotation never seen leaves no sample
+                    values.append(rotation_visible_ms(kms[primary], key_id, replica, 30))
                 poll(partial(self._rotated, kms[primary], key_id), 30)
         out: dict[str, Any] = {}
         for region, values in samples.items():

@@ -9,9 +9,15 @@ import http.client
 import json
 import socket
 import ssl
+import time
 from typing import Any
 
 from trent.bench.loadgen import Call, Target, signed_request
+from trent.cluster.running import poll
+
+# How often a rotation-visibility run asks the replica whether the new material is current: not a busy loop, which
+# would take the CPU the regions need to move the rotation along and slow down what it measures.
+POLL_SECONDS = 0.002
 
 
 class KeyPoller:
@@ -63,3 +69,15 @@ class KeyPoller:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def rotation_visible_ms(primary: Any, key_id: str, replica: KeyPoller, timeout: float) -> float:
+    """Rotate ``key_id`` on demand at ``primary`` (a KMS client); the milliseconds from the rotation's
+    acknowledgement, as the figure is defined, until ``replica`` names the new material current (TimeoutError after
+    ``timeout`` seconds)."""
+    before = primary.describe_key(KeyId=key_id)["KeyMetadata"]["CurrentKeyMaterialId"]
+    replica.describe()  # connected and warm before the clock starts
+    primary.rotate_key_on_demand(KeyId=key_id)
+    started = time.monotonic()
+    poll(lambda: replica.describe()["CurrentKeyMaterialId"] != before, timeout, POLL_SECONDS)
+    return round((time.monotonic() - started) * 1000, 1)
