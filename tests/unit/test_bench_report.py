@@ -93,7 +93,7 @@ def test_the_wrk_pairs_are_a_ratio_of_their_own_beside_the_python_ones() -> None
     out["throughput"]["headline_wrk"] = [{"trent": run(6000, 0.18), "ceiling": run(8000, 0.12)},
                                          {"trent": run(6000, 0.18), "ceiling": run(7500, 0.12)},
                                          {"trent": run(6000, 0.18), "ceiling": run(9000, 0.12)}]
-    out["workers"]["wrk"] = {"headline": [{"trent": run(9000, 0.2), "ceiling": run(10000, 0.1)}]}
+    out["workers"]["headline_wrk"] = [{"trent": run(9000, 0.2), "ceiling": run(10000, 0.1)}]
     got = ratios(out)
     assert got["encrypt_gateway_keepalive_32_vs_ceiling"] == 0.6  # the Python pairs' own median, unchanged
     assert got["encrypt_gateway_keepalive_32_vs_ceiling_wrk"] == 0.75

@@ -27,9 +27,8 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         out["encrypt_gateway_workers2_p99_ms"] = w["trent_p99_ms"]
         out["encrypt_gateway_workers2_cpu_vs_ceiling2"] = round(
             w["ceiling_server_cpu_ms_per_request"] / w["trent_server_cpu_ms_per_request"], 3)
-        wrk_pairs = [(p["trent"], p["ceiling"]) for p in (w.get("wrk") or {}).get("headline", [])]
-        if wrk_pairs:
-            out["encrypt_gateway_workers2_vs_ceiling2_wrk"] = _median_ratio(wrk_pairs)
+        if w.get("headline_wrk"):
+            out["encrypt_gateway_workers2_vs_ceiling2_wrk"] = _median_ratio(_pairs(w["headline_wrk"]))
     p = (results.get("processes") or {}).get("standalone_gateway")
     if p:
         out["encrypt_standalone_gateway_32_vs_ceiling"] = p["gateway_vs_ceiling"]
@@ -50,7 +49,7 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     t = results.get("throughput")
     if not t:
         return out
-    pairs = [(p["trent"], p["ceiling"]) for p in t.get("headline", [])]
+    pairs = _pairs(t.get("headline", []))
     if not pairs:  # results written before the headline pairs existed: the sweep's one pair
         base32 = next((r for r in t["baseline"] if r["connections"] == 32), None)
         trent32 = _row(t["encrypt_sweep"], 32, "gateway", True)
@@ -61,7 +60,7 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         if all(tr["server_cpu_ms_per_request"] for tr, _ in pairs):  # unknown for a cluster on another machine
             out["encrypt_gateway_keepalive_32_cpu_vs_ceiling"] = round(statistics.median(
                 c["server_cpu_ms_per_request"] / tr["server_cpu_ms_per_request"] for tr, c in pairs), 3)
-        wrk_pairs = [(p["trent"], p["ceiling"]) for p in t.get("headline_wrk", [])]
+        wrk_pairs = _pairs(t.get("headline_wrk", []))
         if wrk_pairs:
             out["encrypt_gateway_keepalive_32_vs_ceiling_wrk"] = _median_ratio(wrk_pairs)
             out["encrypt_gateway_keepalive_32_cpu_vs_ceiling_wrk"] = round(statistics.median(
@@ -72,13 +71,24 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _pair_rows(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
-    return [f"| {i} | {tr['req_per_s']} | {c['req_per_s']} | {tr['req_per_s'] / c['req_per_s']:.3f} | "
-            f"{tr['server_cpu_ms_per_request']} | {c['server_cpu_ms_per_request']} |"
-            for i, (tr, c) in enumerate(pairs, 1)]
+Pair = tuple[dict[str, Any], dict[str, Any]]  # (Trent's run, the ceiling's), measured back to back
 
 
-def _median_ratio(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> float:
+def _pairs(rounds: list[dict[str, Any]]) -> list[Pair]:
+    """A section's alternating rounds ({"trent": ..., "ceiling": ...}) as pairs."""
+    return [(p["trent"], p["ceiling"]) for p in rounds]
+
+
+def _pair_table(pairs: list[Pair]) -> list[str]:
+    """Every pair of a headline ratio, a row each."""
+    return ["| round | Trent req/s | ceiling req/s | ratio | Trent CPU ms/req | ceiling CPU ms/req |",
+            "|---|---|---|---|---|---|",
+            *(f"| {i} | {tr['req_per_s']} | {c['req_per_s']} | {tr['req_per_s'] / c['req_per_s']:.3f} | "
+              f"{tr['server_cpu_ms_per_request']} | {c['server_cpu_ms_per_request']} |"
+              for i, (tr, c) in enumerate(pairs, 1))]
+
+
+def _median_ratio(pairs: list[Pair]) -> float:
     """The median of Trent's req/s over the ceiling's, pair by pair (each pair measured back to back)."""
     return round(float(statistics.median(trent["req_per_s"] / ceiling["req_per_s"] for trent, ceiling in pairs)), 3)
 
@@ -217,15 +227,11 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
                          f"{row.get('client_cpu_ms_per_request')} |")
     if t.get("headline"):
         lines += ["", "## Encrypt vs the ceiling, alternating pairs (gateway, keep-alive, 32 connections)", "",
-                  "| round | Trent req/s | ceiling req/s | ratio | Trent CPU ms/req | ceiling CPU ms/req |",
-                  "|---|---|---|---|---|---|"]
-        lines += _pair_rows([(p["trent"], p["ceiling"]) for p in t["headline"]])
+                  *_pair_table(_pairs(t["headline"]))]
     if t.get("headline_wrk"):
         lines += ["", "The same pairs from wrk, in the same rounds (the ceiling serves the Python generator's bursts "
                   "faster than wrk's steady stream; Trent serves both alike):", "",
-                  "| round | Trent req/s | ceiling req/s | ratio | Trent CPU ms/req | ceiling CPU ms/req |",
-                  "|---|---|---|---|---|---|"]
-        lines += _pair_rows([(p["trent"], p["ceiling"]) for p in t["headline_wrk"]])
+                  *_pair_table(_pairs(t["headline_wrk"]))]
     if t.get("moto"):
         lines += ["", f"moto server, Encrypt, 32 connections: {t['moto']['req_per_s']} req/s, "
                       f"p99 {t['moto']['p99_ms']} ms."]
@@ -238,14 +244,9 @@ def markdown(results: dict[str, Any], plots: list[str], command: str) -> str:
                   f"{w['trent_server_cpu_ms_per_request']} |",
                   f"| ceiling --processes 2 | {w['ceiling_req_per_s']} | {w['ceiling_p99_ms']} | "
                   f"{w['ceiling_server_cpu_ms_per_request']} |", "",
-                  "| round | Trent req/s | ceiling req/s | ratio | Trent CPU ms/req | ceiling CPU ms/req |",
-                  "|---|---|---|---|---|---|"]
-        lines += _pair_rows(list(zip(w["trent"], w["ceiling"], strict=True)))
-        if (w.get("wrk") or {}).get("headline"):
-            lines += ["", "From wrk, in the same rounds:", "",
-                      "| round | Trent req/s | ceiling req/s | ratio | Trent CPU ms/req | ceiling CPU ms/req |",
-                      "|---|---|---|---|---|---|"]
-            lines += _pair_rows([(p["trent"], p["ceiling"]) for p in w["wrk"]["headline"]])
+                  *_pair_table(list(zip(w["trent"], w["ceiling"], strict=True)))]
+        if w.get("headline_wrk"):
+            lines += ["", "From wrk, in the same rounds:", "", *_pair_table(_pairs(w["headline_wrk"]))]
     if "key_store" in results:
         lines += keystore_lines(results["key_store"])
     x = results.get("xks")

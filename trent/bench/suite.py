@@ -200,7 +200,7 @@ def workers(settings: Settings, progress: Progress) -> dict[str, Any]:
     connections, the two measured alternately (``settings.rounds`` times each) so drift hits both alike. Server CPU
     counts every process of each server."""
     message = os.urandom(64)
-    out: dict[str, Any] = {"workers": 2, "connections": 32, "trent": [], "ceiling": [], "wrk": {"headline": []}}
+    out: dict[str, Any] = {"workers": 2, "connections": 32, "trent": [], "ceiling": [], "headline_wrk": []}
     cluster = TrentCluster(extra=("--workers", "2"))
     baseline = start_baseline(2)
     try:
@@ -216,7 +216,7 @@ def workers(settings: Settings, progress: Progress) -> dict[str, Any]:
                     out["ceiling"].append(ceiling)
                     out["trent"].append(trent)
                 else:
-                    out["wrk"]["headline"].append({"ceiling": ceiling, "trent": trent})
+                    out["headline_wrk"].append({"ceiling": ceiling, "trent": trent})
                 progress.step(f"Encrypt workers=2 x32 ({generator}) round {i + 1}",
                               f"{trent['req_per_s']} vs {ceiling['req_per_s']} req/s")
     finally:
