@@ -48,6 +48,8 @@ PROCESSES_PATH = "/_trent/processes"  # the supervisor's: crash or restart a reg
 # Never passed on: they describe one connection, not the request (RFC 9110 7.6.1), or are recomputed.
 _HOP = frozenset(("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
                   "content-length"))
+# Of a node's answer: the hop's own headers, and the Date and Server the gateway's own answer carries.
+_NOT_PASSED_ON = _HOP | {"date", "server"}
 REQUEST_TIMEOUT = 60.0
 HEALTH_INTERVAL = 1.0
 
@@ -167,7 +169,7 @@ class ProxyGateway:
     async def _send(self, backend: Backend, head: bytes, body: bytes) -> web.StreamResponse:
         status, headers, payload = await self._connections[backend.url].send(head, body, REQUEST_TIMEOUT)
         kept = [(name, value) for name, value in headers
-                if name.lower() not in _HOP and name.lower() not in ("date", "server")]
+                if name.lower() not in _NOT_PASSED_ON]
         answer = WireResponse(status, payload, dict(kept))
         if len(answer.headers) == len(kept) and can_send(answer):
             # The node's answer as its bytes (node/answer.py), as a region port sends it: no web.Response and
