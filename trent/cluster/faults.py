@@ -12,10 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
-
 from trent.node.app import Gate, Verdict
 from trent.node.endpoint import KmsEndpoint, WireResponse, error_response
+from trent.node.fast_path import KmsRequest
 from trent.node.model.errors import KmsError
 
 
@@ -151,13 +150,13 @@ class Faults:
 
 
 # Told of each request a fault refused before it reached its endpoint (the metrics count it).
-Refused = Callable[[KmsEndpoint, web.BaseRequest, KmsError], None]
+Refused = Callable[[KmsEndpoint, KmsRequest, KmsError], None]
 
 
 def fault_gate(faults: Faults, refused: Refused | None = None) -> Gate:
     """The HTTP adapters' gate: a down region's connections are cut; latency, 5xx and throttling are injected."""
 
-    def gate(endpoint: KmsEndpoint, request: web.BaseRequest) -> Verdict:
+    def gate(endpoint: KmsEndpoint, request: KmsRequest) -> Verdict:
         if not (faults.down or faults.latency or faults.errors or faults.throttle):
             return None  # no fault set anywhere (nearly always): nothing to look up for this region
         region = endpoint.region.name
@@ -176,13 +175,13 @@ def fault_gate(faults: Faults, refused: Refused | None = None) -> Gate:
     return gate
 
 
-async def _after(delay: float, faults: Faults, endpoint: KmsEndpoint, request: web.BaseRequest,
+async def _after(delay: float, faults: Faults, endpoint: KmsEndpoint, request: KmsRequest,
                  refused: Refused | None) -> WireResponse | None:
     await asyncio.sleep(delay)
     return _injected_error(faults, endpoint, request, refused)
 
 
-def _injected_error(faults: Faults, endpoint: KmsEndpoint, request: web.BaseRequest,
+def _injected_error(faults: Faults, endpoint: KmsEndpoint, request: KmsRequest,
                     refused: Refused | None) -> WireResponse | None:
     error = faults.request_error(endpoint.region.name)
     if error is None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from aiohttp import web
-
 from trent.node.endpoint import KmsEndpoint, WireResponse, error_response
+from trent.node.fast_path import KmsRequest
 from trent.node.model.errors import KmsError
 from trent.node.wire.sigv4 import ScopeRegions, scope_of
 
@@ -22,7 +21,7 @@ class Gateway:
         self._create = create
         self._scopes = ScopeRegions()  # the region each Authorization head names
 
-    def route(self, request: web.BaseRequest) -> KmsEndpoint | WireResponse:
+    def route(self, request: KmsRequest) -> KmsEndpoint | WireResponse:
         region = self._scopes.region(request.headers.get("Authorization"))
         if region is None:
             # Absent, blank or not the usual shape: the strict parser either finds the scope anyway or says exactly

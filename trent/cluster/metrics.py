@@ -33,6 +33,7 @@ from trent.cluster.jobs import Periodic
 from trent.cluster.replication.wiring import RegionReplication, lag_report
 from trent.node.compliance import KINDS
 from trent.node.endpoint import KmsEndpoint
+from trent.node.fast_path import KmsRequest
 from trent.node.metrics import LATENCY_BUCKETS, NO_OPERATION, RequestMetrics
 from trent.node.model.errors import KmsError
 from trent.node.model.states import KeyState
@@ -46,7 +47,7 @@ SNAPSHOT_SECONDS = 1.0
 
 def count_refusals(metrics: Mapping[str, RequestMetrics]) -> Refused:
     """For the fault gate: a request a fault refused counts under its operation (when it names a real one)."""
-    def refused(endpoint: KmsEndpoint, request: web.BaseRequest, error: KmsError) -> None:
+    def refused(endpoint: KmsEndpoint, request: KmsRequest, error: KmsError) -> None:
         counts = metrics.get(endpoint.region.name)
         if counts is None:
             return

@@ -12,16 +12,17 @@ from aiohttp import web
 from trent.node.app import EndpointFor, Gate, kms_first, kms_handler, make_app
 from trent.node.edge import ConnectionGuard
 from trent.node.endpoint import KmsEndpoint, WireResponse
+from trent.node.fast_path import KmsRequest
 
 
-def fixed(endpoint: KmsEndpoint) -> Callable[[web.BaseRequest], KmsEndpoint]:
+def fixed(endpoint: KmsEndpoint) -> Callable[[KmsRequest], KmsEndpoint]:
     """A region's own port: every KMS call goes to its endpoint."""
-    def route(_request: web.BaseRequest) -> KmsEndpoint:
+    def route(_request: KmsRequest) -> KmsEndpoint:
         return endpoint
     return route
 
 
-def no_kms(_request: web.BaseRequest) -> WireResponse:
+def no_kms(_request: KmsRequest) -> WireResponse:
     """A port that serves only the admin API."""
     return WireResponse(404, b"")
 

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from trent.node.app import Gate, Verdict
 from trent.node.audit.sink import current_files
 from trent.node.audit.trail import AuditTrail, KeyUsage
 from trent.node.endpoint import KmsEndpoint
+from trent.node.fast_path import KmsRequest
 from trent.node.service import Region
 from trent.node.store.base import Batch, Store
 
@@ -73,7 +73,7 @@ def following_runtime(faults: Gate, state: SharedState | None, follow: Callable[
     if state is None:
         return faults
 
-    def gate(endpoint: KmsEndpoint, request: web.BaseRequest) -> Verdict:
+    def gate(endpoint: KmsEndpoint, request: KmsRequest) -> Verdict:
         doc = state.changed()
         if doc is not None:
             follow(doc)

@@ -51,6 +51,19 @@ def _unsafe(text: str) -> bool:
     return not text.isprintable()
 
 
+def answer_bytes(response: WireResponse, major: int = 1, minor: int = 1, keep_alive: bool = True) -> bytes:
+    """What aiohttp would send for ``response`` (one that ``can_send``) to a request of this HTTP version."""
+    if keep_alive:
+        connection = "Connection: keep-alive\r\n" if major == 1 and minor == 0 else ""
+    else:
+        connection = "Connection: close\r\n" if major == 1 and minor == 1 else ""
+    headers = "".join([f"{name}: {value}\r\n" for name, value in response.headers.items()])
+    body = response.body
+    head = (f"HTTP/{major}.{minor}{_REASONS[response.status]}{headers}Content-Length: {len(body)}\r\n"
+            f"Date: {rfc822_formatted_time()}{_TAIL}{connection}\r\n")
+    return head.encode() + body
+
+
 class KmsAnswer:
     __slots__ = ("_response", "keep_alive")
     __http_exception__ = False  # aiohttp looks for it on every answer (a deprecated way to return an HTTP error)
@@ -60,18 +73,9 @@ class KmsAnswer:
         self.keep_alive: bool | None = None  # decided by the request, as aiohttp does (read once it has been sent)
 
     async def prepare(self, request: web.BaseRequest) -> None:
-        response = self._response
         keep_alive = self.keep_alive = request.keep_alive
         major, minor = request.version
-        if keep_alive:
-            connection = "Connection: keep-alive\r\n" if major == 1 and minor == 0 else ""
-        else:
-            connection = "Connection: close\r\n" if major == 1 and minor == 1 else ""
-        headers = "".join([f"{name}: {value}\r\n" for name, value in response.headers.items()])
-        body = response.body
-        head = (f"HTTP/{major}.{minor}{_REASONS[response.status]}{headers}Content-Length: {len(body)}\r\n"
-                f"Date: {rfc822_formatted_time()}{_TAIL}{connection}\r\n")
-        await request.writer.write_eof(head.encode() + body)
+        await request.writer.write_eof(answer_bytes(self._response, major, minor, keep_alive))
 
     async def write_eof(self) -> None:
         """Sent whole by ``prepare``."""

@@ -14,16 +14,20 @@ from trent.node import inline_requests
 from trent.node.answer import KmsAnswer, can_send
 from trent.node.edge import BODY_LATE, ConnectionGuard, to_http
 from trent.node.endpoint import KmsEndpoint, WireRequest, WireResponse, error_response
+from trent.node.fast_path import FastRequest, KmsRequest
 from trent.node.model.errors import KmsError, internal
 from trent.node.store.base import StoreError
 from trent.node.wire.protocol import MAX_BODY_BYTES, decode_content, malformed_request, too_large
 
-EndpointFor = Callable[[web.BaseRequest], KmsEndpoint | WireResponse]
+EndpointFor = Callable[[KmsRequest], KmsEndpoint | WireResponse]
 # Consulted before a request reaches its region: injected faults answer here (or cut the connection). A gate
 # answers at once (a refusal, or None to let the request through) unless it has to wait first (injected latency):
 # then it gives an awaitable of its answer. Most requests meet no fault, and are not made to await anything.
 Verdict = WireResponse | Awaitable[WireResponse | None] | None
-Gate = Callable[[KmsEndpoint, web.BaseRequest], Verdict]
+Gate = Callable[[KmsEndpoint, KmsRequest], Verdict]
+# A KMS call's answer, given its request (aiohttp's or the fast path's), method, path, query, body and peer: at once,
+# or an awaitable of it when it waits (a gate's delay, work off the event loop, a commit's sync).
+Answer = Callable[[KmsRequest, str, str, str, bytes, str], WireResponse | Awaitable[WireResponse]]
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 log = logging.getLogger("trent.http")
@@ -33,6 +37,7 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
                 guard: ConnectionGuard | None = None) -> Handler:
     """An aiohttp handler that picks an endpoint per request (the gateway routes; a region port has one). With
     ``otherwise`` it stands in front of an application (``kms_first``): what is not a KMS call goes there."""
+    answer = kms_answer(endpoint_for, gate)
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         body_deadline = guard.started(request) if guard is not None else None
@@ -62,24 +67,10 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
             if len(body) > MAX_BODY_BYTES:
                 # Before routing (the gateway reads credentials): an oversize body is refused whoever sends it.
                 return to_http(error_response(too_large()))
-            target = endpoint_for(request)
-            if type(target) is WireResponse:
-                return to_http(target)
-            assert isinstance(target, KmsEndpoint)
-            if gate is not None:
-                verdict = gate(target, request)
-                if verdict is not None:
-                    refused = verdict if isinstance(verdict, WireResponse) else await verdict
-                    if refused is not None:
-                        return to_http(refused)
             # The query as sent (still percent-encoded), without building aiohttp's parsed URL for every request.
             raw_path, _, query = request.raw_path.partition("?")
-            response = target.handle(WireRequest(request.method, raw_path, query, request.headers, body,
-                                                 request.remote or ""))
-            if response.pending is not None:
-                response = await settled(response)
-            if response.durable is not None:
-                response = await durable(response, target)
+            outcome = answer(request, request.method, raw_path, query, body, request.remote or "")
+            response = outcome if type(outcome) is WireResponse else await cast(Awaitable[WireResponse], outcome)
             if otherwise is not None and can_send(response):
                 # In front of the application every request here is a POST (node/answer.py): its answer is sent
                 # as aiohttp would send it, without a web.Response. aiohttp asks of it only what KmsAnswer has.
@@ -101,6 +92,49 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
                 body_deadline.cancel()  # answered: the body is in, or no longer wanted
 
     return handle
+
+
+def kms_answer(endpoint_for: EndpointFor, gate: Gate | None) -> Answer:
+    """A KMS call's way from its router and gate to its region's answer, shared by aiohttp's handler and the fast
+    path (node/fast_path.py)."""
+
+    def answer(request: KmsRequest, method: str, path: str, query: str, body: bytes,
+               remote: str) -> WireResponse | Awaitable[WireResponse]:
+        target = endpoint_for(request)
+        if type(target) is WireResponse:
+            return target
+        assert isinstance(target, KmsEndpoint)
+        wire = WireRequest(method, path, query, request.headers, body, remote)
+        if gate is not None:
+            verdict = gate(target, request)
+            if verdict is not None:
+                return verdict if isinstance(verdict, WireResponse) else _after_gate(verdict, target, wire)
+        return _handled(target, wire)
+
+    return answer
+
+
+def _handled(target: KmsEndpoint, wire: WireRequest) -> WireResponse | Awaitable[WireResponse]:
+    response = target.handle(wire)
+    if response.pending is None and response.durable is None:
+        return response
+    return _finished(response, target)
+
+
+async def _finished(response: WireResponse, target: KmsEndpoint) -> WireResponse:
+    if response.pending is not None:
+        response = await settled(response)
+    if response.durable is not None:
+        response = await durable(response, target)
+    return response
+
+
+async def _after_gate(verdict: Awaitable[WireResponse | None], target: KmsEndpoint, wire: WireRequest) -> WireResponse:
+    refused = await verdict
+    if refused is not None:
+        return refused
+    outcome = _handled(target, wire)
+    return outcome if type(outcome) is WireResponse else await cast(Awaitable[WireResponse], outcome)
 
 
 def body_in_whole(request: web.BaseRequest) -> bytes | None:
@@ -154,7 +188,12 @@ def kms_first(server: web.Server, endpoint_for: EndpointFor, gate: Gate | None =
     With a ``guard``, the server's connections keep its limits (node/edge.py)."""
     server.request_handler = kms_handler(endpoint_for, gate, otherwise=server.request_handler, guard=guard)
     if guard is not None:
-        guard.install(server)
+        answer = kms_answer(endpoint_for, gate)
+
+        def respond(request: FastRequest, body: bytes) -> WireResponse | Awaitable[WireResponse]:
+            return answer(request, "POST", "/", "", body, request.remote)
+
+        guard.install(server, respond)
     with contextlib.suppress(RuntimeError):  # no running loop: the server will run in one that has none of this
         inline_requests.install(asyncio.get_running_loop())
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from trent.node.answer import answer_bytes, can_send
 from trent.node.config import EdgeLimits
 from trent.node.endpoint import WireResponse, error_response
+from trent.node.fast_path import FastRequest, Respond, read_simple
 from trent.node.model.errors import internal
 from trent.node.wire.protocol import malformed_request
 
@@ -52,7 +55,14 @@ class ConnectionGuard:
         body that does not inflate after the handler began to read it, would leave that handler waiting for good."""
         return {"keepalive_timeout": self.limits.idle_timeout, "auto_decompress": False}
 
-    def install(self, server: web.Server) -> None:
+    def install(self, server: web.Server, respond: Respond | None = None) -> None:
+        """The guard's limits on ``server``'s connections; with ``respond``, its connections answer plain KMS calls
+        on the fast path (node/fast_path.py) through it."""
+        # Its connections are KmsRequestHandlers from the start (web.Server has no slots: only its class changes).
+        server.__class__ = KmsServer
+        assert isinstance(server, KmsServer)
+        server.fast = respond
+        server.guard = self
         made, lost = server.connection_made, server.connection_lost
 
         def connection_made(handler: RequestHandler, transport: asyncio.Transport) -> None:
@@ -64,9 +74,6 @@ class ConnectionGuard:
                 handler.force_close()
                 return
             self._open.add(handler)
-            # A request aiohttp cannot parse gets a KMS error (and no traceback in the log), as every other does.
-            # RequestHandler has __slots__, so its method cannot be set on the instance; the subclass adds no field.
-            handler.__class__ = KmsRequestHandler
             self._awaiting[handler] = loop.call_at(loop.time() + self.limits.header_timeout, self._no_request, handler)
             made(handler, transport)
 
@@ -92,6 +99,12 @@ class ConnectionGuard:
             return None
         return asyncio.get_running_loop().call_later(self.limits.body_timeout, self._body_late, weakref.ref(request))
 
+    def head_in(self, handler: RequestHandler) -> None:
+        """A request came whole on the fast path: the connection's first deadline is met."""
+        timer = self._awaiting.pop(handler, None)
+        if timer is not None:
+            timer.cancel()
+
     def _no_request(self, handler: RequestHandler) -> None:
         if self._awaiting.pop(handler, None) is not None:
             log.info("closed a connection from %s: no whole request within %gs", _peer(handler),
@@ -107,10 +120,115 @@ class ConnectionGuard:
             request[BODY_LATE] = True  # the handler, whose read now fails as if the client had gone, says why
             handler.force_close()
 
-class KmsRequestHandler(RequestHandler):
-    """Each connection's handler: what aiohttp cannot parse answered as a KMS error."""
+class KmsServer(web.Server):
+    """aiohttp's server, whose connections are KmsRequestHandlers (set by ``ConnectionGuard.install``)."""
 
-    __slots__ = ()
+    fast: Respond | None = None
+    guard: ConnectionGuard | None = None
+
+    def __call__(self) -> RequestHandler:
+        return KmsRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class KmsRequestHandler(RequestHandler):
+    """Each connection's handler: plain KMS calls answered on the fast path while every request so far has been one
+    (node/fast_path.py); the rest is aiohttp's, and what aiohttp cannot parse is answered as a KMS error.
+
+    On the fast path aiohttp's side of the connection stays idle, waiting for its first request: its keep-alive
+    timer (moved on after each answer here), shutdown and connection bookkeeping work as for any idle connection. The
+    first request the fast path does not take, from its first byte, and everything after it, goes to aiohttp."""
+
+    __slots__ = ("_fast", "_fast_backlog", "_fast_guard", "_fast_remote")
+
+    def __init__(self, manager: KmsServer, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._fast: Respond | None = manager.fast
+        self._fast_guard = manager.guard
+        self._fast_remote: str | None = None
+        # Not None while an answer is awaited (reading paused): what came after its request, kept in order.
+        self._fast_backlog: bytes | None = None
+
+    def data_received(self, data: bytes) -> None:
+        respond = self._fast
+        if respond is None or self._force_close or self._close:
+            super().data_received(data)
+        elif self._fast_backlog is not None:
+            self._fast_backlog += data  # read before the pause took effect
+        else:
+            self._serve_fast(respond, data)
+
+    def _serve_fast(self, respond: Respond, data: bytes) -> None:
+        start, size = 0, len(data)
+        transport = self.transport
+        remote = self._fast_remote
+        if remote is None:
+            peer = self.peername
+            remote = self._fast_remote = str(peer[0]) if isinstance(peer, tuple) else str(peer or "")
+        while start < size:
+            simple = read_simple(data, start)
+            if simple is None:
+                break
+            headers, body, start = simple
+            if self._fast_guard is not None:
+                self._fast_guard.head_in(self)
+            outcome = self._answer(respond, FastRequest(headers, transport, remote), body)
+            if type(outcome) is not WireResponse:
+                # It waits (a commit's sync, a key store, an injected delay): nothing more is read until it is sent.
+                self._fast_backlog = data[start:]
+                self._request_in_progress = True  # so a graceful shutdown waits for it, as for aiohttp's own
+                self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+                if transport is not None:
+                    transport.pause_reading()
+                self._loop.create_task(self._answer_later(cast(Awaitable[WireResponse], outcome)))
+                return
+            self._send(outcome)
+            if self._force_close or transport is None or transport.is_closing():
+                return  # closed (a fault cut it, or it is shutting down): nothing more to answer
+            if self._paused:
+                break  # the client is not reading its answers: aiohttp's backpressure from here on
+        if start < size or self._paused:
+            self._fast = None
+            if start < size:
+                super().data_received(data[start:])
+
+    def _answer(self, respond: Respond, request: FastRequest,
+                body: bytes) -> WireResponse | Awaitable[WireResponse]:
+        try:
+            return respond(request, body)
+        except Exception:
+            # Never aiohttp's text/plain 500: clients parse a KMS error, and retry it.
+            log.exception("internal error answering %s", request.remote)
+            return error_response(internal())
+
+    async def _answer_later(self, outcome: Awaitable[WireResponse]) -> None:
+        try:
+            try:
+                response = await outcome
+            except Exception:
+                log.exception("internal error answering %s", self._fast_remote)
+                response = error_response(internal())
+            self._send(response)
+        finally:
+            self._request_in_progress = False
+            if self._handler_waiter is not None and not self._handler_waiter.done():
+                self._handler_waiter.set_result(None)
+            backlog, self._fast_backlog = self._fast_backlog, None
+            transport = self.transport
+            if transport is not None and not self._force_close:
+                transport.resume_reading()
+                if backlog:
+                    self.data_received(backlog)
+
+    def _send(self, response: WireResponse) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return  # the client went away (or a fault cut it): nothing to send
+        if not can_send(response):
+            # Only a KMS answer comes here (a status and the endpoint's headers): anything else is a bug.
+            log.error("an answer the fast path cannot send (status %d)", response.status)
+            response = error_response(internal())
+        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+        transport.write(answer_bytes(response))
 
     def resume_reading(self, resume_parser: bool = True) -> None:
         """aiohttp's, but nothing at all when nothing is paused: a body's reader asks for it after every read, and
