@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDictProxy
 
 from trent.node.answer import answer_bytes, can_send
 from trent.node.config import EdgeLimits
@@ -135,10 +136,13 @@ class KmsRequestHandler(RequestHandler):
     (node/fast_path.py); the rest is aiohttp's, and what aiohttp cannot parse is answered as a KMS error.
 
     On the fast path aiohttp's side of the connection stays idle, waiting for its first request: its keep-alive
-    timer (moved on after each answer here), shutdown and connection bookkeeping work as for any idle connection. The
-    first request the fast path does not take, from its first byte, and everything after it, goes to aiohttp."""
+    timer (moved on after each answer here, and closing a connection idle or stalled in a request's head as aiohttp's
+    would), shutdown and connection bookkeeping work as for any idle connection. A body still coming has the guard's
+    body deadline. The first request the fast path does not take, from its first byte, and everything after it, goes
+    to aiohttp."""
 
-    __slots__ = ("_fast", "_fast_backlog", "_fast_guard", "_fast_remote")
+    __slots__ = ("_fast", "_fast_backlog", "_fast_deadline", "_fast_guard", "_fast_head", "_fast_partial",
+                 "_fast_remote")
 
     def __init__(self, manager: KmsServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -147,6 +151,10 @@ class KmsRequestHandler(RequestHandler):
         self._fast_remote: str | None = None
         # Not None while an answer is awaited (reading paused): what came after its request, kept in order.
         self._fast_backlog: bytes | None = None
+        # A request begun but not all in: its bytes so far and, once its head is in, the head as read.
+        self._fast_partial: bytes | None = None
+        self._fast_head: tuple[CIMultiDictProxy[str], int, int] | None = None
+        self._fast_deadline: asyncio.TimerHandle | None = None  # for that request's body
 
     def data_received(self, data: bytes) -> None:
         respond = self._fast
@@ -155,7 +163,17 @@ class KmsRequestHandler(RequestHandler):
         elif self._fast_backlog is not None:
             self._fast_backlog += data  # read before the pause took effect
         else:
+            partial = self._fast_partial
+            if partial is not None:
+                self._fast_partial = None
+                data = partial + data
             self._serve_fast(respond, data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._fast_deadline is not None:
+            self._fast_deadline.cancel()
+        self._fast_partial = self._fast_head = None
+        super().connection_lost(exc)
 
     def _serve_fast(self, respond: Respond, data: bytes) -> None:
         start, size = 0, len(data)
@@ -165,12 +183,33 @@ class KmsRequestHandler(RequestHandler):
             peer = self.peername
             remote = self._fast_remote = str(peer[0]) if isinstance(peer, tuple) else str(peer or "")
         while start < size:
-            simple = read_simple(data, start)
-            if simple is None:
-                break
-            headers, body, start = simple
-            if self._fast_guard is not None:
-                self._fast_guard.head_in(self)
+            head = self._fast_head
+            if head is None:
+                read = read_simple(data, start)
+                if read is None:
+                    break
+                if type(read) is int:  # MORE: the head is not all in
+                    self._fast_partial = data[start:]
+                    return
+                assert isinstance(read, tuple)
+                head = read
+                if self._fast_guard is not None:
+                    self._fast_guard.head_in(self)  # the connection's head deadline is met
+            headers, body_start, end = head
+            if end > size:
+                # The body is still coming (urllib3 sends it apart from the head): kept, with a deadline.
+                self._fast_partial = data[start:]
+                self._fast_head = (headers, body_start - start, end - start)
+                if self._fast_deadline is None:
+                    assert self._fast_guard is not None
+                    self._fast_deadline = self._loop.call_later(self._fast_guard.limits.body_timeout, self._body_late)
+                return
+            if self._fast_head is not None:
+                self._fast_head = None
+                if self._fast_deadline is not None:
+                    self._fast_deadline.cancel()
+                    self._fast_deadline = None
+            body, start = data[body_start:end], end
             outcome = self._answer(respond, FastRequest(headers, transport, remote), body)
             if type(outcome) is not WireResponse:
                 # It waits (a commit's sync, a key store, an injected delay): nothing more is read until it is sent.
@@ -190,6 +229,12 @@ class KmsRequestHandler(RequestHandler):
             self._fast = None
             if start < size:
                 super().data_received(data[start:])
+
+    def _body_late(self) -> None:
+        self._fast_deadline = None
+        if self._fast_head is not None and self.transport is not None:
+            log.info("closed a connection from %s: the body was too slow", self._fast_remote)
+            self.force_close()
 
     def _answer(self, respond: Respond, request: FastRequest,
                 body: bytes) -> WireResponse | Awaitable[WireResponse]:

@@ -1,11 +1,12 @@
 """KMS calls read straight from a connection's bytes, when they are in the plainest form there is.
 
-Nearly every KMS call arrives whole in one read: ``POST / HTTP/1.1``, a few printable headers, a Content-Length and
-a small JSON body. For those, building aiohttp's request, payload stream, writer and response objects costs about as
-much as the KMS work itself. ``read_simple`` takes such a request from the buffer as it came; anything else (a request
-cut across reads, chunked or compressed bodies, ``Expect``, ``Upgrade``, ``Connection`` other than keep-alive,
-HTTP/1.0, any byte outside printable ASCII in the head, a head or body beyond the limits) is left to aiohttp, so the
-fast path is a strict subset of what aiohttp parses, and where the two would differ aiohttp decides.
+Nearly every KMS call is ``POST / HTTP/1.1``, a few printable headers, a Content-Length and a small JSON body. For
+those, building aiohttp's request, payload stream, writer and response objects costs about as much as the KMS work
+itself. ``read_simple`` reads such a request from the bytes as they came (whole, or its head and body in reads of
+their own, as urllib3 sends them); anything else (chunked or compressed bodies, ``Expect``, ``Upgrade``,
+``Connection`` other than keep-alive, HTTP/1.0, any byte outside printable ASCII in the head, a head or body beyond
+the limits) is left to aiohttp, so the fast path is a strict subset of what aiohttp parses, and where the two would
+differ aiohttp decides.
 """
 
 from __future__ import annotations
@@ -62,14 +63,19 @@ class FastRequest:
 Respond = Callable[[FastRequest, bytes], WireResponse | Awaitable[WireResponse]]
 
 
-def read_simple(data: bytes, start: int) -> tuple[CIMultiDictProxy[str], bytes, int] | None:
-    """The request at ``data[start:]`` if it is whole and plain: its headers, its body and where it ends. None
-    means aiohttp's: incomplete, or in any form the fast path does not take."""
+# ``read_simple``'s answer for a request that may still turn out plain: its head is not all in yet.
+MORE = -1
+
+
+def read_simple(data: bytes, start: int) -> tuple[CIMultiDictProxy[str], int, int] | int | None:
+    """The request at ``data[start:]`` if its head is in and it is plain: its headers, where its body begins and
+    where it ends (which may be past the data: the body is still coming). MORE if the head is not all in and may
+    yet be plain; None if it is aiohttp's (a form the fast path does not take)."""
     if not data.startswith(REQUEST_LINE, start):
-        return None
+        return MORE if len(data) - start < len(REQUEST_LINE) and REQUEST_LINE.startswith(data[start:]) else None
     head_end = data.find(b"\r\n\r\n", start, start + MAX_HEAD_BYTES)
     if head_end < 0:
-        return None
+        return MORE if len(data) - start < MAX_HEAD_BYTES else None
     # From the request line's own newline to the last header's: each line begins with the newline before it.
     block = data[start + len(REQUEST_LINE) - 1:head_end + 2].decode("latin-1")
     fields = _FIELD.findall(block)
@@ -91,8 +97,4 @@ def read_simple(data: bytes, start: int) -> tuple[CIMultiDictProxy[str], bytes, 
     connection = headers.getall("connection", ())
     if connection and (len(connection) > 1 or connection[0].lower() != "keep-alive"):
         return None
-    body_start = head_end + 4
-    end = body_start + int(length)
-    if end > len(data):
-        return None
-    return CIMultiDictProxy(headers), data[body_start:end], end
+    return CIMultiDictProxy(headers), head_end + 4, head_end + 4 + int(length)
