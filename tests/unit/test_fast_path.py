@@ -361,10 +361,9 @@ async def test_an_idle_fast_connection_is_closed_at_the_idle_timeout() -> None:
 
 # -- answers that wait -------------------------------------------------------------------------------------------
 
-@pytest.fixture
-async def waiting() -> AsyncIterator[Server]:
+async def start_waiting(limits: EdgeLimits = LIMITS) -> tuple[Server, web.AppRunner]:
     """A server whose gate holds a request naming X-Wait until ``release`` is set."""
-    guard = ConnectionGuard(LIMITS)
+    guard = ConnectionGuard(limits)
     holder: list[Server] = []
 
     def endpoint_for(request: KmsRequest) -> KmsEndpoint | WireResponse:
@@ -392,6 +391,12 @@ async def waiting() -> AsyncIterator[Server]:
     await site.start()
     server = Server(runner.addresses[0][1], runner, guard)
     holder.append(server)
+    return server, runner
+
+
+@pytest.fixture
+async def waiting() -> AsyncIterator[Server]:
+    server, runner = await start_waiting()
     yield server
     server.release.set()
     await runner.cleanup()
@@ -436,3 +441,22 @@ async def test_shutdown_waits_for_an_answer_that_is_on_its_way(waiting: Server) 
             await stopping
     finally:
         writer.close()
+
+
+async def test_an_answer_that_waits_past_the_idle_timeout_still_comes_and_the_timer_then_runs_again() -> None:
+    server, runner = await start_waiting(EdgeLimits(header_timeout=5.0, body_timeout=5.0, idle_timeout=0.3,
+                                                    max_connections=4))
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(request(b"{}", "X-Wait: 1", "X-N: 1"))
+        async with asyncio.timeout(5):
+            await server.entered.wait()
+        await asyncio.sleep(0.6)  # twice the idle timeout passes while the answer waits: the connection is not idle
+        server.release.set()
+        assert b'"x-n", "1"' in await read_answer(reader)
+        async with asyncio.timeout(5):
+            assert await reader.read(-1) == b""  # and idle afterwards, it is closed by the server
+    finally:
+        writer.close()
+        server.release.set()
+        await runner.cleanup()

@@ -121,8 +121,9 @@ async def test_pipelined_requests_are_answered_in_order_in_the_connection_s_task
     await site.start()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
-        writer.write(b"".join(b"POST / HTTP/1.1\r\nHost: kms\r\nX-N: %d\r\nContent-Length: 2\r\n\r\n{}" % n
-                              for n in range(3)))  # pipelined: answered in order, one after the other
+        # Pipelined: answered in order, one after the other. aiohttp's (the fast path takes no value ending in a space).
+        writer.write(b"".join(b"POST / HTTP/1.1\r\nHost: kms\r\nX-N: %d \r\nContent-Length: 2\r\n\r\n{}" % n
+                              for n in range(3)))
         async with asyncio.timeout(5):
             data = b""
             while data.count(b"HTTP/1.1 200 OK") < 3:

@@ -24,6 +24,7 @@ from trent.node.wire.protocol import malformed_request
 log = logging.getLogger("trent.http")
 # Set on a request whose connection was closed for a body that came too slowly.
 BODY_LATE: web.RequestKey[bool] = web.RequestKey("trent.body_late", bool)
+_NEVER = 10.0 ** 9  # seconds: a keep-alive close time that does not come
 
 
 def to_http(response: WireResponse) -> web.Response:
@@ -121,6 +122,7 @@ class ConnectionGuard:
             request[BODY_LATE] = True  # the handler, whose read now fails as if the client had gone, says why
             handler.force_close()
 
+
 class KmsServer(web.Server):
     """aiohttp's server, whose connections are KmsRequestHandlers (set by ``ConnectionGuard.install``)."""
 
@@ -142,7 +144,7 @@ class KmsRequestHandler(RequestHandler):
     to aiohttp."""
 
     __slots__ = ("_fast", "_fast_backlog", "_fast_deadline", "_fast_guard", "_fast_head", "_fast_partial",
-                 "_fast_remote")
+                 "_fast_remote", "_fast_task")
 
     def __init__(self, manager: KmsServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -155,6 +157,7 @@ class KmsRequestHandler(RequestHandler):
         self._fast_partial: bytes | None = None
         self._fast_head: tuple[CIMultiDictProxy[str], int, int] | None = None
         self._fast_deadline: asyncio.TimerHandle | None = None  # for that request's body
+        self._fast_task: asyncio.Task[None] | None = None  # an answer on its way
 
     def data_received(self, data: bytes) -> None:
         respond = self._fast
@@ -172,6 +175,9 @@ class KmsRequestHandler(RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._fast_deadline is not None:
             self._fast_deadline.cancel()
+        if self._fast_head is not None:
+            # Gone with a body half sent: the line aiohttp's path logs for it.
+            log.info("POST / from %s: the client went away", self._fast_remote)
         self._fast_partial = self._fast_head = None
         super().connection_lost(exc)
 
@@ -215,10 +221,11 @@ class KmsRequestHandler(RequestHandler):
                 # It waits (a commit's sync, a key store, an injected delay): nothing more is read until it is sent.
                 self._fast_backlog = data[start:]
                 self._request_in_progress = True  # so a graceful shutdown waits for it, as for aiohttp's own
-                self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+                # Not idle, however long it waits: aiohttp's keep-alive timer would take it for an idle connection.
+                self._next_keepalive_close_time = self._loop.time() + _NEVER
                 if transport is not None:
                     transport.pause_reading()
-                self._loop.create_task(self._answer_later(cast(Awaitable[WireResponse], outcome)))
+                self._fast_task = self._loop.create_task(self._answer_later(cast(Awaitable[WireResponse], outcome)))
                 return
             self._send(outcome)
             if self._force_close or transport is None or transport.is_closing():
@@ -233,7 +240,8 @@ class KmsRequestHandler(RequestHandler):
     def _body_late(self) -> None:
         self._fast_deadline = None
         if self._fast_head is not None and self.transport is not None:
-            log.info("closed a connection from %s: the body was too slow", self._fast_remote)
+            log.info("POST / from %s: the body was too slow", self._fast_remote)  # as aiohttp's path says it
+            self._fast_partial = self._fast_head = None
             self.force_close()
 
     def _answer(self, respond: Respond, request: FastRequest,
@@ -254,15 +262,26 @@ class KmsRequestHandler(RequestHandler):
                 response = error_response(internal())
             self._send(response)
         finally:
+            self._fast_task = None
             self._request_in_progress = False
             if self._handler_waiter is not None and not self._handler_waiter.done():
                 self._handler_waiter.set_result(None)
             backlog, self._fast_backlog = self._fast_backlog, None
             transport = self.transport
             if transport is not None and not self._force_close:
+                self._idle_from_now()
                 transport.resume_reading()
                 if backlog:
                     self.data_received(backlog)
+
+    def _idle_from_now(self) -> None:
+        """aiohttp's keep-alive timer set again to close the connection if no request comes within its timeout (it
+        may have been set far ahead while an answer waited)."""
+        close_time = self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+        if self._keepalive_handle is not None:
+            self._keepalive_handle.cancel()
+        if self._keepalive_timeout > 0:
+            self._keepalive_handle = self._loop.call_at(close_time, self._process_keepalive)
 
     def _send(self, response: WireResponse) -> None:
         transport = self.transport
