@@ -460,3 +460,30 @@ async def test_an_answer_that_waits_past_the_idle_timeout_still_comes_and_the_ti
         writer.close()
         server.release.set()
         await runner.cleanup()
+
+
+async def test_a_body_trickling_in_grows_one_buffer_and_arrives_whole(server: Server) -> None:
+    body = json.dumps({"Plaintext": "x" * 200_000}).encode()
+    raw = request(body, "X-Amz-Target: Echo")
+    head_end = raw.index(b"\r\n\r\n") + 4
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(raw[:head_end + 10])
+        async with asyncio.timeout(5):
+            while not any(h._fast_head is not None for h in server.handlers()):  # polled: the head is read
+                await asyncio.sleep(0.01)
+        handler = server.handlers()[0]
+        buffer = handler._fast_partial
+        assert buffer is not None
+        sent = head_end + 10
+        while len(raw) - sent > 1000:
+            writer.write(raw[sent:sent + 1000])
+            sent += 1000
+            await asyncio.sleep(0)  # a read of its own, as far as the loop allows
+            # Appended to in place: a slow body costs its bytes once, not its length on every read.
+            assert handler._fast_partial is buffer
+        writer.write(raw[sent:])
+        assert body_of(await read_answer(reader)) == body.decode()
+        assert server.fast() == [True] and handler._fast_partial is None
+    finally:
+        writer.close()

@@ -154,7 +154,7 @@ class KmsRequestHandler(RequestHandler):
         # Not None while an answer is awaited (reading paused): what came after its request, kept in order.
         self._fast_backlog: bytes | None = None
         # A request begun but not all in: its bytes so far and, once its head is in, the head as read.
-        self._fast_partial: bytes | None = None
+        self._fast_partial: bytearray | None = None
         self._fast_head: tuple[CIMultiDictProxy[str], int, int] | None = None
         self._fast_deadline: asyncio.TimerHandle | None = None  # for that request's body
         self._fast_task: asyncio.Task[None] | None = None  # an answer on its way
@@ -168,8 +168,12 @@ class KmsRequestHandler(RequestHandler):
         else:
             partial = self._fast_partial
             if partial is not None:
+                partial += data  # in place: a body trickling in costs its bytes once, not its length each time
+                head = self._fast_head
+                if head is not None and len(partial) < head[2]:
+                    return
                 self._fast_partial = None
-                data = partial + data
+                data = bytes(partial)
             self._serve_fast(respond, data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -195,7 +199,7 @@ class KmsRequestHandler(RequestHandler):
                 if read is None:
                     break
                 if type(read) is int:  # MORE: the head is not all in
-                    self._fast_partial = data[start:]
+                    self._fast_partial = bytearray(data[start:])
                     return
                 assert isinstance(read, tuple)
                 head = read
@@ -204,7 +208,7 @@ class KmsRequestHandler(RequestHandler):
             headers, body_start, end = head
             if end > size:
                 # The body is still coming (urllib3 sends it apart from the head): kept, with a deadline.
-                self._fast_partial = data[start:]
+                self._fast_partial = bytearray(data[start:])
                 self._fast_head = (headers, body_start - start, end - start)
                 if self._fast_deadline is None:
                     assert self._fast_guard is not None
