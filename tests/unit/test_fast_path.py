@@ -6,13 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable
+import socket
+import threading
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import boto3
 import pytest
 from aiohttp import web
 from botocore.config import Config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from trent.node.app import kms_first, kms_handler, make_app
 from trent.node.config import EdgeLimits
@@ -94,6 +99,7 @@ def test_a_request_not_all_in_is_read_as_far_as_it_goes() -> None:
     request(b"{}", *(f"X-{i}: v" for i in range(101))),
     request(b"", f"Content-Length: {MAX_BODY_BYTES + 1}"),
     request(b"", f"Content-Length: {10 ** 7}"),
+    request(b"{}").replace(b"Host: kms\r\n", b""),
 ], ids=lambda raw: repr(raw[:60]))
 def test_anything_but_a_plain_request_is_left_to_aiohttp(raw: bytes) -> None:
     assert read_simple(raw, 0) is None
@@ -485,5 +491,106 @@ async def test_a_body_trickling_in_grows_one_buffer_and_arrives_whole(server: Se
         writer.write(raw[sent:])
         assert body_of(await read_answer(reader)) == body.decode()
         assert server.fast() == [True] and handler._fast_partial is None
+    finally:
+        writer.close()
+
+
+# -- the fast path against aiohttp's, on requests made up -----------------------------------------------------------
+
+TOKEN = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+NAMES = st.one_of(
+    st.sampled_from(["Content-Type", "content-type", "Host", "User-Agent", "X-Amz-Target", "Connection", "Expect",
+                     "Transfer-Encoding", "Content-Encoding", "Upgrade", "Content-Length", "X-Amz-Date", "Etag"]),
+    st.text(alphabet=TOKEN, min_size=1, max_size=12),
+    st.text(alphabet=TOKEN + " ()\u00e9:\t", min_size=0, max_size=8),
+)
+VALUES = st.one_of(
+    st.sampled_from(["keep-alive", "close", "chunked", "gzip", "100-continue", "TrentService.ListKeys", "Echo"]),
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=20),
+    st.text(alphabet=st.sampled_from(["a", " ", "\t", "\x00", "\x7f", "\u00e9", "\r", "\n", "\x0b"]), max_size=6),
+)
+
+WELL_FORMED_NAMES = st.text(alphabet=TOKEN, min_size=1, max_size=12).filter(
+    lambda name: name.lower() not in ("content-length", "transfer-encoding", "host"))
+WELL_FORMED_VALUES = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=20).map(
+    str.strip)
+
+
+@st.composite
+def made_up_requests(draw: st.DrawFn) -> bytes:
+    line = draw(st.sampled_from(["POST / HTTP/1.1"] * 20 + ["POST / HTTP/1.0", "POST /x HTTP/1.1", "PUT / HTTP/1.1"]))
+    separators = st.sampled_from([":", ": ", ":  ", ":\t"])
+    # Mostly well-formed fields (so the fast path takes a good share), some of anything.
+    fields = st.one_of(*[st.tuples(WELL_FORMED_NAMES, WELL_FORMED_VALUES)] * 7, st.tuples(NAMES, VALUES))
+    headers = [name + draw(separators) + value for name, value in draw(st.lists(fields, max_size=6))]
+    body = draw(st.binary(max_size=24))
+    length = draw(st.sampled_from(["right"] * 6 + ["twice", "padded"]))
+    framing = {"right": [f"Content-Length: {len(body)}"], "twice": [f"Content-Length: {len(body)}"] * 2,
+               "padded": [f"Content-Length: 0{len(body)}"]}[length]
+    host = [] if draw(st.integers(0, 9)) == 9 else ["Host: kms"]
+    head = [line, *host, "X-Amz-Target: Echo", *headers, *framing]
+    # Sometimes a plain request right behind it, in the same read.
+    behind = request(b'{"n":2}', "X-Amz-Target: Echo") if draw(st.booleans()) else b""
+    return ("\r\n".join(head) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body + behind
+
+
+REQUEST_ID = re.compile(rb"x-amzn-RequestId: [^\r]*")
+
+
+def first_answer(stream: BinaryIO) -> bytes:
+    """The next answer on ``stream``, Date and request id blanked (nothing if the server closes first)."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        line = stream.readline()
+        if not line:
+            return head
+        head += line
+    match = re.search(rb"Content-Length: (\d+)", head)
+    body = stream.read(int(match[1])) if match else b""
+    return REQUEST_ID.sub(b"x-amzn-RequestId: -", DATE_RE.sub(b"\r\nDate: -\r\n", head + body))
+
+
+@pytest.fixture(scope="module")
+def threaded_server() -> Iterator[Server]:
+    """A server in a loop of its own thread, for tests that drive it with blocking sockets."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    yield server
+    asyncio.run_coroutine_threadsafe(server.runner.cleanup(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    loop.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=made_up_requests())
+def test_a_made_up_request_is_answered_as_aiohttps_path_answers_it(threaded_server: Server, raw: bytes) -> None:
+    port = threaded_server.port
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as fast, \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as slow, \
+            fast.makefile("rb") as fast_in, slow.makefile("rb") as slow_in:
+        fast.sendall(raw)
+        slow.sendall(TO_AIOHTTP)
+        assert first_answer(slow_in).startswith(b"HTTP/1.1 200 OK")
+        slow.sendall(raw)  # the same bytes, on a connection that aiohttp's path has taken over
+        assert first_answer(fast_in) == first_answer(slow_in)
+        if raw.endswith(b'{"n":2}'):
+            assert first_answer(fast_in) == first_answer(slow_in)  # the one behind it (or the same close)
+
+
+async def test_a_whole_request_with_garbage_behind_it_is_answered_before_the_garbage_is_refused(server: Server) -> None:
+    # Where the two paths differ: aiohttp's parser, given both in one read, refuses the read whole (one 400); in two
+    # reads it answers the request and then refuses the rest. The fast path answers what came whole either way.
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(request(b'{"n":1}', "X-Amz-Target: Echo") + b"\x00 not HTTP\r\n\r\n")
+        assert body_of(await read_answer(reader)) == '{"n":1}'
+        refused = await read_answer(reader)
+        assert refused.startswith(b"HTTP/1.") and b" 400 " in refused.split(b"\r\n")[0]
+        assert json.loads(refused.partition(b"\r\n\r\n")[2])["__type"] == "ValidationException"
+        async with asyncio.timeout(5):
+            assert await reader.read(-1) == b""
     finally:
         writer.close()

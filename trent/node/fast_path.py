@@ -94,6 +94,8 @@ def read_simple(data: bytes, start: int) -> tuple[CIMultiDictProxy[str], int, in
     for name in _SINGLETONS:
         if len(headers.getall(name, ())) > 1:
             return None
+    if "host" not in headers:
+        return None  # HTTP/1.1 requires one: aiohttp refuses a request without it
     connection = headers.getall("connection", ())
     if connection and (len(connection) > 1 or connection[0].lower() != "keep-alive"):
         return None
