@@ -4,6 +4,7 @@ does, in order, within the connection's limits, and that everything else still r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -19,7 +20,7 @@ from botocore.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trent.node.app import kms_first, kms_handler, make_app
+from trent.node.app import EndpointFor, Gate, kms_first, kms_handler, make_app
 from trent.node.config import EdgeLimits
 from trent.node.edge import ConnectionGuard, KmsRequestHandler
 from trent.node.endpoint import KmsEndpoint, WireRequest, WireResponse
@@ -169,16 +170,20 @@ async def start(limits: EdgeLimits = LIMITS) -> Server:
     async def admin(request: web.Request) -> web.Response:
         return web.json_response({"admin": True})
 
-    app = make_app(kms_handler(endpoint_for), [web.get("/_admin", admin)])
-    runner = web.AppRunner(app, access_log=None, **guard.server_kwargs())
+    server = await serve(guard, endpoint_for, gate, [web.get("/_admin", admin)])
+    holder.append(server)
+    return server
+
+
+async def serve(guard: ConnectionGuard, endpoint_for: EndpointFor, gate: Gate, routes: list[web.RouteDef]) -> Server:
+    """KMS calls on the fast path in front of ``routes``, on a loopback port, as cluster/serving.py serves them."""
+    runner = web.AppRunner(make_app(kms_handler(endpoint_for), routes), access_log=None, **guard.server_kwargs())
     await runner.setup()
     assert runner.server is not None
     kms_first(runner.server, endpoint_for, gate, guard)
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    server = Server(runner.addresses[0][1], runner, guard)
-    holder.append(server)
-    return server
+    return Server(runner.addresses[0][1], runner, guard)
 
 
 @pytest.fixture
@@ -186,6 +191,15 @@ async def server() -> AsyncIterator[Server]:
     started = await start()
     yield started
     await started.runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def connected(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
 
 
 async def read_answer(reader: asyncio.StreamReader) -> bytes:
@@ -237,8 +251,7 @@ def body_of(answer: bytes) -> str:
 
 
 async def test_pipelined_and_cut_requests_are_answered_in_order_until_one_goes_to_aiohttp(server: Server) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    try:
+    async with connected(server.port) as (reader, writer):
         third = request(b'{"n":3}', "X-Amz-Target: Echo")
         writer.write(request(b'{"n":1}', "X-Amz-Target: Echo") + request(b'{"n":2}', "X-Amz-Target: Echo")
                      + third[:-3])
@@ -259,8 +272,6 @@ async def test_pipelined_and_cut_requests_are_answered_in_order_until_one_goes_t
         assert [body_of(await read_answer(reader)) for _ in range(2)] == ["{}", '{"n":5}']
         assert server.fast() == [False]
         assert len(server.seen) == 8
-    finally:
-        writer.close()
 
 
 async def test_a_body_that_stops_coming_meets_the_body_deadline() -> None:
@@ -290,25 +301,19 @@ async def test_a_body_that_stops_coming_meets_the_body_deadline() -> None:
     (request(b"{}", "X-Amz-Target: Echo", "X-Folded: a", " b"), 400),
 ])
 async def test_what_the_fast_path_does_not_take_gets_aiohttps_answer(server: Server, raw: bytes, status: int) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    try:
+    async with connected(server.port) as (reader, writer):
         writer.write(raw)
         answer = await read_answer(reader)
         assert answer.startswith(b"HTTP/1.") and answer.split(b" ", 2)[1] == str(status).encode()
         assert True not in server.fast()
-    finally:
-        writer.close()
 
 
 async def test_connection_close_is_answered_and_the_connection_ends(server: Server) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    try:
+    async with connected(server.port) as (reader, writer):
         writer.write(request(b"{}", "X-Amz-Target: Echo", "Connection: close"))
         async with asyncio.timeout(5):
             answer = await reader.read(-1)
         assert b"\r\nConnection: close\r\n" in answer and answer.startswith(b"HTTP/1.1 200 OK")
-    finally:
-        writer.close()
 
 
 async def test_boto3_calls_take_the_fast_path(server: Server) -> None:
@@ -388,16 +393,9 @@ async def start_waiting(limits: EdgeLimits = LIMITS) -> tuple[Server, web.AppRun
             return held(request)
         return echo(server.seen[-1], 0)
 
-    app = make_app(kms_handler(endpoint_for), [])
-    runner = web.AppRunner(app, access_log=None, **guard.server_kwargs())
-    await runner.setup()
-    assert runner.server is not None
-    kms_first(runner.server, endpoint_for, gate, guard)
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = Server(runner.addresses[0][1], runner, guard)
+    server = await serve(guard, endpoint_for, gate, [])
     holder.append(server)
-    return server, runner
+    return server, server.runner
 
 
 @pytest.fixture
@@ -412,8 +410,7 @@ ENDPOINT = KmsEndpoint.__new__(KmsEndpoint)  # never called: the gate answers ev
 
 
 async def test_a_request_that_waits_holds_back_the_ones_behind_it(waiting: Server) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", waiting.port)
-    try:
+    async with connected(waiting.port) as (reader, writer):
         writer.write(request(b"{}", "X-Wait: 1", "X-N: 1") + request(b"{}", "X-N: 2"))
         async with asyncio.timeout(5):
             await waiting.entered.wait()
@@ -425,13 +422,10 @@ async def test_a_request_that_waits_holds_back_the_ones_behind_it(waiting: Serve
         assert waiting.fast() == [True]  # and the connection stays on the fast path
         writer.write(request(b"{}", "X-N: 3"))
         assert b'"x-n", "3"' in await read_answer(reader)
-    finally:
-        writer.close()
 
 
 async def test_shutdown_waits_for_an_answer_that_is_on_its_way(waiting: Server) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", waiting.port)
-    try:
+    async with connected(waiting.port) as (reader, writer):
         writer.write(request(b"{}", "X-Wait: 1", "X-N: 1"))
         async with asyncio.timeout(5):
             await waiting.entered.wait()
@@ -445,8 +439,6 @@ async def test_shutdown_waits_for_an_answer_that_is_on_its_way(waiting: Server) 
         assert b'"x-n", "1"' in await read_answer(reader)
         async with asyncio.timeout(5):
             await stopping
-    finally:
-        writer.close()
 
 
 async def test_an_answer_that_waits_past_the_idle_timeout_still_comes_and_the_timer_then_runs_again() -> None:
@@ -472,8 +464,7 @@ async def test_a_body_trickling_in_grows_one_buffer_and_arrives_whole(server: Se
     body = json.dumps({"Plaintext": "x" * 200_000}).encode()
     raw = request(body, "X-Amz-Target: Echo")
     head_end = raw.index(b"\r\n\r\n") + 4
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    try:
+    async with connected(server.port) as (reader, writer):
         writer.write(raw[:head_end + 10])
         async with asyncio.timeout(5):
             while not any(h._fast_head is not None for h in server.handlers()):  # polled: the head is read
@@ -491,8 +482,6 @@ async def test_a_body_trickling_in_grows_one_buffer_and_arrives_whole(server: Se
         writer.write(raw[sent:])
         assert body_of(await read_answer(reader)) == body.decode()
         assert server.fast() == [True] and handler._fast_partial is None
-    finally:
-        writer.close()
 
 
 # -- the fast path against aiohttp's, on requests made up -----------------------------------------------------------
@@ -583,8 +572,7 @@ def test_a_made_up_request_is_answered_as_aiohttps_path_answers_it(threaded_serv
 async def test_a_whole_request_with_garbage_behind_it_is_answered_before_the_garbage_is_refused(server: Server) -> None:
     # Where the two paths differ: aiohttp's parser, given both in one read, refuses the read whole (one 400); in two
     # reads it answers the request and then refuses the rest. The fast path answers what came whole either way.
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    try:
+    async with connected(server.port) as (reader, writer):
         writer.write(request(b'{"n":1}', "X-Amz-Target: Echo") + b"\x00 not HTTP\r\n\r\n")
         assert body_of(await read_answer(reader)) == '{"n":1}'
         refused = await read_answer(reader)
@@ -592,5 +580,3 @@ async def test_a_whole_request_with_garbage_behind_it_is_answered_before_the_gar
         assert json.loads(refused.partition(b"\r\n\r\n")[2])["__type"] == "ValidationException"
         async with asyncio.timeout(5):
             assert await reader.read(-1) == b""
-    finally:
-        writer.close()
