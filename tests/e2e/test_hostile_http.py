@@ -97,3 +97,34 @@ def test_requests_refused_by_the_parser_are_not_kept_after_their_connection_goes
     # reuses it when nothing is kept, and grows it by another ~60 MB when every refused request is.
     warmed = send_and_leave()
     assert send_and_leave() - warmed < 30 * 1024 * 1024  # half what one round kept before
+
+
+def answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str]]]:
+    """The next ``count`` answers' statuses and JSON bodies (fewer if the server closes first)."""
+    got: list[tuple[int, dict[str, str]]] = []
+    with sock.makefile("rb") as stream:
+        for _ in range(count):
+            status_line = stream.readline()
+            if not status_line:
+                break
+            length = 0
+            while (line := stream.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = int(value)
+            got.append((int(status_line.split()[1]), json.loads(stream.read(length))))
+    return got
+
+
+def test_plain_calls_take_the_fast_path_on_the_gateway_and_region_ports(cluster: RunningCluster) -> None:
+    # Seen from outside by the one way the two paths differ (tests/unit/test_fast_path.py): a whole request with
+    # garbage behind it in the same read. aiohttp alone refuses the read whole; the fast path answers the request
+    # (unsigned: 403), then refuses the garbage and closes.
+    request = (b"POST / HTTP/1.1\r\nHost: kms\r\nX-Amz-Target: TrentService.ListKeys\r\n"
+               b"Content-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\n\r\n{}")
+    for port in (cluster.port, cluster.region_port("us-east-1")):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(request + b"\x00 not HTTP\r\n\r\n")
+            got = answers(sock, 3)
+        assert [(status, body["__type"]) for status, body in got] == [
+            (403, "MissingAuthenticationTokenException"), (400, "ValidationException")], port
