@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 
-from trent.node.app import kms_first, kms_handler, make_app
+from tests.unit.test_fast_path import serve
 from trent.node.config import EdgeLimits
 from trent.node.edge import ConnectionGuard
 from trent.node.endpoint import WireResponse
+from trent.node.fast_path import KmsRequest
 from trent.node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES
 
 LIMITS = EdgeLimits(header_timeout=0.3, body_timeout=0.5, idle_timeout=0.8, max_connections=4)
@@ -58,7 +59,7 @@ async def until_closed(reader: asyncio.StreamReader, timeout: float) -> bytes:
 async def edge() -> AsyncIterator[Edge]:
     bodies: list[bytes] = []
 
-    def endpoint_for(request: web.BaseRequest) -> WireResponse:
+    def endpoint_for(request: KmsRequest) -> WireResponse:
         return OK
 
     async def admin(request: web.Request) -> web.Response:
@@ -66,16 +67,10 @@ async def edge() -> AsyncIterator[Edge]:
         return web.json_response({"ok": True})
 
     guard = ConnectionGuard(LIMITS)
-    app = make_app(kms_handler(endpoint_for), [web.post("/_admin", admin), web.get("/_admin", admin)])
     # As cluster/serving.py serves (aiohttp's TestServer would cancel handlers whose client goes away).
-    runner = web.AppRunner(app, access_log=None, **guard.server_kwargs())
-    await runner.setup()
-    assert runner.server is not None
-    kms_first(runner.server, endpoint_for, None, guard)
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield Edge(runner.addresses[0][1], guard, bodies)
-    await runner.cleanup()
+    served = await serve(guard, endpoint_for, None, [web.post("/_admin", admin), web.get("/_admin", admin)])
+    yield Edge(served.port, guard, bodies)
+    await served.runner.cleanup()
 
 
 @pytest.fixture

@@ -175,7 +175,8 @@ async def start(limits: EdgeLimits = LIMITS) -> Server:
     return server
 
 
-async def serve(guard: ConnectionGuard, endpoint_for: EndpointFor, gate: Gate, routes: list[web.RouteDef]) -> Server:
+async def serve(guard: ConnectionGuard, endpoint_for: EndpointFor, gate: Gate | None,
+                routes: list[web.RouteDef]) -> Server:
     """KMS calls on the fast path in front of ``routes``, on a loopback port, as cluster/serving.py serves them."""
     runner = web.AppRunner(make_app(kms_handler(endpoint_for), routes), access_log=None, **guard.server_kwargs())
     await runner.setup()
