@@ -112,8 +112,9 @@ def init_cluster(out: Path, nodes: list[str], regions: list[str] | None = None, 
     else:
         cluster_id = uuid.uuid4().hex
         ca_key, ca = _new_ca(cluster_id)
-        shared = {"transport.key": secrets.token_bytes(32).hex(), "admin.token": secrets.token_urlsafe(24),
-                  "replication.token": secrets.token_urlsafe(32)}
+        # Tokens in hex: never beginning with "-", which a command line would take for an option.
+        shared = {"transport.key": secrets.token_bytes(32).hex(), "admin.token": secrets.token_hex(24),
+                  "replication.token": secrets.token_hex(32)}
         make_private_dir(own)
         os.chmod(own, 0o700)
         write_private(own / "ca.key", _pem_key(ca_key))

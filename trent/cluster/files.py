@@ -42,7 +42,8 @@ def load_or_create_token(data_dir: Path, name: str) -> str:
         if token:
             return token
         # Empty: left by a crash of an older version mid-write. Never an empty token (it matches no header).
-    token = secrets.token_urlsafe(24)
+    # Hex: a token never begins with "-", which a command line would take for an option (`--admin-token -x...`).
+    token = secrets.token_hex(24)
     write_private(path, token)
     return token
 
