@@ -133,8 +133,7 @@ async def _after_gate(verdict: Awaitable[WireResponse | None], target: KmsEndpoi
     refused = await verdict
     if refused is not None:
         return refused
-    outcome = _handled(target, wire)
-    return outcome if type(outcome) is WireResponse else await cast(Awaitable[WireResponse], outcome)
+    return await _finished(target.handle(wire), target)
 
 
 def body_in_whole(request: web.BaseRequest) -> bytes | None:

@@ -94,15 +94,13 @@ class ConnectionGuard:
         """A request's head is in: the connection's first deadline is met; its body now has one if it is not in (the
         timer returned: whoever reads the body cancels it then). The timer holds the request only weakly: a request
         and its body, up to a megabyte, must not outlive their answer by the body deadline."""
-        timer = self._awaiting.pop(request.protocol, None)
-        if timer is not None:
-            timer.cancel()
+        self.head_in(request.protocol)
         if request.content.is_eof():
             return None
         return asyncio.get_running_loop().call_later(self.limits.body_timeout, self._body_late, weakref.ref(request))
 
     def head_in(self, handler: RequestHandler) -> None:
-        """A request came whole on the fast path: the connection's first deadline is met."""
+        """A request's head is in on ``handler``'s connection: its first deadline is met."""
         timer = self._awaiting.pop(handler, None)
         if timer is not None:
             timer.cancel()

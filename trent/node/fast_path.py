@@ -85,8 +85,7 @@ def read_simple(data: bytes, start: int) -> tuple[CIMultiDictProxy[str], int, in
     lengths = headers.getall("content-length", ())
     if len(lengths) != 1:
         return None
-    length = lengths[0]
-    if not length.isdigit() or len(length) > 7 or int(length) > MAX_BODY_BYTES:
+    if not lengths[0].isdigit() or len(lengths[0]) > 7 or (length := int(lengths[0])) > MAX_BODY_BYTES:
         return None
     for name in _FRAMING:
         if name in headers:
@@ -99,4 +98,4 @@ def read_simple(data: bytes, start: int) -> tuple[CIMultiDictProxy[str], int, in
     connection = headers.getall("connection", ())
     if connection and (len(connection) > 1 or connection[0].lower() != "keep-alive"):
         return None
-    return CIMultiDictProxy(headers), head_end + 4, head_end + 4 + int(length)
+    return CIMultiDictProxy(headers), head_end + 4, head_end + 4 + length
