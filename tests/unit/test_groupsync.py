@@ -73,6 +73,59 @@ def test_a_failed_sync_fails_its_waiters_with_a_store_error() -> None:
     group.close()
 
 
+def test_a_failed_sync_is_final_even_once_the_disk_works_again(caplog: pytest.LogCaptureFixture) -> None:
+    """After a failed fsync the kernel may have dropped what it could not write: no later sync vouches for it, so
+    every wait fails from then on, also for commits written after it, and the store says so once."""
+    disk = Disk(fail=True)
+    group = GroupSync(disk, "eu-west-1/kms.db")
+    try:
+        group.wrote()
+        first = group.durable()
+        assert first is not None
+        disk.release.set()
+        with caplog.at_level("ERROR", logger="trent.store"), pytest.raises(StoreError, match="EIO"):
+            first.result(timeout=10)
+        disk.fail = False  # the disk answers again
+        group.wrote()
+        for _ in range(3):  # nothing written since, or more written: the same answer
+            later = group.durable()
+            assert later is not None and later.done()
+            with pytest.raises(StoreError, match="EIO"):
+                later.result(timeout=0)
+        assert disk.calls == 1  # no sync after the failed one
+        failures = [r for r in caplog.records if r.name == "trent.store"]
+        assert len(failures) == 1 and "eu-west-1/kms.db" in failures[0].getMessage()
+    finally:
+        group.close()
+
+
+async def test_a_waiter_that_gives_up_does_not_cancel_the_wait_of_the_others() -> None:
+    """asyncio cancels the future a cancelled task waited on: the shared one must survive it, for the other
+    waiters and for the sync thread, which completes it later."""
+    disk = Disk()
+    group = GroupSync(disk, "test")
+    try:
+        group.wrote()
+        shared = group.durable()
+        assert shared is not None
+        leaving = asyncio.ensure_future(asyncio.wrap_future(shared))
+        staying = asyncio.ensure_future(asyncio.wrap_future(shared))
+        await asyncio.sleep(0)
+        leaving.cancel()
+        await asyncio.gather(leaving, return_exceptions=True)
+        assert not shared.cancelled()
+        disk.release.set()
+        await asyncio.wait_for(staying, 10)
+        group.wrote()  # the sync thread is still there for the next commits
+        again = group.durable()
+        if again is not None:
+            await asyncio.wait_for(asyncio.wrap_future(again), 10)
+        assert disk.calls == 2
+    finally:
+        disk.release.set()
+        group.close()
+
+
 def test_a_group_synced_store_is_durable_once_its_future_is_done_and_on_close(tmp_path: Path) -> None:
     store = declared(SqliteStore(tmp_path / "kms.db", group_sync=True))
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: the thread syncs
@@ -132,3 +185,28 @@ async def test_no_answer_leaves_before_what_it_rests_on_is_durable(decoder: Requ
             assert response.status == 200
     finally:
         await client.close()
+
+
+async def test_after_a_failed_sync_reads_are_refused_too(decoder: RequestDecoder) -> None:  # noqa: F811
+    """A read after the failure could show a change the disk lost: it is a 500 like the write was, and stays one."""
+    disk = Disk(fail=True)
+    group = GroupSync(disk, "test")
+    endpoint, handlers, _ = make_endpoint(decoder)
+    store = Pending()
+    endpoint.region.store = store
+    try:
+        group.wrote()
+        store.future = group.durable()
+        disk.release.set()
+        for _ in range(3):
+            client, answer = await _post(endpoint)
+            try:
+                response = await asyncio.wait_for(answer, 10)
+                assert response.status == 500
+                assert (await response.json(content_type=None))["__type"] == "KMSInternalException"
+            finally:
+                await client.close()
+            store.future = group.durable()  # what a store over the group hands each later answer
+        assert handlers.seen
+    finally:
+        group.close()

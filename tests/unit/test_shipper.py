@@ -21,6 +21,7 @@ from tests.unit.test_store import declared
 from trent.cluster.faults import Faults
 from trent.cluster.links import SIGNATURE_HEADER, sign
 from trent.cluster.replication.shipper import LOG_PATH, Puller, outbox_route
+from trent.node.store.base import Batch, StoreError
 from trent.node.store.sqlite import SqliteStore
 
 TOKEN = "s3cret-replication-token"
@@ -250,6 +251,42 @@ async def test_puller_survives_a_failed_apply(link: Link) -> None:
     await eventually(lambda: key_id in link.b.region.keys)
     assert link.b.store.fail_commits == 0  # type: ignore[attr-defined]
     assert link.b.applier.applied == 1 and link.b.cursors.get(A) == 1
+
+
+@pytest.mark.parametrize("sync_fails", [False, True])
+async def test_a_pull_says_how_far_it_applied_only_once_that_is_durable(link: Link, sync_fails: bool) -> None:
+    """The producer trims its outbox by what pulls say was applied: a cursor the consumer could still lose in a
+    crash is not said, and after a failed sync nothing more is."""
+    from concurrent.futures import Future
+
+    store = link.b.store
+    syncing: list[Future[None]] = []
+    commit = store.commit
+
+    def commit_then_sync(batch: Batch) -> None:
+        commit(batch)
+        syncing.append(Future())
+
+    store.commit = commit_then_sync  # type: ignore[method-assign]
+    store.durable = lambda: next((f for f in syncing if not f.done()), syncing[-1] if syncing else None)  # type: ignore[method-assign]
+    key_id = new_mrk(link.a)
+    replicate(link.a, key_id, B)
+    from trent.node.ops.rotation import enable_key_rotation
+
+    enable_key_rotation(link.a.region, {"KeyId": key_id}, ctx())
+    puller = link.start_puller()
+    await eventually(lambda: link.b.cursors.get(A) == 2)
+    await stays(lambda: link.a.outbox.pulled.get(B, 0) == 0, 0.3)  # applied, not yet durable: not said
+    for future in syncing:
+        if sync_fails:
+            future.set_exception(StoreError("sync failed: EIO"))
+        else:
+            future.set_result(None)
+    if sync_fails:
+        await eventually(lambda: not puller.connected)  # the puller backs off, saying nothing
+        await stays(lambda: link.a.outbox.pulled.get(B, 0) == 0, 0.5)
+    else:
+        await eventually(lambda: link.a.outbox.pulled.get(B) == 2)
 
 
 async def test_puller_survives_the_peer_being_down(link: Link) -> None:

@@ -172,8 +172,8 @@ async def durable(response: WireResponse, endpoint: KmsEndpoint) -> WireResponse
     assert response.durable is not None
     try:
         await asyncio.wrap_future(response.durable)
-    except StoreError as exc:
-        log.warning("region %s: %s", endpoint.region.name, exc)
+    except StoreError as exc:  # the store logged it once; a failed sync fails every answer after it
+        log.debug("region %s: %s", endpoint.region.name, exc)
         return error_response(internal(), response.headers.get("x-amzn-RequestId"))
     response.durable = None
     return response

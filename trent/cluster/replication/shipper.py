@@ -126,6 +126,11 @@ class Puller:
 
     async def _pull_once(self) -> None:
         after = self.applier.cursors.get(self.peer)
+        applied = self.applier.region.store.durable()
+        if applied is not None:
+            # The pull tells the peer how far this region applied its log, and the peer may then trim it: only what
+            # is durable here may be said (StoreError if this store failed a sync: nothing more is said).
+            await asyncio.wrap_future(applied)
         params = {"after": str(after), "limit": str(BATCH), "wait": str(LONG_POLL_SECONDS), "region": self.peer,
                   "from": self.region}
         timeout = aiohttp.ClientTimeout(total=LONG_POLL_SECONDS + 10)

@@ -2,10 +2,16 @@
 every commit written before it; whoever must not answer before its commit is durable waits for that fsync.
 
 A region's commits used to wait for their fsync on the event loop that serves every region of the process: while
-one region wrote, every other region's requests stood still (bench/README.md, "fsync and the event loop")."""
+one region wrote, every other region's requests stood still (bench/README.md, "fsync and the event loop").
+
+A failed fsync is final. The kernel may have dropped the pages it could not write and marked them clean, so a later
+fsync that succeeds proves nothing about them: the store's state on disk is unknown from then on. Every answer that
+waits for durability fails from then on (reads too: they may show a change the disk lost), until the region is
+started again and reads what the disk really holds."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -13,16 +19,29 @@ from concurrent.futures import Future
 
 from trent.node.store.base import StoreError
 
+log = logging.getLogger("trent.store")
+
+
+class _Shared(Future[None]):
+    """A future many waiters share: one that gives up (asyncio cancels the future it waited on with the task) must
+    not cancel it for the others, nor leave the sync thread a future it can no longer complete."""
+
+    def cancel(self) -> bool:
+        return False
+
 
 class GroupSync:
     def __init__(self, sync: Callable[[], None], name: str) -> None:
-        """``sync``: makes everything written so far durable (an fsync), raising OSError if it cannot."""
+        """``sync``: makes everything written so far durable (an fsync), raising OSError if it cannot. ``name``: the
+        store's file, for the log."""
         self._sync = sync
+        self._name = name
         self._cond = threading.Condition()
         self._written = 0  # commits written (the loop's thread counts them)
         self._synced = 0  # of which durable (the sync thread counts them)
         self._waiting: dict[int, Future[None]] = {}  # by the commit count a waiter needs durable
         self._closed = False
+        self._failed: Future[None] | None = None  # set once a sync failed: every waiter gets its error
         self._thread = threading.Thread(target=self._run, name=f"group sync {name}", daemon=True)
         self._thread.start()
 
@@ -33,17 +52,19 @@ class GroupSync:
             self._cond.notify()
 
     def durable(self) -> Future[None] | None:
-        """None if every commit written so far is durable; else a future done once they are (StoreError if the
-        sync failed: then whether they survive a crash of the machine is unknown)."""
-        if self._synced >= self._written:  # without the lock: only this thread moves _written
+        """None if every commit written so far is durable; else a future done once they are. It fails with StoreError
+        if the sync failed, and so does every one after it: what survives a crash of the machine is unknown."""
+        if self._synced >= self._written and self._failed is None:  # unlocked: only this thread moves _written
             return None
         with self._cond:
+            if self._failed is not None:
+                return self._failed
             target = self._written
             if self._synced >= target:
                 return None
             future = self._waiting.get(target)
             if future is None:
-                future = self._waiting[target] = Future()
+                future = self._waiting[target] = _Shared()
             return future
 
     def wait(self) -> None:
@@ -60,22 +81,31 @@ class GroupSync:
                 if self._synced >= self._written:
                     return  # closed, nothing left to sync
                 target = self._written
-            error: OSError | None = None
             try:
                 self._sync()
             except OSError as exc:
-                error = exc
+                self._fail(exc)
+                return  # no later sync could vouch for what this one lost
             with self._cond:
                 self._synced = target
                 done = [self._waiting.pop(t) for t in [t for t in self._waiting if t <= target]]
             for future in done:
-                if error is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(StoreError(f"sync failed: {error}"))
+                future.set_result(None)
+
+    def _fail(self, error: OSError) -> None:
+        failed = _Shared()
+        failed.set_exception(StoreError(f"sync failed: {error}"))
+        with self._cond:
+            self._failed = failed
+            waiting = list(self._waiting.values())
+            self._waiting.clear()
+        log.error("%s: the disk failed a sync (%s). What it holds is unknown, so nothing is answered from it any "
+                  "more; start the region again to serve what the disk really kept", self._name, error)
+        for future in waiting:
+            future.set_exception(StoreError(f"sync failed: {error}"))
 
     def close(self) -> None:
-        """Sync what is still pending, then stop the thread."""
+        """Sync what is still pending (unless a sync failed), then stop the thread."""
         with self._cond:
             self._closed = True
             self._cond.notify()

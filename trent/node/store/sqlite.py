@@ -30,7 +30,7 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a commit is written to the WAL without an fsync; the group sync makes it durable.
         self._db.execute("PRAGMA synchronous=NORMAL" if group_sync else "PRAGMA synchronous=FULL")
-        self._group = GroupSync(fsync_path(f"{path}-wal", str(path)), path.name) if group_sync else None
+        self._group = GroupSync(fsync_path(f"{path}-wal", str(path)), str(path)) if group_sync else None
         # The tables the store's users declared (it knows none of its own), and those the change feed records.
         self._tables: set[str] = set()
         self._feed_tables: set[str] = set()
