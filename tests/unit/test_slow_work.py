@@ -74,3 +74,33 @@ def test_not_ready_is_never_an_answer_by_itself(decoder: RequestDecoder) -> None
                                        b'"RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048"}'))
     assert response.pending is not None and response.body == b""
     response.pending.close()  # (the adapter would await it: the request run again)
+
+
+async def test_a_request_that_gives_up_on_a_wrapping_key_leaves_it_coming_for_the_others() -> None:
+    """Every request that needs the first wrapping key of a spec waits on one future; asyncio cancels the future a
+    cancelled task waited on, and that must not cancel it for the others (nor fail the thread that makes it)."""
+    from trent.node.crypto.wrapping_keys import WrappingKeys
+
+    release = threading.Event()
+    made = object()
+
+    def generate(_spec: str) -> Any:
+        assert release.wait(10)
+        return made
+
+    keys = WrappingKeys(lambda _spec: None, generate, lambda _spec: None)
+    waits: list[Future[Any]] = []
+    for _ in range(2):
+        try:
+            keys.take("RSA_2048")
+        except NotReady as exc:
+            waits.append(exc.ready)
+    assert len(waits) == 2 and waits[0] is waits[1]
+    leaving = asyncio.ensure_future(asyncio.wrap_future(waits[0]))
+    staying = asyncio.ensure_future(asyncio.wrap_future(waits[1]))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    await asyncio.gather(leaving, return_exceptions=True)
+    release.set()
+    assert await asyncio.wait_for(staying, 10) is made
+    assert keys.take("RSA_2048") is made

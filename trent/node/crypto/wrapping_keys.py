@@ -45,6 +45,8 @@ class WrappingKeys:
             making = self._making.get(spec)
             if making is None:
                 making = self._making[spec] = Future()
+                # Shared by every request waiting for it: one that gives up must not cancel it for the others.
+                making.set_running_or_notify_cancel()
                 threading.Thread(target=self._make, args=(spec, making), name="trent-wrapping-key",
                                  daemon=True).start()
         raise NotReady(making)
