@@ -93,7 +93,10 @@ def test_cost_of_a_scripted_workload_matches_the_hand_calculation(cluster: Runni
 
     # One region only; the table form.
     eu_only = _cost(cluster, "--since", repr(since), "--until", repr(until), "--region", "eu-west-1")
-    assert set(eu_only["by_key"]) == {c["Arn"]} and eu_only["requests"] == 2
+    assert set(eu_only["by_key"]) == {c["Arn"]} and eu_only["requests"] == 2 and eu_only["regions"] == ["eu-west-1"]
+    us_only = _cost(cluster, "--since", repr(since), "--until", repr(until), "--region", "us-east-1")
+    assert us_only["requests"] + eu_only["requests"] == report["requests"]  # the regions' shares make the whole
+    assert us_only["total_usd"] + eu_only["total_usd"] == pytest.approx(report["total_usd"], abs=1e-9)
     table = cluster.trent("cost", "--since", repr(since), "--until", repr(until)).stdout
     assert f"${storage + requests_usd:.4f}" in table and "rsa_data_key_pair" in table and a["Arn"] in table
 

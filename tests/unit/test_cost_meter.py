@@ -16,14 +16,16 @@ from trent.node.model.key import KeyRecord, MaterialVersion
 from trent.node.model.states import KeyState
 
 MONTH = 730 * 3600.0
+DAY = 86400.0
 T0 = datetime(2026, 1, 10, tzinfo=UTC).timestamp()
 ARN = "arn:aws:kms:us-east-1:111122223333:key/"
 
 
-def call(name: str, at: float, key: str | None = None, error: str | None = None, **params: Any) -> dict[str, Any]:
+def call(name: str, at: float, key: str | None = None, error: str | None = None, region: str = "us-east-1",
+         **params: Any) -> dict[str, Any]:
     event: dict[str, Any] = {"eventName": name, "eventTime": cloudtrail_time(at), "eventType": "AwsApiCall",
-                             "requestParameters": params or None,
-                             "resources": [{"ARN": ARN + key}] if key else []}
+                             "awsRegion": region, "requestParameters": params or None,
+                             "resources": [{"ARN": ARN.replace("us-east-1", region) + key}] if key else []}
     if error:
         event["errorCode"] = error
     return event
@@ -65,6 +67,30 @@ def test_the_free_tier_is_per_calendar_month_and_excludes_asymmetric_requests() 
     assert report["by_class"]["asymmetric"]["usd"] == pytest.approx(0.15 / 10_000)
     assert report["by_class"]["rsa_2048"]["usd"] == pytest.approx(0.03 / 10_000)
     assert report["requests_usd"] == pytest.approx(5_000 * 0.03 / 10_000 + 0.18 / 10_000)
+
+
+def test_the_free_tier_is_the_accounts_across_regions_and_the_whole_month() -> None:
+    """A region's share and a window that starts mid-month are billed as AWS bills them: the month's free requests
+    went to the account's first ones, whichever region served them, and those before the window count too."""
+    eu_arn = ARN.replace("us-east-1", "eu-west-1")
+    keys = [KeyInfo(ARN + "a", "us-east-1", "SYMMETRIC_DEFAULT", "AWS_KMS", "CUSTOMER", T0),
+            KeyInfo(eu_arn + "b", "eu-west-1", "SYMMETRIC_DEFAULT", "AWS_KMS", "CUSTOMER", T0)]
+    events = [call("Encrypt", T0 + 1, "a") for _ in range(15_000)]
+    events += [call("Encrypt", T0 + 2 * DAY, "b", region="eu-west-1") for _ in range(10_000)]
+    end = T0 + 10 * DAY
+    whole = estimate(keys, events, T0, end)
+    us = estimate(keys, events, T0, end, regions=["us-east-1"])
+    eu = estimate(keys, events, T0, end, regions=["eu-west-1"])
+    assert (whole["requests"], whole["free_tier_used"], whole["by_class"]["symmetric"]["billed"]) == (25_000, 20_000,
+                                                                                                     5_000)
+    assert (us["requests"], us["free_tier_used"], us["requests_usd"]) == (15_000, 15_000, 0)
+    assert (eu["requests"], eu["free_tier_used"]) == (10_000, 5_000)
+    assert eu["requests_usd"] == pytest.approx(5_000 * 0.03 / 10_000)
+    assert us["requests_usd"] + eu["requests_usd"] == pytest.approx(whole["requests_usd"])
+    assert list(us["by_key"]) == [ARN + "a"] and list(eu["by_key"]) == [eu_arn + "b"]
+    assert eu["by_key"][eu_arn + "b"]["requests"] == 10_000
+    later = estimate(keys, events, T0 + DAY, end)  # the month's free tier was all but used before the window
+    assert (later["requests"], later["free_tier_used"]) == (10_000, 5_000)
 
 
 def test_pricing_classes() -> None:

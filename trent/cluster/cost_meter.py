@@ -6,7 +6,7 @@ event times), so a moved clock bills the time it skipped."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -155,19 +155,21 @@ def _month(at: float) -> str:
 
 
 def estimate(keys: list[KeyInfo], events: Iterable[Mapping[str, Any]], since: float, until: float,
-             prices: PriceTable = AWS_KMS_PRICES) -> dict[str, Any]:
-    """The estimate for [since, until): storage per key, requests per class, per operation and per key."""
+             prices: PriceTable = AWS_KMS_PRICES, regions: Collection[str] | None = None) -> dict[str, Any]:
+    """The estimate for [since, until) of ``regions`` (None: all): storage per key, requests per class, per
+    operation and per key. ``keys`` and ``events`` are the whole account's: the free tier is the account's, in
+    every region, and a month's requests before ``since`` or in other regions have used their part of it."""
     if until < since:
         raise ValueError("--until is before --since")
     hour_month = 3600.0 * prices.hours_per_month
-    by_key = {info.arn: _storage(info, since, until, prices) for info in keys}
+    by_key = {info.arn: _storage(info, since, until, prices) for info in keys
+              if regions is None or info.region in regions}
     requests = _Requests(prices, {info.arn: info.spec for info in keys}, by_key)
     calls = sorted(((parse_cloudtrail_time(str(e.get("eventTime", ""))), e) for e in events
                     if e.get("eventType") == "AwsApiCall" and "errorCode" not in e),
                    key=lambda item: item[0])
     for at, event in calls:
-        if since <= at < until:
-            requests.add(at, event)
+        requests.add(at, event, since <= at < until and (regions is None or event.get("awsRegion") in regions))
     storage = sum(line["storage_usd"] for line in by_key.values())
     return {
         "since": since, "until": until, "since_iso": cloudtrail_time(since), "until_iso": cloudtrail_time(until),
@@ -212,7 +214,9 @@ class _Requests:
         self.count = self.free_used = 0
         self.usd = 0.0
 
-    def add(self, at: float, event: Mapping[str, Any]) -> None:
+    def add(self, at: float, event: Mapping[str, Any], counted: bool) -> None:
+        """Every request of the account, oldest first: each takes its place in its month's free tier; those
+        ``counted`` (in the window and the regions asked about) are billed here."""
         kind = request_class(event, self.spec_of)
         price = self.prices.requests[kind]
         month = _month(at)
@@ -220,7 +224,9 @@ class _Requests:
         free = price.free_tier and left > 0
         if free:
             self.free_left[month] = left - 1
-            self.free_used += 1
+        if not counted:
+            return
+        self.free_used += free
         usd = 0.0 if free else price.usd_per_10k / 10_000
         self.count += 1
         self.usd += usd
@@ -240,7 +246,12 @@ class _Requests:
 def cost_report(keys: Mapping[str, list[KeyRecord]], trails: Mapping[str, AuditTrail], query: Mapping[str, str],
                 now: float) -> dict[str, Any]:
     """GET /_trent/cost: ``since`` and ``until`` (ISO times, epoch seconds or durations back from now; by default
-    the regions' whole history until now) over the regions' key records and audit logs (flushed first)."""
+    the regions' whole history until now) over the regions' key records and audit logs (flushed first); ``region``:
+    one region's share (the free tier counted over every region, as AWS counts it)."""
+    region = query.get("region")
+    if region is not None and region not in keys:
+        raise ValueError(f"unknown region {region!r}")
+    regions = sorted(keys) if region is None else [region]
     until = parse_time(query.get("until"), now)
     if until is None:  # (not "or now": --until 0 is the epoch, not now)
         until = now
@@ -256,4 +267,4 @@ def cost_report(keys: Mapping[str, list[KeyRecord]], trails: Mapping[str, AuditT
         starts = [info.created for info in infos] + [parse_cloudtrail_time(str(e.get("eventTime", "")))
                                                      for e in events]
         since = min(starts, default=until)
-    return {"regions": sorted(keys), **estimate(infos, events, since, until)}
+    return {"regions": regions, **estimate(infos, events, since, until, regions=regions)}
