@@ -118,3 +118,51 @@ async def test_a_node_not_listening_is_not_connected() -> None:
     await probe.wait_closed()
     with pytest.raises(NotConnected):
         await NodeConnections(f"http://127.0.0.1:{port}").send(HEAD, b"", 5)
+
+
+class Dribbled(Scripted):
+    """Writes each answer a few bytes at a time, each piece a read of its own at the gateway."""
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                self.requests.append(head + await reader.readexactly(length))
+                answer = self.answer(len(self.requests))
+                for at in range(0, len(answer), 7):
+                    writer.write(answer[at:at + 7])
+                    await writer.drain()
+                    await asyncio.sleep(0.001)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+
+@pytest.mark.parametrize("answer", [
+    ok,
+    lambda n: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+])
+async def test_an_answer_that_comes_in_pieces_is_read_whole(serve: Callable[..., asyncio.Future[str]],
+                                                            answer: Callable[[int], bytes]) -> None:
+    script = Dribbled(answer)
+    node = NodeConnections(await serve(script))
+    for n in (1, 2):
+        status, _, body = await node.send(HEAD, b"{}", 5)
+        assert status == 200 and body == (f'{{"n": {n}}}'.encode() if answer is ok else b"abcde")
+    assert script.connections == 1  # kept: each answer ended where its framing said
+    node.close()
+
+
+async def test_bytes_after_an_answer_end_the_connection(serve: Callable[..., asyncio.Future[str]]) -> None:
+    """A node that sends more than its answer (or anything while no request waits) is not asked again on that
+    connection: the extra bytes would be taken for the next answer."""
+    script = Scripted(lambda n: ok(n) + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    node = NodeConnections(await serve(script))
+    for n in (1, 2):
+        status, _, body = await node.send(HEAD, b"{}", 5)
+        assert (status, body) == (200, f'{{"n": {n}}}'.encode())
+    assert script.connections == 2
+    node.close()

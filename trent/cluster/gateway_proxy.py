@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from trent.cluster.admin import _authorized as token_authorized
 from trent.cluster.admin import health_route
@@ -39,7 +40,8 @@ from trent.node.app import make_app
 from trent.node.config import ClusterConfig
 from trent.node.edge import ConnectionGuard, to_http
 from trent.node.endpoint import WireResponse, error_response
-from trent.node.model.errors import KmsError
+from trent.node.fast_path import FastRequest
+from trent.node.model.errors import KmsError, internal
 from trent.node.wire.protocol import MAX_BODY_BYTES, malformed_request, too_large
 from trent.node.wire.sigv4 import ScopeRegions, scope_of
 
@@ -61,9 +63,13 @@ def region_urls(config: ClusterConfig) -> dict[str, tuple[str, ...]]:
             for name in config.regions}
 
 
-def unreachable(region: str) -> web.Response:
-    return to_http(error_response(KmsError("ServiceUnavailableException",
-                                           f"The region {region} cannot be reached. Try again later.", 503)))
+# A node's answer as it came (status, body, headers) when a header repeats, which a WireResponse cannot hold.
+NodeAnswer = tuple[int, bytes, list[tuple[str, str]]]
+
+
+def unreachable(region: str) -> WireResponse:
+    return error_response(KmsError("ServiceUnavailableException",
+                                   f"The region {region} cannot be reached. Try again later.", 503))
 
 
 class ProxyGateway:
@@ -115,7 +121,7 @@ class ProxyGateway:
                     body_deadline.cancel()
 
         runner.server.request_handler = first
-        self.servers.guard.install(runner.server)
+        self.servers.guard.install(runner.server, self._respond_fast)
         inline_requests.install(asyncio.get_running_loop())  # each request in its connection's task, as on a node
         self._runner = runner
         await self.servers.open_site(runner, self.config.port)
@@ -143,20 +149,36 @@ class ProxyGateway:
             return broken
         if len(body) > MAX_BODY_BYTES:
             return to_http(error_response(too_large()))
-        region = self._scopes.region(request.headers.get("Authorization"))
+        answer = await self.route(request.headers, body)
+        if isinstance(answer, WireResponse):
+            # The node's answer as its bytes (node/answer.py), as a region port sends it: no web.Response and
+            # header multidict built per call.
+            return cast(web.StreamResponse, KmsAnswer(answer)) if can_send(answer) else to_http(answer)
+        status, payload, kept = answer
+        out = web.Response(status=status, body=payload)
+        for name, value in kept:
+            out.headers.add(name, value)
+        return out
+
+    async def route(self, headers: CIMultiDictProxy[str], body: bytes) -> WireResponse | NodeAnswer:
+        """A KMS call (``POST /`` with these headers and body) passed on to a node of the region its credential
+        scope names: the node's answer, as a WireResponse unless a header repeats (then as it came); or the
+        gateway's own error."""
+        region = self._scopes.region(headers.get("Authorization"))
         if region is None:
             try:
-                region = scope_of(request.headers).region
+                region = scope_of(headers).region
             except KmsError as error:
-                return to_http(error_response(error))
+                return error_response(error)
         if not self.pool.knows(region):
-            return to_http(error_response(KmsError(
-                "InvalidSignatureException", f"Credential should be scoped to a valid region, not '{region}'.", 403)))
-        head = "".join([f"{request.method} {request.raw_path} HTTP/1.1\r\n",
-                        *(f"{k}: {v}\r\n" for k, v in request.headers.items() if k.lower() not in _HOP)]).encode()
+            return error_response(KmsError(
+                "InvalidSignatureException", f"Credential should be scoped to a valid region, not '{region}'.", 403))
+        head = "".join(["POST / HTTP/1.1\r\n",
+                        *(f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() not in _HOP)]).encode()
         for backend in self.pool.order(region):
             try:
-                return await self._send(backend, head, body)
+                status, answer_headers, payload = await self._connections[backend.url].send(head, body,
+                                                                                           REQUEST_TIMEOUT)
             except NotConnected:
                 backend.healthy = False  # never reached: the next node of the region may take it
                 continue
@@ -164,21 +186,25 @@ class ProxyGateway:
                 # Sent, but no answer: it may have been carried out, so it is not sent again elsewhere.
                 log.info("%s node %s: %s", region, backend.url, exc)
                 return unreachable(region)
+            kept = [(name, value) for name, value in answer_headers if name.lower() not in _NOT_PASSED_ON]
+            passed = dict(kept)
+            if len(passed) == len(kept):
+                return WireResponse(status, payload, passed)
+            return status, payload, kept
         return unreachable(region)
 
-    async def _send(self, backend: Backend, head: bytes, body: bytes) -> web.StreamResponse:
-        status, headers, payload = await self._connections[backend.url].send(head, body, REQUEST_TIMEOUT)
-        kept = [(name, value) for name, value in headers
-                if name.lower() not in _NOT_PASSED_ON]
-        answer = WireResponse(status, payload, dict(kept))
-        if len(answer.headers) == len(kept) and can_send(answer):
-            # The node's answer as its bytes (node/answer.py), as a region port sends it: no web.Response and
-            # header multidict built per call.
-            return cast(web.StreamResponse, KmsAnswer(answer))
-        out = web.Response(status=status, body=payload)
-        for name, value in kept:
-            out.headers.add(name, value)
-        return out
+    def _respond_fast(self, request: FastRequest, body: bytes) -> Awaitable[WireResponse]:
+        """The fast path's (node/edge.py) KMS call: routed as above; an answer it cannot send as bytes (never a
+        node's KMS answer) is a logged 500."""
+        return self._fast_answer(request.headers, body)
+
+    async def _fast_answer(self, headers: CIMultiDictProxy[str], body: bytes) -> WireResponse:
+        answer = await self.route(headers, body)
+        if isinstance(answer, WireResponse) and can_send(answer):
+            return answer
+        log.error("a node's answer the gateway's fast path cannot pass on (status %d)",
+                  answer.status if isinstance(answer, WireResponse) else answer[0])
+        return error_response(internal())
 
     # -- the cluster's admin API ----------------------------------------------------------------------------
 

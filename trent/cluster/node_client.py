@@ -1,5 +1,6 @@
-"""The gateway's keep-alive connections to one node: HTTP/1.1 over pooled asyncio streams, the request passed on as
-bytes (no client library re-parsing what the gateway already parsed, half of a forwarded call's cost).
+"""The gateway's keep-alive connections to one node: HTTP/1.1 over pooled connections, the request passed on as bytes
+(no client library re-parsing what the gateway already parsed, half of a forwarded call's cost) and the answer read
+by the connection's protocol as its bytes come (no stream reader, with a future per read, in between).
 
 A pooled connection is used again only while it is younger than the node's idle timeout allows (``MAX_IDLE``), so
 the node never closes one as the gateway sends on it; a request that fails after it was written is never sent
@@ -12,6 +13,7 @@ import contextlib
 import ssl
 import time
 import urllib.parse
+from typing import cast
 
 MAX_IDLE = 20.0  # seconds; the nodes keep an idle connection for 60 (EdgeLimits.idle_timeout)
 MAX_HEAD = 64 * 1024
@@ -26,7 +28,57 @@ class BadAnswer(OSError):
     """The node's answer could not be read as HTTP."""
 
 
-Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+class _Answer:
+    """One node connection: the request written, its answer read in ``data_received`` as it comes (no stream reader
+    and its futures per read), handed over through one future."""
+
+    __slots__ = ("buffer", "closed", "future", "idle_since", "transport")
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.future: asyncio.Future[tuple[int, list[tuple[str, str]], bytes, bool]] | None = None
+        self.closed = False
+        self.idle_since = 0.0
+
+
+class _AnswerProtocol(asyncio.Protocol):
+    def __init__(self, state: _Answer) -> None:
+        self.state = state
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.state.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        state = self.state
+        state.buffer += data
+        if state.future is None:
+            state.closed = True  # bytes nobody asked for: the connection is not used again
+            if state.transport is not None:
+                state.transport.close()
+            return
+        self._try(eof=False)
+
+    def eof_received(self) -> bool:
+        self._try(eof=True)
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.closed = True
+        self._try(eof=True)
+
+    def _try(self, eof: bool) -> None:
+        state = self.state
+        future = state.future
+        if future is None or future.done():
+            return
+        try:
+            answer = _parse(state.buffer, eof)
+        except (BadAnswer, asyncio.IncompleteReadError, ValueError) as exc:
+            future.set_exception(exc)
+            return
+        if answer is not None:
+            future.set_result(answer)
 
 
 class NodeConnections:
@@ -36,50 +88,72 @@ class NodeConnections:
         self.https = parsed.scheme == "https"
         self.port = parsed.port or (443 if self.https else 80)
         self.tls = (tls or ssl.create_default_context()) if self.https else None
-        self._idle: list[tuple[float, Stream]] = []
+        self._idle: list[_Answer] = []
 
-    async def _connect(self) -> Stream:
+    async def _connect(self) -> _Answer:
+        now = time.monotonic()
         while self._idle:
-            since, stream = self._idle.pop()
+            state = self._idle.pop()
+            transport = state.transport
             # A node that closed the connection (or died) has sent its end of file by now: never reused.
-            if time.monotonic() - since < MAX_IDLE and not stream[1].is_closing() and not stream[0].at_eof():
-                return stream
-            stream[1].close()
+            if now - state.idle_since < MAX_IDLE and not state.closed and transport is not None \
+                    and not transport.is_closing():
+                return state
+            if transport is not None:
+                transport.close()
+        state = _Answer()
         try:
-            return await asyncio.open_connection(self.host, self.port, ssl=self.tls, limit=MAX_HEAD)
+            await asyncio.get_running_loop().create_connection(lambda: _AnswerProtocol(state), self.host,
+                                                               self.port, ssl=self.tls)
         except (OSError, ssl.SSLError) as exc:
             raise NotConnected(str(exc) or type(exc).__name__) from exc
+        return state
 
     async def send(self, head: bytes, body: bytes, timeout: float) -> tuple[int, list[tuple[str, str]], bytes]:
         """``head`` (request line and headers, without Content-Length) and ``body``; the node's status, headers
         and body."""
-        reader, writer = await self._connect()
+        state = await self._connect()
+        transport = state.transport
+        assert transport is not None
+        state.buffer.clear()
+        future = state.future = asyncio.get_running_loop().create_future()
         try:
-            writer.write(head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            transport.write(head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
             async with asyncio.timeout(timeout):  # no task of its own per call, as wait_for would make
-                status, headers, payload, keep = await _read_answer(reader)
+                status, headers, payload, keep = await future
         except BaseException:
-            writer.close()
+            transport.close()
             raise
-        if keep:
-            self._idle.append((time.monotonic(), (reader, writer)))
+        finally:
+            state.future = None
+        if keep and not state.closed and not state.buffer:
+            state.idle_since = time.monotonic()
+            self._idle.append(state)
         else:
-            writer.close()
+            transport.close()
         return status, headers, payload
 
     def close(self) -> None:
-        for _, (_, writer) in self._idle:
-            with contextlib.suppress(Exception):
-                writer.close()
+        for state in self._idle:
+            if state.transport is not None:
+                with contextlib.suppress(Exception):
+                    state.transport.close()
         self._idle.clear()
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, list[tuple[str, str]], bytes, bool]:
-    try:
-        raw = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.LimitOverrunError:
-        raise BadAnswer("answer head too large") from None
-    lines = raw[:-4].decode("latin-1").split("\r\n")
+def _parse(buffer: bytearray, eof: bool) -> tuple[int, list[tuple[str, str]], bytes, bool] | None:
+    """The answer at the start of ``buffer`` if it is all in (taken out of the buffer), else None; ``eof``: no more
+    will come."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buffer) > MAX_HEAD:
+            raise BadAnswer("answer head too large")
+        if eof:
+            raise asyncio.IncompleteReadError(bytes(buffer), None)
+        return None
+    if end + 4 > MAX_HEAD:
+        raise BadAnswer("answer head too large")
+    lines = buffer[:end].decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
         raise BadAnswer(f"not an HTTP answer: {lines[0][:60]!r}")
@@ -99,25 +173,51 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, list[tuple[st
             keep = value.lower() != "close" if keep else value.lower() == "keep-alive"
         else:
             headers.append((name, value))
+    start = end + 4
     if chunked:
-        body = await _read_chunked(reader)
+        parsed = _chunks(buffer, start, eof)
+        if parsed is None:
+            return None
+        body, stop = parsed
     elif length is not None:
         if not 0 <= length <= MAX_BODY:
             raise BadAnswer("answer body too large")
-        body = await reader.readexactly(length)
+        stop = start + length
+        if len(buffer) < stop:
+            if eof:
+                raise asyncio.IncompleteReadError(bytes(buffer[start:]), length)
+            return None
+        body = bytes(buffer[start:stop])
     else:
-        body, keep = await reader.read(MAX_BODY), False  # the body runs to the end of the connection
+        # The body runs to the end of the connection.
+        if len(buffer) - start > MAX_BODY:
+            raise BadAnswer("answer body too large")
+        if not eof:
+            return None
+        body, stop, keep = bytes(buffer[start:]), len(buffer), False
+    del buffer[:stop]
     return status, headers, body, keep
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+def _chunks(buffer: bytearray, at: int, eof: bool) -> tuple[bytes, int] | None:
+    """A chunked body from ``at``, with where it ends, if it is all in."""
     out = bytearray()
     while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
+        line_end = buffer.find(b"\r\n", at)
+        if line_end < 0:
+            break
+        size = int(bytes(buffer[at:line_end]).split(b";")[0].strip(), 16)
+        at = line_end + 2
         if size == 0:
-            await reader.readuntil(b"\r\n")  # no trailers expected: the empty line
-            return bytes(out)
-        if len(out) + size > MAX_BODY:
+            if len(buffer) < at + 2:
+                break
+            return bytes(out), at + 2  # no trailers expected: the empty line
+        if size < 0 or len(out) + size > MAX_BODY:
             raise BadAnswer("answer body too large")
-        out += await reader.readexactly(size)
-        await reader.readexactly(2)
+        if len(buffer) < at + size + 2:
+            break
+        out += buffer[at:at + size]
+        at += size + 2
+    if eof:
+        raise asyncio.IncompleteReadError(bytes(out), None)
+    return None
