@@ -15,9 +15,11 @@ HEAD = b"POST / HTTP/1.1\r\nHost: gateway\r\n"
 
 
 class Scripted:
-    def __init__(self, answer: Callable[[int], bytes], close_after: bool = False) -> None:
+    def __init__(self, answer: Callable[[int], bytes], close_after: bool = False, piece: int = 0) -> None:
+        """``piece``: write each answer that many bytes at a time, each piece a read of its own at the gateway."""
         self.answer = answer
         self.close_after = close_after
+        self.piece = piece
         self.connections = 0
         self.requests: list[bytes] = []
 
@@ -29,8 +31,13 @@ class Scripted:
                 length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
                                   if line.lower().startswith(b"content-length")))
                 self.requests.append(head + await reader.readexactly(length))
-                writer.write(self.answer(len(self.requests)))
-                await writer.drain()
+                answer = self.answer(len(self.requests))
+                step = self.piece or len(answer) or 1
+                for at in range(0, max(len(answer), 1), step):
+                    writer.write(answer[at:at + step])
+                    await writer.drain()
+                    if self.piece:
+                        await asyncio.sleep(0.001)
                 if self.close_after:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -120,34 +127,13 @@ async def test_a_node_not_listening_is_not_connected() -> None:
         await NodeConnections(f"http://127.0.0.1:{port}").send(HEAD, b"", 5)
 
 
-class Dribbled(Scripted):
-    """Writes each answer a few bytes at a time, each piece a read of its own at the gateway."""
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                  if line.lower().startswith(b"content-length")))
-                self.requests.append(head + await reader.readexactly(length))
-                answer = self.answer(len(self.requests))
-                for at in range(0, len(answer), 7):
-                    writer.write(answer[at:at + 7])
-                    await writer.drain()
-                    await asyncio.sleep(0.001)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        writer.close()
-
-
 @pytest.mark.parametrize("answer", [
     ok,
     lambda n: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
 ])
 async def test_an_answer_that_comes_in_pieces_is_read_whole(serve: Callable[..., asyncio.Future[str]],
                                                             answer: Callable[[int], bytes]) -> None:
-    script = Dribbled(answer)
+    script = Scripted(answer, piece=7)
     node = NodeConnections(await serve(script))
     for n in (1, 2):
         status, _, body = await node.send(HEAD, b"{}", 5)
