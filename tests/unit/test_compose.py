@@ -231,3 +231,36 @@ def test_external_key_stores_need_no_hsm_cluster(tmp_path: Path) -> None:
             assert not (config.data_dir / name / "hsm").exists()
     finally:
         composed.close()
+
+
+def test_a_region_whose_store_failed_a_sync_says_so_in_its_status(parts: Parts) -> None:
+    """`trent status` (and a node's report in `--processes`) names the region whose store failed a sync: it refuses
+    every call until it starts again (node/store/groupsync.py), and the operator must see why."""
+    from types import SimpleNamespace
+
+    from trent.cluster.cluster_view import cluster_status, node_status
+    from trent.cluster.status import status_report
+    from trent.node.store.base import Batch, StoreError
+
+    assert {n: r["store"] for n, r in status_report(parts, {}, {})["regions"].items()} == {
+        "us-east-1": "ok", "eu-west-1": "ok"}
+    store = parts.regions["eu-west-1"].region.store
+
+    def eio() -> None:
+        raise OSError(5, "Input/output error")
+
+    store._group._sync = eio  # type: ignore[attr-defined]  # the disk fails the next fsync
+    store.commit(Batch().put("meta", "probe", b"x"))
+    pending = store.durable()
+    assert pending is not None
+    with pytest.raises(StoreError):
+        pending.result(timeout=10)
+    assert {n: r["store"] for n, r in status_report(parts, {}, {})["regions"].items()} == {
+        "us-east-1": "ok", "eu-west-1": "failed"}
+
+    # One node's report (`trent up --processes`), its region alone, and the cluster's status gathered from it.
+    alone = SimpleNamespace(regions={"eu-west-1": parts.regions["eu-west-1"]}, faults=parts.faults, url=parts.url)
+    report = node_status(alone, SimpleNamespace(pullers={}), {})  # type: ignore[arg-type]
+    assert report["store"] == "failed"
+    gathered = cluster_status("http://g", ["eu-west-1"], {}, {"eu-west-1": report})
+    assert gathered["regions"]["eu-west-1"]["store"] == "failed"

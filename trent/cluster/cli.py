@@ -190,6 +190,9 @@ def _status(args: argparse.Namespace) -> int:
         state = style("up   ", "green") if region["up"] else style("DOWN ", "red")
         print(f"  {name:<16} {state} {region['url']:<24} keys={region['keys']} "
               f"multi-region={region['multi_region_keys']} outbox={region['outbox_head']}")
+        if region.get("store") == "failed":
+            print("      " + style("its store failed to sync to disk: every call is refused until the region "
+                                   "starts again", "red"))
         for line in etcd_lines(region.get("etcd")):
             print(line)
         for peer, lag in region["replication"].items():

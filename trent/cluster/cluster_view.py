@@ -11,6 +11,7 @@ from typing import Any
 
 from trent.cluster.compose import Parts
 from trent.cluster.replication.wiring import RegionReplication
+from trent.node.store.base import store_failed
 
 
 def node_status(parts: Parts, replication: RegionReplication, clock_state: dict[str, Any]) -> dict[str, Any]:
@@ -27,7 +28,8 @@ def node_status(parts: Parts, replication: RegionReplication, clock_state: dict[
     return {"region": name, "url": parts.url(r.port), "up": not parts.faults.is_down(name),
             "keys": len(region.keys), "multi_region_keys": len(mrks), "aliases": len(region.aliases),
             "outbox_head": r.outbox.head, "links": links, "mrk": mrks, "clock": clock_state,
-            "faults": parts.faults.describe(), "pid": os.getpid()}
+            "faults": parts.faults.describe(), "pid": os.getpid(),
+            "store": "failed" if store_failed(region.store) else "ok"}
 
 
 def cluster_status(gateway: str, regions: list[str], urls: Mapping[str, str],
@@ -49,7 +51,8 @@ def cluster_status(gateway: str, regions: list[str], urls: Mapping[str, str],
                                  "connected": link["connected"]}
         out[name] = {"url": report["url"], "up": report["up"], "reachable": True, "keys": report["keys"],
                      "multi_region_keys": report["multi_region_keys"], "aliases": report["aliases"],
-                     "outbox_head": report["outbox_head"], "replication": replication, "pid": report["pid"]}
+                     "outbox_head": report["outbox_head"], "replication": replication, "pid": report["pid"],
+                     "store": report.get("store", "ok")}
         if report.get("etcd"):
             out[name]["etcd"] = report["etcd"]
     live = [r for r in reports.values() if r is not None]

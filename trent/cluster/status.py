@@ -8,6 +8,7 @@ from typing import Any
 from trent.cluster.compose import Parts
 from trent.cluster.keystore_status import hsm_cluster_report, key_store_report
 from trent.cluster.replication.wiring import RegionReplication, consistency_report, lag_report
+from trent.node.store.base import store_failed
 
 
 def status_report(parts: Parts, replications: Mapping[str, RegionReplication],
@@ -21,7 +22,8 @@ def status_report(parts: Parts, replications: Mapping[str, RegionReplication],
             "multi_region_keys": sum(1 for k in r.region.keys.values() if k.mrk is not None),
             "aliases": len(r.region.aliases), "outbox_head": r.outbox.head,
             "replication": lag_report(replication, replications, now) if replication is not None else {},
-            "key_stores": key_store_report(r.region)}
+            "key_stores": key_store_report(r.region),
+            "store": "failed" if store_failed(r.region.store) else "ok"}
     return {
         "gateway": parts.url(parts.config.port),
         "clock": clock_state,

@@ -113,3 +113,10 @@ class StoreFactory(Protocol):
         """The small store the processes of one cluster share (its clock offset and faults), with a change feed;
         ``directory`` is the cluster's data directory."""
         ...
+
+
+def store_failed(store: Store) -> bool:
+    """Whether ``store`` failed to make its commits durable (node/store/groupsync.py): what it holds on disk is
+    unknown, and its region answers nothing until it starts again."""
+    pending = store.durable()
+    return pending is not None and pending.done() and pending.exception() is not None
