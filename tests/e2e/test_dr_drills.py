@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.harness import REGIONS, RunningCluster, poll
+from tests.e2e.harness import REGIONS, RunningCluster, all_key_ids, error, poll
 
 Fresh = Callable[..., RunningCluster]
 US, EU, AP = REGIONS
@@ -370,3 +370,40 @@ def _key_state(client: Any, key_id: str) -> str:
     except ClientError:
         return "absent"
     return state
+
+
+# -- a Region's disk fails -----------------------------------------------------------------------------------------
+
+
+def test_a_failed_disk_stops_its_region_until_it_starts_again(fresh_cluster: Fresh) -> None:
+    """`trent fault disk`: the Region's next fsync fails. The call that wrote is refused, and so is every call after
+    it in that Region, reads included (what the disk kept is unknown); nothing more is written there; the other
+    Regions go on. Started again, the Region serves what its disk kept, and replication catches up."""
+    c = fresh_cluster(extra_args=("--replica-delay", "0"))
+    key = _mrk(c, US, (EU,))
+    us, eu = c.client(US), c.client(EU)
+    done = c.trent("fault", "disk", EU)
+    assert "next fsync fails" in done.stdout
+    retrying = c.client(EU, retries=3)  # an SDK retries the 500: three more attempts
+    refused = error(retrying.create_key, Description="on a failing disk")
+    assert (refused["Code"], refused["Status"]) == ("KMSInternalException", 500)
+    assert error(eu.describe_key, KeyId=key.key_id)["Code"] == "KMSInternalException"
+    assert error(eu.list_keys)["Code"] == "KMSInternalException"
+    assert {r: doc["store"] for r, doc in _status(c)["regions"].items()} == {US: "ok", EU: "failed", AP: "ok"}
+    assert "store failed" in c.trent("status").stdout
+    # The other Regions serve and write as before; what they send eu-west-1 waits.
+    us.rotate_key_on_demand(KeyId=key.key_id)
+    key.rotations += 1
+    assert us.encrypt(KeyId=key.key_id, Plaintext=b"x")["KeyId"].endswith(key.key_id)
+
+    c.kill()  # what a failed disk leaves: the process gone, the disk as it is
+    c.start()
+    wait_converged(c, {key.key_id: key})
+    verify(c, {key.key_id: key})
+    cross_decrypt(c, {key.key_id: key})
+    # The refused CreateKey's commit reached the disk's cache before its fsync "failed": it may be there or not,
+    # but whole, and nothing the retries of that call asked for was written after it.
+    extra = all_key_ids(c.client(EU)) - {key.key_id}
+    assert len(extra) <= 1
+    for key_id in extra:
+        assert eu.describe_key(KeyId=key_id)["KeyMetadata"]["Description"] == "on a failing disk"

@@ -162,6 +162,17 @@ def test_in_memory_faults_still_work_between_region_processes(
     assert moved["offset"] == 86400.0
     for region in REGIONS:
         assert json.loads(c.trent("status", "--json").stdout)["clock"]["offset"] == 86400.0, region
+    # A failed disk: carried out by the region's own process, told by the gateway, ended by a restart.
+    assert "next fsync fails" in c.trent("fault", "disk", "ap-northeast-2").stdout
+    with pytest.raises(ClientError) as refused:
+        c.client("ap-northeast-2").create_key()
+    assert refused.value.response["Error"]["Code"] == "KMSInternalException"
+    stores = {r: doc["store"] for r, doc in json.loads(c.trent("status", "--json").stdout)["regions"].items()}
+    assert stores == {"us-east-1": "ok", "eu-west-1": "ok", "ap-northeast-2": "failed"}
+    c.trent("fault", "crash", "ap-northeast-2")
+    c.trent("fault", "restart", "ap-northeast-2")
+    assert c.client("ap-northeast-2").describe_key(KeyId=mrk)["KeyMetadata"]["KeyId"] == mrk
+    assert json.loads(c.trent("status", "--json").stdout)["regions"]["ap-northeast-2"]["store"] == "ok"
 
 
 def test_crash_needs_region_processes(cluster: RunningCluster) -> None:

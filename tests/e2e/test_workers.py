@@ -178,6 +178,13 @@ def test_faults_apply_to_every_process_at_once(workers: RunningCluster) -> None:
     everywhere(workers, lambda kms: kms.encrypt(KeyId=key_id, Plaintext=b"x"))
 
 
+def test_a_disk_fault_is_refused_with_several_processes(workers: RunningCluster) -> None:
+    refused = workers.trent("fault", "disk", A, check=False)
+    assert refused.returncode != 0 and "--workers 1" in refused.stderr
+    assert workers.admin("/_trent/status")["regions"][A]["store"] == "ok"  # nothing was done
+    fresh(workers).create_key()
+
+
 def test_a_clock_advance_is_honoured_by_every_process(workers: RunningCluster) -> None:
     key_id = fresh(workers).create_key()["KeyMetadata"]["KeyId"]
     before = workers.admin("/_trent/clock")["now"]

@@ -191,6 +191,8 @@ async def test_a_periodic_job_keeps_ticking_after_a_failed_tick() -> None:
     ({"action": "down", "regions": ["mars-1"]}, "unknown region"),
     ({"action": "latency"}, "needs a region"),
     ({"action": "latency", "regions": ["us-east-1"], "value": "fast"}, "could not convert"),
+    ({"action": "disk", "regions": ["us-east-1", "us-east-1"]}, "one region"),
+    ({"action": "disk"}, "needs a region"),
 ])
 def test_bad_fault_commands_are_refused(doc: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -99,6 +99,48 @@ def test_a_failed_sync_is_final_even_once_the_disk_works_again(caplog: pytest.Lo
         group.close()
 
 
+def test_a_disk_drill_fails_the_next_sync_as_the_disk_would() -> None:
+    """`trent fault disk`: nothing fails until the next commit; that commit's sync fails without touching the disk,
+    and from then on the store is failed as after any failed sync."""
+    disk = Disk()
+    disk.release.set()
+    group = GroupSync(disk, "test")
+    try:
+        group.fail_next()
+        assert group.durable() is None  # nothing written: nothing fails yet
+        group.wrote()
+        pending = group.durable()
+        assert pending is not None
+        with pytest.raises(StoreError, match="Input/output error"):
+            pending.result(timeout=10)
+        assert disk.calls == 0
+        group.wrote()
+        later = group.durable()
+        assert later is not None and later.done() and later.exception() is not None
+    finally:
+        group.close()
+
+
+def test_a_store_that_failed_a_sync_writes_nothing_more(tmp_path: Path) -> None:
+    """A refused call that the client retries must not write again, unanswered, each time."""
+    store = declared(SqliteStore(tmp_path / "kms.db", group_sync=True))
+    try:
+        assert store.fail_next_sync()
+        store.commit(Batch().put("keys", "first", b"v"))  # written; its sync fails
+        pending = store.durable()
+        assert pending is not None
+        with pytest.raises(StoreError):
+            pending.result(timeout=10)
+        with pytest.raises(StoreError, match="not written"):
+            store.commit(Batch().put("keys", "second", b"v"))
+        assert [i for i, _ in store.scan("keys")] == ["first"]  # what the failed sync covered is still unknown
+    finally:
+        store.close()
+    synced_at_commit = SqliteStore(tmp_path / "other.db")
+    assert not synced_at_commit.fail_next_sync()  # a store synced as it commits has no drill
+    synced_at_commit.close()
+
+
 async def test_a_waiter_that_gives_up_does_not_cancel_the_wait_of_the_others() -> None:
     """asyncio cancels the future a cancelled task waited on: the shared one must survive it, for the other
     waiters and for the sync thread, which completes it later."""

@@ -233,12 +233,26 @@ def _fault(args: argparse.Namespace) -> int:
         print(f"trent: {exc}", file=sys.stderr)
         return 2
     faults = _admin_call(args.data_dir, "/_trent/faults", doc)
+    if "disk" in faults:  # trent fault disk REGION: one region's next fsync, not a standing fault
+        return _print_disk(faults, args.json)
     if "processes" in faults:  # crash / restart: the regions' processes, not the in-memory faults
         return _print_processes(faults["processes"], args.json)
     if "hsm_faults" in faults:  # trent fault hsm ...: the HSM clusters' faults
         return _print_hsm_faults(faults["hsm_faults"], args.json)
     regions = [] if args.json else list(_admin_call(args.data_dir, "/_trent/status")["regions"])
     return _print_faults(faults, regions, args.json)
+
+
+def _print_disk(answer: dict[str, Any], as_json: bool) -> int:
+    disk = answer["disk"]
+    if as_json:
+        print(json.dumps({"disk": disk}, indent=2))
+    elif disk["here"]:
+        print(f"{disk['region']}: its next fsync fails. From then on the region refuses every call until it starts "
+              "again; `trent status` shows it.")
+    else:
+        print(f"trent: no node of {disk['region']} answered: the disk fault was not carried out", file=sys.stderr)
+    return 0 if disk["here"] else 1
 
 
 def _print_hsm_faults(faults: dict[str, dict[str, Any]], as_json: bool) -> int:
@@ -405,12 +419,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_status)
     fault = sub.add_parser("fault", help="break regions on purpose (DR drills), or show the faults", description=(
         "show | down REGION | up REGION | partition A B | heal A B | latency REGION 200ms | errors REGION 5% | "
-        "throttle REGION 10/s | clear | crash REGION | restart REGION (these two: trent up --processes) | "
+        "throttle REGION 10/s | clear | disk REGION (its next fsync fails; it then refuses every call until it "
+        "starts again) | crash REGION | restart REGION (these two: trent up --processes) | "
         "hsm CLUSTER_ID down|up|latency 200ms|errors 5%|clear | "
         "xks down|up|latency 300ms|errors 20%|garbage|reject|clear --proxy-dir DIR"))
     fault.add_argument("kind", nargs="?", default="show", choices=["show", "down", "up", "partition", "heal",
                                                                     "latency", "errors", "throttle", "clear",
-                                                                    "crash", "restart", "hsm", "xks"],
+                                                                    "disk", "crash", "restart", "hsm", "xks"],
                        help="what to do (default show: the faults in force, as a table)")
     fault.add_argument("regions", nargs="*", help="region(s), then the value for latency/errors/throttle; for hsm: "
                        "CLUSTER_ID down|up|latency 200ms|errors 5%%|clear; for xks: the fault")

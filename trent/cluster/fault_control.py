@@ -12,8 +12,9 @@ from aiohttp import web
 from trent.cluster.faults import Faults
 from trent.cluster.serving import Servers
 from trent.node.hsm.faults import HSM_FAULT_ACTIONS, HsmFaults
+from trent.node.store.base import Store
 
-FAULT_ACTIONS = ("down", "up", "partition", "heal", "latency", "errors", "throttle", "clear")
+FAULT_ACTIONS = ("down", "up", "partition", "heal", "latency", "errors", "throttle", "clear", "disk")
 
 
 @dataclass
@@ -41,6 +42,8 @@ def parse_fault(doc: dict[str, Any], known: Callable[[str], bool]) -> FaultComma
         return FaultCommand(action, regions, None)
     if not regions:
         raise ValueError(f"fault {action!r} needs a region")
+    if action == "disk" and len(regions) != 1:
+        raise ValueError("a disk fault names one region")
     value = doc.get("value")
     return FaultCommand(action, regions, None if value is None else float(value))
 
@@ -56,8 +59,12 @@ class RegionSite:
 class FaultControl:
     def __init__(self, faults: Faults, servers: Servers, sites: dict[str, RegionSite],
                  publish: Callable[[], None], known: Callable[[str], bool] | None = None,
-                 hsm_faults: HsmFaults | None = None, hsm_clusters: tuple[str, ...] = ()) -> None:
+                 hsm_faults: HsmFaults | None = None, hsm_clusters: tuple[str, ...] = (),
+                 disks: Callable[[str], Store | None] | None = None) -> None:
+        """``disks``: the store of a region this process serves (None for another's); None where a disk fault
+        cannot be carried out (several processes share each region's database)."""
         self.faults = faults
+        self._disks = disks
         # The regions a command may name (by default the ones with a site here; a node knows its peers too).
         self._known = known or (lambda name: name in self._sites)
         self.hsm_faults = hsm_faults
@@ -72,6 +79,8 @@ class FaultControl:
         if doc.get("action") == "hsm":
             return self._apply_hsm(doc)
         command = parse_fault(doc, self._known)
+        if command.action == "disk":
+            return {**self.faults.describe(), "disk": self._fail_disk(command.regions[0])}
         if command.action == "clear":
             self.faults.clear()
             if self.hsm_faults is not None:
@@ -81,6 +90,19 @@ class FaultControl:
         await self.sync_sites()
         self._publish()  # before answering: the next request to any process sees it
         return self.faults.describe()
+
+    def _fail_disk(self, region: str) -> dict[str, Any]:
+        """The region's next fsync fails, as a failing disk's would: from then on the region refuses every call
+        until it starts again (node/store/groupsync.py). Not a standing fault: `clear` does not undo it."""
+        if self._disks is None:
+            raise ValueError("a disk fault needs --workers 1 (with more, every process syncs the region's database)")
+        store = self._disks(region)
+        if store is None:
+            return {"region": region, "here": False}  # another process's region (`trent up --processes`)
+        if not store.fail_next_sync():
+            raise ValueError(f"{region} keeps its state in etcd: it has no disk of its own to fail "
+                             "(stop an etcd member instead)")
+        return {"region": region, "here": True}
 
     def _apply_hsm(self, doc: dict[str, Any]) -> dict[str, Any]:
         """{"action": "hsm", "cluster": ID, "fault": down|up|latency|errors|clear, "value": ...}."""

@@ -310,7 +310,8 @@ class ProxyGateway:
                 return web.json_response(doc, status=status)
         if not ok:
             return web.json_response({"error": "no region's node answers"}, status=503)
-        first: dict[str, Any] = dict(ok[0][1])
+        # A disk fault is carried out by the one node serving its region: that node's answer says so.
+        first: dict[str, Any] = dict(next((doc for _, doc in ok if (doc.get("disk") or {}).get("here")), ok[0][1]))
         if merge_changed:
             first["changed"] = {k: v for _, doc in ok for k, v in doc.get("changed", {}).items()}
         silent = sorted(r for r, a in answers.items() if a is None)

@@ -52,7 +52,8 @@ class RegionNode:
         # API still answers, so the gateway can bring it back up.
         self.faults = FaultControl(parts.faults, self.servers, {}, parts.publish_runtime,
                                    known=lambda name: name in self.config.regions, hsm_faults=parts.hsm_faults,
-                                   hsm_clusters=tuple(c.cluster_id for c in parts.hsm_clusters))
+                                   hsm_clusters=tuple(c.cluster_id for c in parts.hsm_clusters),
+                                   disks=lambda name: parts.regions[name].region.store if name == region else None)
 
     @classmethod
     def from_config(cls, config: ClusterConfig, region: str) -> RegionNode:

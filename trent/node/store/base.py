@@ -88,6 +88,11 @@ class Store(Protocol):
         once they are, or failed with StoreError. Nothing that rests on a commit is answered before that."""
         ...
 
+    def fail_next_sync(self) -> bool:
+        """A drill (`trent fault disk`): the next sync of this store's commits to its disk fails, as a failing disk's
+        would. False for a store with no disk of its own to fail (in memory, or in etcd)."""
+        ...
+
     def change_feed(self) -> ChangeFeed | None:
         """The feed of what other processes serving the same data commit; None for a store only this process
         writes."""

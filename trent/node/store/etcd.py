@@ -181,6 +181,9 @@ class EtcdStore(EtcdMirror):
     def durable(self) -> Future[None] | None:
         return None  # a transaction answers once a quorum of etcd members has it on disk
 
+    def fail_next_sync(self) -> bool:
+        return False  # the disks are etcd's members' (stop a member to fail one)
+
     def change_feed(self) -> ChangeFeed | None:
         return self
 

@@ -11,11 +11,13 @@ started again and reads what the disk really holds."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import cast
 
 from trent.node.store.base import StoreError
 
@@ -42,6 +44,7 @@ class GroupSync:
         self._waiting: dict[int, Future[None]] = {}  # by the commit count a waiter needs durable
         self._closed = False
         self._failed: Future[None] | None = None  # set once a sync failed: every waiter gets its error
+        self._drill = False  # `trent fault disk`: the next sync fails as a failing disk's would
         self._thread = threading.Thread(target=self._run, name=f"group sync {name}", daemon=True)
         self._thread.start()
 
@@ -81,7 +84,10 @@ class GroupSync:
                 if self._synced >= self._written:
                     return  # closed, nothing left to sync
                 target = self._written
+                drill, self._drill = self._drill, False
             try:
+                if drill:
+                    raise OSError(errno.EIO, "Input/output error (`trent fault disk`)")
                 self._sync()
             except OSError as exc:
                 self._fail(exc)
@@ -91,6 +97,17 @@ class GroupSync:
                 done = [self._waiting.pop(t) for t in [t for t in self._waiting if t <= target]]
             for future in done:
                 future.set_result(None)
+
+    @property
+    def failed(self) -> StoreError | None:
+        """The error of the sync that failed, if one did: nothing more should be written."""
+        failed = self._failed
+        return None if failed is None else cast(StoreError, failed.exception())
+
+    def fail_next(self) -> None:
+        """A drill: the next sync fails (at the next commit, if none is waiting now)."""
+        with self._cond:
+            self._drill = True
 
     def _fail(self, error: OSError) -> None:
         failed = _Shared()

@@ -20,6 +20,9 @@ class MemoryStore:
     def durable(self) -> Future[None] | None:
         return None  # nothing is ever written to a disk
 
+    def fail_next_sync(self) -> bool:
+        return False  # no disk to fail
+
     def change_feed(self) -> ChangeFeed | None:
         return None  # only this process writes it
 

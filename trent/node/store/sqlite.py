@@ -133,6 +133,10 @@ class SqliteStore:
     def _commit(self, batch: Batch, expect: int | None) -> int | None:
         for table in (*batch.puts, *batch.deletes):
             self._check(table)  # before the transaction: a bad table name must not leave one open
+        if self._group is not None and (failed := self._group.failed) is not None:
+            # Its disk failed a sync: what it holds is unknown, and nothing more goes onto it (a refused call retried
+            # would otherwise write again, unanswered, each time).
+            raise StoreError(f"not written: {failed}")
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -172,6 +176,12 @@ class SqliteStore:
 
     def durable(self) -> Future[None] | None:
         return None if self._group is None else self._group.durable()
+
+    def fail_next_sync(self) -> bool:
+        if self._group is None:
+            return False  # (commits synced as they are made: the runtime store of --workers, never a region's)
+        self._group.fail_next()
+        return True
 
     def close(self) -> None:
         if self._group is not None:
