@@ -266,3 +266,29 @@ def test_a_region_whose_store_failed_a_sync_says_so_in_its_status(parts: Parts) 
     assert report["store"] == "failed"
     gathered = cluster_status("http://g", ["eu-west-1"], {}, {"eu-west-1": report})
     assert gathered["regions"]["eu-west-1"]["store"] == "failed"
+
+
+async def test_a_disk_fault_is_carried_out_only_where_the_region_has_a_disk_of_its_own(tmp_path: Path) -> None:
+    import time
+
+    from trent.cluster.fault_control import FaultControl
+    from trent.cluster.faults import Faults
+    from trent.node.store.memory import MemoryStore
+    from trent.node.store.sqlite import SqliteStore
+
+    sqlite = SqliteStore(tmp_path / "kms.db", group_sync=True)
+    stores = {"us-east-1": sqlite, "eu-west-1": MemoryStore()}  # (in memory: as a store kept elsewhere, in etcd)
+    control = FaultControl(Faults(monotonic=time.monotonic), None, {}, lambda: None,  # type: ignore[arg-type]
+                           known=lambda name: name in (*stores, "ap-northeast-2"), disks=stores.get)
+    try:
+        answer = await control.apply({"action": "disk", "regions": ["us-east-1"]})
+        assert answer["disk"] == {"region": "us-east-1", "here": True}
+        assert (await control.apply({"action": "disk", "regions": ["ap-northeast-2"]}))["disk"]["here"] is False
+        with pytest.raises(ValueError, match="no disk of its own"):
+            await control.apply({"action": "disk", "regions": ["eu-west-1"]})
+        refusing = FaultControl(Faults(monotonic=time.monotonic), None, {}, lambda: None,  # type: ignore[arg-type]
+                                known=lambda name: True)
+        with pytest.raises(ValueError, match="--workers 1"):
+            await refusing.apply({"action": "disk", "regions": ["us-east-1"]})
+    finally:
+        sqlite.close()
