@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -12,6 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from trent.cluster.metrics import ClusterCollector, MetricsSnapshots, clear_snapshots, read_snapshots
 from trent.node.metrics import LATENCY_BUCKETS, RequestMetrics
 from trent.node.service import Region
+from trent.node.store.base import Batch
+from trent.node.store.memory import MemoryStore
 
 
 def test_counts_and_latency_buckets() -> None:
@@ -44,6 +47,7 @@ def test_snapshots_add_up() -> None:
 
 class _NoKeys:
     keys: dict[str, object] = {}
+    store = MemoryStore()
 
 
 class _Replications:
@@ -135,3 +139,30 @@ def test_compliance_findings_are_a_gauge_per_region_and_kind(tmp_path: Path) -> 
     assert found[(("kind", "age"), ("region", "us-east-1"))] == 2
     assert found[(("kind", "rotation-off"), ("region", "us-east-1"))] == 1
     assert found[(("kind", "replica-lag"), ("region", "us-east-1"))] == 0  # every kind, so alerts can compare
+
+
+def test_a_store_that_failed_a_sync_is_a_gauge_per_region(tmp_path: Path) -> None:
+    from trent.node.store.sqlite import SqliteStore
+
+    failing = SqliteStore(tmp_path / "kms.db", group_sync=True)
+    failing.declare("keys")
+    try:
+        regions = {"us-east-1": cast(Region, _NoKeys()),
+                   "eu-west-1": cast(Region, SimpleNamespace(keys={}, store=failing))}
+        collector = ClusterCollector(regions, {}, _Replications(), _state, None, lambda: 0.0)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(collector)
+
+        def gauge() -> dict[str, float]:
+            return {s.labels["region"]: s.value
+                    for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples
+                    if s.name == "trent_store_failed"}
+
+        assert gauge() == {"us-east-1": 0, "eu-west-1": 0}
+        failing.fail_next_sync()
+        failing.commit(Batch().put("keys", "k", b"v"))
+        pending = failing.durable()
+        assert pending is not None and pending.exception(timeout=10) is not None
+        assert gauge() == {"us-east-1": 0, "eu-west-1": 1}
+    finally:
+        failing.close()

@@ -38,6 +38,7 @@ from trent.node.metrics import LATENCY_BUCKETS, NO_OPERATION, RequestMetrics
 from trent.node.model.errors import KmsError
 from trent.node.model.states import KeyState
 from trent.node.service import Region
+from trent.node.store.base import store_failed
 from trent.node.wire.protocol import TARGET_PREFIX
 
 log = logging.getLogger("trent.metrics")
@@ -194,7 +195,10 @@ class ClusterCollector(Collector):
         keys = GaugeMetricFamily("trent_keys", "KMS keys by region and key state", labels=["region", "state"])
         mrks = GaugeMetricFamily("trent_multi_region_keys", "Multi-Region keys by region and role",
                                  labels=["region", "role"])
+        failed = GaugeMetricFamily("trent_store_failed", "1 once the region's store failed to sync to disk: it "
+                                   "refuses every call until it starts again", labels=["region"])
         for name, region in sorted(self.regions.items()):
+            failed.add_metric([name], 1 if store_failed(region.store) else 0)
             states: dict[str, float] = dict.fromkeys((s.value for s in KeyState), 0.0)
             roles: dict[str, float] = {"primary": 0.0, "replica": 0.0}
             for key in list(region.keys.values()):
@@ -207,6 +211,7 @@ class ClusterCollector(Collector):
                 mrks.add_metric([name, role], n)
         yield keys
         yield mrks
+        yield failed
 
     def _replication(self) -> Iterator[Metric]:
         lag_s = GaugeMetricFamily("trent_replication_lag_seconds", "Age of the oldest record of the peer's outbox "
