@@ -92,6 +92,9 @@ def test_a_failed_sync_is_final_even_once_the_disk_works_again(caplog: pytest.Lo
             assert later is not None and later.done()
             with pytest.raises(StoreError, match="EIO"):
                 later.result(timeout=0)
+        one, other = group.durable(), group.durable()
+        # Each refused answer its own error: one error raised in all of them would keep all their frames.
+        assert one is not None and other is not None and one.exception() is not other.exception()
         assert disk.calls == 1  # no sync after the failed one
         failures = [r for r in caplog.records if r.name == "trent.store"]
         assert len(failures) == 1 and "eu-west-1/kms.db" in failures[0].getMessage()

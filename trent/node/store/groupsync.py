@@ -17,7 +17,6 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import cast
 
 from trent.node.store.base import StoreError
 
@@ -43,7 +42,9 @@ class GroupSync:
         self._synced = 0  # of which durable (the sync thread counts them)
         self._waiting: dict[int, Future[None]] = {}  # by the commit count a waiter needs durable
         self._closed = False
-        self._failed: Future[None] | None = None  # set once a sync failed: every waiter gets its error
+        # Set once a sync failed: every wait fails with it from then on. A message, not an error object: one error
+        # raised in every refused request would gather their frames in its traceback, for as long as the region runs.
+        self._failure: str | None = None
         self._drill = False  # `trent fault disk`: the next sync fails as a failing disk's would
         self._thread = threading.Thread(target=self._run, name=f"group sync {name}", daemon=True)
         self._thread.start()
@@ -57,11 +58,11 @@ class GroupSync:
     def durable(self) -> Future[None] | None:
         """None if every commit written so far is durable; else a future done once they are. It fails with StoreError
         if the sync failed, and so does every one after it: what survives a crash of the machine is unknown."""
-        if self._synced >= self._written and self._failed is None:  # unlocked: only this thread moves _written
+        if self._synced >= self._written and self._failure is None:  # unlocked: only this thread moves _written
             return None
         with self._cond:
-            if self._failed is not None:
-                return self._failed
+            if self._failure is not None:
+                return self._failed()
             target = self._written
             if self._synced >= target:
                 return None
@@ -99,10 +100,14 @@ class GroupSync:
                 future.set_result(None)
 
     @property
-    def failed(self) -> StoreError | None:
-        """The error of the sync that failed, if one did: nothing more should be written."""
-        failed = self._failed
-        return None if failed is None else cast(StoreError, failed.exception())
+    def failure(self) -> str | None:
+        """What the sync that failed said, if one did: nothing more should be written."""
+        return self._failure
+
+    def _failed(self) -> Future[None]:
+        failed = _Shared()
+        failed.set_exception(StoreError(f"sync failed: {self._failure}"))
+        return failed
 
     def fail_next(self) -> None:
         """A drill: the next sync fails (at the next commit, if none is waiting now)."""
@@ -110,10 +115,8 @@ class GroupSync:
             self._drill = True
 
     def _fail(self, error: OSError) -> None:
-        failed = _Shared()
-        failed.set_exception(StoreError(f"sync failed: {error}"))
         with self._cond:
-            self._failed = failed
+            self._failure = str(error)
             waiting = list(self._waiting.values())
             self._waiting.clear()
         log.error("%s: the disk failed a sync (%s). What it holds is unknown, so nothing is answered from it any "

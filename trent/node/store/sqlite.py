@@ -133,10 +133,10 @@ class SqliteStore:
     def _commit(self, batch: Batch, expect: int | None) -> int | None:
         for table in (*batch.puts, *batch.deletes):
             self._check(table)  # before the transaction: a bad table name must not leave one open
-        if self._group is not None and (failed := self._group.failed) is not None:
+        if self._group is not None and (failure := self._group.failure) is not None:
             # Its disk failed a sync: what it holds is unknown, and nothing more goes onto it (a refused call retried
             # would otherwise write again, unanswered, each time).
-            raise StoreError(f"not written: {failed}")
+            raise StoreError(f"not written: sync failed: {failure}")
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
