@@ -193,13 +193,10 @@ class ProxyGateway:
             return status, payload, kept
         return unreachable(region)
 
-    def _respond_fast(self, request: FastRequest, body: bytes) -> Awaitable[WireResponse]:
+    async def _respond_fast(self, request: FastRequest, body: bytes) -> WireResponse:
         """The fast path's (node/edge.py) KMS call: routed as above; an answer it cannot send as bytes (never a
         node's KMS answer) is a logged 500."""
-        return self._fast_answer(request.headers, body)
-
-    async def _fast_answer(self, headers: CIMultiDictProxy[str], body: bytes) -> WireResponse:
-        answer = await self.route(headers, body)
+        answer = await self.route(request.headers, body)
         if isinstance(answer, WireResponse) and can_send(answer):
             return answer
         log.error("a node's answer the gateway's fast path cannot pass on (status %d)",

@@ -28,34 +28,29 @@ class BadAnswer(OSError):
     """The node's answer could not be read as HTTP."""
 
 
-class _Answer:
-    """One node connection: the request written, its answer read in ``data_received`` as it comes (no stream reader
-    and its futures per read), handed over through one future."""
+Answer = tuple[int, list[tuple[str, str]], bytes, bool]  # status, headers, body, whether to keep the connection
 
-    __slots__ = ("buffer", "closed", "future", "idle_since", "transport")
+
+class _Connection(asyncio.Protocol):
+    """One connection to the node: the request written, its answer read in ``data_received`` as it comes (no stream
+    reader and its futures per read), handed over through one future."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.future: asyncio.Future[tuple[int, list[tuple[str, str]], bytes, bool]] | None = None
+        self.future: asyncio.Future[Answer] | None = None
         self.closed = False
         self.idle_since = 0.0
 
-
-class _AnswerProtocol(asyncio.Protocol):
-    def __init__(self, state: _Answer) -> None:
-        self.state = state
-
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.state.transport = cast(asyncio.Transport, transport)
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        state = self.state
-        state.buffer += data
-        if state.future is None:
-            state.closed = True  # bytes nobody asked for: the connection is not used again
-            if state.transport is not None:
-                state.transport.close()
+        self.buffer += data
+        if self.future is None:
+            self.closed = True  # bytes nobody asked for: the connection is not used again
+            if self.transport is not None:
+                self.transport.close()
             return
         self._try(eof=False)
 
@@ -64,16 +59,15 @@ class _AnswerProtocol(asyncio.Protocol):
         return False  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.state.closed = True
+        self.closed = True
         self._try(eof=True)
 
     def _try(self, eof: bool) -> None:
-        state = self.state
-        future = state.future
+        future = self.future
         if future is None or future.done():
             return
         try:
-            answer = _parse(state.buffer, eof)
+            answer = _parse(self.buffer, eof)
         except (BadAnswer, asyncio.IncompleteReadError, ValueError) as exc:
             future.set_exception(exc)
             return
@@ -88,35 +82,32 @@ class NodeConnections:
         self.https = parsed.scheme == "https"
         self.port = parsed.port or (443 if self.https else 80)
         self.tls = (tls or ssl.create_default_context()) if self.https else None
-        self._idle: list[_Answer] = []
+        self._idle: list[_Connection] = []
 
-    async def _connect(self) -> _Answer:
+    async def _connect(self) -> tuple[asyncio.Transport, _Connection]:
         now = time.monotonic()
         while self._idle:
-            state = self._idle.pop()
-            transport = state.transport
-            # A node that closed the connection (or died) has sent its end of file by now: never reused.
-            if now - state.idle_since < MAX_IDLE and not state.closed and transport is not None \
+            connection = self._idle.pop()
+            transport = connection.transport
+            # A node that closed the connection (or died) has sent its end of file by now: never reused. (One that
+            # sent anything while idle is closed too: an idle connection's buffer is always empty.)
+            if now - connection.idle_since < MAX_IDLE and not connection.closed and transport is not None \
                     and not transport.is_closing():
-                return state
+                return transport, connection
             if transport is not None:
                 transport.close()
-        state = _Answer()
         try:
-            await asyncio.get_running_loop().create_connection(lambda: _AnswerProtocol(state), self.host,
-                                                               self.port, ssl=self.tls)
+            made, connection = await asyncio.get_running_loop().create_connection(_Connection, self.host, self.port,
+                                                                                  ssl=self.tls)
         except (OSError, ssl.SSLError) as exc:
             raise NotConnected(str(exc) or type(exc).__name__) from exc
-        return state
+        return made, connection
 
     async def send(self, head: bytes, body: bytes, timeout: float) -> tuple[int, list[tuple[str, str]], bytes]:
         """``head`` (request line and headers, without Content-Length) and ``body``; the node's status, headers
         and body."""
-        state = await self._connect()
-        transport = state.transport
-        assert transport is not None
-        state.buffer.clear()
-        future = state.future = asyncio.get_running_loop().create_future()
+        transport, connection = await self._connect()
+        future = connection.future = asyncio.get_running_loop().create_future()
         try:
             transport.write(head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
             async with asyncio.timeout(timeout):  # no task of its own per call, as wait_for would make
@@ -125,23 +116,23 @@ class NodeConnections:
             transport.close()
             raise
         finally:
-            state.future = None
-        if keep and not state.closed and not state.buffer:
-            state.idle_since = time.monotonic()
-            self._idle.append(state)
+            connection.future = None
+        if keep and not connection.closed and not connection.buffer:
+            connection.idle_since = time.monotonic()
+            self._idle.append(connection)
         else:
             transport.close()
         return status, headers, payload
 
     def close(self) -> None:
-        for state in self._idle:
-            if state.transport is not None:
+        for connection in self._idle:
+            if connection.transport is not None:
                 with contextlib.suppress(Exception):
-                    state.transport.close()
+                    connection.transport.close()
         self._idle.clear()
 
 
-def _parse(buffer: bytearray, eof: bool) -> tuple[int, list[tuple[str, str]], bytes, bool] | None:
+def _parse(buffer: bytearray, eof: bool) -> Answer | None:
     """The answer at the start of ``buffer`` if it is all in (taken out of the buffer), else None; ``eof``: no more
     will come."""
     end = buffer.find(b"\r\n\r\n")
