@@ -5,6 +5,7 @@ retried errors."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
@@ -142,3 +143,46 @@ def test_a_node_with_another_root_key_refuses_to_start_and_writes_nothing(region
     report = region.status(0)["etcd"]
     assert [n["node"] for n in report["nodes"]] == [report["node"]]
     assert region.client(0).describe_key(KeyId=key_id)["KeyMetadata"]["Enabled"]
+
+
+def test_a_key_that_does_not_exist_does_not_stall_the_node_while_etcd_is_slow(region: EtcdRegion,
+                                                                               etcd: LocalEtcd) -> None:
+    """A miss asks etcd whether another node made the key a moment ago. That read waits off the event loop, and with
+    etcd frozen a request naming a key that does not exist waits alone: the node answers every other request
+    meanwhile (it used to stop them all for the read's timeout), then that one with AWS's NotFoundException."""
+    region.start_node(0)
+    client = region.client(0)
+    made = client.create_key()["KeyMetadata"]
+    blob = client.encrypt(KeyId=made["KeyId"], Plaintext=b"before")["CiphertextBlob"]
+    wrong = "1234abcd-12ab-34cd-56ef-1234567890ab"
+    outcome: list[object] = []
+
+    def stray() -> None:
+        try:
+            region.client(0).encrypt(KeyId=wrong, Plaintext=b"x")
+            outcome.append("answered")
+        except ClientError as exc:
+            outcome.append(exc.response["Error"])
+
+    thread = threading.Thread(target=stray)
+    for proc in etcd.procs:
+        assert proc is not None
+        proc.send_signal(signal.SIGSTOP)
+    try:
+        thread.start()
+        slowest, answered = 0.0, 0
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            assert client.decrypt(CiphertextBlob=blob)["Plaintext"] == b"before"
+            slowest, answered = max(slowest, time.monotonic() - started), answered + 1
+        assert thread.is_alive()  # the stray request waited on etcd all along
+        assert slowest < 0.5, f"a decrypt waited {slowest:.2f}s behind the stray request's read of etcd"
+    finally:
+        for proc in etcd.procs:
+            if proc is not None:
+                proc.send_signal(signal.SIGCONT)
+    thread.join(30)
+    arn = made["Arn"].rsplit("/", 1)[0] + "/" + wrong
+    assert outcome == [{"Code": "NotFoundException", "Message": f"Key '{arn}' does not exist"}]
+    assert answered > 10

@@ -154,19 +154,24 @@ class KmsEndpoint:
         self.metrics = metrics
         self.admission = admission
 
-    def handle(self, request: WireRequest) -> WireResponse:
-        call = _Call(new_request_id(), time.perf_counter())
+    def handle(self, request: WireRequest, started: float | None = None) -> WireResponse:
+        """The answer to ``request``; ``started``: when it first arrived, for a request run again after it waited."""
+        call = _Call(new_request_id(), time.perf_counter() if started is None else started)
         request_id = call.request_id
         error: KmsError | None = None
+        region = self.region
+        region.requested_at = call.started
         try:
             body = self._dispatch(request, call)
             if call.deferred is not None:
                 return WireResponse(200, b"", pending=self._complete(request, call))
             response = WireResponse(200, body, {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE})
         except NotReady as exc:
-            return WireResponse(503, b"", pending=self._again(request, exc.ready))
+            return WireResponse(503, b"", pending=self._again(request, exc.ready, call.started))
         except Exception as exc:
             error, response = self._failed(exc, request_id)
+        finally:
+            region.requested_at = None
         return self._conclude(request, call, response, error)
 
     def _failed(self, exc: Exception, request_id: str) -> tuple[KmsError, WireResponse]:
@@ -200,11 +205,11 @@ class KmsEndpoint:
         response.durable = self.region.store.durable()
         return response
 
-    async def _again(self, request: WireRequest, ready: Future[Any]) -> WireResponse:
+    async def _again(self, request: WireRequest, ready: Future[Any], started: float) -> WireResponse:
         """The request run again once the slow work it needed is done (off the event loop)."""
         with contextlib.suppress(Exception):  # a failure shows in the second run, as that operation's own error
             await asyncio.wrap_future(ready)
-        return self.handle(request)
+        return self.handle(request, started)
 
     async def _complete(self, request: WireRequest, call: _Call) -> WireResponse:
         """A deferred answer: its work awaited (bounded by its timeout), finished, audited like any other."""

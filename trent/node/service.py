@@ -11,13 +11,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from trent.node.catch_up import CatchUps
 from trent.node.clock import Clock
 from trent.node.consistency import STALE_ATTEMPTS, ChangeFollower, Changes
 from trent.node.crypto.blob import parse_header
 from trent.node.crypto.handles import SecretBytes
 from trent.node.crypto.rootkey import RootKey
 from trent.node.crypto.wrapping_keys import WrappingKeys
-from trent.node.model.errors import KmsError, not_found
+from trent.node.model.errors import KmsError, NotReady, not_found
 from trent.node.model.grants import GrantRecord, decode_grant, encode_grant
 from trent.node.model.ids import RefKind, alias_arn, key_arn, parse_key_ref
 from trent.node.model.key import AliasRecord, KeyRecord
@@ -88,9 +89,12 @@ class Region:
         self.audit = audit
         self.key_pairs = key_pairs
         self.wrapping_keys = wrapping_keys
-        # Set where other nodes serve the region too (an etcd store's catch_up): waits until this view holds every
-        # commit made anywhere, so a client that made a key through one node finds it through another.
-        self.catch_up: Callable[[], bool] | None = None
+        # Set where other nodes serve the region too (an etcd store's catch_up): brings this view every commit made
+        # anywhere, so a client that made a key through one node finds it through another.
+        self.catch_ups: CatchUps | None = None
+        # When the request being decided arrived (the endpoint's clock), set by the endpoint around its synchronous
+        # dispatch: a lookup that misses then waits off the loop for a catch-up begun after that (NotReady).
+        self.requested_at: float | None = None
         self.grants: dict[str, GrantRecord] = {}
         # This region's custom key stores (node/keystores), when it has HSM clusters; set by the composition.
         self.key_stores: KeyStoreService | None = None
@@ -235,10 +239,18 @@ class Region:
         return key
 
     def _after_catch_up(self, lookup: Callable[[], KeyRecord | None]) -> KeyRecord | None:
-        """``lookup`` again once this view holds every commit made so far, where other nodes serving the region may
-        have made what a client names a moment ago (``catch_up``: etcd); None elsewhere."""
-        if self.catch_up is None or not self.catch_up():
+        """``lookup`` again once this view holds every commit made before the request arrived, where other nodes
+        serving the region may have made what a client names a moment ago (etcd); None elsewhere. In a request, the
+        catch-up is awaited off the event loop (NotReady) and the request decided again; other work waits for it."""
+        catch_ups = self.catch_ups
+        if catch_ups is None:
             return None
+        since = self.requested_at
+        if since is None:
+            if not catch_ups.now():
+                return None
+        elif not catch_ups.covers(since):
+            raise NotReady(catch_ups.next())
         self.sync()
         return lookup()
 
