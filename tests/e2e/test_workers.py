@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from tests.e2e.byok import external_key, wrap
 from tests.e2e.harness import RunningCluster, code_of, poll, private_cluster
 from tests.e2e.test_mrk_rotation import material_everywhere, wait_current_everywhere, wait_rotation_done
-from tests.e2e.test_multi_region import REGIONS, A, clients, create_mrk, encrypt, replicate, wait_for
+from tests.e2e.test_multi_region import REGIONS, A, C, clients, create_mrk, encrypt, replicate, wait_for
 from trent.cluster.audit_view import audit_events
 from trent.cluster.running import admin_send, alive
 
@@ -178,13 +178,6 @@ def test_faults_apply_to_every_process_at_once(workers: RunningCluster) -> None:
     everywhere(workers, lambda kms: kms.encrypt(KeyId=key_id, Plaintext=b"x"))
 
 
-def test_a_disk_fault_is_refused_with_several_processes(workers: RunningCluster) -> None:
-    refused = workers.trent("fault", "disk", A, check=False)
-    assert refused.returncode != 0 and "--workers 1" in refused.stderr
-    assert workers.admin("/_trent/status")["regions"][A]["store"] == "ok"  # nothing was done
-    fresh(workers).create_key()
-
-
 def test_a_clock_advance_is_honoured_by_every_process(workers: RunningCluster) -> None:
     key_id = fresh(workers).create_key()["KeyMetadata"]["KeyId"]
     before = workers.admin("/_trent/clock")["now"]
@@ -259,6 +252,27 @@ def test_imported_key_material_through_every_process(workers: RunningCluster) ->
 
 
 # Last in this module: it stops the module's cluster.
+def test_a_disk_fault_stops_the_region_in_every_process_until_they_start_again(workers: RunningCluster) -> None:
+    """`trent fault disk`: the next sync of the region's database fails, in whichever process makes it. The
+    processes' commits follow one another in the same write-ahead log, so from then on every process refuses the
+    region, reads included, and the other regions go on. Starting the cluster again ends it. (Late in this module:
+    the region stays failed until that restart.)"""
+    key_id = fresh(workers, C).create_key()["KeyMetadata"]["KeyId"]
+    assert workers.trent("fault", "disk", C).returncode == 0
+    assert code_of(fresh(workers, C).create_key) == "KMSInternalException"  # its sync failed, or came after one
+    codes = everywhere(workers, lambda kms: code_of(kms.describe_key, KeyId=key_id), region=C)
+    assert set(codes) == {"KMSInternalException"}
+    assert {workers.admin("/_trent/status")["regions"][C]["store"] for _ in range(FRESH)} == {"failed"}
+    assert {workers.admin("/_trent/status")["regions"][A]["store"] for _ in range(FRESH)} == {"ok"}
+    made = everywhere(workers, lambda kms: kms.create_key()["KeyMetadata"]["KeyId"])  # region A goes on
+    assert workers.stop() == 0
+    workers.start()
+    assert {workers.admin("/_trent/status")["regions"][C]["store"] for _ in range(FRESH)} == {"ok"}
+    everywhere(workers, lambda kms: kms.encrypt(KeyId=key_id, Plaintext=b"x"), region=C)
+    fresh(workers, C).create_key()
+    assert fresh(workers).describe_key(KeyId=made[-1])["KeyMetadata"]["Enabled"]
+
+
 def test_no_worker_outlives_the_cluster(workers: RunningCluster) -> None:
     pids = workers.worker_pids()
     assert pids and all(alive(p) for p in pids)

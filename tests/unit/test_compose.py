@@ -286,9 +286,5 @@ async def test_a_disk_fault_is_carried_out_only_where_the_region_has_a_disk_of_i
         assert (await control.apply({"action": "disk", "regions": ["ap-northeast-2"]}))["disk"]["here"] is False
         with pytest.raises(ValueError, match="no disk of its own"):
             await control.apply({"action": "disk", "regions": ["eu-west-1"]})
-        refusing = FaultControl(Faults(monotonic=time.monotonic), None, {}, lambda: None,  # type: ignore[arg-type]
-                                known=lambda name: True)
-        with pytest.raises(ValueError, match="--workers 1"):
-            await refusing.apply({"action": "disk", "regions": ["us-east-1"]})
     finally:
         sqlite.close()

@@ -255,3 +255,102 @@ async def test_after_a_failed_sync_reads_are_refused_too(decoder: RequestDecoder
         assert handlers.seen
     finally:
         group.close()
+
+
+def _pending_fails(store: SqliteStore) -> bool:
+    pending = store.durable()
+    if pending is None:
+        return False
+    try:
+        pending.result(timeout=10)
+    except StoreError:
+        return True
+    return False
+
+
+def test_a_sync_failed_in_one_process_fails_every_process_writing_the_database(tmp_path: Path) -> None:
+    """`--workers`: the processes' commits share one write-ahead log, so one failed sync leaves none of them durable.
+    Two stores on one database stand for two processes (each has its own connection, descriptor and lock)."""
+    path = tmp_path / "kms.db"
+    failing = declared(SqliteStore(path, feed=True, group_sync=True))
+    other = declared(SqliteStore(path, feed=True, group_sync=True))
+    try:
+        other.commit(Batch().put("keys", "before", b"v"))
+        assert not _pending_fails(other)  # its sync works
+        assert failing.fail_next_sync()  # the drill: the next sync of whichever process fails
+        failing.commit(Batch().put("keys", "lost", b"v"))
+        assert _pending_fails(failing)
+        # The other process's disk "works", yet it answers nothing more and writes nothing more.
+        assert _pending_fails(other)
+        with pytest.raises(StoreError, match="not written: sync failed: another process"):
+            other.commit(Batch().put("keys", "after", b"v"))
+        assert [i for i, _ in other.scan("keys")] == ["before", "lost"]
+    finally:
+        failing.close()
+        other.close()
+    # Every process started again: the database serves what it holds, and syncs again.
+    again = declared(SqliteStore(path, feed=True, group_sync=True))
+    try:
+        again.commit(Batch().put("keys", "restarted", b"v"))
+        assert not _pending_fails(again)
+    finally:
+        again.close()
+
+
+def test_the_drill_fails_the_sync_of_whichever_process_makes_it_next(tmp_path: Path) -> None:
+    """`trent fault disk` reaches the host process; the next sync may be a worker's."""
+    path = tmp_path / "kms.db"
+    host = declared(SqliteStore(path, feed=True, group_sync=True))
+    worker = declared(SqliteStore(path, feed=True, group_sync=True))
+    try:
+        assert host.fail_next_sync()
+        worker.commit(Batch().put("keys", "k", b"v"))
+        assert _pending_fails(worker)
+        assert _pending_fails(host)  # told through the shared mark, before it wrote anything itself
+    finally:
+        host.close()
+        worker.close()
+
+
+def test_a_process_started_while_the_others_run_keeps_their_failure(tmp_path: Path) -> None:
+    """A worker started again alone must not clear the mark: only a start of every process does."""
+    path = tmp_path / "kms.db"
+    failing = declared(SqliteStore(path, feed=True, group_sync=True))
+    try:
+        failing.fail_next_sync()
+        failing.commit(Batch().put("keys", "k", b"v"))
+        assert _pending_fails(failing)
+        late = declared(SqliteStore(path, feed=True, group_sync=True))
+        try:
+            assert _pending_fails(late)
+            with pytest.raises(StoreError, match="not written"):
+                late.commit(Batch().put("keys", "k2", b"v"))
+        finally:
+            late.close()
+    finally:
+        failing.close()
+
+
+def test_the_sync_keeps_its_descriptor_and_opens_a_replaced_file_again(tmp_path: Path) -> None:
+    """The kernel reports a failed write back to every descriptor opened before it, to only one opened after: the
+    descriptor is kept from the first sync on, and changed only when the file itself was replaced."""
+    from trent.node.store.groupsync import FileSync
+
+    wal, db = tmp_path / "kms.db-wal", tmp_path / "kms.db"
+    db.write_bytes(b"db")
+    sync = FileSync(str(wal), str(db))
+    try:
+        sync()  # no log yet: the database file
+        assert sync._inode == (db.stat().st_dev, db.stat().st_ino)
+        wal.write_bytes(b"log")
+        sync()
+        first = sync._fd
+        assert sync._inode == (wal.stat().st_dev, wal.stat().st_ino)
+        sync()
+        assert sync._fd == first  # kept
+        wal.unlink()
+        wal.write_bytes(b"a new log")
+        sync()
+        assert sync._inode == (wal.stat().st_dev, wal.stat().st_ino)
+    finally:
+        sync.close()

@@ -60,9 +60,8 @@ class FaultControl:
     def __init__(self, faults: Faults, servers: Servers, sites: dict[str, RegionSite],
                  publish: Callable[[], None], known: Callable[[str], bool] | None = None,
                  hsm_faults: HsmFaults | None = None, hsm_clusters: tuple[str, ...] = (),
-                 disks: Callable[[str], Store | None] | None = None) -> None:
-        """``disks``: the store of a region this process serves (None for another's); None where a disk fault
-        cannot be carried out (several processes share each region's database)."""
+                 disks: Callable[[str], Store | None] = lambda _region: None) -> None:
+        """``disks``: the store of a region this process serves (None for another's)."""
         self.faults = faults
         self._disks = disks
         # The regions a command may name (by default the ones with a site here; a node knows its peers too).
@@ -92,10 +91,9 @@ class FaultControl:
         return self.faults.describe()
 
     def _fail_disk(self, region: str) -> dict[str, Any]:
-        """The region's next fsync fails, as a failing disk's would: from then on the region refuses every call
-        until it starts again (node/store/groupsync.py). Not a standing fault: `clear` does not undo it."""
-        if self._disks is None:
-            raise ValueError("a disk fault needs --workers 1 (with more, every process syncs the region's database)")
+        """The region's next fsync fails, as a failing disk's would (with --workers, whichever process makes it): from
+        then on the region refuses every call until it starts again (node/store/groupsync.py). Not a standing fault:
+        `clear` does not undo it."""
         store = self._disks(region)
         if store is None:
             return {"region": region, "here": False}  # another process's region (`trent up --processes`)

@@ -48,7 +48,7 @@ class RegionHost:
         self.faults = FaultControl(parts.faults, self.servers, self.sites, parts.publish_runtime,
                                    hsm_faults=parts.hsm_faults,
                                    hsm_clusters=tuple(c.cluster_id for c in parts.hsm_clusters),
-                                   disks=self._store_of if self.config.workers == 1 else None)
+                                   disks=self._store_of)
         self.workers = WorkerProcesses()
         self.seed = seed
         self.resets = ResetControl({name: (r.region, r.outbox) for name, r in parts.regions.items()},

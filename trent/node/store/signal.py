@@ -1,10 +1,16 @@
 """A commit signal shared by the processes serving one database: a few bytes in a memory-mapped file that a writer
 changes after every commit. Reading it costs a memory access, where asking SQLite whether another connection
 committed (``PRAGMA data_version``) runs a statement: readers ask SQLite only when the signal moved, or when a
-while has passed (a writer that died between its commit and its signal must not hide the commit for long)."""
+while has passed (a writer that died between its commit and its signal must not hide the commit for long).
+
+The same few bytes say whether a sync of the database failed in any of those processes (node/store/groupsync.py): a
+failed fsync is final for every process writing the database, not only for the one that saw it fail. That mark is
+kept until the database is opened by a process with no other one holding it (every process serving it started
+again), which a lock on the file tells."""
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import sqlite3
@@ -14,19 +20,31 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
-SIZE = 8
+TOKEN = 8  # bytes of the commit token
+FAILED = TOKEN  # offset of the failed-sync mark
+DRILL = TOKEN + 1  # offset of the `trent fault disk` drill: the next sync, in whichever process, fails
+SIZE = TOKEN + 2
 RECHECK_SECONDS = 0.05
 
 
 class CommitSignal:
     def __init__(self, path: Path, monotonic: Callable[[], float] = time.monotonic) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        # Kept open for its lock, held shared for as long as this process uses the database.
+        self._fd = fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             if os.fstat(fd).st_size < SIZE:
                 os.ftruncate(fd, SIZE)
             self._map = mmap.mmap(fd, SIZE)
-        finally:
-            os.close(fd)  # the mapping keeps the file
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # another process serves the database: a failure it marked stands
+            else:
+                self._map[FAILED:SIZE] = bytes(SIZE - FAILED)  # the first one here: every process started again
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except BaseException:
+            os.close(fd)
+            raise
         self._monotonic = monotonic
         self._seen = b""
         self._checked = float("-inf")
@@ -34,13 +52,13 @@ class CommitSignal:
 
     def bump(self) -> None:
         """After a commit: a value never used before, so no reader can mistake it for one it has seen."""
-        self._map[:SIZE] = os.urandom(SIZE)
+        self._map[:TOKEN] = os.urandom(TOKEN)
 
     def moved(self) -> bool:
         """Whether a writer signalled since the last call that returned True (or enough time passed to look
         anyway)."""
         now = self._monotonic()
-        token = self._map[:SIZE]
+        token = self._map[:TOKEN]
         if token == self._seen and now - self._checked < RECHECK_SECONDS:
             return False
         self._seen, self._checked = token, now
@@ -55,5 +73,23 @@ class CommitSignal:
             self._version = int(row[0])
         return self._version
 
+    # -- a failed sync, shared (node/store/groupsync.py SharedFailure) ------------------------------------------
+
+    def failed(self) -> bool:
+        return self._map[FAILED] != 0
+
+    def mark_failed(self) -> None:
+        self._map[FAILED] = 1
+
+    def drill(self) -> None:
+        self._map[DRILL] = 1
+
+    def take_drill(self) -> bool:
+        if self._map[DRILL] == 0:
+            return False
+        self._map[DRILL] = 0
+        return True
+
     def close(self) -> None:
         self._map.close()
+        os.close(self._fd)  # (and its lock with it)

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from trent.node.store.base import Batch, ChangeFeed, StaleState, StoreError
-from trent.node.store.groupsync import GroupSync, fsync_path
+from trent.node.store.groupsync import FileSync, GroupSync
 from trent.node.store.signal import CommitSignal
 
 
@@ -30,7 +30,6 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a commit is written to the WAL without an fsync; the group sync makes it durable.
         self._db.execute("PRAGMA synchronous=NORMAL" if group_sync else "PRAGMA synchronous=FULL")
-        self._group = GroupSync(fsync_path(f"{path}-wal", str(path)), str(path)) if group_sync else None
         # The tables the store's users declared (it knows none of its own), and those the change feed records.
         self._tables: set[str] = set()
         self._feed_tables: set[str] = set()
@@ -41,6 +40,9 @@ class SqliteStore:
             self._db.execute("CREATE TABLE IF NOT EXISTS changes "
                              "(seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, id TEXT NOT NULL)")
             self._signal = CommitSignal(path.with_name(path.name + "-signal"))
+        self._file_sync = FileSync(f"{path}-wal", str(path))
+        # With the feed, other processes write the database too: a sync failed in any of them fails it for all.
+        self._group = GroupSync(self._file_sync, str(path), self._signal) if group_sync else None
 
     def declare(self, table: str, *, feed: bool = False) -> None:
         if not table.isidentifier():
@@ -186,6 +188,7 @@ class SqliteStore:
     def close(self) -> None:
         if self._group is not None:
             self._group.close()  # what is written is made durable first
+        self._file_sync.close()
         with self._lock:
             self._db.close()
             if self._signal is not None:
