@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,19 @@ def test_a_quick_run_never_overwrites_the_full_results(tmp_path: Path, monkeypat
     assert report.write(quick, "trent bench --quick").name == "2027-01-15-h-quick.md"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["2027-01-15-h-quick.json", "2027-01-15-h-quick.md",
                                                           "2027-01-15-h.json", "2027-01-15-h.md"]
+
+
+def test_a_second_run_of_the_day_keeps_the_first_one_s_results(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setattr(report, "_plots", lambda results, stem: [])
+    first, second, third = results(), results(), results()
+    first["note"], second["note"] = "first", "second"
+    assert report.write(first, "trent bench").name == "2027-01-15-h.md"
+    assert report.write(second, "trent bench").name == "2027-01-15-h-run2.md"
+    assert report.write(third, "trent bench").name == "2027-01-15-h-run3.md"
+    assert json.loads((tmp_path / "2027-01-15-h.json").read_text())["note"] == "first"
+    assert json.loads((tmp_path / "2027-01-15-h-run2.json").read_text())["note"] == "second"
 
 
 def test_flat_from_32_to_128_takes_the_median_round_and_the_ceiling_s_p99() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import time
@@ -310,6 +311,12 @@ def write(results: dict[str, Any], command: str) -> Path:
         stem += "-" + "-".join(settings["only"])
     if settings.get("generator", "auto") not in ("auto", "python"):  # nor one under another load generator
         stem += "-" + settings["generator"]
+    # A second run of the same day and kind keeps the first one's results: targets are often judged on several runs.
+    taken = stem
+    for n in itertools.count(2):
+        if not (RESULTS / f"{stem}.json").exists() and not (RESULTS / f"{stem}.md").exists():
+            break
+        stem = f"{taken}-run{n}"
     results["ratios"] = ratios(results)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1))
     plots = _plots(results, stem)
