@@ -3,6 +3,9 @@
 - Encrypt against one region port on etcd vs the same on SQLite (reads come from memory on both), alternating pairs;
 - CreateKey p50/p99 on etcd vs SQLite (a write is one etcd transaction: Raft over a 3-member cluster on loopback);
 - two `trent node`s of one region behind `trent gateway` vs one, with each node's CPU (report scaling per core);
+- Encrypt beside another client that names a key that does not exist (each miss asks etcd whether another node just
+  made it, off the event loop), and beside one that tags a key (each write waits for etcd on the event loop), on etcd
+  vs SQLite;
 - a node's start with N keys in etcd (cache filled from one paged range read).
 
 Each runs against a 3-member etcd on loopback ports, on the same shared machine as the load generator."""
@@ -13,18 +16,20 @@ import secrets
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from trent.bench.loadgen import Target
+from trent.bench.loadgen import Call, Target, run_load
 from trent.bench.procs import TargetCluster, TrentCluster, cpu_seconds
-from trent.bench.scenarios import Fixtures
+from trent.bench.scenarios import Fixtures, _b64, _body
 from trent.cluster.etcd_local import LocalEtcd, etcd_binary
 from trent.cluster.launched import Launched
 from trent.cluster.ports import free_port_block
 
 REGION = "us-east-1"
+MISSING = "1234abcd-12ab-34cd-56ef-1234567890ab"  # a key id no node has
 
 
 def _etcd(root: Path) -> LocalEtcd:
@@ -56,12 +61,43 @@ def store_comparison(settings: Any, progress: Any, etcd: LocalEtcd) -> dict[str,
             out["create_key"][name] = {k: row[k] for k in ("req_per_s", "p50_ms", "p99_ms", "errors",
                                                            "server_cpu_ms_per_request")}
             progress.step(f"CreateKey on {name} x8", f"p50 {row['p50_ms']} p99 {row['p99_ms']} ms")
+        out["beside"] = {}
+        for name, connections in (("missing_key", 4), ("tag_resource", 1)):
+            out["beside"][name] = {}
+            for store in ("sqlite", "etcd"):
+                fx = fixtures[store]
+                other = (Call("Encrypt", _body({"KeyId": MISSING, "Plaintext": _b64(b"x")})) if name == "missing_key"
+                         else Call("TagResource", _body({"KeyId": fx.symmetric,
+                                                         "Tags": [{"TagKey": "t", "TagValue": "v"}]})))
+                row = _beside(clusters[store], targets[store], fx.call("Encrypt"), other, connections, settings)
+                out["beside"][name][store] = row
+                progress.step(f"Encrypt beside {name} on {store}",
+                              f"{row['encrypt']['req_per_s']} req/s, p99 {row['encrypt']['p99_ms']} ms")
     finally:
         for cluster in clusters.values():
             cluster.stop()
     out["encrypt_etcd_vs_sqlite"] = round(statistics.median(
         p["etcd"]["req_per_s"] / p["sqlite"]["req_per_s"] for p in out["encrypt_pairs"]), 3)
     return out
+
+
+def _beside(cluster: TrentCluster, target: Target, encrypt: Call, other: Call, connections: int,
+            settings: Any) -> dict[str, Any]:
+    """Encrypt on 32 connections while another client sends ``other`` on ``connections`` of its own; how many of
+    those it got answered (any answer: a missing key's is an error) per second."""
+    from trent.bench.suite import measured
+
+    side: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: side.update(run_load(
+        target, [other], connections=connections, seconds=settings.seconds, processes=1).summary()))
+    thread.start()
+    try:
+        row = _strip(measured(cluster, target, [encrypt], settings, 32))
+    finally:
+        thread.join()
+    answered = (side.get("requests", 0) + side.get("errors", 0)) / max(side.get("seconds") or 0.0, 1e-9)
+    return {"encrypt": {k: row[k] for k in ("req_per_s", "p50_ms", "p99_ms", "errors")},
+            "other_connections": connections, "other_answered_per_s": round(answered, 1)}
 
 
 class _Region:
@@ -192,6 +228,18 @@ def markdown(results: dict[str, Any]) -> list[str]:
         for name, row in s["create_key"].items():
             lines.append(f"| {name} | {row['req_per_s']} | {row['p50_ms']} | {row['p99_ms']} | "
                          f"{row['server_cpu_ms_per_request']} |")
+        beside = s.get("beside") or {}
+        if beside:
+            lines += ["", "| Encrypt (32 connections) beside another client | SQLite req/s, p99 ms "
+                      "| etcd req/s, p99 ms | its calls answered per s (SQLite / etcd) |", "|---|---|---|---|"]
+            for name, label in (("missing_key", "naming a missing key"), ("tag_resource", "tagging a key")):
+                rows = beside.get(name)
+                if not rows:
+                    continue
+                sq, et = rows["sqlite"], rows["etcd"]
+                lines.append(f"| {label}, {sq['other_connections']} connection(s) | {sq['encrypt']['req_per_s']}, "
+                             f"{sq['encrypt']['p99_ms']} | {et['encrypt']['req_per_s']}, {et['encrypt']['p99_ms']} | "
+                             f"{sq['other_answered_per_s']} / {et['other_answered_per_s']} |")
         lines += ["", "| nodes behind the gateway | Encrypt req/s | p99 ms | node CPU (cores) | req/s per node core |",
                   "|---|---|---|---|---|"]
         for count, row in n["runs"].items():
