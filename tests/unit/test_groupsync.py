@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -312,8 +313,12 @@ def test_the_drill_fails_the_sync_of_whichever_process_makes_it_next(tmp_path: P
         worker.close()
 
 
-def test_a_process_started_while_the_others_run_keeps_their_failure(tmp_path: Path) -> None:
-    """A worker started again alone must not clear the mark: only a start of every process does."""
+def test_a_process_started_while_the_others_run_keeps_their_failure(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process started while the others run must not clear the mark: only a start of every process does."""
+    from trent.node.store import signal
+
+    monkeypatch.setattr(signal, "ALONE_WAIT_SECONDS", 0.2)
     path = tmp_path / "kms.db"
     failing = declared(SqliteStore(path, feed=True, group_sync=True))
     try:
@@ -354,3 +359,24 @@ def test_the_sync_keeps_its_descriptor_and_opens_a_replaced_file_again(tmp_path:
         assert sync._inode == (wal.stat().st_dev, wal.stat().st_ino)
     finally:
         sync.close()
+
+
+def test_a_start_waits_a_moment_for_the_processes_of_the_failed_run_to_stop(tmp_path: Path) -> None:
+    """After a failed sync, Trent restarted at once: the old workers are still stopping when the new host opens the
+    database. It waits for them, then clears the mark."""
+    path = tmp_path / "kms.db"
+    old = declared(SqliteStore(path, feed=True, group_sync=True))
+    old.fail_next_sync()
+    old.commit(Batch().put("keys", "k", b"v"))
+    assert _pending_fails(old)
+    stopping = threading.Timer(0.3, old.close)
+    stopping.start()
+    started = time.monotonic()
+    new = declared(SqliteStore(path, feed=True, group_sync=True))
+    try:
+        assert time.monotonic() - started >= 0.25  # it waited for the old one to let go
+        new.commit(Batch().put("keys", "after", b"v"))
+        assert not _pending_fails(new)
+    finally:
+        stopping.join()
+        new.close()

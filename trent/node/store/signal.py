@@ -6,7 +6,8 @@ while has passed (a writer that died between its commit and its signal must not 
 The same few bytes say whether a sync of the database failed in any of those processes (node/store/groupsync.py): a
 failed fsync is final for every process writing the database, not only for the one that saw it fail. That mark is
 kept until the database is opened by a process with no other one holding it (every process serving it started
-again), which a lock on the file tells."""
+again), which a lock on the file tells. A process that finds the mark waits a few seconds for that lock, so the
+processes of the run that failed may finish stopping first."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ FAILED = TOKEN  # offset of the failed-sync mark
 DRILL = TOKEN + 1  # offset of the `trent fault disk` drill: the next sync, in whichever process, fails
 SIZE = TOKEN + 2
 RECHECK_SECONDS = 0.05
+ALONE_WAIT_SECONDS = 5.0  # for the processes of a run whose sync failed to stop, before the mark is kept
 
 
 class CommitSignal:
@@ -35,12 +37,9 @@ class CommitSignal:
             if os.fstat(fd).st_size < SIZE:
                 os.ftruncate(fd, SIZE)
             self._map = mmap.mmap(fd, SIZE)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                pass  # another process serves the database: a failure it marked stands
-            else:
+            if self._alone(fd, ALONE_WAIT_SECONDS if self.failed() else 0.0):
                 self._map[FAILED:SIZE] = bytes(SIZE - FAILED)  # the first one here: every process started again
+            # else another process serves the database: a failure it marked stands
             fcntl.flock(fd, fcntl.LOCK_SH)
         except BaseException:
             os.close(fd)
@@ -49,6 +48,19 @@ class CommitSignal:
         self._seen = b""
         self._checked = float("-inf")
         self._version: int | None = None  # the data version read when the signal last moved
+
+    @staticmethod
+    def _alone(fd: int, wait: float) -> bool:
+        """Whether no other process holds the file (its lock taken exclusively), trying for ``wait`` seconds."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.05)
 
     def bump(self) -> None:
         """After a commit: a value never used before, so no reader can mistake it for one it has seen."""
