@@ -47,7 +47,6 @@ from trent.node.audit.sink import DAY, MIB, AuditSink, Retention
 from trent.node.audit.trail import AuditTrail
 from trent.node.auth.authorizer import AccessSettings, Authorizer
 from trent.node.auth.principals import Principal, PrincipalDirectory
-from trent.node.catch_up import CatchUps
 from trent.node.clock import AdjustableClock
 from trent.node.config import ClusterConfig
 from trent.node.consistency import RegionConsistency
@@ -262,8 +261,6 @@ def _region(config: ClusterConfig, name: str, stores: StoreFactory, clock: Adjus
                                                          usage_tracked=serving.usage_tracked)
     region = Region(RegionIdentity(name, config.account), store, root, clock, change_log=outbox,
                     cluster_regions=config.regions, audit=trail, key_pairs=key_pairs.take, wrapping_keys=wrapping)
-    if isinstance(store, EtcdStore):
-        region.catch_ups = CatchUps(store.catch_up, name)
     # In every process, whatever its role: an outbox that missed the records another process appended would number
     # its next record as one of theirs, and overwrite it.
     outbox.follow(region.follower)

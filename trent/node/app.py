@@ -12,6 +12,7 @@ from aiohttp import web
 
 from trent.node import inline_requests
 from trent.node.answer import KmsAnswer, can_send
+from trent.node.consistency import STALE_ATTEMPTS
 from trent.node.edge import BODY_LATE, ConnectionGuard, to_http
 from trent.node.endpoint import KmsEndpoint, WireRequest, WireResponse, error_response
 from trent.node.fast_path import FastRequest, KmsRequest
@@ -149,9 +150,9 @@ def body_in_whole(request: web.BaseRequest) -> bytes | None:
     return body if type(body) is bytes else bytes(body)
 
 
-# How many times one request may wait for slow work before it is answered as an internal error (one suffices: the
-# work it waited for is what its second run uses).
-MAX_SLOW_WAITS = 3
+# How many times one request may wait for slow work before it is answered as an internal error: once suffices for
+# work its second run uses; a write on etcd that keeps losing commit races to other nodes waits before every new try.
+MAX_SLOW_WAITS = STALE_ATTEMPTS
 
 
 async def settled(response: WireResponse) -> WireResponse:

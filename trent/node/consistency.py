@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from trent.node.model.errors import KmsError
+from trent.node.model.errors import KmsError, NotReady
 from trent.node.store.base import Batch, ChangeFeed, StaleState
 
 if TYPE_CHECKING:
@@ -94,6 +94,11 @@ class ChangeFollower:
         self.seen = self.feed.commit_if(batch, self.seen)
 
 
+def conflicted() -> KmsError:
+    """The answer to a write that lost every race for the store to other processes' commits."""
+    return KmsError("KMSInternalException", "The request conflicted with concurrent changes; retry it.", 500)
+
+
 class RegionConsistency:
     """The endpoint's consistency step for a region other processes serve too (KmsEndpoint ``consistency``)."""
 
@@ -109,14 +114,25 @@ class RegionConsistency:
 
     def run_write(self, operation: str, run: Callable[[], T], recheck: Callable[[], None]) -> T:
         """Run a writing operation; when another process committed first, catch up, ``recheck`` (authorization:
-        a key policy or grant may have changed) and run it again. Losing every try is a retryable 500."""
+        a key policy or grant may have changed) and run it again. Losing every try is a retryable 500. Where the
+        catch-up is a read of etcd (``catch_ups``), a request waits for it off the event loop and is run again whole
+        (NotReady: its authorization too); the adapter bounds how often."""
+        region = self.region
+        catch_ups = region.catch_ups
         try:
-            return self.region.run_fresh(run, self.attempts, after_sync=recheck)
+            if catch_ups is not None and region.requested_at is not None:
+                racing = catch_ups.racing()
+                if racing is not None:
+                    raise NotReady(racing, conflicted())
+                try:
+                    return run()
+                except StaleState as exc:
+                    raise NotReady(catch_ups.next_after_race(exc.head), conflicted()) from None
+            return region.run_fresh(run, self.attempts, after_sync=recheck)
         except StaleState:
             log.warning("region %s: %s lost %d races for the store; answering a retryable error", self.region.name,
                         operation, self.attempts)
-            raise KmsError("KMSInternalException", "The request conflicted with concurrent changes; retry it.",
-                           500) from None
+            raise conflicted() from None
         finally:
             if self.notify is not None:
                 self.notify()

@@ -19,7 +19,7 @@ from trent.node.audit.events import event_id, scrub_message
 from trent.node.audit.trail import AuditTrail
 from trent.node.auth.authorizer import Authorizer
 from trent.node.auth.principals import Principal, PrincipalDirectory
-from trent.node.consistency import Consistency
+from trent.node.consistency import STALE_ATTEMPTS, Consistency
 from trent.node.deferred import Deferred
 from trent.node.metrics import NO_OPERATION, SUCCESS, RequestMetrics
 from trent.node.model.errors import KmsError, NotReady, internal
@@ -154,8 +154,9 @@ class KmsEndpoint:
         self.metrics = metrics
         self.admission = admission
 
-    def handle(self, request: WireRequest, started: float | None = None) -> WireResponse:
-        """The answer to ``request``; ``started``: when it first arrived, for a request run again after it waited."""
+    def handle(self, request: WireRequest, started: float | None = None, waits: int = 0) -> WireResponse:
+        """The answer to ``request``; ``started``: when it first arrived, and ``waits``: how often it waited for work
+        off the event loop (NotReady), for a request run again after waiting."""
         call = _Call(new_request_id(), time.perf_counter() if started is None else started)
         request_id = call.request_id
         error: KmsError | None = None
@@ -167,7 +168,12 @@ class KmsEndpoint:
                 return WireResponse(200, b"", pending=self._complete(request, call))
             response = WireResponse(200, body, {"x-amzn-RequestId": request_id, "Content-Type": CONTENT_TYPE})
         except NotReady as exc:
-            return WireResponse(503, b"", pending=self._again(request, exc.ready, call.started))
+            give_up = exc.give_up
+            if give_up is None or waits < STALE_ATTEMPTS - 1:
+                return WireResponse(503, b"", pending=self._again(request, exc.ready, call.started, waits + 1))
+            log.warning("region %s: %s waited %d times (request %s); answering %s", region.name,
+                        call.operation.name if call.operation else "a request", waits, request_id, give_up.code)
+            error, response = give_up, error_response(give_up, request_id)
         except Exception as exc:
             error, response = self._failed(exc, request_id)
         finally:
@@ -205,11 +211,11 @@ class KmsEndpoint:
         response.durable = self.region.store.durable()
         return response
 
-    async def _again(self, request: WireRequest, ready: Future[Any], started: float) -> WireResponse:
+    async def _again(self, request: WireRequest, ready: Future[Any], started: float, waits: int) -> WireResponse:
         """The request run again once the slow work it needed is done (off the event loop)."""
         with contextlib.suppress(Exception):  # a failure shows in the second run, as that operation's own error
             await asyncio.wrap_future(ready)
-        return self.handle(request, started)
+        return self.handle(request, started, waits)
 
     async def _complete(self, request: WireRequest, call: _Call) -> WireResponse:
         """A deferred answer: its work awaited (bounded by its timeout), finished, audited like any other."""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from trent.node.catch_up import CatchUps
+from trent.node.catch_up import CatchUps, Followed
 from trent.node.clock import Clock
 from trent.node.consistency import STALE_ATTEMPTS, ChangeFollower, Changes
 from trent.node.crypto.blob import parse_header
@@ -89,9 +89,10 @@ class Region:
         self.audit = audit
         self.key_pairs = key_pairs
         self.wrapping_keys = wrapping_keys
-        # Set where other nodes serve the region too (an etcd store's catch_up): brings this view every commit made
-        # anywhere, so a client that made a key through one node finds it through another.
-        self.catch_ups: CatchUps | None = None
+        # Where other nodes serve the region too (an etcd store): brings this view every commit made anywhere, so a
+        # client that made a key through one node finds it through another, and a commit that lost a race decides
+        # again on what beat it.
+        self.catch_ups: CatchUps | None = CatchUps(store, identity.name) if isinstance(store, Followed) else None
         # When the request being decided arrived (the endpoint's clock), set by the endpoint around its synchronous
         # dispatch: a lookup that misses then waits off the loop for a catch-up begun after that (NotReady).
         self.requested_at: float | None = None
@@ -143,7 +144,9 @@ class Region:
         for attempt in range(attempts):
             try:
                 return run()
-            except StaleState:
+            except StaleState as exc:
+                if self.catch_ups is not None:
+                    self.catch_ups.now_after_race(exc.head)  # (a request waits off the loop instead: consistency.py)
                 self.sync(force=True)
                 if after_sync is not None:
                     after_sync()

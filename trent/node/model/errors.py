@@ -18,11 +18,13 @@ class KmsError(Exception):
 
 class NotReady(Exception):
     """An operation whose answer needs slow work (an RSA key generated) that must not run on the event loop: the
-    adapter waits for ``ready`` off the loop, then runs the request again. Never an answer by itself."""
+    adapter waits for ``ready`` off the loop, then runs the request again. Never an answer by itself. ``give_up``:
+    the answer once the request has waited as often as it may for this (a write losing every commit race)."""
 
-    def __init__(self, ready: Future[Any]) -> None:
+    def __init__(self, ready: Future[Any], give_up: KmsError | None = None) -> None:
         super().__init__("not ready")
         self.ready = ready
+        self.give_up = give_up
 
 
 def validation(message: str) -> KmsError:

@@ -40,7 +40,12 @@ class StoreError(Exception):
 
 class StaleState(StoreError):
     """A conditional commit found changes (made by another process) beyond those its writer had seen: nothing was
-    written, and the writer must catch up and decide again."""
+    written, and the writer must catch up and decide again. ``head``: the change head that beat it, where the store
+    said (0 where it did not)."""
+
+    def __init__(self, message: str, head: int = 0) -> None:
+        super().__init__(message)
+        self.head = head
 
 
 class ChangeFeed(Protocol):

@@ -111,7 +111,8 @@ class EtcdStore(EtcdMirror):
         ops.append({"request_put": {"key": b64(self._head_key), "value": b64(token)}})
         compare = [{"key": b64(self._head_key), "target": "MOD", "result": "LESS", "mod_revision": str(expect + 1)}]
         try:
-            doc = self.client.txn(compare, ops)
+            # On a lost race, the head that beat it comes back in the same round trip: what to wait for.
+            doc = self.client.txn(compare, ops, [{"request_range": {"key": b64(self._head_key)}}])
         except Ambiguous as exc:
             rev = self._landed(token)
             if rev is None:
@@ -120,15 +121,23 @@ class EtcdStore(EtcdMirror):
         except EtcdError as exc:
             raise StoreError(f"etcd commit failed: {exc}") from exc
         if not doc.get("succeeded"):
-            # The caller catches up from this view and runs again: let the watch bring what beat it first, or the
-            # retries would meet the same stale view and spend every attempt at once; then a random pause of a few
-            # milliseconds, so two nodes that keep colliding on one row do not keep doing it in step.
-            self.catch_up()
-            time.sleep(self._jitter.uniform(0.0, 0.015))
-            raise StaleState(f"region {self.region} changed beyond {expect} on another node")
+            # The caller catches up (``after_lost_race``, off the event loop for a request) and decides again.
+            kvs = ((doc.get("responses") or [{}])[0].get("response_range") or {}).get("kvs") or [{}]
+            raise StaleState(f"region {self.region} changed beyond {expect} on another node",
+                             int(kvs[0].get("mod_revision", 0)))
         rev = int(doc["header"]["revision"])
         self._apply(rev, [*self._writes(batch), (HEAD, token)])
         return rev
+
+    def wait_for_head(self, head: int, timeout: float = 2.0) -> bool:
+        """Block until the watch brought the change ``head`` (a commit of another node that beat one of ours)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._head >= head, timeout)
+
+    def pause_after_race(self) -> None:
+        """Before deciding again after a lost commit race: a random few milliseconds, so two nodes that keep
+        colliding on one row do not keep doing it in step."""
+        time.sleep(self._jitter.uniform(0.0, 0.015))
 
     def put_if_absent(self, table: str, ident: str, doc: bytes) -> bytes:
         """Write ``doc`` unless the row exists; the row's value either way (what a node writes once for the whole
