@@ -69,7 +69,8 @@ def store_comparison(settings: Any, progress: Any, etcd: LocalEtcd) -> dict[str,
                 other = (Call("Encrypt", _body({"KeyId": MISSING, "Plaintext": _b64(b"x")})) if name == "missing_key"
                          else Call("TagResource", _body({"KeyId": fx.symmetric,
                                                          "Tags": [{"TagKey": "t", "TagValue": "v"}]})))
-                row = _beside(clusters[store], targets[store], fx.call("Encrypt"), other, connections, settings)
+                row = _beside(clusters[store], targets[store], fx.call("Encrypt"),
+                              [(targets[store], other, connections)], settings)
                 out["beside"][name][store] = row
                 progress.step(f"Encrypt beside {name} on {store}",
                               f"{row['encrypt']['req_per_s']} req/s, p99 {row['encrypt']['p99_ms']} ms")
@@ -81,23 +82,31 @@ def store_comparison(settings: Any, progress: Any, etcd: LocalEtcd) -> dict[str,
     return out
 
 
-def _beside(cluster: TrentCluster, target: Target, encrypt: Call, other: Call, connections: int,
-            settings: Any) -> dict[str, Any]:
-    """Encrypt on 32 connections while another client sends ``other`` on ``connections`` of its own; how many of
-    those it got answered (any answer: a missing key's is an error) per second."""
+def _beside(cluster: TrentCluster | TargetCluster, target: Target, encrypt: Call,
+            others: list[tuple[Target, Call, int]], settings: Any) -> dict[str, Any]:
+    """Encrypt on 32 connections to ``target`` while other clients send their calls, each to its target on its own
+    connections; how many of those each got answered (any answer: a missing key's is an error) per second."""
     from trent.bench.suite import measured
 
-    side: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: side.update(run_load(
-        target, [other], connections=connections, seconds=settings.seconds, processes=1).summary()))
-    thread.start()
+    sides: list[dict[str, Any]] = [{} for _ in others]
+    threads = [threading.Thread(target=lambda side=side, t=t, call=call, n=n: side.update(run_load(
+        t, [call], connections=n, seconds=settings.seconds, processes=1).summary()))
+        for side, (t, call, n) in zip(sides, others, strict=True)]
+    for thread in threads:
+        thread.start()
     try:
         row = _strip(measured(cluster, target, [encrypt], settings, 32))
     finally:
-        thread.join()
-    answered = (side.get("requests", 0) + side.get("errors", 0)) / max(side.get("seconds") or 0.0, 1e-9)
-    return {"encrypt": {k: row[k] for k in ("req_per_s", "p50_ms", "p99_ms", "errors")},
-            "other_connections": connections, "other_answered_per_s": round(answered, 1)}
+        for thread in threads:
+            thread.join()
+    answered = [round((side.get("requests", 0) + side.get("errors", 0)) / max(side.get("seconds") or 0.0, 1e-9), 1)
+                for side in sides]
+    out = {"encrypt": {k: row[k] for k in ("req_per_s", "p50_ms", "p99_ms", "errors")},
+           "other_connections": others[0][2], "other_answered_per_s": answered[0]}
+    if len(others) > 1:
+        out["others"] = [{"answered_per_s": a, "succeeded_per_s": side.get("req_per_s"), "errors": side.get("errors")}
+                         for a, side in zip(answered, sides, strict=True)]
+    return out
 
 
 class _Region:
@@ -163,6 +172,15 @@ def nodes_behind_gateway(settings: Any, progress: Any, etcd: LocalEtcd) -> dict[
             out["runs"][str(count)] = row
             progress.step(f"Encrypt via gateway, {count} node(s)",
                           f"{row['req_per_s']} req/s, node cores {cores}")
+        # Both nodes tagging one key at once (every commit of one is a lost race for the other's in flight), and
+        # Encrypt on the first node's own port meanwhile.
+        tag = Call("TagResource", _body({"KeyId": fixtures.symmetric, "Tags": [{"TagKey": "t", "TagValue": "v"}]}))
+        ports = [Target("127.0.0.1", region.base + 1 + n, REGION) for n in (0, 1)]
+        contended = _beside(TargetCluster(f"http://127.0.0.1:{region.base + 1}"), ports[0], fixtures.call("Encrypt"),
+                            [(port, tag, 2) for port in ports], settings)
+        out["contended"] = contended
+        progress.step("Encrypt on node 0 beside both nodes tagging one key",
+                      f"{contended['encrypt']['req_per_s']} req/s, p99 {contended['encrypt']['p99_ms']} ms")
     finally:
         region.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -245,6 +263,12 @@ def markdown(results: dict[str, Any]) -> list[str]:
         for count, row in n["runs"].items():
             lines.append(f"| {count} | {row['req_per_s']} | {row['p99_ms']} | {row['node_cpu_cores']} | "
                          f"{row['req_per_s_per_node_core']} |")
+        c = n.get("contended")
+        if c:
+            tags = ", ".join(f"node {i}: {o['succeeded_per_s']}/s ({o['errors']} refused)"
+                             for i, o in enumerate(c["others"]))
+            lines += ["", f"- Encrypt on node 0's port beside both nodes tagging one key (2 connections each): "
+                      f"{c['encrypt']['req_per_s']} req/s, p99 {c['encrypt']['p99_ms']} ms; tags {tags}"]
     if scale:
         lines += ["", "| keys in etcd | seeding s | node start s |", "|---|---|---|"]
         lines += [f"| {r.get('keys')} | {r.get('seed_seconds')} | {r.get('startup_seconds')} |" for r in scale]
