@@ -236,6 +236,8 @@ def _lost_race_endpoint(tmp_path: Path, decoder: object, gated: Gated
 def test_a_write_that_lost_a_race_waits_off_the_loop_then_runs_again_whole(tmp_path: Path, decoder: object) -> None:
     gated = Gated()
     endpoint, here, there, runs = _lost_race_endpoint(tmp_path, decoder, gated)
+    charged: list[str] = []
+    endpoint.admission = lambda region, principal, name, params: charged.append(name)  # (--quotas aws)
     try:
         body = b'{"KeyId": "k", "Tags": [{"TagKey": "a", "TagValue": "b"}]}'
         response = endpoint.handle(request("TagResource", body))
@@ -248,6 +250,7 @@ def test_a_write_that_lost_a_race_waits_off_the_loop_then_runs_again_whole(tmp_p
         assert runs == [set(), {K1}]  # the second run decided on the caught-up view
         assert set(here.keys) == {K1, K2}
         assert gated.runs == 1
+        assert charged == ["TagResource"]  # counted against its quota once, not once per run
     finally:
         gated.release.set()
         here.store.close()

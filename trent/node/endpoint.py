@@ -84,6 +84,7 @@ class _Call:
     response: dict[str, Any] | None = None
     deferred: Deferred | None = None  # the operation's answer waits on work off the event loop
     user_agent: str | None = None  # the User-Agent header as sent, once looked up for the operation's context
+    admitted: bool = False  # counted against its request quotas (once: not again when it runs again after a wait)
 
 
 # Decides whether a request may run now (request quotas); raises a KmsError (ThrottlingException) if not.
@@ -154,10 +155,12 @@ class KmsEndpoint:
         self.metrics = metrics
         self.admission = admission
 
-    def handle(self, request: WireRequest, started: float | None = None, waits: int = 0) -> WireResponse:
-        """The answer to ``request``; ``started``: when it first arrived, and ``waits``: how often it waited for work
-        off the event loop (NotReady), for a request run again after waiting."""
-        call = _Call(new_request_id(), time.perf_counter() if started is None else started)
+    def handle(self, request: WireRequest, started: float | None = None, waits: int = 0,
+               admitted: bool = False) -> WireResponse:
+        """The answer to ``request``; for a request run again after it waited for work off the event loop
+        (NotReady): ``started``, when it first arrived, ``waits``, how often it waited, and ``admitted``, whether it
+        was counted against its quotas."""
+        call = _Call(new_request_id(), time.perf_counter() if started is None else started, admitted=admitted)
         request_id = call.request_id
         error: KmsError | None = None
         region = self.region
@@ -170,7 +173,8 @@ class KmsEndpoint:
         except NotReady as exc:
             give_up = exc.give_up
             if give_up is None or waits < STALE_ATTEMPTS - 1:
-                return WireResponse(503, b"", pending=self._again(request, exc.ready, call.started, waits + 1))
+                return WireResponse(503, b"", pending=self._again(request, exc.ready, call.started, waits + 1,
+                                                                  call.admitted))
             log.warning("region %s: %s waited %d times (request %s); answering %s", region.name,
                         call.operation.name if call.operation else "a request", waits, request_id, give_up.code)
             error, response = give_up, error_response(give_up, request_id)
@@ -211,11 +215,12 @@ class KmsEndpoint:
         response.durable = self.region.store.durable()
         return response
 
-    async def _again(self, request: WireRequest, ready: Future[Any], started: float, waits: int) -> WireResponse:
+    async def _again(self, request: WireRequest, ready: Future[Any], started: float, waits: int,
+                     admitted: bool) -> WireResponse:
         """The request run again once the slow work it needed is done (off the event loop)."""
         with contextlib.suppress(Exception):  # a failure shows in the second run, as that operation's own error
             await asyncio.wrap_future(ready)
-        return self.handle(request, started, waits)
+        return self.handle(request, started, waits, admitted)
 
     async def _complete(self, request: WireRequest, call: _Call) -> WireResponse:
         """A deferred answer: its work awaited (bounded by its timeout), finished, audited like any other."""
@@ -337,10 +342,11 @@ class KmsEndpoint:
         consistency = self.consistency
         if consistency is not None:
             consistency.before_request()
-        if self.admission is not None:
+        if self.admission is not None and not call.admitted:
             # Request quotas (--quotas aws): after validation, so a malformed call gets its own error first; after
             # the catch-up, so the key that decides a cryptographic call's quota is found whichever process made it.
             self.admission(self.region, principal, name, params)
+            call.admitted = True
         current_request.set(context)  # for the requestMetadata of an XKS proxy call the handler makes
         authorizer, region, handler = self.authorizer, self.region, operation.handler
         if name in PROVISIONING_OPERATIONS and (services := wanted(region, principal, params)):
