@@ -48,6 +48,7 @@ def test_snapshots_add_up() -> None:
 class _NoKeys:
     keys: dict[str, object] = {}
     store = MemoryStore()
+    catch_ups = None
 
 
 class _Replications:
@@ -148,7 +149,7 @@ def test_a_store_that_failed_a_sync_is_a_gauge_per_region(tmp_path: Path) -> Non
     failing.declare("keys")
     try:
         regions = {"us-east-1": cast(Region, _NoKeys()),
-                   "eu-west-1": cast(Region, SimpleNamespace(keys={}, store=failing))}
+                   "eu-west-1": cast(Region, SimpleNamespace(keys={}, store=failing, catch_ups=None))}
         collector = ClusterCollector(regions, {}, _Replications(), _state, None, lambda: 0.0)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(collector)
@@ -166,3 +167,25 @@ def test_a_store_that_failed_a_sync_is_a_gauge_per_region(tmp_path: Path) -> Non
         assert gauge() == {"us-east-1": 0, "eu-west-1": 1}
     finally:
         failing.close()
+
+
+def test_an_etcd_region_counts_its_lost_races_and_catch_up_reads() -> None:
+    from tests.unit.test_catch_up import Calls
+    from trent.node.catch_up import CatchUps
+
+    catch_ups = CatchUps(Calls(lambda: True), "eu-west-1")
+    regions = {"us-east-1": cast(Region, _NoKeys()),
+               "eu-west-1": cast(Region, SimpleNamespace(keys={}, store=MemoryStore(), catch_ups=catch_ups))}
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ClusterCollector(regions, {}, _Replications(), _state, None, lambda: 0.0))
+
+    def counts() -> dict[tuple[str, str], float]:
+        return {(s.name, s.labels["region"]): s.value
+                for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples
+                if s.name.startswith("trent_etcd_")}
+
+    assert counts() == {("trent_etcd_lost_races_total", "eu-west-1"): 0,
+                        ("trent_etcd_catch_up_reads_total", "eu-west-1"): 0}  # a SQLite region has none
+    assert catch_ups.now_after_race(5) and catch_ups.next_after_race(0).result(5) and catch_ups.now()
+    assert counts() == {("trent_etcd_lost_races_total", "eu-west-1"): 2,
+                        ("trent_etcd_catch_up_reads_total", "eu-west-1"): 2}

@@ -197,8 +197,15 @@ class ClusterCollector(Collector):
                                  labels=["region", "role"])
         failed = GaugeMetricFamily("trent_store_failed", "1 once the region's store failed to sync to disk: it "
                                    "refuses every call until it starts again", labels=["region"])
+        races = CounterMetricFamily("trent_etcd_lost_races", "Commits of this node that another node's commit to the "
+                                    "region beat (each is decided again)", labels=["region"])
+        reads = CounterMetricFamily("trent_etcd_catch_up_reads", "Reads of etcd this node made to catch up (a lookup "
+                                    "that missed, or a race lost to a commit not known)", labels=["region"])
         for name, region in sorted(self.regions.items()):
             failed.add_metric([name], 1 if store_failed(region.store) else 0)
+            if region.catch_ups is not None:  # a region on etcd
+                races.add_metric([name], region.catch_ups.lost_races)
+                reads.add_metric([name], region.catch_ups.reads)
             states: dict[str, float] = dict.fromkeys((s.value for s in KeyState), 0.0)
             roles: dict[str, float] = {"primary": 0.0, "replica": 0.0}
             for key in list(region.keys.values()):
@@ -212,6 +219,8 @@ class ClusterCollector(Collector):
         yield keys
         yield mrks
         yield failed
+        yield races
+        yield reads
 
     def _replication(self) -> Iterator[Metric]:
         lag_s = GaugeMetricFamily("trent_replication_lag_seconds", "Age of the oldest record of the peer's outbox "

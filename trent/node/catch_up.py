@@ -60,6 +60,9 @@ class CatchUps:
         self._thread: threading.Thread | None = None
         self._through = float("-inf")  # when the newest finished read began
         self._racing: Future[bool] | None = None  # the round the latest request that lost a race waits for
+        # For /metrics: commit races lost to another node, and reads of etcd made (each covers every miss before it).
+        self.lost_races = 0
+        self.reads = 0
 
     def covers(self, since: float) -> bool:
         """Whether a read that began at or after ``since`` has finished (whatever it found)."""
@@ -71,6 +74,8 @@ class CatchUps:
 
     def now_after_race(self, head: int) -> bool:
         """The wait after a race lost to ``head`` (0: not known), here and now (it blocks its caller)."""
+        with self._cond:
+            self.lost_races += 1
         return self._round(head <= 0, max(head, 0), True)
 
     def next(self) -> Future[bool]:
@@ -79,6 +84,8 @@ class CatchUps:
 
     def next_after_race(self, head: int) -> Future[bool]:
         """The wait after a race lost to ``head`` (0: not known), in the next round."""
+        with self._cond:
+            self.lost_races += 1
         future = self._racing = self._ask(head <= 0, max(head, 0), True)
         return future
 
@@ -130,4 +137,5 @@ class CatchUps:
         if read:
             with self._cond:
                 self._through = max(self._through, started)
+                self.reads += 1
         return done
