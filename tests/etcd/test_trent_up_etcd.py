@@ -8,13 +8,16 @@ import json
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
+from prometheus_client.parser import text_string_to_metric_families
 
 from trent.cluster.etcd_local import etcd_binary
 from trent.cluster.ports import free_port_block
-from trent.cluster.running import ROOT, RunningCluster, poll
+from trent.cluster.running import ROOT, TOKEN_HEADER, RunningCluster, poll
 
 
 def port_open(port: int) -> bool:
@@ -50,6 +53,17 @@ def test_trent_up_store_etcd_keeps_regions_in_a_local_etcd(tmp_path: Path) -> No
         args = [sys.executable, "-m", "trent.cluster.cli", "status", "--data-dir", str(cluster.data_dir)]
         text = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
         assert "lease holder" in text and "etcd members 1/1 healthy" in text
+        # A lookup that misses reads etcd once (off the event loop), and /metrics counts it for the region.
+        missing = "1234abcd-12ab-34cd-56ef-1234567890ab"
+        with pytest.raises(ClientError, match="NotFoundException"):
+            kms.describe_key(KeyId=missing)
+        token = (cluster.data_dir / "admin.token").read_text().strip()
+        scrape = urllib.request.Request(cluster.gateway_url + "/metrics", headers={TOKEN_HEADER: token})
+        with urllib.request.urlopen(scrape, timeout=10) as answer:
+            samples = {s.name + json.dumps(s.labels, sort_keys=True): s.value
+                       for f in text_string_to_metric_families(answer.read().decode()) for s in f.samples}
+        assert samples['trent_etcd_catch_up_reads_total{"region": "eu-west-1"}'] >= 1
+        assert 'trent_etcd_lost_races_total{"region": "us-east-1"}' in samples
         cluster.stop()
         poll(lambda: not port_open(etcd_port), 15)  # stopped with the cluster
         cluster.start(timeout=60)
