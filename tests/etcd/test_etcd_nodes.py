@@ -5,20 +5,24 @@ retried errors."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.etcd.nodes import EtcdRegion
 from trent.cluster.etcd_local import LocalEtcd
-from trent.cluster.running import ROOT, poll
+from trent.cluster.running import ROOT, TOKEN_HEADER, poll
 
 
 def audit_of(region: EtcdRegion, n: int) -> bytes:
@@ -62,6 +66,17 @@ def test_two_nodes_serve_one_region_and_concurrent_writes_lose_nothing(region: E
     for client in (first, second):
         tags = {t["TagKey"] for t in client.list_resource_tags(KeyId=key_id)["Tags"]}
         assert tags == {f"{s}{i}" for s in "ab" for i in range(12)}
+    # Each node serves /metrics for its region (behind the admin token): its keys, its lost races, its requests.
+    for n in (0, 1):
+        with pytest.raises(urllib.error.HTTPError, match="403"):
+            urllib.request.urlopen(f"{region.url(n)}/metrics", timeout=10)
+        scrape = urllib.request.Request(f"{region.url(n)}/metrics", headers={TOKEN_HEADER: region.token})
+        with urllib.request.urlopen(scrape, timeout=10) as answer:
+            samples = {s.name + json.dumps(s.labels, sort_keys=True): s.value
+                       for f in text_string_to_metric_families(answer.read().decode()) for s in f.samples}
+        assert samples['trent_keys{"region": "us-east-1", "state": "Enabled"}'] == 1
+        assert 'trent_etcd_lost_races_total{"region": "us-east-1"}' in samples
+        assert sum(v for k, v in samples.items() if k.startswith("trent_requests_total") and '"TagResource"' in k) >= 12
     # Exactly one node holds the lease, and both say which.
     reports = [region.status(n)["etcd"] for n in (0, 1)]
     assert [r["leading"] for r in reports].count(True) == 1

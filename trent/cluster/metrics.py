@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -28,10 +28,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from trent.cluster.admin import TOKEN_HEADER
+from trent.cluster.compliance_watch import cluster_findings, settings_of
 from trent.cluster.faults import Refused
 from trent.cluster.jobs import Periodic
 from trent.cluster.replication.wiring import RegionReplication, lag_report
-from trent.node.compliance import KINDS
+from trent.node.compliance import KINDS, counts
 from trent.node.endpoint import KmsEndpoint
 from trent.node.fast_path import KmsRequest
 from trent.node.metrics import LATENCY_BUCKETS, NO_OPERATION, RequestMetrics
@@ -40,6 +41,9 @@ from trent.node.model.states import KeyState
 from trent.node.service import Region
 from trent.node.store.base import store_failed
 from trent.node.wire.protocol import TARGET_PREFIX
+
+if TYPE_CHECKING:
+    from trent.cluster.compose import Parts  # (compose builds what this module counts)
 
 log = logging.getLogger("trent.metrics")
 SNAPSHOT_DIR = "metrics"
@@ -274,6 +278,24 @@ class ClusterCollector(Collector):
         clock = GaugeMetricFamily("trent_clock_offset_seconds", "How far the cluster's clock is ahead of real time")
         clock.add_metric([], state["clock_offset"])
         yield from (audit, down, latency, errors, throttle, partition, clock)
+
+
+def collector_of(parts: Parts, replications: Callable[[], Mapping[str, RegionReplication]]) -> ClusterCollector:
+    """The collector over a role's regions: the region host's, or a `trent node`'s (its one region; the peers' lag is
+    theirs to report)."""
+    config = parts.config
+
+    def state() -> dict[str, object]:
+        return {"faults": parts.faults.describe(), "clock_offset": parts.clock.offset,
+                "audit_queue": {name: r.trail.sink.pending for name, r in parts.regions.items()}}
+
+    def compliance() -> Mapping[tuple[str, str], int]:
+        regions = {name: r.region for name, r in parts.regions.items()}
+        return counts(cluster_findings(regions, parts.clock, settings_of(config)))
+
+    return ClusterCollector(LiveMapping(lambda: {name: r.region for name, r in parts.regions.items()}),
+                            LiveMapping(parts.request_metrics), replications, state,
+                            config.data_dir if config.workers > 1 else None, parts.clock.now, compliance)
 
 
 def _bound(bound: float) -> str:

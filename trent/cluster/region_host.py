@@ -14,14 +14,14 @@ from typing import Any
 from trent.cluster.admin import AdminApi
 from trent.cluster.any_region import AnyRegion
 from trent.cluster.clock_control import ClockControl
-from trent.cluster.compliance_watch import cluster_findings, compliance_report, settings_of
+from trent.cluster.compliance_watch import compliance_report, settings_of
 from trent.cluster.compose import HostJobs, Parts, compose, host_jobs
 from trent.cluster.console import console_routes
 from trent.cluster.cost_meter import cost_report
 from trent.cluster.fault_control import FaultControl, RegionSite
 from trent.cluster.files import remove_cluster_file, write_cluster_file
 from trent.cluster.gateway import Gateway
-from trent.cluster.metrics import ClusterCollector, LiveMapping, clear_snapshots, metrics_routes
+from trent.cluster.metrics import ClusterCollector, LiveMapping, clear_snapshots, collector_of, metrics_routes
 from trent.cluster.replication.shipper import outbox_route
 from trent.cluster.reset import ResetControl
 from trent.cluster.seed_file import Seed, load_seed
@@ -31,7 +31,6 @@ from trent.cluster.status import status_report
 from trent.cluster.tls import client_context, server_context
 from trent.cluster.worker_processes import WorkerProcesses
 from trent.node.audit.sink import CURRENT
-from trent.node.compliance import counts
 from trent.node.config import ClusterConfig
 from trent.node.edge import ConnectionGuard
 from trent.node.store.base import Store
@@ -99,20 +98,7 @@ class RegionHost:
         return compliance_report(regions, self.parts.clock, settings_of(self.config), query)
 
     def metrics(self) -> ClusterCollector:
-        parts = self.parts
-
-        def state() -> dict[str, object]:
-            return {"faults": parts.faults.describe(), "clock_offset": parts.clock.offset,
-                    "audit_queue": {name: r.trail.sink.pending for name, r in parts.regions.items()}}
-
-        def compliance() -> Mapping[tuple[str, str], int]:
-            regions = {name: r.region for name, r in parts.regions.items()}
-            return counts(cluster_findings(regions, parts.clock, settings_of(self.config)))
-
-        return ClusterCollector(LiveMapping(lambda: {name: r.region for name, r in parts.regions.items()}),
-                                LiveMapping(parts.request_metrics), lambda: self.jobs.replication.replications, state,
-                                self.config.data_dir if self.config.workers > 1 else None, parts.clock.now,
-                                compliance)
+        return collector_of(self.parts, lambda: self.jobs.replication.replications)
 
     def status(self) -> dict[str, object]:
         doc = status_report(self.parts, self.jobs.replication.replications, self.clock.state())

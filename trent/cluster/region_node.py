@@ -29,6 +29,7 @@ from trent.cluster.handoff import prompt_thread_handoff
 from trent.cluster.heap import freeze_start_up, tune_collector
 from trent.cluster.lifecycle import start_role, stop_signal
 from trent.cluster.links import LinkVerifier
+from trent.cluster.metrics import collector_of, metrics_routes
 from trent.cluster.replication.shipper import outbox_route
 from trent.cluster.serving import Servers, fixed
 from trent.cluster.tls import client_context, server_context
@@ -91,6 +92,8 @@ class RegionNode:
         await self.jobs.background.start()
         r = self.parts.regions[self.region]
         routes = [*self.admin().routes(),
+                  *metrics_routes(collector_of(self.parts, lambda: self.jobs.replication.replications),
+                                  self.parts.admin_token, self.config.metrics_open),
                   outbox_route(self.region, r.outbox, self.jobs.replication.token, self.parts.faults)]
         await self.servers.serve(fixed(r.endpoint), self.parts.gate(follows_runtime=False), routes, r.port)
         await self.jobs.replication.start()
