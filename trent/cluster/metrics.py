@@ -281,8 +281,8 @@ class ClusterCollector(Collector):
 
 
 def collector_of(parts: Parts, replications: Callable[[], Mapping[str, RegionReplication]]) -> ClusterCollector:
-    """The collector over a role's regions: the region host's, or a `trent node`'s (its one region; the peers' lag is
-    theirs to report)."""
+    """The collector over a role's regions: the region host's, or a `trent node`'s (its one region, without the
+    replication lag, which needs the peers' outboxes)."""
     config = parts.config
 
     def state() -> dict[str, object]:
