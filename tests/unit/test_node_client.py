@@ -107,6 +107,14 @@ async def test_a_node_that_lies_is_an_error(serve: Callable[..., asyncio.Future[
         await node.send(HEAD, b"", 5)
 
 
+async def test_a_chunk_line_that_never_ends_is_an_error_before_the_timeout(
+        serve: Callable[..., asyncio.Future[str]]) -> None:
+    endless = Scripted(lambda n: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 70000)
+    node = NodeConnections(await serve(endless))  # (the connection stays open: only the bound ends the wait)
+    with pytest.raises(BadAnswer, match="chunk line too long"):
+        await node.send(HEAD, b"", 30)
+
+
 async def test_a_cut_body_or_a_silent_node_ends_in_time(serve: Callable[..., asyncio.Future[str]]) -> None:
     cut = Scripted(lambda n: b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", close_after=True)
     node = NodeConnections(await serve(cut))

@@ -196,6 +196,8 @@ def _chunks(buffer: bytearray, at: int, eof: bool) -> tuple[bytes, int] | None:
     while True:
         line_end = buffer.find(b"\r\n", at)
         if line_end < 0:
+            if len(buffer) - at > MAX_HEAD:  # (the bound a stream reader's line limit used to set)
+                raise BadAnswer("answer chunk line too long")
             break
         size = int(bytes(buffer[at:line_end]).split(b";")[0].strip(), 16)
         at = line_end + 2
