@@ -134,6 +134,11 @@ class Parts:
             self.runtime.publish({"clock_offset": self.clock.offset, "faults": self.faults.describe(),
                                   "hsm_faults": self.hsm_faults.describe()})
 
+    def store_of(self, region: str) -> Store | None:
+        """The store of a region this process serves (None for another's)."""
+        hosted = self.regions.get(region)
+        return None if hosted is None else hosted.region.store
+
     def url(self, port: int) -> str:
         scheme = "https" if self.config.tls_cert is not None else "http"  # client-facing TLS (cluster/tls.py)
         return f"{scheme}://{self.config.host}:{port}"

@@ -33,7 +33,6 @@ from trent.cluster.worker_processes import WorkerProcesses
 from trent.node.audit.sink import CURRENT
 from trent.node.config import ClusterConfig
 from trent.node.edge import ConnectionGuard
-from trent.node.store.base import Store
 
 
 class RegionHost:
@@ -47,7 +46,7 @@ class RegionHost:
         self.faults = FaultControl(parts.faults, self.servers, self.sites, parts.publish_runtime,
                                    hsm_faults=parts.hsm_faults,
                                    hsm_clusters=tuple(c.cluster_id for c in parts.hsm_clusters),
-                                   disks=self._store_of)
+                                   disks=parts.store_of)
         self.workers = WorkerProcesses()
         self.seed = seed
         self.resets = ResetControl({name: (r.region, r.outbox) for name, r in parts.regions.items()},
@@ -56,10 +55,6 @@ class RegionHost:
         if self.config.any_region and parts.make_region is not None:
             self.any_region = AnyRegion(parts, parts.make_region, jobs.schedulers,
                                         lambda name, r: self.resets.add_region(name, r.region, r.outbox))
-
-    def _store_of(self, region: str) -> Store | None:
-        hosted = self.parts.regions.get(region)
-        return None if hosted is None else hosted.region.store
 
     @classmethod
     def from_config(cls, config: ClusterConfig) -> RegionHost:

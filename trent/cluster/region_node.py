@@ -54,7 +54,7 @@ class RegionNode:
         self.faults = FaultControl(parts.faults, self.servers, {}, parts.publish_runtime,
                                    known=lambda name: name in self.config.regions, hsm_faults=parts.hsm_faults,
                                    hsm_clusters=tuple(c.cluster_id for c in parts.hsm_clusters),
-                                   disks=lambda name: parts.regions[name].region.store if name == region else None)
+                                   disks=parts.store_of)
 
     @classmethod
     def from_config(cls, config: ClusterConfig, region: str) -> RegionNode:
