@@ -74,9 +74,7 @@ class CatchUps:
 
     def now_after_race(self, head: int) -> bool:
         """The wait after a race lost to ``head`` (0: not known), here and now (it blocks its caller)."""
-        with self._cond:
-            self.lost_races += 1
-        return self._round(head <= 0, max(head, 0), True)
+        return self._round(*self._lost_race(head))
 
     def next(self) -> Future[bool]:
         """A read that begins after this call: the one every caller since the last round began shares."""
@@ -84,10 +82,15 @@ class CatchUps:
 
     def next_after_race(self, head: int) -> Future[bool]:
         """The wait after a race lost to ``head`` (0: not known), in the next round."""
+        future = self._racing = self._ask(*self._lost_race(head))
+        return future
+
+    def _lost_race(self, head: int) -> tuple[bool, int, bool]:
+        """A race lost to ``head``, counted; what its round does: a read if the head is not known, the wait for it
+        if it is, and the pause."""
         with self._cond:
             self.lost_races += 1
-        future = self._racing = self._ask(head <= 0, max(head, 0), True)
-        return future
+        return head <= 0, max(head, 0), True
 
     def racing(self) -> Future[bool] | None:
         """The wait of a request that lost a commit race, while it lasts: another write of this node waits for it

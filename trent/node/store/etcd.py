@@ -121,7 +121,8 @@ class EtcdStore(EtcdMirror):
         except EtcdError as exc:
             raise StoreError(f"etcd commit failed: {exc}") from exc
         if not doc.get("succeeded"):
-            # The caller catches up (``after_lost_race``, off the event loop for a request) and decides again.
+            # The caller waits for the watch to bring that head (node/catch_up.py: off the event loop for a request)
+            # and decides again.
             kvs = ((doc.get("responses") or [{}])[0].get("response_range") or {}).get("kvs") or [{}]
             raise StaleState(f"region {self.region} changed beyond {expect} on another node",
                              int(kvs[0].get("mod_revision", 0)))
