@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
@@ -18,6 +17,7 @@ from trent.cluster.cli_output import Style, quiet_broken_pipe, span, table, utc
 from trent.cluster.datadir import DataDirLock
 from trent.cluster.durations import parse_duration
 from trent.cluster.etcd_status import etcd_lines
+from trent.cluster.fair_loop import run_server
 from trent.cluster.keystore_cli import hsm_fault_command, key_store_banner, print_key_stores
 from trent.cluster.lifecycle import start_role, stop_signal
 from trent.cluster.report_commands import add_report_commands
@@ -83,8 +83,8 @@ def _run_up(args: argparse.Namespace, config: Any) -> int:
             return 2
         from trent.cluster.processes_cli import serve_processes
 
-        return asyncio.run(serve_processes(config, args.verbose))
-    return asyncio.run(_serve(config))
+        return run_server(serve_processes(config, args.verbose))
+    return run_server(_serve(config))
 
 
 async def _serve(config: Any) -> int:

@@ -25,6 +25,7 @@ from trent.cluster.admin import _authorized as token_authorized
 from trent.cluster.admin import health_route
 from trent.cluster.cluster_view import cluster_status
 from trent.cluster.durations import parse_duration
+from trent.cluster.fair_loop import run_server
 from trent.cluster.files import make_private_dir, remove_cluster_file, write_cluster_file
 from trent.cluster.heap import freeze_start_up, tune_collector
 from trent.cluster.lifecycle import cancelled, start_role, stop_signal
@@ -364,7 +365,7 @@ def supervised_main() -> int:
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s gateway %(name)s %(levelname)s %(message)s")
     tune_collector()
-    return asyncio.run(serve(config, token, supervisor, supervised=True))
+    return run_server(serve(config, token, supervisor, supervised=True))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from trent.cluster.admin import health_route
 from trent.cluster.compose import Parts, compose, worker_jobs
+from trent.cluster.fair_loop import run_server
 from trent.cluster.gateway import Gateway
 from trent.cluster.heap import freeze_start_up, tune_collector
 from trent.cluster.jobs import Jobs
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format=f"%(asctime)s worker{args.worker_id} %(name)s %(levelname)s %(message)s")
     tune_collector()
-    return asyncio.run(serve(config, args.worker_id, args.leader_pid, args.leader_admin))
+    return run_server(serve(config, args.worker_id, args.leader_pid, args.leader_admin))
 
 
 if __name__ == "__main__":

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from trent.cluster.datadir import DataDirLock
+from trent.cluster.fair_loop import run_server
 from trent.cluster.lifecycle import start_role, stop_signal
 from trent.node.config import ClusterConfig, ConfigError, load_config
 
@@ -94,7 +94,7 @@ def _node(args: argparse.Namespace) -> int:
         print(f"trent node: {exc}", file=sys.stderr)
         return 2
     _logging(args.verbose, args.region)
-    return asyncio.run(serve(config, args.region))
+    return run_server(serve(config, args.region))
 
 
 def _gateway(args: argparse.Namespace) -> int:
@@ -116,7 +116,7 @@ def _gateway(args: argparse.Namespace) -> int:
         print(f"trent gateway: {exc}", file=sys.stderr)
         return 2
     _logging(args.verbose, "gateway")
-    return asyncio.run(serve(config, token))
+    return run_server(serve(config, token))
 
 
 def _logging(verbose: bool, name: str) -> None:

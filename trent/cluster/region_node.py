@@ -23,6 +23,7 @@ from trent.cluster.clock_control import ClockControl
 from trent.cluster.cluster_view import node_status
 from trent.cluster.compose import HostJobs, Parts, compose, host_jobs
 from trent.cluster.datadir import LOCK_FILE, DataDirInUse, DataDirLock, holder
+from trent.cluster.fair_loop import run_server
 from trent.cluster.fault_control import FaultControl
 from trent.cluster.files import make_private_dir, write_private
 from trent.cluster.handoff import prompt_thread_handoff
@@ -187,7 +188,7 @@ def supervised_main(argv: list[str] | None = None) -> int:
     if not isinstance(config, ClusterConfig) or not isinstance(faults, dict):
         return 2
     tune_collector()
-    return asyncio.run(serve(config, args.region, supervised=True, faults=faults))
+    return run_server(serve(config, args.region, supervised=True, faults=faults))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from trent.cluster.fair_loop import run_server
 from trent.cluster.lifecycle import stop_signal
 from trent.node.hsm.pool import HsmError, SessionPool
 from trent.node.hsm.softhsm import TokenSetupError
@@ -135,4 +136,4 @@ def run(args: argparse.Namespace) -> int:
         config = _with_local_tls(config, Path(args.data_dir))
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    return asyncio.run(serve(config, Path(args.data_dir)))
+    return run_server(serve(config, Path(args.data_dir)))
