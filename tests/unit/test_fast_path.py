@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from trent.node.app import EndpointFor, Gate, kms_first, kms_handler, make_app
 from trent.node.config import EdgeLimits
-from trent.node.edge import ConnectionGuard, KmsRequestHandler
+from trent.node.edge import PER_TURN, ConnectionGuard, KmsRequestHandler
 from trent.node.endpoint import KmsEndpoint, WireRequest, WireResponse
 from trent.node.fast_path import MAX_HEAD_BYTES, MORE, KmsRequest, read_simple
 from trent.node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES
@@ -273,6 +273,38 @@ async def test_pipelined_and_cut_requests_are_answered_in_order_until_one_goes_t
         assert [body_of(await read_answer(reader)) for _ in range(2)] == ["{}", '{"n":5}']
         assert server.fast() == [False]
         assert len(server.seen) == 8
+
+
+async def test_a_connection_pipelining_many_requests_lets_others_in_between(server: Server) -> None:
+    """At most PER_TURN of one connection's pipelined requests are answered in a loop turn: a request that arrived on
+    another connection with them is answered after those, not after all of them; the pipelined ones keep their
+    order, a last one cut in two included."""
+    count = 5 * PER_TURN
+    async with connected(server.port) as (p_reader, p_writer), connected(server.port) as (q_reader, q_writer):
+        last = request(f'{{"n":{count}}}'.encode(), "X-Amz-Target: Echo")
+        p_writer.write(b"".join(request(f'{{"n":{i}}}'.encode(), "X-Amz-Target: Echo") for i in range(count))
+                       + last[:-2])
+        q_writer.write(request(b'{"q":1}', "X-Amz-Target: Echo"))
+        assert body_of(await read_answer(q_reader)) == '{"q":1}'
+        answered = [body_of(await read_answer(p_reader)) for _ in range(count)]
+        assert answered == [f'{{"n":{i}}}' for i in range(count)]
+        p_writer.write(last[-2:])
+        assert body_of(await read_answer(p_reader)) == f'{{"n":{count}}}'
+        order = [seen.body for seen in server.seen]
+        assert order.index(b'{"q":1}') <= PER_TURN  # uncapped: after all of the other connection's
+        assert server.fast() == [True, True]
+
+
+async def test_a_client_gone_with_requests_kept_for_the_next_turn_leaves_nothing_behind(
+        server: Server, caplog: pytest.LogCaptureFixture) -> None:
+    async with connected(server.port) as (_reader, writer):
+        writer.write(request(b'{"n":0}', "X-Amz-Target: Echo") * (3 * PER_TURN))
+        writer.transport.abort()  # gone at once, its requests in the server's hands
+    async with connected(server.port) as (reader, writer):
+        writer.write(request(b'{"after":1}', "X-Amz-Target: Echo"))
+        assert body_of(await read_answer(reader)) == '{"after":1}'
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert len(server.seen) <= 3 * PER_TURN + 1
 
 
 async def test_a_body_that_stops_coming_meets_the_body_deadline() -> None:
