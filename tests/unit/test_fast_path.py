@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
 import json
 import re
 import socket
+import ssl
 import threading
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
 import boto3
 import pytest
 from aiohttp import web
 from botocore.config import Config
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -153,7 +161,7 @@ def echo(seen: Seen, size: int) -> WireResponse:
     return WireResponse(200, body, {"x-amzn-RequestId": "r-1", "Content-Type": CONTENT_TYPE})
 
 
-async def start(limits: EdgeLimits = LIMITS) -> Server:
+async def start(limits: EdgeLimits = LIMITS, tls: ssl.SSLContext | None = None) -> Server:
     guard = ConnectionGuard(limits)
     holder: list[Server] = []
 
@@ -170,19 +178,19 @@ async def start(limits: EdgeLimits = LIMITS) -> Server:
     async def admin(request: web.Request) -> web.Response:
         return web.json_response({"admin": True})
 
-    server = await serve(guard, endpoint_for, gate, [web.get("/_admin", admin)])
+    server = await serve(guard, endpoint_for, gate, [web.get("/_admin", admin)], tls)
     holder.append(server)
     return server
 
 
 async def serve(guard: ConnectionGuard, endpoint_for: EndpointFor, gate: Gate | None,
-                routes: list[web.RouteDef]) -> Server:
+                routes: list[web.RouteDef], tls: ssl.SSLContext | None = None) -> Server:
     """KMS calls on the fast path in front of ``routes``, on a loopback port, as cluster/serving.py serves them."""
     runner = web.AppRunner(make_app(kms_handler(endpoint_for), routes), access_log=None, **guard.server_kwargs())
     await runner.setup()
     assert runner.server is not None
     kms_first(runner.server, endpoint_for, gate, guard)
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
     return Server(runner.addresses[0][1], runner, guard)
 
@@ -195,8 +203,9 @@ async def server() -> AsyncIterator[Server]:
 
 
 @contextlib.asynccontextmanager
-async def connected(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def connected(port: int, tls: ssl.SSLContext | None = None,
+                    ) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
     try:
         yield reader, writer
     finally:
@@ -279,8 +288,57 @@ async def test_a_connection_pipelining_many_requests_lets_others_in_between(serv
     """At most PER_TURN of one connection's pipelined requests are answered in a loop turn: a request that arrived on
     another connection with them is answered after those, not after all of them; the pipelined ones keep their
     order, a last one cut in two included."""
+    await pipelined_beside_another(server)
+
+
+async def test_pipelined_requests_over_tls_keep_their_order_across_turns(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through TLS, whose transport pauses and resumes reading in its own way: the pipelined requests are split over
+    turns there too (TLS hands them over in one piece), and come back whole and in order. (Which connection TLS
+    hands over first is its own affair: the other one may come before them all.)"""
+    splits: list[int] = []
+    next_turn = KmsRequestHandler._next_turn
+
+    def counted(handler: KmsRequestHandler, rest: bytes) -> None:
+        splits.append(len(rest))
+        next_turn(handler, rest)
+
+    monkeypatch.setattr(KmsRequestHandler, "_next_turn", counted)
+    server_side, client_side = tls_contexts(tmp_path)
+    server = await start(tls=server_side)
+    try:
+        await pipelined_beside_another(server, client_side, other_first=False)
+    finally:
+        await server.runner.cleanup()
+    assert len(splits) >= 4  # 40 requests and a cut one, 8 a turn
+
+
+def tls_contexts(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a self-signed certificate for 127.0.0.1, and a client context trusting it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert_path, key_path)
+    return server_side, ssl.create_default_context(cafile=str(cert_path))
+
+
+async def pipelined_beside_another(server: Server, tls: ssl.SSLContext | None = None, other_first: bool = True,
+                                   ) -> None:
     count = 5 * PER_TURN
-    async with connected(server.port) as (p_reader, p_writer), connected(server.port) as (q_reader, q_writer):
+    async with connected(server.port, tls) as (p_reader, p_writer), connected(server.port, tls) as (q_reader,
+                                                                                                       q_writer):
         last = request(f'{{"n":{count}}}'.encode(), "X-Amz-Target: Echo")
         p_writer.write(b"".join(request(f'{{"n":{i}}}'.encode(), "X-Amz-Target: Echo") for i in range(count))
                        + last[:-2])
@@ -291,7 +349,8 @@ async def test_a_connection_pipelining_many_requests_lets_others_in_between(serv
         p_writer.write(last[-2:])
         assert body_of(await read_answer(p_reader)) == f'{{"n":{count}}}'
         order = [seen.body for seen in server.seen]
-        assert order.index(b'{"q":1}') <= PER_TURN  # uncapped: after all of the other connection's
+        if other_first:
+            assert order.index(b'{"q":1}') <= PER_TURN  # uncapped: after all of the other connection's
         assert server.fast() == [True, True]
 
 
