@@ -291,6 +291,25 @@ async def test_a_connection_pipelining_many_requests_lets_others_in_between(serv
     await pipelined_beside_another(server)
 
 
+def chunked(body: bytes) -> bytes:
+    """A request the fast path leaves to aiohttp: its body in one chunk."""
+    return request(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body), "X-Amz-Target: Echo", "Transfer-Encoding: chunked")
+
+
+async def test_pipelining_on_aiohttps_path_lets_others_in_between_too(server: Server) -> None:
+    """Requests the fast path leaves to aiohttp run one after another in the connection's task: there too at most
+    PER_TURN pipelined ones are answered before the loop turns for other connections, in order."""
+    count = 5 * PER_TURN
+    async with connected(server.port) as (p_reader, p_writer), connected(server.port) as (q_reader, q_writer):
+        p_writer.write(b"".join(chunked(f'{{"n":{i}}}'.encode()) for i in range(count)))
+        q_writer.write(chunked(b'{"q":1}'))
+        assert body_of(await read_answer(q_reader)) == '{"q":1}'
+        assert [body_of(await read_answer(p_reader)) for _ in range(count)] == [f'{{"n":{i}}}' for i in range(count)]
+        order = [seen.body for seen in server.seen]
+        assert order.index(b'{"q":1}') <= PER_TURN  # without the turn: after all of the other connection's
+        assert server.fast() == [False, False]
+
+
 async def test_pipelined_requests_over_tls_keep_their_order_across_turns(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Through TLS, whose transport pauses and resumes reading in its own way: the pipelined requests are split over

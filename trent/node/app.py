@@ -13,7 +13,7 @@ from aiohttp import web
 from trent.node import inline_requests
 from trent.node.answer import KmsAnswer, can_send
 from trent.node.consistency import STALE_ATTEMPTS
-from trent.node.edge import BODY_LATE, ConnectionGuard, to_http
+from trent.node.edge import BODY_LATE, ConnectionGuard, KmsRequestHandler, to_http
 from trent.node.endpoint import KmsEndpoint, WireRequest, WireResponse, error_response
 from trent.node.fast_path import FastRequest, KmsRequest
 from trent.node.model.errors import KmsError, internal
@@ -41,6 +41,9 @@ def kms_handler(endpoint_for: EndpointFor, gate: Gate | None = None, *, otherwis
     answer = kms_answer(endpoint_for, gate)
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        protocol = request.protocol
+        if type(protocol) is KmsRequestHandler and protocol.owes_a_turn():
+            await asyncio.sleep(0)  # other connections first (a pipelining client's next requests wait a turn)
         body_deadline = guard.started(request) if guard is not None else None
         try:
             if otherwise is not None and (request.method != "POST" or request.raw_path != "/"
