@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import ipaddress
 import json
 import re
 import socket
@@ -21,10 +19,6 @@ import boto3
 import pytest
 from aiohttp import web
 from botocore.config import Config
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +28,7 @@ from trent.node.edge import PER_TURN, ConnectionGuard, KmsRequestHandler
 from trent.node.endpoint import KmsEndpoint, WireRequest, WireResponse
 from trent.node.fast_path import MAX_HEAD_BYTES, MORE, KmsRequest, read_simple
 from trent.node.wire.protocol import CONTENT_TYPE, MAX_BODY_BYTES
+from trent.node.xks.devcerts import make_dev_certs
 
 LIMITS = EdgeLimits(header_timeout=5.0, body_timeout=5.0, idle_timeout=5.0, max_connections=64)
 DATE_RE = re.compile(rb"\r\nDate: [^\r]*\r\n")
@@ -333,24 +328,12 @@ async def test_pipelined_requests_over_tls_keep_their_order_across_turns(tmp_pat
 
 
 def tls_contexts(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A server context with a self-signed certificate for 127.0.0.1, and a client context trusting it."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    """A server context with a certificate for 127.0.0.1 from the local CA (node/xks/devcerts.py), and a client
+    context trusting that CA."""
+    certs = make_dev_certs(directory)
     server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_side.load_cert_chain(cert_path, key_path)
-    return server_side, ssl.create_default_context(cafile=str(cert_path))
+    server_side.load_cert_chain(certs.server_cert, certs.server_key)
+    return server_side, ssl.create_default_context(cafile=str(certs.ca))
 
 
 async def pipelined_beside_another(server: Server, tls: ssl.SSLContext | None = None, other_first: bool = True,
