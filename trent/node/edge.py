@@ -273,11 +273,14 @@ class KmsRequestHandler(RequestHandler):
             transport.pause_reading()
         self._loop.call_soon(self._read_backlog)
 
-    def _read_backlog(self) -> None:
-        """Reading resumed, with the requests kept back first (after an answer that waited, or a turn's cap)."""
+    def _read_backlog(self, idle_from_now: bool = False) -> None:
+        """Reading resumed, with the requests kept back first (after a turn's cap, or, ``idle_from_now``, after an
+        answer that waited: then aiohttp's keep-alive timer is set again too)."""
         backlog, self._fast_backlog = self._fast_backlog, None
         transport = self.transport
         if transport is not None and not self._force_close:
+            if idle_from_now:
+                self._idle_from_now()
             transport.resume_reading()
             if backlog:
                 self.data_received(backlog)
@@ -311,9 +314,7 @@ class KmsRequestHandler(RequestHandler):
             self._request_in_progress = False
             if self._handler_waiter is not None and not self._handler_waiter.done():
                 self._handler_waiter.set_result(None)
-            if self.transport is not None and not self._force_close:
-                self._idle_from_now()
-            self._read_backlog()
+            self._read_backlog(idle_from_now=True)
 
     def _idle_from_now(self) -> None:
         """aiohttp's keep-alive timer set again to close the connection if no request comes within its timeout (it
